@@ -1,0 +1,191 @@
+"""Python twin of the Local CP, the per-die command processor.
+
+Per MoE layer the Local CP of a die (SPEC section 3, flow (1)-(4)):
+
+1. writes its PDU table with the Global CP's prediction (``cp_en``) and the experts already held
+   locally (``is_local``), as 16-bit register words;
+2. receives its sub-kernel as task descriptors (expert, token count, data source die) and hands
+   each to an SM slot. Slots are served round-robin (task ``i`` of the layer goes to slot
+   ``i % num_sm_slots``) and a busy slot back-pressures the task stream, so the assignment does
+   not depend on SM timing and the RTL and this twin agree exactly;
+3. for a task whose weights come from another die, asks the PDU whether the arriving data is to
+   be copied (``cp_en and not is_local``); a copy sets ``is_local`` and counts a duplication;
+4. counts SM completions and, once the layer's last task has completed, returns a
+   :class:`LocalCPStats` message to the Global CP (which updates its EDT from
+   ``duplicated_experts``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import attrs
+
+from ...tb.checks import check_int
+from ..pdu.twin import PDUTwin
+
+__all__ = ["DIE_ID_BITS", "TOKEN_BITS", "LocalCPStats", "LocalCPTwin", "SMTask", "TaskDescriptor"]
+
+TOKEN_BITS = 24      # tokens per task: a whole batch's prefill can exceed 2**16
+DIE_ID_BITS = 6      # up to 64 dies, as the EDT's presence bitmap
+
+
+def _non_negative_int(name, hi):
+    def validate(instance, attribute, value):
+        check_int(f"{name}.{attribute.name}", value, 0, hi)
+    return validate
+
+
+@attrs.frozen
+class TaskDescriptor:
+    """One task of a die's sub-kernel: run ``tokens`` tokens of ``expert``, weights from
+    ``source_die`` (this die, its home die or a die holding a copy)."""
+
+    expert: int = attrs.field(validator=_non_negative_int("TaskDescriptor", 4096))
+    tokens: int = attrs.field(validator=_non_negative_int("TaskDescriptor", 1 << TOKEN_BITS))
+    source_die: int = attrs.field(validator=_non_negative_int("TaskDescriptor",
+                                                              1 << DIE_ID_BITS))
+
+
+@attrs.frozen
+class SMTask:
+    """What an SM slot receives: the task, whether its data is remote and whether it is copied."""
+
+    slot: int
+    expert: int
+    tokens: int
+    remote: bool
+    copy: bool
+
+
+@attrs.frozen
+class LocalCPStats:
+    """Statistics message of one layer on one die, sent to the Global CP.
+
+    Attributes
+    ----------
+    die : int
+    tasks : int
+        Tasks completed.
+    tokens : int
+        Tokens of the completed tasks.
+    remote_tasks : int
+        Tasks whose weights came from another die.
+    duplications : int
+        Remote experts copied into this die (PDU ``cp_en`` set and not yet local).
+    duplicated_experts : tuple of int
+        The copied experts, in the order the copies were made.
+    """
+
+    die: int
+    tasks: int
+    tokens: int
+    remote_tasks: int
+    duplications: int
+    duplicated_experts: tuple[int, ...]
+
+
+class LocalCPTwin:
+    """Transaction-level twin of :class:`hwmodel.components.local_cp.LocalCP`.
+
+    Parameters
+    ----------
+    die : int
+        This die's id (tasks with another ``source_die`` are remote).
+    num_sm_slots : int
+        SM slots tasks are dispatched to (round-robin).
+    num_experts : int
+        Experts per layer (PDU table size).
+
+    Examples
+    --------
+    >>> cp = LocalCPTwin(die=3, num_sm_slots=2, num_experts=16)
+    >>> stats = cp.run_layer([TaskDescriptor(5, 40, 3), TaskDescriptor(7, 12, 0)], cp_en=[7])
+    >>> stats.duplications, stats.duplicated_experts
+    (1, (7,))
+    """
+
+    def __init__(self, die: int, num_sm_slots: int = 4, num_experts: int = 512):
+        self._die = check_int("die", die, 0, 1 << DIE_ID_BITS)
+        self._num_sm_slots = check_int("num_sm_slots", num_sm_slots, 1, 65)
+        self.pdu = PDUTwin(num_experts)
+        self._begin()
+
+    @property
+    def die(self) -> int:
+        return self._die
+
+    @property
+    def num_sm_slots(self) -> int:
+        return self._num_sm_slots
+
+    @property
+    def num_experts(self) -> int:
+        return self.pdu.num_experts
+
+    def _begin(self):
+        self._dispatched = 0
+        self._outstanding = [0] * self._num_sm_slots
+        self._tasks = self._tokens = self._remote = 0
+        self._dups: list[int] = []
+        self._pending_tokens: list[list[int]] = [[] for _ in range(self._num_sm_slots)]
+
+    def configure_pdu(self, cp_en=None, is_local=None) -> list[int]:
+        """Start a layer: reset the counters and write the PDU table; returns the words."""
+        self._begin()
+        return self.pdu.configure(cp_en, is_local)
+
+    def dispatch(self, task: TaskDescriptor) -> SMTask:
+        """Hand ``task`` to the next SM slot (round-robin); the PDU decides on a copy."""
+        if not isinstance(task, TaskDescriptor):
+            raise TypeError(f"task must be a TaskDescriptor, not {task!r}")
+        check_int("task.expert", task.expert, 0, self.num_experts)
+        slot = self._dispatched % self._num_sm_slots
+        self._dispatched += 1
+        remote = task.source_die != self._die
+        copy = remote and self.pdu.should_copy(task.expert)
+        if copy:
+            self.pdu.set_local(task.expert)
+            self._dups.append(task.expert)
+        self._outstanding[slot] += 1
+        self._remote += remote
+        self._pending_tokens[slot].append(task.tokens)
+        return SMTask(slot, task.expert, task.tokens, remote, copy)
+
+    def complete(self, slot: int) -> None:
+        """SM slot ``slot`` finished its oldest task."""
+        slot = check_int("slot", slot, 0, self._num_sm_slots)
+        if self._outstanding[slot] == 0:
+            raise ValueError(f"slot {slot} has no task outstanding to complete")
+        self._outstanding[slot] -= 1
+        self._tasks += 1
+        self._tokens += self._pending_tokens[slot].pop(0)
+
+    def finish(self) -> LocalCPStats:
+        """The layer's statistics message; every dispatched task must have completed."""
+        if any(self._outstanding):
+            raise ValueError(f"{sum(self._outstanding)} dispatched tasks have not completed "
+                             f"(outstanding per slot: {self._outstanding})")
+        return LocalCPStats(self._die, self._tasks, self._tokens, self._remote,
+                            len(self._dups), tuple(self._dups))
+
+    def run_layer(self, tasks: Iterable[TaskDescriptor], cp_en=None,
+                  is_local=None) -> LocalCPStats:
+        """One whole layer: configure the PDU, dispatch every task, complete them, report.
+
+        Parameters
+        ----------
+        tasks : iterable of TaskDescriptor (or (expert, tokens, source_die) tuples)
+        cp_en, is_local : sequence of one bool per expert, iterable of expert ids, or None
+        """
+        self.configure_pdu(cp_en, is_local)
+        for i, task in enumerate(tasks):
+            if not isinstance(task, TaskDescriptor):
+                try:
+                    task = TaskDescriptor(*task)
+                except TypeError as error:
+                    raise TypeError(f"tasks[{i}] must be a TaskDescriptor or an (expert, tokens, "
+                                    f"source_die) tuple, not {task!r}") from error
+            sm_task = self.dispatch(task)
+            self.complete(sm_task.slot)
+        return self.finish()
