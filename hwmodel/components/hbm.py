@@ -1,0 +1,43 @@
+"""A die's high-bandwidth memory (HBM) as a node of the component graph.
+
+The analytical behaviour (read and write latencies, SPEC section 6) is added to this class by
+the system model; this module declares its place in the graph: its ports and parameters.
+"""
+
+from __future__ import annotations
+
+from ..graph import Component, Port
+from ..params import HBMParams
+
+__all__ = ["HBM"]
+
+
+class HBM(Component):
+    """One die's HBM: capacity, bandwidth and access latency from :class:`HBMParams`.
+
+    Parameters
+    ----------
+    name : str
+        Component name (``"hbm"`` inside a die).
+    params : HBMParams
+        Bandwidth, efficiency, latency, capacity and reserved share.
+
+    Members
+    -------
+    llc : Port (in, mem)
+        Reads and line fills from the die's LLC (local expert weights).
+    d2d : Port (in, mem)
+        Accesses from the die's D2D controller: reads served to remote dies and writes of
+        duplicated experts arriving from them (the PDU's copies).
+    """
+
+    kind = "hbm"
+
+    def __init__(self, name: str = "hbm", params: HBMParams | None = None):
+        params = HBMParams() if params is None else params
+        if not isinstance(params, HBMParams):
+            raise TypeError(f"params must be HBMParams, not {params!r}")
+        super().__init__(name, params)
+        self.add_port(Port("llc", "in", "mem", doc="reads and fills from the local LLC"))
+        self.add_port(Port("d2d", "in", "mem",
+                           doc="remote reads and replica writes via the D2D controller"))
