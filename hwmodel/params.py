@@ -14,8 +14,22 @@ import attrs
 
 from .config import ConfigError, fraction, load_yaml, non_negative, param, positive
 
-__all__ = ["HBMParams", "LLCParams", "D2DParams", "ComputeParams", "DieParams",
-           "GlobalCPParams", "WaferParams", "WAFER_PRESETS", "load_wafer"]
+__all__ = [
+    "WAFER_PRESETS",
+    "ComputeParams",
+    "D2DParams",
+    "DieParams",
+    "GlobalCPParams",
+    "HBMParams",
+    "LLCParams",
+    "WaferParams",
+    "load_wafer",
+]
+
+
+def _below_one(instance, attribute, value):
+    if not 0 <= value < 1:
+        raise ValueError(f"{attribute.name} must be in [0, 1), not {value!r}")
 
 
 @attrs.frozen
@@ -29,7 +43,7 @@ class HBMParams:
                               validator=non_negative)
     capacity_bytes: int = param("capacity", default=80 * 10**9, validator=positive)
     reserved_fraction: float = param("share of the capacity reserved for the system",
-                                     default=0.1, validator=non_negative)
+                                     default=0.1, validator=_below_one)
 
 
 @attrs.frozen

@@ -8,6 +8,7 @@ Links are numbered in the order of :attr:`Mesh.links`: sorted ``(a, b)`` pairs w
 
 from __future__ import annotations
 
+import itertools
 from functools import cached_property
 
 __all__ = ["Mesh"]
@@ -123,7 +124,7 @@ class Mesh:
     def route_links(self, src: int, dst: int) -> list[int]:
         """Indices of the links an XY route from ``src`` to ``dst`` uses, in order."""
         path = self.route(src, dst)
-        return [self.link_index(a, b) for a, b in zip(path, path[1:])]
+        return [self.link_index(a, b) for a, b in itertools.pairwise(path)]
 
     def neighbours(self, die: int) -> list[int]:
         """Dies one link away, in ascending id order."""
