@@ -1,0 +1,529 @@
+"""Reader of the paper's trace dataset: request files, folders, trees, archives and lists.
+
+A request file is a JSON list of iterations (SPEC section 5): iteration 0 maps every layer index
+``"0".."L-1"`` to ``null`` (dense layer) or one row of top-k expert ids per prompt token;
+iterations 1.. are decode steps with exactly one row per MoE layer.
+
+Parsing has two paths that give identical results. The fast path works on the bytes with numpy
+(strip whitespace, check every character pair against the grammar of the format, find numbers,
+nesting depth, keys and rows with vectorised scans) and builds no Python object per token; it
+accepts only files that are well-formed in the dataset's own layout. Anything else (invalid JSON,
+a wrong width, keys out of order, an id out of range...) goes to the checked path, which parses
+with orjson and walks the structure to raise a :class:`TraceError` naming the file, iteration,
+layer and token, or accepts a file that is valid but written differently.
+
+Request order (:func:`request_sources`): in a folder, request files first, in numeric order of
+their stem (``0, 1, 2, ..., 10``; non-numeric stems after, by name), then sub-folders and
+``.tar.gz`` subject archives by name (an archive sorts by its name without ``.tar.gz``), each
+recursively; an archive's members in the same order. A list file (any other text file) names
+one request per line, kept in that order; relative paths are relative to the list file, blank
+lines and ``#`` comments are skipped.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import attrs
+import numpy as np
+import orjson
+
+from .store import MAX_DECODE_STEPS, TraceError, TraceStore, id_dtype, is_store_file
+
+__all__ = ["ParsedRequest", "open_batch", "parse_request", "request_sources", "stack_requests"]
+
+
+@attrs.frozen
+class ParsedRequest:
+    """One request: layer map, prompt rows ``(P, moe, k)`` and decode rows ``(D, moe, k)``."""
+    num_layers: int
+    moe_layers: tuple[int, ...]
+    prefill: np.ndarray
+    decode: np.ndarray
+
+    @property
+    def top_k(self) -> int:
+        return self.prefill.shape[2]
+
+
+@attrs.frozen
+class _Expect:
+    """What a request must agree with: the model's, or the first file's, layer map and top-k."""
+    num_layers: int | None = None
+    moe_layers: tuple[int, ...] | None = None
+    top_k: int | None = None
+    num_experts: int | None = None
+    origin: str = ""
+
+
+# ------------------------------------------------------------------------------ fast path
+_WHITESPACE = b" \t\r\n"
+_GRAMMAR = b'[]{}",:0123456789nul'
+# After mapping digits to "0" and whitespace to " ": whitespace inside a number or a quoted key
+# changes its meaning once stripped, so such files take the checked path.
+_SPACING = bytes.maketrans(b"0123456789\t\r\n", b"0000000000   ")
+_UNSAFE_WHITESPACE = re.compile(rb'0 +[0"]')
+# Character classes of the format's alphabet (0 = anything else).
+_CLASSES = "[]{}\",:nul0"
+_CLASS = np.zeros(256, np.uint8)
+for _code, _char in enumerate(_CLASSES, 1):
+    _CLASS[ord(_char)] = _code
+for _digit in b"123456789":
+    _CLASS[_digit] = _CLASS[ord("0")]
+_DEPTH_STEP = np.zeros(256, np.int8)
+_DEPTH_STEP[[ord("["), ord("{")]] = 1
+_DEPTH_STEP[[ord("]"), ord("}")]] = -1
+_C = {c: i for i, c in enumerate(_CLASSES, 1)}
+
+
+def _bigram_table():
+    allowed = ("[{", "[[", "[]", "[0", '{"', '"0', '0"', '":', ":n", ":[", "nu", "ul", "ll",
+               "l,", "l}", ",[", ',"', ",{", ",0", "]]", "],", "]}", "}]", "},", "00", "0,", "0]")
+    table = np.zeros(256, bool)
+    for a, b in allowed:
+        table[_C[a] << 4 | _C[b]] = True
+    return table
+
+
+_BIGRAMS = _bigram_table()
+
+
+def _fast_parse(raw: bytes):
+    """The request's ``(num_layers, moe_layers, prefill, decode)`` if ``raw`` is in the dataset's
+    exact layout, else None (the checked path then decides)."""
+    if _UNSAFE_WHITESPACE.search(raw.translate(_SPACING)):
+        return None
+    text = raw.translate(None, _WHITESPACE)
+    if len(text) < 2 or text.translate(None, _GRAMMAR):
+        return None
+    a = np.frombuffer(text, np.uint8)
+    if a[0] != ord("[") or a[-1] != ord("]"):
+        return None
+    cls = _CLASS[a]
+    if not _BIGRAMS[(cls[:-1] << 4) | cls[1:]].all():
+        return None
+    counts = np.bincount(a, minlength=256)
+    # Nesting: 1 list of iterations, 2 iteration object, 3 layer's rows, 4 one row.
+    depth = np.cumsum(_DEPTH_STEP[a], dtype=np.int16)
+    if depth[-1] != 0 or depth[:-1].min() < 1 or depth.max() > 4:
+        return None
+    brackets = np.flatnonzero(_DEPTH_STEP[a])
+    kind, level = a[brackets], depth[brackets]
+    # Level 2 (an iteration) is opened by "{" and closed by "}", every other level by brackets.
+    opens_two = level == 2
+    closes_two = level == 1
+    is_brace_open, is_brace_close = kind == ord("{"), kind == ord("}")
+    is_open = is_brace_open | (kind == ord("["))
+    if (np.any(is_brace_open != (opens_two & is_open))
+            or np.any(is_brace_close != (closes_two & ~is_open))):
+        return None
+    brace_open = brackets[kind == ord("{")]
+    layer_open = brackets[(kind == ord("[")) & (level == 3)]
+    row_open = brackets[(kind == ord("[")) & (level == 4)]
+    if len(layer_open) and np.any(a[layer_open - 1] != ord(":")):
+        return None
+    # Null literals are exactly "null".
+    n_pos = np.flatnonzero(a == ord("n"))
+    if (counts[ord("u")] != len(n_pos) or counts[ord("l")] != 2 * len(n_pos)
+            or np.any(a[n_pos + 1] != ord("u")) or np.any(a[n_pos + 2] != ord("l"))
+            or np.any(a[n_pos + 3] != ord("l"))):
+        return None
+    # Numbers: keys are quoted (at depth 2), expert ids unquoted (at depth 4).
+    digit = cls == _C["0"]
+    edges = np.flatnonzero(digit[1:] != digit[:-1]) + 1
+    starts, ends = edges[0::2], edges[1::2]
+    lengths = ends - starts
+    if len(starts) == 0 or lengths.max() > 6 or np.any((a[starts] == 48) & (lengths > 1)):
+        return None
+    values = (a[starts] - 48).astype(np.int64)
+    for j in range(1, int(lengths.max())):
+        more = np.flatnonzero(lengths > j)
+        values[more] = values[more] * 10 + (a[starts[more] + j] - 48)
+    is_key = a[starts - 1] == ord('"')
+    key_pos, key_val, key_end = starts[is_key], values[is_key], ends[is_key]
+    if (np.any(depth[key_pos] != 2) or np.any(a[key_end] != ord('"'))
+            or np.any(a[key_end + 1] != ord(":"))
+            or np.any((a[key_pos - 2] != ord("{")) & (a[key_pos - 2] != ord(",")))
+            or counts[ord('"')] != 2 * len(key_pos) or counts[ord(":")] != len(key_pos)):
+        return None
+    id_pos, id_val = starts[~is_key], values[~is_key]
+    if np.any(depth[id_pos] != 4):
+        return None
+    iterations = len(brace_open)
+    if iterations == 0 or len(key_pos) % iterations:
+        return None
+    num_layers = len(key_pos) // iterations
+    key_iteration = np.searchsorted(brace_open, key_pos) - 1
+    if (np.any(key_iteration != np.repeat(np.arange(iterations), num_layers))
+            or np.any(key_val != np.tile(np.arange(num_layers), iterations))):
+        return None
+    is_null = (a[key_end + 2] == ord("n")).reshape(iterations, num_layers)
+    if np.any(is_null != is_null[0]):
+        return None
+    moe_layers = tuple(np.flatnonzero(~is_null[0]).tolist())
+    if not moe_layers:
+        return None
+    # Rows per (iteration, key), and ids per row.
+    row_key = np.searchsorted(key_pos, row_open) - 1
+    rows_per_key = np.bincount(row_key, minlength=len(key_pos)).reshape(iterations, num_layers)
+    moe = list(moe_layers)
+    prompt = rows_per_key[0, moe]
+    if np.any(prompt != prompt[0]) or np.any(rows_per_key[1:, moe] != 1):
+        return None
+    id_row = np.searchsorted(row_open, id_pos) - 1
+    width = np.bincount(id_row, minlength=len(row_open))
+    if len(width) == 0 or np.any(width != width[0]) or width[0] == 0:
+        return None
+    top_k, prompt_len, moe_count = int(width[0]), int(prompt[0]), len(moe)
+    split = moe_count * prompt_len * top_k
+    prefill = id_val[:split].reshape(moe_count, prompt_len, top_k).transpose(1, 0, 2)
+    decode = id_val[split:].reshape(iterations - 1, moe_count, top_k)
+    return num_layers, moe_layers, prefill, decode
+
+
+# ---------------------------------------------------------------------------- checked path
+def _checked_parse(raw: bytes, where: str, expect: _Expect):
+    """Parse with orjson and walk it; raise TraceError naming file, iteration, layer, token."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise TraceError(f"{where}: not valid JSON: {error}") from None
+    if not isinstance(data, list):
+        raise TraceError(f"{where}: top level must be a list of iterations, "
+                         f"not a JSON {_json_type(data)}")
+    if not data:
+        raise TraceError(f"{where}: no iterations (an empty list); expected the prefill first")
+    num_layers = moe_layers = None
+    top_k = expect.top_k
+    prompt_len = None
+    prefill, decode = [], []
+    for iteration, layers in enumerate(data):
+        here = f"{where}: iteration {iteration}"
+        if not isinstance(layers, dict):
+            raise TraceError(f"{here}: expected an object mapping layer indices to rows, "
+                             f"not a JSON {_json_type(layers)}")
+        keys = sorted(layers, key=lambda k: (len(k), k))
+        expected = [str(i) for i in range(len(keys))]
+        if keys != expected:
+            wrong = sorted(set(keys) - set(expected)) or sorted(set(expected) - set(keys))
+            raise TraceError(f"{here}: layer keys must be \"0\"..\"{len(keys) - 1}\", found "
+                             f"{', '.join(repr(k) for k in wrong[:5])} among {len(keys)} keys")
+        layer_set = tuple(i for i in range(len(keys)) if layers[str(i)] is not None)
+        if num_layers is None:
+            num_layers, moe_layers = len(keys), layer_set
+            _check_layer_map(where, num_layers, moe_layers, expect)
+        elif len(keys) != num_layers or layer_set != moe_layers:
+            changed = sorted(set(layer_set) ^ set(moe_layers)) or [len(keys)]
+            raise TraceError(f"{here}: the MoE/dense layer set changes between iterations: "
+                             f"{len(keys)} layers with MoE layers {_span(layer_set)} here, "
+                             f"{num_layers} layers with MoE layers {_span(moe_layers)} in "
+                             f"iteration 0 (layer {changed[0]} differs)")
+        step = []
+        for column, layer in enumerate(moe_layers):
+            rows = layers[str(layer)]
+            if not isinstance(rows, list):
+                raise TraceError(f"{here}, layer {layer}: expected a list of rows (or null), "
+                                 f"not {rows!r}")
+            if iteration == 0:
+                if prompt_len is None:
+                    prompt_len = len(rows)
+                elif len(rows) != prompt_len:
+                    raise TraceError(f"{here}, layer {layer}: {len(rows)} prompt rows, but "
+                                     f"layer {moe_layers[0]} has {prompt_len}")
+            elif len(rows) != 1:
+                raise TraceError(f"{here}, layer {layer}: a decode step must hold exactly one "
+                                 f"row, found {len(rows)}")
+            for token, row in enumerate(rows):
+                at = f"{here}, layer {layer}, token {token}"
+                if not isinstance(row, list):
+                    raise TraceError(f"{at}: expected a row of expert ids, not {row!r}")
+                if top_k is None:
+                    top_k = len(row)
+                if len(row) != top_k:
+                    source = f"model {expect.origin}" if expect.top_k else "the first row"
+                    raise TraceError(f"{at}: row {row!r} has {len(row)} expert ids, expected "
+                                     f"top-k {top_k} ({source})")
+                for value in row:
+                    if type(value) is not int or value < 0:
+                        raise TraceError(f"{at}: expert id {value!r} is not a non-negative "
+                                         "integer")
+                    if expect.num_experts is not None and value >= expect.num_experts:
+                        raise TraceError(f"{at}: expert id {value} out of range "
+                                         f"0..{expect.num_experts - 1} for model "
+                                         f"{expect.origin}")
+                    if value > 65535:
+                        raise TraceError(f"{at}: expert id {value} too large (more than "
+                                         "65,536 experts)")
+            step.append(rows)
+        (prefill if iteration == 0 else decode).append(step)
+    top_k = top_k or 1
+    pre = np.array(prefill[0], dtype=np.int64).reshape(len(moe_layers), prompt_len or 0, top_k)
+    dec = np.array(decode, dtype=np.int64).reshape(len(decode), len(moe_layers), top_k)
+    return num_layers, moe_layers, pre.transpose(1, 0, 2), dec
+
+
+def _json_type(value) -> str:
+    return {dict: "object", list: "list", str: "string", int: "number", float: "number",
+            bool: "boolean", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _span(layers) -> str:
+    layers = list(layers)
+    if len(layers) > 6:
+        return f"[{', '.join(map(str, layers[:3]))}, ..., {', '.join(map(str, layers[-2:]))}]"
+    return str(layers)
+
+
+def _check_layer_map(where, num_layers, moe_layers, expect: _Expect):
+    if expect.num_layers is not None and num_layers != expect.num_layers:
+        raise TraceError(f"{where}: iteration 0 has {num_layers} layers, {expect.origin} has "
+                         f"{expect.num_layers}")
+    if expect.moe_layers is not None and tuple(moe_layers) != tuple(expect.moe_layers):
+        diff = sorted(set(moe_layers) ^ set(expect.moe_layers))
+        raise TraceError(f"{where}: iteration 0: MoE layers {_span(moe_layers)} differ from "
+                         f"{expect.origin}'s {_span(expect.moe_layers)} (layer {diff[0]} "
+                         f"is {'MoE' if diff[0] in moe_layers else 'dense'} here)")
+
+
+def parse_request(raw: bytes, where: str = "<request>", model=None, *,
+                  _expect: _Expect | None = None) -> ParsedRequest:
+    """Parse and validate one request file's bytes (plain or gzip-compressed JSON).
+
+    Parameters
+    ----------
+    raw : bytes
+        The file's contents.
+    where : str
+        Its name, used in error messages.
+    model : MoEModel, preset name or None
+        The model the request must agree with (layers, MoE layers, top-k, id range).
+
+    Raises
+    ------
+    TraceError
+        Naming ``where``, the iteration, layer and token of the first problem.
+    """
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    expect = _expect or _expect_from_model(model)
+    parsed = _fast_parse(raw)
+    if parsed is not None:
+        num_layers, moe_layers, prefill, decode = parsed
+        agrees = ((expect.num_layers in (None, num_layers))
+                  and (expect.moe_layers in (None, tuple(moe_layers)))
+                  and (expect.top_k in (None, prefill.shape[2]))
+                  and (prefill.size + decode.size == 0
+                       or max(prefill.max(initial=0), decode.max(initial=0))
+                       < (expect.num_experts or 65536)))
+        if not agrees:
+            parsed = None
+    if parsed is None:
+        num_layers, moe_layers, prefill, decode = _checked_parse(raw, where, expect)
+    return ParsedRequest(num_layers=num_layers, moe_layers=tuple(moe_layers),
+                         prefill=prefill, decode=decode)
+
+
+def _expect_from_model(model) -> _Expect:
+    if model is None:
+        return _Expect()
+    from ..models import load_model
+    model = load_model(model)
+    return _Expect(num_layers=model.num_layers, moe_layers=tuple(model.moe_layers),
+                   top_k=model.top_k, num_experts=model.num_experts, origin=model.name)
+
+
+# -------------------------------------------------------------------------------- sources
+_REQUEST_SUFFIXES = (".json", ".json.gz")
+_ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
+
+
+def _stem(name: str) -> str:
+    for suffix in _REQUEST_SUFFIXES + _ARCHIVE_SUFFIXES:
+        if name.endswith(suffix):
+            return name[:-len(suffix)]
+    return name
+
+
+def _file_key(name: str):
+    stem = _stem(name)
+    return (0, int(stem), name) if stem.isdigit() else (1, 0, name)
+
+
+def request_sources(source) -> Iterator[tuple[str, str, object]]:
+    """``(request_id, source_path, read)`` for every request of ``source``, in batch order.
+
+    ``read()`` returns the request file's bytes. See the module docstring for the order.
+    """
+    source = Path(source)
+    if not source.exists():
+        raise FileNotFoundError(f"no such trace source: {source}")
+    if source.is_dir():
+        yield from _walk(source, "")
+    elif source.name.endswith(_ARCHIVE_SUFFIXES):
+        yield from _archive(source, "")
+    elif source.name.endswith(_REQUEST_SUFFIXES):
+        yield source.name, str(source), source.read_bytes
+    else:
+        yield from _list_file(source)
+
+
+def _walk(folder: Path, prefix: str):
+    entries = list(folder.iterdir())
+    files = sorted((e for e in entries if e.is_file() and e.name.endswith(_REQUEST_SUFFIXES)),
+                   key=lambda e: _file_key(e.name))
+    for entry in files:
+        yield prefix + entry.name, str(entry), entry.read_bytes
+    nested = [e for e in entries if e.is_dir() or (e.is_file()
+                                                  and e.name.endswith(_ARCHIVE_SUFFIXES))]
+    for entry in sorted(nested, key=lambda e: (_stem(e.name), e.name)):
+        if entry.is_dir():
+            yield from _walk(entry, f"{prefix}{entry.name}/")
+        else:
+            yield from _archive(entry, f"{prefix}{_stem(entry.name)}/")
+
+
+def _archive(path: Path, prefix: str):
+    with tarfile.open(path, "r:*") as archive:
+        members = [m for m in archive.getmembers()
+                   if m.isfile() and m.name.endswith(_REQUEST_SUFFIXES)]
+        folders = {}
+        for member in members:
+            parent, _, name = member.name.rpartition("/")
+            folders.setdefault(parent, []).append((name, member))
+        for parent in sorted(folders):
+            for name, member in sorted(folders[parent], key=lambda item: _file_key(item[0])):
+                data = archive.extractfile(member).read()
+                inner = member.name.split("/", 1)[1] if "/" in member.name else member.name
+                yield (prefix + (inner if prefix else member.name),
+                       f"{path}::{member.name}", lambda data=data: data)
+
+
+def _list_file(path: Path):
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        entry = line.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        target = Path(entry)
+        if not target.is_absolute():
+            target = path.parent / target
+        if not target.is_file():
+            raise FileNotFoundError(f"{path}:{number}: no such request file: {entry}")
+        yield entry, str(target), target.read_bytes
+
+
+# -------------------------------------------------------------------------------- batches
+def stack_requests(requests, *, model_name, num_layers, moe_layers, num_experts, top_k,
+                   notes="") -> TraceStore:
+    """A :class:`TraceStore` of ``[(request_id, source_path, prefill, decode), ...]``.
+
+    Decode steps past :data:`MAX_DECODE_STEPS` go to the store's cut section.
+    """
+    dtype = id_dtype(num_experts)
+    width = (len(moe_layers), top_k)
+    main, cut, ids, paths = [], [], [], []
+    prefill_len, decode_len, cut_len = [], [], []
+    for request_id, path, prefill, decode in requests:
+        main.append(prefill.astype(dtype, copy=False))
+        main.append(decode[:MAX_DECODE_STEPS].astype(dtype, copy=False))
+        cut.append(decode[MAX_DECODE_STEPS:].astype(dtype, copy=False))
+        prefill_len.append(len(prefill))
+        decode_len.append(min(len(decode), MAX_DECODE_STEPS))
+        cut_len.append(max(0, len(decode) - MAX_DECODE_STEPS))
+        ids.append(request_id)
+        paths.append(path)
+    empty = np.zeros((0, *width), dtype)
+    lengths = np.add(prefill_len, decode_len, dtype=np.int64)
+    return TraceStore(
+        model=model_name, num_layers=num_layers, moe_layers=moe_layers, top_k=top_k,
+        num_experts=num_experts, request_ids=ids, source_paths=paths,
+        prefill_len=np.array(prefill_len, np.int32), decode_len=np.array(decode_len, np.int32),
+        token_offset=np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]),
+        ids=np.concatenate(main) if main else empty,
+        cut_len=np.array(cut_len, np.int32),
+        cut_offset=np.concatenate([[0], np.cumsum(np.array(cut_len, np.int64))]),
+        cut_ids=np.concatenate(cut) if cut else empty, notes=notes)
+
+
+def open_batch(source, model=None, limit: int | None = None, progress: bool = False,
+               mmap: bool = True) -> TraceStore:
+    """A batch of requests as a :class:`TraceStore`.
+
+    Parameters
+    ----------
+    source : path
+        A store file (memory-mapped), a request file (``.json``/``.json.gz``), a subject,
+        benchmark or whole ``profiling_result`` folder, a subject ``.tar.gz`` archive, or a text
+        file listing request files one per line.
+    model : str, path or MoEModel, optional
+        The model the trace must agree with. Default: inferred from the first request's path
+        (``<org>/<model>``, see :func:`hwmodel.models.model_from_path`); if none matches, the
+        layer map and top-k come from the first request and ``num_experts`` from the largest id.
+    limit : int, optional
+        Read only the first ``limit`` requests in batch order.
+    progress : bool
+        Show a tqdm progress bar.
+
+    Raises
+    ------
+    TraceError
+        A malformed request or one that contradicts the model (names file, iteration, layer,
+        token). FileNotFoundError for a missing source.
+    """
+    from ..models import load_model, model_from_path
+    source = Path(source)
+    if source.is_file() and is_store_file(source):
+        store = TraceStore.load(source, mmap=mmap)
+        if model is not None and load_model(model).name != store.model:
+            _check_store_model(store, load_model(model), source)
+        return store.select(np.arange(min(limit, len(store)))) if limit is not None else store
+    sources = request_sources(source)
+    first = next(sources, None)
+    if first is None:
+        raise TraceError(f"{source}: holds no request files (*.json, *.json.gz, *.tar.gz)")
+    if model is None:
+        model = model_from_path(Path(first[1].split("::")[0]).resolve())
+    moe_model = load_model(model) if model is not None else None
+    expect = _expect_from_model(moe_model)
+
+    def all_sources():
+        yield first
+        yield from sources
+
+    requests = []
+    iterator = all_sources()
+    if progress:
+        from tqdm import tqdm
+        iterator = tqdm(iterator, desc="reading requests", unit="req")
+    largest = -1
+    for count, (request_id, path, read) in enumerate(iterator):
+        if limit is not None and count >= limit:
+            break
+        parsed = parse_request(read(), path, _expect=expect)
+        if expect.moe_layers is None:
+            # No model: the first request fixes the layer map and top-k for the others.
+            expect = _Expect(num_layers=parsed.num_layers, moe_layers=parsed.moe_layers,
+                             top_k=parsed.top_k, origin=f"the first request ({path})")
+        for rows in (parsed.prefill, parsed.decode):
+            if rows.size:
+                largest = max(largest, int(rows.max()))
+        requests.append((request_id, path, parsed.prefill, parsed.decode))
+    if moe_model is not None:
+        name, num_experts = moe_model.name, moe_model.num_experts
+    else:
+        name, num_experts = "", largest + 1
+    return stack_requests(requests, model_name=name, num_layers=expect.num_layers,
+                          moe_layers=expect.moe_layers, num_experts=max(num_experts, 1),
+                          top_k=expect.top_k)
+
+
+def _check_store_model(store, model, source):
+    if (store.num_layers != model.num_layers
+            or tuple(store.moe_layers.tolist()) != tuple(model.moe_layers)
+            or store.top_k != model.top_k or store.num_experts > model.num_experts):
+        raise TraceError(f"{source}: store of model {store.model or 'unknown'} ({store.num_layers}"
+                         f" layers, {len(store.moe_layers)} MoE, top-{store.top_k}, "
+                         f"{store.num_experts} experts) contradicts model {model.name}")

@@ -1,0 +1,171 @@
+"""Trace reader: request order, validation messages, fast/checked parse agreement, real traces."""
+
+import gzip
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hwmodel.traces import TraceError, open_batch, parse_request
+from hwmodel.traces.reader import _checked_parse, _Expect, _fast_parse
+
+# A tiny model: 4 layers, MoE layers 1 and 3, 8 experts, top-2.
+TINY = ("model:\n  name: tiny\n  num_layers: 4\n  moe_layers: [1, 3]\n  num_experts: 8\n"
+        "  top_k: 2\n  hidden_dim: 16\n  expert_ffn_dim: 32\n")
+
+
+def request(prefill, decode, num_layers=4, moe=(1, 3)):
+    """Dataset JSON of one request: prefill[layer_column][token] rows, decode[step][column]."""
+    first = {str(layer): ([list(r) for r in prefill[moe.index(layer)]] if layer in moe else None)
+             for layer in range(num_layers)}
+    steps = [{str(layer): ([list(step[moe.index(layer)])] if layer in moe else None)
+              for layer in range(num_layers)} for step in decode]
+    return [first, *steps]
+
+
+def write(path, data):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=4))
+    return path
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY)
+    return path
+
+
+GOOD = request(prefill=[[[0, 1], [2, 3], [4, 5]], [[6, 7], [0, 2], [1, 3]]],
+               decode=[[[5, 6], [7, 0]], [[1, 2], [3, 4]]])
+
+
+def test_parse_gives_token_major_rows(tiny):
+    parsed = parse_request(json.dumps(GOOD, indent=4).encode(), "r.json", tiny)
+    assert parsed.moe_layers == (1, 3) and parsed.num_layers == 4 and parsed.top_k == 2
+    assert parsed.prefill.tolist() == [[[0, 1], [6, 7]], [[2, 3], [0, 2]], [[4, 5], [1, 3]]]
+    assert parsed.decode.tolist() == [[[5, 6], [7, 0]], [[1, 2], [3, 4]]]
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: {"0": d}, r"r.json: top level must be a list of iterations, not a JSON object"),
+    (lambda d: [{**d[0], "4": None}, *d[1:]],
+     r"r.json: iteration 0: MoE layers \[1, 3\] differ|iteration 0 has 5 layers, tiny has 4"),
+    (lambda d: [d[0], {k: v for k, v in d[1].items() if k != "2"}, d[2]],
+     r"r.json: iteration 1: layer keys must be \"0\"..\"2\", found '3'"),
+    (lambda d: [d[0], {**d[1], "3": [[1, 2], [3, 4]]}, d[2]],
+     r"r.json: iteration 1, layer 3: a decode step must hold exactly one row, found 2"),
+    (lambda d: [{**d[0], "1": [[0, 1], [2, 3, 4], [4, 5]]}, *d[1:]],
+     (r"r.json: iteration 0, layer 1, token 1: row \[2, 3, 4\] has 3 expert ids, "
+     r"expected top-k 2")),
+    (lambda d: [d[0], d[1], {**d[2], "3": [[3, 9]]}],
+     r"r.json: iteration 2, layer 3, token 0: expert id 9 out of range 0..7 for model tiny"),
+    (lambda d: [{**d[0], "3": [[6, 7], [0, -2], [1, 3]]}, *d[1:]],
+     r"r.json: iteration 0, layer 3, token 1: expert id -2 is not a non-negative integer"),
+    (lambda d: [{**d[0], "3": [[6, 7], [0, 2], [1, 3.0]]}, *d[1:]],
+     r"iteration 0, layer 3, token 2: expert id 3.0 is not a non-negative integer"),
+    (lambda d: [{**d[0], "3": [[6, 7], [0, 2], [1, True]]}, *d[1:]],
+     r"iteration 0, layer 3, token 2: expert id True is not a non-negative integer"),
+    (lambda d: [d[0], {**d[1], "2": [[1, 2]]}, d[2]],
+     r"r.json: iteration 1: the MoE/dense layer set changes between iterations.*layer 2"),
+    (lambda d: [d[0], d[1], {**d[2], "1": None}],
+     r"r.json: iteration 2: the MoE/dense layer set changes between iterations.*layer 1"),
+    (lambda d: [{**d[0], "2": [[1, 2], [1, 2], [1, 2]]}, *d[1:]],
+     r"r.json: iteration 0: MoE layers \[1, 2, 3\] differ from tiny's \[1, 3\] \(layer 2 is MoE"),
+    (lambda d: [], r"r.json: no iterations"),
+])
+def test_bad_request_is_named(tiny, mutate, message):
+    raw = json.dumps(mutate(GOOD), indent=4).encode()
+    with pytest.raises(TraceError, match=message):
+        parse_request(raw, "r.json", tiny)
+
+
+def test_invalid_json_and_merged_numbers_are_errors():
+    with pytest.raises(TraceError, match=r"r.json: not valid JSON"):
+        parse_request(b'[{"0": [[1 2]]}]', "r.json")
+    with pytest.raises(TraceError, match=r"r.json: not valid JSON"):
+        parse_request(b'[{"0": [[01]]}]', "r.json")
+
+
+def test_layer_set_change_between_files_is_named(tmp_path):
+    write(tmp_path / "s" / "0.json", GOOD)
+    other = request(prefill=[[[0, 1]], [[1, 2]]], decode=[], moe=(1, 2))
+    write(tmp_path / "s" / "1.json", other)
+    with pytest.raises(TraceError, match=r"s/1.json: iteration 0: MoE layers \[1, 2\] differ "
+                                         r"from the first request .*0.json.*'s \[1, 3\]"):
+        open_batch(tmp_path / "s")
+
+
+def test_folder_order_is_numeric_then_subfolders_by_name(tmp_path, tiny):
+    for subject, names in (("b", ["10", "2", "1"]), ("a", ["3", "x"])):
+        for name in names:
+            write(tmp_path / "bench" / subject / f"{name}.json", GOOD)
+    write(tmp_path / "bench" / "0.json", GOOD)
+    store = open_batch(tmp_path / "bench", model=tiny)
+    assert store.request_ids == ["0.json", "a/3.json", "a/x.json", "b/1.json", "b/2.json",
+                                 "b/10.json"]
+
+
+def test_gzip_archive_and_list_sources(tmp_path, tiny):
+    steps = request(prefill=[[[1, 2]], [[3, 4]]], decode=[[[5, 6], [7, 1]]])
+    write(tmp_path / "subj" / "5.json", steps)
+    (tmp_path / "subj" / "12.json.gz").write_bytes(gzip.compress(json.dumps(GOOD).encode()))
+    with tarfile.open(tmp_path / "subj.tar.gz", "w:gz") as archive:
+        archive.add(tmp_path / "subj", arcname="subj")
+    from_dir = open_batch(tmp_path / "subj", model=tiny)
+    from_tar = open_batch(tmp_path / "subj.tar.gz", model=tiny)
+    assert from_dir.request_ids == ["5.json", "12.json.gz"]
+    assert from_tar.request_ids == ["subj/5.json", "subj/12.json.gz"]
+    assert np.array_equal(from_dir.ids, from_tar.ids)
+    listing = tmp_path / "batch.txt"
+    listing.write_text("# my order\nsubj/12.json.gz\n\nsubj/5.json\nsubj/12.json.gz\n")
+    listed = open_batch(listing, model=tiny)
+    assert listed.request_ids == ["subj/12.json.gz", "subj/5.json", "subj/12.json.gz"]
+    assert listed.prefill_len.tolist() == [3, 1, 3] and listed.decode_len.tolist() == [2, 1, 2]
+    listing.write_text("subj/7.json\n")
+    with pytest.raises(FileNotFoundError, match=r"batch.txt:1: no such request file: subj/7"):
+        open_batch(listing)
+
+
+def test_no_model_infers_shape_and_expert_count(tmp_path):
+    write(tmp_path / "0.json", GOOD)
+    store = open_batch(tmp_path / "0.json")
+    assert store.model == "" and store.num_experts == 8 and store.top_k == 2
+    assert store.moe_layers.tolist() == [1, 3] and store.num_layers == 4
+
+
+rows = st.lists(st.integers(0, 300), min_size=2, max_size=2)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(rows, min_size=0, max_size=4), min_size=2, max_size=2),
+       st.lists(st.lists(rows, min_size=2, max_size=2), max_size=3),
+       st.sampled_from([None, 1, 4]))
+def test_fast_and_checked_parse_agree(prefill, decode, indent):
+    tokens = min(len(p) for p in prefill)
+    data = request([p[:tokens] for p in prefill], decode)
+    raw = json.dumps(data, indent=indent).encode()
+    checked = _checked_parse(raw, "r", _Expect())
+    fast = _fast_parse(raw)
+    if tokens or decode:
+        assert fast is not None
+    if fast is not None:
+        assert fast[:2] == checked[:2]
+        assert np.array_equal(fast[2], checked[2]) and np.array_equal(fast[3], checked[3])
+
+
+def test_shared_llama4_order_matches_the_artefact(llama4_traces, reference_dir):
+    expected = (reference_dir / "artefact-llama4-mmlu-235.order").read_text().split()
+    store = open_batch(llama4_traces / "mmlu")
+    assert store.request_ids == expected
+    assert store.model == "llama4-maverick"
+    assert store.moe_layers.tolist() == list(range(1, 48, 2)) and store.top_k == 1
+    assert [Path(p).name for p in store.source_paths[:3]] == ["0.json", "1.json", "2.json"]
+    # README: 1-59 prompt tokens; SPEC: decode kept to 127 steps, the 128th set aside.
+    assert store.prefill_len.min() >= 1 and store.prefill_len.max() <= 59
+    assert store.decode_len.max() == 127
+    assert store.cut_steps == store.cut_requests == int(np.sum(store.decode_len == 127))
