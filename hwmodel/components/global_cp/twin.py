@@ -1,0 +1,501 @@
+"""Python twin of the wafer's Global command processor (Global CP).
+
+The Global CP (SPEC section 3, paper Fig. 10) holds
+
+* the **Expert Distribution Table (EDT)**: per (MoE layer, expert) its home die and a presence
+  bitmap, one bit per die (home plus every die holding a replica);
+* the **cross-token heatmap**: per MoE layer an ``E x E`` table of saturating counters,
+  ``H[l, i, j]`` = how often a token chose expert ``i`` and the next token chose ``j``;
+* the **task allocator** (Algorithm 1, as the study's artefact implements it) and the
+  **predictor** (which remote experts each die should copy when they pass by).
+
+Transaction-level API (the Amaranth RTL of the Global CP matches it call for call)
+----------------------------------------------------------------------------------
+``GlobalCPTwin(mesh_x, mesh_y, num_layers, num_experts, costs, ...)``
+    ``num_layers`` counts MoE layers (layer index = position in the model's MoE layer list).
+``edt_home(expert) -> int``, ``edt_presence(layer, expert) -> int`` (bitmap, bit d = die d),
+``edt_set_present(layer, expert, die)``, ``edt_clear_replicas()``
+    The EDT. Homes follow SPEC section 6: ``floor(e / p)`` with ``p = floor(E / N)``, experts past
+    ``p*N - 1`` on die ``e mod N``.
+``heatmap_add(layer, prev_expert, next_expert, count=1)``, ``heatmap_row(layer, expert)``
+    Counters saturate at ``2**count_bits - 1`` (16 bits in the paper).
+``top_n(layer, expert) -> tuple[int, ...]``
+    The ``n = ceil(top_n_share * E)`` most frequent successors of ``expert``: counts descending,
+    ties broken by expert id ascending (stable and documented; the artefact's numpy quicksort
+    breaks ties arbitrarily).
+``predict(layer, die_experts) -> int``
+    ``cp_en`` bitmap (bit e = expert e) for one die: the union of ``top_n`` over the experts the
+    die runs in this layer.
+``allocate(layer, counts) -> list[(expert, die, tokens)]``
+    Algorithm 1 on the token counts of one (iteration, layer); the plan is sorted by expert id,
+    and within an expert by the candidate order of the allocator.
+
+Number format of the allocator (the RTL loads the same ROM)
+------------------------------------------------------------
+Costs are unsigned integers in units of ``2**-FRAC_BITS`` ns. :func:`build_cost_rom` computes,
+once per (model, wafer), the per-expert HBM read, the per-expert transfer (bandwidth part) and the
+per-hop transfer cost, and the compute cost of every token count ``0 .. 2*block_size - 1`` (a
+last block absorbs a remainder smaller than a block, so blocks reach ``2*block_size - 1``), each
+rounded to nearest. The allocator only adds, takes maxima, compares and merges. Each constant is
+within ``2**-(FRAC_BITS+1)`` ns of its real value, so a die's estimate after ``k`` charges is
+within ``k * 2**-(FRAC_BITS+1)`` ns of the floating-point estimate; two candidates whose
+floating-point costs differ by less than that may be ordered differently (see docs/replay.md
+for the measured count of differing plans). ``arith="float"`` evaluates the same rules in
+float64 with the artefact's expression order (used to count differences).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+try:  # numba is the project's compiled-kernel dependency; fall back to plain Python
+    from numba import njit
+except ImportError:  # pragma: no cover - exercised only without numba
+    def njit(*args, **kwargs):
+        if args and callable(args[0]):
+            return args[0]
+        return lambda f: f
+
+import attrs
+
+__all__ = ["FRAC_BITS", "CostROM", "GlobalCPTwin", "build_cost_rom", "home_dies"]
+
+#: Fractional bits of the allocator's fixed-point costs (units of 2**-FRAC_BITS ns).
+FRAC_BITS = 8
+
+
+def home_dies(num_experts: int, num_dies: int) -> np.ndarray:
+    """Home die of every expert (SPEC section 6 placement), as an int64 array."""
+    if num_experts < 1 or num_dies < 1:
+        raise ValueError(f"num_experts ({num_experts}) and num_dies ({num_dies}) must be >= 1")
+    per_die = num_experts // num_dies
+    experts = np.arange(num_experts, dtype=np.int64)
+    if per_die == 0:
+        return experts % num_dies
+    home = experts // per_die
+    over = experts > per_die * num_dies - 1
+    home[over] = experts[over] % num_dies
+    return home
+
+
+@attrs.frozen
+class CostROM:
+    """The allocator's cost constants (the RTL's ROM), in units of ``2**-frac_bits`` ns
+    (``frac_bits = None``: float64 ns, the artefact's arithmetic).
+
+    Attributes
+    ----------
+    hbm_read : int or float
+        Reading one whole expert from HBM.
+    transfer_base : int or float
+        Bandwidth part of moving one whole expert over D2D.
+    transfer_per_hop : int or float
+        Per-hop part of a transfer (request plus data latency).
+    compute : numpy.ndarray
+        Compute cost of a block of ``t`` tokens on one whole expert, ``t = 0 .. len - 1``.
+    frac_bits : int or None
+    """
+
+    hbm_read: float
+    transfer_base: float
+    transfer_per_hop: float
+    compute: np.ndarray = attrs.field(eq=False)
+    frac_bits: int | None = FRAC_BITS
+
+    def transfer(self, hops: int):
+        """Cost of moving one expert over ``hops`` links."""
+        return self.transfer_per_hop * hops + self.transfer_base
+
+
+def build_cost_rom(*, expert_bytes: int, hidden_dim: int, expert_ffn_dim: int,
+                   matrices_per_expert: int, hbm_bandwidth_GBps: float,
+                   hbm_latency_ns: float, link_bandwidth_GBps: float, hop_latency_ns: float,
+                   peak_TFLOPS: float, block_size: int = 512,
+                   planner_hbm_efficiency: float = 0.9, planner_link_efficiency: float = 0.9,
+                   planner_utilisation: float = 0.7,
+                   frac_bits: int | None = FRAC_BITS) -> CostROM:
+    """Cost constants of Algorithm 1 (the artefact's planner model), once per (model, wafer).
+
+    ``hbm_read = latency + expert_bytes / (bw * eff)``; ``transfer(h) = 2 * h * hop_latency +
+    expert_bytes / (link_bw * eff)`` (request and data legs); ``compute(t) = ceil(2 * hidden *
+    ffn * t * matrices / (peak * 1e3 * utilisation))`` ns. With ``frac_bits`` an integer, each
+    is scaled by ``2**frac_bits`` and rounded to nearest; with ``None`` they stay float64.
+    """
+    if block_size < 1:
+        raise ValueError(f"block_size must be at least 1, not {block_size!r}")
+    hbm = hbm_latency_ns + expert_bytes / (hbm_bandwidth_GBps * planner_hbm_efficiency)
+    base = expert_bytes / (link_bandwidth_GBps * planner_link_efficiency)
+    per_hop = 2 * hop_latency_ns
+    flops_per_ns = peak_TFLOPS * 1000 * planner_utilisation
+    compute = [math.ceil(2 * hidden_dim * expert_ffn_dim * t * matrices_per_expert
+                         / flops_per_ns) for t in range(2 * block_size)]
+    if frac_bits is None:
+        return CostROM(hbm_read=float(hbm), transfer_base=float(base),
+                       transfer_per_hop=float(per_hop),
+                       compute=np.asarray(compute, dtype=np.float64), frac_bits=None)
+    scale = 1 << frac_bits
+    return CostROM(hbm_read=round(hbm * scale), transfer_base=round(base * scale),
+                   transfer_per_hop=round(per_hop * scale),
+                   compute=np.asarray([c * scale for c in compute], dtype=np.int64),
+                   frac_bits=frac_bits)
+
+
+@njit(cache=True)
+def _die_time(cl, cr, dl, dr, din, d):
+    # Artefact's overlap model: local compute overlaps local+remote HBM reads; remote compute
+    # waits for its weights (d2d_in) and for the compute unit.
+    a = cl[d]
+    b = dl[d] + dr[d]
+    a = max(a, b)
+    a = max(a, din[d])
+    return a + cr[d]
+
+
+@njit(cache=True)
+def _allocate_kernel(counts, presence, home, coord_x, coord_y, distance, block_size,
+                     min_candidates, hbm_read, xfer_base, xfer_hop, compute,
+                     zero, out_expert, out_die, out_tokens):
+    """Algorithm 1 over one (iteration, layer). ``zero`` fixes the cost dtype (0 or 0.0).
+
+    Returns the number of plan rows written to ``out_*`` (plan order: by expert id, then by
+    candidate order).
+    """
+    num_experts = counts.shape[0]
+    num_dies = coord_x.shape[0]
+    cl = np.zeros(num_dies, dtype=compute.dtype)
+    cr = np.zeros(num_dies, dtype=compute.dtype)
+    dl = np.zeros(num_dies, dtype=compute.dtype)
+    dr = np.zeros(num_dies, dtype=compute.dtype)
+    din = np.zeros(num_dies, dtype=compute.dtype)
+    total = 0
+    active = 0
+    for e in range(num_experts):
+        if counts[e] > 0:
+            dl[home[e]] += hbm_read
+            total += counts[e]
+            active += 1
+    # experts by (token count, expert id) ascending
+    order = np.empty(active, dtype=np.int64)
+    k = 0
+    for e in range(num_experts):
+        if counts[e] > 0:
+            order[k] = e
+            k += 1
+    keys = np.empty(active, dtype=np.int64)
+    for i in range(active):
+        keys[i] = counts[order[i]] * num_experts + order[i]
+    order = order[np.argsort(keys)]
+
+    # per expert: temporary plan rows (candidate order), then scattered by expert id
+    row_start = np.full(num_experts, -1, dtype=np.int64)
+    row_count = np.zeros(num_experts, dtype=np.int64)
+    tmp_die = np.empty(active * num_dies, dtype=np.int64)
+    tmp_tok = np.empty(active * num_dies, dtype=np.int64)
+    n_tmp = 0
+    cand = np.empty(num_dies, dtype=np.int64)
+    cand_local = np.empty(num_dies, dtype=np.bool_)
+    cand_key = np.empty(num_dies, dtype=compute.dtype)
+    alloc = np.zeros(num_dies, dtype=np.int64)
+    first = np.zeros(num_dies, dtype=np.bool_)
+    for oi in range(active):
+        e = order[oi]
+        req = counts[e]
+        h = home[e]
+        n = 0
+        for d in range(num_dies):
+            if (presence[e] >> d) & 1:
+                cand[n] = d
+                cand_local[n] = True
+                cand_key[n] = _die_time(cl, cr, dl, dr, din, d)
+                n += 1
+        for d in range(num_dies):
+            if (presence[e] >> d) & 1:
+                continue
+            hops = abs(coord_x[d] - coord_x[h]) + abs(coord_y[d] - coord_y[h])
+            if hops == 0 or hops > distance:
+                continue
+            cand[n] = d
+            cand_local[n] = False
+            cand_key[n] = _die_time(cl, cr, dl, dr, din, d) + (xfer_hop * hops + xfer_base)
+            n += 1
+        # sort candidates by (estimated time, die id): insertion sort, stable on die id
+        for i in range(1, n):
+            kd = cand[i]
+            kl = cand_local[i]
+            kk = cand_key[i]
+            j = i - 1
+            while j >= 0 and (cand_key[j] > kk or (cand_key[j] == kk and cand[j] > kd)):
+                cand[j + 1] = cand[j]
+                cand_local[j + 1] = cand_local[j]
+                cand_key[j + 1] = cand_key[j]
+                j -= 1
+            cand[j + 1] = kd
+            cand_local[j + 1] = kl
+            cand_key[j + 1] = kk
+        # number of candidates kept: max(min_candidates, req // max(mean, block))
+        if total > block_size * num_experts:   # mean count above a block
+            split = (req * num_experts) // total
+        else:
+            split = req // block_size
+        keep = max(min_candidates, split)
+        keep = min(keep, n)
+        for i in range(keep):
+            alloc[i] = 0
+            first[i] = False
+        remaining = req
+        while remaining > 0:
+            block = min(remaining, block_size)
+            if remaining - block < block_size:
+                block = remaining
+            c_block = compute[block]
+            best = 0
+            best_cost = zero
+            have = False
+            for i in range(keep):
+                d = cand[i]
+                if cand_local[i]:
+                    # local: compute_local += c
+                    a = cl[d] + c_block
+                    b = dl[d] + dr[d]
+                    a = max(a, b)
+                    a = max(a, din[d])
+                    cost = a + cr[d]
+                else:
+                    hops = abs(coord_x[d] - coord_x[h]) + abs(coord_y[d] - coord_y[h])
+                    xfer = xfer_hop * hops + xfer_base
+                    # executing die: compute_remote += c, d2d_in += xfer
+                    a = cl[d]
+                    b = dl[d] + dr[d]
+                    a = max(a, b)
+                    a = max(a, din[d] + xfer)
+                    t_exec = a + (cr[d] + c_block)
+                    # data die (home): dram_remote += hbm_read on the first block only
+                    extra = zero if first[i] else hbm_read
+                    a = cl[h]
+                    b = dl[h] + (dr[h] + extra)
+                    a = max(a, b)
+                    a = max(a, din[h])
+                    t_data = a + cr[h]
+                    cost = max(t_data, t_exec)
+                if not have or cost < best_cost or (cost == best_cost and cand_local[i]
+                                                    and not cand_local[best]):
+                    best = i
+                    best_cost = cost
+                    have = True
+            d = cand[best]
+            if cand_local[best]:
+                cl[d] += c_block
+            else:
+                hops = abs(coord_x[d] - coord_x[h]) + abs(coord_y[d] - coord_y[h])
+                xfer = xfer_hop * hops + xfer_base
+                cr[d] += c_block
+                din[d] += xfer
+                if not first[best]:
+                    dr[h] += hbm_read
+            first[best] = True
+            alloc[best] += block
+            remaining -= block
+        row_start[e] = n_tmp
+        for i in range(keep):
+            if alloc[i] > 0:
+                tmp_die[n_tmp] = cand[i]
+                tmp_tok[n_tmp] = alloc[i]
+                n_tmp += 1
+                row_count[e] += 1
+    rows = 0
+    for e in range(num_experts):
+        if row_start[e] < 0:
+            continue
+        for i in range(row_count[e]):
+            out_expert[rows] = e
+            out_die[rows] = tmp_die[row_start[e] + i]
+            out_tokens[rows] = tmp_tok[row_start[e] + i]
+            rows += 1
+    return rows
+
+
+class GlobalCPTwin:
+    """Transaction-level twin of the Global CP (see the module docstring for the API).
+
+    Parameters
+    ----------
+    mesh_x, mesh_y : int
+        Mesh size; die ``(x, y)`` has id ``y + x * mesh_y``.
+    num_layers : int
+        MoE layers (EDT and heatmap rows).
+    num_experts : int
+        Routed experts per layer.
+    costs : CostROM
+        The allocator's cost ROM (:func:`build_cost_rom`).
+    block_size : int
+        Tokens per allocation block (paper artefact: 512).
+    candidate_distance : int
+        Remote candidates lie within this Manhattan distance of the home die.
+    min_candidates : int
+        At least this many candidates are kept (artefact: 5).
+    top_n_share : float
+        Predictor keeps ``ceil(top_n_share * E)`` successors per expert.
+    count_bits : int
+        Bits of one heatmap counter (saturating).
+
+    Raises
+    ------
+    TypeError, ValueError
+        On a bad parameter, naming it.
+    """
+
+    def __init__(self, mesh_x: int, mesh_y: int, num_layers: int, num_experts: int,
+                 costs: CostROM, *, block_size: int = 512, candidate_distance: int = 1,
+                 min_candidates: int = 5, top_n_share: float = 0.2, count_bits: int = 16):
+        for name, value in (("mesh_x", mesh_x), ("mesh_y", mesh_y), ("num_layers", num_layers),
+                            ("num_experts", num_experts), ("block_size", block_size),
+                            ("min_candidates", min_candidates), ("count_bits", count_bits)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise TypeError(f"{name} must be an integer, not {value!r}")
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, not {value!r}")
+        if not isinstance(costs, CostROM):
+            raise TypeError(f"costs must be a CostROM, not {costs!r}")
+        if len(costs.compute) < 2 * block_size:
+            raise ValueError(f"costs.compute has {len(costs.compute)} entries; block_size "
+                             f"{block_size} needs {2 * block_size}")
+        if not 0 < top_n_share <= 1:
+            raise ValueError(f"top_n_share must be in (0, 1], not {top_n_share!r}")
+        if candidate_distance < 0:
+            raise ValueError(f"candidate_distance must be >= 0, not {candidate_distance!r}")
+        self.mesh_x, self.mesh_y = int(mesh_x), int(mesh_y)
+        self.num_dies = self.mesh_x * self.mesh_y
+        if self.num_dies > 63:
+            raise ValueError(f"the EDT presence bitmap holds at most 63 dies, not "
+                             f"{self.num_dies}")
+        self.num_layers = int(num_layers)
+        self.num_experts = int(num_experts)
+        self.costs = costs
+        self.block_size = int(block_size)
+        self.candidate_distance = int(candidate_distance)
+        self.min_candidates = int(min_candidates)
+        self.top_n_share = float(top_n_share)
+        self.top_n_count = math.ceil(self.top_n_share * self.num_experts)
+        self.count_bits = int(count_bits)
+        self._count_max = (1 << self.count_bits) - 1
+        dies = np.arange(self.num_dies, dtype=np.int64)
+        self._coord_x = dies // self.mesh_y
+        self._coord_y = dies % self.mesh_y
+        self._home = home_dies(self.num_experts, self.num_dies)
+        self._presence = np.zeros((self.num_layers, self.num_experts), dtype=np.int64)
+        self.edt_clear_replicas()
+        self._heatmap = np.zeros((self.num_layers, self.num_experts, self.num_experts),
+                                 dtype=np.int64)
+        self._is_float = costs.frac_bits is None
+        dtype = np.float64 if self._is_float else np.int64
+        self._compute = np.asarray(costs.compute, dtype=dtype)
+        self._zero = dtype(0)
+        size = self.num_experts * self.num_dies
+        self._out = (np.empty(size, np.int64), np.empty(size, np.int64),
+                     np.empty(size, np.int64))
+
+    # ---- EDT ----------------------------------------------------------------------------
+    def _check_layer_expert(self, layer, expert):
+        if not 0 <= layer < self.num_layers:
+            raise ValueError(f"layer must be in 0..{self.num_layers - 1}, not {layer!r}")
+        if not 0 <= expert < self.num_experts:
+            raise ValueError(f"expert must be in 0..{self.num_experts - 1}, not {expert!r}")
+
+    def edt_home(self, expert: int) -> int:
+        """Home die of ``expert``."""
+        self._check_layer_expert(0, expert)
+        return int(self._home[expert])
+
+    def edt_presence(self, layer: int, expert: int) -> int:
+        """Presence bitmap of ``expert`` in ``layer`` (bit d set: die d holds its weights)."""
+        self._check_layer_expert(layer, expert)
+        return int(self._presence[layer, expert])
+
+    def edt_set_present(self, layer: int, expert: int, die: int) -> None:
+        """Record that ``die`` now holds a copy of ``expert`` of ``layer`` (Local CP report)."""
+        self._check_layer_expert(layer, expert)
+        if not 0 <= die < self.num_dies:
+            raise ValueError(f"die must be in 0..{self.num_dies - 1}, not {die!r}")
+        self._presence[layer, expert] |= 1 << die
+
+    def edt_clear_replicas(self) -> None:
+        """Forget every replica: each expert is present on its home die only."""
+        self._presence[:, :] = (np.int64(1) << self._home)[None, :]
+
+    @property
+    def presence(self) -> np.ndarray:
+        """Read-only view of the EDT presence bitmaps, shape (layers, experts)."""
+        view = self._presence.view()
+        view.flags.writeable = False
+        return view
+
+    # ---- heatmap and predictor ----------------------------------------------------------
+    def heatmap_add(self, layer: int, prev_expert: int, next_expert: int,
+                    count: int = 1) -> None:
+        """Add ``count`` to ``H[layer, prev, next]`` (saturating)."""
+        self._check_layer_expert(layer, prev_expert)
+        self._check_layer_expert(layer, next_expert)
+        value = self._heatmap[layer, prev_expert, next_expert] + count
+        self._heatmap[layer, prev_expert, next_expert] = min(value, self._count_max)
+
+    def heatmap_add_matrix(self, layer: int, counts: np.ndarray) -> None:
+        """Add a whole ``E x E`` matrix of pair counts to a layer (bulk :meth:`heatmap_add`)."""
+        self._check_layer_expert(layer, 0)
+        np.minimum(self._heatmap[layer] + counts, self._count_max, out=self._heatmap[layer])
+
+    def heatmap_row(self, layer: int, expert: int) -> np.ndarray:
+        """Copy of row ``H[layer, expert, :]``."""
+        self._check_layer_expert(layer, expert)
+        return self._heatmap[layer, expert].copy()
+
+    def top_n(self, layer: int, expert: int) -> tuple[int, ...]:
+        """Most frequent successors of ``expert``: count descending, expert id ascending."""
+        self._check_layer_expert(layer, expert)
+        row = self._heatmap[layer, expert]
+        order = np.argsort(-row, kind="stable")
+        return tuple(int(e) for e in order[:self.top_n_count])
+
+    def top_n_matrix(self, layer: int) -> np.ndarray:
+        """Boolean ``E x E``: ``M[i, j]`` when ``j`` is in ``top_n(layer, i)`` (all rows)."""
+        self._check_layer_expert(layer, 0)
+        order = np.argsort(-self._heatmap[layer], axis=1, kind="stable")[:, :self.top_n_count]
+        out = np.zeros((self.num_experts, self.num_experts), dtype=bool)
+        np.put_along_axis(out, order, True, axis=1)
+        return out
+
+    def predict(self, layer: int, die_experts) -> int:
+        """``cp_en`` bitmap of one die: union of :meth:`top_n` of the experts it runs."""
+        bits = 0
+        for expert in die_experts:
+            for successor in self.top_n(layer, int(expert)):
+                bits |= 1 << successor
+        return bits
+
+    # ---- allocator ----------------------------------------------------------------------
+    def allocate(self, layer: int, counts) -> list[tuple[int, int, int]]:
+        """Algorithm 1: ``[(expert, die, tokens), ...]`` sorted by expert id.
+
+        ``counts`` is a length-E sequence of token counts of this (iteration, layer).
+        """
+        experts, dies, tokens = self.allocate_arrays(layer, counts)
+        return [(int(e), int(d), int(t)) for e, d, t in zip(experts, dies, tokens)]
+
+    def allocate_arrays(self, layer: int, counts):
+        """:meth:`allocate` as three int64 arrays (expert, die, tokens)."""
+        self._check_layer_expert(layer, 0)
+        counts = np.asarray(counts, dtype=np.int64)
+        if counts.shape != (self.num_experts,):
+            raise ValueError(f"counts must have shape ({self.num_experts},), not "
+                             f"{counts.shape}")
+        if (counts < 0).any():
+            raise ValueError("counts must be zero or more")
+        c = self.costs
+        out_e, out_d, out_t = self._out
+        rows = _allocate_kernel(counts, self._presence[layer], self._home, self._coord_x,
+                                self._coord_y, self.candidate_distance, self.block_size,
+                                self.min_candidates, self._zero + c.hbm_read,
+                                self._zero + c.transfer_base, self._zero + c.transfer_per_hop,
+                                self._compute, self._zero, out_e, out_d, out_t)
+        return out_e[:rows].copy(), out_d[:rows].copy(), out_t[:rows].copy()
