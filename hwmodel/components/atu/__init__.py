@@ -1,5 +1,6 @@
-"""Address translation unit (ATU): Python twin and Amaranth RTL (see :mod:`.twin`)."""
+"""Address translation unit (ATU): Python twin (:mod:`.twin`) and Amaranth RTL (:mod:`.rtl`)."""
 
+from .rtl import ATU, ATUCommand, ATUOp, ATUResponse
 from .twin import (
                    ENTRY_BITS,
                    LOCAL_ADDR_BITS,
@@ -11,13 +12,5 @@ from .twin import (
                    split_address,
 )
 
-__all__ = [
-                   "ENTRY_BITS",
-                   "LOCAL_ADDR_BITS",
-                   "PAGE_BYTES",
-                   "REMOTE_ADDR_BITS",
-                   "ATUTwin",
-                   "AddressMap",
-                   "hbm_address",
-                   "split_address",
-]
+__all__ = ["ATU", "ENTRY_BITS", "LOCAL_ADDR_BITS", "PAGE_BYTES", "REMOTE_ADDR_BITS", "ATUCommand",
+           "ATUOp", "ATUResponse", "ATUTwin", "AddressMap", "hbm_address", "split_address"]

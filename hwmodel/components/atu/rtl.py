@@ -1,0 +1,194 @@
+"""Amaranth RTL of the ATU (address translation unit); behaviour defined by :mod:`.twin`.
+
+One command per cycle on ``cmd``; only lookups answer on ``resp``, exactly ``LOOKUP_LATENCY`` = 1
+cycle after the command is accepted (the synchronous SRAM read), in command order. The table is a
+512 x 67-bit SRAM (remote and local address, built as ``lib.memory.Memory``) plus the 512 valid
+bits in flip-flops, so ``INVALIDATE_ALL`` takes one cycle instead of 512 SRAM writes: 68 bits per
+entry in all, the paper's 4.25 KB.
+"""
+
+# No `from __future__ import annotations`: data.Struct reads its annotations as shapes.
+
+from amaranth.hdl import Cat, Module, Signal, unsigned
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.memory import Memory, MemoryData
+from amaranth.lib.wiring import In, Out
+
+from ...tb import run_scenario, stream_get, stream_put, wait_cycles
+from ...tb.checks import check_int
+from .twin import LOCAL_ADDR_BITS, REMOTE_ADDR_BITS, ATUTwin
+
+__all__ = [
+    "ATU",
+    "LOOKUP_LATENCY",
+    "ATUCommand",
+    "ATUOp",
+    "ATUResponse",
+    "run_atu_twin",
+    "simulate_atu",
+]
+
+LOOKUP_LATENCY = 1
+
+
+class ATUOp(enum.Enum, shape=2):
+    INSERT = 0
+    LOOKUP = 1
+    INVALIDATE = 2
+    INVALIDATE_ALL = 3
+
+
+class ATUCommand(data.Struct):
+    """A command: ``index`` is the expert id within the layer (entry number)."""
+
+    op: ATUOp
+    index: 12
+    remote: REMOTE_ADDR_BITS
+    local: LOCAL_ADDR_BITS
+
+
+class ATUResponse(data.Struct):
+    """A lookup result: ``local`` is the translated address on a hit, 0 on a miss."""
+
+    hit: 1
+    local: LOCAL_ADDR_BITS
+
+
+class ATU(wiring.Component):
+    """Address translation unit of a die's D2D controller.
+
+    Parameters
+    ----------
+    num_entries : int
+        Table entries (paper: 512).
+
+    Members
+    -------
+    cmd : In(stream.Signature(ATUCommand))
+        Insert, lookup, invalidate one, invalidate all; one per cycle.
+    resp : Out(stream.Signature(ATUResponse))
+        One response per lookup, ``LOOKUP_LATENCY`` cycles after it is accepted.
+    """
+
+    def __init__(self, num_entries: int = 512):
+        self._num_entries = check_int("num_entries", num_entries, 1, 4097)
+        self._table = MemoryData(shape=unsigned(REMOTE_ADDR_BITS + LOCAL_ADDR_BITS),
+                                 depth=self._num_entries, init=[])
+        super().__init__({"cmd": In(stream.Signature(ATUCommand)),
+                          "resp": Out(stream.Signature(ATUResponse))})
+
+    @property
+    def num_entries(self) -> int:
+        return self._num_entries
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.table = table = Memory(self._table)
+        write = table.write_port()
+        read = table.read_port(domain="sync", transparent_for=(write,))
+        valid = Signal(self._num_entries)
+
+        cmd = self.cmd.payload
+        index = cmd.index[:max(1, (self._num_entries - 1).bit_length())]
+        # The pipeline advances when the response register is empty or being drained.
+        advance = ~self.resp.valid | self.resp.ready
+        m.d.comb += self.cmd.ready.eq(advance)
+        accept = self.cmd.valid & advance
+
+        m.d.comb += [write.addr.eq(index), write.data.eq(Cat(cmd.local, cmd.remote)),
+                     write.en.eq(accept & (cmd.op == ATUOp.INSERT)),
+                     read.addr.eq(index), read.en.eq(advance)]
+
+        with m.If(accept), m.Switch(cmd.op):
+            with m.Case(ATUOp.INSERT):
+                m.d.sync += valid.bit_select(index, 1).eq(1)
+            with m.Case(ATUOp.INVALIDATE):
+                m.d.sync += valid.bit_select(index, 1).eq(0)
+            with m.Case(ATUOp.INVALIDATE_ALL):
+                m.d.sync += valid.eq(0)
+
+        # Stage 1: what the lookup needs besides the SRAM word, captured at acceptance.
+        stage_valid = Signal()
+        stage_remote = Signal(REMOTE_ADDR_BITS)
+        with m.If(advance):
+            m.d.sync += [self.resp.valid.eq(accept & (cmd.op == ATUOp.LOOKUP)),
+                         stage_valid.eq(valid.bit_select(index, 1)),
+                         stage_remote.eq(cmd.remote)]
+        stored_remote = read.data[LOCAL_ADDR_BITS:]
+        stored_local = read.data[:LOCAL_ADDR_BITS]
+        hit = stage_valid & (stored_remote == stage_remote)
+        m.d.comb += [self.resp.payload.hit.eq(hit),
+                     self.resp.payload.local.eq(stored_local & hit.replicate(LOCAL_ADDR_BITS))]
+        return m
+
+
+_OPS = {"insert": ATUOp.INSERT, "lookup": ATUOp.LOOKUP, "invalidate": ATUOp.INVALIDATE,
+        "invalidate_all": ATUOp.INVALIDATE_ALL}
+
+
+def _command(transaction, num_entries):
+    if not isinstance(transaction, tuple) or not transaction or transaction[0] not in _OPS:
+        raise ValueError(f"ATU transaction must be a tuple starting with one of {sorted(_OPS)}, "
+                         f"not {transaction!r}")
+    op, *args = transaction
+    arity = {"insert": 3, "lookup": 2, "invalidate": 1, "invalidate_all": 0}[op]
+    if len(args) != arity:
+        raise ValueError(f"ATU transaction {op!r} takes {arity} arguments, got {transaction!r}")
+    index = check_int("index", args[0], 0, num_entries) if args else 0
+    remote = check_int("remote_addr", args[1], 0, 1 << REMOTE_ADDR_BITS) if arity >= 2 else 0
+    local = check_int("local_addr", args[2], 0, 1 << LOCAL_ADDR_BITS) if arity == 3 else 0
+    return {"op": _OPS[op], "index": index, "remote": remote, "local": local}
+
+
+def run_atu_twin(transactions, num_entries: int = 512) -> list[tuple[bool, int]]:
+    """Apply ``transactions`` to an :class:`ATUTwin`; return the lookups' ``(hit, local)``.
+
+    A transaction is ``("insert", index, remote, local)``, ``("lookup", index, remote)``,
+    ``("invalidate", index)`` or ``("invalidate_all",)``.
+    """
+    twin = ATUTwin(num_entries)
+    results = []
+    for transaction in transactions:
+        _command(transaction, num_entries)
+        op, *args = transaction
+        result = getattr(twin, op)(*args)
+        if op == "lookup":
+            results.append(result)
+    return results
+
+
+def simulate_atu(transactions, num_entries: int = 512, *, vcd=None, back_pressure: int = 0,
+                 max_cycles: int | None = None):
+    """Run ``transactions`` (see :func:`run_atu_twin`) through the RTL.
+
+    Parameters
+    ----------
+    back_pressure : int
+        The response consumer waits this many cycles between responses (0: always ready), to
+        exercise the stall path.
+
+    Returns
+    -------
+    results : list of (bool, int)
+        The lookups' ``(hit, local)``, as :func:`run_atu_twin`.
+    cycles : int
+    """
+    commands = [_command(t, num_entries) for t in transactions]
+    expected = sum(c["op"] == ATUOp.LOOKUP for c in commands)
+    dut = ATU(num_entries)
+    results = []
+
+    async def producer(ctx):
+        for command in commands:
+            await stream_put(ctx, dut.cmd, command)
+
+    async def consumer(ctx):
+        for _ in range(expected):
+            if back_pressure:
+                await wait_cycles(ctx, back_pressure)
+            response = await stream_get(ctx, dut.resp)
+            results.append((bool(response.hit), int(response.local)))
+
+    limit = max_cycles or 100 + 4 * len(commands) * (1 + back_pressure)
+    cycles = run_scenario(dut, producer, consumer, max_cycles=limit, vcd=vcd)
+    return results, cycles

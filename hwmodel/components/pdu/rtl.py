@@ -1,0 +1,162 @@
+"""Amaranth RTL of the PDU prediction table; behaviour defined by :mod:`.twin`.
+
+The table is ``num_words`` 16-bit registers (flip-flops, 128 B for 512 experts) in the twin's
+interleaved layout. One command per cycle; a query answers on ``resp`` exactly
+``QUERY_LATENCY`` = 1 cycle after it is accepted, reflecting every earlier command.
+"""
+
+# No `from __future__ import annotations`: data.Struct reads its annotations as shapes.
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ...tb import run_scenario, stream_get, stream_put, wait_cycles
+from ...tb.checks import check_int
+from .twin import EXPERTS_PER_WORD, WORD_BITS, PDUTwin
+
+__all__ = [
+    "PDU",
+    "QUERY_LATENCY",
+    "PDUCommand",
+    "PDUOp",
+    "PDUResponse",
+    "run_pdu_twin",
+    "simulate_pdu",
+]
+
+QUERY_LATENCY = 1
+
+
+class PDUOp(enum.Enum, shape=2):
+    WRITE = 0       # index = register, word = its 16 bits
+    QUERY = 1       # index = expert
+    SET_LOCAL = 2   # index = expert
+    CLEAR = 3
+
+
+class PDUCommand(data.Struct):
+    op: PDUOp
+    index: 12
+    word: WORD_BITS
+
+
+class PDUResponse(data.Struct):
+    cp_en: 1
+    is_local: 1
+
+
+class PDU(wiring.Component):
+    """Prediction unit table of a die's D2D controller.
+
+    Parameters
+    ----------
+    num_experts : int
+        Experts per layer (paper: 512).
+
+    Members
+    -------
+    cmd : In(stream.Signature(PDUCommand))
+        Register write (bulk configuration), query, set ``is_local``, clear.
+    resp : Out(stream.Signature(PDUResponse))
+        One ``(cp_en, is_local)`` per query.
+    """
+
+    def __init__(self, num_experts: int = 512):
+        self._num_experts = check_int("num_experts", num_experts, 1, 4097)
+        super().__init__({"cmd": In(stream.Signature(PDUCommand)),
+                          "resp": Out(stream.Signature(PDUResponse))})
+
+    @property
+    def num_experts(self) -> int:
+        return self._num_experts
+
+    @property
+    def num_words(self) -> int:
+        return -(-self._num_experts // EXPERTS_PER_WORD)
+
+    def elaborate(self, platform):
+        m = Module()
+        table = Signal(self.num_words * WORD_BITS)
+        cmd = self.cmd.payload
+        expert = cmd.index[:max(1, (self._num_experts - 1).bit_length())]
+        word_index = cmd.index[:max(1, (self.num_words - 1).bit_length())]
+        bits = table.bit_select(expert * 2, 2)
+
+        advance = ~self.resp.valid | self.resp.ready
+        accept = self.cmd.valid & advance
+        m.d.comb += self.cmd.ready.eq(advance)
+        with m.If(accept), m.Switch(cmd.op):
+            with m.Case(PDUOp.WRITE):
+                m.d.sync += table.word_select(word_index, WORD_BITS).eq(cmd.word)
+            with m.Case(PDUOp.SET_LOCAL):
+                m.d.sync += table.bit_select(expert * 2 + 1, 1).eq(1)
+            with m.Case(PDUOp.CLEAR):
+                m.d.sync += table.eq(0)
+        with m.If(advance):
+            m.d.sync += [self.resp.valid.eq(accept & (cmd.op == PDUOp.QUERY)),
+                         self.resp.payload.cp_en.eq(bits[0]),
+                         self.resp.payload.is_local.eq(bits[1])]
+        return m
+
+
+_ARITY = {"write_word": 2, "query": 1, "set_local": 1, "clear": 0}
+_OPS = {"write_word": PDUOp.WRITE, "query": PDUOp.QUERY, "set_local": PDUOp.SET_LOCAL,
+        "clear": PDUOp.CLEAR}
+
+
+def _command(transaction, num_experts):
+    if not isinstance(transaction, tuple) or not transaction or transaction[0] not in _OPS:
+        raise ValueError(f"PDU transaction must be a tuple starting with one of {sorted(_OPS)}, "
+                         f"not {transaction!r}")
+    op, *args = transaction
+    if len(args) != _ARITY[op]:
+        raise ValueError(f"PDU transaction {op!r} takes {_ARITY[op]} arguments, "
+                         f"got {transaction!r}")
+    num_words = -(-num_experts // EXPERTS_PER_WORD)
+    if op == "write_word":
+        return {"op": PDUOp.WRITE, "index": check_int("index", args[0], 0, num_words),
+                "word": check_int("word", args[1], 0, 1 << WORD_BITS)}
+    index = check_int("expert", args[0], 0, num_experts) if args else 0
+    return {"op": _OPS[op], "index": index, "word": 0}
+
+
+def run_pdu_twin(transactions, num_experts: int = 512) -> list[tuple[bool, bool]]:
+    """Apply ``transactions`` to a :class:`PDUTwin`; return the queries' ``(cp_en, is_local)``.
+
+    A transaction is ``("write_word", index, word)``, ``("query", expert)``,
+    ``("set_local", expert)`` or ``("clear",)``.
+    """
+    twin = PDUTwin(num_experts)
+    results = []
+    for transaction in transactions:
+        _command(transaction, num_experts)
+        op, *args = transaction
+        result = getattr(twin, op)(*args)
+        if op == "query":
+            results.append(result)
+    return results
+
+
+def simulate_pdu(transactions, num_experts: int = 512, *, vcd=None, back_pressure: int = 0,
+                 max_cycles: int | None = None):
+    """Run ``transactions`` (see :func:`run_pdu_twin`) through the RTL; ``(results, cycles)``."""
+    commands = [_command(t, num_experts) for t in transactions]
+    expected = sum(c["op"] == PDUOp.QUERY for c in commands)
+    dut = PDU(num_experts)
+    results = []
+
+    async def producer(ctx):
+        for command in commands:
+            await stream_put(ctx, dut.cmd, command)
+
+    async def consumer(ctx):
+        for _ in range(expected):
+            if back_pressure:
+                await wait_cycles(ctx, back_pressure)
+            response = await stream_get(ctx, dut.resp)
+            results.append((bool(response.cp_en), bool(response.is_local)))
+
+    limit = max_cycles or 100 + 4 * len(commands) * (1 + back_pressure)
+    cycles = run_scenario(dut, producer, consumer, max_cycles=limit, vcd=vcd)
+    return results, cycles

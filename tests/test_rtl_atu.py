@@ -1,0 +1,118 @@
+# amaranth: UnusedElaboratable=no
+"""ATU: one suite on both the RTL and the twin, a Hypothesis agreement property, export."""
+
+import pytest
+from amaranth.back import verilog
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hwmodel.components.atu import ATU, AddressMap, ATUTwin, hbm_address, split_address
+from hwmodel.components.atu.rtl import LOOKUP_LATENCY, run_atu_twin, simulate_atu
+
+
+def rtl(transactions, num_entries=512):
+    return simulate_atu(transactions, num_entries)[0]
+
+
+LEVELS = pytest.mark.parametrize("run", [run_atu_twin, rtl], ids=["twin", "rtl"])
+
+
+@LEVELS
+def test_insert_then_lookup_hits_only_on_the_same_remote_address(run):
+    results = run([("insert", 3, hbm_address(2, 100), 4242),
+                   ("lookup", 3, hbm_address(2, 100)),
+                   ("lookup", 3, hbm_address(2, 101)),   # same entry, other address: miss
+                   ("lookup", 4, hbm_address(2, 100))])  # other entry: never written
+    assert results == [(True, 4242), (False, 0), (False, 0)]
+
+
+@LEVELS
+def test_invalidate_one_and_all(run):
+    results = run([("insert", 0, 7, 1), ("insert", 511, 8, 2), ("insert", 5, 9, 3),
+                   ("invalidate", 0), ("lookup", 0, 7), ("lookup", 511, 8),
+                   ("invalidate_all",), ("lookup", 511, 8), ("lookup", 5, 9),
+                   ("insert", 5, 9, 30), ("lookup", 5, 9)])
+    assert results == [(False, 0), (True, 2), (False, 0), (False, 0), (True, 30)]
+
+
+@LEVELS
+def test_reinsert_overwrites_the_translation(run):
+    results = run([("insert", 1, 50, 60), ("insert", 1, 51, 61),
+                   ("lookup", 1, 50), ("lookup", 1, 51)])
+    assert results == [(False, 0), (True, 61)]
+
+
+def test_rtl_does_one_lookup_per_cycle_with_fixed_latency():
+    lookups = [("lookup", i, i) for i in range(40)]
+    results, cycles = simulate_atu([("insert", i, i, i + 1) for i in range(40)] + lookups)
+    assert results == [(True, i + 1) for i in range(40)]
+    # 80 commands accepted on 80 consecutive edges; the last response transfers
+    # LOOKUP_LATENCY edges after its command.
+    assert cycles == 80 + LOOKUP_LATENCY
+
+
+def test_rtl_stalls_under_response_back_pressure_without_losing_results():
+    transactions = [("insert", 2, 5, 6)] + [("lookup", 2, 5), ("lookup", 2, 4)] * 5
+    slow, slow_cycles = simulate_atu(transactions, back_pressure=3)
+    fast, fast_cycles = simulate_atu(transactions)
+    assert slow == fast == [(True, 6), (False, 0)] * 5
+    assert slow_cycles > fast_cycles + 20
+
+
+transaction = st.one_of(
+    st.tuples(st.just("insert"), st.integers(0, 7), st.integers(0, 3),
+              st.integers(0, (1 << 31) - 1)),
+    st.tuples(st.just("lookup"), st.integers(0, 7), st.integers(0, 3)),
+    st.tuples(st.just("invalidate"), st.integers(0, 7)),
+    st.just(("invalidate_all",)))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(transaction, max_size=30), st.integers(0, 2))
+def test_rtl_equals_twin_on_random_sequences(transactions, back_pressure):
+    assert simulate_atu(transactions, 8, back_pressure=back_pressure)[0] == \
+        run_atu_twin(transactions, 8)
+
+
+@pytest.mark.parametrize("bad, error", [
+    (lambda t: t.insert(512, 0, 0), "index must be in"),
+    (lambda t: t.insert(0, 1 << 36, 0), "remote_addr"),
+    (lambda t: t.insert(0, 0, 1 << 31), "local_addr"),
+    (lambda t: t.lookup(-1, 0), "index"),
+])
+def test_twin_rejects_out_of_range_arguments_naming_them(bad, error):
+    with pytest.raises(ValueError, match=error):
+        bad(ATUTwin())
+
+
+def test_twin_rejects_non_integers():
+    with pytest.raises(TypeError, match="remote_addr must be an integer, not '7'"):
+        ATUTwin().lookup(0, "7")
+
+
+def test_entry_is_68_bits_and_table_is_4_25_kB():
+    twin = ATUTwin()
+    twin.insert(9, hbm_address(31, (1 << 31) - 1), 5)
+    assert twin.entry_bits == 68 and twin.storage_bytes == 4.25 * 1024
+    assert twin.entry(9) == (1 << 67) | (((1 << 36) - 1) << 31) | 5
+    assert split_address(hbm_address(17, 1234)) == (17, 1234)
+
+
+def test_address_map_places_experts_as_the_spec_says():
+    # Llama-4 on 24 dies: p = 128 // 24 = 5; experts 120..127 go to die e % 24.
+    amap = AddressMap(num_dies=24, num_experts=128, num_layers=48, slice_bytes=5120 * 8192 * 2)
+    assert amap.home(0) == (0, 0) and amap.home(119) == (23, 4)
+    assert amap.home(127) == (7, 5) and amap.slots_per_die == 6
+    # 80 MiB per matrix = 20480 pages; matrix 1 of expert 6 (die 1, slot 1) of layer 0.
+    assert amap.home_address(0, 6, 1) == hbm_address(1, (1 * 3 + 1) * 20480)
+    assert amap.replica_address(0, 0, 0) == 1 << 30
+
+
+def test_address_map_refuses_models_that_overflow_the_page_field():
+    with pytest.raises(ValueError, match="do not fit the 31-bit page field"):
+        AddressMap(num_dies=1, num_experts=512, num_layers=100, slice_bytes=1 << 32)
+
+
+def test_verilog_export_through_yosys():
+    text = verilog.convert(ATU(16), name="atu")
+    assert "module atu" in text and "cmd__payload" in text

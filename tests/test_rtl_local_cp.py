@@ -1,0 +1,83 @@
+# amaranth: UnusedElaboratable=no
+"""Local CP: one suite on both the RTL and the twin, a Hypothesis agreement property."""
+
+import pytest
+from amaranth.back import verilog
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hwmodel.components.local_cp import LocalCP, LocalCPStats, LocalCPTwin, TaskDescriptor
+from hwmodel.components.local_cp.rtl import run_local_cp_twin, simulate_local_cp
+
+
+def rtl(layers, **kwargs):
+    stats, sm_tasks, _ = simulate_local_cp(layers, **kwargs)
+    return stats, sm_tasks
+
+
+LEVELS = pytest.mark.parametrize("run", [run_local_cp_twin, rtl], ids=["twin", "rtl"])
+
+
+@LEVELS
+def test_layer_statistics_and_duplications(run):
+    # die 3: expert 5 is local; 7 comes from die 0 with cp_en (copied once, then local);
+    # 9 is remote but already local; 2 is remote with cp_en (copied).
+    layer = ([(5, 40, 3), (7, 12, 0), (7, 3, 1), (9, 1, 3), (9, 2, 0), (2, 8, 2)], [7, 2], [9])
+    stats, sm_tasks = run([layer], die=3, num_sm_slots=2, num_experts=16)
+    assert stats == [LocalCPStats(die=3, tasks=6, tokens=66, remote_tasks=4, duplications=2,
+                                  duplicated_experts=(7, 2))]
+    # Round-robin: tasks 0, 2, 4 on slot 0; 1, 3, 5 on slot 1.
+    assert [t.expert for t in sm_tasks[0]] == [5, 7, 9]
+    assert [(t.expert, t.remote, t.copy) for t in sm_tasks[1]] == [
+        (7, True, True), (9, False, False), (2, True, True)]
+
+
+@LEVELS
+def test_each_layer_reconfigures_the_pdu_and_restarts_counters(run):
+    layers = [([(1, 1, 0)], [1], None), ([], None, None), ([(1, 4, 0), (1, 4, 0)], [1], None)]
+    stats, _ = run(layers, die=2, num_sm_slots=3, num_experts=8)
+    assert [(s.tasks, s.tokens, s.duplications) for s in stats] == [(1, 1, 1), (0, 0, 0),
+                                                                   (2, 8, 1)]
+
+
+def test_rtl_waits_for_busy_slots():
+    layer = ([(e, 1, 0) for e in range(8)], None, None)
+    _, _, fast = simulate_local_cp([layer], num_sm_slots=4, num_experts=8, sm_latency=1)
+    _, _, slow = simulate_local_cp([layer], num_sm_slots=4, num_experts=8, sm_latency=40)
+    # 8 tasks on 4 slots: the second round waits for slot 0 (busy 40 cycles).
+    assert slow - fast >= 39
+
+
+def test_twin_refuses_to_report_before_all_tasks_complete():
+    cp = LocalCPTwin(die=0, num_sm_slots=2, num_experts=8)
+    cp.configure_pdu()
+    cp.dispatch(TaskDescriptor(1, 1, 0))
+    with pytest.raises(ValueError, match="1 dispatched tasks have not completed"):
+        cp.finish()
+    with pytest.raises(ValueError, match="slot 1 has no task outstanding"):
+        cp.complete(1)
+
+
+@pytest.mark.parametrize("task, error", [((9, 1, 0), "task.expert must be in"),
+                                         ((1, -1, 0), "TaskDescriptor.tokens"),
+                                         ((1, 1, 64), "TaskDescriptor.source_die")])
+def test_twin_rejects_bad_tasks_naming_the_field(task, error):
+    with pytest.raises(ValueError, match=error):
+        LocalCPTwin(die=0, num_experts=8).run_layer([task])
+
+
+task = st.tuples(st.integers(0, 15), st.integers(0, 1000), st.integers(0, 3))
+layer = st.tuples(st.lists(task, max_size=8), st.sets(st.integers(0, 15)),
+                  st.sets(st.integers(0, 15)))
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(layer, min_size=1, max_size=3), st.integers(1, 3), st.integers(0, 3))
+def test_rtl_equals_twin_on_random_layers(layers, slots, die):
+    layers = [(tasks, sorted(cp), sorted(loc)) for tasks, cp, loc in layers]
+    kwargs = {"die": die, "num_sm_slots": slots, "num_experts": 16}
+    assert rtl(layers, **kwargs) == run_local_cp_twin(layers, **kwargs)
+
+
+def test_verilog_export_through_yosys():
+    assert "module local_cp" in verilog.convert(LocalCP(1, 2, 16), name="local_cp")

@@ -1,0 +1,76 @@
+# amaranth: UnusedElaboratable=no
+"""PDU: one suite on both the RTL and the twin, a Hypothesis agreement property, export."""
+
+import pytest
+from amaranth.back import verilog
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hwmodel.components.pdu import PDU, PDUTwin, pack_words
+from hwmodel.components.pdu.rtl import run_pdu_twin, simulate_pdu
+
+
+def rtl(transactions, num_experts=512):
+    return simulate_pdu(transactions, num_experts)[0]
+
+
+LEVELS = pytest.mark.parametrize("run", [run_pdu_twin, rtl], ids=["twin", "rtl"])
+
+
+@LEVELS
+def test_bulk_configuration_then_queries(run):
+    words = pack_words(cp_en=[0, 9, 511], is_local=[9, 10])
+    results = run([("write_word", i, w) for i, w in enumerate(words)]
+                  + [("query", e) for e in (0, 9, 10, 11, 511)])
+    assert results == [(True, False), (True, True), (False, True), (False, False),
+                       (True, False)]
+
+
+@LEVELS
+def test_set_local_then_clear_for_a_new_layer(run):
+    results = run([("write_word", 0, 0b01), ("query", 0), ("set_local", 0), ("query", 0),
+                   ("clear",), ("query", 0)])
+    assert results == [(True, False), (True, True), (False, False)]
+
+
+def test_register_layout_is_interleaved_16_bit_words():
+    # expert 9 is register 1, bits 2-3; expert 511 is register 63, bits 14-15.
+    words = pack_words(cp_en=[9, 511], is_local=[9])
+    assert len(words) == 64 and words[1] == 0b1100 and words[63] == 1 << 14
+    assert sum(w != 0 for w in words) == 2
+    assert PDUTwin().storage_bytes == 128
+
+
+def test_bool_sequence_and_id_list_configure_the_same_table():
+    bools = [e % 3 == 0 for e in range(512)]
+    assert pack_words(bools, None) == pack_words([e for e in range(512) if e % 3 == 0], None)
+
+
+@pytest.mark.parametrize("call, kind, error", [
+    (lambda p: p.query(512), ValueError, "expert must be in"),
+    (lambda p: p.configure([True] * 5), ValueError, "must have 512 entries"),
+    (lambda p: p.configure([3, 600]), ValueError, r"cp_en\[1\] \(expert id\)"),
+    (lambda p: p.configure("abc"), TypeError, "cp_en must be a sequence"),
+    (lambda p: p.write_word(0, 1 << 16), ValueError, "word must be in"),
+])
+def test_twin_rejects_bad_input_naming_it(call, kind, error):
+    with pytest.raises(kind, match=error):
+        call(PDUTwin())
+
+
+transaction = st.one_of(
+    st.tuples(st.just("write_word"), st.integers(0, 3), st.integers(0, 0xFFFF)),
+    st.tuples(st.just("query"), st.integers(0, 31)),
+    st.tuples(st.just("set_local"), st.integers(0, 31)),
+    st.just(("clear",)))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(transaction, max_size=30), st.integers(0, 2))
+def test_rtl_equals_twin_on_random_sequences(transactions, back_pressure):
+    assert simulate_pdu(transactions, 32, back_pressure=back_pressure)[0] == \
+        run_pdu_twin(transactions, 32)
+
+
+def test_verilog_export_through_yosys():
+    assert "module pdu" in verilog.convert(PDU(32), name="pdu")
