@@ -1,0 +1,101 @@
+"""``hwmodel params`` (alias ``show``): print a built system's parameters as YAML.
+
+Also holds the ``--preset``/``--wafer`` options other subcommands share
+(:func:`add_wafer_options`, :func:`wafer_from_args`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..params import WAFER_PRESETS, load_wafer
+from ..topologies.wafer import Wafer, build_wafer
+
+__all__ = ["DEFAULT_PRESET", "add_wafer_options", "register", "tree_text", "wafer_from_args"]
+
+#: The wafer used when neither ``--preset`` nor ``--wafer`` is given.
+DEFAULT_PRESET = "tsmc-sow"
+
+
+def add_wafer_options(parser: argparse.ArgumentParser) -> None:
+    """Add the mutually exclusive ``--preset NAME`` and ``--wafer FILE`` options."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--preset", choices=WAFER_PRESETS, default=None,
+                       help=f"built-in wafer preset (SPEC section 3); default {DEFAULT_PRESET}")
+    group.add_argument("--wafer", type=Path, metavar="FILE", default=None,
+                       help="wafer YAML file with a top-level 'wafer:' mapping "
+                            "(e.g. examples/mesh-8x8.yaml, or the output of 'hwmodel params')")
+
+
+def wafer_from_args(args: argparse.Namespace) -> Wafer:
+    """Build the wafer named by ``--preset`` or ``--wafer`` (default :data:`DEFAULT_PRESET`).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``--wafer`` names a missing file.
+    ConfigError
+        On a bad value in the file (naming file, YAML path and value).
+    """
+    if getattr(args, "wafer", None) is not None:
+        if not args.wafer.exists():
+            raise FileNotFoundError(f"wafer file {str(args.wafer)!r} does not exist")
+        return build_wafer(load_wafer(args.wafer))
+    return build_wafer(load_wafer(getattr(args, "preset", None) or DEFAULT_PRESET))
+
+
+def tree_text(wafer: Wafer) -> str:
+    """One line per component of one die and the wafer level: path, kind, ports, sizes."""
+    header = (f"# {wafer.params.name}: {wafer.mesh.x_dies} x {wafer.mesh.y_dies} mesh, "
+              f"{wafer.num_dies} dies, {len(wafer.links)} D2D links, "
+              f"{len(wafer.command_links)} command links")
+    lines = [header]
+    shown = [wafer, *wafer.dies[0].flatten(), wafer.global_cp]
+    for component in shown:
+        extra = []
+        for attr in ("size_bytes", "edt_bytes", "heatmap_bytes", "heatmap_cache_bytes"):
+            if hasattr(component, attr):
+                extra.append(f"{attr}={getattr(component, attr)}")
+        ports = ", ".join(f"{p.name}({p.direction.value} {p.kind})"
+                          for p in component.ports.values())
+        if component is wafer:
+            ports = "-"
+        elif component.kind == "global_cp":
+            ports = f"{len(component.ports)} x (inout cmd), one per die"
+        lines.append(f"#   {component.path:<24} {component.kind:<15} ports: {ports}"
+                     + (f"  [{', '.join(extra)}]" if extra else ""))
+    lines.append(f"#   (every die has the units of {wafer.dies[0].name})")
+    return "\n".join(lines) + "\n"
+
+
+def _run(args: argparse.Namespace) -> int:
+    wafer = wafer_from_args(args)
+    text = wafer.dump_params()
+    if args.tree:
+        text = tree_text(wafer) + text
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text)
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add ``params`` (alias ``show``) to the ``hwmodel`` command line."""
+    parser = subparsers.add_parser(
+        "params", aliases=["show"],
+        help="print a wafer's parameters as YAML, read back from its component graph",
+        description="Build the wafer's component graph and print its parameters as YAML, read "
+                    "back from the graph's components. The output loads again with --wafer "
+                    "and builds an identical system.")
+    add_wafer_options(parser)
+    parser.add_argument("-o", "--output", type=Path, metavar="FILE", default=None,
+                        help="write the YAML to FILE instead of standard output")
+    parser.add_argument("--tree", action="store_true",
+                        help="precede the YAML with comment lines listing the component tree "
+                             "(one die and the wafer level), ports and unit sizes")
+    parser.set_defaults(func=_run)
