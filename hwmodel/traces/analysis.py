@@ -1,0 +1,262 @@
+"""Trace statistics of SPEC section 8 (the paper's observations), a JSON summary and plots.
+
+Definitions (all on the rows replay uses, iterations 0..127; a row's top-k slots all count):
+
+* **layer-level heatmap** of MoE layer ``j``: counts of (expert i at layer j, expert x at layer
+  j+1) over every token and every pair of slots; its conditional is the row-normalised matrix.
+* **token-level heatmap** of layer ``j``: counts of (expert i at token t, expert x at token t+1)
+  over consecutive rows of the same request (prompt tokens in order, then decode steps, the last
+  prompt token followed by the first decode step); ``diagonal`` is the share of the same expert
+  re-chosen.
+* **top-20% coverage** of a heatmap: for each source expert, the share of its row's mass held by
+  its ``ceil(0.2 E)`` largest entries, averaged weighted by the row's total (random choice: 0.2).
+* **prefill vs decode** of layer ``j``: Spearman's rho between the expert frequency vectors of
+  prompt rows and decode rows (average ranks for ties), and for n in 5, 10, 20 the share of the
+  top-n prefill experts that are among the top-n decode experts (ties broken by expert id).
+* **popularity**: per-layer expert frequency; ``max_over_mean`` = hottest expert's count over the
+  mean count of the layer's experts.
+* **pairs** (top-k > 1 only): co-activation counts of unordered expert pairs chosen by the same
+  token at the same layer, normalised by the random-pair probability ``2 / (E (E-1))`` (share of
+  all co-activations divided by it); ``top10_share`` = share of co-activations carried by the 10%
+  most frequent of the ``E (E-1) / 2`` pairs.
+* **hot experts per subject**: requests grouped by the folder of their request id; per subject,
+  the 5 hottest experts of each layer, and the mean overlap of those sets with the whole trace's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .store import TraceStore
+
+__all__ = ["coverage", "layer_counts", "layer_transition_counts", "pair_counts", "spearman",
+           "summarize", "token_transition_counts", "top_overlap", "write_report"]
+
+
+def _stage_mask(store: TraceStore) -> np.ndarray:
+    """True for decode rows, False for prompt rows."""
+    starts = np.repeat(store.token_offset[:-1], store.prefill_len + store.decode_len)
+    position = np.arange(store.num_rows) - starts
+    return position >= np.repeat(store.prefill_len, store.prefill_len + store.decode_len)
+
+
+def layer_counts(store: TraceStore, stage: str = "all") -> np.ndarray:
+    """Expert counts per MoE layer ``(L, E)``; ``stage`` is ``all``, ``prefill`` or ``decode``."""
+    ids = np.asarray(store.ids)
+    if stage != "all":
+        decode = _stage_mask(store)
+        ids = ids[decode if stage == "decode" else ~decode]
+    experts = store.num_experts
+    layers = ids.shape[1]
+    flat = ids.transpose(1, 0, 2).reshape(layers, -1).astype(np.int64)
+    flat += np.arange(layers)[:, None] * experts
+    return np.bincount(flat.reshape(-1), minlength=layers * experts).reshape(layers, experts)
+
+
+def _pair_bincount(first, second, experts):
+    index = first[:, :, None].astype(np.int64) * experts + second[:, None, :]
+    return np.bincount(index.reshape(-1), minlength=experts * experts).reshape(experts, experts)
+
+
+def layer_transition_counts(store: TraceStore, layer: int) -> np.ndarray:
+    """Counts ``(E, E)``: expert i at MoE layer ``layer`` -> expert x at ``layer + 1``."""
+    ids = store.ids
+    return _pair_bincount(ids[:, layer], ids[:, layer + 1], store.num_experts)
+
+
+def token_transition_counts(store: TraceStore, layer: int) -> np.ndarray:
+    """Counts ``(E, E)``: expert i at a token -> expert x at the request's next token."""
+    ids = store.ids[:, layer]
+    follows = np.ones(store.num_rows, bool)
+    follows[store.token_offset[:-1][store.token_offset[:-1] < store.num_rows]] = False
+    after = np.flatnonzero(follows)
+    return _pair_bincount(ids[after - 1], ids[after], store.num_experts)
+
+
+def coverage(counts: np.ndarray, share: float = 0.2) -> float:
+    """Row-total-weighted share of each row's mass in its top ``ceil(share E)`` entries."""
+    counts = np.asarray(counts, np.float64)
+    total = counts.sum()
+    if total == 0:
+        return float("nan")
+    top = math.ceil(share * counts.shape[1])
+    return float(np.sort(counts, axis=1)[:, -top:].sum() / total)
+
+
+def _ranks(values):
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(len(values))
+    sorted_values = np.asarray(values)[order]
+    # Average ranks over ties.
+    _, first, counts = np.unique(sorted_values, return_index=True, return_counts=True)
+    average = first + (counts - 1) / 2.0
+    ranks[order] = np.repeat(average, counts)
+    return ranks
+
+
+def spearman(a, b) -> float:
+    """Spearman's rho of two vectors (Pearson of average ranks); NaN if either is constant."""
+    ra, rb = _ranks(np.asarray(a)), _ranks(np.asarray(b))
+    ra -= ra.mean()
+    rb -= rb.mean()
+    norm = math.sqrt(float((ra * ra).sum() * (rb * rb).sum()))
+    return float((ra * rb).sum() / norm) if norm else float("nan")
+
+
+def _top(counts, n):
+    return set(np.lexsort((np.arange(len(counts)), -np.asarray(counts)))[:n].tolist())
+
+
+def top_overlap(prefill_counts, decode_counts, n: int) -> float:
+    """Share of the top-``n`` prefill experts found among the top-``n`` decode experts."""
+    return len(_top(prefill_counts, n) & _top(decode_counts, n)) / n
+
+
+def pair_counts(store: TraceStore, layer: int) -> np.ndarray:
+    """Upper-triangular ``(E, E)`` counts of unordered expert pairs in the same row."""
+    ids = np.sort(np.asarray(store.ids[:, layer], np.int64), axis=1)
+    experts = store.num_experts
+    k = ids.shape[1]
+    first, second = np.triu_indices(k, 1)
+    index = ids[:, first] * experts + ids[:, second]
+    return np.bincount(index.reshape(-1), minlength=experts * experts).reshape(experts, experts)
+
+
+def _subject(request_id: str) -> str:
+    parent = request_id.rsplit("/", 1)[0] if "/" in request_id else ""
+    return parent.rsplit("/", 1)[-1] or "(root)"
+
+
+def summarize(store: TraceStore, share: float = 0.2) -> dict:
+    """The statistics of the module docstring as plain data (a JSON-ready dict)."""
+    layers, experts = len(store.moe_layers), store.num_experts
+    prefill, decode = layer_counts(store, "prefill"), layer_counts(store, "decode")
+    counts = prefill + decode
+    layer_cov = [coverage(layer_transition_counts(store, j), share) for j in range(layers - 1)]
+    token = [token_transition_counts(store, j) for j in range(layers)]
+    token_cov = [coverage(m, share) for m in token]
+    diagonal = [float(np.trace(m) / m.sum()) if m.sum() else float("nan") for m in token]
+    rho = [spearman(prefill[j], decode[j]) for j in range(layers)]
+    overlap = {str(n): [top_overlap(prefill[j], decode[j], n) for j in range(layers)]
+               for n in (5, 10, 20) if n <= experts}
+    mean = counts.mean(axis=1)
+    max_over_mean = (counts.max(axis=1) / np.where(mean > 0, mean, 1)).tolist()
+    summary = {
+        "model": store.model, "requests": len(store), "rows": store.num_rows,
+        "moe_layers": store.moe_layers.tolist(), "num_experts": experts, "top_k": store.top_k,
+        "cut_decode_steps": store.cut_steps,
+        "layer_level": {"top_share": share, "coverage": layer_cov,
+                        "mean_coverage": _mean(layer_cov)},
+        "token_level": {"top_share": share, "coverage": token_cov,
+                        "mean_coverage": _mean(token_cov), "diagonal": diagonal,
+                        "mean_diagonal": _mean(diagonal)},
+        "prefill_vs_decode": {"spearman": rho, "mean_spearman": _mean(rho),
+                              "layers_rho_ge_0_7": int(np.sum(np.asarray(rho) >= 0.7)),
+                              "top_overlap": overlap,
+                              "mean_top_overlap": {n: _mean(v) for n, v in overlap.items()}},
+        "popularity": {"max_over_mean": max_over_mean, "max": float(max(max_over_mean)),
+                       "counts": counts.tolist()},
+    }
+    if store.top_k > 1:
+        pairs_total = experts * (experts - 1) // 2
+        top_n = max(1, pairs_total // 10)
+        upper = np.triu_indices(experts, 1)
+        brightest, top10 = [], []
+        for j in range(layers):
+            pairs = pair_counts(store, j)[upper].astype(np.float64)
+            total = pairs.sum()
+            normalised = pairs / total / (2 / (experts * (experts - 1))) if total else pairs
+            brightest.append(float(normalised.max()))
+            top10.append(float(np.sort(pairs)[-top_n:].sum() / total) if total else math.nan)
+        summary["pairs"] = {"max_normalised": brightest, "top10_share": top10,
+                            "mean_top10_share": _mean(top10)}
+    else:
+        summary["pairs"] = None  # top-1: a token never co-activates two experts
+    subjects = {}
+    for index, request_id in enumerate(store.request_ids):
+        subjects.setdefault(_subject(request_id), []).append(index)
+    hot = {}
+    whole = [_top(counts[j], 5) for j in range(layers)]
+    for name, members in subjects.items():
+        sub = layer_counts(store.select(members))
+        tops = [_top(sub[j], 5) for j in range(layers)]
+        hot[name] = {"requests": len(members), "top5": [sorted(t) for t in tops],
+                     "overlap_with_all": _mean([len(t & w) / 5 for t, w in
+                                                zip(tops, whole, strict=True)])}
+    summary["subjects"] = hot
+    return summary
+
+
+def _mean(values):
+    values = [v for v in values if v == v]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def write_report(store: TraceStore, out_dir, plots: bool = True) -> dict:
+    """Write ``summary.json`` and PNG plots into ``out_dir``; return the summary."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarize(store)
+    (out / "summary.json").write_text(json.dumps(_finite(summary), indent=1) + "\n")
+    if plots:
+        _plots(store, summary, out)
+    return summary
+
+
+def _finite(value):
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _plots(store, summary, out):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    middle = len(store.moe_layers) // 2
+    heatmaps = [("layer_heatmap.png", layer_transition_counts(store, max(0, middle - 1)),
+                 f"P(layer {store.moe_layers[middle]} | layer "
+                 f"{store.moe_layers[max(0, middle - 1)]})"),
+                ("token_heatmap.png", token_transition_counts(store, middle),
+                 f"P(next token | token), layer {store.moe_layers[middle]}")]
+    for name, counts, title in heatmaps:
+        fig, ax = plt.subplots(figsize=(5, 4.5))
+        total = counts.sum(axis=1, keepdims=True)
+        image = ax.imshow(counts / np.where(total > 0, total, 1), cmap="magma",
+                          interpolation="nearest")
+        ax.set_title(f"{title}\ntop-20% coverage {coverage(counts):.2f}", fontsize=9)
+        ax.set_xlabel("expert")
+        ax.set_ylabel("given expert")
+        fig.colorbar(image, ax=ax)
+        fig.savefig(out / name, dpi=90)
+        plt.close(fig)
+    layers = store.moe_layers
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    axes[0].bar(layers, [v if v is not None else 0 for v in
+                         summary["prefill_vs_decode"]["spearman"]])
+    axes[0].set_title("prefill vs decode Spearman rho per layer", fontsize=9)
+    axes[0].set_xlabel("layer")
+    axes[1].bar(layers, summary["popularity"]["max_over_mean"])
+    axes[1].set_title("hottest expert / mean per layer", fontsize=9)
+    axes[1].set_xlabel("layer")
+    fig.tight_layout()
+    fig.savefig(out / "prefill_decode_popularity.png", dpi=90)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    counts = np.asarray(summary["popularity"]["counts"], np.float64)
+    image = ax.imshow(counts / counts.sum(axis=1, keepdims=True), aspect="auto", cmap="viridis")
+    ax.set_title("expert popularity per MoE layer", fontsize=9)
+    ax.set_xlabel("expert")
+    ax.set_ylabel("MoE layer index")
+    fig.colorbar(image, ax=ax)
+    fig.savefig(out / "popularity.png", dpi=90)
+    plt.close(fig)

@@ -1,0 +1,307 @@
+"""Synthetic traces: a generative model of expert selection, fitted to a real trace or built in.
+
+The model (:class:`SynthModel`), per MoE layer ``l`` of the target shape:
+
+* ``prefill_popularity[l]``, ``decode_popularity[l]``: expert frequencies in prompts and decode;
+* ``layer_transition[l]``: P(expert j at layer l | expert i at layer l-1, same token);
+* ``token_transition[l]``: P(expert j at token t | expert i at token t-1, same layer, request);
+* prompt and decode lengths: empirical samples, drawn with replacement.
+
+Sampling walks tokens in order and layers in order, slot by slot of the top-k row: each slot is
+drawn from the token transition of the same slot at the previous token with probability
+``token_weight``, else from the layer transition of the same slot at the previous layer with
+probability ``layer_weight``, else from the stage's popularity (the first layer and first token
+use popularity for the missing parent). Duplicates inside a row are redrawn from popularity.
+All draws are vectorised over the requests of the batch; the result is seeded and
+deterministic.
+
+Shape mapping (fitting Llama-4, 24 layers x 128 experts top-1, then sampling DeepSeek-V3, 58 x
+256 top-8): target layer ``j`` takes source layer ``round(j (Ls-1)/(Lt-1))``; target experts are
+matched to source experts *by popularity rank* (target rank ``r`` <- source rank
+``floor(r Es/Et)``), then the ranks are placed on expert ids by a seeded permutation per layer.
+Popularity is the source's sorted curve resampled at the target's ranks; transitions are the
+source's between the matched experts, spread over the target experts that share a source expert
+in proportion to their popularity. Top-k slots are filled independently and de-duplicated.
+
+Built-in parameters (:func:`builtin_model`, used by :func:`default_batch` with no real trace):
+Zipf popularity with exponent 1.0 (prefill) and 1.1 (decode), same ranking, per-layer random
+expert ids; each expert has 8 preferred successors at the next layer carrying 60% of its mass
+(rest by popularity), and the token transition keeps the same expert with 30%, 6 preferred
+successors with 40%, popularity for the rest; prompts of 1..59 tokens (log-normal, median 16),
+decode of 127 steps for 95% of requests and 32..126 for the others; weights token 0.45,
+layer 0.45, popularity 0.10.
+"""
+
+from __future__ import annotations
+
+import attrs
+import numpy as np
+
+from .store import MAX_DECODE_STEPS, TraceStore, id_dtype
+
+__all__ = ["SynthModel", "builtin_model", "default_batch", "fit", "sample", "synthesize"]
+
+
+@attrs.frozen
+class SynthModel:
+    """A fitted (or built-in) generative model of expert selection for one model shape."""
+    model: str
+    num_layers: int
+    moe_layers: tuple[int, ...]
+    num_experts: int
+    top_k: int
+    prefill_popularity: np.ndarray   # (L, E), rows sum to 1
+    decode_popularity: np.ndarray    # (L, E)
+    layer_transition: np.ndarray     # (L, E, E), row i = P(. | i at the previous layer)
+    token_transition: np.ndarray     # (L, E, E), row i = P(. | i at the previous token)
+    prompt_lengths: np.ndarray       # samples
+    decode_lengths: np.ndarray       # samples, at most MAX_DECODE_STEPS
+    token_weight: float = 0.45
+    layer_weight: float = 0.45
+
+
+def _normalise(counts, axis=-1):
+    counts = np.asarray(counts, dtype=np.float64)
+    total = counts.sum(axis=axis, keepdims=True)
+    uniform = np.full_like(counts, 1.0 / counts.shape[axis])
+    return np.where(total > 0, counts / np.where(total > 0, total, 1), uniform)
+
+
+def fit(store: TraceStore, smoothing: float = 0.01) -> SynthModel:
+    """Fit the generative model to a trace, in the trace's own shape.
+
+    ``smoothing`` adds that share of the layer's popularity to every transition row, so that
+    experts never seen after a given one stay possible.
+    """
+    from .analysis import layer_counts, layer_transition_counts, token_transition_counts
+    experts = store.num_experts
+    prefill, decode = layer_counts(store, "prefill"), layer_counts(store, "decode")
+    popularity = _normalise(prefill + decode)
+    layers = len(store.moe_layers)
+    layer_t = np.empty((layers, experts, experts))
+    token_t = np.empty((layers, experts, experts))
+    layer_t[0] = popularity[0]
+    for j in range(layers):
+        if j:
+            layer_t[j] = _normalise(layer_transition_counts(store, j - 1))
+        token_t[j] = _normalise(token_transition_counts(store, j))
+    layer_t = (1 - smoothing) * layer_t + smoothing * popularity[:, None, :]
+    token_t = (1 - smoothing) * token_t + smoothing * popularity[:, None, :]
+    return SynthModel(model=store.model, num_layers=store.num_layers,
+                      moe_layers=tuple(store.moe_layers.tolist()), num_experts=experts,
+                      top_k=store.top_k, prefill_popularity=_normalise(prefill),
+                      decode_popularity=_normalise(decode), layer_transition=layer_t,
+                      token_transition=token_t,
+                      prompt_lengths=np.asarray(store.prefill_len, np.int64).copy(),
+                      decode_lengths=np.asarray(store.decode_len, np.int64).copy())
+
+
+def reshape(fitted: SynthModel, model, seed: int = 0) -> SynthModel:
+    """Map a fitted model onto another model shape (layers, experts, top-k) by rank."""
+    from ..models import load_model
+    target = load_model(model)
+    rng = np.random.default_rng([seed, 1])
+    layers_t, experts_t = len(target.moe_layers), target.num_experts
+    layers_s, experts_s = len(fitted.moe_layers), fitted.num_experts
+    src_layer = np.rint(np.arange(layers_t) * (layers_s - 1) / max(1, layers_t - 1)).astype(int)
+    shapes = {name: np.empty((layers_t, experts_t)) for name in ("prefill", "decode")}
+    layer_t = np.empty((layers_t, experts_t, experts_t))
+    token_t = np.empty((layers_t, experts_t, experts_t))
+    mapping = []  # per target layer: source expert of every target expert
+    for j, s in enumerate(src_layer):
+        order = np.argsort(-(fitted.prefill_popularity[s] + fitted.decode_popularity[s]),
+                           kind="stable")                 # source experts by rank
+        place = rng.permutation(experts_t)                 # target id of each target rank
+        source_of = np.empty(experts_t, np.int64)
+        source_of[place] = order[np.arange(experts_t) * experts_s // experts_t]
+        mapping.append(source_of)
+        for name, pop in (("prefill", fitted.prefill_popularity[s]),
+                          ("decode", fitted.decode_popularity[s])):
+            share = np.bincount(source_of, minlength=experts_s)[source_of]
+            shapes[name][j] = pop[source_of] / share
+        weight = _normalise(shapes["prefill"][j] + shapes["decode"][j])
+        group = np.bincount(source_of, weights=weight, minlength=experts_s)[source_of]
+        spread = weight / np.where(group > 0, group, 1)
+        token_t[j] = fitted.token_transition[s][np.ix_(source_of, source_of)] * spread
+        if j:
+            previous = mapping[j - 1]
+            layer_t[j] = fitted.layer_transition[max(s, 1)][np.ix_(previous, source_of)] * spread
+        else:
+            layer_t[j] = weight
+    return attrs.evolve(
+        fitted, model=target.name, num_layers=target.num_layers,
+        moe_layers=tuple(target.moe_layers), num_experts=experts_t, top_k=target.top_k,
+        prefill_popularity=_normalise(shapes["prefill"]),
+        decode_popularity=_normalise(shapes["decode"]),
+        layer_transition=_normalise(layer_t), token_transition=_normalise(token_t))
+
+
+def builtin_model(model="llama4-maverick", seed: int = 0) -> SynthModel:
+    """The built-in generative model of the module docstring, for ``model``'s shape."""
+    from ..models import load_model
+    target = load_model(model)
+    rng = np.random.default_rng([seed, 2])
+    layers, experts = len(target.moe_layers), target.num_experts
+    ranks = np.arange(1, experts + 1, dtype=np.float64)
+    prefill = np.empty((layers, experts))
+    decode = np.empty((layers, experts))
+    layer_t = np.empty((layers, experts, experts))
+    token_t = np.empty((layers, experts, experts))
+    for j in range(layers):
+        place = rng.permutation(experts)
+        prefill[j, place] = ranks ** -1.0
+        decode[j, place] = ranks ** -1.1
+        pop = _normalise(prefill[j] + decode[j])
+        affinity = np.zeros((experts, experts))
+        rows = np.repeat(np.arange(experts), 8)
+        affinity[rows, rng.integers(0, experts, experts * 8)] += 1
+        layer_t[j] = 0.6 * _normalise(affinity) + 0.4 * pop
+        successors = np.zeros((experts, experts))
+        rows = np.repeat(np.arange(experts), 6)
+        successors[rows, rng.integers(0, experts, experts * 6)] += 1
+        token_t[j] = 0.3 * np.eye(experts) + 0.4 * _normalise(successors) + 0.3 * pop
+    prompts = np.clip(np.rint(np.exp(rng.normal(np.log(16), 0.7, 4096))), 1, 59)
+    decodes = np.where(rng.random(4096) < 0.95, MAX_DECODE_STEPS, rng.integers(32, 127, 4096))
+    return SynthModel(model=target.name, num_layers=target.num_layers,
+                      moe_layers=tuple(target.moe_layers), num_experts=experts,
+                      top_k=target.top_k, prefill_popularity=_normalise(prefill),
+                      decode_popularity=_normalise(decode), layer_transition=_normalise(layer_t),
+                      token_transition=_normalise(token_t),
+                      prompt_lengths=prompts.astype(np.int64),
+                      decode_lengths=decodes.astype(np.int64))
+
+
+class _Sampler:
+    """Categorical draws from many rows at once in O(1) each: an inverse-CDF table per row.
+
+    Row ``r``'s table holds, at entry ``q``, the expert whose cumulative probability interval
+    holds ``(q + 0.5) / RESOLUTION``: probabilities are resolved to 1/4096.
+    """
+    RESOLUTION = 4096
+
+    def __init__(self, rows):
+        rows = np.asarray(rows, np.float64)
+        width = rows.shape[-1]
+        flat = rows.reshape(-1, width)
+        cumulative = np.cumsum(flat, axis=1)
+        cumulative /= cumulative[:, -1:]
+        grid = (np.arange(self.RESOLUTION) + 0.5) / self.RESOLUTION
+        dtype = id_dtype(width)
+        self.table = np.empty((len(flat), self.RESOLUTION), dtype)
+        for index, row in enumerate(cumulative):
+            self.table[index] = np.minimum(np.searchsorted(row, grid, side="right"), width - 1)
+
+    def draw(self, row, uniform):
+        return self.table[row, (uniform * self.RESOLUTION).astype(np.int64)]
+
+
+def sample(synth: SynthModel, requests: int, seed: int = 0, progress: bool = False,
+           source: str = "synthetic") -> TraceStore:
+    """Draw ``requests`` requests from ``synth`` (seeded, deterministic).
+
+    Layers are drawn one after the other for every token of the batch at once. A slot drawn
+    from the token transition takes as its parent the nearest earlier token of the request whose
+    same slot was drawn from the layer transition or popularity (a chain of token draws collapses
+    onto its first fresh ancestor), so all draws of a layer are vectorised.
+    """
+    rng = np.random.default_rng([seed, 3])
+    layers, experts, top_k = len(synth.moe_layers), synth.num_experts, synth.top_k
+    prompt = rng.choice(synth.prompt_lengths, requests).astype(np.int64)
+    decode = np.minimum(rng.choice(synth.decode_lengths, requests), MAX_DECODE_STEPS)
+    lengths = prompt + decode
+    offset = np.concatenate([[0], np.cumsum(lengths)])
+    rows = int(offset[-1])
+    ids = np.empty((rows, layers, top_k), id_dtype(experts))
+    pop = _Sampler(np.stack([synth.prefill_popularity, synth.decode_popularity]))
+    layer_s = _Sampler(synth.layer_transition)
+    token_s = _Sampler(synth.token_transition)
+    start = np.repeat(offset[:-1], lengths)
+    position = np.arange(rows) - start
+    stage_k = np.repeat((position >= np.repeat(prompt, lengths)).astype(np.int64) * layers,
+                        top_k)
+    first_k = np.repeat(position == 0, top_k)
+    row_index = np.repeat(np.arange(rows), top_k)
+    del start, position
+    steps = range(layers)
+    if progress:
+        from tqdm import tqdm
+        steps = tqdm(steps, desc="synthesising layers", unit="layer")
+    for j in steps:
+        choice, uniform = rng.random((2, rows * top_k), dtype=np.float32)
+        from_token = (choice < synth.token_weight) & ~first_k
+        from_layer = ~from_token & (choice < synth.token_weight + synth.layer_weight)
+        if not j:
+            from_layer[:] = False
+        del choice
+        drawn = np.empty(rows * top_k, ids.dtype)
+        use = np.flatnonzero(from_layer)
+        if len(use):
+            parent = ids[:, j - 1].reshape(-1)[use].astype(np.int64)
+            drawn[use] = layer_s.draw(j * experts + parent, uniform[use])
+        use = np.flatnonzero(~(from_token | from_layer))
+        drawn[use] = pop.draw(stage_k[use] + j, uniform[use])
+        use = np.flatnonzero(from_token)
+        if len(use):
+            # Nearest earlier fresh draw of the same slot (the request's first row is fresh).
+            fresh_row = np.where(from_token, -1, row_index).reshape(rows, top_k)
+            np.maximum.accumulate(fresh_row, axis=0, out=fresh_row)
+            slot = use % top_k
+            ancestor = fresh_row[row_index[use] - 1, slot] * top_k + slot
+            parent = drawn[ancestor].astype(np.int64)
+            drawn[use] = token_s.draw(j * experts + parent, uniform[use])
+        del uniform, use
+        block = drawn.reshape(rows, top_k)
+        if top_k > 1:
+            _deduplicate(block, stage_k[::top_k], j, pop, rng, experts)
+        ids[:, j] = block
+    return TraceStore(
+        model=synth.model, num_layers=synth.num_layers, moe_layers=synth.moe_layers,
+        top_k=top_k, num_experts=experts,
+        request_ids=[f"{source}/{i}" for i in range(requests)],
+        source_paths=[source] * requests, prefill_len=prompt.astype(np.int32),
+        decode_len=decode.astype(np.int32), token_offset=offset, ids=ids,
+        notes=f"synthetic ({source}), seed {seed}")
+
+
+def _duplicates(row):
+    """Mask of slots whose expert already appears in an earlier slot of the row."""
+    equal = row[:, :, None] == row[:, None, :]
+    return np.tril(equal, -1).any(axis=2)
+
+
+def _deduplicate(block, stage, layer, pop, rng, experts):
+    """Make every row of ``block`` distinct in place: redraw repeats from popularity once, then
+    step leftovers to the next expert id (deterministic)."""
+    ordered = np.sort(block, axis=1)
+    bad = np.flatnonzero((ordered[:, 1:] == ordered[:, :-1]).any(axis=1))
+    if not len(bad):
+        return
+    row = block[bad]
+    dup = _duplicates(row)
+    which = np.nonzero(dup)
+    row[which] = pop.draw(stage[bad][which[0]] + layer, rng.random(len(which[0])))
+    for _ in range(experts):
+        dup = _duplicates(row)
+        if not dup.any():
+            break
+        row[dup] = (row[dup].astype(np.int64) + 1) % experts
+    block[bad] = row
+
+
+def synthesize(like: TraceStore | None = None, model=None, requests: int = 256,
+               seed: int = 0, progress: bool = False) -> TraceStore:
+    """A synthetic batch: fitted to ``like`` (or built in), in ``model``'s shape."""
+    if like is None:
+        synth = builtin_model(model or "llama4-maverick", seed=seed)
+        source = "builtin"
+    else:
+        synth = fit(like)
+        source = f"like:{like.model or 'trace'}"
+        if model is not None:
+            synth = reshape(synth, model, seed=seed)
+    return sample(synth, requests, seed=seed, progress=progress, source=source)
+
+
+def default_batch(model="llama4-maverick", requests: int = 64, seed: int = 0) -> TraceStore:
+    """The built-in default batch: needs no real trace (used by ``hwmodel`` with no arguments)."""
+    return synthesize(None, model=model, requests=requests, seed=seed)
