@@ -7,6 +7,8 @@ place in the graph: its ports and parameters.
 
 from __future__ import annotations
 
+import math
+
 from ..graph import Component, Port
 from ..params import ComputeParams
 
@@ -41,3 +43,17 @@ class Compute(Component):
         self.add_port(Port("mem", "out", "mem", doc="reads through the LLC"))
         self.add_port(Port("cmd", "in", "cmd", message="Task",
                            doc="tasks from the Local CP"))
+
+    # ---- analytical model (SPEC section 6) ----------------------------------------------
+    def slice_latency_ns(self, tokens: int, model) -> int:
+        """GEMM time of ``tokens`` tokens on one weight matrix of an expert of ``model``:
+        ``ceil(2 x hidden x ffn x tokens / (peak x u(tokens)))`` ns, with the model's
+        utilisation bucket ``u``. Evaluated in the artefact's float order
+        (``2 * m * h * f * t / m``) so the ceiling agrees with it exactly.
+        """
+        if tokens < 0:
+            raise ValueError(f"tokens must be zero or more, not {tokens!r}")
+        m = model.matrices_per_expert
+        operations = 2 * m * model.hidden_dim * model.expert_ffn_dim * tokens / m
+        return math.ceil(operations / (self.params.peak_TFLOPS * 1000
+                                       * model.utilisation(tokens)))

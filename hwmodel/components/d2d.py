@@ -10,12 +10,13 @@ classes by the system model; this module declares their place in the graph.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from ..graph import Component, GraphError, Link, Port
 from ..params import D2DParams
 
-__all__ = ["ROUTER_PORTS", "D2DController", "D2DLink"]
+__all__ = ["ROUTER_PORTS", "D2DController", "D2DLink", "transfer_latency_ns"]
 
 #: Router port names, by the mesh direction they face.
 ROUTER_PORTS = ("x_minus", "x_plus", "y_minus", "y_plus")
@@ -62,6 +63,21 @@ class D2DLink(Link):
         out = super().describe()
         out.update(index=self.index, dies=self.dies)
         return out
+
+    # ---- analytical model (SPEC section 6) ----------------------------------------------
+    def transfer_latency_ns(self, hops: int, nbytes: float) -> int:
+        """Latency of a message over ``hops`` links of this kind:
+        ``hop_latency x hops + ceil(bytes / (bw x eff))`` (cut-through: the payload streams
+        once; every link of the path is held meanwhile, which is how contention arises)."""
+        return transfer_latency_ns(self.params, hops, nbytes)
+
+
+def transfer_latency_ns(params: D2DParams, hops: int, nbytes: float) -> int:
+    """:meth:`D2DLink.transfer_latency_ns` from bare :class:`D2DParams`."""
+    if hops < 0 or nbytes < 0:
+        raise ValueError(f"hops ({hops!r}) and nbytes ({nbytes!r}) must be zero or more")
+    return int(params.hop_latency_ns) * hops + math.ceil(
+        nbytes / (params.bandwidth_GBps * params.efficiency))
 
 
 class D2DController(Component):

@@ -6,6 +6,8 @@ the system model; this module declares its place in the graph: its ports and par
 
 from __future__ import annotations
 
+import math
+
 from ..graph import Component, Port
 from ..params import HBMParams
 
@@ -41,3 +43,25 @@ class HBM(Component):
         self.add_port(Port("llc", "in", "mem", doc="reads and fills from the local LLC"))
         self.add_port(Port("d2d", "in", "mem",
                            doc="remote reads and replica writes via the D2D controller"))
+
+    # ---- analytical model (SPEC section 6) ----------------------------------------------
+    def effective_bandwidth_GBps(self, efficiency: float | None = None) -> float:
+        """Bandwidth achieved: peak x efficiency (``efficiency`` overrides the parameter)."""
+        eff = self.params.efficiency if efficiency is None else efficiency
+        return self.params.bandwidth_GBps * eff
+
+    def access_latency_ns(self, nbytes: float, efficiency: float | None = None) -> int:
+        """Latency of one read or write of ``nbytes``: ``latency + ceil(bytes / (bw x eff))``.
+
+        A local expert read moves the slice plus the activations; a remote read the slice only
+        (the caller passes the byte count).
+        """
+        if nbytes < 0:
+            raise ValueError(f"nbytes must be zero or more, not {nbytes!r}")
+        return int(self.params.latency_ns) + math.ceil(
+            nbytes / self.effective_bandwidth_GBps(efficiency))
+
+    @property
+    def usable_bytes(self) -> int:
+        """Capacity left once the system's reserved share is taken."""
+        return int(self.params.capacity_bytes * (1 - self.params.reserved_fraction))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from ..graph import Component, Port
 from ..params import LLCParams
 
-__all__ = ["LLC"]
+__all__ = ["LLC", "SetAssociativeLRU"]
 
 
 class LLC(Component):
@@ -48,3 +48,54 @@ class LLC(Component):
         self.add_port(Port("remote", "inout", "mem", doc="slices to and from other dies"))
         self.add_port(Port("miss_addr", "out", "addr", width=48,
                            doc="remote-expert miss addresses for ATU translation"))
+
+    # ---- analytical model (SPEC section 3) ----------------------------------------------
+    def num_sets(self, line_bytes: float) -> int:
+        """Sets of the cache when a line holds ``line_bytes`` (one slice): at least 1, as in
+        the artefact (``capacity // (ways x line)``; Llama-4's 80 MiB slice gives 1 set)."""
+        return max(1, int(self.params.capacity_bytes // (self.params.associativity
+                                                          * line_bytes)))
+
+    def model(self, line_bytes: float) -> SetAssociativeLRU:
+        """A fresh :class:`SetAssociativeLRU` with this cache's geometry."""
+        return SetAssociativeLRU(self.num_sets(line_bytes), self.params.associativity)
+
+
+class SetAssociativeLRU:
+    """Set-associative LRU tag store; set index = expert id mod sets, tag = slice address.
+
+    ``check`` does not touch the LRU order (the artefact's lookups do not); ``store`` inserts
+    or refreshes a line and evicts the least recently stored one of a full set.
+
+    Parameters
+    ----------
+    num_sets, ways : int
+        Geometry.
+    """
+
+    def __init__(self, num_sets: int, ways: int):
+        if num_sets < 1 or ways < 1:
+            raise ValueError(f"num_sets ({num_sets!r}) and ways ({ways!r}) must be >= 1")
+        self.num_sets = num_sets
+        self.ways = ways
+        self._sets = [[] for _ in range(num_sets)]   # oldest first
+
+    def check(self, expert: int, tag) -> bool:
+        """Whether line ``tag`` of ``expert`` is present."""
+        return tag in self._sets[expert % self.num_sets]
+
+    def store(self, expert: int, tag):
+        """Insert (or refresh) ``tag``; returns the evicted tag or None."""
+        lines = self._sets[expert % self.num_sets]
+        if tag in lines:
+            lines.remove(tag)
+            lines.append(tag)
+            return None
+        victim = lines.pop(0) if len(lines) >= self.ways else None
+        lines.append(tag)
+        return victim
+
+    def lines(self, expert: int) -> tuple:
+        """Tags of ``expert``'s set, least recently stored first."""
+        return tuple(self._sets[expert % self.num_sets])
+

@@ -1,0 +1,579 @@
+"""Trace replay on a wafer: the five strategies of the paper, measured (SPEC sections 6-7).
+
+The wafer is the component graph built by :func:`hwmodel.topologies.wafer.build_wafer`: every
+latency comes from the analytical models of its components (HBM, LLC, D2D links, compute) and
+every decision from the Python twins of its added units (Global CP allocator, EDT and
+predictor; per-die PDU, ATU and Local CP). The event simulation itself runs in the compiled
+kernel of :mod:`hwmodel.system.engine`, one barrier interval (one MoE layer of one iteration)
+per call.
+
+Typical use::
+
+    from hwmodel.models import load_model
+    from hwmodel.params import load_wafer
+    from hwmodel.system import Replay
+    from hwmodel.topologies.wafer import build_wafer
+    from hwmodel.traces import open_batch
+
+    store = open_batch("../shared/traces/profiling_result/meta-llama/"
+                       "Llama-4-Maverick-17B-128E-Instruct/mmlu")
+    replay = Replay(wafer=build_wafer(load_wafer("tsmc-sow")),
+                    model=load_model("llama4-maverick"), store=store)
+    result = replay.run("allo")
+    print(result.row())
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import attrs
+import numpy as np
+
+from ..components.atu import AddressMap, ATUTwin
+from ..components.d2d import transfer_latency_ns
+from ..components.global_cp import GlobalCPTwin, build_cost_rom, home_dies
+from ..components.local_cp.twin import LocalCPTwin, TaskDescriptor
+from ..components.pdu.twin import PDUTwin
+from ..config import ConfigError, fraction, param, positive
+from .engine import LayerKernel
+
+__all__ = [
+    "ARTEFACT_NAMES",
+    "STRATEGIES",
+    "Latencies",
+    "Replay",
+    "ReplayParams",
+    "ReplayResult",
+]
+
+#: The paper's five strategies (SPEC section 6), in the order of its Fig. 12.
+STRATEGIES = ("base", "ep", "allo", "pred", "allo+pred")
+#: Names the study's artefact prints in its CSV.
+ARTEFACT_NAMES = {"base": "base", "ep": "norm_ep", "allo": "allo_only", "pred": "pred_only",
+                  "allo+pred": "allo_and_pred"}
+#: Model preset -> the artefact's model name (its CSV's first column).
+ARTEFACT_MODELS = {"llama4-maverick": "llama4", "deepseek-v3": "deepseek", "kimi-k2": "kimi",
+                   "qwen3-235b": "qwen"}
+#: HBM efficiency the artefact uses per model when none is configured (SPEC section 3).
+ARTEFACT_HBM_EFFICIENCY = {"llama4-maverick": 0.85}
+
+
+@attrs.frozen
+class ReplayParams:
+    """Parameters of a replay; the defaults are the paper's (its artefact's) values."""
+
+    block_size: int = param("tokens per allocation block of Algorithm 1 (also the split "
+                            "threshold floor)", default=512, validator=positive)
+    candidate_distance: int = param("remote candidates lie within this Manhattan distance "
+                                    "(hops) of the home die", default=1)
+    min_candidates: int = param("candidates kept at least, per expert", default=5,
+                                validator=positive)
+    top_n_share: float = param("predictor keeps the top ceil(share x E) successors of an "
+                               "expert in the heatmap", default=0.2, validator=fraction)
+    replica_capacity_slices: int | None = param(
+        "replica region of a die's HBM, in slices (null: unbounded, as in the paper)",
+        default=None)
+    hbm_efficiency: float | None = param(
+        "HBM efficiency override (null: the artefact's per-model value, 0.85 for Llama-4, "
+        "else the wafer's)", default=None)
+    max_iterations: int = param("iterations replayed: the prefill plus decode steps",
+                                default=128, validator=positive)
+    allocator_arith: str = param("'fixed' (the Global CP twin's integer ROM) or 'float' "
+                                 "(the artefact's float64)", default="fixed")
+    tie_rule: str = param("heatmap top-n ties: 'stable' (count desc, id asc) or 'numpy' "
+                          "(the artefact's np.argsort, machine dependent)", default="stable")
+    artefact_quirks: bool = param("reproduce the artefact's quirks (stage of iteration 0 from "
+                                  "the last request; predictor's per-die expert list)",
+                                  default=True)
+    clock_MHz: float | None = param("clock for cycle counts (null: the wafer's)", default=None)
+
+    def __attrs_post_init__(self):
+        if self.allocator_arith not in ("fixed", "float"):
+            raise ConfigError("allocator_arith", f"expected 'fixed' or 'float', not "
+                              f"{self.allocator_arith!r}")
+        if self.tie_rule not in ("stable", "numpy"):
+            raise ConfigError("tie_rule", f"expected 'stable' or 'numpy', not "
+                              f"{self.tie_rule!r}")
+        if self.candidate_distance < 0:
+            raise ConfigError("candidate_distance", f"expected 0 or more, not "
+                              f"{self.candidate_distance!r}")
+        if self.replica_capacity_slices is not None:
+            raise ConfigError("replica_capacity_slices", "a bounded replica region is not "
+                              "implemented yet; use null (unbounded, the paper's setting)")
+
+
+@attrs.frozen
+class Latencies:
+    """Latency tables (ns) handed to the kernel, all from the wafer's component models."""
+
+    llc_hit: int
+    llc_miss: int
+    llc_write: int
+    request: np.ndarray = attrs.field(eq=False)     # by hops, a 16-byte request
+    data: np.ndarray = attrs.field(eq=False)        # by hops, one slice
+    hbm_slice: int
+    local_read: np.ndarray = attrs.field(eq=False)  # by tokens: slice + activations
+    compute: np.ndarray = attrs.field(eq=False)     # by tokens, one slice
+    slice_bytes: float
+    act_bytes_per_token: float
+    request_bytes: float
+
+
+@attrs.define
+class ReplayResult:
+    """Outputs of one run: the artefact's CSV columns plus breakdowns (SPEC section 6)."""
+
+    model: str
+    strategy: str
+    mesh_x: int
+    mesh_y: int
+    batch: int
+    usage: float
+    die_max_over_min: float
+    die_max_over_avg: float
+    allo_exp_skew: float
+    allo_req_skew: float
+    dram_access_skew: float
+    dram_GiB: float
+    local_dram_read_GiB: float
+    remote_dram_read_GiB: float
+    local_dram_write_GiB: float
+    hops: int
+    time_ns: int
+    prefill_ns: int
+    decode_ns: int
+    throughput: float
+    clock_MHz: float
+    byte_hops: float
+    events: int
+    wall_s: float
+    stalled: bool
+    counts: dict = attrs.field(factory=dict)
+    per_layer: list = attrs.field(factory=list)
+    per_die: dict = attrs.field(factory=dict)
+    per_link: list = attrs.field(factory=list)
+
+    @property
+    def time_cycles(self) -> int:
+        return round(self.time_ns * self.clock_MHz / 1000)
+
+    @property
+    def decode_cycles(self) -> int:
+        return round(self.decode_ns * self.clock_MHz / 1000)
+
+    CSV_HEADER = ("model,strategy,y_chips,x_chips,batch,usage,die_max_over_min,"
+                  "die_max_over_avg,allo_exp_skew,allo_req_skew,dram_access_skew,dram,"
+                  "local_dram_read,remote_dram_read,local_dram_write,hop,time,prefill,decode,"
+                  "throughput")
+
+    def row(self) -> str:
+        """The artefact's CSV line (same columns, units and rounding)."""
+        return (f"{ARTEFACT_MODELS.get(self.model, self.model)},"
+                f"{ARTEFACT_NAMES.get(self.strategy, self.strategy)},{self.mesh_y},"
+                f"{self.mesh_x},{self.batch},{self.usage:.2f},{self.die_max_over_min:.2f},"
+                f"{self.die_max_over_avg:.2f},{self.allo_exp_skew:.2f},"
+                f"{self.allo_req_skew:.2f},{self.dram_access_skew:.2f},{self.dram_GiB:.0f},"
+                f"{self.local_dram_read_GiB:.0f},{self.remote_dram_read_GiB:.0f},"
+                f"{self.local_dram_write_GiB:.0f},{self.hops},{self.time_ns / 1e6:.2f},"
+                f"{self.prefill_ns / 1e6:.2f},{self.decode_ns / 1e6:.2f},"
+                f"{self.throughput:.0f}")
+
+    def summary(self) -> dict:
+        """Scalar outputs as a JSON-ready dict (no per-layer lists)."""
+        out = attrs.asdict(self, filter=lambda a, v: a.name not in
+                           ("per_layer", "per_die", "per_link"))
+        out["time_cycles"] = self.time_cycles
+        out["decode_cycles"] = self.decode_cycles
+        return out
+
+    def to_json(self) -> dict:
+        """Everything, including per-layer, per-die and per-link breakdowns."""
+        out = self.summary()
+        out.update(per_layer=self.per_layer, per_die=self.per_die, per_link=self.per_link)
+        return out
+
+
+class _Workload:
+    """Per-iteration views of a trace store: counts, first-appearance order, heatmap pairs."""
+
+    def __init__(self, store, max_iterations: int):
+        self.store = store
+        self.E = int(store.num_experts)
+        self.L = len(store.moe_layers)
+        self.k = int(store.top_k)
+        self.num_iterations = min(max_iterations, int(store.num_iterations))
+        self._prev = None
+
+    def rows(self, it):
+        rows, requests = self.store.iteration_rows(it)
+        return np.asarray(rows).astype(np.int64), requests
+
+    def counts(self, rows):
+        idx = rows + (np.arange(self.L, dtype=np.int64) * self.E)[None, :, None]
+        return np.bincount(idx.ravel(), minlength=self.L * self.E).reshape(self.L, self.E)
+
+    def first_order(self, rows, layer):
+        """Experts of ``layer`` in order of first appearance (requests, tokens, ids)."""
+        seq = rows[:, layer, :].ravel()
+        uniq, first = np.unique(seq, return_index=True)
+        return uniq[np.argsort(first, kind="stable")]
+
+    def _pairs(self, prev, cur):
+        E, L, _k = self.E, self.L, self.k
+        if len(prev) == 0:
+            return np.zeros((L, E, E), np.int64)
+        base = (np.arange(L, dtype=np.int64) * E * E)[None, :, None, None]
+        idx = base + prev[:, :, :, None] * E + cur[:, :, None, :]
+        return np.bincount(idx.ravel(), minlength=L * E * E).reshape(L, E, E)
+
+    def prefill_pairs(self, rows, requests):
+        same = requests[:-1] == requests[1:]
+        return self._pairs(rows[:-1][same], rows[1:][same])
+
+    def decode_pairs(self, it, rows, requests, prev_rows, prev_requests):
+        """Pairs (step it-1 -> step it) of the requests that reach step ``it`` (it >= 2)."""
+        where = np.searchsorted(prev_requests, requests)
+        return self._pairs(prev_rows[where], rows)
+
+
+class Replay:
+    """A wafer, a model and a batch of traces, ready to replay any strategy.
+
+    Parameters
+    ----------
+    wafer : hwmodel.topologies.wafer.Wafer
+        The built wafer graph (single source of truth for every parameter).
+    model : hwmodel.models.MoEModel
+    store : hwmodel.traces.TraceStore
+        The batch, in batch order (its length is the batch size).
+    params : ReplayParams, optional
+    """
+
+    def __init__(self, wafer, model, store, params: ReplayParams | None = None):
+        self.wafer = wafer
+        self.model = model
+        self.store = store
+        self.params = ReplayParams() if params is None else params
+        if int(store.num_experts) != model.num_experts or int(store.top_k) != model.top_k:
+            raise ValueError(f"trace has {store.num_experts} experts, top-{store.top_k}; "
+                             f"model {model.name} has {model.num_experts}, "
+                             f"top-{model.top_k}")
+        self.mesh = wafer.mesh
+        self.N = self.mesh.num_dies
+        self.E = model.num_experts
+        self.L = len(store.moe_layers)
+        self.home = home_dies(self.E, self.N)
+        die = wafer.dies[0]
+        self.hbm = die.hbm
+        self.llc = die.llc
+        self.compute = die.compute
+        self.d2d_params = wafer.links[0].params if wafer.links else die.d2d.params
+        self.clock_MHz = (self.params.clock_MHz if self.params.clock_MHz is not None
+                          else wafer.params.clock_MHz)
+        eff = self.params.hbm_efficiency
+        if eff is None:
+            eff = ARTEFACT_HBM_EFFICIENCY.get(model.name, self.hbm.params.efficiency)
+        self.hbm_efficiency = eff
+        self.slice_bytes = model.expert_bytes / model.matrices_per_expert
+        route_len = np.zeros((self.N, self.N), np.int64)
+        width = max(1, self.mesh.x_dies + self.mesh.y_dies - 2)
+        route_links = np.zeros((self.N, self.N, width), np.int64)
+        for s in range(self.N):
+            for d in range(self.N):
+                links = self.mesh.route_links(s, d)
+                route_len[s, d] = len(links)
+                route_links[s, d, :len(links)] = links
+        self.route_links, self.route_len = route_links, route_len
+        self.workload = _Workload(store, self.params.max_iterations)
+
+    # ------------------------------------------------------------------ cost tables
+    def latencies(self, max_tokens: int) -> Latencies:
+        """Latency tables from the component models, for task sizes up to ``max_tokens``."""
+        m = self.model
+        act = (m.hidden_dim + m.expert_ffn_dim) * m.dtype_bytes
+        tokens = range(max_tokens + 1)
+        hops = range(self.route_len.max() + 1)
+        llc = self.llc.params
+        p = self.d2d_params
+        return Latencies(
+            llc_hit=int(llc.hit_latency_ns), llc_miss=int(llc.miss_penalty_ns),
+            llc_write=int(llc.write_latency_ns),
+            request=np.array([transfer_latency_ns(p, h, p.request_bytes) for h in hops],
+                             np.int64),
+            data=np.array([transfer_latency_ns(p, h, self.slice_bytes) for h in hops],
+                          np.int64),
+            hbm_slice=self.hbm.access_latency_ns(self.slice_bytes, self.hbm_efficiency),
+            local_read=np.array([self.hbm.access_latency_ns(self.slice_bytes + act * t,
+                                                            self.hbm_efficiency)
+                                 for t in tokens], np.int64),
+            compute=np.array([self.compute.slice_latency_ns(t, m) for t in tokens], np.int64),
+            slice_bytes=float(self.slice_bytes), act_bytes_per_token=float(act),
+            request_bytes=float(p.request_bytes))
+
+    def global_cp(self) -> GlobalCPTwin:
+        """A fresh Global CP twin with this wafer's and model's cost ROM."""
+        m, hbm, p = self.model, self.hbm.params, self.d2d_params
+        rom = build_cost_rom(
+            expert_bytes=m.expert_bytes, hidden_dim=m.hidden_dim,
+            expert_ffn_dim=m.expert_ffn_dim, matrices_per_expert=m.matrices_per_expert,
+            hbm_bandwidth_GBps=hbm.bandwidth_GBps, hbm_latency_ns=hbm.latency_ns,
+            link_bandwidth_GBps=p.bandwidth_GBps, hop_latency_ns=p.hop_latency_ns,
+            peak_TFLOPS=self.compute.params.peak_TFLOPS, block_size=self.params.block_size,
+            frac_bits=None if self.params.allocator_arith == "float" else 8)
+        return GlobalCPTwin(self.mesh.x_dies, self.mesh.y_dies, self.L, self.E, rom,
+                            block_size=self.params.block_size,
+                            candidate_distance=self.params.candidate_distance,
+                            min_candidates=self.params.min_candidates,
+                            top_n_share=self.params.top_n_share,
+                            count_bits=self.wafer.params.global_cp.heatmap_count_bits
+                            if self.params.tie_rule == "stable" else 62)
+
+    # ------------------------------------------------------------------ one run
+    def run(self, strategy: str, progress: Callable[[int, int], None] | None = None
+            ) -> ReplayResult:
+        """Replay the whole batch under ``strategy`` (one of :data:`STRATEGIES`)."""
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {strategy!r}; expected one of "
+                             f"{', '.join(STRATEGIES)}")
+        wall0 = time.perf_counter()
+        allo = strategy in ("allo", "allo+pred")
+        pred = strategy in ("pred", "allo+pred")
+        N, E, L = self.N, self.E, self.L
+        wl = self.workload
+        store = self.store
+        quirks = self.params.artefact_quirks
+        gcp = self.global_cp()
+        max_tokens = self._max_task_tokens()
+        lat = self.latencies(max_tokens)
+        llc_sets = self.llc.num_sets(self.slice_bytes)
+        kernel = LayerKernel(N, len(self.mesh.links), self.route_links, self.route_len,
+                             llc_sets, self.llc.params.associativity)
+        slices = self.model.matrices_per_expert
+        pdus = [PDUTwin(num_experts=E) for _ in range(N)] if pred else None
+        local_cps = [LocalCPTwin(die=d, num_experts=E) for d in range(N)] if pred else None
+        atus = {}
+        amap = (AddressMap(num_dies=N, num_experts=E, num_layers=self.model.num_layers,
+                           slice_bytes=int(self.slice_bytes)) if pred else None)
+        cp_en = np.zeros((N, E), np.bool_)
+        is_local = np.zeros((N, E), np.bool_)
+        # iteration 0's stage: the artefact takes the last request's (a one-token prompt
+        # counts as decode); the semantic rule is "prefill".
+        last_prefill = int(store.prefill_len[-1]) if len(store) else 0
+        stage0 = "prefill" if (not quirks or last_prefill > 1) else "decode"
+        t = 0
+        prefill_ns = 0
+        last_stage = None
+        per_layer = []
+        usage_num = usage_den = 0.0
+        mm_sum = ma_sum = 0.0
+        exp_avg = exp_max = req_avg = req_max = 0.0
+        dram_even = []
+        stalled = False
+        events = 0
+        n_iter = wl.num_iterations
+        prev_rows = prev_requests = None
+        for it in range(n_iter):
+            rows, requests = wl.rows(it)
+            if pred:
+                if it == 0:
+                    pairs = wl.prefill_pairs(rows, requests)
+                elif it >= 2:
+                    pairs = wl.decode_pairs(it, rows, requests, prev_rows, prev_requests)
+                else:
+                    pairs = None
+                if pairs is not None:
+                    for layer in range(L):
+                        gcp.heatmap_add_matrix(layer, pairs[layer])
+            counts_all = wl.counts(rows)
+            stage = stage0 if it == 0 else "decode"
+            for layer in range(L):
+                counts = counts_all[layer]
+                if not counts.any():
+                    continue
+                if stage == "decode" and last_stage == "prefill":
+                    prefill_ns = t
+                last_stage = stage
+                # -- allocation (Global CP) --
+                if allo:
+                    task_e, task_d, task_t = gcp.allocate_arrays(layer, counts)
+                else:
+                    order = wl.first_order(rows, layer)
+                    if strategy == "ep":
+                        dies = self.home[order]
+                    else:
+                        dies = (np.arange(len(order)) + 7) % N
+                    sort = np.argsort(order, kind="stable")
+                    task_e = order[sort].astype(np.int64)
+                    task_d = np.asarray(dies, np.int64)[sort]
+                    task_t = counts[task_e].astype(np.int64)
+                prio = (task_d != self.home[task_e]).astype(np.int64)
+                copy_ok = pred and stage == "decode"
+                if pred:
+                    self._launch_prediction(gcp, layer, task_e, task_d, pdus, atus, amap,
+                                            copy_ok, quirks, cp_en, is_local)
+                dram = np.zeros(N, np.float64)
+                span_lo = np.full(N, -1, np.int64)
+                span_hi = np.full(N, -1, np.int64)
+                end, stall, dups = kernel.run(t, layer, task_e, task_d, task_t, self.home,
+                                              prio, pred=pred, copy_ok=copy_ok, cp_en=cp_en,
+                                              is_local=is_local, num_experts=E, slices=slices,
+                                              lat=lat, dram_bytes=dram, span_lo=span_lo,
+                                              span_hi=span_hi)
+                if pred and len(dups):
+                    self._report_duplications(gcp, layer, dups, task_e, task_d, task_t,
+                                              pdus, local_cps, atus, amap, cp_en, is_local)
+                # -- per-layer records (the artefact's definitions) --
+                present = span_lo >= 0
+                dur = (span_hi - span_lo)[present].astype(np.float64)
+                if len(dur):
+                    usage_num += dur.sum()
+                    usage_den += dur.max() * N
+                    if dur.min() > 0:
+                        mm_sum += dur.max() / dur.min()
+                    if dur.mean() > 0:
+                        ma_sum += dur.max() / dur.mean()
+                n_exp = np.bincount(task_d, minlength=N) * slices
+                n_req = np.bincount(task_d, weights=task_t, minlength=N) * slices
+                exp_avg += n_exp.mean()
+                exp_max += n_exp.max()
+                req_avg += n_req.mean()
+                req_max += n_req.max()
+                if dram.max() > 0:
+                    dram_even.append(dram.mean() / dram.max())
+                per_layer.append({"iteration": it, "layer": int(store.moe_layers[layer]),
+                                  "stage": stage, "start_ns": t, "end_ns": end,
+                                  "tasks": len(task_e), "remote_tasks": int(prio.sum()),
+                                  "dups": len(dups)})
+                t = end
+                if stall:
+                    stalled = True
+                    break
+            if stalled:
+                break
+            prev_rows, prev_requests = rows, requests
+            if progress is not None:
+                progress(it + 1, n_iter)
+        counters = kernel.counters
+        events = int(counters[1])
+        stats = kernel.die_stats
+        gib = float(1 << 30)
+        dups_total = stats[:, 2].sum() / self.slice_bytes
+        home_slices = self.model.num_layers * E * slices
+        decode_ns = t - prefill_ns
+        B = len(store)
+        nl = max(1, len(per_layer))
+        result = ReplayResult(
+            model=self.model.name, strategy=strategy, mesh_x=self.mesh.x_dies,
+            mesh_y=self.mesh.y_dies, batch=B,
+            usage=usage_num / usage_den if usage_den else 0.0,
+            die_max_over_min=mm_sum / nl, die_max_over_avg=ma_sum / nl,
+            allo_exp_skew=exp_avg / exp_max if exp_max else 0.0,
+            allo_req_skew=req_avg / req_max if req_max else 0.0,
+            dram_access_skew=float(np.mean(dram_even)) if dram_even else 0.0,
+            dram_GiB=(home_slices + dups_total) * self.slice_bytes / gib,
+            local_dram_read_GiB=stats[:, 0].sum() / gib,
+            remote_dram_read_GiB=stats[:, 1].sum() / gib,
+            local_dram_write_GiB=stats[:, 2].sum() / gib,
+            hops=int(counters[0]), time_ns=int(t), prefill_ns=int(prefill_ns),
+            decode_ns=int(decode_ns),
+            throughput=B * 128 / decode_ns * 1e9 if decode_ns else 0.0,
+            clock_MHz=self.clock_MHz, byte_hops=float(stats[:, 3].sum()), events=events,
+            wall_s=time.perf_counter() - wall0, stalled=stalled,
+            counts={"local_llc_hits": int(counters[5]), "replica_reads": int(counters[6]),
+                    "remote_llc_hits": int(counters[7]), "remote_hbm_reads": int(counters[8]),
+                    "local_hbm_reads": int(counters[9]),
+                    "replicas": round(dups_total)},
+            per_layer=per_layer,
+            per_die={"local_read_bytes": stats[:, 0].tolist(),
+                     "remote_read_served_bytes": stats[:, 1].tolist(),
+                     "replica_write_bytes": stats[:, 2].tolist(),
+                     "byte_hops_sent": stats[:, 3].tolist()},
+            per_link=[{"dies": list(pair), "bytes": float(b)}
+                      for pair, b in zip(self.mesh.links, kernel.link_bytes)])
+        return result
+
+    # ------------------------------------------------------------------ helpers
+    def _max_task_tokens(self) -> int:
+        """Largest token count of any expert in any (iteration, layer): a table bound."""
+        wl = self.workload
+        best = 1
+        for it in range(wl.num_iterations):
+            rows, _ = wl.rows(it)
+            best = max(best, int(wl.counts(rows).max(initial=0)))
+            if it >= 1:   # decode steps hold one token per request: bounded by the batch
+                best = max(best, len(self.store))
+                break
+        return best
+
+    def _die_experts(self, task_e, task_d, die, quirks):
+        """Experts the die runs in this layer, as the predictor sees them. With the
+        artefact's quirk, the list stops growing once it holds an expert whose id equals the
+        die id (it tests ``die not in list`` instead of ``expert not in list``)."""
+        mine = task_e[task_d == die]
+        if not quirks:
+            return mine
+        hit = np.flatnonzero(mine == die)
+        return mine if len(hit) == 0 else mine[:hit[0] + 1]
+
+    def _launch_prediction(self, gcp, layer, task_e, task_d, pdus, atus, amap, copy_ok,
+                           quirks, cp_en, is_local):
+        """Layer launch: Global CP predictor -> PDU tables; ATU redirects for replicas."""
+        presence = gcp.presence[layer]
+        if copy_ok:
+            top = (gcp.top_n_matrix(layer) if self.params.tie_rule == "stable"
+                   else self._numpy_top_n(gcp, layer))
+        for d in range(self.N):
+            local_bits = ((presence >> d) & 1).astype(bool)
+            if copy_ok:
+                mine = self._die_experts(task_e, task_d, d, quirks)
+                cp_en[d] = top[mine].any(axis=0) if len(mine) else False
+            else:
+                cp_en[d] = False
+            if d in task_d:
+                pdus[d].configure(cp_en[d].tolist(), local_bits.tolist())
+            is_local[d] = local_bits
+        # reads of a remote expert go through the die's ATU: a hit redirects to the replica
+        for e, d in zip(task_e.tolist(), task_d.tolist()):
+            if self.home[e] == d or not is_local[d, e]:
+                continue
+            atu = atus[(d, layer)]
+            hit, _ = atu.lookup(e, self._remote_addr(amap, layer, e))
+            if not hit:
+                raise AssertionError(f"ATU of die {d} misses replica of expert {e}")
+
+    def _numpy_top_n(self, gcp, layer):
+        n = gcp.top_n_count
+        out = np.zeros((self.E, self.E), bool)
+        for i in range(self.E):
+            row = gcp.heatmap_row(layer, i).astype(np.float64)
+            out[i, np.argsort(row)[-n:]] = True
+        return out
+
+    def _remote_addr(self, amap, layer, expert):
+        return amap.home_address(int(self.store.moe_layers[layer]), expert)
+
+    def _report_duplications(self, gcp, layer, dups, task_e, task_d, task_t, pdus,
+                             local_cps, atus, amap, cp_en, is_local):
+        """After the layer: Local CPs report copies; PDU/ATU/EDT are updated from them."""
+        copied = {}
+        for d, e, _s in dups.tolist():
+            copied.setdefault(d, set()).add(e)
+        for d, experts in sorted(copied.items()):
+            mask = task_d == d
+            tasks = [TaskDescriptor(int(e), int(tk), int(self.home[e]))
+                     for e, tk in zip(task_e[mask], task_t[mask])]
+            stats = local_cps[d].run_layer(tasks, cp_en[d].tolist(), is_local[d].tolist())
+            if set(stats.duplicated_experts) != experts:
+                raise AssertionError(f"die {d}: Local CP copies {stats.duplicated_experts} "
+                                     f"differ from the data path's {sorted(experts)}")
+            for e in stats.duplicated_experts:
+                pdus[d].set_local(e)
+                atu = atus.get((d, layer))
+                if atu is None:
+                    atu = atus[(d, layer)] = ATUTwin(num_entries=max(self.E, 1))
+                real_layer = int(self.store.moe_layers[layer])
+                atu.insert(e, self._remote_addr(amap, layer, e),
+                           amap.replica_address(real_layer, e))
+                gcp.edt_set_present(layer, e, d)
