@@ -224,8 +224,8 @@ def _plots(store, summary, out):
 
     middle = len(store.moe_layers) // 2
     heatmaps = [("layer_heatmap.png", layer_transition_counts(store, max(0, middle - 1)),
-                 f"P(layer {store.moe_layers[middle]} | layer "
-                 f"{store.moe_layers[max(0, middle - 1)]})"),
+                 (f"P(layer {store.moe_layers[middle]} | layer "
+                 f"{store.moe_layers[max(0, middle - 1)]})")),
                 ("token_heatmap.png", token_transition_counts(store, middle),
                  f"P(next token | token), layer {store.moe_layers[middle]}")]
     for name, counts, title in heatmaps:

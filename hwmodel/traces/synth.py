@@ -263,6 +263,12 @@ def sample(synth: SynthModel, requests: int, seed: int = 0, progress: bool = Fal
         notes=f"synthetic ({source}), seed {seed}")
 
 
+def _sorted_repeats(row):
+    """Per row, whether each sorted slot after the first repeats its predecessor."""
+    ordered = np.sort(row, axis=1)
+    return ordered[:, 1:] == ordered[:, :-1]
+
+
 def _duplicates(row):
     """Mask of slots whose expert already appears in an earlier slot of the row."""
     equal = row[:, :, None] == row[:, None, :]
@@ -277,14 +283,20 @@ def _deduplicate(block, stage, layer, pop, rng, experts):
     if not len(bad):
         return
     row = block[bad]
-    dup = _duplicates(row)
+    dup = np.zeros(row.shape, bool)
+    dup[:, 1:] = _sorted_repeats(row)
     which = np.nonzero(dup)
+    # A repeat is redrawn from popularity (sorting first keeps the rule simple and seeded).
+    row.sort(axis=1)
     row[which] = pop.draw(stage[bad][which[0]] + layer, rng.random(len(which[0])))
     for _ in range(experts):
-        dup = _duplicates(row)
-        if not dup.any():
+        still = np.flatnonzero(_sorted_repeats(row).any(axis=1))
+        if not len(still):
             break
-        row[dup] = (row[dup].astype(np.int64) + 1) % experts
+        sub = row[still]
+        repeat = _duplicates(sub)
+        sub[repeat] = (sub[repeat].astype(np.int64) + 1) % experts
+        row[still] = sub
     block[bad] = row
 
 
