@@ -192,7 +192,7 @@ def summarize(store: TraceStore, share: float = 0.2) -> dict:
 
 
 def _mean(values):
-    values = [v for v in values if v == v]
+    values = [v for v in values if not math.isnan(v)]
     return float(np.mean(values)) if values else float("nan")
 
 
@@ -208,7 +208,7 @@ def write_report(store: TraceStore, out_dir, plots: bool = True) -> dict:
 
 
 def _finite(value):
-    if isinstance(value, float) and value != value:
+    if isinstance(value, float) and math.isnan(value):
         return None
     if isinstance(value, dict):
         return {k: _finite(v) for k, v in value.items()}
