@@ -1,0 +1,129 @@
+"""``hwmodel rtl``: simulate a unit's RTL against its twin, export Verilog, report Yosys area."""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+UNITS = ("atu", "pdu", "local_cp", "edt", "predictor")
+
+# The paper's Table II sizes, shown next to the Yosys figures.
+PAPER_SIZES = {
+    "atu": "4.25 KB SRAM, 512 x 68-bit entries",
+    "pdu": "128 B registers, 16-bit wide (512 experts x 2 bits)",
+    "local_cp": "an ARM core in the paper",
+    "edt": "4.5 KB of 72-bit entries (512 experts)",
+    "predictor": "heatmap cache 0.5 MB (one layer, 512 x 512 x 16-bit)",
+}
+
+
+def _design(unit: str):
+    from ..components.atu import ATU
+    from ..components.global_cp.rtl import EDT, TopNPredictor
+    from ..components.local_cp import LocalCP
+    from ..components.pdu import PDU
+    return {"atu": lambda: ATU(512), "pdu": lambda: PDU(512),
+            "local_cp": lambda: LocalCP(0, 4, 512), "edt": lambda: EDT(512),
+            "predictor": lambda: TopNPredictor(32)}[unit]()
+
+
+def _scenario(unit: str, vcd):
+    """A seeded random scenario through the RTL and the twin: (agree, cycles, transactions)."""
+    rng = random.Random(0)
+    if unit == "atu":
+        from ..components.atu.rtl import run_atu_twin, simulate_atu
+        tx = []
+        for _ in range(400):
+            i = rng.randrange(512)
+            tx.append(rng.choice([("insert", i, rng.randrange(8), rng.randrange(1 << 31)),
+                                  ("lookup", i, rng.randrange(8)), ("lookup", i, 0)]))
+        got, cycles = simulate_atu(tx, vcd=vcd)
+        return got == run_atu_twin(tx), cycles, len(tx)
+    if unit == "pdu":
+        from ..components.pdu.rtl import run_pdu_twin, simulate_pdu
+        tx = [("write_word", i, rng.randrange(1 << 16)) for i in range(64)]
+        tx += [rng.choice([("query", rng.randrange(512)), ("set_local", rng.randrange(512))])
+               for _ in range(400)]
+        got, cycles = simulate_pdu(tx, vcd=vcd)
+        return got == run_pdu_twin(tx), cycles, len(tx)
+    if unit == "local_cp":
+        from ..components.local_cp.rtl import run_local_cp_twin, simulate_local_cp
+        layers = [([(rng.randrange(512), rng.randrange(1, 600), rng.randrange(4))
+                    for _ in range(40)], rng.sample(range(512), 100), rng.sample(range(512), 20))
+                  for _ in range(2)]
+        stats, sm_tasks, cycles = simulate_local_cp(layers, die=1, vcd=vcd)
+        return (stats, sm_tasks) == run_local_cp_twin(layers, die=1), cycles, 80
+    if unit == "edt":
+        from ..components.global_cp.rtl import simulate_edt
+        presence = {}
+        tx = []
+        for e in range(64):
+            presence[e] = 1 << (e % 24)
+            tx.append(("write", e, e % 24, presence[e]))
+        expected = []
+        for _ in range(200):
+            e = rng.randrange(64)
+            if rng.random() < 0.5:
+                d = rng.randrange(24)
+                presence[e] |= 1 << d
+                tx.append(("set_present", e, d))
+            else:
+                tx.append(("read", e))
+                expected.append((e % 24, presence[e]))
+        got, cycles = simulate_edt(tx, vcd=vcd)
+        return got == expected, cycles, len(tx)
+    from ..components.global_cp.rtl import simulate_top_n
+    rows = [[rng.randrange(6) for _ in range(32)] for _ in range(4)]
+    got, cycles = simulate_top_n(rows, 32, vcd=vcd)
+    expected = [tuple(sorted(sorted(range(32), key=lambda j: (-row[j], j))[:7])) for row in rows]
+    return got == expected, cycles, len(rows)
+
+
+def _sim(args) -> int:
+    start = time.perf_counter()
+    agree, cycles, n = _scenario(args.unit, args.vcd)
+    seconds = time.perf_counter() - start
+    print(f"{args.unit}: {n} transactions, {cycles} cycles, RTL {'==' if agree else '!='} "
+          f"reference, {cycles / seconds:,.0f} simulated cycles/s"
+          + (f", waveform in {args.vcd}" if args.vcd else ""))
+    return 0 if agree else 1
+
+
+def _verilog(args) -> int:
+    from amaranth.back import verilog
+    text = verilog.convert(_design(args.unit), name=args.unit)
+    Path(args.output).write_text(text)
+    print(f"{args.unit}: {len(text.splitlines())} lines of Verilog in {args.output}")
+    return 0
+
+
+def _area(args) -> int:
+    from ..tb import yosys_stat
+    stat = yosys_stat(_design(args.unit), name=args.unit)
+    print(f"{'unit':<10} {'method':<7} {'cells':>8} {'flip-flops':>11} {'SRAM bits':>10}  "
+          "paper (Table II)")
+    print(f"{args.unit:<10} {stat['method']:<7} {stat['cells']:>8} {stat['flip_flops']:>11} "
+          f"{stat['memory_bits']:>10}  {PAPER_SIZES[args.unit]}")
+    if args.verbose:
+        print(stat["report"])
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("rtl", help="Amaranth RTL of the added units: simulate, "
+                                   "export Verilog, report Yosys area")
+    sub = parser.add_subparsers(dest="rtl_command", metavar="ACTION", required=True)
+    sim = sub.add_parser("sim", help="simulate a seeded random scenario on the RTL and check it "
+                         "against the Python twin")
+    sim.add_argument("unit", choices=UNITS, help="which unit")
+    sim.add_argument("--vcd", default=None, help="write a VCD waveform to this file")
+    sim.set_defaults(func=_sim)
+    ver = sub.add_parser("verilog", help="export the unit as Verilog through Yosys")
+    ver.add_argument("unit", choices=UNITS, help="which unit")
+    ver.add_argument("-o", "--output", required=True, help="Verilog file to write")
+    ver.set_defaults(func=_verilog)
+    area = sub.add_parser("area", help="Yosys synth + stat: cells, flip-flops, SRAM bits")
+    area.add_argument("unit", choices=UNITS, help="which unit")
+    area.add_argument("-v", "--verbose", action="store_true", help="print Yosys's stat report")
+    area.set_defaults(func=_area)
