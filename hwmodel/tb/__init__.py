@@ -176,7 +176,7 @@ def yosys_stat(dut, *, name: str = "top") -> dict:
                 # Memories stay SRAM macros ($mem_v2, counted in memory bits) instead of
                 # being exploded into flip-flops by memory_map: the ATU table is SRAM.
                 f"synth -flatten -top {name} -run :fine\nmemory -nomap\ntechmap\n"
-                f"opt -fast\nabc\nopt_clean\ntee -q -o stat.txt stat\n")
+                f"opt -fast\nabc\nopt_clean\ntee -q -o stat.txt stat\nwrite_json net.json\n")
             # Relative paths and cwd: the WebAssembly Yosys only sees its working directory.
             done = subprocess.run([yosys, "-q", "-s", "run.ys"], check=False, cwd=tmp,
                                   capture_output=True, text=True)
@@ -198,6 +198,12 @@ def yosys_stat(dut, *, name: str = "top") -> dict:
                     if match:
                         by_type[match.group(2)] = int(match.group(1))
             flip_flops = sum(n for t, n in by_type.items() if "DFF" in t.upper())
+            # Newer `stat` no longer prints memory bits: take them from the $mem_v2 cells.
+            netlist = json.loads((tmp / "net.json").read_text())
+            memory_bits = memory_bits or sum(
+                int(c["parameters"]["WIDTH"], 2) * int(c["parameters"]["SIZE"], 2)
+                for c in netlist["modules"][name]["cells"].values()
+                if c["type"].startswith("$mem"))
             return {"method": "synth", "cells": cells, "flip_flops": flip_flops,
                     "memory_bits": memory_bits, "by_type": by_type, "report": report}
 
