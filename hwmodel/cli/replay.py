@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 __all__ = ["register", "replay_strategies", "run_default", "write_outputs"]
@@ -53,11 +53,17 @@ def replay_strategies(trace, wafers, strategies, *, batch=None, model=None, para
         bar = tqdm(total=len(work), desc="replay", unit="run", file=sys.stderr)
     results = []
     if jobs > 1 and len(work) > 1:
+        # heaviest runs first (prediction runs drive the twins layer by layer), so that the
+        # processes finish together; results come back in the requested order.
+        order = sorted(range(len(work)), key=lambda i: "pred" not in work[i][4])
+        done = {}
         with ProcessPoolExecutor(max_workers=jobs) as pool:
-            for result in pool.map(_one, work):
-                results.append(result)
+            futures = {pool.submit(_one, work[i]): i for i in order}
+            for future in as_completed(futures):
+                done[futures[future]] = future.result()
                 if bar:
                     bar.update()
+        results = [done[i] for i in range(len(work))]
     else:
         for job in work:
             results.append(_one(job))
