@@ -135,7 +135,8 @@ class MoEModel:
 
 
 _PRESET_DIR = resources.files("hwmodel.presets") / "models"
-MODEL_PRESETS = ("deepseek-v3", "qwen3-235b", "kimi-k2", "llama4-maverick", "deepseek-v2-lite")
+MODEL_PRESETS = ("deepseek-v3", "qwen3-235b", "kimi-k2", "llama4-maverick", "deepseek-v2-lite",
+                 "qwen1.5-moe-a2.7b")
 
 
 def load_model(name_or_path) -> MoEModel:

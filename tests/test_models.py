@@ -12,6 +12,8 @@ SPEC_TABLE = {
     "kimi-k2": (61, 60, 384, 8, 88_080_384),
     "llama4-maverick": (48, 24, 128, 1, 251_658_240),
     "deepseek-v2-lite": (27, 26, 64, 6, 17_301_504),
+    # Not in SPEC: the traces README (24/24/60/4) and the HF config (2048 x 1408, 3 matrices).
+    "qwen1.5-moe-a2.7b": (24, 24, 60, 4, 3 * 2048 * 1408 * 2),
 }
 
 

@@ -16,6 +16,10 @@ def register(subparsers) -> None:
     convert.add_argument("--model", default=None,
                          help="model preset or YAML (default: inferred from <org>/<model>)")
     convert.add_argument("--limit", type=int, default=None, help="read only the first N requests")
+    convert.add_argument("--format", default=None,
+                         choices=["deepseek-csv", "vllm-jsonl", "flame-csv", "switch-csv"],
+                         help="read another public format (default: detected from the first "
+                              "line; the dataset's JSON otherwise)")
     convert.set_defaults(func=_convert)
 
     analyze = commands.add_parser("analyze", help="statistics of SPEC section 8: JSON + PNG")
@@ -43,11 +47,14 @@ def register(subparsers) -> None:
 
 def _convert(args) -> int:
     from ..traces import open_batch
-    store = open_batch(args.source, model=args.model, limit=args.limit, progress=True)
+    store = open_batch(args.source, model=args.model, limit=args.limit, progress=True,
+                       format=args.format)
     store.save(args.output)
     print(f"{args.output}: {len(store)} requests, {store.num_rows} rows, model "
           f"{store.model or 'unknown'}, {store.cut_steps} decode steps past iteration 127 "
           f"kept aside in {store.cut_requests} requests")
+    if store.notes:
+        print(f"notes: {store.notes}")
     return 0
 
 

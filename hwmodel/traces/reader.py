@@ -449,7 +449,7 @@ def stack_requests(requests, *, model_name, num_layers, moe_layers, num_experts,
 
 
 def open_batch(source, model=None, limit: int | None = None, progress: bool = False,
-               mmap: bool = True) -> TraceStore:
+               mmap: bool = True, format: str | None = None) -> TraceStore:
     """A batch of requests as a :class:`TraceStore`.
 
     Parameters
@@ -466,6 +466,10 @@ def open_batch(source, model=None, limit: int | None = None, progress: bool = Fa
         Read only the first ``limit`` requests in batch order.
     progress : bool
         Show a tqdm progress bar.
+    format : str, optional
+        Read ``source`` with an adapter of :mod:`hwmodel.traces.adapters` (``deepseek-csv``,
+        ``vllm-jsonl``, ``flame-csv``, ``switch-csv``). Default: detected from the file's (or
+        the folder's first file's) first line; the dataset's JSON otherwise.
 
     Raises
     ------
@@ -474,7 +478,12 @@ def open_batch(source, model=None, limit: int | None = None, progress: bool = Fa
         token). FileNotFoundError for a missing source.
     """
     from ..models import load_model, model_from_path
+    from .adapters import detect_format, read_format
     source = Path(source)
+    if format is None and not (source.is_file() and is_store_file(source)):
+        format = detect_format(source)
+    if format is not None:
+        return read_format(source, format, model=model, limit=limit)
     if source.is_file() and is_store_file(source):
         store = TraceStore.load(source, mmap=mmap)
         if model is not None and load_model(model).name != store.model:

@@ -300,7 +300,8 @@ class TraceStore:
                 # Chunks keep the peak memory of saving a memory-mapped store small.
                 flat = array.reshape(-1)
                 step = max(1, (64 << 20) // max(1, array.itemsize))
-                file.writelines(np.ascontiguousarray(flat[first:first + step]).tobytes() for first in range(0, len(flat), step))
+                file.writelines(np.ascontiguousarray(flat[first:first + step]).tobytes()
+                                for first in range(0, len(flat), step))
         tmp.replace(path)
         return path
 
