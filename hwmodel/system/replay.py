@@ -26,6 +26,7 @@ Typical use::
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 import attrs
@@ -35,7 +36,7 @@ from ..components.atu import AddressMap, ATUTwin
 from ..components.d2d import transfer_latency_ns
 from ..components.global_cp import GlobalCPTwin, build_cost_rom, home_dies
 from ..components.local_cp.twin import LocalCPTwin, TaskDescriptor
-from ..components.pdu.twin import PDUTwin
+from ..components.pdu.twin import EXPERTS_PER_WORD, PDUTwin
 from ..config import ConfigError, fraction, param, positive
 from .engine import LayerKernel
 
@@ -72,9 +73,9 @@ class ReplayParams:
                                 validator=positive)
     top_n_share: float = param("predictor keeps the top ceil(share x E) successors of an "
                                "expert in the heatmap", default=0.2, validator=fraction)
-    replica_capacity_slices: int | None = param(
-        "replica region of a die's HBM, in slices (null: unbounded, as in the paper)",
-        default=None)
+    replica_capacity_bytes: int | None = param(
+        "replica region of a die's HBM in bytes, whole experts, LRU eviction (null: "
+        "unbounded, as in the paper)", default=None)
     hbm_efficiency: float | None = param(
         "HBM efficiency override (null: the artefact's per-model value, 0.85 for Llama-4, "
         "else the wafer's)", default=None)
@@ -99,9 +100,11 @@ class ReplayParams:
         if self.candidate_distance < 0:
             raise ConfigError("candidate_distance", f"expected 0 or more, not "
                               f"{self.candidate_distance!r}")
-        if self.replica_capacity_slices is not None:
-            raise ConfigError("replica_capacity_slices", "a bounded replica region is not "
-                              "implemented yet; use null (unbounded, the paper's setting)")
+        cap = self.replica_capacity_bytes
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, (int, float))
+                                or cap < 0):
+            raise ConfigError("replica_capacity_bytes", f"expected null or a byte count >= 0, "
+                              f"not {cap!r}")
 
 
 @attrs.frozen
@@ -351,13 +354,9 @@ class Replay:
         kernel = LayerKernel(N, len(self.mesh.links), self.route_links, self.route_len,
                              llc_sets, self.llc.params.associativity)
         slices = self.model.matrices_per_expert
-        pdus = [PDUTwin(num_experts=E) for _ in range(N)] if pred else None
-        local_cps = [LocalCPTwin(die=d, num_experts=E) for d in range(N)] if pred else None
-        atus = {}
-        amap = (AddressMap(num_dies=N, num_experts=E, num_layers=self.model.num_layers,
-                           slice_bytes=int(self.slice_bytes)) if pred else None)
-        cp_en = np.zeros((N, E), np.bool_)
-        is_local = np.zeros((N, E), np.bool_)
+        units = _PredictionUnits(self, gcp) if pred else None
+        cp_en = units.cp_en if pred else np.zeros((N, E), np.bool_)
+        is_local = units.is_local if pred else np.zeros((N, E), np.bool_)
         # iteration 0's stage: the artefact takes the last request's (a one-token prompt
         # counts as decode); the semantic rule is "prefill".
         last_prefill = int(store.prefill_len[-1]) if len(store) else 0
@@ -411,8 +410,7 @@ class Replay:
                 prio = (task_d != self.home[task_e]).astype(np.int64)
                 copy_ok = pred and stage == "decode"
                 if pred:
-                    self._launch_prediction(gcp, layer, task_e, task_d, pdus, atus, amap,
-                                            copy_ok, quirks, cp_en, is_local)
+                    units.launch(layer, task_e, task_d, copy_ok, quirks)
                 dram = np.zeros(N, np.float64)
                 span_lo = np.full(N, -1, np.int64)
                 span_hi = np.full(N, -1, np.int64)
@@ -422,8 +420,7 @@ class Replay:
                                               lat=lat, dram_bytes=dram, span_lo=span_lo,
                                               span_hi=span_hi)
                 if pred and len(dups):
-                    self._report_duplications(gcp, layer, dups, task_e, task_d, task_t,
-                                              pdus, local_cps, atus, amap, cp_en, is_local)
+                    units.report(layer, dups, task_e, task_d, task_t)
                 # -- per-layer records (the artefact's definitions) --
                 present = span_lo >= 0
                 dur = (span_hi - span_lo)[present].astype(np.float64)
@@ -484,7 +481,8 @@ class Replay:
             counts={"local_llc_hits": int(counters[5]), "replica_reads": int(counters[6]),
                     "remote_llc_hits": int(counters[7]), "remote_hbm_reads": int(counters[8]),
                     "local_hbm_reads": int(counters[9]),
-                    "replicas": round(dups_total)},
+                    "replicas": round(dups_total),
+                    "replica_evictions": units.evictions if pred else 0},
             per_layer=per_layer,
             per_die={"local_read_bytes": stats[:, 0].tolist(),
                      "remote_read_served_bytes": stats[:, 1].tolist(),
@@ -507,73 +505,150 @@ class Replay:
                 break
         return best
 
-    def _die_experts(self, task_e, task_d, die, quirks):
-        """Experts the die runs in this layer, as the predictor sees them. With the
-        artefact's quirk, the list stops growing once it holds an expert whose id equals the
-        die id (it tests ``die not in list`` instead of ``expert not in list``)."""
-        mine = task_e[task_d == die]
-        if not quirks:
-            return mine
-        hit = np.flatnonzero(mine == die)
-        return mine if len(hit) == 0 else mine[:hit[0] + 1]
 
-    def _launch_prediction(self, gcp, layer, task_e, task_d, pdus, atus, amap, copy_ok,
-                           quirks, cp_en, is_local):
-        """Layer launch: Global CP predictor -> PDU tables; ATU redirects for replicas."""
-        presence = gcp.presence[layer]
+class _PredictionUnits:
+    """The prediction path of every die, driven through its twins (SPEC section 3, flows 1-4).
+
+    Per die: a :class:`PDUTwin` (its register table), a :class:`LocalCPTwin` and one
+    :class:`ATUTwin` per MoE layer (entries are indexed by expert id within a layer); the
+    Global CP twin's EDT holds presence. The kernel reads ``cp_en`` / ``is_local`` as arrays
+    equal to the PDU tables; every copy it makes is checked against the Local CP's decision.
+
+    Efficiency without changing results: the predictor's ``cp_en`` of all dies comes from one
+    matrix product; the PDU words of all dies are packed with numpy, and a die's PDU is written
+    only where a 16-bit register changes (register state is the same as a full ``configure``).
+
+    Bounded replica region (``replica_capacity_bytes``): each die keeps its replicated experts
+    in LRU order (use = an ATU hit at a layer launch, or the copy itself). A copy that
+    overflows the region evicts the least recently used replica: its ATU entry is
+    invalidated, its EDT presence bit cleared (so the next launch configures ``is_local`` = 0)
+    and, if it belongs to the layer just run, the PDU's ``is_local`` register bit is cleared.
+    """
+
+    def __init__(self, replay: Replay, gcp: GlobalCPTwin):
+        N, E = replay.N, replay.E
+        self.N, self.E = N, E
+        self.gcp = gcp
+        self.home = replay.home
+        self.moe_layers = [int(x) for x in replay.store.moe_layers]
+        self.pdus = [PDUTwin(num_experts=E) for _ in range(N)]
+        self.local_cps = [LocalCPTwin(die=d, num_experts=E) for d in range(N)]
+        self.atus: dict[tuple[int, int], ATUTwin] = {}
+        self.amap = AddressMap(num_dies=N, num_experts=E, num_layers=replay.model.num_layers,
+                               slice_bytes=int(replay.slice_bytes))
+        self.cp_en = np.zeros((N, E), np.bool_)
+        self.is_local = np.zeros((N, E), np.bool_)
+        self.num_words = self.pdus[0].num_words
+        self.words = np.zeros((N, self.num_words), np.int64)   # PDU registers as written
+        self._shift = 2 * np.arange(EXPERTS_PER_WORD, dtype=np.int64)
+        self._die_bit = np.arange(N, dtype=np.int64)[:, None]
+        self._addr: dict[tuple[int, int], int] = {}
+        self.tie_rule = replay.params.tie_rule
+        cap = replay.params.replica_capacity_bytes
+        self.capacity = None if cap is None else int(cap // replay.model.expert_bytes)
+        self.lru = [OrderedDict() for _ in range(N)]   # (layer, expert), least recent first
+        self.evictions = 0
+        self.layer = -1
+
+    # ---------------------------------------------------------------- layer launch (flow 1)
+    def launch(self, layer, task_e, task_d, copy_ok, quirks):
+        """Global CP predictor -> PDU tables of the dies with tasks; ATU redirects."""
+        N, E = self.N, self.E
+        self.layer = layer
+        presence = self.gcp.presence[layer]
+        self.is_local[:] = ((presence[None, :] >> self._die_bit) & 1).astype(np.bool_)
         if copy_ok:
-            top = (gcp.top_n_matrix(layer) if self.params.tie_rule == "stable"
-                   else self._numpy_top_n(gcp, layer))
-        for d in range(self.N):
-            local_bits = ((presence >> d) & 1).astype(bool)
-            if copy_ok:
-                mine = self._die_experts(task_e, task_d, d, quirks)
-                cp_en[d] = top[mine].any(axis=0) if len(mine) else False
-            else:
-                cp_en[d] = False
-            if d in task_d:
-                pdus[d].configure(cp_en[d].tolist(), local_bits.tolist())
-            is_local[d] = local_bits
+            top = (self.gcp.top_n_matrix(layer) if self.tie_rule == "stable"
+                   else _numpy_top_n(self.gcp, layer))
+            member = np.zeros((N, E), np.float32)
+            member[task_d, task_e] = 1
+            if quirks:
+                # the artefact's per-die expert list (plan order = expert id ascending) stops
+                # growing once it holds the expert whose id equals the die id
+                diag = np.arange(min(N, E))
+                for d in diag[member[diag, diag] > 0].tolist():
+                    member[d, d + 1:] = 0
+            self.cp_en[:] = (member @ top.astype(np.float32)) > 0
+        else:
+            self.cp_en[:] = False
+        words = self._pack(self.cp_en, self.is_local)
+        changed = words != self.words
+        for d in np.flatnonzero(np.bincount(task_d, minlength=N)).tolist():
+            pdu = self.pdus[d]
+            for w in np.flatnonzero(changed[d]).tolist():
+                pdu.write_word(w, int(words[d, w]))
+            self.words[d] = words[d]
         # reads of a remote expert go through the die's ATU: a hit redirects to the replica
-        for e, d in zip(task_e.tolist(), task_d.tolist()):
-            if self.home[e] == d or not is_local[d, e]:
-                continue
-            atu = atus[(d, layer)]
-            hit, _ = atu.lookup(e, self._remote_addr(amap, layer, e))
+        redirect = (self.home[task_e] != task_d) & self.is_local[task_d, task_e]
+        for e, d in zip(task_e[redirect].tolist(), task_d[redirect].tolist()):
+            hit, _ = self.atus[(d, layer)].lookup(e, self._remote_addr(layer, e))
             if not hit:
                 raise AssertionError(f"ATU of die {d} misses replica of expert {e}")
+            if self.capacity is not None:
+                self.lru[d].move_to_end((layer, e))
 
-    def _numpy_top_n(self, gcp, layer):
-        n = gcp.top_n_count
-        out = np.zeros((self.E, self.E), bool)
-        for i in range(self.E):
-            row = gcp.heatmap_row(layer, i).astype(np.float64)
-            out[i, np.argsort(row)[-n:]] = True
-        return out
+    def _pack(self, cp_en, is_local):
+        """PDU register words of every die (``pack_words`` layout), shape (dies, words)."""
+        vals = cp_en.astype(np.int64) | (is_local.astype(np.int64) << 1)
+        pad = self.num_words * EXPERTS_PER_WORD - self.E
+        if pad:
+            vals = np.pad(vals, ((0, 0), (0, pad)))
+        return (vals.reshape(self.N, self.num_words, EXPERTS_PER_WORD) << self._shift).sum(2)
 
-    def _remote_addr(self, amap, layer, expert):
-        return amap.home_address(int(self.store.moe_layers[layer]), expert)
+    def _remote_addr(self, layer, expert):
+        key = (layer, expert)
+        addr = self._addr.get(key)
+        if addr is None:
+            addr = self._addr[key] = self.amap.home_address(self.moe_layers[layer], expert)
+        return addr
 
-    def _report_duplications(self, gcp, layer, dups, task_e, task_d, task_t, pdus,
-                             local_cps, atus, amap, cp_en, is_local):
-        """After the layer: Local CPs report copies; PDU/ATU/EDT are updated from them."""
-        copied = {}
-        for d, e, _s in dups.tolist():
+    # -------------------------------------------------------------- after the layer (flow 4)
+    def report(self, layer, dups, task_e, task_d, task_t):
+        """Local CPs report their copies; PDU, ATU, EDT (and the replica LRU) follow."""
+        copied: dict[int, set] = {}
+        for d, e in dups[:, :2].tolist():
             copied.setdefault(d, set()).add(e)
         for d, experts in sorted(copied.items()):
             mask = task_d == d
-            tasks = [TaskDescriptor(int(e), int(tk), int(self.home[e]))
-                     for e, tk in zip(task_e[mask], task_t[mask])]
-            stats = local_cps[d].run_layer(tasks, cp_en[d].tolist(), is_local[d].tolist())
+            tasks = [TaskDescriptor(e, tk, int(self.home[e]))
+                     for e, tk in zip(task_e[mask].tolist(), task_t[mask].tolist())]
+            stats = self.local_cps[d].run_layer(tasks, self.cp_en[d].tolist(),
+                                                self.is_local[d].tolist())
             if set(stats.duplicated_experts) != experts:
                 raise AssertionError(f"die {d}: Local CP copies {stats.duplicated_experts} "
                                      f"differ from the data path's {sorted(experts)}")
+            atu = self.atus.get((d, layer))
+            if atu is None:
+                atu = self.atus[(d, layer)] = ATUTwin(num_entries=max(self.E, 1))
             for e in stats.duplicated_experts:
-                pdus[d].set_local(e)
-                atu = atus.get((d, layer))
-                if atu is None:
-                    atu = atus[(d, layer)] = ATUTwin(num_entries=max(self.E, 1))
-                real_layer = int(self.store.moe_layers[layer])
-                atu.insert(e, self._remote_addr(amap, layer, e),
-                           amap.replica_address(real_layer, e))
-                gcp.edt_set_present(layer, e, d)
+                self.pdus[d].set_local(e)
+                self.words[d, e // EXPERTS_PER_WORD] |= 2 << (2 * (e % EXPERTS_PER_WORD))
+                atu.insert(e, self._remote_addr(layer, e),
+                           self.amap.replica_address(self.moe_layers[layer], e))
+                self.gcp.edt_set_present(layer, e, d)
+                if self.capacity is not None:
+                    self.lru[d][(layer, e)] = None
+                    while len(self.lru[d]) > self.capacity:
+                        self._evict(d)
+
+    def _evict(self, d):
+        """Drop die ``d``'s least recently used replica (bounded replica region)."""
+        (layer, e), _ = self.lru[d].popitem(last=False)
+        self.evictions += 1
+        self.atus[(d, layer)].invalidate(e)
+        self.gcp.edt_clear_present(layer, e, d)
+        if layer == self.layer:     # the PDU table holds the current layer's bits
+            w = e // EXPERTS_PER_WORD
+            self.words[d, w] &= ~(2 << (2 * (e % EXPERTS_PER_WORD)))
+            self.pdus[d].write_word(w, int(self.words[d, w]))
+
+
+def _numpy_top_n(gcp, layer):
+    """The artefact's top-n (``np.argsort`` quicksort of float rows; ties machine dependent)."""
+    n = gcp.top_n_count
+    E = gcp.num_experts
+    out = np.zeros((E, E), bool)
+    for i in range(E):
+        row = gcp.heatmap_row(layer, i).astype(np.float64)
+        out[i, np.argsort(row)[-n:]] = True
+    return out

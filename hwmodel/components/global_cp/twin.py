@@ -14,7 +14,8 @@ Transaction-level API (the Amaranth RTL of the Global CP matches it call for cal
 ``GlobalCPTwin(mesh_x, mesh_y, num_layers, num_experts, costs, ...)``
     ``num_layers`` counts MoE layers (layer index = position in the model's MoE layer list).
 ``edt_home(expert) -> int``, ``edt_presence(layer, expert) -> int`` (bitmap, bit d = die d),
-``edt_set_present(layer, expert, die)``, ``edt_clear_replicas()``
+``edt_set_present(layer, expert, die)``, ``edt_clear_present(layer, expert, die)``,
+``edt_clear_replicas()``
     The EDT. Homes follow SPEC section 6: ``floor(e / p)`` with ``p = floor(E / N)``, experts past
     ``p*N - 1`` on die ``e mod N``.
 ``heatmap_add(layer, prev_expert, next_expert, count=1)``, ``heatmap_row(layer, expert)``
@@ -419,6 +420,17 @@ class GlobalCPTwin:
         if not 0 <= die < self.num_dies:
             raise ValueError(f"die must be in 0..{self.num_dies - 1}, not {die!r}")
         self._presence[layer, expert] |= 1 << die
+
+    def edt_clear_present(self, layer: int, expert: int, die: int) -> None:
+        """Record that ``die`` dropped its copy of ``expert`` of ``layer`` (a replica evicted
+        from a bounded replica region). The home die's bit cannot be cleared."""
+        self._check_layer_expert(layer, expert)
+        if not 0 <= die < self.num_dies:
+            raise ValueError(f"die must be in 0..{self.num_dies - 1}, not {die!r}")
+        if die == self._home[expert]:
+            raise ValueError(f"die {die} is the home of expert {expert}: its copy is not a "
+                             f"replica and cannot be cleared")
+        self._presence[layer, expert] &= ~(1 << die)
 
     def edt_clear_replicas(self) -> None:
         """Forget every replica: each expert is present on its home die only."""
