@@ -48,3 +48,32 @@ def test_rank_mapping_to_a_larger_model(llama4_traces):
     assert batch.ids.shape[1:] == (60, 8) and batch.ids.dtype == np.uint16
     assert batch.ids.max() < 384
     assert set(batch.prefill_len.tolist()) <= set(trace.prefill_len.tolist())
+
+
+def test_inverse_cdf_tables_equal_searchsorted():
+    # The loop-free table build against the direct definition: entry q of a row is the
+    # expert whose cumulative interval holds (q + 0.5) / 4096.
+    from hwmodel.traces.synth import _Tables, builtin_model
+    synth = builtin_model("deepseek-v2-lite", seed=2)
+    tables = _Tables(synth)
+    grid = (np.arange(_Tables.RESOLUTION) + 0.5) / _Tables.RESOLUTION
+    decode_row_3 = tables.pop_base + len(synth.moe_layers) + 3   # decode rows follow prefill
+    for name, base, matrix in (("pop", decode_row_3, synth.decode_popularity[3]),
+                               ("layer", tables.layer_base + 5 * 64 + 7,
+                                synth.layer_transition[5, 7]),
+                               ("token", tables.token_base + 25 * 64 + 63,
+                                synth.token_transition[25, 63])):
+        cumulative = np.cumsum(matrix) / matrix.sum()
+        expected = np.minimum(np.searchsorted(cumulative, grid, side="right"), 63)
+        got = tables.flat[base * _Tables.RESOLUTION:(base + 1) * _Tables.RESOLUTION]
+        assert np.array_equal(got, expected), name
+
+
+def test_chunked_sampling_is_byte_deterministic(tmp_path, monkeypatch):
+    from hwmodel.traces import synth
+    monkeypatch.setattr(synth, "CHUNK_ROWS", 150)   # several chunks for a small batch
+    one = default_batch("deepseek-v3", requests=5, seed=7)
+    two = default_batch("deepseek-v3", requests=5, seed=7)
+    assert one.save(tmp_path / "a").read_bytes() == two.save(tmp_path / "b").read_bytes()
+    ordered = np.sort(one.ids, axis=2)
+    assert not np.any(ordered[:, :, 1:] == ordered[:, :, :-1])

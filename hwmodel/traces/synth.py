@@ -171,38 +171,60 @@ def builtin_model(model="llama4-maverick", seed: int = 0) -> SynthModel:
                       decode_lengths=decodes.astype(np.int64))
 
 
-class _Sampler:
+class _Tables:
     """Categorical draws from many rows at once in O(1) each: an inverse-CDF table per row.
 
-    Row ``r``'s table holds, at entry ``q``, the expert whose cumulative probability interval
-    holds ``(q + 0.5) / RESOLUTION``: probabilities are resolved to 1/4096.
+    All rows of the popularity (2L rows: prefill then decode), layer-transition (L*E) and
+    token-transition (L*E) matrices share one flat ``uint8``/``uint16`` table; row ``r``'s
+    entry ``q`` holds the expert whose cumulative probability interval holds
+    ``(q + 0.5) / RESOLUTION`` (probabilities resolved to 1/4096). Built without a Python loop:
+    expert ``e`` of a row fills the entries between ``ceil(R c[e-1] - 1/2)`` and
+    ``ceil(R c[e] - 1/2)``, ``c`` the row's cumulative sum.
     """
     RESOLUTION = 4096
+    SHIFT = 12  # log2(RESOLUTION): the low bits of a random word pick the entry
 
-    def __init__(self, rows):
-        rows = np.asarray(rows, np.float64)
-        width = rows.shape[-1]
-        flat = rows.reshape(-1, width)
-        cumulative = np.cumsum(flat, axis=1)
+    def __init__(self, synth: SynthModel):
+        layers, experts = len(synth.moe_layers), synth.num_experts
+        parts = [np.concatenate([synth.prefill_popularity, synth.decode_popularity]),
+                 np.asarray(synth.layer_transition).reshape(layers * experts, experts),
+                 np.asarray(synth.token_transition).reshape(layers * experts, experts)]
+        self.pop_base = 0
+        self.layer_base = 2 * layers
+        self.token_base = self.layer_base + layers * experts
+        cumulative = np.cumsum(np.concatenate(parts).astype(np.float64), axis=1)
         cumulative /= cumulative[:, -1:]
-        grid = (np.arange(self.RESOLUTION) + 0.5) / self.RESOLUTION
-        dtype = id_dtype(width)
-        self.table = np.empty((len(flat), self.RESOLUTION), dtype)
-        for index, row in enumerate(cumulative):
-            self.table[index] = np.minimum(np.searchsorted(row, grid, side="right"), width - 1)
+        bounds = np.clip(np.ceil(cumulative * self.RESOLUTION - 0.5), 0, self.RESOLUTION)
+        bounds = bounds.astype(np.int64)
+        bounds[:, -1] = self.RESOLUTION   # rounding never leaves an entry unfilled
+        counts = np.diff(bounds, axis=1, prepend=0)
+        self.flat = np.repeat(np.tile(np.arange(experts, dtype=id_dtype(experts)),
+                                      len(cumulative)), counts.reshape(-1))
+        assert len(self.flat) == len(cumulative) * self.RESOLUTION
+        if len(self.flat) >= 2 ** 31:
+            raise ValueError(f"{layers} layers x {experts} experts: sampling tables too large")
 
-    def draw(self, row, uniform):
-        return self.table[row, (uniform * self.RESOLUTION).astype(np.int64)]
+    def draw(self, rows, entries):
+        """Experts of table rows ``rows`` at entries ``entries`` (int32 arrays, same shape)."""
+        return self.flat.take(rows * self.RESOLUTION + entries)
+
+
+CHUNK_ROWS = 1 << 16
+"""Rows per sampling chunk (whole requests): bounds the working memory; a fixed constant so
+that the random stream, hence the output, does not depend on the machine."""
 
 
 def sample(synth: SynthModel, requests: int, seed: int = 0, progress: bool = False,
            source: str = "synthetic") -> TraceStore:
     """Draw ``requests`` requests from ``synth`` (seeded, deterministic).
 
-    Layers are drawn one after the other for every token of the batch at once. A slot drawn
-    from the token transition takes as its parent the nearest earlier token of the request whose
-    same slot was drawn from the layer transition or popularity (a chain of token draws collapses
-    onto its first fresh ancestor), so all draws of a layer are vectorised.
+    Requests are processed in chunks of about :data:`CHUNK_ROWS` rows, and inside a chunk layer
+    after layer for every token at once, written straight into the preallocated ``ids``. A slot
+    drawn from the token transition takes as its parent the nearest earlier token of the
+    request whose same slot was drawn from the layer transition or popularity (a chain of token
+    draws collapses onto its first fresh ancestor), so all draws of a layer are vectorised. One
+    32-bit random word per slot decides both the source (high 20 bits against the weights) and
+    the table entry (low 12 bits).
     """
     rng = np.random.default_rng([seed, 3])
     layers, experts, top_k = len(synth.moe_layers), synth.num_experts, synth.top_k
@@ -212,48 +234,21 @@ def sample(synth: SynthModel, requests: int, seed: int = 0, progress: bool = Fal
     offset = np.concatenate([[0], np.cumsum(lengths)])
     rows = int(offset[-1])
     ids = np.empty((rows, layers, top_k), id_dtype(experts))
-    pop = _Sampler(np.stack([synth.prefill_popularity, synth.decode_popularity]))
-    layer_s = _Sampler(synth.layer_transition)
-    token_s = _Sampler(synth.token_transition)
-    start = np.repeat(offset[:-1], lengths)
-    position = np.arange(rows) - start
-    stage_k = np.repeat((position >= np.repeat(prompt, lengths)).astype(np.int64) * layers,
-                        top_k)
-    first_k = np.repeat(position == 0, top_k)
-    row_index = np.repeat(np.arange(rows), top_k)
-    del start, position
-    steps = range(layers)
+    tables = _Tables(synth)
+    scale = 1 << (32 - tables.SHIFT)
+    token_limit = np.uint32(round(synth.token_weight * scale))
+    layer_limit = np.uint32(round((synth.token_weight + synth.layer_weight) * scale))
+    cuts = np.searchsorted(offset, np.arange(CHUNK_ROWS, rows, CHUNK_ROWS), side="left")
+    cuts = np.unique(np.concatenate([[0], cuts, [requests]]))
+    chunks = list(zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True))
     if progress:
         from tqdm import tqdm
-        steps = tqdm(steps, desc="synthesising layers", unit="layer")
-    for j in steps:
-        choice, uniform = rng.random((2, rows * top_k), dtype=np.float32)
-        from_token = (choice < synth.token_weight) & ~first_k
-        from_layer = ~from_token & (choice < synth.token_weight + synth.layer_weight)
-        if not j:
-            from_layer[:] = False
-        del choice
-        drawn = np.empty(rows * top_k, ids.dtype)
-        use = np.flatnonzero(from_layer)
-        if len(use):
-            parent = ids[:, j - 1].reshape(-1)[use].astype(np.int64)
-            drawn[use] = layer_s.draw(j * experts + parent, uniform[use])
-        use = np.flatnonzero(~(from_token | from_layer))
-        drawn[use] = pop.draw(stage_k[use] + j, uniform[use])
-        use = np.flatnonzero(from_token)
-        if len(use):
-            # Nearest earlier fresh draw of the same slot (the request's first row is fresh).
-            fresh_row = np.where(from_token, -1, row_index).reshape(rows, top_k)
-            np.maximum.accumulate(fresh_row, axis=0, out=fresh_row)
-            slot = use % top_k
-            ancestor = fresh_row[row_index[use] - 1, slot] * top_k + slot
-            parent = drawn[ancestor].astype(np.int64)
-            drawn[use] = token_s.draw(j * experts + parent, uniform[use])
-        del uniform, use
-        block = drawn.reshape(rows, top_k)
-        if top_k > 1:
-            _deduplicate(block, stage_k[::top_k], j, pop, rng, experts)
-        ids[:, j] = block
+        chunks = tqdm(chunks, desc="synthesising", unit="chunk")
+    for first_request, end_request in chunks:
+        r0, r1 = int(offset[first_request]), int(offset[end_request])
+        _sample_chunk(ids[r0:r1], lengths[first_request:end_request],
+                      prompt[first_request:end_request], synth, tables, rng,
+                      token_limit, layer_limit)
     return TraceStore(
         model=synth.model, num_layers=synth.num_layers, moe_layers=synth.moe_layers,
         top_k=top_k, num_experts=experts,
@@ -263,41 +258,75 @@ def sample(synth: SynthModel, requests: int, seed: int = 0, progress: bool = Fal
         notes=f"synthetic ({source}), seed {seed}")
 
 
-def _sorted_repeats(row):
-    """Per row, whether each sorted slot after the first repeats its predecessor."""
-    ordered = np.sort(row, axis=1)
-    return ordered[:, 1:] == ordered[:, :-1]
+def _sample_chunk(out, lengths, prompt, synth, tables, rng, token_limit, layer_limit):
+    """Fill ``out`` (rows of whole requests, ``(n, L, k)``) layer by layer, slot-major."""
+    n, layers, top_k = out.shape
+    experts = synth.num_experts
+    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    position = np.arange(n) - starts
+    first = position == 0
+    pop_row = (tables.pop_base
+               + (position >= np.repeat(prompt, lengths)).astype(np.int32) * layers)
+    index = np.arange(n, dtype=np.int32)
+    slot_base = (np.arange(top_k, dtype=np.int32) * n)[:, None]
+    previous = None
+    for j in range(layers):
+        word = rng.integers(0, 1 << 32, size=(top_k, n), dtype=np.uint32)
+        entry = (word & np.uint32(tables.RESOLUTION - 1)).astype(np.int32)
+        word >>= np.uint32(tables.SHIFT)
+        from_token = word < token_limit
+        from_token &= ~first
+        table_row = np.broadcast_to(pop_row + j, (top_k, n))
+        if previous is not None:
+            from_layer = (word < layer_limit) & ~from_token
+            table_row = np.where(from_layer, previous + (tables.layer_base + j * experts),
+                                 table_row)
+        drawn = tables.draw(table_row, entry)
+        if from_token.any():
+            # Nearest earlier fresh draw of the same slot (a request's first row is fresh).
+            fresh = np.where(from_token, np.int32(-1), index)
+            np.maximum.accumulate(fresh, axis=1, out=fresh)
+            fresh += slot_base
+            parent = drawn.reshape(-1).take(fresh).astype(np.int32)
+            parent += tables.token_base + j * experts
+            np.copyto(drawn, tables.draw(parent, entry), where=from_token)
+        if top_k > 1:
+            _deduplicate(drawn, pop_row + j, tables, rng, experts)
+        out[:, j, :] = drawn.T
+        previous = drawn.astype(np.int32)
 
 
-def _duplicates(row):
-    """Mask of slots whose expert already appears in an earlier slot of the row."""
-    equal = row[:, :, None] == row[:, None, :]
-    return np.tril(equal, -1).any(axis=2)
+def _duplicates(block):
+    """Mask ``(k, m)`` of slots whose expert already appears in an earlier slot of the column."""
+    dup = np.zeros(block.shape, bool)
+    for slot in range(1, len(block)):
+        for earlier in range(slot):
+            dup[slot] |= block[slot] == block[earlier]
+    return dup
 
 
-def _deduplicate(block, stage, layer, pop, rng, experts):
-    """Make every row of ``block`` distinct in place: redraw repeats from popularity once, then
-    step leftovers to the next expert id (deterministic)."""
-    ordered = np.sort(block, axis=1)
-    bad = np.flatnonzero((ordered[:, 1:] == ordered[:, :-1]).any(axis=1))
+def _deduplicate(block, pop_row, tables, rng, experts):
+    """Make every column (token) of ``block`` ``(k, n)`` distinct in place: redraw repeats from
+    popularity once, then step leftovers to the next expert id (deterministic)."""
+    dup = _duplicates(block)
+    bad = np.flatnonzero(dup.any(axis=0))
     if not len(bad):
         return
-    row = block[bad]
-    dup = np.zeros(row.shape, bool)
-    dup[:, 1:] = _sorted_repeats(row)
-    which = np.nonzero(dup)
-    # A repeat is redrawn from popularity (sorting first keeps the rule simple and seeded).
-    row.sort(axis=1)
-    row[which] = pop.draw(stage[bad][which[0]] + layer, rng.random(len(which[0])))
+    sub, dup = block[:, bad], dup[:, bad]
+    slot, column = np.nonzero(dup)
+    entry = rng.integers(0, tables.RESOLUTION, size=len(slot), dtype=np.int32)
+    sub[slot, column] = tables.draw(pop_row[bad][column], entry)
+    still = np.arange(len(bad))
     for _ in range(experts):
-        still = np.flatnonzero(_sorted_repeats(row).any(axis=1))
-        if not len(still):
+        part = sub[:, still]
+        repeat = _duplicates(part)
+        keep = repeat.any(axis=0)
+        if not keep.any():
             break
-        sub = row[still]
-        repeat = _duplicates(sub)
-        sub[repeat] = (sub[repeat].astype(np.int64) + 1) % experts
-        row[still] = sub
-    block[bad] = row
+        part[repeat] = (part[repeat].astype(np.int64) + 1) % experts
+        sub[:, still] = part
+        still = still[keep]
+    block[:, bad] = sub
 
 
 def synthesize(like: TraceStore | None = None, model=None, requests: int = 256,
