@@ -487,7 +487,8 @@ class Replay:
             per_die={"local_read_bytes": stats[:, 0].tolist(),
                      "remote_read_served_bytes": stats[:, 1].tolist(),
                      "replica_write_bytes": stats[:, 2].tolist(),
-                     "byte_hops_sent": stats[:, 3].tolist()},
+                     "byte_hops_sent": stats[:, 3].tolist(),
+                     "replicas_held": (units.replicas_held() if pred else [0] * N)},
             per_link=[{"dies": list(pair), "bytes": float(b)}
                       for pair, b in zip(self.mesh.links, kernel.link_bytes)])
         return result
@@ -630,6 +631,13 @@ class _PredictionUnits:
                     self.lru[d][(layer, e)] = None
                     while len(self.lru[d]) > self.capacity:
                         self._evict(d)
+
+    def replicas_held(self) -> list[int]:
+        """Replicated experts each die holds now (EDT presence bits off the home die)."""
+        presence = self.gcp.presence
+        held = (presence[:, :, None] >> np.arange(self.N, dtype=np.int64)) & 1
+        return (held.sum(axis=(0, 1)) - (presence.shape[0] * np.bincount(
+            self.home, minlength=self.N))).tolist()
 
     def _evict(self, d):
         """Drop die ``d``'s least recently used replica (bounded replica region)."""

@@ -1,0 +1,100 @@
+"""LLC model (SPEC section 3): geometry, a hand-worked LRU eviction sequence, and the compiled
+kernel's tag store against the Python one."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hwmodel.components.llc import LLC, SetAssociativeLRU
+from hwmodel.models import load_model
+from hwmodel.params import LLCParams
+from hwmodel.system.engine import LayerKernel, _llc_check, _llc_store
+from hwmodel.system.replay import Latencies
+
+MiB = 2**20
+
+
+@pytest.mark.parametrize(("model", "sets"), [
+    ("llama4-maverick", 1),     # 80 MiB slice: 64 MiB // (2 x 80 MiB) = 0 -> at least 1
+    ("deepseek-v3", 1),         # 28 MiB: 64 // 56 = 1
+    ("kimi-k2", 1),
+    ("qwen3-235b", 2),          # 12 MiB: 64 // 24 = 2
+    ("deepseek-v2-lite", 5),    # 5.5 MiB: 64 // 11 = 5
+])
+def test_sets_from_capacity_ways_and_slice(model, sets):
+    slice_bytes = load_model(model).slice_bytes
+    assert LLC(params=LLCParams()).num_sets(slice_bytes) == sets
+
+
+def test_hand_worked_lru_sequence():
+    """2 sets x 2 ways, set = expert mod 2. Stores of (expert, tag):
+
+    a=(0,'a') b=(2,'b') -> set 0 holds [a, b]; c=(1,'c') goes to set 1;
+    store a again refreshes it -> [b, a]; d=(4,'d') evicts b (least recently stored) ->
+    [a, d]; e=(6,'e') evicts a -> [d, e]. Lookups never refresh: checking d before storing
+    f=(8,'f') still evicts d.
+    """
+    llc = SetAssociativeLRU(2, 2)
+    hits = []
+    assert llc.store(0, "a") is None
+    assert llc.store(2, "b") is None
+    assert llc.store(1, "c") is None
+    assert llc.lines(0) == ("a", "b") and llc.lines(1) == ("c",)
+    assert llc.store(0, "a") is None                   # refresh, no eviction
+    assert llc.lines(0) == ("b", "a")
+    assert llc.store(4, "d") == "b"
+    assert llc.lines(0) == ("a", "d")
+    for expert, tag in ((0, "a"), (2, "b"), (1, "c"), (4, "d")):
+        hits.append(llc.check(expert, tag))
+    assert hits == [True, False, True, True]
+    assert llc.store(6, "e") == "a"
+    assert llc.check(4, "d")                          # a lookup: does not refresh d
+    assert llc.store(8, "f") == "d"
+    assert llc.lines(0) == ("e", "f") and llc.lines(1) == ("c",)
+    with pytest.raises(ValueError, match="ways"):
+        SetAssociativeLRU(1, 0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 9), st.integers(0, 5)), max_size=60),
+       st.integers(1, 3), st.integers(1, 3))
+def test_kernel_tag_store_equals_python_lru(ops, num_sets, ways):
+    """The compiled kernel's LLC (one die) and :class:`SetAssociativeLRU` agree on any
+    sequence of stores and lookups (tag = expert x 10 + slice)."""
+    python = SetAssociativeLRU(num_sets, ways)
+    tags = np.full((1, num_sets, ways), -1, np.int64)
+    fill = np.zeros((1, num_sets), np.int64)
+    for is_store, expert, piece in ops:
+        tag = expert * 10 + piece
+        if is_store:
+            python.store(expert, tag)
+            _llc_store(tags, fill, 0, tag, num_sets, expert)
+        else:
+            assert _llc_check(tags, 0, tag, num_sets, expert) == python.check(expert, tag)
+    for s in range(num_sets):
+        assert tuple(tags[0, s, :fill[0, s]]) == python.lines(s)
+
+
+def test_second_read_of_a_slice_hits_in_the_llc_through_the_engine():
+    """Layer 0 run twice on one die: first a miss (110) + HBM read (40) + compute (7), with an
+    LLC fill; then a hit (100) + compute (7)."""
+    lat = Latencies(llc_hit=100, llc_miss=110, llc_write=30, request=np.array([1]),
+                    data=np.array([50]), hbm_slice=40, local_read=np.full(4, 40),
+                    compute=np.full(4, 7), slice_bytes=10.0, act_bytes_per_token=0.0,
+                    request_bytes=16.0)
+    kernel = LayerKernel(1, 0, np.zeros((1, 1, 1), np.int64), np.zeros((1, 1), np.int64),
+                         llc_sets=1, llc_ways=2)
+    one = np.zeros(1, np.int64)
+    ends = []
+    t = 0
+    for _ in range(2):
+        t, stalled, _ = kernel.run(t, 0, one, one, one + 1, one, one, pred=False,
+                                   copy_ok=False, cp_en=np.zeros((1, 1), bool),
+                                   is_local=np.zeros((1, 1), bool), num_experts=1, slices=1,
+                                   lat=lat, dram_bytes=np.zeros(1), span_lo=np.full(1, -1),
+                                   span_hi=np.full(1, -1))
+        assert not stalled
+        ends.append(t)
+    assert ends == [110 + 40 + 30, 180 + 100 + 7]   # the 30 ns fill outlasts the 7 ns compute
+    assert kernel.counters[5] == 1 and kernel.counters[9] == 1
