@@ -89,6 +89,12 @@ def test_invalid_json_and_merged_numbers_are_errors():
         parse_request(b'[{"0": [[1 2]]}]', "r.json")
     with pytest.raises(TraceError, match=r"r.json: not valid JSON"):
         parse_request(b'[{"0": [[01]]}]', "r.json")
+    # Whitespace inside a key (either side of the digits) is not stripped into "0".
+    for raw in (b'[{"0 ": [[1]]}]', b'[{" 0": [[1]]}]', b'[{"0": [[1]], " 1 ": [[2]]}]'):
+        assert _fast_parse(raw) is None
+        with pytest.raises(TraceError, match=r"r.json: iteration 0: layer keys must be"):
+            parse_request(raw, "r.json")
+    assert _fast_parse(b'[ {\n "0" : [ [ 1 , 2 ] ] } ]')[2].tolist() == [[[1, 2]]]
 
 
 def test_layer_set_change_between_files_is_named(tmp_path):
