@@ -188,3 +188,15 @@ def test_fixed_point_plans_equal_float_on_random_counts():
     for scale in (5, 60, 400, 3000):
         counts = rng.poisson(scale * rng.dirichlet(np.full(256, 0.3)) * 256 / 8)
         assert fixed.allocate(0, counts) == flt.allocate(0, counts)
+
+
+@pytest.mark.parametrize("count_bits", [2, 16, 62])
+def test_top_n_matrix_equals_row_by_row_top_n(count_bits):
+    """The batched top-n (a partition on unique keys) equals :meth:`top_n` on every row, on
+    heatmaps full of ties."""
+    cp = GlobalCPTwin(1, 2, 1, 40, ROM, block_size=4, count_bits=count_bits)
+    rng = np.random.default_rng(count_bits)
+    cp.heatmap_add_matrix(0, rng.integers(0, 4, (40, 40)))
+    matrix = cp.top_n_matrix(0)
+    for i in range(40):
+        assert set(np.flatnonzero(matrix[i])) == set(cp.top_n(0, i))

@@ -627,3 +627,34 @@ class LayerKernel:
                    self.counters, self.dup_out)
         n_dup = int(self.counters[2])
         return int(self.counters[4]), bool(self.counters[3]), self.dup_out[:n_dup].copy()
+
+
+# ------------------------------------------------------------- workload counting kernels
+@njit(cache=True)
+def count_experts(rows, num_experts, out):
+    """``out[l, e]`` = selections of expert ``e`` at MoE layer ``l`` in ``rows`` (n, L, k),
+    any integer dtype (no int64 copy of a large prefill is made). ``out`` is overwritten."""
+    out[:, :] = 0
+    n, num_layers, k = rows.shape
+    for r in range(n):
+        for layer in range(num_layers):
+            for a in range(k):
+                out[layer, rows[r, layer, a]] += 1
+
+
+@njit(cache=True)
+def count_pairs(prev_rows, prev_index, cur_rows, cur_index, out):
+    """Cross-token pairs: for each ``j``, every expert of row ``prev_index[j]`` of
+    ``prev_rows`` followed by every expert of row ``cur_index[j]`` of ``cur_rows``, per layer:
+    ``out[l, i, j] += 1``. ``out`` (L, E, E) is overwritten."""
+    out[:, :, :] = 0
+    num_layers = prev_rows.shape[1]
+    k = prev_rows.shape[2]
+    for j in range(prev_index.shape[0]):
+        p = prev_index[j]
+        c = cur_index[j]
+        for layer in range(num_layers):
+            for a in range(k):
+                i = prev_rows[p, layer, a]
+                for b in range(k):
+                    out[layer, i, cur_rows[c, layer, b]] += 1

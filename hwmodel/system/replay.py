@@ -38,7 +38,7 @@ from ..components.global_cp import GlobalCPTwin, build_cost_rom, home_dies
 from ..components.local_cp.twin import LocalCPTwin, TaskDescriptor
 from ..components.pdu.twin import EXPERTS_PER_WORD, PDUTwin
 from ..config import ConfigError, fraction, param, positive
-from .engine import LayerKernel
+from .engine import LayerKernel, count_experts, count_pairs
 
 __all__ = [
     "ARTEFACT_NAMES",
@@ -211,34 +211,33 @@ class _Workload:
 
     def rows(self, it):
         rows, requests = self.store.iteration_rows(it)
-        return np.asarray(rows).astype(np.int64), requests
+        return np.asarray(rows), requests          # the store's id dtype (uint8 for E <= 256)
 
     def counts(self, rows):
-        idx = rows + (np.arange(self.L, dtype=np.int64) * self.E)[None, :, None]
-        return np.bincount(idx.ravel(), minlength=self.L * self.E).reshape(self.L, self.E)
+        out = np.empty((self.L, self.E), np.int64)
+        count_experts(rows, self.E, out)
+        return out
 
     def first_order(self, rows, layer):
         """Experts of ``layer`` in order of first appearance (requests, tokens, ids)."""
         seq = rows[:, layer, :].ravel()
         uniq, first = np.unique(seq, return_index=True)
-        return uniq[np.argsort(first, kind="stable")]
+        return uniq[np.argsort(first, kind="stable")].astype(np.int64)
 
-    def _pairs(self, prev, cur):
-        E, L, _k = self.E, self.L, self.k
-        if len(prev) == 0:
-            return np.zeros((L, E, E), np.int64)
-        base = (np.arange(L, dtype=np.int64) * E * E)[None, :, None, None]
-        idx = base + prev[:, :, :, None] * E + cur[:, :, None, :]
-        return np.bincount(idx.ravel(), minlength=L * E * E).reshape(L, E, E)
+    def _pairs(self, prev_rows, prev_index, cur_rows, cur_index):
+        out = np.empty((self.L, self.E, self.E), np.int64)
+        count_pairs(prev_rows, prev_index, cur_rows, cur_index, out)
+        return out
 
     def prefill_pairs(self, rows, requests):
-        same = requests[:-1] == requests[1:]
-        return self._pairs(rows[:-1][same], rows[1:][same])
+        """Pairs of consecutive prompt tokens of the same request."""
+        index = np.flatnonzero(requests[:-1] == requests[1:])
+        return self._pairs(rows, index, rows, index + 1)
 
     def decode_pairs(self, it, rows, requests, prev_rows, prev_requests):
         """Pairs (step it-1 -> step it) of the requests that reach step ``it`` (it >= 2)."""
         where = np.searchsorted(prev_requests, requests)
-        return self._pairs(prev_rows[where], rows)
+        return self._pairs(prev_rows, where, rows, np.arange(len(requests)))
 
 
 class Replay:

@@ -472,8 +472,16 @@ class GlobalCPTwin:
     def top_n_matrix(self, layer: int) -> np.ndarray:
         """Boolean ``E x E``: ``M[i, j]`` when ``j`` is in ``top_n(layer, i)`` (all rows)."""
         self._check_layer_expert(layer, 0)
-        order = np.argsort(-self._heatmap[layer], axis=1, kind="stable")[:, :self.top_n_count]
-        out = np.zeros((self.num_experts, self.num_experts), dtype=bool)
+        num, n = self.num_experts, self.top_n_count
+        heat = self._heatmap[layer]
+        out = np.zeros((num, num), dtype=bool)
+        if (self._count_max + 1) * num < 1 << 62:
+            # one unique key per entry, ascending = (count descending, id ascending): the n
+            # smallest keys are the top-n, found by a partition (no full sort needed)
+            key = (self._count_max - heat) * num + np.arange(num, dtype=np.int64)
+            order = np.argpartition(key, n - 1, axis=1)[:, :n]
+        else:
+            order = np.argsort(-heat, axis=1, kind="stable")[:, :n]
         np.put_along_axis(out, order, True, axis=1)
         return out
 
