@@ -20,7 +20,7 @@ The allocation engine of Algorithm 1 is not written in RTL yet (see docs/rtl.md)
 
 import math
 
-from amaranth.hdl import Cat, Module, Signal, unsigned
+from amaranth.hdl import Const, Module, Mux, Signal
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory, MemoryData
 from amaranth.lib.wiring import In, Out
@@ -36,6 +36,7 @@ __all__ = [
     "EDTOp",
     "TopNPredictor",
     "simulate_edt",
+    "simulate_predict",
     "simulate_top_n",
 ]
 
@@ -117,22 +118,32 @@ class EDT(wiring.Component):
 
 
 class TopNPredictor(wiring.Component):
-    """Top-n successors of one heatmap row, as a ``cp_en`` bitmap.
+    """The predictor: ``cp_en`` bitmap of one die = union of the top-n successors of the
+    heatmap rows of the experts it runs (:meth:`GlobalCPTwin.predict`).
+
+    Rows stream in one count per cycle in expert order. A sorted queue of ``top_n`` slots
+    (count, expert id) keeps the row's best so far: count ``c_k`` of expert ``k`` goes behind
+    every slot with a count ``>= c_k`` (earlier ids win ties: the twin's rule, count descending
+    then id ascending) and the last slot falls off. One cycle after a row's last count the
+    queue's ids are OR-ed into the die's bitmap and the queue empties; after the row flagged
+    ``last`` the bitmap goes out on ``top``. ``num_experts + 1`` cycles per row (+1 per die),
+    ``top_n`` comparators, so it simulates at 512 experts (a per-expert rank needs ``E``
+    comparators and an ``E``-input popcount per count).
 
     Parameters
     ----------
     num_experts : int
     top_n : int
-        How many successors are kept (the twin's ``ceil(0.2 * E)``).
+        How many successors are kept per row (the twin's ``ceil(0.2 * E)``).
     count_bits : int
         Bits of one heatmap counter.
 
     Members
     -------
-    row : In(stream.Signature(count_bits))
-        ``num_experts`` counts in expert order.
+    row : In(stream.Signature(beat_layout))
+        ``count`` (one heatmap counter) and ``last`` (set on the counts of the die's last row).
     top : Out(stream.Signature(num_experts))
-        Bit ``j`` set iff expert ``j`` is among the top ``n``.
+        Bit ``j`` set iff expert ``j`` is in the top ``n`` of one of the die's rows.
     """
 
     def __init__(self, num_experts: int = 512, top_n: int | None = None, count_bits: int = 16):
@@ -141,7 +152,8 @@ class TopNPredictor(wiring.Component):
             top_n = math.ceil(0.2 * num_experts)
         self._top_n = check_int("top_n", top_n, 0, num_experts + 1)
         self._count_bits = check_int("count_bits", count_bits, 1, 33)
-        super().__init__({"row": In(stream.Signature(unsigned(count_bits))),
+        self.beat_layout = data.StructLayout({"count": self._count_bits, "last": 1})
+        super().__init__({"row": In(stream.Signature(self.beat_layout)),
                           "top": Out(stream.Signature(num_experts))})
 
     @property
@@ -150,47 +162,100 @@ class TopNPredictor(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        e = self._num_experts
-        counts = [Signal(self._count_bits, name=f"count_{j}") for j in range(e)]
-        ranks = [Signal(range(e + 1), name=f"rank_{j}") for j in range(e)]
+        e, n = self._num_experts, self._top_n
+        valid = [Signal(name=f"slot_valid_{i}") for i in range(n)]
+        counts = [Signal(self._count_bits, name=f"slot_count_{i}") for i in range(n)]
+        ids = [Signal(range(e), name=f"slot_id_{i}") for i in range(n)]
         k = Signal(range(e + 1))
-        c_k = self.row.payload
-        m.d.comb += self.row.ready.eq(k < e)
-        with m.If(self.row.valid & (k < e)):
-            m.d.sync += k.eq(k + 1)
-            # k's own rank: the earlier experts with a count >= c_k (ties go to the lower id).
-            beaten_by = _popcount(m, [(j < k) & (counts[j] >= c_k) for j in range(e)])
-            for j in range(e):
-                with m.If(k == j):
-                    m.d.sync += [counts[j].eq(c_k), ranks[j].eq(beaten_by)]
-                with m.Elif((j < k) & (c_k > counts[j])):
-                    m.d.sync += ranks[j].eq(ranks[j] + 1)
-        m.d.comb += [self.top.valid.eq(k == e),
-                     self.top.payload.eq(Cat(*[r < self._top_n for r in ranks]))]
-        with m.If(self.top.valid & self.top.ready):
-            m.d.sync += k.eq(0)
+        group_last = Signal()
+        union = Signal(e)
+        c_k = self.row.payload.count
+        stays = [Signal(name=f"stays_{i}") for i in range(n)]
+        for i in range(n):
+            m.d.comb += stays[i].eq(valid[i] & (counts[i] >= c_k))
+        with m.FSM(name="predictor"):
+            with m.State("ROW"):
+                m.d.comb += self.row.ready.eq(1)
+                with m.If(self.row.valid):
+                    m.d.sync += k.eq(k + 1)
+                    for i in range(n):
+                        with m.If(~stays[i]):
+                            new = [valid[i].eq(1), counts[i].eq(c_k), ids[i].eq(k)]
+                            if i == 0:
+                                m.d.sync += new
+                            else:
+                                with m.If(stays[i - 1]):
+                                    m.d.sync += new
+                                with m.Else():
+                                    m.d.sync += [valid[i].eq(valid[i - 1]),
+                                                 counts[i].eq(counts[i - 1]),
+                                                 ids[i].eq(ids[i - 1])]
+                    with m.If(k == e - 1):
+                        m.d.sync += group_last.eq(self.row.payload.last)
+                        m.next = "MERGE"
+            with m.State("MERGE"):
+                chosen = union
+                for i in range(n):
+                    chosen = chosen | Mux(valid[i], Const(1, e) << ids[i], 0)
+                m.d.sync += [union.eq(chosen), k.eq(0)] + [v.eq(0) for v in valid]
+                with m.If(group_last):
+                    m.next = "OUT"
+                with m.Else():
+                    m.next = "ROW"
+            with m.State("OUT"):
+                m.d.comb += [self.top.valid.eq(1), self.top.payload.eq(union)]
+                with m.If(self.top.ready):
+                    m.d.sync += union.eq(0)
+                    m.next = "ROW"
         return m
 
 
-def _popcount(m, bits):
-    """Balanced adder tree through named comb signals (a flat sum makes pysim very slow)."""
-    level = list(bits)
-    depth = 0
-    while len(level) > 1:
-        nxt = []
-        for i in range(0, len(level) - 1, 2):
-            total = Signal(range(2 ** (depth + 2)), name=f"popcount_{depth}_{i // 2}")
-            m.d.comb += total.eq(level[i] + level[i + 1])
-            nxt.append(total)
-        if len(level) % 2:
-            nxt.append(level[-1])
-        level = nxt
-        depth += 1
-    return level[0]
+def simulate_predict(groups, num_experts, top_n=None, count_bits=16, *, vcd=None):
+    """Push per-die groups of heatmap rows through :class:`TopNPredictor`.
+
+    Parameters
+    ----------
+    groups : sequence of sequence of rows
+        Per die, the heatmap rows (``num_experts`` counts each) of the experts it runs (at
+        least one row per group).
+
+    Returns
+    -------
+    bitmaps : list of int
+        Per group, the ``cp_en`` bitmap (bit ``j``: expert ``j``).
+    cycles : int
+    """
+    beats = []
+    for g, group in enumerate(groups):
+        if len(group) == 0:
+            raise ValueError(f"groups[{g}] has no row (a die without experts needs no call)")
+        for r, row in enumerate(group):
+            if len(row) != num_experts:
+                raise ValueError(f"groups[{g}][{r}] has {len(row)} counts, expected "
+                                 f"{num_experts}")
+            last = int(r == len(group) - 1)
+            beats.extend({"count": check_int(f"groups[{g}][{r}][{j}]", c, 0, 1 << count_bits),
+                          "last": last} for j, c in enumerate(row))
+    # built after the checks: a design never simulated warns (UnusedElaboratable)
+    dut = TopNPredictor(num_experts, top_n, count_bits)
+    bitmaps = []
+
+    async def producer(ctx):
+        for beat in beats:
+            await stream_put(ctx, dut.row, beat)
+
+    async def consumer(ctx):
+        for _ in groups:
+            bitmaps.append(int(await stream_get(ctx, dut.top)))
+
+    rows = sum(len(group) for group in groups)
+    cycles = run_scenario(dut, producer, consumer, vcd=vcd,
+                          max_cycles=100 + rows * (num_experts + 2) + 2 * len(groups))
+    return bitmaps, cycles
 
 
 def simulate_top_n(rows, num_experts, top_n=None, count_bits=16, *, vcd=None):
-    """Push heatmap ``rows`` through :class:`TopNPredictor`.
+    """Top-n of each heatmap row alone (one row per group of :func:`simulate_predict`).
 
     Returns
     -------
@@ -198,27 +263,9 @@ def simulate_top_n(rows, num_experts, top_n=None, count_bits=16, *, vcd=None):
         Per row, the chosen expert ids in ascending order.
     cycles : int
     """
-    dut = TopNPredictor(num_experts, top_n, count_bits)
-    rows = [[check_int(f"rows[{i}][{j}]", c, 0, 1 << count_bits) for j, c in enumerate(row)]
-            for i, row in enumerate(rows)]
-    for i, row in enumerate(rows):
-        if len(row) != num_experts:
-            raise ValueError(f"rows[{i}] has {len(row)} counts, expected {num_experts}")
-    chosen = []
-
-    async def producer(ctx):
-        for row in rows:
-            for count in row:
-                await stream_put(ctx, dut.row, count)
-
-    async def consumer(ctx):
-        for _ in rows:
-            bitmap = int(await stream_get(ctx, dut.top))
-            chosen.append(tuple(j for j in range(num_experts) if bitmap >> j & 1))
-
-    cycles = run_scenario(dut, producer, consumer, vcd=vcd,
-                          max_cycles=100 + len(rows) * (num_experts + 4))
-    return chosen, cycles
+    bitmaps, cycles = simulate_predict([[row] for row in rows], num_experts, top_n, count_bits,
+                                       vcd=vcd)
+    return [tuple(j for j in range(num_experts) if b >> j & 1) for b in bitmaps], cycles
 
 
 def simulate_edt(transactions, num_experts=512, *, vcd=None):
