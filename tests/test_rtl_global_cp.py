@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hwmodel.components.global_cp import GlobalCPTwin, build_cost_rom
-from hwmodel.components.global_cp.rtl import EDT, simulate_edt, simulate_top_n
+from hwmodel.components.global_cp.rtl import EDT, simulate_edt, simulate_predict, simulate_top_n
 
 
 def twin(num_experts, mesh=(2, 2)):
@@ -51,3 +51,19 @@ def test_edt_set_present_matches_twin_presence():
 
 def test_edt_verilog_export():
     assert "module edt" in verilog.convert(EDT(16), name="edt")
+
+
+def test_predictor_at_512_experts_equals_twin_predict_union():
+    # Full paper size (512 experts, n = ceil(0.2 * 512) = 103): two rows OR-ed for one die;
+    # counts 0..40 so ties straddle the cut.
+    model = twin(512)
+    rng = np.random.default_rng(1)
+    matrix = np.zeros((512, 512), dtype=np.int64)
+    matrix[7] = rng.integers(0, 40, 512)
+    matrix[300] = rng.integers(0, 40, 512)
+    model.heatmap_add_matrix(0, matrix)
+    expected = model.predict(0, [7, 300])
+    (bitmap,), _ = simulate_predict([[matrix[7].tolist(), matrix[300].tolist()]], 512)
+    assert model.top_n_count == 103
+    assert bitmap == expected
+    assert 103 < bin(bitmap).count("1") <= 206

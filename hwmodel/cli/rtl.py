@@ -6,7 +6,7 @@ import random
 import time
 from pathlib import Path
 
-UNITS = ("atu", "pdu", "local_cp", "edt", "predictor")
+UNITS = ("atu", "pdu", "local_cp", "edt", "predictor", "allocator")
 
 # The paper's Table II sizes, shown next to the Yosys figures.
 PAPER_SIZES = {
@@ -15,17 +15,34 @@ PAPER_SIZES = {
     "local_cp": "an ARM core in the paper",
     "edt": "4.5 KB of 72-bit entries (512 experts)",
     "predictor": "heatmap cache 0.5 MB (one layer, 512 x 512 x 16-bit)",
+    "allocator": "runs on the Global CP (no size given)",
 }
+
+
+def _llama4_global_cp(requests: int = 64):
+    """Global CP twin and workload of a built-in synthetic Llama-4 batch on tsmc-sow (the
+    replay's own cost ROM: same construction as a real run)."""
+    from ..models import load_model
+    from ..params import load_wafer
+    from ..system import Replay
+    from ..topologies.wafer import build_wafer
+    from ..traces.synth import default_batch
+    replay = Replay(wafer=build_wafer(load_wafer("tsmc-sow")),
+                    model=load_model("llama4-maverick"),
+                    store=default_batch(model="llama4-maverick", requests=requests, seed=0))
+    return replay.global_cp(), replay.workload
 
 
 def _design(unit: str):
     from ..components.atu import ATU
+    from ..components.global_cp.allocator_rtl import Allocator
     from ..components.global_cp.rtl import EDT, TopNPredictor
     from ..components.local_cp import LocalCP
     from ..components.pdu import PDU
     return {"atu": lambda: ATU(512), "pdu": lambda: PDU(512),
             "local_cp": lambda: LocalCP(0, 4, 512), "edt": lambda: EDT(512),
-            "predictor": lambda: TopNPredictor(32)}[unit]()
+            "predictor": lambda: TopNPredictor(32),
+            "allocator": lambda: Allocator(3, 8, 128, _llama4_global_cp(8)[0].costs)}[unit]()
 
 
 def _scenario(unit: str, vcd):
@@ -73,6 +90,18 @@ def _scenario(unit: str, vcd):
                 expected.append((e % 24, presence[e]))
         got, cycles = simulate_edt(tx, vcd=vcd)
         return got == expected, cycles, len(tx)
+    if unit == "allocator":
+        from ..components.global_cp.allocator_rtl import simulate_allocator
+        gcp, workload = _llama4_global_cp()
+        layers = []
+        for it in (1, 2):      # two decode steps, every MoE layer with tokens
+            counts = workload.counts(workload.rows(it)[0])
+            layers += [(layer, c) for layer, c in enumerate(counts) if c.any()]
+        plans, cycles = simulate_allocator([c for _, c in layers], mesh_x=3, mesh_y=8,
+                                           num_experts=gcp.num_experts, costs=gcp.costs,
+                                           vcd=vcd)
+        agree = plans == [gcp.allocate(layer, c) for layer, c in layers]
+        return agree, sum(cycles), len(layers)
     from ..components.global_cp.rtl import simulate_top_n
     rows = [[rng.randrange(6) for _ in range(32)] for _ in range(4)]
     got, cycles = simulate_top_n(rows, 32, vcd=vcd)
