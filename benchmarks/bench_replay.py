@@ -1,58 +1,106 @@
-"""Replay performance figures (prints them; not a test).
+"""Replay performance and reproduction figures (prints them; not a test).
 
-    python benchmarks/bench_replay.py            # 235 Llama-4 requests, 5 strategies x 2 meshes
-    python benchmarks/bench_replay.py --synth 256,1024,4096 --strategy allo
+    python benchmarks/bench_replay.py                 # 235 Llama-4 requests, 5 strategies x 2 meshes
+    python benchmarks/bench_replay.py --synth 4096 --model deepseek-v3      # reproduction runs
+    python benchmarks/bench_replay.py --synth 4096 --model qwen3-235b --json qwen.json
+    python benchmarks/bench_replay.py --synth 256,1024,4096,16384 --strategy allo \\
+        --wafer tsmc-sow --jobs 1                     # run time vs batch, events/s, peak RSS
+    python benchmarks/bench_replay.py --replica-GB 50 --strategy pred --wafer tsmc-sow
+
+Synthetic batches are fitted to the shared Llama-4 trace and reshaped to the model
+(``hwmodel.traces.synth.synthesize(like=..., model=..., requests=..., seed=0)``), saved once
+under ``--cache`` and memory-mapped by every run.
 """
 
 import argparse
+import json
 import resource
 import time
 from pathlib import Path
 
 from hwmodel.cli.replay import replay_strategies, summary_table
-from hwmodel.models import load_model
-from hwmodel.params import load_wafer
-from hwmodel.system import STRATEGIES, Replay
-from hwmodel.topologies.wafer import build_wafer
+from hwmodel.system import STRATEGIES, ReplayParams
 
 LLAMA = (Path(__file__).resolve().parents[1].parent / "shared" / "traces" / "profiling_result"
          / "meta-llama" / "Llama-4-Maverick-17B-128E-Instruct" / "mmlu")
 
 
+def synthetic_store(model: str, requests: int, cache: Path, seed: int = 0) -> Path:
+    """Path of a saved synthetic batch (made once, fitted to the shared Llama-4 trace)."""
+    path = cache / f"{model}-{requests}-seed{seed}.store"
+    if not path.exists():
+        from hwmodel.traces import open_batch
+        from hwmodel.traces.synth import synthesize
+        t0 = time.perf_counter()
+        store = synthesize(like=open_batch(str(LLAMA)), model=model, requests=requests,
+                           seed=seed)
+        cache.mkdir(parents=True, exist_ok=True)
+        store.save(path)
+        print(f"synthesised {model} x {requests} in {time.perf_counter() - t0:.1f} s -> {path}",
+              flush=True)
+    return path
+
+
+def reproduction_table(results) -> str:
+    """Per mesh and strategy: throughput speedup and hop reduction over base."""
+    lines = [f"{'mesh':>5} {'strategy':>10} {'tok/s':>9} {'speedup':>8} {'hops':>11} "
+             f"{'hop red.':>9} {'wall s':>7} {'M events':>9}"]
+    base = {(r.mesh_x, r.mesh_y): r for r in results if r.strategy == "base"}
+    for r in results:
+        b = base.get((r.mesh_x, r.mesh_y))
+        speed = f"{r.throughput / b.throughput:.2f}x" if b else "-"
+        red = (f"{b.hops / r.hops:.1f}x" if r.hops else "inf") if b else "-"
+        lines.append(f"{r.mesh_x}x{r.mesh_y:<3} {r.strategy:>10} {r.throughput:9.0f} "
+                     f"{speed:>8} {r.hops:11d} {red:>9} {r.wall_s:7.1f} "
+                     f"{r.events / 1e6:9.1f}")
+    return "\n".join(lines)
+
+
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--synth", default="", help="comma list of synthetic DeepSeek-V3 batch sizes")
-    ap.add_argument("--strategy", default="allo")
-    ap.add_argument("--jobs", type=int, default=2)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--synth", default="",
+                    help="comma list of synthetic batch sizes (default: the shared Llama-4 "
+                         "trace, 235 requests)")
+    ap.add_argument("--model", default="deepseek-v3",
+                    help="model preset of the synthetic batches (deepseek-v3, qwen3-235b, ...)")
+    ap.add_argument("--strategy", default="all",
+                    help="comma list of strategies, or 'all' (base, ep, allo, pred, allo+pred)")
+    ap.add_argument("--wafer", default="tsmc-sow,dojo", help="comma list of wafer presets")
+    ap.add_argument("--jobs", type=int, default=2, help="processes")
+    ap.add_argument("--replica-GB", type=float, default=None,
+                    help="bound the replica region of each die (GB = 1e9 bytes; LRU)")
+    ap.add_argument("--cache", default="/tmp/hwmodel-bench",
+                    help="folder where synthetic batches are saved and reused")
+    ap.add_argument("--json", default=None, help="also write the run summaries to this file")
     args = ap.parse_args()
-    if not args.synth:
+    strategies = STRATEGIES if args.strategy == "all" else tuple(args.strategy.split(","))
+    wafers = args.wafer.split(",")
+    params = ReplayParams(replica_capacity_bytes=None if args.replica_GB is None
+                          else int(args.replica_GB * 1e9))
+    sizes = [int(s) for s in args.synth.split(",")] if args.synth else [None]
+    summaries = []
+    for size in sizes:
+        if size is None:
+            trace, label = str(LLAMA), "235 Llama-4 requests"
+        else:
+            trace = str(synthetic_store(args.model, size, Path(args.cache)))
+            label = f"synthetic {args.model} batch {size}"
         t0 = time.perf_counter()
-        results = replay_strategies(str(LLAMA), ["tsmc-sow", "dojo"], STRATEGIES,
-                                    jobs=args.jobs)
+        results = replay_strategies(trace, wafers, strategies, params=params, jobs=args.jobs)
         wall = time.perf_counter() - t0
-        print(summary_table(results))
         events = sum(r.events for r in results)
-        print(f"\n10 runs (235 Llama-4 requests, 5 strategies x 2 meshes, {args.jobs} processes):"
-              f" {wall:.1f} s wall, {events / 1e6:.1f} M events, "
-              f"{events / sum(r.wall_s for r in results) / 1e6:.2f} M events/s per process")
-        for r in results:
-            print(f"  {r.mesh_x}x{r.mesh_y} {r.strategy:>9}: {r.wall_s:6.1f} s, "
-                  f"{r.events / r.wall_s / 1e6:.2f} M events/s")
-        return
-    from hwmodel.traces.synth import default_batch
-    model = load_model("deepseek-v3")
-    wafer = build_wafer(load_wafer("tsmc-sow"))
-    for size in (int(s) for s in args.synth.split(",")):
-        t0 = time.perf_counter()
-        store = default_batch("deepseek-v3", requests=size)
-        t1 = time.perf_counter()
-        result = Replay(wafer=wafer, model=model, store=store).run(args.strategy)
-        t2 = time.perf_counter()
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"deepseek-v3 synthetic batch {size:6d}: synth {t1 - t0:6.1f} s, replay "
-              f"{args.strategy} {t2 - t1:7.1f} s, {result.events / 1e6:7.1f} M events, "
-              f"{result.events / (t2 - t1) / 1e6:.2f} M events/s, peak RSS {rss:.0f} MB, "
-              f"throughput {result.throughput:.0f} tok/s", flush=True)
+        rss = max(resource.getrusage(who).ru_maxrss
+                  for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024
+        print(f"\n== {label}: {len(results)} runs on {args.jobs} process(es): {wall:.1f} s "
+              f"wall, {events / 1e6:.1f} M events, "
+              f"{events / sum(r.wall_s for r in results) / 1e6:.2f} M events/s per process, "
+              f"peak RSS {rss:.0f} MB")
+        print(reproduction_table(results), flush=True)
+        if size is None:
+            print(summary_table(results))
+        summaries += [dict(r.summary(), label=label, requests=size) for r in results]
+    if args.json:
+        Path(args.json).write_text(json.dumps(summaries, indent=1))
 
 
 if __name__ == "__main__":

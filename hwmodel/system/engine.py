@@ -658,3 +658,38 @@ def count_pairs(prev_rows, prev_index, cur_rows, cur_index, out):
                 i = prev_rows[p, layer, a]
                 for b in range(k):
                     out[layer, i, cur_rows[c, layer, b]] += 1
+
+
+@njit(cache=True)
+def first_appearance(rows, layer, num_experts, out):
+    """Experts of ``layer`` in order of first appearance in ``rows`` (requests, tokens, ids
+    in order) written to ``out``; returns how many."""
+    seen = np.zeros(num_experts, np.bool_)
+    n = 0
+    for r in range(rows.shape[0]):
+        for a in range(rows.shape[2]):
+            e = rows[r, layer, a]
+            if not seen[e]:
+                seen[e] = True
+                out[n] = e
+                n += 1
+    return n
+
+
+@njit(cache=True)
+def union_of_rows(task_expert, task_die, top, stop_at_die_id, out):
+    """Predictor ``cp_en`` of every die: ``out[d]`` = OR of ``top[e]`` over the experts ``e``
+    die ``d`` runs, in plan order. With ``stop_at_die_id`` (the artefact's quirk) a die's
+    list stops growing once it holds the expert whose id equals the die id."""
+    out[:, :] = False
+    stopped = np.zeros(out.shape[0], np.bool_)
+    for k in range(task_expert.shape[0]):
+        d = task_die[k]
+        if stopped[d]:
+            continue
+        e = task_expert[k]
+        for j in range(top.shape[1]):
+            if top[e, j]:
+                out[d, j] = True
+        if stop_at_die_id and e == d:
+            stopped[d] = True

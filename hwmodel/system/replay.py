@@ -38,7 +38,13 @@ from ..components.global_cp import GlobalCPTwin, build_cost_rom, home_dies
 from ..components.local_cp.twin import LocalCPTwin, TaskDescriptor
 from ..components.pdu.twin import EXPERTS_PER_WORD, PDUTwin
 from ..config import ConfigError, fraction, param, positive
-from .engine import LayerKernel, count_experts, count_pairs
+from .engine import (
+    LayerKernel,
+    count_experts,
+    count_pairs,
+    first_appearance,
+    union_of_rows,
+)
 
 __all__ = [
     "ARTEFACT_NAMES",
@@ -220,9 +226,8 @@ class _Workload:
 
     def first_order(self, rows, layer):
         """Experts of ``layer`` in order of first appearance (requests, tokens, ids)."""
-        seq = rows[:, layer, :].ravel()
-        uniq, first = np.unique(seq, return_index=True)
-        return uniq[np.argsort(first, kind="stable")].astype(np.int64)
+        out = np.empty(self.E, np.int64)
+        return out[:first_appearance(rows, layer, self.E, out)]
 
     def _pairs(self, prev_rows, prev_index, cur_rows, cur_index):
         out = np.empty((self.L, self.E, self.E), np.int64)
@@ -553,22 +558,16 @@ class _PredictionUnits:
     # ---------------------------------------------------------------- layer launch (flow 1)
     def launch(self, layer, task_e, task_d, copy_ok, quirks):
         """Global CP predictor -> PDU tables of the dies with tasks; ATU redirects."""
-        N, E = self.N, self.E
+        N = self.N
         self.layer = layer
         presence = self.gcp.presence[layer]
         self.is_local[:] = ((presence[None, :] >> self._die_bit) & 1).astype(np.bool_)
         if copy_ok:
             top = (self.gcp.top_n_matrix(layer) if self.tie_rule == "stable"
                    else _numpy_top_n(self.gcp, layer))
-            member = np.zeros((N, E), np.float32)
-            member[task_d, task_e] = 1
-            if quirks:
-                # the artefact's per-die expert list (plan order = expert id ascending) stops
-                # growing once it holds the expert whose id equals the die id
-                diag = np.arange(min(N, E))
-                for d in diag[member[diag, diag] > 0].tolist():
-                    member[d, d + 1:] = 0
-            self.cp_en[:] = (member @ top.astype(np.float32)) > 0
+            # the artefact's per-die expert list (plan order = expert id ascending) stops
+            # growing, with its quirk, once it holds the expert whose id equals the die id
+            union_of_rows(task_e, task_d, top, quirks, self.cp_en)
         else:
             self.cp_en[:] = False
         words = self._pack(self.cp_en, self.is_local)
