@@ -12,8 +12,8 @@ drawn from the token transition of the same slot at the previous token with prob
 ``token_weight``, else from the layer transition of the same slot at the previous layer with
 probability ``layer_weight``, else from the stage's popularity (the first layer and first token
 use popularity for the missing parent). Duplicates inside a row are redrawn from popularity.
-All draws are vectorised over the requests of the batch; the result is seeded and
-deterministic.
+All draws are vectorised over the requests of a chunk (:data:`CHUNK_ROWS`); the result is
+seeded and deterministic (byte-identical stores for the same seed).
 
 Shape mapping (fitting Llama-4, 24 layers x 128 experts top-1, then sampling DeepSeek-V3, 58 x
 256 top-8): target layer ``j`` takes source layer ``round(j (Ls-1)/(Lt-1))``; target experts are
