@@ -31,6 +31,8 @@ def test_deepseek_real_prompts():
     assert first[0, 0].tolist() == [8, 26, 56, 57, 60, 43]
     assert first[-1, -1].tolist() == [24, 36, 52, 54, 56, 17]
     assert "prefill only" in store.notes
+    one = open_batch(folder, limit=1)   # a preset is named even if not every id occurs
+    assert one.model == "deepseek-v2-lite" and one.num_experts == 64 and len(one) == 1
 
 
 def test_vllm_real_log_skips_and_counts_warmup(tmp_path):

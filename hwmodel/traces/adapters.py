@@ -38,7 +38,7 @@ the store knows. Formats (``FORMATS``, names used by ``open_batch(format=...)`` 
 
 Model shape: with ``model=`` the data must agree with it (top-k, MoE layers a subset, ids in
 range). Without, the shape comes from the data and a preset is named only when its MoE layers
-and top-k are exactly the data's (vLLM: the preset whose Hugging Face id ends with the meta
+and top-k are exactly the data's (and its expert count the source's, or above the largest id) (vLLM: the preset whose Hugging Face id ends with the meta
 line's ``model_id``), else ``store.model`` is ``""``.
 """
 
@@ -116,7 +116,8 @@ def _resolve(model, where, *, num_layers, moe_layers, top_k, largest, num_expert
                     break
             elif (tuple(preset.moe_layers) == tuple(moe_layers) and preset.top_k == top_k
                   and num_layers <= preset.num_layers
-                  and (num_experts or largest + 1) == preset.num_experts):
+                  and (num_experts == preset.num_experts if num_experts
+                       else largest < preset.num_experts)):
                 candidates.append(preset)
     if len(candidates) == 1:
         found = candidates[0]
