@@ -38,8 +38,9 @@ the store knows. Formats (``FORMATS``, names used by ``open_batch(format=...)`` 
 
 Model shape: with ``model=`` the data must agree with it (top-k, MoE layers a subset, ids in
 range). Without, the shape comes from the data and a preset is named only when its MoE layers
-and top-k are exactly the data's (and its expert count the source's, or above the largest id) (vLLM: the preset whose Hugging Face id ends with the meta
-line's ``model_id``), else ``store.model`` is ``""``.
+and top-k are exactly the data's and its expert count is the source's (or above the largest
+id); for vLLM, the preset whose Hugging Face id ends with the meta line's ``model_id``. Else
+``store.model`` is ``""``.
 """
 
 from __future__ import annotations
