@@ -19,15 +19,15 @@ def test_rtl_verilog_pdu_has_module_and_ports(tmp_path, capsys):
     out = tmp_path / "x.v"
     assert main(["rtl", "verilog", "pdu", "-o", str(out)]) == 0
     text = out.read_text()
-    assert re.search(r"^module pdu\(", text, re.M)
+    assert re.search(r"^module pdu\(", text, re.MULTILINE)
     for port in ("clk", "rst", "cmd__valid", "cmd__ready", "resp__valid"):
-        assert re.search(rf"^\s*(input|output)\b.*\b{port};", text, re.M), port
+        assert re.search(rf"^\s*(input|output)\b.*\b{port};", text, re.MULTILINE), port
     assert "lines of Verilog" in capsys.readouterr().out
 
 
 def test_rtl_area_edt_counts_the_registers_by_hand(capsys):
     assert main(["rtl", "area", "edt"]) == 0
-    line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("edt")][0]
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("edt"))
     _, method, cells, flip_flops, sram_bits = line.split()[:5]
     assert method == "synth"
     # resp.valid + the SET_PRESENT flag + the pending command's expert address (9 bits for

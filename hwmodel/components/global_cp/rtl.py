@@ -5,15 +5,12 @@
   paper's Table II) in a ``lib.memory.Memory``. Commands: ``WRITE`` an entry (layer switch),
   ``READ`` one (answers 1 cycle later), ``SET_PRESENT`` (read-modify-write, 2 cycles: a Local CP
   reported a copy).
-* :class:`TopNPredictor`: takes one heatmap row (``num_experts`` counts, one per cycle, in expert
-  order) and answers with the ``cp_en`` bitmap of its top ``n`` successors, ties broken exactly
-  like :meth:`GlobalCPTwin.top_n` (count descending, then expert id ascending): expert ``j`` is
-  chosen iff ``rank(j) = #{k: c_k > c_j or (c_k == c_j and k < j)} < n``. The ranks are built
-  while the row streams in: when ``c_k`` arrives, every earlier ``j`` with ``c_k > c_j`` gains one
-  and ``k`` gains ``#{j < k: c_j >= c_k}``, so the bitmap is ready one cycle after the last count
-  (``num_experts + 1`` cycles per row, ``num_experts`` comparators).
+* :class:`TopNPredictor`: the predictor. Heatmap rows stream in (one count per cycle, expert
+  order); a sorted queue of ``n`` (count, id) slots keeps each row's top ``n`` with the twin's
+  tie rule (count descending, then expert id ascending); the rows of one die are OR-ed into its
+  ``cp_en`` bitmap (:meth:`GlobalCPTwin.predict`). ``num_experts + 1`` cycles per row.
 
-The allocation engine of Algorithm 1 is not written in RTL yet (see docs/rtl.md).
+The allocation engine of Algorithm 1 is :class:`.allocator_rtl.Allocator`.
 """
 
 # No `from __future__ import annotations`: data.Struct reads its annotations as shapes.
