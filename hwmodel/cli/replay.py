@@ -167,6 +167,8 @@ def run_default(out_dir="hwmodel-out", stream=None) -> list[Path]:
 
 
 def _main(args) -> int:
+    import attrs
+
     from ..config import load_yaml
     from ..system import STRATEGIES, ReplayParams
     strategies = list(STRATEGIES) if args.strategy == "all" else args.strategy.split(",")
@@ -176,6 +178,10 @@ def _main(args) -> int:
                              f"comma list of {', '.join(STRATEGIES)}")
     params = (load_yaml(ReplayParams, args.params, path="replay") if args.params
               else ReplayParams())
+    if args.replica_GB is not None:
+        if args.replica_GB < 0:
+            raise ValueError(f"--replica-GB: expected a size >= 0, not {args.replica_GB!r}")
+        params = attrs.evolve(params, replica_capacity_bytes=int(args.replica_GB * 1e9))
     results = replay_strategies(args.trace, args.wafer.split(","), strategies,
                                 batch=args.batch, model=args.model, params=params,
                                 jobs=args.jobs, progress=not args.quiet)
@@ -208,6 +214,9 @@ def register(subparsers) -> None:
                    help="model preset or YAML (default: inferred from the trace)")
     p.add_argument("--params", default=None,
                    help="YAML file with a 'replay:' mapping of ReplayParams fields")
+    p.add_argument("--replica-GB", type=float, default=None,
+                   help="bound each die's replica region to this many GB (1e9 bytes; LRU "
+                        "eviction; default unbounded, as in the paper)")
     p.add_argument("--jobs", type=int, default=2,
                    help="processes for several runs (default 2; results are identical)")
     p.add_argument("--out", default=None,
