@@ -24,6 +24,7 @@ __all__ = [
     "CLOCK_PERIOD_S",
     "check_bool",
     "check_int",
+    "run_command_stream",
     "run_scenario",
     "stream_get",
     "stream_put",
@@ -137,6 +138,40 @@ def run_scenario(dut, *testbenches, max_cycles: int = 100_000, vcd: str | Path |
     else:
         sim.run()
     return max(finished)
+
+
+def run_command_stream(dut, commands, responses: int, decode, *, back_pressure: int = 0,
+                       max_cycles: int | None = None, cycles_per_command: int = 4,
+                       vcd: str | Path | None = None):
+    """Drive a unit with one command stream and one response stream; ``(results, cycles)``.
+
+    The units that answer queries (ATU, PDU, EDT) share this shape: ``dut.cmd`` takes
+    ``commands`` in order, ``dut.resp`` gives ``responses`` payloads, each turned into a Python
+    value by ``decode(payload)``.
+
+    Parameters
+    ----------
+    back_pressure : int
+        Cycles the consumer waits before taking each response (exercises ``resp.ready``).
+    max_cycles : int or None
+        Watchdog limit; by default ``100 + cycles_per_command * len(commands) *
+        (1 + back_pressure)``.
+    """
+    results = []
+
+    async def producer(ctx):
+        for command in commands:
+            await stream_put(ctx, dut.cmd, command)
+
+    async def consumer(ctx):
+        for _ in range(responses):
+            if back_pressure:
+                await wait_cycles(ctx, back_pressure)
+            results.append(decode(await stream_get(ctx, dut.resp)))
+
+    limit = max_cycles or 100 + cycles_per_command * len(commands) * (1 + back_pressure)
+    cycles = run_scenario(dut, producer, consumer, max_cycles=limit, vcd=vcd)
+    return results, cycles
 
 
 # Yosys 0.5x+ `stat` lines: "     868   $_AND_" (count, then cell type).

@@ -14,7 +14,7 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory, MemoryData
 from amaranth.lib.wiring import In, Out
 
-from ...tb import run_scenario, stream_get, stream_put, wait_cycles
+from ...tb import run_command_stream
 from ...tb.checks import check_int
 from .twin import LOCAL_ADDR_BITS, REMOTE_ADDR_BITS, ATUTwin
 
@@ -175,20 +175,6 @@ def simulate_atu(transactions, num_entries: int = 512, *, vcd=None, back_pressur
     """
     commands = [_command(t, num_entries) for t in transactions]
     expected = sum(c["op"] == ATUOp.LOOKUP for c in commands)
-    dut = ATU(num_entries)
-    results = []
-
-    async def producer(ctx):
-        for command in commands:
-            await stream_put(ctx, dut.cmd, command)
-
-    async def consumer(ctx):
-        for _ in range(expected):
-            if back_pressure:
-                await wait_cycles(ctx, back_pressure)
-            response = await stream_get(ctx, dut.resp)
-            results.append((bool(response.hit), int(response.local)))
-
-    limit = max_cycles or 100 + 4 * len(commands) * (1 + back_pressure)
-    cycles = run_scenario(dut, producer, consumer, max_cycles=limit, vcd=vcd)
-    return results, cycles
+    return run_command_stream(ATU(num_entries), commands, expected,
+                              lambda r: (bool(r.hit), int(r.local)),
+                              back_pressure=back_pressure, max_cycles=max_cycles, vcd=vcd)

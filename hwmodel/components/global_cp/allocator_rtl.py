@@ -51,6 +51,7 @@ from amaranth.lib.wiring import In, Out
 
 from ...tb import run_scenario
 from ...tb.checks import check_int
+from .rtl import insert_sorted
 from .twin import CostROM, home_dies
 
 __all__ = ["Allocator", "allocator_cycle_model", "simulate_allocator"]
@@ -378,22 +379,8 @@ class Allocator(wiring.Component):
             with m.State("SCAN"):
                 with m.If(mask != 0):
                     m.d.sync += [mask.eq(mask & (mask - 1)), ncand.eq(ncand + 1)]
-                    for i in range(N):
-                        with m.If(~stays[i]):
-                            new = [q_valid[i].eq(1), q_key[i].eq(scan_key),
-                                   q_die[i].eq(scan_die), q_local[i].eq(scan_local),
-                                   q_xfer[i].eq(scan_xfer)]
-                            if i == 0:
-                                m.d.sync += new
-                            else:
-                                with m.If(stays[i - 1]):
-                                    m.d.sync += new
-                                with m.Else():
-                                    m.d.sync += [q_valid[i].eq(q_valid[i - 1]),
-                                                 q_key[i].eq(q_key[i - 1]),
-                                                 q_die[i].eq(q_die[i - 1]),
-                                                 q_local[i].eq(q_local[i - 1]),
-                                                 q_xfer[i].eq(q_xfer[i - 1])]
+                    insert_sorted(m, stays, list(zip(q_valid, q_key, q_die, q_local, q_xfer)),
+                                  (1, scan_key, scan_die, scan_local, scan_xfer))
                 with m.If(~div_done):
                     m.d.sync += [quotient.eq(quotient + 1), acc.eq(acc + Mux(big, total, B))]
                 with m.If((mask == 0) & div_done):

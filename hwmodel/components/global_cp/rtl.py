@@ -22,7 +22,7 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory, MemoryData
 from amaranth.lib.wiring import In, Out
 
-from ...tb import run_scenario, stream_get, stream_put
+from ...tb import run_command_stream, run_scenario, stream_get, stream_put
 from ...tb.checks import check_int
 
 __all__ = [
@@ -114,6 +114,26 @@ class EDT(wiring.Component):
         return m
 
 
+def insert_sorted(m, stays, slots, new) -> None:
+    """Insert ``new`` into a sorted queue of register slots in one cycle (synchronous).
+
+    ``slots[i]`` is a tuple of signals (valid bit first) and ``stays[i]`` says slot ``i`` keeps
+    its entry (it ranks before ``new``). The first slot that does not stay takes ``new``; every
+    later one takes its predecessor's entry; the last entry falls off the end. Both the top-n
+    predictor and the allocator's candidate list are such queues.
+    """
+    for i, slot in enumerate(slots):
+        with m.If(~stays[i]):
+            take_new = [sig.eq(value) for sig, value in zip(slot, new)]
+            if i == 0:
+                m.d.sync += take_new
+            else:
+                with m.If(stays[i - 1]):
+                    m.d.sync += take_new
+                with m.Else():
+                    m.d.sync += [sig.eq(prev) for sig, prev in zip(slot, slots[i - 1])]
+
+
 class TopNPredictor(wiring.Component):
     """The predictor: ``cp_en`` bitmap of one die = union of the top-n successors of the
     heatmap rows of the experts it runs (:meth:`GlobalCPTwin.predict`).
@@ -175,18 +195,7 @@ class TopNPredictor(wiring.Component):
                 m.d.comb += self.row.ready.eq(1)
                 with m.If(self.row.valid):
                     m.d.sync += k.eq(k + 1)
-                    for i in range(n):
-                        with m.If(~stays[i]):
-                            new = [valid[i].eq(1), counts[i].eq(c_k), ids[i].eq(k)]
-                            if i == 0:
-                                m.d.sync += new
-                            else:
-                                with m.If(stays[i - 1]):
-                                    m.d.sync += new
-                                with m.Else():
-                                    m.d.sync += [valid[i].eq(valid[i - 1]),
-                                                 counts[i].eq(counts[i - 1]),
-                                                 ids[i].eq(ids[i - 1])]
+                    insert_sorted(m, stays, list(zip(valid, counts, ids)), (1, c_k, k))
                     with m.If(k == e - 1):
                         m.d.sync += group_last.eq(self.row.payload.last)
                         m.next = "MERGE"
@@ -287,16 +296,6 @@ def simulate_edt(transactions, num_experts=512, *, vcd=None):
             raise ValueError(f"EDT transaction must start with 'write', 'read' or "
                              f"'set_present', not {t!r}")
     reads = sum(c["op"] == EDTOp.READ for c in commands)
-    results = []
-
-    async def producer(ctx):
-        for command in commands:
-            await stream_put(ctx, dut.cmd, command)
-
-    async def consumer(ctx):
-        for _ in range(reads):
-            entry = await stream_get(ctx, dut.resp)
-            results.append((int(entry.home), int(entry.presence)))
-
-    cycles = run_scenario(dut, producer, consumer, vcd=vcd, max_cycles=100 + 3 * len(commands))
-    return results, cycles
+    return run_command_stream(dut, commands, reads,
+                              lambda entry: (int(entry.home), int(entry.presence)),
+                              cycles_per_command=3, vcd=vcd)

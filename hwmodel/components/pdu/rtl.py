@@ -11,7 +11,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ...tb import run_scenario, stream_get, stream_put, wait_cycles
+from ...tb import run_command_stream
 from ...tb.checks import check_int
 from .twin import EXPERTS_PER_WORD, WORD_BITS, PDUTwin
 
@@ -143,20 +143,6 @@ def simulate_pdu(transactions, num_experts: int = 512, *, vcd=None, back_pressur
     """Run ``transactions`` (see :func:`run_pdu_twin`) through the RTL; ``(results, cycles)``."""
     commands = [_command(t, num_experts) for t in transactions]
     expected = sum(c["op"] == PDUOp.QUERY for c in commands)
-    dut = PDU(num_experts)
-    results = []
-
-    async def producer(ctx):
-        for command in commands:
-            await stream_put(ctx, dut.cmd, command)
-
-    async def consumer(ctx):
-        for _ in range(expected):
-            if back_pressure:
-                await wait_cycles(ctx, back_pressure)
-            response = await stream_get(ctx, dut.resp)
-            results.append((bool(response.cp_en), bool(response.is_local)))
-
-    limit = max_cycles or 100 + 4 * len(commands) * (1 + back_pressure)
-    cycles = run_scenario(dut, producer, consumer, max_cycles=limit, vcd=vcd)
-    return results, cycles
+    return run_command_stream(PDU(num_experts), commands, expected,
+                              lambda r: (bool(r.cp_en), bool(r.is_local)),
+                              back_pressure=back_pressure, max_cycles=max_cycles, vcd=vcd)
