@@ -43,8 +43,8 @@ def synthetic_store(model: str, requests: int, cache: Path, seed: int = 0) -> Pa
 
 def reproduction_table(results) -> str:
     """Per mesh and strategy: throughput speedup and hop reduction over base."""
-    lines = [f"{'mesh':>5} {'strategy':>10} {'tok/s':>9} {'speedup':>8} {'hops':>11} "
-             f"{'hop red.':>9} {'wall s':>7} {'M events':>9}"]
+    lines = [(f"{'mesh':>5} {'strategy':>10} {'tok/s':>9} {'speedup':>8} {'hops':>11} "
+              f"{'hop red.':>9} {'wall s':>7} {'M events':>9}")]
     base = {(r.mesh_x, r.mesh_y): r for r in results if r.strategy == "base"}
     for r in results:
         b = base.get((r.mesh_x, r.mesh_y))
