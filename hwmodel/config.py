@@ -17,8 +17,19 @@ from typing import Any
 import attrs
 import yaml
 
-__all__ = ["ConfigError", "param", "positive", "non_negative", "fraction", "from_dict",
-           "to_dict", "load_yaml", "dump_yaml", "describe"]
+__all__ = [
+    "ConfigError",
+    "describe",
+    "dump_yaml",
+    "fraction",
+    "from_dict",
+    "load_preset",
+    "load_yaml",
+    "non_negative",
+    "param",
+    "positive",
+    "to_dict",
+]
 
 
 class ConfigError(ValueError):
@@ -199,6 +210,29 @@ def load_yaml(cls, file, *, path: str = ""):
                 raise ConfigError(path, f"missing section {part!r}", str(file))
             data = data[part]
     return from_dict(cls, data, path=path, source=str(file))
+
+
+def load_preset(cls, name_or_path, *, root: str, presets: tuple[str, ...]):
+    """Load ``cls`` from a built-in preset (``hwmodel/presets/<root>s/<name>.yaml``) or a file.
+
+    Both hold the fields under a top-level ``root`` key (``wafer:``, ``model:``).
+
+    Raises
+    ------
+    ConfigError
+        Unknown preset name, unreadable file, or a bad value (naming file and YAML path).
+    """
+    from importlib import resources
+    text = str(name_or_path)
+    if text in presets:
+        folder = resources.files("hwmodel.presets") / f"{root}s"
+        with resources.as_file(folder / f"{text}.yaml") as path:
+            return load_yaml(cls, path, path=root)
+    path = Path(text)
+    if path.suffix not in (".yaml", ".yml") and not path.exists():
+        raise ConfigError(root, f"unknown {root} preset {text!r}; expected one of "
+                          f"{', '.join(presets)} or a YAML file")
+    return load_yaml(cls, path, path=root)
 
 
 def dump_yaml(obj, file=None, *, root: str | None = None) -> str:

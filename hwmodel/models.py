@@ -14,12 +14,11 @@ Hugging Face ids of its checkpoints, so the model of a trace can be inferred fro
 from __future__ import annotations
 
 import itertools
-from importlib import resources
 from pathlib import Path
 
 import attrs
 
-from .config import ConfigError, load_yaml, param, positive
+from .config import load_preset, param, positive
 
 __all__ = ["MODEL_PRESETS", "MoEModel", "UtilisationBucket", "load_model", "model_from_path"]
 
@@ -134,7 +133,6 @@ class MoEModel:
         raise AssertionError("unreachable: the last bucket is open-ended")  # pragma: no cover
 
 
-_PRESET_DIR = resources.files("hwmodel.presets") / "models"
 MODEL_PRESETS = ("deepseek-v3", "qwen3-235b", "kimi-k2", "llama4-maverick", "deepseek-v2-lite",
                  "qwen1.5-moe-a2.7b")
 
@@ -151,15 +149,7 @@ def load_model(name_or_path) -> MoEModel:
     """
     if isinstance(name_or_path, MoEModel):
         return name_or_path
-    text = str(name_or_path)
-    if text in MODEL_PRESETS:
-        with resources.as_file(_PRESET_DIR / f"{text}.yaml") as path:
-            return load_yaml(MoEModel, path, path="model")
-    path = Path(text)
-    if path.suffix not in (".yaml", ".yml") and not path.exists():
-        raise ConfigError("model", f"unknown model preset {text!r}; expected one of "
-                          f"{', '.join(MODEL_PRESETS)} or a YAML file")
-    return load_yaml(MoEModel, path, path="model")
+    return load_preset(MoEModel, name_or_path, root="model", presets=MODEL_PRESETS)
 
 
 def model_from_path(path) -> str | None:

@@ -7,12 +7,11 @@ unknown key, a wrong type or an impossible value is an error naming the file and
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 import attrs
 
-from .config import ConfigError, fraction, load_yaml, non_negative, param, positive
+from .config import fraction, load_preset, non_negative, param, positive
 
 __all__ = [
     "WAFER_PRESETS",
@@ -120,7 +119,6 @@ class WaferParams:
         return self.mesh_x * self.mesh_y
 
 
-_PRESET_DIR = resources.files("hwmodel.presets") / "wafers"
 WAFER_PRESETS = ("dojo", "tsmc-sow", "dojo-enhanced")
 
 
@@ -134,12 +132,4 @@ def load_wafer(name_or_path: str | Path) -> WaferParams:
     ConfigError
         Unknown preset, unreadable file, or a bad value (naming file and YAML path).
     """
-    text = str(name_or_path)
-    if text in WAFER_PRESETS:
-        with resources.as_file(_PRESET_DIR / f"{text}.yaml") as path:
-            return load_yaml(WaferParams, path, path="wafer")
-    path = Path(text)
-    if path.suffix not in (".yaml", ".yml") and not path.exists():
-        raise ConfigError("wafer", f"unknown wafer preset {text!r}; expected one of "
-                          f"{', '.join(WAFER_PRESETS)} or a YAML file")
-    return load_yaml(WaferParams, path, path="wafer")
+    return load_preset(WaferParams, name_or_path, root="wafer", presets=WAFER_PRESETS)

@@ -15,7 +15,7 @@ import sys
 
 from ..config import ConfigError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
