@@ -30,9 +30,10 @@ def test_rtl_area_edt_counts_the_registers_by_hand(capsys):
     line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("edt"))
     _, method, cells, flip_flops, sram_bits = line.split()[:5]
     assert method == "synth"
-    # resp.valid + the SET_PRESENT flag + the pending command's expert address (9 bits for
-    # 512 entries) and die (6 bits); Yosys drops the unused pending fields.
-    assert int(flip_flops) == 1 + 1 + 9 + 6
+    # resp.valid + the read-modify-write flag + the pending command's op (2 bits: SET or
+    # CLEAR_PRESENT), expert address (9 bits for 512 entries) and die (6 bits); Yosys drops
+    # the unused pending fields.
+    assert int(flip_flops) == 1 + 1 + 2 + 9 + 6
     # 512 entries x (home 6 + presence 64); the 2 reserved bits are never written.
     assert int(sram_bits) == 512 * 70
     assert 50 < int(cells) < 2000

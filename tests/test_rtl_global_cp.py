@@ -4,12 +4,20 @@
 import math
 
 import numpy as np
+import pytest
 from amaranth.back import verilog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hwmodel.components.global_cp import GlobalCPTwin, build_cost_rom
-from hwmodel.components.global_cp.rtl import EDT, simulate_edt, simulate_predict, simulate_top_n
+from hwmodel.components.global_cp.rtl import (
+    EDT,
+    EDTOp,
+    simulate_edt,
+    simulate_predict,
+    simulate_top_n,
+)
+from hwmodel.tb import run_command_stream
 
 
 def twin(num_experts, mesh=(2, 2)):
@@ -47,6 +55,83 @@ def test_edt_set_present_matches_twin_presence():
     results, _ = simulate_edt(tx, 8)
     assert results == [(model.edt_home(e), model.edt_presence(0, e)) for e in range(8)]
     assert results[1][1] == (1 << model.edt_home(1)) | 0b1100
+
+
+def load_layer(model, layer=0):
+    """``write`` transactions that load the twin's EDT entries of ``layer`` into the RTL."""
+    return [("write", e, model.edt_home(e), model.edt_presence(layer, e))
+            for e in range(model.num_experts)]
+
+
+def test_edt_clear_present_matches_twin_hand_worked():
+    # 2 x 2 dies, 8 experts: homes floor(e / 2) = 0 0 1 1 2 2 3 3.
+    model = twin(8)
+    tx = load_layer(model)
+    ops = [("set_present", 1, 3), ("set_present", 1, 2), ("clear_present", 1, 3),
+           ("clear_present", 6, 0),            # not present: stays clear
+           ("set_present", 6, 1), ("clear_present", 6, 1), ("set_present", 7, 0)]
+    for op, expert, die in ops:
+        getattr(model, f"edt_{op}")(0, expert, die)
+        tx.append((op, expert, die))
+    tx += [("read", e) for e in range(8)]
+    results, _ = simulate_edt(tx, 8)
+    assert results == [(model.edt_home(e), model.edt_presence(0, e)) for e in range(8)]
+    # by hand: expert 1 = home die 0 + die 2; expert 6 = home die 3 only; expert 7 = 3 and 0
+    assert [p for _, p in results] == [0b1, 0b101, 0b10, 0b10, 0b100, 0b100, 0b1000, 0b1001]
+
+
+def test_edt_clear_present_of_home_die_is_refused_like_the_twin():
+    model = twin(8)
+    with pytest.raises(ValueError, match="home of expert 5") as twin_error:
+        model.edt_clear_present(0, 5, 2)
+    with pytest.raises(ValueError, match="home of expert 5") as rtl_error:
+        simulate_edt(load_layer(model) + [("clear_present", 5, 2)], 8)
+    assert str(rtl_error.value) == str(twin_error.value)
+    # an entry never written has home 0 (the table's reset content)
+    with pytest.raises(ValueError, match="home of expert 3"):
+        simulate_edt([("clear_present", 3, 0)], 8)
+    with pytest.raises(ValueError, match="clear_present"):
+        simulate_edt([("evict", 3, 1)], 8)
+
+
+def test_edt_rtl_keeps_home_bit_on_clear_of_home_die():
+    # The table itself, driven without simulate_edt's check: clearing the home die's bit
+    # leaves it set, clearing a replica's bit clears it.
+    dut = EDT(4)
+    commands = [{"op": EDTOp.WRITE, "expert": 2, "home": 5, "presence": 0b110_0000},
+                {"op": EDTOp.CLEAR_PRESENT, "expert": 2, "die": 5},
+                {"op": EDTOp.READ, "expert": 2},
+                {"op": EDTOp.CLEAR_PRESENT, "expert": 2, "die": 6},
+                {"op": EDTOp.READ, "expert": 2}]
+    results, _ = run_command_stream(dut, commands, 2, lambda e: (int(e.home), int(e.presence)),
+                                    cycles_per_command=3)
+    assert results == [(5, 0b110_0000), (5, 0b010_0000)]
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(["set_present", "clear_present", "read"]),
+                          st.integers(0, 7), st.integers(0, 3)), min_size=1, max_size=40))
+def test_edt_equals_twin_on_random_sequences(ops):
+    model = twin(8)
+    tx = load_layer(model)
+    expected = []
+    for op, expert, die in ops:
+        if op == "read":
+            tx.append(("read", expert))
+            expected.append((model.edt_home(expert), model.edt_presence(0, expert)))
+            continue
+        try:
+            getattr(model, f"edt_{op}")(0, expert, die)
+        except ValueError as error:
+            # the twin refuses (home die): so does the RTL's command builder, same message
+            with pytest.raises(ValueError) as rtl_error:
+                simulate_edt(tx + [(op, expert, die)], 8)
+            assert str(rtl_error.value) == str(error)
+            continue
+        tx.append((op, expert, die))
+    tx += [("read", e) for e in range(8)]
+    expected += [(model.edt_home(e), model.edt_presence(0, e)) for e in range(8)]
+    assert simulate_edt(tx, 8)[0] == expected
 
 
 def test_edt_verilog_export():

@@ -81,10 +81,16 @@ def _scenario(unit: str, vcd):
         expected = []
         for _ in range(200):
             e = rng.randrange(64)
-            if rng.random() < 0.5:
+            draw = rng.random()
+            if draw < 0.35:
                 d = rng.randrange(24)
                 presence[e] |= 1 << d
                 tx.append(("set_present", e, d))
+            elif draw < 0.5:
+                d = rng.randrange(24)
+                if d != e % 24:      # a home copy is not a replica: never cleared
+                    presence[e] &= ~(1 << d)
+                    tx.append(("clear_present", e, d))
             else:
                 tx.append(("read", e))
                 expected.append((e % 24, presence[e]))

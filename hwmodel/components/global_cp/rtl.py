@@ -4,7 +4,8 @@
   72 bits (home die: 6 bits, presence bitmap: 64 bits, 2 reserved; 512 entries = 4.5 KB, the
   paper's Table II) in a ``lib.memory.Memory``. Commands: ``WRITE`` an entry (layer switch),
   ``READ`` one (answers 1 cycle later), ``SET_PRESENT`` (read-modify-write, 2 cycles: a Local CP
-  reported a copy).
+  reported a copy), ``CLEAR_PRESENT`` (read-modify-write, 2 cycles: a bounded replica region
+  evicted a copy; the entry's home bit is never cleared).
 * :class:`TopNPredictor`: the predictor. Heatmap rows stream in (one count per cycle, expert
   order); a sorted queue of ``n`` (count, id) slots keeps each row's top ``n`` with the twin's
   tie rule (count descending, then expert id ascending); the rows of one die are OR-ed into its
@@ -46,6 +47,7 @@ class EDTOp(enum.Enum, shape=2):
     WRITE = 0
     READ = 1
     SET_PRESENT = 2
+    CLEAR_PRESENT = 3
 
 
 class EDTCommand(data.Struct):
@@ -74,6 +76,15 @@ class EDT(wiring.Component):
     cmd : In(stream.Signature(EDTCommand))
     resp : Out(stream.Signature(EDTEntry))
         One entry per ``READ``.
+
+    Notes
+    -----
+    ``SET_PRESENT`` and ``CLEAR_PRESENT`` are read-modify-writes: the command's cycle reads the
+    entry, the next one writes ``presence | bit`` or ``presence & ~bit`` (``bit = 1 << die``)
+    and takes no command. ``CLEAR_PRESENT`` of the entry's home die leaves the home bit set
+    (the command has no error response; :func:`simulate_edt` refuses such a command with the
+    twin's ``ValueError`` before it reaches the table, as
+    :meth:`GlobalCPTwin.edt_clear_present` does).
     """
 
     def __init__(self, num_experts: int = 512):
@@ -89,19 +100,25 @@ class EDT(wiring.Component):
         read = table.read_port(domain="sync", transparent_for=(write,))
         bits = max(1, (self._num_experts - 1).bit_length())
         cmd = self.cmd.payload
-        pending = Signal(EDTCommand)   # a SET_PRESENT waiting for its read data
+        pending = Signal(EDTCommand)   # a SET/CLEAR_PRESENT waiting for its read data
         modify = Signal()
+        rmw = (cmd.op == EDTOp.SET_PRESENT) | (cmd.op == EDTOp.CLEAR_PRESENT)
 
         advance = (~self.resp.valid | self.resp.ready) & ~modify
         accept = self.cmd.valid & advance
         m.d.comb += [self.cmd.ready.eq(advance), read.addr.eq(cmd.expert[:bits]),
                      read.en.eq(advance), self.resp.payload.eq(read.data)]
         with m.If(modify):
-            # Second cycle of SET_PRESENT: the read data is the old entry.
-            m.d.comb += [write.addr.eq(pending.expert[:bits]), write.en.eq(1),
+            # Second cycle of SET/CLEAR_PRESENT: the read data is the old entry.
+            bit = Signal(PRESENCE_BITS)
+            # the home die's bit stays set: its copy is the expert's home, not a replica
+            keep = Mux(pending.die == read.data.home, 0, bit)
+            m.d.comb += [bit.eq(Const(1, PRESENCE_BITS) << pending.die),
+                         write.addr.eq(pending.expert[:bits]), write.en.eq(1),
                          write.data.home.eq(read.data.home),
-                         write.data.presence.eq(read.data.presence
-                                                | (1 << pending.die[:HOME_BITS]))]
+                         write.data.presence.eq(Mux(pending.op == EDTOp.SET_PRESENT,
+                                                    read.data.presence | bit,
+                                                    read.data.presence & ~keep))]
             m.d.sync += modify.eq(0)
         with m.Else():
             m.d.comb += [write.addr.eq(cmd.expert[:bits]),
@@ -109,7 +126,7 @@ class EDT(wiring.Component):
                          write.data.home.eq(cmd.home), write.data.presence.eq(cmd.presence)]
         with m.If(advance):
             m.d.sync += [self.resp.valid.eq(accept & (cmd.op == EDTOp.READ)),
-                         modify.eq(accept & (cmd.op == EDTOp.SET_PRESENT)),
+                         modify.eq(accept & rmw),
                          pending.eq(cmd)]
         return m
 
@@ -275,27 +292,62 @@ def simulate_top_n(rows, num_experts, top_n=None, count_bits=16, *, vcd=None):
 
 
 def simulate_edt(transactions, num_experts=512, *, vcd=None):
-    """Run EDT ``transactions`` through the RTL: ``("write", expert, home, presence)``,
-    ``("read", expert)`` or ``("set_present", expert, die)``; returns the reads'
-    ``(home, presence)`` and the cycles."""
-    dut = EDT(num_experts)
+    """Run EDT transactions through :class:`EDT`; the twin's EDT calls, one command each.
+
+    Parameters
+    ----------
+    transactions : sequence of tuple
+        ``("write", expert, home, presence)`` (an entry loaded at a layer switch),
+        ``("read", expert)``, ``("set_present", expert, die)`` or
+        ``("clear_present", expert, die)``.
+    num_experts : int
+        Table entries.
+
+    Returns
+    -------
+    reads : list of (int, int)
+        ``(home, presence)`` of every ``read``, in order.
+    cycles : int
+
+    Raises
+    ------
+    ValueError
+        On an unknown operation, an out-of-range field, or a ``clear_present`` of the home die
+        of the entry as last written (entries are all zero before their first ``write``, so
+        home 0): the twin's :meth:`GlobalCPTwin.edt_clear_present` raises there, and the RTL,
+        which has no error response, would leave the home bit set. Checked before the
+        simulation starts, with the twin's message.
+    """
     commands = []
-    for t in transactions:
-        op, expert, *rest = t
-        expert = check_int("expert", expert, 0, num_experts)
+    homes: dict[int, int] = {}    # the RTL table's home field per entry (reset content: 0)
+    for i, t in enumerate(transactions):
+        if not isinstance(t, (tuple, list)) or not t:
+            raise ValueError(f"transactions[{i}] must be a tuple (op, expert, ...), not {t!r}")
+        op, *rest = t
+        arity = {"write": 3, "read": 1, "set_present": 2, "clear_present": 2}.get(op)
+        if arity is None:
+            raise ValueError(f"transactions[{i}]: EDT transaction must start with 'write', "
+                             f"'read', 'set_present' or 'clear_present', not {t!r}")
+        if len(rest) != arity:
+            raise ValueError(f"transactions[{i}]: {op!r} takes {arity} fields, not {t!r}")
+        expert = check_int("expert", rest[0], 0, num_experts)
         if op == "write":
-            commands.append({"op": EDTOp.WRITE, "expert": expert,
-                             "home": check_int("home", rest[0], 0, 1 << HOME_BITS),
-                             "presence": check_int("presence", rest[1], 0, 1 << 64)})
+            home = check_int("home", rest[1], 0, 1 << HOME_BITS)
+            commands.append({"op": EDTOp.WRITE, "expert": expert, "home": home,
+                             "presence": check_int("presence", rest[2], 0, 1 << 64)})
+            homes[expert] = home
         elif op == "read":
             commands.append({"op": EDTOp.READ, "expert": expert})
-        elif op == "set_present":
-            commands.append({"op": EDTOp.SET_PRESENT, "expert": expert,
-                             "die": check_int("die", rest[0], 0, PRESENCE_BITS)})
         else:
-            raise ValueError(f"EDT transaction must start with 'write', 'read' or "
-                             f"'set_present', not {t!r}")
+            die = check_int("die", rest[1], 0, PRESENCE_BITS)
+            if op == "clear_present" and die == homes.get(expert, 0):
+                raise ValueError(f"die {die} is the home of expert {expert}: its copy is not a "
+                                 f"replica and cannot be cleared")
+            commands.append({"op": EDTOp.SET_PRESENT if op == "set_present"
+                             else EDTOp.CLEAR_PRESENT, "expert": expert, "die": die})
     reads = sum(c["op"] == EDTOp.READ for c in commands)
+    # built after the checks: a design never simulated warns (UnusedElaboratable)
+    dut = EDT(num_experts)
     return run_command_stream(dut, commands, reads,
                               lambda entry: (int(entry.home), int(entry.presence)),
                               cycles_per_command=3, vcd=vcd)
