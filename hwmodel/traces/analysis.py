@@ -47,6 +47,7 @@ def _stage_mask(store: TraceStore) -> np.ndarray:
 def layer_counts(store: TraceStore, stage: str = "all") -> np.ndarray:
     """Expert counts per MoE layer ``(L, E)``; ``stage`` is ``all``, ``prefill`` or ``decode``."""
     ids = np.asarray(store.ids)
+    _check_stage(stage)
     if stage != "all":
         decode = _stage_mask(store)
         ids = ids[decode if stage == "decode" else ~decode]
@@ -62,17 +63,38 @@ def _pair_bincount(first, second, experts):
     return np.bincount(index.reshape(-1), minlength=experts * experts).reshape(experts, experts)
 
 
-def layer_transition_counts(store: TraceStore, layer: int) -> np.ndarray:
-    """Counts ``(E, E)``: expert i at MoE layer ``layer`` -> expert x at ``layer + 1``."""
+def _check_stage(stage):
+    if stage not in ("all", "prefill", "decode"):
+        raise ValueError(f"stage {stage!r}: expected 'all', 'prefill' or 'decode'")
+
+
+def layer_transition_counts(store: TraceStore, layer: int, stage: str = "all") -> np.ndarray:
+    """Counts ``(E, E)``: expert i at MoE layer ``layer`` -> expert x at ``layer + 1``.
+
+    ``stage`` (``all``, ``prefill`` or ``decode``) keeps only prompt rows or decode rows.
+    """
+    _check_stage(stage)
     ids = store.ids
+    if stage != "all":
+        decode = _stage_mask(store)
+        rows = np.flatnonzero(decode if stage == "decode" else ~decode)
+        return _pair_bincount(ids[rows, layer], ids[rows, layer + 1], store.num_experts)
     return _pair_bincount(ids[:, layer], ids[:, layer + 1], store.num_experts)
 
 
-def token_transition_counts(store: TraceStore, layer: int) -> np.ndarray:
-    """Counts ``(E, E)``: expert i at a token -> expert x at the request's next token."""
+def token_transition_counts(store: TraceStore, layer: int, stage: str = "all") -> np.ndarray:
+    """Counts ``(E, E)``: expert i at a token -> expert x at the request's next token.
+
+    ``stage`` (``all``, ``prefill`` or ``decode``) keeps only the pairs whose *later* token is a
+    prompt token or a decode step (the last prompt token -> first decode step pair is decode).
+    """
+    _check_stage(stage)
     ids = store.ids[:, layer]
     follows = np.ones(store.num_rows, bool)
     follows[store.token_offset[:-1][store.token_offset[:-1] < store.num_rows]] = False
+    if stage != "all":
+        decode = _stage_mask(store)
+        follows &= decode if stage == "decode" else ~decode
     after = np.flatnonzero(follows)
     return _pair_bincount(ids[after - 1], ids[after], store.num_experts)
 

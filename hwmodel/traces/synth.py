@@ -1,35 +1,46 @@
 """Synthetic traces: a generative model of expert selection, fitted to a real trace or built in.
 
-The model (:class:`SynthModel`), per MoE layer ``l`` of the target shape:
+The model (:class:`SynthModel`), per stage ``s`` (prompt rows, decode rows) and MoE layer ``l``
+of the target shape, every table fitted on that stage's rows only:
 
-* ``prefill_popularity[l]``, ``decode_popularity[l]``: expert frequencies in prompts and decode;
-* ``layer_transition[l]``: P(expert j at layer l | expert i at layer l-1, same token);
-* ``token_transition[l]``: P(expert j at token t | expert i at token t-1, same layer, request);
+* ``prefill_popularity[l]``, ``decode_popularity[l]``: expert frequencies of each stage;
+* ``layer_transition[s, l]``: P(expert j at layer l | expert i at layer l-1, same token);
+* ``token_transition[s, l]``: P(expert j at token t | expert i at token t-1, same layer,
+  request), ``t`` of stage ``s``;
+* ``token_repeat[s, l]``: the share of a row's experts that the previous token also chose;
 * prompt and decode lengths: empirical samples, drawn with replacement.
 
-Sampling walks tokens in order and layers in order, slot by slot of the top-k row: each slot is
-drawn from the token transition of the same slot at the previous token with probability
-``token_weight``, else from the layer transition of the same slot at the previous layer with
-probability ``layer_weight``, else from the stage's popularity (the first layer and first token
-use popularity for the missing parent). Duplicates inside a row are redrawn from popularity.
-All draws are vectorised over the requests of a chunk (:data:`CHUNK_ROWS`); the result is
-seeded and deterministic (byte-identical stores for the same seed).
+Sampling walks layers in order and, inside a layer, tokens in order, slot by slot of the top-k
+row. A slot of a non-first token follows the *token chain* with probability ``w[s, l]``: it is
+drawn from the lazy token transition ``(1 - a) I + a T`` of the expert the same slot holds at
+the previous token (exactly that token: chains are resolved in rounds, see :func:`sample`).
+Otherwise it is drawn afresh, from the layer transition of the same slot at the previous layer
+(weight ``layer_weight`` of the fresh part, ``token_weight`` + ``layer_weight`` normalised),
+else from the stage's popularity. ``w`` and ``a`` are set per stage and layer
+(:func:`mixture`) so that the realised repeat share meets ``token_repeat`` while the lazy chain
+keeps the stage popularity as its stationary distribution. Duplicates inside a row are redrawn
+from popularity. All draws are vectorised over the requests of a chunk (:data:`CHUNK_ROWS`);
+the result is seeded and deterministic (byte-identical stores for the same seed).
 
 Shape mapping (fitting Llama-4, 24 layers x 128 experts top-1, then sampling DeepSeek-V3, 58 x
 256 top-8): target layer ``j`` takes source layer ``round(j (Ls-1)/(Lt-1))``; target experts are
-matched to source experts *by popularity rank* (target rank ``r`` <- source rank
-``floor(r Es/Et)``), then the ranks are placed on expert ids by a seeded permutation per layer.
-Popularity is the source's sorted curve resampled at the target's ranks; transitions are the
-source's between the matched experts, spread over the target experts that share a source expert
-in proportion to their popularity. Top-k slots are filled independently and de-duplicated.
+matched to source experts *by popularity rank* (both stages together; target rank ``r`` <-
+source rank ``floor(r Es/Et)``), then the ranks are placed on expert ids by a seeded
+permutation per layer. Popularity is the source's sorted curve resampled at the target's ranks;
+transitions are the source's between the matched experts, spread over the target experts that
+share a source expert in proportion to their popularity, except that a source expert's
+self-transition stays on the diagonal. ``token_repeat`` is the source layer's. Top-k slots are
+filled independently and de-duplicated.
 
 Built-in parameters (:func:`builtin_model`, used by :func:`default_batch` with no real trace):
-Zipf popularity with exponent 1.0 (prefill) and 1.1 (decode), same ranking, per-layer random
-expert ids; each expert has 8 preferred successors at the next layer carrying 60% of its mass
-(rest by popularity), and the token transition keeps the same expert with 30%, 6 preferred
-successors with 40%, popularity for the rest; prompts of 1..59 tokens (log-normal, median 16),
-decode of 127 steps for 95% of requests and 32..126 for the others; weights token 0.45,
-layer 0.45, popularity 0.10.
+Zipf popularity with exponent 1.0 (prefill) and 1.1 (decode), per-layer random expert ids, the
+decode ranking the prefill ranking perturbed by log-normal noise (sigma
+:data:`BUILTIN_DECODE_NOISE`; Spearman about 0.78 on a 64-request DeepSeek-V3 batch); each
+expert has 8 preferred successors at the next layer carrying 60% of its mass (rest by the
+stage's popularity); the token transition sends 55% to 6 preferred successors, 45% by
+popularity, with a repeat share of 0.3; prompts of 1..59 tokens (log-normal, median 16), decode
+of 127 steps for 95% of requests and 32..126 for the others; weights token 0.45, layer 0.45,
+popularity 0.10.
 """
 
 from __future__ import annotations
@@ -42,9 +53,17 @@ from .store import MAX_DECODE_STEPS, TraceStore, id_dtype
 __all__ = ["SynthModel", "builtin_model", "default_batch", "fit", "sample", "synthesize"]
 
 
+STAGES = ("prefill", "decode")
+"""Stage order of the per-stage tables: index 0 prompt rows, 1 decode rows."""
+
+
 @attrs.frozen
 class SynthModel:
-    """A fitted (or built-in) generative model of expert selection for one model shape."""
+    """A fitted (or built-in) generative model of expert selection for one model shape.
+
+    Stage index ``s`` is 0 for prompt rows and 1 for decode rows (:data:`STAGES`); ``L`` is the
+    number of MoE layers and ``E`` of experts.
+    """
     model: str
     num_layers: int
     moe_layers: tuple[int, ...]
@@ -52,12 +71,28 @@ class SynthModel:
     top_k: int
     prefill_popularity: np.ndarray   # (L, E), rows sum to 1
     decode_popularity: np.ndarray    # (L, E)
-    layer_transition: np.ndarray     # (L, E, E), row i = P(. | i at the previous layer)
-    token_transition: np.ndarray     # (L, E, E), row i = P(. | i at the previous token)
+    layer_transition: np.ndarray     # (2, L, E, E): [s, l, i] = P(. | i at layer l-1, stage s)
+    token_transition: np.ndarray     # (2, L, E, E): [s, l, i] = P(. | i at the previous token)
+    token_repeat: np.ndarray         # (2, L): share of a row's experts the previous token chose
     prompt_lengths: np.ndarray       # samples
     decode_lengths: np.ndarray       # samples, at most MAX_DECODE_STEPS
     token_weight: float = 0.45
     layer_weight: float = 0.45
+
+    def __attrs_post_init__(self):
+        layers, experts = len(self.moe_layers), self.num_experts
+        for name, shape in (("prefill_popularity", (layers, experts)),
+                            ("decode_popularity", (layers, experts)),
+                            ("layer_transition", (2, layers, experts, experts)),
+                            ("token_transition", (2, layers, experts, experts)),
+                            ("token_repeat", (2, layers))):
+            got = np.shape(getattr(self, name))
+            if got != shape:
+                raise ValueError(f"SynthModel.{name}: shape {got}, expected {shape}")
+        if not (0 <= self.token_weight and 0 <= self.layer_weight
+                and self.token_weight + self.layer_weight <= 1):
+            raise ValueError(f"SynthModel weights token {self.token_weight}, layer "
+                             f"{self.layer_weight}: expected >= 0 with a sum <= 1")
 
 
 def _normalise(counts, axis=-1):
@@ -67,73 +102,99 @@ def _normalise(counts, axis=-1):
     return np.where(total > 0, counts / np.where(total > 0, total, 1), uniform)
 
 
+def _conditional(counts, fallback):
+    """Row-normalised ``counts``; a row never seen falls back to ``fallback`` (a distribution)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    total = counts.sum(axis=-1, keepdims=True)
+    return np.where(total > 0, counts / np.where(total > 0, total, 1), fallback)
+
+
 def fit(store: TraceStore, smoothing: float = 0.01) -> SynthModel:
     """Fit the generative model to a trace, in the trace's own shape.
 
-    ``smoothing`` adds that share of the layer's popularity to every transition row, so that
-    experts never seen after a given one stay possible.
+    Every table is fitted per stage (prompt rows, decode rows): popularity, layer transition
+    (pairs of rows of that stage), token transition and repeat share (pairs whose later token
+    is of that stage). ``smoothing`` adds that share of the stage's layer popularity to every
+    transition row, so that experts never seen after a given one stay possible; rows never seen
+    (and a stage with no rows at a layer) fall back to popularity.
     """
     from .analysis import layer_counts, layer_transition_counts, token_transition_counts
-    experts = store.num_experts
-    prefill, decode = layer_counts(store, "prefill"), layer_counts(store, "decode")
-    popularity = _normalise(prefill + decode)
-    layers = len(store.moe_layers)
-    layer_t = np.empty((layers, experts, experts))
-    token_t = np.empty((layers, experts, experts))
-    layer_t[0] = popularity[0]
-    for j in range(layers):
-        if j:
-            layer_t[j] = _normalise(layer_transition_counts(store, j - 1))
-        token_t[j] = _normalise(token_transition_counts(store, j))
-    layer_t = (1 - smoothing) * layer_t + smoothing * popularity[:, None, :]
-    token_t = (1 - smoothing) * token_t + smoothing * popularity[:, None, :]
+    experts, layers, top_k = store.num_experts, len(store.moe_layers), store.top_k
+    counts = np.stack([layer_counts(store, stage) for stage in STAGES]).astype(np.float64)
+    both = counts.sum(axis=0)
+    # A stage without rows at a layer (prefill-only or decode-only sources) uses both stages'.
+    counts = np.where(counts.sum(axis=2, keepdims=True) > 0, counts, both)
+    popularity = _normalise(counts)                       # (2, L, E)
+    layer_t = np.empty((2, layers, experts, experts))
+    token_t = np.empty((2, layers, experts, experts))
+    repeat = np.zeros((2, layers))
+    for s, stage in enumerate(STAGES):
+        layer_t[s, 0] = popularity[s, 0]
+        for j in range(layers):
+            if j:
+                layer_t[s, j] = _conditional(layer_transition_counts(store, j - 1, stage),
+                                             popularity[s, j])
+            pairs = token_transition_counts(store, j, stage)
+            token_t[s, j] = _conditional(pairs, popularity[s, j])
+            # trace / (pairs of rows x k): the share of a row's k experts re-chosen.
+            repeat[s, j] = np.trace(pairs) * top_k / pairs.sum() if pairs.sum() else 0.0
+    layer_t = (1 - smoothing) * layer_t + smoothing * popularity[:, :, None, :]
+    token_t = (1 - smoothing) * token_t + smoothing * popularity[:, :, None, :]
     return SynthModel(model=store.model, num_layers=store.num_layers,
                       moe_layers=tuple(store.moe_layers.tolist()), num_experts=experts,
-                      top_k=store.top_k, prefill_popularity=_normalise(prefill),
-                      decode_popularity=_normalise(decode), layer_transition=layer_t,
-                      token_transition=token_t,
+                      top_k=top_k, prefill_popularity=popularity[0],
+                      decode_popularity=popularity[1], layer_transition=layer_t,
+                      token_transition=token_t, token_repeat=repeat,
                       prompt_lengths=np.asarray(store.prefill_len, np.int64).copy(),
                       decode_lengths=np.asarray(store.decode_len, np.int64).copy())
 
 
 def reshape(fitted: SynthModel, model, seed: int = 0) -> SynthModel:
-    """Map a fitted model onto another model shape (layers, experts, top-k) by rank."""
+    """Map a fitted model onto another model shape (layers, experts, top-k) by rank.
+
+    The token transition keeps each source expert's self-transition on the diagonal: a target
+    expert re-chosen is never turned into a sibling that shares its source expert.
+    """
     from ..models import load_model
     target = load_model(model)
     rng = np.random.default_rng([seed, 1])
     layers_t, experts_t = len(target.moe_layers), target.num_experts
     layers_s, experts_s = len(fitted.moe_layers), fitted.num_experts
     src_layer = np.rint(np.arange(layers_t) * (layers_s - 1) / max(1, layers_t - 1)).astype(int)
-    shapes = {name: np.empty((layers_t, experts_t)) for name in ("prefill", "decode")}
-    layer_t = np.empty((layers_t, experts_t, experts_t))
-    token_t = np.empty((layers_t, experts_t, experts_t))
-    mapping = []  # per target layer: source expert of every target expert
+    pops = np.empty((2, layers_t, experts_t))
+    layer_t = np.empty((2, layers_t, experts_t, experts_t))
+    token_t = np.empty((2, layers_t, experts_t, experts_t))
+    fitted_pops = np.stack([fitted.prefill_popularity, fitted.decode_popularity])
+    diagonal = np.arange(experts_t)
+    previous = None   # source expert of every target expert at the previous target layer
     for j, s in enumerate(src_layer):
-        order = np.argsort(-(fitted.prefill_popularity[s] + fitted.decode_popularity[s]),
-                           kind="stable")                 # source experts by rank
+        order = np.argsort(-(fitted_pops[0, s] + fitted_pops[1, s]), kind="stable")
         place = rng.permutation(experts_t)                 # target id of each target rank
         source_of = np.empty(experts_t, np.int64)
         source_of[place] = order[np.arange(experts_t) * experts_s // experts_t]
-        mapping.append(source_of)
-        for name, pop in (("prefill", fitted.prefill_popularity[s]),
-                          ("decode", fitted.decode_popularity[s])):
-            share = np.bincount(source_of, minlength=experts_s)[source_of]
-            shapes[name][j] = pop[source_of] / share
-        weight = _normalise(shapes["prefill"][j] + shapes["decode"][j])
-        group = np.bincount(source_of, weights=weight, minlength=experts_s)[source_of]
-        spread = weight / np.where(group > 0, group, 1)
-        token_t[j] = fitted.token_transition[s][np.ix_(source_of, source_of)] * spread
-        if j:
-            previous = mapping[j - 1]
-            layer_t[j] = fitted.layer_transition[max(s, 1)][np.ix_(previous, source_of)] * spread
-        else:
-            layer_t[j] = weight
+        share = np.bincount(source_of, minlength=experts_s)[source_of]
+        siblings = source_of[:, None] == source_of[None, :]
+        for st in range(2):
+            pops[st, j] = fitted_pops[st, s][source_of] / share
+            weight = _normalise(pops[st, j])
+            group = np.bincount(source_of, weights=weight, minlength=experts_s)[source_of]
+            spread = weight / np.where(group > 0, group, 1)
+            tok = fitted.token_transition[st, s][np.ix_(source_of, source_of)] * spread
+            tok[siblings] = 0.0
+            tok[diagonal, diagonal] = fitted.token_transition[st, s][source_of, source_of]
+            token_t[st, j] = tok
+            if j:
+                layer_t[st, j] = (fitted.layer_transition[st, max(s, 1)][
+                    np.ix_(previous, source_of)] * spread)
+            else:
+                layer_t[st, j] = weight
+        previous = source_of
     return attrs.evolve(
         fitted, model=target.name, num_layers=target.num_layers,
         moe_layers=tuple(target.moe_layers), num_experts=experts_t, top_k=target.top_k,
-        prefill_popularity=_normalise(shapes["prefill"]),
-        decode_popularity=_normalise(shapes["decode"]),
-        layer_transition=_normalise(layer_t), token_transition=_normalise(token_t))
+        prefill_popularity=_normalise(pops[0]), decode_popularity=_normalise(pops[1]),
+        layer_transition=_normalise(layer_t), token_transition=_normalise(token_t),
+        token_repeat=np.asarray(fitted.token_repeat)[:, src_layer].copy())
 
 
 def builtin_model(model="llama4-maverick", seed: int = 0) -> SynthModel:
@@ -143,66 +204,127 @@ def builtin_model(model="llama4-maverick", seed: int = 0) -> SynthModel:
     rng = np.random.default_rng([seed, 2])
     layers, experts = len(target.moe_layers), target.num_experts
     ranks = np.arange(1, experts + 1, dtype=np.float64)
-    prefill = np.empty((layers, experts))
-    decode = np.empty((layers, experts))
-    layer_t = np.empty((layers, experts, experts))
-    token_t = np.empty((layers, experts, experts))
+    pops = np.empty((2, layers, experts))
+    layer_t = np.empty((2, layers, experts, experts))
+    token_t = np.empty((2, layers, experts, experts))
     for j in range(layers):
         place = rng.permutation(experts)
-        prefill[j, place] = ranks ** -1.0
-        decode[j, place] = ranks ** -1.1
-        pop = _normalise(prefill[j] + decode[j])
+        pops[0, j, place] = ranks ** -1.0
+        # Decode ranks: the prefill ranking perturbed by log-normal noise (real traces:
+        # Spearman about 0.7, not 1).
+        shuffled = np.argsort(np.log(ranks) + rng.normal(0.0, BUILTIN_DECODE_NOISE, experts),
+                              kind="stable")
+        pops[1, j, place[shuffled]] = ranks ** -1.1
+        pops[:, j] /= pops[:, j].sum(axis=1, keepdims=True)
         affinity = np.zeros((experts, experts))
         rows = np.repeat(np.arange(experts), 8)
         affinity[rows, rng.integers(0, experts, experts * 8)] += 1
-        layer_t[j] = 0.6 * _normalise(affinity) + 0.4 * pop
         successors = np.zeros((experts, experts))
         rows = np.repeat(np.arange(experts), 6)
         successors[rows, rng.integers(0, experts, experts * 6)] += 1
-        token_t[j] = 0.3 * np.eye(experts) + 0.4 * _normalise(successors) + 0.3 * pop
+        for st in range(2):
+            layer_t[st, j] = 0.6 * _normalise(affinity) + 0.4 * pops[st, j]
+            token_t[st, j] = 0.55 * _normalise(successors) + 0.45 * pops[st, j]
     prompts = np.clip(np.rint(np.exp(rng.normal(np.log(16), 0.7, 4096))), 1, 59)
     decodes = np.where(rng.random(4096) < 0.95, MAX_DECODE_STEPS, rng.integers(32, 127, 4096))
     return SynthModel(model=target.name, num_layers=target.num_layers,
                       moe_layers=tuple(target.moe_layers), num_experts=experts,
-                      top_k=target.top_k, prefill_popularity=_normalise(prefill),
-                      decode_popularity=_normalise(decode), layer_transition=_normalise(layer_t),
-                      token_transition=_normalise(token_t),
+                      top_k=target.top_k, prefill_popularity=pops[0], decode_popularity=pops[1],
+                      layer_transition=_normalise(layer_t), token_transition=_normalise(token_t),
+                      token_repeat=np.full((2, layers), 0.3),
                       prompt_lengths=prompts.astype(np.int64),
                       decode_lengths=decodes.astype(np.int64))
+
+
+BUILTIN_DECODE_NOISE = 0.5
+"""Standard deviation of the log-rank noise that turns built-in prefill ranks into decode's."""
+
+
+def mixture(synth: SynthModel):
+    """Per-stage, per-layer source weights and the token tables the sampler uses.
+
+    A slot of a non-first token follows the token chain with probability ``w`` (drawn from the
+    *lazy* token transition ``(1 - a) I + a T`` of its previous token's expert), else is drawn
+    afresh: from the layer transition with probability ``(1 - w) layer_weight / (1 -
+    token_weight)``, else from the stage popularity. The lazy chain keeps ``T``'s stationary
+    distribution (the stage popularity) and only adds self-repeats, so ``a`` is chosen to meet
+    the fitted repeat share ``r``: ``w ((1 - a) + a d) + (1 - w) q = r``, with ``d`` the
+    popularity-weighted diagonal of ``T`` and ``q = sum_e p_e^2`` the chance that a fresh draw
+    repeats the previous expert. ``w`` is ``token_weight``, raised where ``r`` needs it (up to
+    ``(r - q) / (1 - q) / 0.9``, at most 1).
+
+    Returns
+    -------
+    token_share, layer_share : float arrays ``(2, L)``
+        Probability of a token-chain draw, and of a token-chain or layer draw (cumulative).
+    lazy : float array ``(2, L, E, E)``
+        The token tables.
+    """
+    pops = np.stack([synth.prefill_popularity, synth.decode_popularity])
+    token_t = np.asarray(synth.token_transition, np.float64)
+    target = np.asarray(synth.token_repeat, np.float64)
+    q = (pops * pops).sum(axis=2)
+    d = np.einsum("sle,slee->sl", pops, token_t)
+    need = np.where(q < 1, (target - q) / np.where(q < 1, 1 - q, 1), 0.0)
+    w = np.clip(np.maximum(synth.token_weight, need / 0.9), 0.0, 1.0)
+    a = np.where((w > 0) & (d < 1),
+                 (w - target + (1 - w) * q) / np.where((w > 0) & (d < 1), w * (1 - d), 1), 1.0)
+    a = np.clip(a, 0.0, 1.0)
+    lazy = a[:, :, None, None] * token_t
+    eye = np.arange(synth.num_experts)
+    lazy[:, :, eye, eye] += (1 - a)[:, :, None]
+    fresh_layer = (synth.layer_weight / (1 - synth.token_weight)
+                   if synth.token_weight < 1 else 0.0)
+    return w, w + (1 - w) * fresh_layer, lazy
 
 
 class _Tables:
     """Categorical draws from many rows at once in O(1) each: an inverse-CDF table per row.
 
-    All rows of the popularity (2L rows: prefill then decode), layer-transition (L*E) and
-    token-transition (L*E) matrices share one flat ``uint8``/``uint16`` table; row ``r``'s
-    entry ``q`` holds the expert whose cumulative probability interval holds
-    ``(q + 0.5) / RESOLUTION`` (probabilities resolved to 1/4096). Built without a Python loop:
-    expert ``e`` of a row fills the entries between ``ceil(R c[e-1] - 1/2)`` and
-    ``ceil(R c[e] - 1/2)``, ``c`` the row's cumulative sum.
+    All rows of the popularity (2L rows: prefill then decode), layer-transition (2LE: stage,
+    layer, previous expert) and lazy token-transition (2LE, :func:`mixture`) matrices share one
+    flat ``uint8``/``uint16`` table; row ``r``'s entry ``q`` holds the expert whose cumulative
+    probability interval holds ``(q + 0.5) / RESOLUTION`` (probabilities resolved to 1/4096).
+    Built without a Python loop per row: expert ``e`` of a row fills the entries between
+    ``ceil(R c[e-1] - 1/2)`` and ``ceil(R c[e] - 1/2)``, ``c`` the row's cumulative sum.
     """
     RESOLUTION = 4096
     SHIFT = 12  # log2(RESOLUTION): the low bits of a random word pick the entry
+    BLOCK = 4096  # rows converted at a time (bounds the float64 working memory)
 
     def __init__(self, synth: SynthModel):
         layers, experts = len(synth.moe_layers), synth.num_experts
+        token_share, layer_share, lazy = mixture(synth)
+        scale = 1 << (32 - self.SHIFT)
+        self.token_limit = np.rint(token_share * scale).astype(np.uint32)   # (2, L)
+        self.layer_limit = np.rint(layer_share * scale).astype(np.uint32)
         parts = [np.concatenate([synth.prefill_popularity, synth.decode_popularity]),
-                 np.asarray(synth.layer_transition).reshape(layers * experts, experts),
-                 np.asarray(synth.token_transition).reshape(layers * experts, experts)]
+                 np.asarray(synth.layer_transition).reshape(2 * layers * experts, experts),
+                 lazy.reshape(2 * layers * experts, experts)]
         self.pop_base = 0
         self.layer_base = 2 * layers
-        self.token_base = self.layer_base + layers * experts
-        cumulative = np.cumsum(np.concatenate(parts).astype(np.float64), axis=1)
+        self.token_base = self.layer_base + 2 * layers * experts
+        total = self.token_base + 2 * layers * experts
+        if total * self.RESOLUTION >= 2 ** 31:
+            raise ValueError(f"{layers} layers x {experts} experts: sampling tables too large")
+        self.flat = np.empty(total * self.RESOLUTION, id_dtype(experts))
+        row = 0
+        for part in parts:
+            for first in range(0, len(part), self.BLOCK):
+                block = part[first:first + self.BLOCK]
+                end = (row + len(block)) * self.RESOLUTION
+                self.flat[row * self.RESOLUTION:end] = self._expand(block, experts)
+                row += len(block)
+
+    def _expand(self, block, experts):
+        cumulative = np.cumsum(np.asarray(block, np.float64), axis=1)
         cumulative /= cumulative[:, -1:]
         bounds = np.clip(np.ceil(cumulative * self.RESOLUTION - 0.5), 0, self.RESOLUTION)
         bounds = bounds.astype(np.int64)
         bounds[:, -1] = self.RESOLUTION   # rounding never leaves an entry unfilled
         counts = np.diff(bounds, axis=1, prepend=0)
-        self.flat = np.repeat(np.tile(np.arange(experts, dtype=id_dtype(experts)),
-                                      len(cumulative)), counts.reshape(-1))
-        assert len(self.flat) == len(cumulative) * self.RESOLUTION
-        if len(self.flat) >= 2 ** 31:
-            raise ValueError(f"{layers} layers x {experts} experts: sampling tables too large")
+        return np.repeat(np.tile(np.arange(experts, dtype=self.flat.dtype), len(block)),
+                         counts.reshape(-1))
 
     def draw(self, rows, entries):
         """Experts of table rows ``rows`` at entries ``entries`` (int32 arrays, same shape)."""
@@ -219,12 +341,12 @@ def sample(synth: SynthModel, requests: int, seed: int = 0, progress: bool = Fal
     """Draw ``requests`` requests from ``synth`` (seeded, deterministic).
 
     Requests are processed in chunks of about :data:`CHUNK_ROWS` rows, and inside a chunk layer
-    after layer for every token at once, written straight into the preallocated ``ids``. A slot
-    drawn from the token transition takes as its parent the nearest earlier token of the
-    request whose same slot was drawn from the layer transition or popularity (a chain of token
-    draws collapses onto its first fresh ancestor), so all draws of a layer are vectorised. One
-    32-bit random word per slot decides both the source (high 20 bits against the weights) and
-    the table entry (low 12 bits).
+    after layer for every token at once, written straight into the preallocated ``ids``. One
+    32-bit random word per slot decides both the source (high 20 bits against the weights of
+    :func:`mixture` for the row's stage and layer) and the table entry (low 12 bits). Fresh
+    draws (layer transition, popularity) are made first; token-chain draws then follow their
+    previous token exactly, in rounds: round ``n`` resolves the slots ``n`` steps after the
+    last fresh draw of their chain, so a layer takes as many rounds as its longest chain.
     """
     rng = np.random.default_rng([seed, 3])
     layers, experts, top_k = len(synth.moe_layers), synth.num_experts, synth.top_k
@@ -235,9 +357,6 @@ def sample(synth: SynthModel, requests: int, seed: int = 0, progress: bool = Fal
     rows = int(offset[-1])
     ids = np.empty((rows, layers, top_k), id_dtype(experts))
     tables = _Tables(synth)
-    scale = 1 << (32 - tables.SHIFT)
-    token_limit = np.uint32(round(synth.token_weight * scale))
-    layer_limit = np.uint32(round((synth.token_weight + synth.layer_weight) * scale))
     cuts = np.searchsorted(offset, np.arange(CHUNK_ROWS, rows, CHUNK_ROWS), side="left")
     cuts = np.unique(np.concatenate([[0], cuts, [requests]]))
     chunks = list(zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True))
@@ -247,8 +366,7 @@ def sample(synth: SynthModel, requests: int, seed: int = 0, progress: bool = Fal
     for first_request, end_request in chunks:
         r0, r1 = int(offset[first_request]), int(offset[end_request])
         _sample_chunk(ids[r0:r1], lengths[first_request:end_request],
-                      prompt[first_request:end_request], synth, tables, rng,
-                      token_limit, layer_limit)
+                      prompt[first_request:end_request], synth, tables, rng)
     return TraceStore(
         model=synth.model, num_layers=synth.num_layers, moe_layers=synth.moe_layers,
         top_k=top_k, num_experts=experts,
@@ -258,42 +376,57 @@ def sample(synth: SynthModel, requests: int, seed: int = 0, progress: bool = Fal
         notes=f"synthetic ({source}), seed {seed}")
 
 
-def _sample_chunk(out, lengths, prompt, synth, tables, rng, token_limit, layer_limit):
+def _sample_chunk(out, lengths, prompt, synth, tables, rng):
     """Fill ``out`` (rows of whole requests, ``(n, L, k)``) layer by layer, slot-major."""
     n, layers, top_k = out.shape
     experts = synth.num_experts
     starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
     position = np.arange(n) - starts
     first = position == 0
-    pop_row = (tables.pop_base
-               + (position >= np.repeat(prompt, lengths)).astype(np.int32) * layers)
-    index = np.arange(n, dtype=np.int32)
-    slot_base = (np.arange(top_k, dtype=np.int32) * n)[:, None]
+    stage = (position >= np.repeat(prompt, lengths)).astype(np.int32)   # 0 prompt, 1 decode
+    pop_row = tables.pop_base + stage * layers
+    block_row = stage * (layers * experts)       # + j * experts + expert: a transition row
+    index = np.arange(top_k * n, dtype=np.int32)
     previous = None
     for j in range(layers):
         word = rng.integers(0, 1 << 32, size=(top_k, n), dtype=np.uint32)
         entry = (word & np.uint32(tables.RESOLUTION - 1)).astype(np.int32)
         word >>= np.uint32(tables.SHIFT)
-        from_token = word < token_limit
+        from_token = word < tables.token_limit[stage, j]
         from_token &= ~first
         table_row = np.broadcast_to(pop_row + j, (top_k, n))
         if previous is not None:
-            from_layer = (word < layer_limit) & ~from_token
-            table_row = np.where(from_layer, previous + (tables.layer_base + j * experts),
+            from_layer = (word < tables.layer_limit[stage, j]) & ~from_token
+            table_row = np.where(from_layer, previous + (block_row + (tables.layer_base
+                                                                       + j * experts)),
                                  table_row)
         drawn = tables.draw(table_row, entry)
         if from_token.any():
-            # Nearest earlier fresh draw of the same slot (a request's first row is fresh).
-            fresh = np.where(from_token, np.int32(-1), index)
-            np.maximum.accumulate(fresh, axis=1, out=fresh)
-            fresh += slot_base
-            parent = drawn.reshape(-1).take(fresh).astype(np.int32)
-            parent += tables.token_base + j * experts
-            np.copyto(drawn, tables.draw(parent, entry), where=from_token)
+            _follow_chains(drawn.reshape(-1), from_token.reshape(-1), entry.reshape(-1),
+                           np.broadcast_to(block_row + (tables.token_base + j * experts),
+                                           (top_k, n)).reshape(-1), index, tables)
         if top_k > 1:
             _deduplicate(drawn, pop_row + j, tables, rng, experts)
         out[:, j, :] = drawn.T
         previous = drawn.astype(np.int32)
+
+
+def _follow_chains(flat, chained, entry, token_row, index, tables):
+    """Draw every ``chained`` slot of ``flat`` (slot-major, a request's first token never
+    chained) from the token table of the expert its previous token holds, in place."""
+    last_fresh = np.where(chained, np.int32(-1), index)
+    np.maximum.accumulate(last_fresh, out=last_fresh)
+    slots = np.flatnonzero(chained)
+    depth = slots - last_fresh[slots]             # 1 = the previous token was drawn afresh
+    longest = int(depth.max())
+    # A stable sort of small integers is a radix sort: slots grouped by depth, in order.
+    key = depth.astype(np.uint8 if longest < 256 else np.uint16 if longest < 65536 else np.int64)
+    slots = slots[np.argsort(key, kind="stable")]
+    bounds = np.cumsum(np.bincount(depth, minlength=longest + 1))
+    for start, end in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        part = slots[start:end]
+        parent = flat.take(part - 1).astype(np.int32)
+        flat[part] = tables.draw(token_row.take(part) + parent, entry.take(part))
 
 
 def _duplicates(block):
