@@ -58,7 +58,7 @@ def test_twin_refuses_to_report_before_all_tasks_complete():
         cp.complete(1)
 
 
-@pytest.mark.parametrize("task, error", [((9, 1, 0), "task.expert must be in"),
+@pytest.mark.parametrize("task, error", [((9, 1, 0), r"tasks\[0\]\.expert must be in"),
                                          ((1, -1, 0), "TaskDescriptor.tokens"),
                                          ((1, 1, 64), "TaskDescriptor.source_die")])
 def test_twin_rejects_bad_tasks_naming_the_field(task, error):
@@ -81,3 +81,33 @@ def test_rtl_equals_twin_on_random_layers(layers, slots, die):
 
 def test_verilog_export_through_yosys():
     assert "module local_cp" in verilog.convert(LocalCP(1, 2, 16), name="local_cp")
+
+
+@settings(max_examples=40, deadline=None)
+@given(layer, st.integers(1, 3), st.integers(0, 3))
+def test_run_layer_arrays_equals_the_per_transaction_calls(one_layer, slots, die):
+    import numpy as np
+    tasks, cp, loc = one_layer
+    cp, loc = sorted(cp), sorted(loc)
+    (expected,), _ = run_local_cp_twin([(tasks, cp, loc)], die=die, num_sm_slots=slots,
+                                       num_experts=16)
+    reference = LocalCPTwin(die, slots, 16)
+    reference.run_layer(tasks, cp, loc)
+    bulk = LocalCPTwin(die, slots, 16)
+    cp_bits = np.isin(np.arange(16), cp)
+    loc_bits = np.isin(np.arange(16), loc)
+    table = np.array(tasks, np.int64).reshape(-1, 3)
+    got = bulk.run_layer_arrays(table[:, 0], table[:, 1], table[:, 2], cp_bits, loc_bits)
+    assert got == expected == reference.finish()
+    assert bulk.pdu.words == reference.pdu.words     # copies set is_local in the PDU too
+
+
+def test_run_layer_arrays_validates_before_changing_anything():
+    cp = LocalCPTwin(die=0, num_sm_slots=2, num_experts=8)
+    cp.run_layer([(1, 4, 2)], cp_en=[1])
+    words = cp.pdu.words
+    with pytest.raises(ValueError, match=r"source_dies\[1\] must be in \[0, 64\)"):
+        cp.run_layer_arrays([1, 2], [3, 3], [0, 64], cp_en=[2])
+    with pytest.raises(ValueError, match="tokens must have 2 entries"):
+        cp.run_layer_arrays([1, 2], [3], [0, 1])
+    assert cp.pdu.words == words and cp.finish().duplicated_experts == (1,)

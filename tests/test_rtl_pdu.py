@@ -74,3 +74,42 @@ def test_rtl_equals_twin_on_random_sequences(transactions, back_pressure):
 
 def test_verilog_export_through_yosys():
     assert "module pdu" in verilog.convert(PDU(32), name="pdu")
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 0xFFFF)), max_size=12),
+       st.lists(st.booleans(), min_size=32, max_size=32),
+       st.lists(st.booleans(), min_size=32, max_size=32))
+def test_bulk_writes_equal_one_write_word_per_register(pairs, cp_en, is_local):
+    import numpy as np
+    one, bulk = PDUTwin(32), PDUTwin(32)
+    for index, word in pairs:
+        one.write_word(index, word)
+    bulk.write_words(np.array([i for i, _ in pairs], np.int64),
+                     np.array([w for _, w in pairs], np.int64))
+    assert bulk.words == one.words
+    # configure (numpy bool arrays or lists) == one write_word per packed register
+    words = pack_words(cp_en, is_local, 32)
+    for index, word in enumerate(words):
+        one.write_word(index, word)
+    assert bulk.configure(np.array(cp_en), np.array(is_local)) == words
+    assert bulk.words == one.words
+    bulk.clear()
+    bulk.load_words(words)
+    assert bulk.words == one.words
+
+
+@pytest.mark.parametrize("call, kind, error", [
+    (lambda p: p.write_words([0, 4], [1, 2]), ValueError, r"indices\[1\] must be in \[0, 4\)"),
+    (lambda p: p.write_words([0, 1], [1, 1 << 16]), ValueError, r"words\[1\] must be in"),
+    (lambda p: p.write_words([0, 1], [1]), ValueError, "words must have 2 entries"),
+    (lambda p: p.write_words([0, True], [1, 1]), TypeError, r"indices\[1\] must be an integer"),
+    (lambda p: p.load_words([0, 0, 0]), ValueError, "words must have 4 entries"),
+    (lambda p: p.configure(__import__("numpy").zeros(5, bool)), ValueError, "32 entries"),
+])
+def test_bulk_writes_reject_bad_input_and_leave_the_table(call, kind, error):
+    pdu = PDUTwin(32)
+    pdu.write_word(0, 7)
+    with pytest.raises(kind, match=error):
+        call(pdu)
+    assert pdu.words == (7, 0, 0, 0)

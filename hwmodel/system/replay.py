@@ -35,7 +35,7 @@ import numpy as np
 from ..components.atu import AddressMap, ATUTwin
 from ..components.d2d import transfer_latency_ns
 from ..components.global_cp import GlobalCPTwin, build_cost_rom, home_dies
-from ..components.local_cp.twin import LocalCPTwin, TaskDescriptor
+from ..components.local_cp.twin import LocalCPTwin
 from ..components.pdu.twin import EXPERTS_PER_WORD, PDUTwin
 from ..config import ConfigError, fraction, param, positive
 from .engine import (
@@ -521,7 +521,10 @@ class _PredictionUnits:
 
     Efficiency without changing results: the predictor's ``cp_en`` of all dies comes from one
     matrix product; the PDU words of all dies are packed with numpy, and a die's PDU is written
-    only where a 16-bit register changes (register state is the same as a full ``configure``).
+    only where a 16-bit register changes (register state is the same as a full ``configure``),
+    through the twins' bulk transactions (``PDUTwin.write_words``,
+    ``LocalCPTwin.run_layer_arrays``: arguments validated once per call as arrays, same state
+    as the per-register / per-task calls the RTL is compared with).
 
     Bounded replica region (``replica_capacity_bytes``): each die keeps its replicated experts
     in LRU order (use = an ATU hit at a layer launch, or the copy itself). A copy that
@@ -573,9 +576,9 @@ class _PredictionUnits:
         words = self._pack(self.cp_en, self.is_local)
         changed = words != self.words
         for d in np.flatnonzero(np.bincount(task_d, minlength=N)).tolist():
-            pdu = self.pdus[d]
-            for w in np.flatnonzero(changed[d]).tolist():
-                pdu.write_word(w, int(words[d, w]))
+            index = np.flatnonzero(changed[d])
+            if len(index):
+                self.pdus[d].write_words(index, words[d, index])
             self.words[d] = words[d]
         # reads of a remote expert go through the die's ATU: a hit redirects to the replica
         redirect = (self.home[task_e] != task_d) & self.is_local[task_d, task_e]
@@ -609,10 +612,9 @@ class _PredictionUnits:
             copied.setdefault(d, set()).add(e)
         for d, experts in sorted(copied.items()):
             mask = task_d == d
-            tasks = [TaskDescriptor(e, tk, int(self.home[e]))
-                     for e, tk in zip(task_e[mask].tolist(), task_t[mask].tolist())]
-            stats = self.local_cps[d].run_layer(tasks, self.cp_en[d].tolist(),
-                                                self.is_local[d].tolist())
+            mine = task_e[mask]
+            stats = self.local_cps[d].run_layer_arrays(mine, task_t[mask], self.home[mine],
+                                                       self.cp_en[d], self.is_local[d])
             if set(stats.duplicated_experts) != experts:
                 raise AssertionError(f"die {d}: Local CP copies {stats.duplicated_experts} "
                                      f"differ from the data path's {sorted(experts)}")

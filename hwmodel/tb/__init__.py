@@ -18,12 +18,13 @@ from pathlib import Path
 from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
-from .checks import check_bool, check_int
+from .checks import check_bool, check_int, check_int_array
 
 __all__ = [
     "CLOCK_PERIOD_S",
     "check_bool",
     "check_int",
+    "check_int_array",
     "run_command_stream",
     "run_scenario",
     "stream_get",

@@ -20,8 +20,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import attrs
+import numpy as np
 
-from ...tb.checks import check_int
+from ...tb.checks import check_int, check_int_array
 from ..pdu.twin import PDUTwin
 
 __all__ = ["DIE_ID_BITS", "TOKEN_BITS", "LocalCPStats", "LocalCPTwin", "SMTask", "TaskDescriptor"]
@@ -173,12 +174,16 @@ class LocalCPTwin:
                   is_local=None) -> LocalCPStats:
         """One whole layer: configure the PDU, dispatch every task, complete them, report.
 
+        The same result and final state as :meth:`configure_pdu`, then :meth:`dispatch` and
+        :meth:`complete` per task, then :meth:`finish`; the task list is validated once,
+        before anything changes (see :meth:`run_layer_arrays`).
+
         Parameters
         ----------
         tasks : iterable of TaskDescriptor (or (expert, tokens, source_die) tuples)
         cp_en, is_local : sequence of one bool per expert, iterable of expert ids, or None
         """
-        self.configure_pdu(cp_en, is_local)
+        fields = []
         for i, task in enumerate(tasks):
             if not isinstance(task, TaskDescriptor):
                 try:
@@ -186,6 +191,44 @@ class LocalCPTwin:
                 except TypeError as error:
                     raise TypeError(f"tasks[{i}] must be a TaskDescriptor or an (expert, tokens, "
                                     f"source_die) tuple, not {task!r}") from error
-            sm_task = self.dispatch(task)
-            self.complete(sm_task.slot)
+            fields.append((task.expert, task.tokens, task.source_die))
+        table = np.array(fields, np.int64).reshape(-1, 3)
+        return self.run_layer_arrays(table[:, 0], table[:, 1], table[:, 2], cp_en, is_local,
+                                     _names=("tasks[{i}].expert", "tasks[{i}].tokens",
+                                             "tasks[{i}].source_die"))
+
+    def run_layer_arrays(self, experts, tokens, source_dies, cp_en=None, is_local=None, *,
+                         _names=("experts", "tokens", "source_dies")) -> LocalCPStats:
+        """:meth:`run_layer` on a task list given as three arrays, validated once (numpy).
+
+        Task ``i`` is ``(experts[i], tokens[i], source_dies[i])``. Result and final state equal
+        :meth:`run_layer`'s (and so the per-transaction calls'): the PDU is configured, task
+        ``i`` goes to slot ``i % num_sm_slots``, a remote task copies its expert when
+        ``cp_en and not is_local`` (the copy sets ``is_local``, so a later task of the same
+        expert does not copy again), every task completes.
+
+        Raises
+        ------
+        TypeError, ValueError
+            On a bad array or field, naming it and the task index; nothing has changed then.
+        """
+        experts = check_int_array(_names[0], experts, 0, self.num_experts)
+        n = len(experts)
+        tokens = check_int_array(_names[1], tokens, 0, 1 << TOKEN_BITS, length=n)
+        sources = check_int_array(_names[2], source_dies, 0, 1 << DIE_ID_BITS, length=n)
+        self.configure_pdu(cp_en, is_local)
+        pdu = self.pdu
+        remote = sources != self._die
+        dups: list[int] = []
+        # the remote tasks' copy decisions in task order (query, then set_local on a copy)
+        for i in np.flatnonzero(remote).tolist():
+            expert = int(experts[i])
+            if pdu.should_copy(expert):
+                pdu.set_local(expert)
+                dups.append(expert)
+        self._dispatched = n
+        self._tasks = n
+        self._tokens = int(tokens.sum())
+        self._remote = int(remote.sum())
+        self._dups = dups
         return self.finish()

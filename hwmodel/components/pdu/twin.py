@@ -17,28 +17,37 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ...tb.checks import check_int
+import numpy as np
+
+from ...tb.checks import check_int, check_int_array
 
 __all__ = ["EXPERTS_PER_WORD", "WORD_BITS", "PDUTwin", "pack_words"]
 
 WORD_BITS = 16
 EXPERTS_PER_WORD = WORD_BITS // 2
+_SHIFTS = 2 * np.arange(EXPERTS_PER_WORD, dtype=np.int64)
 
 
-def _as_bits(name: str, value, num_experts: int) -> list[bool]:
-    """Accept a bool sequence of length ``num_experts`` or an iterable of expert ids."""
+def _as_bits(name: str, value, num_experts: int) -> np.ndarray:
+    """Accept a bool sequence of length ``num_experts`` (a list of ``bool`` or a numpy bool
+    array) or an iterable of expert ids; return one bool per expert."""
     if value is None:
-        return [False] * num_experts
+        return np.zeros(num_experts, np.bool_)
+    if isinstance(value, np.ndarray) and value.dtype == np.bool_:
+        if value.ndim != 1 or len(value) != num_experts:
+            raise ValueError(f"{name} as a bool sequence must have {num_experts} entries "
+                             f"(one per expert), not shape {value.shape}")
+        return value
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
         raise TypeError(f"{name} must be a sequence of {num_experts} bools or an iterable of "
                         f"expert ids, not {value!r}")
     items = list(value)
-    if items and all(isinstance(v, bool) for v in items):
+    if items and all(type(v) is bool for v in items):
         if len(items) != num_experts:
             raise ValueError(f"{name} as a bool sequence must have {num_experts} entries "
                              f"(one per expert), not {len(items)}")
-        return items
-    bits = [False] * num_experts
+        return np.array(items, np.bool_)
+    bits = np.zeros(num_experts, np.bool_)
     for i, expert in enumerate(items):
         bits[check_int(f"{name}[{i}] (expert id)", expert, 0, num_experts)] = True
     return bits
@@ -49,17 +58,17 @@ def pack_words(cp_en, is_local, num_experts: int = 512) -> list[int]:
 
     Parameters
     ----------
-    cp_en, is_local : sequence of bool (one per expert) or iterable of expert ids, or None
+    cp_en, is_local : sequence of bool (one per expert; a numpy bool array is accepted) or
+        iterable of expert ids, or None
     num_experts : int
     """
     num_experts = check_int("num_experts", num_experts, 1, 4097)
-    cp = _as_bits("cp_en", cp_en, num_experts)
-    loc = _as_bits("is_local", is_local, num_experts)
-    words = [0] * -(-num_experts // EXPERTS_PER_WORD)
-    for e in range(num_experts):
-        words[e // EXPERTS_PER_WORD] |= ((cp[e] << (2 * (e % EXPERTS_PER_WORD)))
-                                         | (loc[e] << (2 * (e % EXPERTS_PER_WORD) + 1)))
-    return words
+    vals = (_as_bits("cp_en", cp_en, num_experts).astype(np.int64)
+            | (_as_bits("is_local", is_local, num_experts).astype(np.int64) << 1))
+    pad = -num_experts % EXPERTS_PER_WORD
+    if pad:
+        vals = np.concatenate([vals, np.zeros(pad, np.int64)])
+    return (vals.reshape(-1, EXPERTS_PER_WORD) << _SHIFTS).sum(axis=1).tolist()
 
 
 class PDUTwin:
@@ -99,15 +108,33 @@ class PDUTwin:
         index = check_int("index", index, 0, self.num_words)
         self._words[index] = check_int("word", word, 0, 1 << WORD_BITS)
 
+    def write_words(self, indices, words) -> None:
+        """Write registers ``indices[i]`` with ``words[i]``, in order: the same state as one
+        :meth:`write_word` per pair, with the arguments validated once as arrays (the bulk
+        path of a system model that rewrites only the registers that change).
+        """
+        indices = check_int_array("indices", indices, 0, self.num_words)
+        words = check_int_array("words", words, 0, 1 << WORD_BITS, length=len(indices))
+        table = self._words
+        for index, word in zip(indices.tolist(), words.tolist()):
+            table[index] = word
+
+    def load_words(self, words) -> None:
+        """Write every register (``num_words`` words in register order) at once: the same
+        state as :meth:`write_word` for each index, validated once."""
+        words = check_int_array("words", words, 0, 1 << WORD_BITS, length=self.num_words)
+        self._words = words.tolist()
+
     def configure(self, cp_en=None, is_local=None) -> list[int]:
         """Bulk-write the whole table; returns the words written, in register order.
 
-        ``cp_en`` and ``is_local`` are each a sequence of one bool per expert, an iterable of
-        expert ids, or None (all clear).
+        ``cp_en`` and ``is_local`` are each a sequence of one bool per expert (a list of bools
+        or a numpy bool array), an iterable of expert ids, or None (all clear). Equivalent to
+        one :meth:`write_word` per register (the RTL's ``CONFIG`` commands); the packed words
+        are in range by construction, so they are stored without a check per register.
         """
         words = pack_words(cp_en, is_local, self._num_experts)
-        for index, word in enumerate(words):
-            self.write_word(index, word)
+        self._words = list(words)
         return words
 
     def query(self, expert: int) -> tuple[bool, bool]:

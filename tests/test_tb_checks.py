@@ -1,0 +1,46 @@
+"""hwmodel.tb.checks: the bulk check equals the per-element check, messages name the element."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hwmodel.tb.checks import check_int, check_int_array
+
+
+@given(st.lists(st.integers(-3, 12), max_size=10))
+def test_check_int_array_accepts_and_refuses_like_check_int(values):
+    def per_element():
+        return [check_int(f"x[{i}]", v, 0, 10) for i, v in enumerate(values)]
+    try:
+        expected = per_element()
+    except ValueError as error:
+        with pytest.raises(ValueError) as bulk:
+            check_int_array("x", values, 0, 10)
+        assert str(bulk.value) == str(error)    # first bad element, same message
+    else:
+        got = check_int_array("x", np.array(values, np.int64), 0, 10)
+        assert got.dtype == np.int64 and got.tolist() == expected
+
+
+@pytest.mark.parametrize("values, kind, error", [
+    ([1, True], TypeError, r"x\[1\] must be an integer, not True"),   # numpy would make it 1
+    (np.array([1.0]), TypeError, r"x\[0\] must be an integer, not 1.0"),
+    (np.zeros((2, 2), np.int64), TypeError, "1-D"),
+    ([1, 2], ValueError, "x must have 3 entries"),
+])
+def test_check_int_array_refuses_bad_arrays(values, kind, error):
+    with pytest.raises(kind, match=error):
+        check_int_array("x", values, 0, 10, length=3 if kind is ValueError else None)
+
+
+def test_check_int_names_element_with_a_template():
+    with pytest.raises(ValueError, match=r"tasks\[2\]\.expert must be in \[0, 4\), not 7"):
+        check_int_array("tasks[{i}].expert", [0, 1, 7], 0, 4)
+
+
+def test_check_int_keeps_refusing_bool_and_accepts_numpy_integers():
+    with pytest.raises(TypeError, match="n must be an integer, not False"):
+        check_int("n", False)
+    assert check_int("n", np.int16(5), 0, 6) == 5 and type(check_int("n", np.uint8(3))) is int
+
