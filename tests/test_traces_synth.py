@@ -155,3 +155,23 @@ def test_chunked_sampling_is_byte_deterministic(tmp_path, monkeypatch):
     assert one.save(tmp_path / "a").read_bytes() == two.save(tmp_path / "b").read_bytes()
     ordered = np.sort(one.ids, axis=2)
     assert not np.any(ordered[:, :, 1:] == ordered[:, :, :-1])
+
+
+def test_stage_filtered_transition_counts_by_hand():
+    # One request: prompt tokens [0, 1] then decode steps [1, 2] at MoE layer 0, and
+    # [3, 3, 0, 0] at layer 1 (2 MoE layers, top-1, 4 experts).
+    from hwmodel.traces.analysis import layer_transition_counts, token_transition_counts
+    ids = np.array([[[0], [3]], [[1], [3]], [[1], [0]], [[2], [0]]], np.uint8)
+    store = TraceStore(model="", num_layers=2, moe_layers=[0, 1], top_k=1, num_experts=4,
+                       request_ids=["r"], source_paths=["r"], prefill_len=[2], decode_len=[2],
+                       token_offset=[0, 4], ids=ids)
+    prefill = token_transition_counts(store, 0, "prefill")
+    assert prefill.sum() == 1 and prefill[0, 1] == 1            # token 0 -> 1
+    decode = token_transition_counts(store, 0, "decode")        # 1 -> 1 (prompt end), 1 -> 2
+    assert decode.sum() == 2 and decode[1, 1] == 1 and decode[1, 2] == 1
+    assert np.array_equal(prefill + decode, token_transition_counts(store, 0))
+    layer = layer_transition_counts(store, 0, "decode")         # rows 2, 3: 1 -> 0, 2 -> 0
+    assert layer.sum() == 2 and layer[1, 0] == 1 and layer[2, 0] == 1
+    assert layer_transition_counts(store, 0, "prefill")[[0, 1], [3, 3]].tolist() == [1, 1]
+    with pytest.raises(ValueError, match="stage 'warmup'"):
+        token_transition_counts(store, 0, "warmup")
