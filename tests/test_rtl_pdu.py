@@ -113,3 +113,19 @@ def test_bulk_writes_reject_bad_input_and_leave_the_table(call, kind, error):
     with pytest.raises(kind, match=error):
         call(pdu)
     assert pdu.words == (7, 0, 0, 0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 0xFFFF), min_size=4, max_size=4),
+       st.lists(st.integers(0, 31), max_size=20))
+def test_copy_arrivals_equals_should_copy_then_set_local(words, arrivals):
+    one, bulk = PDUTwin(32), PDUTwin(32)
+    one.load_words(words)
+    bulk.load_words(words)
+    expected = []
+    for e in arrivals:
+        if one.should_copy(e):
+            one.set_local(e)
+            expected.append(e)
+    assert bulk.copy_arrivals(arrivals) == expected
+    assert bulk.words == one.words

@@ -18,6 +18,9 @@ def test_check_int_array_accepts_and_refuses_like_check_int(values):
         with pytest.raises(ValueError) as bulk:
             check_int_array("x", values, 0, 10)
         assert str(bulk.value) == str(error)    # first bad element, same message
+        with pytest.raises(ValueError) as bulk:
+            check_int_array("x", np.array(values, np.int64), 0, 10)
+        assert str(bulk.value) == str(error)
     else:
         got = check_int_array("x", np.array(values, np.int64), 0, 10)
         assert got.dtype == np.int64 and got.tolist() == expected

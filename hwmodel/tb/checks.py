@@ -68,6 +68,12 @@ def check_int_array(name: str, values, lo: int | None = None, hi: int | None = N
     ValueError
         If its length is not ``length`` or an element is outside ``[lo, hi)``.
     """
+    # the bulk paths' usual case, an integer array in range: two reductions, no temporaries
+    if (type(values) is np.ndarray and values.ndim == 1 and values.dtype.kind in "iu"
+            and (length is None or len(values) == length)
+            and (not len(values) or ((lo is None or values.min() >= lo)
+                                     and (hi is None or values.max() < hi)))):
+        return values.astype(np.int64, copy=False)
     arr = np.asarray(values)
     if arr.ndim != 1:
         raise TypeError(f"{name} must be a 1-D sequence of integers, not {values!r}")

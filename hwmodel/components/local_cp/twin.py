@@ -217,15 +217,9 @@ class LocalCPTwin:
         tokens = check_int_array(_names[1], tokens, 0, 1 << TOKEN_BITS, length=n)
         sources = check_int_array(_names[2], source_dies, 0, 1 << DIE_ID_BITS, length=n)
         self.configure_pdu(cp_en, is_local)
-        pdu = self.pdu
         remote = sources != self._die
-        dups: list[int] = []
-        # the remote tasks' copy decisions in task order (query, then set_local on a copy)
-        for i in np.flatnonzero(remote).tolist():
-            expert = int(experts[i])
-            if pdu.should_copy(expert):
-                pdu.set_local(expert)
-                dups.append(expert)
+        # the remote tasks' copy decisions, in task order (PDU query, set_local on a copy)
+        dups = self.pdu.copy_arrivals(experts[remote])
         self._dispatched = n
         self._tasks = n
         self._tokens = int(tokens.sum())

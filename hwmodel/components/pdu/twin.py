@@ -148,6 +148,27 @@ class PDUTwin:
         cp_en, is_local = self.query(expert)
         return cp_en and not is_local
 
+    def copy_arrivals(self, experts) -> list[int]:
+        """Remote data of ``experts`` arrives, in order: each is copied when
+        :meth:`should_copy`, and a copy sets ``is_local`` (:meth:`set_local`), so a later
+        arrival of the same expert is not copied again. Returns the copied experts in order.
+
+        The same answers and final state as ``should_copy`` + ``set_local`` per arrival (the
+        RTL's ``QUERY`` / ``SET_LOCAL`` commands), evaluated on arrays after one check.
+        """
+        experts = check_int_array("experts", experts, 0, self._num_experts)
+        words = np.array(self._words, np.int64)
+        bits = words[experts // EXPERTS_PER_WORD] >> (2 * (experts % EXPERTS_PER_WORD))
+        candidate = (bits & 3) == 1                     # cp_en and not is_local
+        # only the first arrival of an expert copies: it sets is_local for the later ones
+        _, first = np.unique(experts[candidate], return_index=True)
+        copied = experts[np.sort(np.flatnonzero(candidate)[first])]
+        if len(copied):
+            np.bitwise_or.at(words, copied // EXPERTS_PER_WORD,
+                             2 << (2 * (copied % EXPERTS_PER_WORD)))
+            self._words = words.tolist()
+        return copied.tolist()
+
     def set_local(self, expert: int) -> None:
         """Record that a local copy of ``expert`` now exists."""
         expert = check_int("expert", expert, 0, self._num_experts)
