@@ -415,14 +415,14 @@ class GlobalCPTwin:
         return int(self._presence[layer, expert])
 
     def edt_set_present(self, layer: int, expert: int, die: int) -> None:
-        """Record that ``die`` now holds a copy of ``expert`` of ``layer`` (Local CP report)."""
+        """Note that ``die`` now holds a copy of ``expert`` of ``layer`` (Local CP report)."""
         self._check_layer_expert(layer, expert)
         if not 0 <= die < self.num_dies:
             raise ValueError(f"die must be in 0..{self.num_dies - 1}, not {die!r}")
         self._presence[layer, expert] |= 1 << die
 
     def edt_clear_present(self, layer: int, expert: int, die: int) -> None:
-        """Record that ``die`` dropped its copy of ``expert`` of ``layer`` (a replica evicted
+        """Note that ``die`` dropped its copy of ``expert`` of ``layer`` (a replica evicted
         from a bounded replica region). The home die's bit cannot be cleared."""
         self._check_layer_expert(layer, expert)
         if not 0 <= die < self.num_dies:

@@ -170,7 +170,7 @@ class PDUTwin:
         return copied.tolist()
 
     def set_local(self, expert: int) -> None:
-        """Record that a local copy of ``expert`` now exists."""
+        """Note that a local copy of ``expert`` now exists."""
         expert = check_int("expert", expert, 0, self._num_experts)
         self._words[expert // EXPERTS_PER_WORD] |= 2 << (2 * (expert % EXPERTS_PER_WORD))
 
