@@ -141,6 +141,23 @@ def run_scenario(dut, *testbenches, max_cycles: int = 100_000, vcd: str | Path |
     return max(finished)
 
 
+def run_twin(twin, transactions, validate, answers: str) -> list:
+    """Apply ``(op, *args)`` transactions to a Python twin, method by name, as the RTL takes them.
+
+    Each transaction is first checked by ``validate(transaction)`` (the same builder that turns
+    it into an RTL command, so both levels refuse the same input); the return values of the
+    ``answers`` operations (``"lookup"``, ``"query"``...) are collected in order.
+    """
+    results = []
+    for transaction in transactions:
+        validate(transaction)
+        op, *args = transaction
+        result = getattr(twin, op)(*args)
+        if op == answers:
+            results.append(result)
+    return results
+
+
 def run_command_stream(dut, commands, responses: int, decode, *, back_pressure: int = 0,
                        max_cycles: int | None = None, cycles_per_command: int = 4,
                        vcd: str | Path | None = None):

@@ -14,7 +14,7 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory, MemoryData
 from amaranth.lib.wiring import In, Out
 
-from ...tb import run_command_stream
+from ...tb import run_command_stream, run_twin
 from ...tb.checks import check_int
 from .twin import LOCAL_ADDR_BITS, REMOTE_ADDR_BITS, ATUTwin
 
@@ -146,15 +146,7 @@ def run_atu_twin(transactions, num_entries: int = 512) -> list[tuple[bool, int]]
     A transaction is ``("insert", index, remote, local)``, ``("lookup", index, remote)``,
     ``("invalidate", index)`` or ``("invalidate_all",)``.
     """
-    twin = ATUTwin(num_entries)
-    results = []
-    for transaction in transactions:
-        _command(transaction, num_entries)
-        op, *args = transaction
-        result = getattr(twin, op)(*args)
-        if op == "lookup":
-            results.append(result)
-    return results
+    return run_twin(ATUTwin(num_entries), transactions, lambda t: _command(t, num_entries), "lookup")
 
 
 def simulate_atu(transactions, num_entries: int = 512, *, vcd=None, back_pressure: int = 0,

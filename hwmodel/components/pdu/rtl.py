@@ -11,7 +11,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ...tb import run_command_stream
+from ...tb import run_command_stream, run_twin
 from ...tb.checks import check_int
 from .twin import EXPERTS_PER_WORD, WORD_BITS, PDUTwin
 
@@ -127,15 +127,7 @@ def run_pdu_twin(transactions, num_experts: int = 512) -> list[tuple[bool, bool]
     A transaction is ``("write_word", index, word)``, ``("query", expert)``,
     ``("set_local", expert)`` or ``("clear",)``.
     """
-    twin = PDUTwin(num_experts)
-    results = []
-    for transaction in transactions:
-        _command(transaction, num_experts)
-        op, *args = transaction
-        result = getattr(twin, op)(*args)
-        if op == "query":
-            results.append(result)
-    return results
+    return run_twin(PDUTwin(num_experts), transactions, lambda t: _command(t, num_experts), "query")
 
 
 def simulate_pdu(transactions, num_experts: int = 512, *, vcd=None, back_pressure: int = 0,
