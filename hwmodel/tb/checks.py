@@ -10,7 +10,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["check_bool", "check_int", "check_int_array"]
+__all__ = ["check_bool", "check_int", "check_int_array", "check_transaction"]
 
 
 def check_int(name: str, value, lo: int | None = None, hi: int | None = None) -> int:
@@ -97,3 +97,21 @@ def check_int_array(name: str, values, lo: int | None = None, hi: int | None = N
         check_int(_item(name, i), int(arr[i]), lo, hi)   # raises, with check_int's message
     return arr.astype(np.int64, copy=False)
 
+
+
+def check_transaction(unit: str, transaction, arity: dict[str, int]) -> tuple[str, list]:
+    """Split ``(op, *args)`` after checking it names a known operation with its arity.
+
+    Raises
+    ------
+    ValueError
+        Naming ``unit``, the operations it knows and the bad transaction.
+    """
+    if not isinstance(transaction, tuple) or not transaction or transaction[0] not in arity:
+        raise ValueError(f"{unit} transaction must be a tuple starting with one of "
+                         f"{sorted(arity)}, not {transaction!r}")
+    op, *args = transaction
+    if len(args) != arity[op]:
+        raise ValueError(f"{unit} transaction {op!r} takes {arity[op]} arguments, "
+                         f"got {transaction!r}")
+    return op, args

@@ -15,7 +15,7 @@ from amaranth.lib.memory import Memory, MemoryData
 from amaranth.lib.wiring import In, Out
 
 from ...tb import run_command_stream, run_twin
-from ...tb.checks import check_int
+from ...tb.checks import check_int, check_transaction
 from .twin import LOCAL_ADDR_BITS, REMOTE_ADDR_BITS, ATUTwin
 
 __all__ = [
@@ -126,14 +126,12 @@ _OPS = {"insert": ATUOp.INSERT, "lookup": ATUOp.LOOKUP, "invalidate": ATUOp.INVA
         "invalidate_all": ATUOp.INVALIDATE_ALL}
 
 
+_ARITY = {"insert": 3, "lookup": 2, "invalidate": 1, "invalidate_all": 0}
+
+
 def _command(transaction, num_entries):
-    if not isinstance(transaction, tuple) or not transaction or transaction[0] not in _OPS:
-        raise ValueError(f"ATU transaction must be a tuple starting with one of {sorted(_OPS)}, "
-                         f"not {transaction!r}")
-    op, *args = transaction
-    arity = {"insert": 3, "lookup": 2, "invalidate": 1, "invalidate_all": 0}[op]
-    if len(args) != arity:
-        raise ValueError(f"ATU transaction {op!r} takes {arity} arguments, got {transaction!r}")
+    op, args = check_transaction("ATU", transaction, _ARITY)
+    arity = _ARITY[op]
     index = check_int("index", args[0], 0, num_entries) if args else 0
     remote = check_int("remote_addr", args[1], 0, 1 << REMOTE_ADDR_BITS) if arity >= 2 else 0
     local = check_int("local_addr", args[2], 0, 1 << LOCAL_ADDR_BITS) if arity == 3 else 0

@@ -12,7 +12,7 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...tb import run_command_stream, run_twin
-from ...tb.checks import check_int
+from ...tb.checks import check_int, check_transaction
 from .twin import EXPERTS_PER_WORD, WORD_BITS, PDUTwin
 
 __all__ = [
@@ -106,13 +106,7 @@ _OPS = {"write_word": PDUOp.WRITE, "query": PDUOp.QUERY, "set_local": PDUOp.SET_
 
 
 def _command(transaction, num_experts):
-    if not isinstance(transaction, tuple) or not transaction or transaction[0] not in _OPS:
-        raise ValueError(f"PDU transaction must be a tuple starting with one of {sorted(_OPS)}, "
-                         f"not {transaction!r}")
-    op, *args = transaction
-    if len(args) != _ARITY[op]:
-        raise ValueError(f"PDU transaction {op!r} takes {_ARITY[op]} arguments, "
-                         f"got {transaction!r}")
+    op, args = check_transaction("PDU", transaction, _ARITY)
     num_words = -(-num_experts // EXPERTS_PER_WORD)
     if op == "write_word":
         return {"op": PDUOp.WRITE, "index": check_int("index", args[0], 0, num_words),
