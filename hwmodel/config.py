@@ -160,8 +160,9 @@ def from_dict(cls, data, *, path: str = "", source: str | None = None):
         kwargs[name] = _convert(hints[name], data[name], sub, source)
     try:
         return cls(**kwargs)
-    except ConfigError:
-        raise
+    except ConfigError as error:
+        # raised by the class's own cross-field checks, with a path relative to it
+        raise ConfigError(_join(path, error.path), error.message, source) from error
     except (ValueError, TypeError) as error:
         # attrs validators raise with the attribute name unknown to us: find it in the message.
         culprit = getattr(error, "path", None) or _culprit(error, fields, path)

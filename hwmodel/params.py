@@ -7,11 +7,22 @@ unknown key, a wrong type or an impossible value is an error naming the file and
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 import attrs
 
-from .config import fraction, load_preset, non_negative, param, positive
+from .config import (
+    ConfigError,
+    fraction,
+    from_dict,
+    load_preset,
+    non_negative,
+    param,
+    positive,
+    to_dict,
+)
 
 __all__ = [
     "WAFER_PRESETS",
@@ -103,9 +114,46 @@ class GlobalCPParams:
                                     validator=positive)
 
 
+_DIE_NAME = re.compile(r"die_(\d+)_(\d+)")
+_LINK_NAME = re.compile(r"link_(\d+)_(\d+)")
+
+
+def overlay(base: dict, override: dict) -> dict:
+    """``base`` with the leaves of the partial mapping ``override`` laid over it."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = overlay(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def difference(params, base) -> dict:
+    """The partial mapping that :func:`overlay` lays over ``base`` to give ``params``."""
+    def diff(a: dict, b: dict) -> dict:
+        out = {}
+        for key, value in a.items():
+            if isinstance(value, dict):
+                sub = diff(value, b[key])
+                if sub:
+                    out[key] = sub
+            elif value != b[key]:
+                out[key] = value
+        return out
+    return diff(to_dict(params), to_dict(base))
+
+
 @attrs.frozen
 class WaferParams:
-    """A wafer: an ``mesh_x`` by ``mesh_y`` mesh of identical dies and one Global CP."""
+    """A wafer: an ``mesh_x`` by ``mesh_y`` mesh of dies and one Global CP.
+
+    Every die has the parameters ``die``, except where ``dies`` lays a partial mapping over
+    them for one die (e.g. ``die_1_2: {hbm: {bandwidth_GBps: 10}}``); every link has
+    ``die.d2d``, except where ``links`` does the same for one link (``link_3_4:
+    {hop_latency_ns: 1000}``). ``dead_dies`` and ``dead_links`` are faults: nothing runs on,
+    is stored on or is routed through them (SPEC section 10).
+    """
     name: str = param("preset or user name", default="custom")
     mesh_x: int = param("dies along x", validator=positive)
     mesh_y: int = param("dies along y", validator=positive)
@@ -113,10 +161,96 @@ class WaferParams:
                              validator=positive)
     die: DieParams = param("every die's parameters", factory=DieParams)
     global_cp: GlobalCPParams = param("the Global CP", factory=GlobalCPParams)
+    dies: dict[str, Any] = param("per-die overrides: die name (die_X_Y) -> partial die "
+                                 "parameters laid over 'die'", factory=dict)
+    links: dict[str, Any] = param("per-link overrides: link name (link_A_B, die ids A < B) "
+                                  "-> partial D2D parameters laid over 'die.d2d'",
+                                  factory=dict)
+    dead_dies: tuple[str, ...] = param("dies that do not work (names die_X_Y)", default=())
+    dead_links: tuple[str, ...] = param("links that carry nothing (names link_A_B)",
+                                        default=())
+
+    def __attrs_post_init__(self):
+        for name in self.dies:
+            self.die_params(name)
+        for name in self.links:
+            self.link_params(name)
+        for index, name in enumerate(self.dead_dies):
+            self._die_id(name, f"dead_dies[{index}]")
+        for index, name in enumerate(self.dead_links):
+            self._link_dies(name, f"dead_links[{index}]")
+        self._check_live_dies_connected()
 
     @property
     def num_dies(self) -> int:
         return self.mesh_x * self.mesh_y
+
+    def _die_id(self, name, path: str) -> int:
+        """Id (``y + x * mesh_y``) of a die name, or a ConfigError naming ``path``."""
+        match = _DIE_NAME.fullmatch(name) if isinstance(name, str) else None
+        if not match or int(match[1]) >= self.mesh_x or int(match[2]) >= self.mesh_y:
+            raise ConfigError(path, f"expected a die name die_X_Y with X < {self.mesh_x} and "
+                              f"Y < {self.mesh_y}, not {name!r}")
+        return int(match[2]) + int(match[1]) * self.mesh_y
+
+    def _link_dies(self, name, path: str) -> tuple[int, int]:
+        """Die ids ``(a, b)`` of a link name ``link_a_b``, or a ConfigError naming ``path``."""
+        match = _LINK_NAME.fullmatch(name) if isinstance(name, str) else None
+        if match:
+            a, b = int(match[1]), int(match[2])
+            if a < b < self.num_dies and (b == a + 1 and b % self.mesh_y != 0
+                                          or b == a + self.mesh_y):
+                return a, b
+        raise ConfigError(path, f"expected a link name link_A_B joining mesh neighbours A < B "
+                          f"(die ids y + x * {self.mesh_y}), not {name!r}")
+
+    def die_params(self, name: str) -> DieParams:
+        """Parameters of the die called ``name`` (``die`` with its override, if any)."""
+        override = self.dies.get(name)
+        if override is None:
+            return self.die
+        path = f"dies.{name}"
+        self._die_id(name, path)
+        if not isinstance(override, dict):
+            raise ConfigError(path, f"expected a mapping of die parameters, not {override!r}")
+        return from_dict(DieParams, overlay(to_dict(self.die), override), path=path)
+
+    def link_params(self, name: str) -> D2DParams:
+        """Parameters of the link called ``name`` (``die.d2d`` with its override, if any)."""
+        override = self.links.get(name)
+        if override is None:
+            return self.die.d2d
+        path = f"links.{name}"
+        self._link_dies(name, path)
+        if not isinstance(override, dict):
+            raise ConfigError(path, f"expected a mapping of D2D parameters, not {override!r}")
+        return from_dict(D2DParams, overlay(to_dict(self.die.d2d), override), path=path)
+
+    def _check_live_dies_connected(self) -> None:
+        """Every two live dies are joined by a live path (else name two that are not)."""
+        dead = {self._die_id(n, "dead_dies") for n in self.dead_dies}
+        live = [d for d in range(self.num_dies) if d not in dead]
+        if not live:
+            raise ConfigError("dead_dies", f"all {self.num_dies} dies are dead")
+        cut = {self._link_dies(n, "dead_links") for n in self.dead_links}
+        reached = {live[0]}
+        frontier = [live[0]]
+        while frontier:
+            die = frontier.pop()
+            x, y = divmod(die, self.mesh_y)
+            for nx, ny in ((x - 1, y), (x + 1, y), (x, y - 1), (x, y + 1)):
+                other = ny + nx * self.mesh_y
+                if (0 <= nx < self.mesh_x and 0 <= ny < self.mesh_y and other not in dead
+                        and other not in reached
+                        and (min(die, other), max(die, other)) not in cut):
+                    reached.add(other)
+                    frontier.append(other)
+        for die in live:
+            if die not in reached:
+                names = [f"die_{d // self.mesh_y}_{d % self.mesh_y}" for d in (live[0], die)]
+                raise ConfigError("dead_links" if cut else "dead_dies",
+                                  f"{names[0]} and {names[1]} are both alive but no live "
+                                  f"route joins them")
 
 
 WAFER_PRESETS = ("dojo", "tsmc-sow", "dojo-enhanced")

@@ -4,13 +4,12 @@ hand through the replay's event kernel."""
 from fractions import Fraction
 from math import ceil
 
-import numpy as np
 import pytest
+from kernel_tables import make_tables, run_layer
 
 from hwmodel.components.d2d import transfer_latency_ns
 from hwmodel.params import D2DParams, load_wafer
-from hwmodel.system.engine import LayerKernel
-from hwmodel.system.replay import Latencies
+from hwmodel.system.engine import Counter, LayerKernel
 from hwmodel.topologies.wafer import build_wafer
 
 
@@ -40,32 +39,19 @@ LINK = D2DParams(bandwidth_GBps=10, efficiency=1.0, hop_latency_ns=20, request_b
 
 
 def _line_kernel():
+    """Three dies in a line, links L0 (0-1) and L1 (1-2); expert e homed on die e."""
     route = {(0, 1): [0], (1, 0): [0], (1, 2): [1], (2, 1): [1], (0, 2): [0, 1],
              (2, 0): [1, 0]}
-    route_links = np.zeros((3, 3, 2), np.int64)
-    route_len = np.zeros((3, 3), np.int64)
-    for (s, d), links in route.items():
-        route_len[s, d] = len(links)
-        route_links[s, d, :len(links)] = links
-    lat = Latencies(llc_hit=100, llc_miss=10, llc_write=3,
-                    request=np.array([transfer_latency_ns(LINK, h, 10) for h in range(3)]),
-                    data=np.array([transfer_latency_ns(LINK, h, 500) for h in range(3)]),
-                    hbm_slice=40, local_read=np.full(4, 40), compute=np.full(4, 7),
-                    slice_bytes=500.0, act_bytes_per_token=0.0, request_bytes=10.0)
-    return LayerKernel(3, 2, route_links, route_len, llc_sets=1, llc_ways=2), lat
+    request = [transfer_latency_ns(LINK, h, 10) for h in range(3)]
+    data = [transfer_latency_ns(LINK, h, 500) for h in range(3)]
+    tables = make_tables(3, route, home=[0, 1, 2], llc_miss=10, llc_write=3,
+                         request_by_hops=request, data_by_hops=data, slice_bytes=500.0,
+                         request_bytes=10.0)
+    return LayerKernel(tables, num_links=2), request, data
 
 
-def _run(kernel, lat, experts, dies, homes):
-    n = len(experts)
-    e = np.array(experts, np.int64)
-    d = np.array(dies, np.int64)
-    home = np.array(homes, np.int64)
-    prio = (d != home[e]).astype(np.int64)
-    lo, hi = np.full(3, -1), np.full(3, -1)
-    end, stalled, _ = kernel.run(0, 0, e, d, np.ones(n, np.int64), home, prio, pred=False,
-                                 copy_ok=False, cp_en=np.zeros((3, 3), bool),
-                                 is_local=np.zeros((3, 3), bool), num_experts=3, slices=1,
-                                 lat=lat, dram_bytes=np.zeros(3), span_lo=lo, span_hi=hi)
+def _run(kernel, experts, dies):
+    end, stalled, _ = run_layer(kernel, experts, dies)
     assert not stalled
     return end
 
@@ -73,10 +59,10 @@ def _run(kernel, lat, experts, dies, homes):
 def test_lone_remote_read_by_hand():
     """Expert 1 (home die 1) run on die 2: lookup miss 10 -> request 1 hop (21) -> remote
     HBM 40 -> slice back 1 hop (70) -> compute 7 = 148 ns."""
-    kernel, lat = _line_kernel()
-    assert list(lat.request) == [1, 21, 41] and list(lat.data) == [50, 70, 90]
-    assert _run(kernel, lat, [1], [2], [0, 1, 2]) == 10 + 21 + 40 + 70 + 7
-    assert kernel.counters[0] == 1                     # hops of request messages
+    kernel, request, data = _line_kernel()
+    assert request == [1, 21, 41] and data == [50, 70, 90]
+    assert _run(kernel, [1], [2]) == 10 + 21 + 40 + 70 + 7
+    assert kernel.counters[Counter.HOPS] == 1                    # hops of request messages
     assert list(kernel.link_bytes) == [0, 10 + 500]
 
 
@@ -92,11 +78,11 @@ def test_second_transfer_waits_for_the_first_on_a_shared_link():
     * die 1's HBM reads 1's slice at 72-112; its data needs L1, held by 0's data until 181:
       it waits, runs 181-251, and its compute ends the layer at 251 + 7 = 258.
     """
-    kernel, lat = _line_kernel()
-    end = _run(kernel, lat, [0, 1], [2, 2], [0, 1, 2])
+    kernel, _, _ = _line_kernel()
+    end = _run(kernel, [0, 1], [2, 2])
     assert end == 258
-    assert kernel.counters[0] == 2 + 1
+    assert kernel.counters[Counter.HOPS] == 2 + 1
     assert list(kernel.link_bytes) == [10 + 500, 2 * (10 + 500)]
     # alone, expert 1 would finish at 148 and expert 0 at 10 + 41 + 40 + 90 + 7 = 188
-    alone_kernel, _ = _line_kernel()
-    assert _run(alone_kernel, lat, [0], [2], [0, 1, 2]) == 188
+    alone_kernel, _, _ = _line_kernel()
+    assert _run(alone_kernel, [0], [2]) == 188

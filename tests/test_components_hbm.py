@@ -5,11 +5,11 @@ from math import ceil
 
 import numpy as np
 import pytest
+from kernel_tables import make_tables, run_layer
 
 from hwmodel.components.hbm import HBM
 from hwmodel.params import HBMParams, load_wafer
-from hwmodel.system.engine import LayerKernel
-from hwmodel.system.replay import Latencies
+from hwmodel.system.engine import Counter, LayerKernel
 from hwmodel.topologies.wafer import build_wafer
 
 
@@ -53,37 +53,24 @@ def test_bad_arguments_are_refused():
         HBM(params={"bandwidth_GBps": 1})
 
 
-def _line_kernel():
-    """One die, no links (a local read needs none)."""
-    route_links = np.zeros((1, 1, 1), np.int64)
-    route_len = np.zeros((1, 1), np.int64)
-    return LayerKernel(1, 0, route_links, route_len, llc_sets=1, llc_ways=2)
-
-
 def test_lone_local_read_through_the_engine():
     """One task, one slice, on its home die: LLC miss, then HBM read (latency from the HBM
     model, tokens of activations included), then compute and LLC fill in parallel."""
     hbm = HBM(params=HBMParams())
     slice_bytes, act = 30_150, 100
     tokens = 4
-    local_read = np.array([hbm.access_latency_ns(slice_bytes + act * t) for t in range(8)])
-    lat = Latencies(llc_hit=100, llc_miss=110, llc_write=30, request=np.array([1]),
-                    data=np.array([50]), hbm_slice=hbm.access_latency_ns(slice_bytes),
-                    local_read=local_read, compute=np.arange(8) * 1000,
-                    slice_bytes=float(slice_bytes), act_bytes_per_token=float(act),
-                    request_bytes=16.0)
-    kernel = _line_kernel()
-    dram = np.zeros(1)
-    lo, hi = np.full(1, -1), np.full(1, -1)
-    one = np.array([0], np.int64)
-    end, stalled, dups = kernel.run(0, 0, one, one, np.array([tokens]), one, one * 0,
-                                    pred=False, copy_ok=False, cp_en=np.zeros((1, 1), bool),
-                                    is_local=np.zeros((1, 1), bool), num_experts=1, slices=1,
-                                    lat=lat, dram_bytes=dram, span_lo=lo, span_hi=hi)
+    local_read = [hbm.access_latency_ns(slice_bytes + act * t) for t in range(8)]
+    tables = make_tables(1, {}, home=[0], hbm_slice=hbm.access_latency_ns(slice_bytes),
+                         local_read=local_read, compute=np.arange(8) * 1000,
+                         slice_bytes=slice_bytes, act_bytes_per_token=act)
+    kernel = LayerKernel(tables, num_links=0)
+    end, stalled, dups = run_layer(kernel, [0], [0], [tokens])
+    dram = kernel.outputs.dram_bytes
+    lo, hi = kernel.outputs.span_lo, kernel.outputs.span_hi
     read = 300 + ceil(Fraction(slice_bytes + act * tokens, 3015))      # 300 + 11 ns
     assert read == 311
     assert end == 110 + read + 4000               # compute (4 us) outlasts the 30 ns fill
     assert not stalled and len(dups) == 0
     assert dram[0] == slice_bytes + act * tokens
-    assert kernel.counters[9] == 1                # one local HBM read
+    assert kernel.counters[Counter.LOCAL_HBM_READS] == 1
     assert (lo[0], hi[0]) == (0, end)

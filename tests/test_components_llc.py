@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from hwmodel.components.llc import LLC, SetAssociativeLRU
 from hwmodel.models import load_model
 from hwmodel.params import LLCParams
-from hwmodel.system.engine import LayerKernel, _llc_check, _llc_store
-from hwmodel.system.replay import Latencies
+from hwmodel.system.engine import Counter, LayerKernel, Prediction, Tasks, _llc_check, _llc_store
+from hwmodel.system.lowering import Tables
 
 MiB = 2**20
 
@@ -69,32 +69,59 @@ def test_kernel_tag_store_equals_python_lru(ops, num_sets, ways):
         tag = expert * 10 + piece
         if is_store:
             python.store(expert, tag)
-            _llc_store(tags, fill, 0, tag, num_sets, expert)
+            _llc_store(tags, fill, np.array([num_sets]), np.array([ways]), 0, tag, expert)
         else:
-            assert _llc_check(tags, 0, tag, num_sets, expert) == python.check(expert, tag)
+            assert _llc_check(tags, np.array([num_sets]), np.array([ways]), 0, tag,
+                              expert) == python.check(expert, tag)
     for s in range(num_sets):
         assert tuple(tags[0, s, :fill[0, s]]) == python.lines(s)
 
 
-def test_second_read_of_a_slice_hits_in_the_llc_through_the_engine():
-    """Layer 0 run twice on one die: first a miss (110) + HBM read (40) + compute (7), with an
-    LLC fill; then a hit (100) + compute (7)."""
-    lat = Latencies(llc_hit=100, llc_miss=110, llc_write=30, request=np.array([1]),
-                    data=np.array([50]), hbm_slice=40, local_read=np.full(4, 40),
-                    compute=np.full(4, 7), slice_bytes=10.0, act_bytes_per_token=0.0,
-                    request_bytes=16.0)
-    kernel = LayerKernel(1, 0, np.zeros((1, 1, 1), np.int64), np.zeros((1, 1), np.int64),
-                         llc_sets=1, llc_ways=2)
-    one = np.zeros(1, np.int64)
+def _two_die_tables(home: int) -> Tables:
+    """Hand-made tables of two dies joined by link 0: LLC hit 100, miss 110, write 30 ns;
+    HBM slice 40 ns; compute 7 ns; request 5 ns and data 50 ns over the link; one LLC set of
+    two ways per die; every expert homed on ``home``."""
+    two = np.ones(2, np.int64)
+    route_len = np.array([[0, 1], [1, 0]], np.int64)
+    return Tables(llc_hit_ns=100 * two, llc_miss_ns=110 * two, llc_write_ns=30 * two,
+                  llc_sets=two, llc_ways=2 * two, hbm_slice_ns=40 * two,
+                  local_read_ns=np.full((2, 4), 40), compute_ns=np.full((2, 4), 7),
+                  route_start=np.array([0, 0, 1, 2, 2]), route_flat=np.zeros(2, np.int32),
+                  route_len=route_len, request_ns=5 * route_len, data_ns=50 * route_len,
+                  request_bytes=np.full(2, 16.0), home=np.full(1, home, np.int64),
+                  slice_bytes=10.0, act_bytes_per_token=0.0)
+
+
+def _run_twice(tables):
+    kernel = LayerKernel(tables, num_links=1)
+    one = np.ones(1, np.int64)
+    off = Prediction(False, False, np.zeros((2, 1), bool), np.zeros((2, 1), bool))
+    remote = (one * 0 != tables.home).astype(np.int64)
     ends = []
     t = 0
     for _ in range(2):
-        t, stalled, _ = kernel.run(t, 0, one, one, one + 1, one, one, pred=False,
-                                   copy_ok=False, cp_en=np.zeros((1, 1), bool),
-                                   is_local=np.zeros((1, 1), bool), num_experts=1, slices=1,
-                                   lat=lat, dram_bytes=np.zeros(1), span_lo=np.full(1, -1),
-                                   span_hi=np.full(1, -1))
+        t, stalled, _ = kernel.run(t, 0, Tasks(one * 0, one * 0, one, remote), off,
+                                   num_experts=1, slices=1)
         assert not stalled
         ends.append(t)
+    return ends, kernel
+
+
+def test_second_read_of_a_slice_hits_in_the_local_llc():
+    """Die 0 runs its own expert twice: first a miss (110) + HBM read (40) + compute (7), with
+    an LLC fill; then a local hit (100) + compute (7)."""
+    ends, kernel = _run_twice(_two_die_tables(home=0))
     assert ends == [110 + 40 + 30, 180 + 100 + 7]   # the 30 ns fill outlasts the 7 ns compute
-    assert kernel.counters[5] == 1 and kernel.counters[9] == 1
+    assert kernel.counters[Counter.LOCAL_LLC_HITS] == 1
+    assert kernel.counters[Counter.LOCAL_HBM_READS] == 1
+
+
+def test_second_remote_read_hits_in_the_home_dies_llc():
+    """Die 0 runs die 1's expert twice. First: miss (110), request (5), home HBM read (40),
+    then the home's LLC fill (30) beside the data (50) and compute (7): ends at 212. Second:
+    miss (110), request (5), home LLC hit (100), data (50), compute (7): 272 more."""
+    ends, kernel = _run_twice(_two_die_tables(home=1))
+    assert ends == [110 + 5 + 40 + 50 + 7, 212 + 110 + 5 + 100 + 50 + 7]
+    assert kernel.counters[Counter.REMOTE_HBM_READS] == 1
+    assert kernel.counters[Counter.REMOTE_LLC_HITS] == 1
+    assert kernel.counters[Counter.HOPS] == 2

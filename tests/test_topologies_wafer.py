@@ -1,9 +1,12 @@
 """The wafer graph built from the presets: dies, units, ports, D2D and command links."""
 
+import re
+
+import attrs
 import pytest
 
 from hwmodel.components.d2d import D2DLink
-from hwmodel.graph import GraphError
+from hwmodel.config import ConfigError
 from hwmodel.params import WAFER_PRESETS, D2DParams, DieParams, WaferParams, load_wafer
 from hwmodel.topologies.units import ATUUnit, GlobalCPUnit, PDUUnit
 from hwmodel.topologies.wafer import build_wafer, wafer_from
@@ -100,10 +103,70 @@ def test_single_die_wafer_has_no_router_ports():
     assert wafer.links == [] and [p for p in wafer.die(0).ports] == ["cp"]
 
 
-def test_heterogeneous_dies_cannot_be_dumped_as_one_wafer_params():
+def test_a_die_changed_in_the_graph_dumps_as_its_override():
+    """The dump reads each die from the graph: a die whose HBM differs comes back as an
+    override of exactly the differing leaf."""
     wafer = wafer_from("dojo")
     object.__setattr__(wafer.die(3).child("hbm"), "params",
-                       wafer.die(0).hbm.params.__class__(bandwidth_GBps=1.0))
-    with pytest.raises(GraphError, match="wafer.die_0_3 has parameters different from "
-                                         "wafer.die_0_0"):
-        wafer.graph_params()
+                       attrs.evolve(wafer.die(0).hbm.params, bandwidth_GBps=1.0))
+    params = wafer.graph_params()
+    assert params.dies == {"die_0_3": {"hbm": {"bandwidth_GBps": 1.0}}}
+    assert params.links == {} and params.dead_dies == () and params.dead_links == ()
+
+
+OVERRIDES = """\
+wafer:
+  name: faulty
+  mesh_x: 3
+  mesh_y: 3
+  dies:
+    die_1_1: {hbm: {bandwidth_GBps: 10.0}, llc: {capacity_bytes: 1000000}}
+    die_0_2: {compute: {peak_TFLOPS: 250.0}}
+  links:
+    link_0_1: {hop_latency_ns: 1000000.0}
+  dead_dies: [die_2_2]
+  dead_links: [link_3_4]
+"""
+
+
+def test_overrides_and_faults_reach_each_component_and_round_trip(tmp_path):
+    path = tmp_path / "w.yaml"
+    path.write_text(OVERRIDES)
+    wafer = wafer_from(path)
+    assert wafer.die("die_1_1").hbm.params.bandwidth_GBps == 10.0
+    assert wafer.die("die_1_1").hbm.params.latency_ns == 300.0          # not overridden
+    assert wafer.die("die_1_1").llc.params.capacity_bytes == 1_000_000
+    assert wafer.die("die_0_2").compute.params.peak_TFLOPS == 250.0
+    assert wafer.die("die_0_0").hbm.params.bandwidth_GBps == 3350.0     # the nominal die
+    assert wafer.link(0, 1).latency_ns == 1e6 and wafer.link(0, 3).latency_ns == 200.0
+    assert [d.name for d in wafer.dies if not d.alive] == ["die_2_2"]
+    assert [link.name for link in wafer.links if not link.alive] == ["link_3_4"]
+    again = tmp_path / "again.yaml"
+    again.write_text(wafer.dump_params())
+    assert load_wafer(again) == load_wafer(path)
+    assert wafer_from(again).dump_params() == wafer.dump_params()
+
+
+def test_overrides_equal_to_the_nominal_die_vanish_from_the_dump(tmp_path):
+    path = tmp_path / "w.yaml"
+    path.write_text("wafer: {mesh_x: 2, mesh_y: 2, dies: {die_1_1: {hbm: "
+                    "{bandwidth_GBps: 3350.0}}}}\n")
+    assert wafer_from(path).graph_params() == WaferParams(mesh_x=2, mesh_y=2)
+
+
+@pytest.mark.parametrize("yaml_text, message", [
+    ("dies: {die_3_0: {}}", "wafer.dies.die_3_0: expected a die name die_X_Y with X < 3"),
+    ("dies: {die_0_0: {hbm: {bandwidth_GBps: 0}}}",
+     "wafer.dies.die_0_0.hbm.bandwidth_GBps: bandwidth_GBps must be greater than zero"),
+    ("dies: {die_0_0: {hbm: {speed: 1}}}", "wafer.dies.die_0_0.hbm.speed: unknown key"),
+    ("links: {link_0_2: {}}", "wafer.links.link_0_2: expected a link name link_A_B joining"),
+    ("dead_dies: [die_0_1, die_1_0]",
+     "wafer.dead_dies: die_0_0 and die_0_2 are both alive but no live route joins them"),
+    ("dead_links: [link_0_1, link_0_3]",
+     "wafer.dead_links: die_0_0 and die_0_1 are both alive but no live route joins them"),
+])
+def test_bad_overrides_and_faults_name_the_yaml_path(tmp_path, yaml_text, message):
+    path = tmp_path / "w.yaml"
+    path.write_text(f"wafer: {{mesh_x: 3, mesh_y: 3, {yaml_text}}}\n")
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: {message}")):
+        load_wafer(path)

@@ -58,6 +58,7 @@ class D2DLink(Link):
         self.params = params
         self.index = index
         self.dies = dies
+        self.alive = True       # False: a dead link (a wafer fault), set by the wafer builder
 
     def describe(self) -> dict:
         out = super().describe()

@@ -20,7 +20,13 @@ artefact, see docs/replay.md):
 
 from __future__ import annotations
 
+import enum
+from typing import TYPE_CHECKING, NamedTuple
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from .lowering import Tables
 
 try:
     from numba import njit
@@ -30,7 +36,7 @@ except ImportError:  # pragma: no cover - exercised only without numba
             return args[0]
         return lambda f: f
 
-__all__ = ["EV_NAMES", "LayerKernel"]
+__all__ = ["EV_NAMES", "Counter", "DieStat", "LayerKernel", "Prediction", "Tasks"]
 
 # event kinds
 EV_LOOKUP = 0        # LLC lookup on the executing die (its LLC port)
@@ -229,19 +235,19 @@ def _wpop(ev_prio, ev_time, wq_s, wq_e, wq_n, r):
 
 # ------------------------------------------------------------------------------- the LLC
 @njit(cache=True, inline="always")
-def _llc_check(tags, die, tag, num_sets, expert):
-    s = expert % num_sets
-    for w in range(tags.shape[2]):
+def _llc_check(tags, num_sets, num_ways, die, tag, expert):
+    s = expert % num_sets[die]
+    for w in range(num_ways[die]):
         if tags[die, s, w] == tag:
             return True
     return False
 
 
 @njit(cache=True)
-def _llc_store(tags, fill, die, tag, num_sets, expert):
+def _llc_store(tags, fill, num_sets, num_ways, die, tag, expert):
     """LRU store: ways ordered oldest first; a hit moves the line to the newest position."""
-    s = expert % num_sets
-    ways = tags.shape[2]
+    s = expert % num_sets[die]
+    ways = num_ways[die]
     n = fill[die, s]
     for w in range(n):
         if tags[die, s, w] == tag:
@@ -258,25 +264,117 @@ def _llc_store(tags, fill, die, tag, num_sets, expert):
         fill[die, s] = n + 1
 
 
+# ------------------------------------------------------------------------- kernel structures
+class Counter(enum.IntEnum):
+    """Named slots of :attr:`Outputs.counters` (int64)."""
+    HOPS = 0                # links crossed by request messages
+    EVENTS = 1              # events processed
+    DUPS = 2                # copies written to Outputs.dups by the last layer
+    STALLED = 3             # 1 if the last layer ended with work still waiting
+    END_NS = 4              # end time of the last layer
+    LOCAL_LLC_HITS = 5
+    REPLICA_READS = 6       # reads of a remote expert served by a local replica
+    REMOTE_LLC_HITS = 7
+    REMOTE_HBM_READS = 8
+    LOCAL_HBM_READS = 9
+
+
+class DieStat(enum.IntEnum):
+    """Named columns of :attr:`Outputs.die_stats` (float64 bytes, per die)."""
+    LOCAL_READ_BYTES = 0          # slice + activations read from its own HBM
+    REMOTE_READ_SERVED_BYTES = 1  # slices its HBM served to other dies
+    REPLICA_WRITE_BYTES = 2       # replica copies written to its HBM
+    BYTE_HOPS_SENT = 3            # bytes x links of the messages it sent
+
+
+class Tasks(NamedTuple):
+    """One layer's plan: task ``k`` runs ``tokens[k]`` tokens of ``expert[k]`` on ``die[k]``."""
+    expert: np.ndarray
+    die: np.ndarray
+    tokens: np.ndarray
+    remote: np.ndarray           # 1 where the die is not the expert's home (queue priority)
+
+
+class Prediction(NamedTuple):
+    """The PDU state the data path reads (SPEC section 3, flow 2)."""
+    enabled: bool                # reads may be served by replicas (``is_local``)
+    copy_ok: bool                # arriving slices may be copied (decode only)
+    cp_en: np.ndarray            # (dies, experts) bool
+    is_local: np.ndarray         # (dies, experts) bool
+
+
+class Events(NamedTuple):
+    time: np.ndarray
+    kind: np.ndarray
+    chain: np.ndarray
+    prio: np.ndarray
+    admitted: np.ndarray
+    num_res: np.ndarray
+    res: np.ndarray              # (events, max links per route)
+    heap_t: np.ndarray           # pending-event heap: times
+    heap_i: np.ndarray           # pending-event heap: event ids
+
+
+class Resources(NamedTuple):
+    """Per resource (LLC port, HBM, compute of each die; each link) its state and wait queue."""
+    free: np.ndarray
+    release_ns: np.ndarray
+    wait_seq: np.ndarray         # (resources, capacity) arrival order of the waiters
+    wait_event: np.ndarray       # (resources, capacity) event ids
+    wait_len: np.ndarray
+
+
+class Chains(NamedTuple):
+    die: np.ndarray
+    expert: np.ndarray
+    slice: np.ndarray
+    tokens: np.ndarray
+    home: np.ndarray
+    kind: np.ndarray
+    start: np.ndarray
+
+
+class LLCState(NamedTuple):
+    tags: np.ndarray             # (dies, sets, ways) line tags, oldest first
+    fill: np.ndarray             # (dies, sets) lines in use
+
+
+class Outputs(NamedTuple):
+    span_lo: np.ndarray          # (dies,) first chain start of the layer (-1: idle)
+    span_hi: np.ndarray          # (dies,) last chain end of the layer
+    dram_bytes: np.ndarray       # (dies,) HBM bytes of the layer
+    link_bytes: np.ndarray       # (links,) bytes of the run
+    die_stats: np.ndarray        # (dies, len(DieStat)) bytes of the run
+    counters: np.ndarray         # (len(Counter),) counts of the run / last layer
+    dups: np.ndarray             # (capacity, 3) copies of the layer: die, expert, slice
+
+
+class KernelState(NamedTuple):
+    """Everything one replay's kernel reads and writes, as one typed structure."""
+    tables: Tables
+    resources: Resources
+    events: Events
+    chains: Chains
+    llc: LLCState
+    outputs: Outputs
+
+
 # ------------------------------------------------------------------------- layer kernel
 @njit(cache=True)
-def _run_layer(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
-               pred, copy_ok, cp_en, is_local, num_experts, slices,
-               route_links, route_len,
-               lat_llc_hit, lat_llc_miss, lat_llc_write, lat_req, lat_data, lat_hbm_slice,
-               lat_local_read, lat_compute, slice_bytes, act_bytes_per_token, req_bytes,
-               res_avail, res_time, llc_tags, llc_fill, num_sets,
-               ev_time, ev_kind, ev_chain, ev_prio, ev_adm, ev_nres, ev_res,
-               heap_t, heap_i, wq_s, wq_e, wq_n,
-               ch_die, ch_expert, ch_slice, ch_tokens, ch_home, ch_kind, ch_start,
-               span_lo, span_hi, dram_bytes, link_bytes, die_stats, counters, dup_out):
-    """Simulate one layer from time ``t0`` to its barrier; see the module docstring.
-
-    ``counters`` (int64): 0 hops, 1 events, 2 dups written to dup_out, 3 stalled flag,
-    4 end time, 5 local LLC hits, 6 redirected (replica) reads, 7 remote LLC hits,
-    8 remote HBM reads, 9 local HBM reads. Float sums of bytes go to ``die_stats``
-    (per die: 0 local read, 1 remote read served, 2 local write, 3 bytes x hops sent).
-    """
+def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
+              pred, copy_ok, cp_en, is_local, num_experts, slices,
+              route_start, route_flat, route_len,
+              lat_llc_hit, lat_llc_miss, lat_llc_write, lat_req, lat_data, lat_hbm_slice,
+              lat_local_read, lat_compute, slice_bytes, act_bytes_per_token, req_bytes,
+              res_avail, res_time, llc_tags, llc_fill, num_sets, num_ways,
+              ev_time, ev_kind, ev_chain, ev_prio, ev_adm, ev_nres, ev_res,
+              heap_t, heap_i, wq_s, wq_e, wq_n,
+              ch_die, ch_expert, ch_slice, ch_tokens, ch_home, ch_kind, ch_start,
+              span_lo, span_hi, dram_bytes, link_bytes, die_stats, counters, dup_out):
+    """The layer's event loop over flat arrays (:func:`_run_layer` unpacks its structure
+    into them: numba reference-counts every array of a structure passed to a helper, which
+    made the per-event helpers six times slower). Counters: :class:`Counter`; byte sums per
+    die: :class:`DieStat`."""
     num_dies = llc_tags.shape[0]
     n_tasks = task_expert.shape[0]
     n_ev = 0
@@ -325,7 +423,7 @@ def _run_layer(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task
     done = False
     while n_heap > 0:
         ev, n_heap = _hpop(heap_t, heap_i, n_heap)
-        counters[1] += 1
+        counters[Counter.EVENTS] += 1
         prev = cur
         t = ev_time[ev]
         c = ev_chain[ev]
@@ -341,68 +439,70 @@ def _run_layer(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task
         if kind == EV_LOOKUP:
             ch_start[c] = t
             if pred:
-                if _llc_check(llc_tags, d, tag, num_sets, e):
+                if _llc_check(llc_tags, num_sets, num_ways, d, tag, e):
                     ch_kind[c] = K_LLC_HIT
                 elif is_local[d, e]:
                     ch_kind[c] = K_LOCAL
                     if d != h:
-                        counters[6] += 1
-                elif _llc_check(llc_tags, h, tag, num_sets, e):
+                        counters[Counter.REPLICA_READS] += 1
+                elif _llc_check(llc_tags, num_sets, num_ways, h, tag, e):
                     ch_kind[c] = K_REMOTE_LLC
                 else:
                     ch_kind[c] = K_REMOTE_HBM
             elif d == h:
-                if _llc_check(llc_tags, d, tag, num_sets, e):
+                if _llc_check(llc_tags, num_sets, num_ways, d, tag, e):
                     ch_kind[c] = K_LLC_HIT
                 else:
                     ch_kind[c] = K_LOCAL
-            elif _llc_check(llc_tags, h, tag, num_sets, e):
+            elif _llc_check(llc_tags, num_sets, num_ways, h, tag, e):
                 ch_kind[c] = K_REMOTE_LLC
             else:
                 ch_kind[c] = K_REMOTE_HBM
             ck = ch_kind[c]
             if ck == K_LLC_HIT:
-                lat = lat_llc_hit
+                lat = lat_llc_hit[d]
                 new_evs[0] = EV_COMPUTE
-                counters[5] += 1
+                counters[Counter.LOCAL_LLC_HITS] += 1
             elif ck == K_LOCAL:
-                lat = lat_llc_miss
+                lat = lat_llc_miss[d]
                 new_evs[0] = EV_LOCAL_READ
             else:
-                lat = lat_llc_miss
+                lat = lat_llc_miss[d]
                 new_evs[0] = EV_REQ
             n_new = 1
         elif kind == EV_REQ:
             hops = route_len[d, h]
-            counters[0] += hops
-            lat = lat_req[hops]
-            die_stats[d, 3] += req_bytes * hops
+            counters[Counter.HOPS] += hops
+            lat = lat_req[d, h]
+            die_stats[d, DieStat.BYTE_HOPS_SENT] += req_bytes[d] * hops
+            first = route_start[d * num_dies + h]
             for j in range(hops):
-                link_bytes[route_links[d, h, j]] += req_bytes
+                link_bytes[route_flat[first + j]] += req_bytes[d]
             if ch_kind[c] == K_REMOTE_LLC:
                 new_evs[0] = EV_RLLC_READ
             else:
                 new_evs[0] = EV_RHBM_READ
             n_new = 1
         elif kind == EV_RLLC_READ:
-            lat = lat_llc_hit
-            counters[7] += 1
+            lat = lat_llc_hit[h]
+            counters[Counter.REMOTE_LLC_HITS] += 1
             new_evs[0] = EV_DATA
             n_new = 1
         elif kind == EV_RHBM_READ:
-            lat = lat_hbm_slice
-            counters[8] += 1
-            die_stats[h, 1] += slice_bytes
+            lat = lat_hbm_slice[h]
+            counters[Counter.REMOTE_HBM_READS] += 1
+            die_stats[h, DieStat.REMOTE_READ_SERVED_BYTES] += slice_bytes
             dram_bytes[h] += slice_bytes
             new_evs[0] = EV_RLLC_STORE
             new_evs[1] = EV_DATA
             n_new = 2
         elif kind == EV_DATA:
             hops = route_len[h, d]
-            lat = lat_data[hops]
-            die_stats[h, 3] += slice_bytes * hops
+            lat = lat_data[h, d]
+            die_stats[h, DieStat.BYTE_HOPS_SENT] += slice_bytes * hops
+            first = route_start[h * num_dies + d]
             for j in range(hops):
-                link_bytes[route_links[h, d, j]] += slice_bytes
+                link_bytes[route_flat[first + j]] += slice_bytes
             if pred and copy_ok and cp_en[d, e] and not is_local[d, e]:
                 new_evs[0] = EV_DUP_STORE
                 new_evs[1] = EV_COMPUTE
@@ -411,31 +511,31 @@ def _run_layer(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task
                 new_evs[0] = EV_COMPUTE
                 n_new = 1
         elif kind == EV_LOCAL_READ:
-            lat = lat_local_read[ch_tokens[c]]
-            counters[9] += 1
+            lat = lat_local_read[d, ch_tokens[c]]
+            counters[Counter.LOCAL_HBM_READS] += 1
             nbytes = slice_bytes + act_bytes_per_token * ch_tokens[c]
-            die_stats[d, 0] += nbytes
+            die_stats[d, DieStat.LOCAL_READ_BYTES] += nbytes
             dram_bytes[d] += nbytes
             new_evs[0] = EV_LLC_STORE
             new_evs[1] = EV_COMPUTE
             n_new = 2
         elif kind == EV_COMPUTE:
-            lat = lat_compute[ch_tokens[c]]
+            lat = lat_compute[d, ch_tokens[c]]
             new_evs[0] = EV_DONE
             n_new = 1
         elif kind == EV_LLC_STORE:
-            _llc_store(llc_tags, llc_fill, d, tag, num_sets, e)
-            lat = lat_llc_write
+            _llc_store(llc_tags, llc_fill, num_sets, num_ways, d, tag, e)
+            lat = lat_llc_write[d]
             new_evs[0] = EV_DONE
             n_new = 1
         elif kind == EV_RLLC_STORE:
-            _llc_store(llc_tags, llc_fill, h, tag, num_sets, e)
-            lat = lat_llc_write
+            _llc_store(llc_tags, llc_fill, num_sets, num_ways, h, tag, e)
+            lat = lat_llc_write[h]
             new_evs[0] = EV_DONE
             n_new = 1
         elif kind == EV_DUP_STORE:
-            lat = lat_hbm_slice
-            die_stats[d, 2] += slice_bytes
+            lat = lat_hbm_slice[d]
+            die_stats[d, DieStat.REPLICA_WRITE_BYTES] += slice_bytes
             dram_bytes[d] += slice_bytes
             dup_out[n_dup, 0] = d
             dup_out[n_dup, 1] = e
@@ -478,13 +578,15 @@ def _run_layer(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task
             elif nk == EV_REQ:
                 hops = route_len[d, h]
                 ev_nres[nev] = hops
+                first = route_start[d * num_dies + h]
                 for q in range(hops):
-                    ev_res[nev, q] = 3 * num_dies + route_links[d, h, q]
+                    ev_res[nev, q] = 3 * num_dies + route_flat[first + q]
             elif nk == EV_DATA:
                 hops = route_len[h, d]
                 ev_nres[nev] = hops
+                first = route_start[h * num_dies + d]
                 for q in range(hops):
-                    ev_res[nev, q] = 3 * num_dies + route_links[h, d, q]
+                    ev_res[nev, q] = 3 * num_dies + route_flat[first + q]
             else:  # EV_DONE holds nothing
                 ev_nres[nev] = 0
             if nk == EV_RLLC_STORE or nk == EV_LLC_STORE or nk == EV_DUP_STORE:
@@ -545,88 +647,111 @@ def _run_layer(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task
                 ev_adm[w] = True
                 ev_time[w] = max(ev_time[w], sys_t)
                 n_heap = _hpush(heap_t, heap_i, n_heap, ev_time[w], w)
-    counters[2] = n_dup
-    counters[3] = 0 if done else 1
-    counters[4] = cur
+    counters[Counter.DUPS] = n_dup
+    counters[Counter.STALLED] = 0 if done else 1
+    counters[Counter.END_NS] = cur
     return n_ev
+
+@njit(cache=True)
+def _run_layer(st, t0, layer, tasks, pred, num_experts, slices):
+    """Simulate one layer from ``t0`` to its barrier (see the module docstring): unpacks the
+    one typed state structure for the event loop. Counters of the run accumulate in
+    ``st.outputs``; the layer's own results are its ``span_lo``/``span_hi``/``dram_bytes``,
+    :attr:`Counter.DUPS` copies in ``dups``, :attr:`Counter.STALLED` and
+    :attr:`Counter.END_NS`."""
+    tb, ev, res, ch, out = st.tables, st.events, st.resources, st.chains, st.outputs
+    return _simulate(
+        t0, layer, tasks.expert, tasks.die, tasks.tokens, tb.home, tasks.remote,
+        pred.enabled, pred.copy_ok, pred.cp_en, pred.is_local, num_experts, slices,
+        tb.route_start, tb.route_flat, tb.route_len,
+        tb.llc_hit_ns, tb.llc_miss_ns, tb.llc_write_ns, tb.request_ns, tb.data_ns,
+        tb.hbm_slice_ns, tb.local_read_ns, tb.compute_ns, tb.slice_bytes,
+        tb.act_bytes_per_token, tb.request_bytes,
+        res.free, res.release_ns, st.llc.tags, st.llc.fill, tb.llc_sets, tb.llc_ways,
+        ev.time, ev.kind, ev.chain, ev.prio, ev.admitted, ev.num_res, ev.res,
+        ev.heap_t, ev.heap_i, res.wait_seq, res.wait_event, res.wait_len,
+        ch.die, ch.expert, ch.slice, ch.tokens, ch.home, ch.kind, ch.start,
+        out.span_lo, out.span_hi, out.dram_bytes, out.link_bytes, out.die_stats,
+        out.counters, out.dups)
 
 
 class LayerKernel:
-    """Holds the flat state arrays of one replay and runs the compiled kernel per layer.
+    """The state of one replay's event simulation; runs the compiled kernel layer by layer.
 
     Parameters
     ----------
-    num_dies, num_links : int
-        Dies and mesh links (resources: LLC port, HBM and compute per die; one per link).
-    route_links, route_len : numpy.ndarray
-        ``route_links[s, d, :route_len[s, d]]``: link indices of the XY path ``s -> d``.
-    llc_sets, llc_ways : int
-        LLC geometry (line = one slice).
+    tables : hwmodel.system.lowering.Tables
+        The lowered wafer (per-die and per-route latencies, routes, homes).
+    num_links : int
+        Links of the mesh (one resource each, after the dies' LLC port, HBM and compute).
     """
 
-    def __init__(self, num_dies: int, num_links: int, route_links: np.ndarray,
-                 route_len: np.ndarray, llc_sets: int, llc_ways: int):
-        self.num_dies = num_dies
+    def __init__(self, tables, num_links: int):
+        self.tables = tables
+        self.num_dies = N = len(tables.llc_sets)
         self.num_links = num_links
-        self.route_links = np.ascontiguousarray(route_links, dtype=np.int64)
-        self.route_len = np.ascontiguousarray(route_len, dtype=np.int64)
-        self.max_res = max(1, int(self.route_len.max()))
-        n_res = 3 * num_dies + num_links
-        self.n_res = n_res
-        self.res_avail = np.ones(n_res, dtype=np.bool_)
-        self.res_time = np.zeros(n_res, dtype=np.int64)
-        self.llc_sets = llc_sets
-        self.llc_tags = np.full((num_dies, llc_sets, llc_ways), -1, dtype=np.int64)
-        self.llc_fill = np.zeros((num_dies, llc_sets), dtype=np.int64)
-        self.link_bytes = np.zeros(num_links, dtype=np.float64)
-        self.die_stats = np.zeros((num_dies, 4), dtype=np.float64)
-        self.counters = np.zeros(16, dtype=np.int64)
+        self.max_res = max(1, int(tables.route_len.max(initial=0)))
+        self.n_res = 3 * N + num_links
+        sets, ways = int(tables.llc_sets.max()), int(tables.llc_ways.max())
+        self.llc = LLCState(tags=np.full((N, sets, ways), -1, np.int64),
+                            fill=np.zeros((N, sets), np.int64))
+        self.outputs = Outputs(
+            span_lo=np.full(N, -1, np.int64), span_hi=np.full(N, -1, np.int64),
+            dram_bytes=np.zeros(N, np.float64), link_bytes=np.zeros(num_links, np.float64),
+            die_stats=np.zeros((N, len(DieStat)), np.float64),
+            counters=np.zeros(len(Counter), np.int64), dups=np.zeros((0, 3), np.int64))
+        self.free = np.ones(self.n_res, np.bool_)
+        self.release_ns = np.zeros(self.n_res, np.int64)
         self._cap_chains = 0
         self._grow(1024)
+
+    @property
+    def counters(self) -> np.ndarray:
+        return self.outputs.counters
+
+    @property
+    def die_stats(self) -> np.ndarray:
+        return self.outputs.die_stats
+
+    @property
+    def link_bytes(self) -> np.ndarray:
+        return self.outputs.link_bytes
 
     def _grow(self, chains: int) -> None:
         cap = max(chains, 2 * self._cap_chains)
         self._cap_chains = cap
         ev = 8 * cap + 64
-        self.ev_time = np.zeros(ev, np.int64)
-        self.ev_kind = np.zeros(ev, np.int64)
-        self.ev_chain = np.zeros(ev, np.int64)
-        self.ev_prio = np.zeros(ev, np.int64)
-        self.ev_adm = np.zeros(ev, np.bool_)
-        self.ev_nres = np.zeros(ev, np.int64)
-        self.ev_res = np.zeros((ev, self.max_res), np.int64)
-        self.heap_t = np.zeros(ev, np.int64)
-        self.heap_i = np.zeros(ev, np.int64)
         wq = 2 * cap + 16
-        self.wq_s = np.zeros((self.n_res, wq), np.int64)
-        self.wq_e = np.zeros((self.n_res, wq), np.int64)
-        self.wq_n = np.zeros(self.n_res, np.int64)
-        self.ch = [np.zeros(cap, np.int64) for _ in range(7)]
-        self.dup_out = np.zeros((cap, 3), np.int64)
+        zeros = lambda *shape: np.zeros(shape, np.int64)
+        self.events = Events(time=zeros(ev), kind=zeros(ev), chain=zeros(ev), prio=zeros(ev),
+                             admitted=np.zeros(ev, np.bool_), num_res=zeros(ev),
+                             res=zeros(ev, self.max_res), heap_t=zeros(ev), heap_i=zeros(ev))
+        self.resources = Resources(free=self.free, release_ns=self.release_ns,
+                                   wait_seq=zeros(self.n_res, wq),
+                                   wait_event=zeros(self.n_res, wq),
+                                   wait_len=zeros(self.n_res))
+        self.chains = Chains(*(zeros(cap) for _ in Chains._fields))
+        self.outputs = self.outputs._replace(dups=zeros(cap, 3))
+        self.state = KernelState(tables=self.tables, resources=self.resources,
+                                 events=self.events, chains=self.chains, llc=self.llc,
+                                 outputs=self.outputs)
 
-    def run(self, t0, layer, task_expert, task_die, task_tokens, home, prio, *, pred,
-            copy_ok, cp_en, is_local, num_experts, slices, lat, dram_bytes, span_lo,
-            span_hi):
-        """Run one layer; returns ``(end_time, stalled, dups)`` (dups: rows die, expert,
-        slice). ``lat`` is a :class:`hwmodel.system.replay.Latencies`."""
-        chains = len(task_expert) * slices
+    def run(self, t0: int, layer: int, tasks: Tasks, prediction: Prediction, *,
+            num_experts: int, slices: int):
+        """Run one layer; returns ``(end_ns, stalled, dups)`` (dups: rows die, expert,
+        slice). The layer's per-die spans and HBM bytes are in :attr:`outputs`."""
+        chains = len(tasks.expert) * slices
         if chains > self._cap_chains:
             self._grow(chains)
-        self.counters[2:5] = 0
-        _run_layer(int(t0), int(layer), task_expert, task_die, task_tokens, home, prio,
-                   pred, copy_ok, cp_en, is_local, num_experts, slices,
-                   self.route_links, self.route_len,
-                   lat.llc_hit, lat.llc_miss, lat.llc_write, lat.request, lat.data,
-                   lat.hbm_slice, lat.local_read, lat.compute, lat.slice_bytes,
-                   lat.act_bytes_per_token, lat.request_bytes,
-                   self.res_avail, self.res_time, self.llc_tags, self.llc_fill, self.llc_sets,
-                   self.ev_time, self.ev_kind, self.ev_chain, self.ev_prio, self.ev_adm,
-                   self.ev_nres, self.ev_res, self.heap_t, self.heap_i,
-                   self.wq_s, self.wq_e, self.wq_n,
-                   *self.ch, span_lo, span_hi, dram_bytes, self.link_bytes, self.die_stats,
-                   self.counters, self.dup_out)
-        n_dup = int(self.counters[2])
-        return int(self.counters[4]), bool(self.counters[3]), self.dup_out[:n_dup].copy()
+        out = self.outputs
+        out.counters[[Counter.DUPS, Counter.STALLED, Counter.END_NS]] = 0
+        out.span_lo[:] = -1
+        out.span_hi[:] = -1
+        out.dram_bytes[:] = 0.0
+        _run_layer(self.state, int(t0), int(layer), tasks, prediction, num_experts, slices)
+        n_dup = int(out.counters[Counter.DUPS])
+        return (int(out.counters[Counter.END_NS]), bool(out.counters[Counter.STALLED]),
+                out.dups[:n_dup].copy())
 
 
 # ------------------------------------------------------------- workload counting kernels

@@ -1,11 +1,11 @@
-"""Trace replay on a wafer: the five strategies of the paper, measured (SPEC sections 6-7).
+"""Trace replay on a wafer: the paper's strategies, measured (SPEC sections 6-7).
 
-The wafer is the component graph built by :func:`hwmodel.topologies.wafer.build_wafer`: every
-latency comes from the analytical models of its components (HBM, LLC, D2D links, compute) and
-every decision from the Python twins of its added units (Global CP allocator, EDT and
-predictor; per-die PDU, ATU and Local CP). The event simulation itself runs in the compiled
-kernel of :mod:`hwmodel.system.engine`, one barrier interval (one MoE layer of one iteration)
-per call.
+The wafer is the component graph built by :func:`hwmodel.topologies.wafer.build_wafer`. It is
+lowered (:mod:`hwmodel.system.lowering`) into the event kernel's tables, die by die and link by
+link; strategies come from the registry of :mod:`hwmodel.system.strategies`; the prediction path
+runs through the units' twins (:mod:`hwmodel.system.prediction`); the event simulation itself
+runs in the compiled kernel of :mod:`hwmodel.system.engine`, one barrier interval (one MoE layer
+of one iteration) per call.
 
 Typical use::
 
@@ -26,43 +26,24 @@ Typical use::
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 
 import attrs
 import numpy as np
 
-from ..components.atu import AddressMap, ATUTwin
-from ..components.d2d import transfer_latency_ns
-from ..components.global_cp import GlobalCPTwin, build_cost_rom, home_dies
-from ..components.local_cp.twin import LocalCPTwin
-from ..components.pdu.twin import EXPERTS_PER_WORD, PDUTwin
+from ..components.global_cp import GlobalCPTwin, build_cost_rom
 from ..config import ConfigError, fraction, param, positive
-from .engine import (
-    LayerKernel,
-    count_experts,
-    count_pairs,
-    first_appearance,
-    union_of_rows,
-)
+from .engine import Counter, DieStat, LayerKernel, Prediction, Tasks
+from .lowering import Tables, lower
+from .prediction import PredictionUnits
+from .results import ARTEFACT_NAMES, ReplayResult
+from .strategies import Algorithm1, LayerView, Strategy, get_strategy
+from .workload import Workload
 
-__all__ = [
-    "ARTEFACT_NAMES",
-    "STRATEGIES",
-    "Latencies",
-    "Replay",
-    "ReplayParams",
-    "ReplayResult",
-]
+__all__ = ["ARTEFACT_NAMES", "STRATEGIES", "Replay", "ReplayParams", "ReplayResult"]
 
 #: The paper's five strategies (SPEC section 6), in the order of its Fig. 12.
 STRATEGIES = ("base", "ep", "allo", "pred", "allo+pred")
-#: Names the study's artefact prints in its CSV.
-ARTEFACT_NAMES = {"base": "base", "ep": "norm_ep", "allo": "allo_only", "pred": "pred_only",
-                  "allo+pred": "allo_and_pred"}
-#: Model preset -> the artefact's model name (its CSV's first column).
-ARTEFACT_MODELS = {"llama4-maverick": "llama4", "deepseek-v3": "deepseek", "kimi-k2": "kimi",
-                   "qwen3-235b": "qwen"}
 #: HBM efficiency the artefact uses per model when none is configured (SPEC section 3).
 ARTEFACT_HBM_EFFICIENCY = {"llama4-maverick": 0.85}
 
@@ -113,138 +94,6 @@ class ReplayParams:
                               f"not {cap!r}")
 
 
-@attrs.frozen
-class Latencies:
-    """Latency tables (ns) handed to the kernel, all from the wafer's component models."""
-
-    llc_hit: int
-    llc_miss: int
-    llc_write: int
-    request: np.ndarray = attrs.field(eq=False)     # by hops, a 16-byte request
-    data: np.ndarray = attrs.field(eq=False)        # by hops, one slice
-    hbm_slice: int
-    local_read: np.ndarray = attrs.field(eq=False)  # by tokens: slice + activations
-    compute: np.ndarray = attrs.field(eq=False)     # by tokens, one slice
-    slice_bytes: float
-    act_bytes_per_token: float
-    request_bytes: float
-
-
-@attrs.define
-class ReplayResult:
-    """Outputs of one run: the artefact's CSV columns plus breakdowns (SPEC section 6)."""
-
-    model: str
-    strategy: str
-    mesh_x: int
-    mesh_y: int
-    batch: int
-    usage: float
-    die_max_over_min: float
-    die_max_over_avg: float
-    allo_exp_skew: float
-    allo_req_skew: float
-    dram_access_skew: float
-    dram_GiB: float
-    local_dram_read_GiB: float
-    remote_dram_read_GiB: float
-    local_dram_write_GiB: float
-    hops: int
-    time_ns: int
-    prefill_ns: int
-    decode_ns: int
-    throughput: float
-    clock_MHz: float
-    byte_hops: float
-    events: int
-    wall_s: float
-    stalled: bool
-    counts: dict = attrs.field(factory=dict)
-    per_layer: list = attrs.field(factory=list)
-    per_die: dict = attrs.field(factory=dict)
-    per_link: list = attrs.field(factory=list)
-
-    @property
-    def time_cycles(self) -> int:
-        return round(self.time_ns * self.clock_MHz / 1000)
-
-    @property
-    def decode_cycles(self) -> int:
-        return round(self.decode_ns * self.clock_MHz / 1000)
-
-    CSV_HEADER = ("model,strategy,y_chips,x_chips,batch,usage,die_max_over_min,"
-                  "die_max_over_avg,allo_exp_skew,allo_req_skew,dram_access_skew,dram,"
-                  "local_dram_read,remote_dram_read,local_dram_write,hop,time,prefill,decode,"
-                  "throughput")
-
-    def row(self) -> str:
-        """The artefact's CSV line (same columns, units and rounding)."""
-        return (f"{ARTEFACT_MODELS.get(self.model, self.model)},"
-                f"{ARTEFACT_NAMES.get(self.strategy, self.strategy)},{self.mesh_y},"
-                f"{self.mesh_x},{self.batch},{self.usage:.2f},{self.die_max_over_min:.2f},"
-                f"{self.die_max_over_avg:.2f},{self.allo_exp_skew:.2f},"
-                f"{self.allo_req_skew:.2f},{self.dram_access_skew:.2f},{self.dram_GiB:.0f},"
-                f"{self.local_dram_read_GiB:.0f},{self.remote_dram_read_GiB:.0f},"
-                f"{self.local_dram_write_GiB:.0f},{self.hops},{self.time_ns / 1e6:.2f},"
-                f"{self.prefill_ns / 1e6:.2f},{self.decode_ns / 1e6:.2f},"
-                f"{self.throughput:.0f}")
-
-    def summary(self) -> dict:
-        """Scalar outputs as a JSON-ready dict (no per-layer lists)."""
-        out = attrs.asdict(self, filter=lambda a, v: a.name not in
-                           ("per_layer", "per_die", "per_link"))
-        out["time_cycles"] = self.time_cycles
-        out["decode_cycles"] = self.decode_cycles
-        return out
-
-    def to_json(self) -> dict:
-        """Everything, including per-layer, per-die and per-link breakdowns."""
-        out = self.summary()
-        out.update(per_layer=self.per_layer, per_die=self.per_die, per_link=self.per_link)
-        return out
-
-
-class _Workload:
-    """Per-iteration views of a trace store: counts, first-appearance order, heatmap pairs."""
-
-    def __init__(self, store, max_iterations: int):
-        self.store = store
-        self.E = int(store.num_experts)
-        self.L = len(store.moe_layers)
-        self.k = int(store.top_k)
-        self.num_iterations = min(max_iterations, int(store.num_iterations))
-        self._prev = None
-
-    def rows(self, it):
-        rows, requests = self.store.iteration_rows(it)
-        return np.asarray(rows), requests          # the store's id dtype (uint8 for E <= 256)
-
-    def counts(self, rows):
-        out = np.empty((self.L, self.E), np.int64)
-        count_experts(rows, self.E, out)
-        return out
-
-    def first_order(self, rows, layer):
-        """Experts of ``layer`` in order of first appearance (requests, tokens, ids)."""
-        out = np.empty(self.E, np.int64)
-        return out[:first_appearance(rows, layer, self.E, out)]
-
-    def _pairs(self, prev_rows, prev_index, cur_rows, cur_index):
-        out = np.empty((self.L, self.E, self.E), np.int64)
-        count_pairs(prev_rows, prev_index, cur_rows, cur_index, out)
-        return out
-
-    def prefill_pairs(self, rows, requests):
-        """Pairs of consecutive prompt tokens of the same request."""
-        index = np.flatnonzero(requests[:-1] == requests[1:])
-        return self._pairs(rows, index, rows, index + 1)
-
-    def decode_pairs(self, it, rows, requests, prev_rows, prev_requests):
-        """Pairs (step it-1 -> step it) of the requests that reach step ``it`` (it >= 2)."""
-        where = np.searchsorted(prev_requests, requests)
-        return self._pairs(prev_rows, where, rows, np.arange(len(requests)))
-
-
 class Replay:
     """A wafer, a model and a batch of traces, ready to replay any strategy.
 
@@ -271,63 +120,39 @@ class Replay:
         self.N = self.mesh.num_dies
         self.E = model.num_experts
         self.L = len(store.moe_layers)
-        self.home = home_dies(self.E, self.N)
-        die = wafer.dies[0]
-        self.hbm = die.hbm
-        self.llc = die.llc
-        self.compute = die.compute
-        self.d2d_params = wafer.links[0].params if wafer.links else die.d2d.params
+        self.live_dies = np.asarray(self.mesh.live_dies, np.int64)
         self.clock_MHz = (self.params.clock_MHz if self.params.clock_MHz is not None
                           else wafer.params.clock_MHz)
         eff = self.params.hbm_efficiency
-        if eff is None:
-            eff = ARTEFACT_HBM_EFFICIENCY.get(model.name, self.hbm.params.efficiency)
-        self.hbm_efficiency = eff
+        self.hbm_efficiency = ARTEFACT_HBM_EFFICIENCY.get(model.name) if eff is None else eff
         self.slice_bytes = model.expert_bytes / model.matrices_per_expert
-        route_len = np.zeros((self.N, self.N), np.int64)
-        width = max(1, self.mesh.x_dies + self.mesh.y_dies - 2)
-        route_links = np.zeros((self.N, self.N, width), np.int64)
-        for s in range(self.N):
-            for d in range(self.N):
-                links = self.mesh.route_links(s, d)
-                route_len[s, d] = len(links)
-                route_links[s, d, :len(links)] = links
-        self.route_links, self.route_len = route_links, route_len
-        self.workload = _Workload(store, self.params.max_iterations)
+        self.workload = Workload(store, self.params.max_iterations)
+        self._tables: Tables | None = None
 
-    # ------------------------------------------------------------------ cost tables
-    def latencies(self, max_tokens: int) -> Latencies:
-        """Latency tables from the component models, for task sizes up to ``max_tokens``."""
-        m = self.model
-        act = (m.hidden_dim + m.expert_ffn_dim) * m.dtype_bytes
-        tokens = range(max_tokens + 1)
-        hops = range(self.route_len.max() + 1)
-        llc = self.llc.params
-        p = self.d2d_params
-        return Latencies(
-            llc_hit=int(llc.hit_latency_ns), llc_miss=int(llc.miss_penalty_ns),
-            llc_write=int(llc.write_latency_ns),
-            request=np.array([transfer_latency_ns(p, h, p.request_bytes) for h in hops],
-                             np.int64),
-            data=np.array([transfer_latency_ns(p, h, self.slice_bytes) for h in hops],
-                          np.int64),
-            hbm_slice=self.hbm.access_latency_ns(self.slice_bytes, self.hbm_efficiency),
-            local_read=np.array([self.hbm.access_latency_ns(self.slice_bytes + act * t,
-                                                            self.hbm_efficiency)
-                                 for t in tokens], np.int64),
-            compute=np.array([self.compute.slice_latency_ns(t, m) for t in tokens], np.int64),
-            slice_bytes=float(self.slice_bytes), act_bytes_per_token=float(act),
-            request_bytes=float(p.request_bytes))
+    @property
+    def tables(self) -> Tables:
+        """The lowered wafer (:func:`hwmodel.system.lowering.lower`), made once."""
+        if self._tables is None:
+            self._tables = lower(self.wafer, self.model,
+                                 max_tokens=self.workload.max_task_tokens(),
+                                 hbm_efficiency=self.hbm_efficiency)
+        return self._tables
+
+    @property
+    def home(self) -> np.ndarray:
+        """Home die of every expert (over the live dies)."""
+        return self.tables.home
 
     def global_cp(self) -> GlobalCPTwin:
-        """A fresh Global CP twin with this wafer's and model's cost ROM."""
-        m, hbm, p = self.model, self.hbm.params, self.d2d_params
+        """A fresh Global CP twin; Algorithm 1's cost ROM reads the wafer's nominal die and
+        link (``wafer.params.die``), the values its dies and links are built from."""
+        m, nominal, p = self.model, self.wafer.params.die, self.wafer.params.die.d2d
         rom = build_cost_rom(
             expert_bytes=m.expert_bytes, hidden_dim=m.hidden_dim,
             expert_ffn_dim=m.expert_ffn_dim, matrices_per_expert=m.matrices_per_expert,
-            hbm_bandwidth_GBps=hbm.bandwidth_GBps, hbm_latency_ns=hbm.latency_ns,
+            hbm_bandwidth_GBps=nominal.hbm.bandwidth_GBps, hbm_latency_ns=nominal.hbm.latency_ns,
             link_bandwidth_GBps=p.bandwidth_GBps, hop_latency_ns=p.hop_latency_ns,
-            peak_TFLOPS=self.compute.params.peak_TFLOPS, block_size=self.params.block_size,
+            peak_TFLOPS=nominal.compute.peak_TFLOPS, block_size=self.params.block_size,
             frac_bits=None if self.params.allocator_arith == "float" else 8)
         return GlobalCPTwin(self.mesh.x_dies, self.mesh.y_dies, self.L, self.E, rom,
                             block_size=self.params.block_size,
@@ -337,326 +162,188 @@ class Replay:
                             count_bits=self.wafer.params.global_cp.heatmap_count_bits
                             if self.params.tie_rule == "stable" else 62)
 
-    # ------------------------------------------------------------------ one run
-    def run(self, strategy: str, progress: Callable[[int, int], None] | None = None
-            ) -> ReplayResult:
-        """Replay the whole batch under ``strategy`` (one of :data:`STRATEGIES`)."""
-        if strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy {strategy!r}; expected one of "
-                             f"{', '.join(STRATEGIES)}")
-        wall0 = time.perf_counter()
-        allo = strategy in ("allo", "allo+pred")
-        pred = strategy in ("pred", "allo+pred")
-        N, E, L = self.N, self.E, self.L
-        wl = self.workload
-        store = self.store
-        quirks = self.params.artefact_quirks
-        gcp = self.global_cp()
-        max_tokens = self._max_task_tokens()
-        lat = self.latencies(max_tokens)
-        llc_sets = self.llc.num_sets(self.slice_bytes)
-        kernel = LayerKernel(N, len(self.mesh.links), self.route_links, self.route_len,
-                             llc_sets, self.llc.params.associativity)
-        slices = self.model.matrices_per_expert
-        units = _PredictionUnits(self, gcp) if pred else None
-        cp_en = units.cp_en if pred else np.zeros((N, E), np.bool_)
-        is_local = units.is_local if pred else np.zeros((N, E), np.bool_)
+    def run(self, strategy: str | Strategy,
+            progress: Callable[[int, int], None] | None = None) -> ReplayResult:
+        """Replay the whole batch under ``strategy`` (a registered name or a Strategy)."""
+        strategy = get_strategy(strategy)
+        uses_global_cp = strategy.predicts or isinstance(strategy.allocation, Algorithm1)
+        if not self.mesh.die_alive.all() and uses_global_cp:
+            raise ValueError(f"strategy {strategy.name!r} runs the Global CP twin, which does "
+                             f"not yet know dead dies; use base or ep on {self.mesh!r}")
+        return _Run(self, strategy).execute(progress)
+
+
+class _LayerStats:
+    """The artefact's per-layer statistics, summed over layers (usage, skews)."""
+
+    def __init__(self, num_dies: int, slices: int):
+        self.num_dies = num_dies
+        self.slices = slices
+        self.usage_num = self.usage_den = 0.0
+        self.max_over_min = self.max_over_avg = 0.0
+        self.exp_avg = self.exp_max = self.req_avg = self.req_max = 0.0
+        self.dram_evenness: list[float] = []
+        self.layers = 0
+
+    def add(self, span_lo, span_hi, dram_bytes, task_die, task_tokens) -> None:
+        self.layers += 1
+        present = span_lo >= 0
+        busy = (span_hi - span_lo)[present].astype(np.float64)
+        if len(busy):
+            self.usage_num += busy.sum()
+            self.usage_den += busy.max() * self.num_dies
+            if busy.min() > 0:
+                self.max_over_min += busy.max() / busy.min()
+            if busy.mean() > 0:
+                self.max_over_avg += busy.max() / busy.mean()
+        n_exp = np.bincount(task_die, minlength=self.num_dies) * self.slices
+        n_req = np.bincount(task_die, weights=task_tokens, minlength=self.num_dies) * self.slices
+        self.exp_avg += n_exp.mean()
+        self.exp_max += n_exp.max()
+        self.req_avg += n_req.mean()
+        self.req_max += n_req.max()
+        if dram_bytes.max() > 0:
+            self.dram_evenness.append(dram_bytes.mean() / dram_bytes.max())
+
+    def columns(self) -> dict:
+        """The artefact's usage and skew columns."""
+        n = max(1, self.layers)
+        return {
+            "usage": self.usage_num / self.usage_den if self.usage_den else 0.0,
+            "die_max_over_min": self.max_over_min / n, "die_max_over_avg": self.max_over_avg / n,
+            "allo_exp_skew": self.exp_avg / self.exp_max if self.exp_max else 0.0,
+            "allo_req_skew": self.req_avg / self.req_max if self.req_max else 0.0,
+            "dram_access_skew": (float(np.mean(self.dram_evenness)) if self.dram_evenness
+                              else 0.0)}
+
+
+class _Run:
+    """One replay of the batch under one strategy."""
+
+    def __init__(self, replay: Replay, strategy: Strategy):
+        self.replay = replay
+        self.strategy = strategy
+        self.wall0 = time.perf_counter()
+        self.gcp = replay.global_cp()
+        self.tables = replay.tables
+        self.kernel = LayerKernel(self.tables, len(replay.mesh.links))
+        self.slices = replay.model.matrices_per_expert
+        N, E = replay.N, replay.E
+        self.units = PredictionUnits(replay, self.gcp) if strategy.predicts else None
+        no_copies = np.zeros((N, E), np.bool_)
+        self.cp_en = self.units.cp_en if self.units else no_copies
+        self.is_local = self.units.is_local if self.units else no_copies
+        self.stats = _LayerStats(N, self.slices)
+        self.per_layer: list[dict] = []
+        self.t = self.prefill_ns = 0
+        self.last_stage = None
+        self.stalled = False
         # iteration 0's stage: the artefact takes the last request's (a one-token prompt
         # counts as decode); the semantic rule is "prefill".
+        store = replay.store
         last_prefill = int(store.prefill_len[-1]) if len(store) else 0
-        stage0 = "prefill" if (not quirks or last_prefill > 1) else "decode"
-        t = 0
-        prefill_ns = 0
-        last_stage = None
-        per_layer = []
-        usage_num = usage_den = 0.0
-        mm_sum = ma_sum = 0.0
-        exp_avg = exp_max = req_avg = req_max = 0.0
-        dram_even = []
-        stalled = False
-        events = 0
-        n_iter = wl.num_iterations
+        quirks = replay.params.artefact_quirks
+        self.stage0 = "prefill" if (not quirks or last_prefill > 1) else "decode"
+
+    def execute(self, progress) -> ReplayResult:
+        wl = self.replay.workload
         prev_rows = prev_requests = None
-        for it in range(n_iter):
+        for it in range(wl.num_iterations):
             rows, requests = wl.rows(it)
-            if pred:
-                if it == 0:
-                    pairs = wl.prefill_pairs(rows, requests)
-                elif it >= 2:
-                    pairs = wl.decode_pairs(it, rows, requests, prev_rows, prev_requests)
-                else:
-                    pairs = None
-                if pairs is not None:
-                    for layer in range(L):
-                        gcp.heatmap_add_matrix(layer, pairs[layer])
+            if self.units is not None:
+                self._feed_heatmap(it, rows, requests, prev_rows, prev_requests)
             counts_all = wl.counts(rows)
-            stage = stage0 if it == 0 else "decode"
-            for layer in range(L):
-                counts = counts_all[layer]
-                if not counts.any():
-                    continue
-                if stage == "decode" and last_stage == "prefill":
-                    prefill_ns = t
-                last_stage = stage
-                # -- allocation (Global CP) --
-                if allo:
-                    task_e, task_d, task_t = gcp.allocate_arrays(layer, counts)
-                else:
-                    order = wl.first_order(rows, layer)
-                    if strategy == "ep":
-                        dies = self.home[order]
-                    else:
-                        dies = (np.arange(len(order)) + 7) % N
-                    sort = np.argsort(order, kind="stable")
-                    task_e = order[sort].astype(np.int64)
-                    task_d = np.asarray(dies, np.int64)[sort]
-                    task_t = counts[task_e].astype(np.int64)
-                prio = (task_d != self.home[task_e]).astype(np.int64)
-                copy_ok = pred and stage == "decode"
-                if pred:
-                    units.launch(layer, task_e, task_d, copy_ok, quirks)
-                dram = np.zeros(N, np.float64)
-                span_lo = np.full(N, -1, np.int64)
-                span_hi = np.full(N, -1, np.int64)
-                end, stall, dups = kernel.run(t, layer, task_e, task_d, task_t, self.home,
-                                              prio, pred=pred, copy_ok=copy_ok, cp_en=cp_en,
-                                              is_local=is_local, num_experts=E, slices=slices,
-                                              lat=lat, dram_bytes=dram, span_lo=span_lo,
-                                              span_hi=span_hi)
-                if pred and len(dups):
-                    units.report(layer, dups, task_e, task_d, task_t)
-                # -- per-layer records (the artefact's definitions) --
-                present = span_lo >= 0
-                dur = (span_hi - span_lo)[present].astype(np.float64)
-                if len(dur):
-                    usage_num += dur.sum()
-                    usage_den += dur.max() * N
-                    if dur.min() > 0:
-                        mm_sum += dur.max() / dur.min()
-                    if dur.mean() > 0:
-                        ma_sum += dur.max() / dur.mean()
-                n_exp = np.bincount(task_d, minlength=N) * slices
-                n_req = np.bincount(task_d, weights=task_t, minlength=N) * slices
-                exp_avg += n_exp.mean()
-                exp_max += n_exp.max()
-                req_avg += n_req.mean()
-                req_max += n_req.max()
-                if dram.max() > 0:
-                    dram_even.append(dram.mean() / dram.max())
-                per_layer.append({"iteration": it, "layer": int(store.moe_layers[layer]),
-                                  "stage": stage, "start_ns": t, "end_ns": end,
-                                  "tasks": len(task_e), "remote_tasks": int(prio.sum()),
-                                  "dups": len(dups)})
-                t = end
-                if stall:
-                    stalled = True
+            for layer in range(self.replay.L):
+                if counts_all[layer].any():
+                    self._layer(it, layer, rows, counts_all[layer])
+                if self.stalled:
                     break
-            if stalled:
+            if self.stalled:
                 break
             prev_rows, prev_requests = rows, requests
             if progress is not None:
-                progress(it + 1, n_iter)
-        counters = kernel.counters
-        events = int(counters[1])
-        stats = kernel.die_stats
-        gib = float(1 << 30)
-        dups_total = stats[:, 2].sum() / self.slice_bytes
-        home_slices = self.model.num_layers * E * slices
-        decode_ns = t - prefill_ns
-        B = len(store)
-        nl = max(1, len(per_layer))
-        result = ReplayResult(
-            model=self.model.name, strategy=strategy, mesh_x=self.mesh.x_dies,
-            mesh_y=self.mesh.y_dies, batch=B,
-            usage=usage_num / usage_den if usage_den else 0.0,
-            die_max_over_min=mm_sum / nl, die_max_over_avg=ma_sum / nl,
-            allo_exp_skew=exp_avg / exp_max if exp_max else 0.0,
-            allo_req_skew=req_avg / req_max if req_max else 0.0,
-            dram_access_skew=float(np.mean(dram_even)) if dram_even else 0.0,
-            dram_GiB=(home_slices + dups_total) * self.slice_bytes / gib,
-            local_dram_read_GiB=stats[:, 0].sum() / gib,
-            remote_dram_read_GiB=stats[:, 1].sum() / gib,
-            local_dram_write_GiB=stats[:, 2].sum() / gib,
-            hops=int(counters[0]), time_ns=int(t), prefill_ns=int(prefill_ns),
-            decode_ns=int(decode_ns),
-            throughput=B * 128 / decode_ns * 1e9 if decode_ns else 0.0,
-            clock_MHz=self.clock_MHz, byte_hops=float(stats[:, 3].sum()), events=events,
-            wall_s=time.perf_counter() - wall0, stalled=stalled,
-            counts={"local_llc_hits": int(counters[5]), "replica_reads": int(counters[6]),
-                    "remote_llc_hits": int(counters[7]), "remote_hbm_reads": int(counters[8]),
-                    "local_hbm_reads": int(counters[9]),
-                    "replicas": round(dups_total),
-                    "replica_evictions": units.evictions if pred else 0},
-            per_layer=per_layer,
-            per_die={"local_read_bytes": stats[:, 0].tolist(),
-                     "remote_read_served_bytes": stats[:, 1].tolist(),
-                     "replica_write_bytes": stats[:, 2].tolist(),
-                     "byte_hops_sent": stats[:, 3].tolist(),
-                     "replicas_held": (units.replicas_held() if pred else [0] * N)},
-            per_link=[{"dies": list(pair), "bytes": float(b)}
-                      for pair, b in zip(self.mesh.links, kernel.link_bytes)])
-        return result
+                progress(it + 1, wl.num_iterations)
+        return self._result()
 
-    # ------------------------------------------------------------------ helpers
-    def _max_task_tokens(self) -> int:
-        """Largest token count of any expert in any (iteration, layer): a table bound."""
-        wl = self.workload
-        best = 1
-        for it in range(wl.num_iterations):
-            rows, _ = wl.rows(it)
-            best = max(best, int(wl.counts(rows).max(initial=0)))
-            if it >= 1:   # decode steps hold one token per request: bounded by the batch
-                best = max(best, len(self.store))
-                break
-        return best
-
-
-class _PredictionUnits:
-    """The prediction path of every die, driven through its twins (SPEC section 3, flows 1-4).
-
-    Per die: a :class:`PDUTwin` (its register table), a :class:`LocalCPTwin` and one
-    :class:`ATUTwin` per MoE layer (entries are indexed by expert id within a layer); the
-    Global CP twin's EDT holds presence. The kernel reads ``cp_en`` / ``is_local`` as arrays
-    equal to the PDU tables; every copy it makes is checked against the Local CP's decision.
-
-    Efficiency without changing results: the predictor's ``cp_en`` of all dies comes from one
-    matrix product; the PDU words of all dies are packed with numpy, and a die's PDU is written
-    only where a 16-bit register changes (register state is the same as a full ``configure``),
-    through the twins' bulk transactions (``PDUTwin.write_words``,
-    ``LocalCPTwin.run_layer_arrays``: arguments validated once per call as arrays, same state
-    as the per-register / per-task calls the RTL is compared with).
-
-    Bounded replica region (``replica_capacity_bytes``): each die keeps its replicated experts
-    in LRU order (use = an ATU hit at a layer launch, or the copy itself). A copy that
-    overflows the region evicts the least recently used replica: its ATU entry is
-    invalidated, its EDT presence bit cleared (so the next launch configures ``is_local`` = 0)
-    and, if it belongs to the layer just run, the PDU's ``is_local`` register bit is cleared.
-    """
-
-    def __init__(self, replay: Replay, gcp: GlobalCPTwin):
-        N, E = replay.N, replay.E
-        self.N, self.E = N, E
-        self.gcp = gcp
-        self.home = replay.home
-        self.moe_layers = [int(x) for x in replay.store.moe_layers]
-        self.pdus = [PDUTwin(num_experts=E) for _ in range(N)]
-        self.local_cps = [LocalCPTwin(die=d, num_experts=E) for d in range(N)]
-        self.atus: dict[tuple[int, int], ATUTwin] = {}
-        self.amap = AddressMap(num_dies=N, num_experts=E, num_layers=replay.model.num_layers,
-                               slice_bytes=int(replay.slice_bytes))
-        self.cp_en = np.zeros((N, E), np.bool_)
-        self.is_local = np.zeros((N, E), np.bool_)
-        self.num_words = self.pdus[0].num_words
-        self.words = np.zeros((N, self.num_words), np.int64)   # PDU registers as written
-        self._shift = 2 * np.arange(EXPERTS_PER_WORD, dtype=np.int64)
-        self._die_bit = np.arange(N, dtype=np.int64)[:, None]
-        self._addr: dict[tuple[int, int], int] = {}
-        self.tie_rule = replay.params.tie_rule
-        cap = replay.params.replica_capacity_bytes
-        self.capacity = None if cap is None else int(cap // replay.model.expert_bytes)
-        self.lru = [OrderedDict() for _ in range(N)]   # (layer, expert), least recent first
-        self.evictions = 0
-        self.layer = -1
-
-    # ---------------------------------------------------------------- layer launch (flow 1)
-    def launch(self, layer, task_e, task_d, copy_ok, quirks):
-        """Global CP predictor -> PDU tables of the dies with tasks; ATU redirects."""
-        N = self.N
-        self.layer = layer
-        presence = self.gcp.presence[layer]
-        self.is_local[:] = ((presence[None, :] >> self._die_bit) & 1).astype(np.bool_)
-        if copy_ok:
-            top = (self.gcp.top_n_matrix(layer) if self.tie_rule == "stable"
-                   else _numpy_top_n(self.gcp, layer))
-            # the artefact's per-die expert list (plan order = expert id ascending) stops
-            # growing, with its quirk, once it holds the expert whose id equals the die id
-            union_of_rows(task_e, task_d, top, quirks, self.cp_en)
+    def _feed_heatmap(self, it, rows, requests, prev_rows, prev_requests) -> None:
+        """Prefill pairs at iteration 0; decode pairs (it-1 -> it) from iteration 2."""
+        wl = self.replay.workload
+        if it == 0:
+            pairs = wl.prefill_pairs(rows, requests)
+        elif it >= 2:
+            pairs = wl.decode_pairs(it, rows, requests, prev_rows, prev_requests)
         else:
-            self.cp_en[:] = False
-        words = self._pack(self.cp_en, self.is_local)
-        changed = words != self.words
-        for d in np.flatnonzero(np.bincount(task_d, minlength=N)).tolist():
-            index = np.flatnonzero(changed[d])
-            if len(index):
-                self.pdus[d].write_words(index, words[d, index])
-            self.words[d] = words[d]
-        # reads of a remote expert go through the die's ATU: a hit redirects to the replica
-        redirect = (self.home[task_e] != task_d) & self.is_local[task_d, task_e]
-        for e, d in zip(task_e[redirect].tolist(), task_d[redirect].tolist()):
-            hit, _ = self.atus[(d, layer)].lookup(e, self._remote_addr(layer, e))
-            if not hit:
-                raise AssertionError(f"ATU of die {d} misses replica of expert {e}")
-            if self.capacity is not None:
-                self.lru[d].move_to_end((layer, e))
+            return
+        for layer in range(self.replay.L):
+            self.gcp.heatmap_add_matrix(layer, pairs[layer])
 
-    def _pack(self, cp_en, is_local):
-        """PDU register words of every die (``pack_words`` layout), shape (dies, words)."""
-        vals = cp_en.astype(np.int64) | (is_local.astype(np.int64) << 1)
-        pad = self.num_words * EXPERTS_PER_WORD - self.E
-        if pad:
-            vals = np.pad(vals, ((0, 0), (0, pad)))
-        return (vals.reshape(self.N, self.num_words, EXPERTS_PER_WORD) << self._shift).sum(2)
+    def _layer(self, it, layer, rows, counts) -> None:
+        replay = self.replay
+        stage = self.stage0 if it == 0 else "decode"
+        if stage == "decode" and self.last_stage == "prefill":
+            self.prefill_ns = self.t
+        self.last_stage = stage
+        view = LayerView(layer=layer, counts=counts, rows=rows, workload=replay.workload,
+                         home=self.tables.home, live_dies=replay.live_dies, global_cp=self.gcp)
+        task_e, task_d, task_t = self.strategy.allocation.plan(view)
+        remote = (task_d != self.tables.home[task_e]).astype(np.int64)
+        copy_ok = self.units is not None and stage == "decode"
+        if self.units is not None:
+            self.units.launch(layer, task_e, task_d, copy_ok, replay.params.artefact_quirks)
+        prediction = Prediction(enabled=self.units is not None, copy_ok=copy_ok,
+                                cp_en=self.cp_en, is_local=self.is_local)
+        end, stall, dups = self.kernel.run(self.t, layer, Tasks(task_e, task_d, task_t, remote),
+                                           prediction, num_experts=replay.E,
+                                           slices=self.slices)
+        if self.units is not None and len(dups):
+            self.units.report(layer, dups, task_e, task_d, task_t)
+        out = self.kernel.outputs
+        self.stats.add(out.span_lo, out.span_hi, out.dram_bytes, task_d, task_t)
+        self.per_layer.append({"iteration": it, "layer": int(replay.store.moe_layers[layer]),
+                               "stage": stage, "start_ns": self.t, "end_ns": end,
+                               "tasks": len(task_e), "remote_tasks": int(remote.sum()),
+                               "dups": len(dups)})
+        self.t = end
+        self.stalled = stall
 
-    def _remote_addr(self, layer, expert):
-        key = (layer, expert)
-        addr = self._addr.get(key)
-        if addr is None:
-            addr = self._addr[key] = self.amap.home_address(self.moe_layers[layer], expert)
-        return addr
-
-    # -------------------------------------------------------------- after the layer (flow 4)
-    def report(self, layer, dups, task_e, task_d, task_t):
-        """Local CPs report their copies; PDU, ATU, EDT (and the replica LRU) follow."""
-        copied: dict[int, set] = {}
-        for d, e in dups[:, :2].tolist():
-            copied.setdefault(d, set()).add(e)
-        for d, experts in sorted(copied.items()):
-            mask = task_d == d
-            mine = task_e[mask]
-            stats = self.local_cps[d].run_layer_arrays(mine, task_t[mask], self.home[mine],
-                                                       self.cp_en[d], self.is_local[d])
-            if set(stats.duplicated_experts) != experts:
-                raise AssertionError(f"die {d}: Local CP copies {stats.duplicated_experts} "
-                                     f"differ from the data path's {sorted(experts)}")
-            atu = self.atus.get((d, layer))
-            if atu is None:
-                atu = self.atus[(d, layer)] = ATUTwin(num_entries=max(self.E, 1))
-            for e in stats.duplicated_experts:
-                self.pdus[d].set_local(e)
-                self.words[d, e // EXPERTS_PER_WORD] |= 2 << (2 * (e % EXPERTS_PER_WORD))
-                atu.insert(e, self._remote_addr(layer, e),
-                           self.amap.replica_address(self.moe_layers[layer], e))
-                self.gcp.edt_set_present(layer, e, d)
-                if self.capacity is not None:
-                    self.lru[d][(layer, e)] = None
-                    while len(self.lru[d]) > self.capacity:
-                        self._evict(d)
-
-    def replicas_held(self) -> list[int]:
-        """Replicated experts each die holds now (EDT presence bits off the home die)."""
-        presence = self.gcp.presence
-        held = (presence[:, :, None] >> np.arange(self.N, dtype=np.int64)) & 1
-        return (held.sum(axis=(0, 1)) - (presence.shape[0] * np.bincount(
-            self.home, minlength=self.N))).tolist()
-
-    def _evict(self, d):
-        """Drop die ``d``'s least recently used replica (bounded replica region)."""
-        (layer, e), _ = self.lru[d].popitem(last=False)
-        self.evictions += 1
-        self.atus[(d, layer)].invalidate(e)
-        self.gcp.edt_clear_present(layer, e, d)
-        if layer == self.layer:     # the PDU table holds the current layer's bits
-            w = e // EXPERTS_PER_WORD
-            self.words[d, w] &= ~(2 << (2 * (e % EXPERTS_PER_WORD)))
-            self.pdus[d].write_word(w, int(self.words[d, w]))
-
-
-def _numpy_top_n(gcp, layer):
-    """The artefact's top-n (``np.argsort`` quicksort of float rows; ties machine dependent)."""
-    n = gcp.top_n_count
-    E = gcp.num_experts
-    out = np.zeros((E, E), bool)
-    for i in range(E):
-        row = gcp.heatmap_row(layer, i).astype(np.float64)
-        out[i, np.argsort(row)[-n:]] = True
-    return out
+    def _result(self) -> ReplayResult:
+        replay, kernel = self.replay, self.kernel
+        counters, stats = kernel.counters, kernel.die_stats
+        gib = float(1 << 30)
+        replica_bytes = stats[:, DieStat.REPLICA_WRITE_BYTES]
+        dups_total = replica_bytes.sum() / replay.slice_bytes
+        home_slices = replay.model.num_layers * replay.E * self.slices
+        decode_ns = self.t - self.prefill_ns
+        batch = len(replay.store)
+        units = self.units
+        return ReplayResult(
+            model=replay.model.name, strategy=self.strategy.name, mesh_x=replay.mesh.x_dies,
+            mesh_y=replay.mesh.y_dies, batch=batch, **self.stats.columns(),
+            dram_GiB=(home_slices + dups_total) * replay.slice_bytes / gib,
+            local_dram_read_GiB=stats[:, DieStat.LOCAL_READ_BYTES].sum() / gib,
+            remote_dram_read_GiB=stats[:, DieStat.REMOTE_READ_SERVED_BYTES].sum() / gib,
+            local_dram_write_GiB=replica_bytes.sum() / gib,
+            hops=int(counters[Counter.HOPS]), time_ns=int(self.t),
+            prefill_ns=int(self.prefill_ns), decode_ns=int(decode_ns),
+            throughput=batch * 128 / decode_ns * 1e9 if decode_ns else 0.0,
+            clock_MHz=replay.clock_MHz,
+            byte_hops=float(stats[:, DieStat.BYTE_HOPS_SENT].sum()),
+            events=int(counters[Counter.EVENTS]), wall_s=time.perf_counter() - self.wall0,
+            stalled=self.stalled,
+            counts={"local_llc_hits": int(counters[Counter.LOCAL_LLC_HITS]),
+                    "replica_reads": int(counters[Counter.REPLICA_READS]),
+                    "remote_llc_hits": int(counters[Counter.REMOTE_LLC_HITS]),
+                    "remote_hbm_reads": int(counters[Counter.REMOTE_HBM_READS]),
+                    "local_hbm_reads": int(counters[Counter.LOCAL_HBM_READS]),
+                    "replicas": round(dups_total),
+                    "replica_evictions": units.evictions if units else 0},
+            per_layer=self.per_layer,
+            per_die={"local_read_bytes": stats[:, DieStat.LOCAL_READ_BYTES].tolist(),
+                     "remote_read_served_bytes":
+                         stats[:, DieStat.REMOTE_READ_SERVED_BYTES].tolist(),
+                     "replica_write_bytes": replica_bytes.tolist(),
+                     "byte_hops_sent": stats[:, DieStat.BYTE_HOPS_SENT].tolist(),
+                     "replicas_held": (units.replicas_held() if units
+                                       else [0] * replay.N)},
+            per_link=[{"dies": list(pair), "bytes": float(b)}
+                      for pair, b in zip(replay.mesh.links, kernel.link_bytes)])

@@ -4,12 +4,20 @@ Die ``(x, y)`` of an ``X`` by ``Y`` mesh has id ``y + x * Y`` (ids run down each
 the study's artefact) and the name ``die_{x}_{y}``. A link joins two dies at Manhattan distance 1
 and is undirected: one D2D channel per mesh edge, shared by both directions (SPEC section 6).
 Links are numbered in the order of :attr:`Mesh.links`: sorted ``(a, b)`` pairs with ``a < b``.
+
+A mesh may have dead dies and dead links (wafer faults, SPEC section 10). Routes follow the rule
+of :mod:`hwmodel.topologies.routing`: XY wherever XY is alive, else YX, else a deterministic
+shortest live path.
 """
 
 from __future__ import annotations
 
-import itertools
+from collections.abc import Iterable
 from functools import cached_property
+
+import numpy as np
+
+from . import routing
 
 __all__ = ["Mesh"]
 
@@ -21,6 +29,10 @@ class Mesh:
     ----------
     x_dies, y_dies : int
         Number of dies along x and along y (at least 1 each).
+    dead_dies : iterable of int, optional
+        Ids of dies that do not work (no compute, memory or routing through them).
+    dead_links : iterable of int, optional
+        Indices in :attr:`links` of links that carry nothing.
 
     Raises
     ------
@@ -30,7 +42,8 @@ class Mesh:
         If a size is less than 1.
     """
 
-    def __init__(self, x_dies: int, y_dies: int):
+    def __init__(self, x_dies: int, y_dies: int, *, dead_dies: Iterable[int] = (),
+                 dead_links: Iterable[int] = ()):
         for name, value in (("x_dies", x_dies), ("y_dies", y_dies)):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"{name} must be an integer, not {value!r}")
@@ -38,6 +51,27 @@ class Mesh:
                 raise ValueError(f"{name} must be at least 1, not {value!r}")
         self._x = x_dies
         self._y = y_dies
+        self.die_alive = np.ones(self.num_dies, np.bool_)
+        for die in dead_dies:
+            self._check_die(die)
+            self.die_alive[die] = False
+        self.link_alive = np.ones(len(self.links), np.bool_)
+        for link in dead_links:
+            if isinstance(link, bool) or not isinstance(link, int) or not (
+                    0 <= link < len(self.links)):
+                raise ValueError(f"dead link must be an index in 0..{len(self.links) - 1}, "
+                                 f"not {link!r}")
+            self.link_alive[link] = False
+        self._link_x, self._link_y = routing.link_grids(self._x, self._y, self.links)
+
+    @property
+    def live_dies(self) -> list[int]:
+        """Ids of the dies that work, ascending."""
+        return np.flatnonzero(self.die_alive).tolist()
+
+    @property
+    def has_faults(self) -> bool:
+        return not (self.die_alive.all() and self.link_alive.all())
 
     @property
     def x_dies(self) -> int:
@@ -51,14 +85,21 @@ class Mesh:
     def num_dies(self) -> int:
         return self._x * self._y
 
+    def _key(self):
+        return (self._x, self._y, tuple(np.flatnonzero(~self.die_alive).tolist()),
+                tuple(np.flatnonzero(~self.link_alive).tolist()))
+
     def __repr__(self) -> str:
-        return f"Mesh({self._x}, {self._y})"
+        _, _, dead_dies, dead_links = self._key()
+        faults = (f", dead_dies={list(dead_dies)}" if dead_dies else "") + (
+            f", dead_links={list(dead_links)}" if dead_links else "")
+        return f"Mesh({self._x}, {self._y}{faults})"
 
     def __eq__(self, other) -> bool:
-        return isinstance(other, Mesh) and (self._x, self._y) == (other._x, other._y)
+        return isinstance(other, Mesh) and self._key() == other._key()
 
     def __hash__(self) -> int:
-        return hash((Mesh, self._x, self._y))
+        return hash((Mesh, self._key()))
 
     def _check_die(self, die: int) -> None:
         if isinstance(die, bool) or not isinstance(die, int) or not 0 <= die < self.num_dies:
@@ -86,15 +127,11 @@ class Mesh:
         return abs(sx - dx) + abs(sy - dy)
 
     def route(self, src: int, dst: int) -> list[int]:
-        """Dies visited from ``src`` to ``dst`` inclusive, moving along x first, then y."""
-        (x, y), (dx, dy) = self.coords(src), self.coords(dst)
+        """Dies visited from ``src`` to ``dst`` inclusive (XY where alive; see the module)."""
         path = [src]
-        while x != dx:
-            x += 1 if dx > x else -1
-            path.append(y + x * self._y)
-        while y != dy:
-            y += 1 if dy > y else -1
-            path.append(y + x * self._y)
+        for link in self.route_links(src, dst):
+            a, b = self.links[link]
+            path.append(b if a == path[-1] else a)
         return path
 
     @cached_property
@@ -122,9 +159,27 @@ class Mesh:
             raise ValueError(f"dies {a} and {b} are not neighbours on {self!r}") from None
 
     def route_links(self, src: int, dst: int) -> list[int]:
-        """Indices of the links an XY route from ``src`` to ``dst`` uses, in order."""
-        path = self.route(src, dst)
-        return [self.link_index(a, b) for a, b in itertools.pairwise(path)]
+        """Indices of the links the route from ``src`` to ``dst`` uses, in order.
+
+        Raises
+        ------
+        ValueError
+            If a die is dead or no live path joins them.
+        """
+        self._check_die(src)
+        self._check_die(dst)
+        links = routing.route(src, dst, self._x, self._y, self.die_alive, self.link_alive,
+                              self._link_x, self._link_y)
+        if links is None:
+            raise ValueError(f"no live route from {self.die_name(src)} to "
+                             f"{self.die_name(dst)} on {self!r}")
+        return links
+
+    def all_routes(self):
+        """Every pair's route at once: ``(start, flat, length)``, see
+        :func:`hwmodel.topologies.routing.all_routes`."""
+        return routing.all_routes(self._x, self._y, self.die_alive, self.link_alive,
+                                  self._link_x, self._link_y)
 
     def neighbours(self, die: int) -> list[int]:
         """Dies one link away, in ascending id order."""

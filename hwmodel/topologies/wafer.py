@@ -28,8 +28,8 @@ from ..components.d2d import D2DController, D2DLink
 from ..components.hbm import HBM
 from ..components.llc import LLC
 from ..config import dump_yaml
-from ..graph import Component, GraphError, Link, Port
-from ..params import DieParams, WaferParams, load_wafer
+from ..graph import Component, Link, Port
+from ..params import DieParams, WaferParams, difference, load_wafer
 from .mesh import Mesh
 from .units import ATUUnit, GlobalCPUnit, LocalCPUnit, PDUUnit
 
@@ -67,6 +67,7 @@ class Die(Component):
         self.die_id = die_id
         self.x = x
         self.y = y
+        self.alive = True
 
     @property
     def compute(self) -> Compute:
@@ -173,7 +174,7 @@ class Wafer(Component):
         if not isinstance(params, WaferParams):
             raise TypeError(f"params must be WaferParams, not {params!r}")
         super().__init__(name, params)
-        self.mesh = Mesh(params.mesh_x, params.mesh_y)
+        self.mesh = _mesh_of(params)
         self.dies: list[Die] = []
         self.links: list[D2DLink] = []
         self.command_links: list[Link] = []
@@ -213,28 +214,34 @@ class Wafer(Component):
     def graph_params(self) -> WaferParams:
         """The wafer's parameters read back from the graph's components.
 
-        Raises
-        ------
-        GraphError
-            If the dies or the D2D links do not all carry the same parameters (a
-            :class:`WaferParams` describes identical dies), naming the first that differs.
+        Each die's and each link's parameters are read from that component; where they differ
+        from the wafer's nominal die (``params.die``), they come back as an override, so
+        ``load_wafer`` of the dump builds the same graph.
         """
-        first = self.dies[0].die_params()
-        for die in self.dies[1:]:
-            if die.die_params() != first:
-                raise GraphError(f"{die.path} has parameters different from "
-                                 f"{self.dies[0].path}; a WaferParams holds identical dies")
-        for link in self.links:
-            if link.params != first.d2d:
-                raise GraphError(f"{link.label} carries D2D parameters different from the "
-                                 f"dies' ({link.params!r})")
-        return WaferParams(name=self.params.name, mesh_x=self.mesh.x_dies,
-                           mesh_y=self.mesh.y_dies, clock_MHz=self.params.clock_MHz,
-                           die=first, global_cp=self.global_cp.params)
+        base = self.params.die
+        dies = {die.name: difference(die.die_params(), base) for die in self.dies}
+        links = {link.name: difference(link.params, base.d2d) for link in self.links}
+        return WaferParams(
+            name=self.params.name, mesh_x=self.mesh.x_dies, mesh_y=self.mesh.y_dies,
+            clock_MHz=self.params.clock_MHz, die=base, global_cp=self.global_cp.params,
+            dies={name: diff for name, diff in dies.items() if diff},
+            links={name: diff for name, diff in links.items() if diff},
+            dead_dies=tuple(die.name for die in self.dies if not die.alive),
+            dead_links=tuple(link.name for link in self.links if not link.alive))
 
     def dump_params(self, file=None) -> str:
         """YAML of :meth:`graph_params` under a ``wafer:`` key (loadable by ``load_wafer``)."""
         return dump_yaml(self.graph_params(), file, root="wafer")
+
+
+def _mesh_of(params: WaferParams) -> Mesh:
+    """The mesh of ``params``, with its dead dies and dead links."""
+    mesh = Mesh(params.mesh_x, params.mesh_y)
+    names = {mesh.die_name(d): d for d in range(mesh.num_dies)}
+    links = {f"link_{a}_{b}": i for i, (a, b) in enumerate(mesh.links)}
+    return Mesh(params.mesh_x, params.mesh_y,
+                dead_dies=[names[n] for n in params.dead_dies],
+                dead_links=[links[n] for n in params.dead_links])
 
 
 def build_wafer(params: WaferParams) -> Wafer:
@@ -253,19 +260,24 @@ def build_wafer(params: WaferParams) -> Wafer:
     wafer = Wafer(params)
     mesh = wafer.mesh
     for die_id in range(mesh.num_dies):
-        wafer.dies.append(wafer.add(build_die(params.die, mesh, die_id)))
+        die_params = params.die_params(mesh.die_name(die_id))
+        die = wafer.add(build_die(die_params, mesh, die_id))
+        die.alive = bool(mesh.die_alive[die_id])
+        wafer.dies.append(die)
     global_cp = GlobalCPUnit("global_cp", params.global_cp,
                              die_names=[die.name for die in wafer.dies])
     wafer.global_cp = wafer.add(global_cp)
-    d2d = params.die.d2d
     for index, (a, b) in enumerate(mesh.links):
         # a < b, so b is a's +x neighbour or its +y neighbour (same column).
         same_column = mesh.coords(a)[0] == mesh.coords(b)[0]
         out_port, in_port = ("y_plus", "y_minus") if same_column else ("x_plus", "x_minus")
+        name = f"link_{a}_{b}"
+        d2d = params.link_params(name)
         link = wafer.connect(wafer.dies[a].ports[out_port], wafer.dies[b].ports[in_port],
                              cls=D2DLink, params=d2d, index=index, dies=(a, b),
                              latency_ns=d2d.hop_latency_ns, bandwidth_GBps=d2d.bandwidth_GBps,
-                             name=f"link_{a}_{b}")
+                             name=name)
+        link.alive = bool(mesh.link_alive[index])
         wafer.links.append(link)
     for die in wafer.dies:
         wafer.command_links.append(

@@ -1,0 +1,143 @@
+"""Lowering: the built wafer graph and a model become the event kernel's input tables.
+
+Every latency the kernel uses is read here from the component that owns it, die by die and link
+by link (SPEC section 6):
+
+* a die's LLC hit, miss and write latencies and its set count (line = one slice) from its
+  :class:`~hwmodel.components.llc.LLC`;
+* a die's HBM read or write of one slice, and of a slice plus ``t`` tokens of activations, from
+  its :class:`~hwmodel.components.hbm.HBM`;
+* a die's GEMM time on one slice for ``t`` tokens from its
+  :class:`~hwmodel.components.compute.Compute`;
+* a route's links from the wafer's routing function (XY where alive), and its latency from those
+  links' own parameters: ``sum(hop latency) + ceil(bytes / min(bandwidth x efficiency))`` (the
+  payload streams once at the slowest link's rate while every link of the path is held; on a
+  uniform mesh this is the paper's ``200 x hops + ceil(bytes / (1741 x 0.9))``). A request
+  message has the size set by the sending die's D2D controller.
+
+The result is one typed structure, :class:`Tables` (a ``NamedTuple`` of arrays, which the compiled
+kernel takes as one argument).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from ..components.global_cp import home_dies
+from .engine import njit
+
+__all__ = ["Tables", "hbm_efficiency_of", "home_placement", "lower"]
+
+
+class Tables(NamedTuple):
+    """The kernel's read-only input: latency tables per die and per route (ns)."""
+
+    llc_hit_ns: np.ndarray        # (dies,)
+    llc_miss_ns: np.ndarray       # (dies,)
+    llc_write_ns: np.ndarray      # (dies,)
+    llc_sets: np.ndarray          # (dies,) sets of one-slice lines
+    llc_ways: np.ndarray          # (dies,)
+    hbm_slice_ns: np.ndarray      # (dies,) one slice read from or written to the die's HBM
+    local_read_ns: np.ndarray     # (dies, tokens + 1) slice + activations of t tokens
+    compute_ns: np.ndarray        # (dies, tokens + 1) GEMM on one slice for t tokens
+    route_start: np.ndarray       # (dies * dies + 1,) route s->d: flat[start[s*N+d]:...]
+    route_flat: np.ndarray        # link indices of all routes
+    route_len: np.ndarray         # (dies, dies) links per route
+    request_ns: np.ndarray        # (dies, dies) request message s -> d
+    data_ns: np.ndarray           # (dies, dies) one slice s -> d
+    request_bytes: np.ndarray     # (dies,) request message size of each sending die
+    home: np.ndarray              # (experts,) home die of each expert
+    slice_bytes: float
+    act_bytes_per_token: float
+
+
+def home_placement(num_experts: int, live_dies: list[int]) -> np.ndarray:
+    """Home die of each expert: the paper's rule (SPEC section 6) over the live dies in id
+    order, so a wafer without faults gets ``floor(e / p)`` exactly."""
+    live = np.asarray(live_dies, np.int64)
+    return live[home_dies(num_experts, len(live))]
+
+
+def hbm_efficiency_of(die_hbm, nominal_hbm, replay_efficiency: float | None) -> float:
+    """A die's HBM efficiency: its own where it overrides the wafer's nominal die, else the
+    replay's (the artefact's per-model value) if one is set, else the die's."""
+    own = die_hbm.params.efficiency
+    if replay_efficiency is None or own != nominal_hbm.efficiency:
+        return own
+    return replay_efficiency
+
+
+def _die_tables(wafer, model, max_tokens: int, efficiency: float | None, slice_bytes: float):
+    dies = wafer.dies
+    act = (model.hidden_dim + model.expert_ffn_dim) * model.dtype_bytes
+    nominal_hbm = wafer.params.die.hbm
+    eff = [hbm_efficiency_of(d.hbm, nominal_hbm, efficiency) for d in dies]
+    tokens = range(max_tokens + 1)
+    as_int = lambda values: np.array(values, np.int64)
+    return {
+        "llc_hit_ns": as_int([int(d.llc.params.hit_latency_ns) for d in dies]),
+        "llc_miss_ns": as_int([int(d.llc.params.miss_penalty_ns) for d in dies]),
+        "llc_write_ns": as_int([int(d.llc.params.write_latency_ns) for d in dies]),
+        "llc_sets": as_int([d.llc.num_sets(slice_bytes) for d in dies]),
+        "llc_ways": as_int([d.llc.params.associativity for d in dies]),
+        "hbm_slice_ns": as_int([d.hbm.access_latency_ns(slice_bytes, e)
+                             for d, e in zip(dies, eff)]),
+        "local_read_ns": as_int([[d.hbm.access_latency_ns(slice_bytes + act * t, e)
+                               for t in tokens] for d, e in zip(dies, eff)]),
+        "compute_ns": as_int([[d.compute.slice_latency_ns(t, model) for t in tokens]
+                           for d in dies]),
+        "request_bytes": np.array([d.d2d.params.request_bytes for d in dies], np.float64),
+        "act_bytes_per_token": float(act)}
+
+
+@njit(cache=True)
+def _route_latency(start, flat, hop_ns, rate, num_dies, nbytes):
+    """``sum(hop_ns) + ceil(nbytes[s] / min(rate))`` over each route s -> d (0: no links)."""
+    out = np.zeros((num_dies, num_dies), np.int64)
+    for s in range(num_dies):
+        for d in range(num_dies):
+            lo, hi = start[s * num_dies + d], start[s * num_dies + d + 1]
+            if hi == lo:
+                continue
+            total = 0
+            slowest = np.inf
+            for j in range(lo, hi):
+                total += hop_ns[flat[j]]
+                slowest = min(slowest, rate[flat[j]])
+            out[s, d] = total + math.ceil(nbytes[s] / slowest)
+    return out
+
+
+def _route_tables(wafer, slice_bytes: float, request_bytes: np.ndarray):
+    start, flat, length = wafer.mesh.all_routes()
+    hop_ns = np.array([int(link.params.hop_latency_ns) for link in wafer.links], np.int64)
+    rate = np.array([link.params.bandwidth_GBps * link.params.efficiency
+                     for link in wafer.links], np.float64)
+    N = wafer.num_dies
+    return {
+        "route_start": start, "route_flat": flat, "route_len": length,
+        "request_ns": _route_latency(start, flat, hop_ns, rate, N, request_bytes),
+        "data_ns": _route_latency(start, flat, hop_ns, rate, N, np.full(N, slice_bytes))}
+
+
+def lower(wafer, model, *, max_tokens: int, hbm_efficiency: float | None = None) -> Tables:
+    """The kernel tables of ``wafer`` running ``model``, for tasks of up to ``max_tokens``.
+
+    Parameters
+    ----------
+    wafer : hwmodel.topologies.wafer.Wafer
+        The built graph; every die and link is read from its own component.
+    model : hwmodel.models.MoEModel
+    max_tokens : int
+        Largest token count of one task (table length).
+    hbm_efficiency : float, optional
+        The replay's HBM efficiency for dies that keep the wafer's nominal value.
+    """
+    slice_bytes = model.expert_bytes / model.matrices_per_expert
+    die = _die_tables(wafer, model, max_tokens, hbm_efficiency, slice_bytes)
+    routes = _route_tables(wafer, slice_bytes, die["request_bytes"])
+    home = home_placement(model.num_experts, wafer.mesh.live_dies)
+    return Tables(**die, **routes, home=home, slice_bytes=float(slice_bytes))

@@ -1,0 +1,168 @@
+"""The prediction path of every die, driven through the units' twins (SPEC section 3, flows 1-4):
+the Global CP's predictor fills each die's PDU table at a layer launch, a die's ATU redirects
+reads of a replicated expert, and after the layer the Local CPs report their copies."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+from ..components.atu import AddressMap, ATUTwin
+from ..components.global_cp import GlobalCPTwin
+from ..components.local_cp.twin import LocalCPTwin
+from ..components.pdu.twin import EXPERTS_PER_WORD, PDUTwin
+from .engine import union_of_rows
+
+__all__ = ["PredictionUnits"]
+
+
+class PredictionUnits:
+    """The prediction path of every die, driven through its twins (SPEC section 3, flows 1-4).
+
+    Per die: a :class:`PDUTwin` (its register table), a :class:`LocalCPTwin` and one
+    :class:`ATUTwin` per MoE layer (entries are indexed by expert id within a layer); the
+    Global CP twin's EDT holds presence. The kernel reads ``cp_en`` / ``is_local`` as arrays
+    equal to the PDU tables; every copy it makes is checked against the Local CP's decision.
+
+    Efficiency without changing results: the predictor's ``cp_en`` of all dies comes from one
+    matrix product; the PDU words of all dies are packed with numpy, and a die's PDU is written
+    only where a 16-bit register changes (register state is the same as a full ``configure``),
+    through the twins' bulk transactions (``PDUTwin.write_words``,
+    ``LocalCPTwin.run_layer_arrays``: arguments validated once per call as arrays, same state
+    as the per-register / per-task calls the RTL is compared with).
+
+    Bounded replica region (``replica_capacity_bytes``): each die keeps its replicated experts
+    in LRU order (use = an ATU hit at a layer launch, or the copy itself). A copy that
+    overflows the region evicts the least recently used replica: its ATU entry is
+    invalidated, its EDT presence bit cleared (so the next launch configures ``is_local`` = 0)
+    and, if it belongs to the layer just run, the PDU's ``is_local`` register bit is cleared.
+    """
+
+    def __init__(self, replay, gcp: GlobalCPTwin):
+        N, E = replay.N, replay.E
+        self.N, self.E = N, E
+        self.gcp = gcp
+        self.home = replay.home
+        self.moe_layers = [int(x) for x in replay.store.moe_layers]
+        self.pdus = [PDUTwin(num_experts=E) for _ in range(N)]
+        self.local_cps = [LocalCPTwin(die=d, num_experts=E) for d in range(N)]
+        self.atus: dict[tuple[int, int], ATUTwin] = {}
+        self.amap = AddressMap(num_dies=N, num_experts=E, num_layers=replay.model.num_layers,
+                               slice_bytes=int(replay.slice_bytes))
+        self.cp_en = np.zeros((N, E), np.bool_)
+        self.is_local = np.zeros((N, E), np.bool_)
+        self.num_words = self.pdus[0].num_words
+        self.words = np.zeros((N, self.num_words), np.int64)   # PDU registers as written
+        self._shift = 2 * np.arange(EXPERTS_PER_WORD, dtype=np.int64)
+        self._die_bit = np.arange(N, dtype=np.int64)[:, None]
+        self._addr: dict[tuple[int, int], int] = {}
+        self.tie_rule = replay.params.tie_rule
+        cap = replay.params.replica_capacity_bytes
+        self.capacity = None if cap is None else int(cap // replay.model.expert_bytes)
+        self.lru = [OrderedDict() for _ in range(N)]   # (layer, expert), least recent first
+        self.evictions = 0
+        self.layer = -1
+
+    # ---------------------------------------------------------------- layer launch (flow 1)
+    def launch(self, layer, task_e, task_d, copy_ok, quirks):
+        """Global CP predictor -> PDU tables of the dies with tasks; ATU redirects."""
+        N = self.N
+        self.layer = layer
+        presence = self.gcp.presence[layer]
+        self.is_local[:] = ((presence[None, :] >> self._die_bit) & 1).astype(np.bool_)
+        if copy_ok:
+            top = (self.gcp.top_n_matrix(layer) if self.tie_rule == "stable"
+                   else _numpy_top_n(self.gcp, layer))
+            # the artefact's per-die expert list (plan order = expert id ascending) stops
+            # growing, with its quirk, once it holds the expert whose id equals the die id
+            union_of_rows(task_e, task_d, top, quirks, self.cp_en)
+        else:
+            self.cp_en[:] = False
+        words = self._pack(self.cp_en, self.is_local)
+        changed = words != self.words
+        for d in np.flatnonzero(np.bincount(task_d, minlength=N)).tolist():
+            index = np.flatnonzero(changed[d])
+            if len(index):
+                self.pdus[d].write_words(index, words[d, index])
+            self.words[d] = words[d]
+        # reads of a remote expert go through the die's ATU: a hit redirects to the replica
+        redirect = (self.home[task_e] != task_d) & self.is_local[task_d, task_e]
+        for e, d in zip(task_e[redirect].tolist(), task_d[redirect].tolist()):
+            hit, _ = self.atus[(d, layer)].lookup(e, self._remote_addr(layer, e))
+            if not hit:
+                raise AssertionError(f"ATU of die {d} misses replica of expert {e}")
+            if self.capacity is not None:
+                self.lru[d].move_to_end((layer, e))
+
+    def _pack(self, cp_en, is_local):
+        """PDU register words of every die (``pack_words`` layout), shape (dies, words)."""
+        vals = cp_en.astype(np.int64) | (is_local.astype(np.int64) << 1)
+        pad = self.num_words * EXPERTS_PER_WORD - self.E
+        if pad:
+            vals = np.pad(vals, ((0, 0), (0, pad)))
+        return (vals.reshape(self.N, self.num_words, EXPERTS_PER_WORD) << self._shift).sum(2)
+
+    def _remote_addr(self, layer, expert):
+        key = (layer, expert)
+        addr = self._addr.get(key)
+        if addr is None:
+            addr = self._addr[key] = self.amap.home_address(self.moe_layers[layer], expert)
+        return addr
+
+    # -------------------------------------------------------------- after the layer (flow 4)
+    def report(self, layer, dups, task_e, task_d, task_t):
+        """Local CPs report their copies; PDU, ATU, EDT (and the replica LRU) follow."""
+        copied: dict[int, set] = {}
+        for d, e in dups[:, :2].tolist():
+            copied.setdefault(d, set()).add(e)
+        for d, experts in sorted(copied.items()):
+            mask = task_d == d
+            mine = task_e[mask]
+            stats = self.local_cps[d].run_layer_arrays(mine, task_t[mask], self.home[mine],
+                                                       self.cp_en[d], self.is_local[d])
+            if set(stats.duplicated_experts) != experts:
+                raise AssertionError(f"die {d}: Local CP copies {stats.duplicated_experts} "
+                                     f"differ from the data path's {sorted(experts)}")
+            atu = self.atus.get((d, layer))
+            if atu is None:
+                atu = self.atus[(d, layer)] = ATUTwin(num_entries=max(self.E, 1))
+            for e in stats.duplicated_experts:
+                self.pdus[d].set_local(e)
+                self.words[d, e // EXPERTS_PER_WORD] |= 2 << (2 * (e % EXPERTS_PER_WORD))
+                atu.insert(e, self._remote_addr(layer, e),
+                           self.amap.replica_address(self.moe_layers[layer], e))
+                self.gcp.edt_set_present(layer, e, d)
+                if self.capacity is not None:
+                    self.lru[d][(layer, e)] = None
+                    while len(self.lru[d]) > self.capacity:
+                        self._evict(d)
+
+    def replicas_held(self) -> list[int]:
+        """Replicated experts each die holds now (EDT presence bits off the home die)."""
+        presence = self.gcp.presence
+        held = (presence[:, :, None] >> np.arange(self.N, dtype=np.int64)) & 1
+        return (held.sum(axis=(0, 1)) - (presence.shape[0] * np.bincount(
+            self.home, minlength=self.N))).tolist()
+
+    def _evict(self, d):
+        """Drop die ``d``'s least recently used replica (bounded replica region)."""
+        (layer, e), _ = self.lru[d].popitem(last=False)
+        self.evictions += 1
+        self.atus[(d, layer)].invalidate(e)
+        self.gcp.edt_clear_present(layer, e, d)
+        if layer == self.layer:     # the PDU table holds the current layer's bits
+            w = e // EXPERTS_PER_WORD
+            self.words[d, w] &= ~(2 << (2 * (e % EXPERTS_PER_WORD)))
+            self.pdus[d].write_word(w, int(self.words[d, w]))
+
+
+def _numpy_top_n(gcp, layer):
+    """The artefact's top-n (``np.argsort`` quicksort of float rows; ties machine dependent)."""
+    n = gcp.top_n_count
+    E = gcp.num_experts
+    out = np.zeros((E, E), bool)
+    for i in range(E):
+        row = gcp.heatmap_row(layer, i).astype(np.float64)
+        out[i, np.argsort(row)[-n:]] = True
+    return out

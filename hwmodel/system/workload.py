@@ -1,0 +1,62 @@
+"""Per-iteration views of a trace store that the replay needs: expert counts per layer,
+first-appearance order, and the predictor's cross-token pairs (SPEC section 6)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .engine import count_experts, count_pairs, first_appearance
+
+__all__ = ["Workload"]
+
+
+class Workload:
+    """Per-iteration views of a trace store: counts, first-appearance order, heatmap pairs."""
+
+    def __init__(self, store, max_iterations: int):
+        self.store = store
+        self.E = int(store.num_experts)
+        self.L = len(store.moe_layers)
+        self.k = int(store.top_k)
+        self.num_iterations = min(max_iterations, int(store.num_iterations))
+        self._prev = None
+
+    def rows(self, it):
+        rows, requests = self.store.iteration_rows(it)
+        return np.asarray(rows), requests          # the store's id dtype (uint8 for E <= 256)
+
+    def counts(self, rows):
+        out = np.empty((self.L, self.E), np.int64)
+        count_experts(rows, self.E, out)
+        return out
+
+    def first_order(self, rows, layer):
+        """Experts of ``layer`` in order of first appearance (requests, tokens, ids)."""
+        out = np.empty(self.E, np.int64)
+        return out[:first_appearance(rows, layer, self.E, out)]
+
+    def _pairs(self, prev_rows, prev_index, cur_rows, cur_index):
+        out = np.empty((self.L, self.E, self.E), np.int64)
+        count_pairs(prev_rows, prev_index, cur_rows, cur_index, out)
+        return out
+
+    def prefill_pairs(self, rows, requests):
+        """Pairs of consecutive prompt tokens of the same request."""
+        index = np.flatnonzero(requests[:-1] == requests[1:])
+        return self._pairs(rows, index, rows, index + 1)
+
+    def decode_pairs(self, it, rows, requests, prev_rows, prev_requests):
+        """Pairs (step it-1 -> step it) of the requests that reach step ``it`` (it >= 2)."""
+        where = np.searchsorted(prev_requests, requests)
+        return self._pairs(prev_rows, where, rows, np.arange(len(requests)))
+
+    def max_task_tokens(self) -> int:
+        """Largest token count of any expert in any (iteration, layer): a table bound."""
+        best = 1
+        for it in range(self.num_iterations):
+            rows, _ = self.rows(it)
+            best = max(best, int(self.counts(rows).max(initial=0)))
+            if it >= 1:   # decode steps hold one token per request: bounded by the batch
+                best = max(best, len(self.store))
+                break
+        return best

@@ -1,0 +1,181 @@
+"""The wafer graph is the replay's input: every die's and link's own parameters reach the
+numbers, and only where they are used (issue: one wafer, one truth). Hand-worked LLC-hit cases
+at system level, per-die and per-link overrides, faults."""
+
+import json
+
+import attrs
+import numpy as np
+import pytest
+from test_system_replay import _tiny_store
+
+from hwmodel.config import from_dict
+from hwmodel.models import load_model
+from hwmodel.params import WaferParams, load_wafer
+from hwmodel.system import Replay, ReplayParams
+from hwmodel.system.lowering import lower
+from hwmodel.topologies.wafer import build_wafer
+
+LLAMA = load_model("llama4-maverick")
+# one token of Llama-4 on one weight matrix: ceil(2 x 5120 x 8192 / (1e6 x 0.65)) ns
+COMPUTE_ONE_TOKEN = -(-(2 * 5120 * 8192) // 650_000)
+
+
+def _wafer(preset="tsmc-sow", **overrides):
+    """A preset with per-die/per-link overrides or faults laid over it."""
+    base = load_wafer(preset)
+    fields = {k: v for k, v in overrides.items()}
+    return build_wafer(attrs.evolve(base, **fields))
+
+
+def _run(wafer, store, strategy, iterations=2):
+    result = Replay(wafer=wafer, model=LLAMA, store=store,
+                    params=ReplayParams(max_iterations=iterations)).run(strategy)
+    out = result.to_json()
+    out.pop("wall_s")
+    return result, json.dumps(out, sort_keys=True)
+
+
+# one set of 128 ways: every MoE layer's 3 slices of expert 0 share set 0 (set = expert mod
+# sets), so 24 x 3 lines must fit for a line to survive until the next iteration
+BIG_LLC = {"llc": {"associativity": 128, "capacity_bytes": 16 * 2**30}}
+
+
+def test_local_llc_hits_by_hand():
+    """ep, one request choosing expert 0 at its one prompt token and its one decode step; die
+    0's LLC holds all 24 layers' 3 slices (one set of 128 ways). At the
+    decode step each MoE layer is 3 hits serialised on the LLC port (100 ns each) with the
+    computes behind them: 100 + 3 x compute."""
+    wafer = _wafer(dies={"die_0_0": BIG_LLC})
+    result, _ = _run(wafer, _tiny_store([([0], [0])]), "ep")
+    decode = [layer for layer in result.per_layer if layer["iteration"] == 1]
+    assert len(decode) == 24
+    assert {layer["end_ns"] - layer["start_ns"] for layer in decode} == {
+        100 + 3 * COMPUTE_ONE_TOKEN}
+    assert result.counts["local_llc_hits"] == 3 * 24
+    assert result.counts["local_hbm_reads"] == 3 * 24       # the prefill's misses
+
+
+def test_remote_llc_hits_by_hand_and_their_latency_is_the_home_dies():
+    """base runs expert 0 (home die 0) on die 7, 7 hops away. The prefill reads die 0's HBM
+    and fills its LLC; the decode step reads die 0's LLC: 3 remote hits per layer. With die
+    0's hit latency H = 100 us the three hits, serialised on die 0's LLC port, are the
+    critical path of a decode layer: lookup miss (110) + request (7 x 200 + ceil(16 / 1566.9))
+    + 3 H + data (7 x 200 + ceil(slice / 1566.9)) + compute. Prefill layers do not change."""
+    hit_ns = 100_000
+    slow_llc = {"llc": {**BIG_LLC["llc"], "hit_latency_ns": float(hit_ns)}}
+    store = _tiny_store([([0], [0])])
+    fast, _ = _run(_wafer(dies={"die_0_0": BIG_LLC}), store, "base")
+    slow, _ = _run(_wafer(dies={"die_0_0": slow_llc}), store, "base")
+    assert slow.counts["remote_llc_hits"] == 3 * 24
+    assert slow.counts["remote_hbm_reads"] == 3 * 24
+    data_ns = 7 * 200 + -(-(LLAMA.expert_bytes // 3) // (1741 * 0.9))
+    expected = 110 + (7 * 200 + 1) + 3 * hit_ns + data_ns + COMPUTE_ONE_TOKEN
+    for la, lb in zip(fast.per_layer, slow.per_layer):
+        duration = lb["end_ns"] - lb["start_ns"]
+        if la["iteration"] == 1:
+            assert duration == expected
+        else:
+            assert duration == la["end_ns"] - la["start_ns"]
+
+
+@pytest.mark.parametrize("part, value", [
+    ("hbm", {"bandwidth_GBps": 100.0}),
+    ("hbm", {"latency_ns": 5000.0}),
+    ("compute", {"peak_TFLOPS": 10.0}),
+    ("llc", {"miss_penalty_ns": 9000.0}),
+])
+def test_a_die_changes_the_result_iff_it_works(part, value):
+    """ep on experts 0 and 10 (homes die 0 and die 2 of tsmc-sow): changing die 2 changes
+    the result; changing die 5 (idle) leaves every output byte-identical."""
+    store = _tiny_store([([0, 10], [10])])
+    _, uniform = _run(_wafer(), store, "ep")
+    _, busy = _run(_wafer(dies={"die_0_2": {part: value}}), store, "ep")
+    _, idle = _run(_wafer(dies={"die_0_5": {part: value}}), store, "ep")
+    assert busy != uniform
+    assert idle == uniform
+
+
+def test_a_link_changes_base_iff_a_route_uses_it():
+    """base runs expert 0 (home 0) on die 7 = (0, 7): requests go 7 -> 0 and data 0 -> 7 along
+    y over links 0-1 ... 6-7. link_3_4 is on that route, link_8_9 is not."""
+    store = _tiny_store([([0], [0])])
+    _, uniform = _run(_wafer(), store, "base")
+    _, on_route = _run(_wafer(links={"link_3_4": {"hop_latency_ns": 10_000.0}}), store, "base")
+    _, off_route = _run(_wafer(links={"link_8_9": {"hop_latency_ns": 10_000.0}}), store, "base")
+    assert on_route != uniform
+    assert off_route == uniform
+
+
+def test_dies_overridden_with_default_values_give_identical_outputs():
+    nominal = {"hbm": {"bandwidth_GBps": 3350.0}, "compute": {"peak_TFLOPS": 1000.0}}
+    every_die = {f"die_{x}_{y}": nominal for x in range(3) for y in range(8)}
+    every_link = {f"link_{a}_{b}": {"hop_latency_ns": 200.0}
+                  for a, b in build_wafer(load_wafer("tsmc-sow")).mesh.links}
+    store = _tiny_store([([0, 10, 77], [5, 6]), ([3], [3, 127])])
+    for strategy in ("base", "allo+pred"):
+        _, uniform = _run(_wafer(), store, strategy, iterations=3)
+        _, spelled = _run(_wafer(dies=every_die, links=every_link), store, strategy,
+                          iterations=3)
+        assert spelled == uniform, strategy
+
+
+def test_route_latency_uses_each_links_own_parameters():
+    """Route 7 -> 0 on tsmc-sow crosses 7 links; with link_3_4 at 1000 ns and 100 B/ns, a
+    request costs 6 x 200 + 1000 + ceil(16 / (100 x 0.9)) and a slice 6 x 200 + 1000 +
+    ceil(slice / 90): the slowest link sets the rate."""
+    wafer = _wafer(links={"link_3_4": {"hop_latency_ns": 1000.0, "bandwidth_GBps": 100.0}})
+    tables = lower(wafer, LLAMA, max_tokens=2)
+    slice_bytes = LLAMA.expert_bytes / 3
+    assert tables.route_len[7, 0] == 7
+    assert tables.request_ns[7, 0] == 6 * 200 + 1000 + 1
+    assert tables.data_ns[0, 7] == 6 * 200 + 1000 + -(-slice_bytes // 90)
+    assert tables.data_ns[0, 2] == 2 * 200 + -(-slice_bytes // (1741 * 0.9))  # off the slow link
+
+
+# --------------------------------------------------------------------------- faults
+def test_base_never_uses_a_dead_die_and_routes_around_it():
+    """dead die_0_7 on tsmc-sow: base's round robin skips it (no bytes, no work), homes
+    spread over the 23 live dies, and no route passes through it."""
+    wafer = _wafer(dead_dies=("die_0_7",))
+    store = _tiny_store([([0, 1, 2, 3, 4, 5, 6, 7, 8], [9])])
+    result, _ = _run(wafer, store, "base")
+    dead = wafer.mesh.die_id(0, 7)
+    assert result.per_die["local_read_bytes"][dead] == 0
+    assert result.per_die["remote_read_served_bytes"][dead] == 0
+    assert result.per_die["byte_hops_sent"][dead] == 0
+    tables = lower(wafer, LLAMA, max_tokens=2)
+    assert dead not in tables.home
+    dead_links = {i for i, (a, b) in enumerate(wafer.mesh.links) if dead in (a, b)}
+    assert not dead_links & set(tables.route_flat.tolist())
+    assert all(result.per_link[i]["bytes"] == 0 for i in dead_links)
+
+
+def test_a_dead_link_keeps_xy_elsewhere_and_detours_where_needed():
+    wafer = _wafer(dead_links=("link_3_4",))
+    uniform = build_wafer(load_wafer("tsmc-sow"))
+    mesh = wafer.mesh
+    detoured = 0
+    for s in range(mesh.num_dies):
+        for d in range(mesh.num_dies):
+            route = mesh.route_links(s, d)
+            if mesh.link_index(3, 4) in uniform.mesh.route_links(s, d):
+                detoured += 1
+                assert mesh.link_index(3, 4) not in route
+            else:
+                assert route == uniform.mesh.route_links(s, d)
+    assert detoured > 0
+
+
+def test_global_cp_strategies_refuse_dead_dies_with_a_clear_error():
+    wafer = _wafer(dead_dies=("die_1_1",))
+    replay = Replay(wafer=wafer, model=LLAMA, store=_tiny_store([([0], [])]))
+    with pytest.raises(ValueError, match="does not yet know dead dies"):
+        replay.run("allo")
+
+
+def test_wafer_from_dict_with_faults_builds():
+    params = from_dict(WaferParams, {"mesh_x": 2, "mesh_y": 2, "dead_links": ["link_0_1"]})
+    wafer = build_wafer(params)
+    assert wafer.mesh.route(0, 1) == [0, 2, 3, 1]
+    assert np.array_equal(wafer.mesh.link_alive, [False, True, True, True])
