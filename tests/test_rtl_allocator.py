@@ -126,7 +126,7 @@ def test_real_trace_window_allocator_and_predictor_equal_the_twins(llama4_traces
     from hwmodel.models import load_model
     from hwmodel.params import load_wafer
     from hwmodel.system import Replay
-    from hwmodel.system.replay import _PredictionUnits
+    from hwmodel.system.prediction import PredictionUnits
     from hwmodel.topologies.wafer import build_wafer
     from hwmodel.traces import open_batch
 
@@ -134,7 +134,7 @@ def test_real_trace_window_allocator_and_predictor_equal_the_twins(llama4_traces
                     model=load_model("llama4-maverick"), store=open_batch(llama4_traces))
     gcp = replay.global_cp()
     pred_cp = replay.global_cp()   # the replay's predictor path, on an EDT without the replicas
-    units = _PredictionUnits(replay, pred_cp)
+    units = PredictionUnits(replay, pred_cp)
     wl = replay.workload
     assert (replay.mesh.x_dies, replay.mesh.y_dies, replay.E) == (3, 8, 128)
     # a few seeded replicas, so the local-replica path of the allocator is exercised too
