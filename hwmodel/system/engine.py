@@ -36,7 +36,7 @@ except ImportError:  # pragma: no cover - exercised only without numba
             return args[0]
         return lambda f: f
 
-__all__ = ["EV_NAMES", "Counter", "DieStat", "LayerKernel", "Prediction", "Tasks"]
+__all__ = ["EV_NAMES", "Counter", "DieStat", "LayerKernel", "LayerStat", "Prediction", "Tasks"]
 
 # event kinds
 EV_LOOKUP = 0        # LLC lookup on the executing die (its LLC port)
@@ -287,6 +287,22 @@ class DieStat(enum.IntEnum):
     BYTE_HOPS_SENT = 3            # bytes x links of the messages it sent
 
 
+class LayerStat(enum.IntEnum):
+    """Named slots of :attr:`Outputs.layer_stats` (float64): the artefact's per-layer
+    statistics, summed over the layers in order (SPEC section 6 outputs)."""
+    BUSY_SUM = 0            # sum over layers and dies of (last chain end - first start)
+    BUSY_BOUND = 1          # sum over layers of (longest die's busy time x dies)
+    MAX_OVER_MIN = 2        # sum over layers of max / min busy time of the working dies
+    MAX_OVER_AVG = 3        # ... of max / mean busy time
+    SLICES_AVG = 4          # sum over layers of the mean slices (tasks x 3) per die
+    SLICES_MAX = 5          # ... of the largest
+    TOKENS_AVG = 6          # sum over layers of the mean token-slices per die
+    TOKENS_MAX = 7          # ... of the largest
+    DRAM_EVENNESS = 8       # sum over layers with HBM traffic of mean / max HBM bytes per die
+    DRAM_LAYERS = 9         # layers with HBM traffic
+    LAYERS = 10
+
+
 class Tasks(NamedTuple):
     """One layer's plan: task ``k`` runs ``tokens[k]`` tokens of ``expert[k]`` on ``die[k]``."""
     expert: np.ndarray
@@ -346,6 +362,7 @@ class Outputs(NamedTuple):
     link_bytes: np.ndarray       # (links,) bytes of the run
     die_stats: np.ndarray        # (dies, len(DieStat)) bytes of the run
     counters: np.ndarray         # (len(Counter),) counts of the run / last layer
+    layer_stats: np.ndarray      # (len(LayerStat),) float64 sums over the layers run
     dups: np.ndarray             # (capacity, 3) copies of the layer: die, expert, slice
 
 
@@ -660,7 +677,7 @@ def _run_layer(st, t0, layer, tasks, pred, num_experts, slices):
     :attr:`Counter.DUPS` copies in ``dups``, :attr:`Counter.STALLED` and
     :attr:`Counter.END_NS`."""
     tb, ev, res, ch, out = st.tables, st.events, st.resources, st.chains, st.outputs
-    return _simulate(
+    n_ev = _simulate(
         t0, layer, tasks.expert, tasks.die, tasks.tokens, tb.home, tasks.remote,
         pred.enabled, pred.copy_ok, pred.cp_en, pred.is_local, num_experts, slices,
         tb.route_start, tb.route_flat, tb.route_len,
@@ -673,6 +690,48 @@ def _run_layer(st, t0, layer, tasks, pred, num_experts, slices):
         ch.die, ch.expert, ch.slice, ch.tokens, ch.home, ch.kind, ch.start,
         out.span_lo, out.span_hi, out.dram_bytes, out.link_bytes, out.die_stats,
         out.counters, out.dups)
+    _add_layer_stats(out.span_lo, out.span_hi, out.dram_bytes, tasks.die, tasks.tokens, slices,
+                     out.layer_stats)
+    return n_ev
+
+
+@njit(cache=True)
+def _add_layer_stats(span_lo, span_hi, dram_bytes, task_die, task_tokens, slices, acc):
+    """Add one layer's usage, skew and HBM-evenness figures to ``acc`` (:class:`LayerStat`);
+    sums run in die order, as the artefact's numpy sums over a layer's dies do."""
+    num_dies = span_lo.shape[0]
+    busy_sum = 0.0
+    busy_max = 0.0
+    busy_min = np.inf
+    working = 0
+    for d in range(num_dies):
+        if span_lo[d] >= 0:
+            busy = float(span_hi[d] - span_lo[d])
+            busy_sum += busy
+            busy_max = max(busy_max, busy)
+            busy_min = min(busy_min, busy)
+            working += 1
+    if working:
+        acc[LayerStat.BUSY_SUM] += busy_sum
+        acc[LayerStat.BUSY_BOUND] += busy_max * num_dies
+        if busy_min > 0:
+            acc[LayerStat.MAX_OVER_MIN] += busy_max / busy_min
+        if busy_sum > 0:
+            acc[LayerStat.MAX_OVER_AVG] += busy_max / (busy_sum / working)
+    slices_per_die = np.zeros(num_dies, np.float64)
+    tokens_per_die = np.zeros(num_dies, np.float64)
+    for k in range(task_die.shape[0]):
+        slices_per_die[task_die[k]] += slices
+        tokens_per_die[task_die[k]] += task_tokens[k] * slices
+    acc[LayerStat.SLICES_AVG] += slices_per_die.sum() / num_dies
+    acc[LayerStat.SLICES_MAX] += slices_per_die.max()
+    acc[LayerStat.TOKENS_AVG] += tokens_per_die.sum() / num_dies
+    acc[LayerStat.TOKENS_MAX] += tokens_per_die.max()
+    dram_max = dram_bytes.max()
+    if dram_max > 0:
+        acc[LayerStat.DRAM_EVENNESS] += dram_bytes.sum() / num_dies / dram_max
+        acc[LayerStat.DRAM_LAYERS] += 1
+    acc[LayerStat.LAYERS] += 1
 
 
 class LayerKernel:
@@ -699,7 +758,8 @@ class LayerKernel:
             span_lo=np.full(N, -1, np.int64), span_hi=np.full(N, -1, np.int64),
             dram_bytes=np.zeros(N, np.float64), link_bytes=np.zeros(num_links, np.float64),
             die_stats=np.zeros((N, len(DieStat)), np.float64),
-            counters=np.zeros(len(Counter), np.int64), dups=np.zeros((0, 3), np.int64))
+            counters=np.zeros(len(Counter), np.int64),
+            layer_stats=np.zeros(len(LayerStat), np.float64), dups=np.zeros((0, 3), np.int64))
         self.free = np.ones(self.n_res, np.bool_)
         self.release_ns = np.zeros(self.n_res, np.int64)
         self._cap_chains = 0

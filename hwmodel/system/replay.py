@@ -33,7 +33,7 @@ import numpy as np
 
 from ..components.global_cp import GlobalCPTwin, build_cost_rom
 from ..config import ConfigError, fraction, param, positive
-from .engine import Counter, DieStat, LayerKernel, Prediction, Tasks
+from .engine import Counter, DieStat, LayerKernel, LayerStat, Prediction, Tasks
 from .lowering import Tables, lower
 from .prediction import PredictionUnits
 from .results import ARTEFACT_NAMES, ReplayResult
@@ -173,48 +173,17 @@ class Replay:
         return _Run(self, strategy).execute(progress)
 
 
-class _LayerStats:
-    """The artefact's per-layer statistics, summed over layers (usage, skews)."""
-
-    def __init__(self, num_dies: int, slices: int):
-        self.num_dies = num_dies
-        self.slices = slices
-        self.usage_num = self.usage_den = 0.0
-        self.max_over_min = self.max_over_avg = 0.0
-        self.exp_avg = self.exp_max = self.req_avg = self.req_max = 0.0
-        self.dram_evenness: list[float] = []
-        self.layers = 0
-
-    def add(self, span_lo, span_hi, dram_bytes, task_die, task_tokens) -> None:
-        self.layers += 1
-        present = span_lo >= 0
-        busy = (span_hi - span_lo)[present].astype(np.float64)
-        if len(busy):
-            self.usage_num += busy.sum()
-            self.usage_den += busy.max() * self.num_dies
-            if busy.min() > 0:
-                self.max_over_min += busy.max() / busy.min()
-            if busy.mean() > 0:
-                self.max_over_avg += busy.max() / busy.mean()
-        n_exp = np.bincount(task_die, minlength=self.num_dies) * self.slices
-        n_req = np.bincount(task_die, weights=task_tokens, minlength=self.num_dies) * self.slices
-        self.exp_avg += n_exp.mean()
-        self.exp_max += n_exp.max()
-        self.req_avg += n_req.mean()
-        self.req_max += n_req.max()
-        if dram_bytes.max() > 0:
-            self.dram_evenness.append(dram_bytes.mean() / dram_bytes.max())
-
-    def columns(self) -> dict:
-        """The artefact's usage and skew columns."""
-        n = max(1, self.layers)
-        return {
-            "usage": self.usage_num / self.usage_den if self.usage_den else 0.0,
-            "die_max_over_min": self.max_over_min / n, "die_max_over_avg": self.max_over_avg / n,
-            "allo_exp_skew": self.exp_avg / self.exp_max if self.exp_max else 0.0,
-            "allo_req_skew": self.req_avg / self.req_max if self.req_max else 0.0,
-            "dram_access_skew": (float(np.mean(self.dram_evenness)) if self.dram_evenness
-                              else 0.0)}
+def _stat_columns(acc) -> dict:
+    """The artefact's usage and skew columns from the kernel's layer sums (:class:`LayerStat`)."""
+    layers = max(1.0, acc[LayerStat.LAYERS])
+    ratio = lambda num, den: float(num / den) if den else 0.0             # noqa: E731
+    return {
+        "usage": ratio(acc[LayerStat.BUSY_SUM], acc[LayerStat.BUSY_BOUND]),
+        "die_max_over_min": float(acc[LayerStat.MAX_OVER_MIN] / layers),
+        "die_max_over_avg": float(acc[LayerStat.MAX_OVER_AVG] / layers),
+        "allo_exp_skew": ratio(acc[LayerStat.SLICES_AVG], acc[LayerStat.SLICES_MAX]),
+        "allo_req_skew": ratio(acc[LayerStat.TOKENS_AVG], acc[LayerStat.TOKENS_MAX]),
+        "dram_access_skew": ratio(acc[LayerStat.DRAM_EVENNESS], acc[LayerStat.DRAM_LAYERS])}
 
 
 class _Run:
@@ -233,7 +202,6 @@ class _Run:
         no_copies = np.zeros((N, E), np.bool_)
         self.cp_en = self.units.cp_en if self.units else no_copies
         self.is_local = self.units.is_local if self.units else no_copies
-        self.stats = _LayerStats(N, self.slices)
         self.per_layer: list[dict] = []
         self.t = self.prefill_ns = 0
         self.last_stage = None
@@ -297,8 +265,6 @@ class _Run:
                                            slices=self.slices)
         if self.units is not None and len(dups):
             self.units.report(layer, dups, task_e, task_d, task_t)
-        out = self.kernel.outputs
-        self.stats.add(out.span_lo, out.span_hi, out.dram_bytes, task_d, task_t)
         self.per_layer.append({"iteration": it, "layer": int(replay.store.moe_layers[layer]),
                                "stage": stage, "start_ns": self.t, "end_ns": end,
                                "tasks": len(task_e), "remote_tasks": int(remote.sum()),
@@ -318,7 +284,8 @@ class _Run:
         units = self.units
         return ReplayResult(
             model=replay.model.name, strategy=self.strategy.name, mesh_x=replay.mesh.x_dies,
-            mesh_y=replay.mesh.y_dies, batch=batch, **self.stats.columns(),
+            mesh_y=replay.mesh.y_dies, batch=batch,
+            **_stat_columns(kernel.outputs.layer_stats),
             dram_GiB=(home_slices + dups_total) * replay.slice_bytes / gib,
             local_dram_read_GiB=stats[:, DieStat.LOCAL_READ_BYTES].sum() / gib,
             remote_dram_read_GiB=stats[:, DieStat.REMOTE_READ_SERVED_BYTES].sum() / gib,
