@@ -94,7 +94,7 @@ def _die_tables(wafer, model, max_tokens: int, efficiency: float | None, slice_b
             hbm.access_latency_ns(slice_bytes + act * t, eff) for t in tokens]
 
     hbm = _rows_by_component([d.hbm for d in dies], hbm_rows)
-    as_int = lambda values: np.array(values, np.int64)                     # noqa: E731
+    as_int = lambda values: np.array(values, np.int64)
     return {
         "llc_hit_ns": as_int([int(d.llc.params.hit_latency_ns) for d in dies]),
         "llc_miss_ns": as_int([int(d.llc.params.miss_penalty_ns) for d in dies]),

@@ -176,7 +176,7 @@ class Replay:
 def _stat_columns(acc) -> dict:
     """The artefact's usage and skew columns from the kernel's layer sums (:class:`LayerStat`)."""
     layers = max(1.0, acc[LayerStat.LAYERS])
-    ratio = lambda num, den: float(num / den) if den else 0.0             # noqa: E731
+    ratio = lambda num, den: float(num / den) if den else 0.0
     return {
         "usage": ratio(acc[LayerStat.BUSY_SUM], acc[LayerStat.BUSY_BOUND]),
         "die_max_over_min": float(acc[LayerStat.MAX_OVER_MIN] / layers),

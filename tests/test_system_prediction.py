@@ -1,0 +1,63 @@
+"""The replay's prediction path at a layer launch, worked by hand: the Global CP's top-n
+(share 0.2 of the experts), the per-die union with the artefact's quirk, the PDU tables."""
+
+import math
+
+import numpy as np
+import pytest
+from test_system_replay import _tiny_store
+
+from hwmodel.models import load_model
+from hwmodel.params import load_wafer
+from hwmodel.system import Replay, ReplayParams
+from hwmodel.system.prediction import PredictionUnits
+from hwmodel.topologies.wafer import build_wafer
+
+LAYER = 0
+
+
+def _launch(quirks: bool):
+    """Die 1 runs experts 0, 1 and 5 (plan order); the heatmap says 0 -> 100, 1 -> 101,
+    5 -> 105 (one count each)."""
+    replay = Replay(wafer=build_wafer(load_wafer("tsmc-sow")),
+                    model=load_model("llama4-maverick"), store=_tiny_store([([0], [])]),
+                    params=ReplayParams(artefact_quirks=quirks))
+    gcp = replay.global_cp()
+    for prev, nxt in ((0, 100), (1, 101), (5, 105)):
+        gcp.heatmap_add(LAYER, prev, nxt)
+    units = PredictionUnits(replay, gcp)
+    task_e = np.array([0, 1, 5], np.int64)
+    task_d = np.array([1, 1, 1], np.int64)
+    units.launch(LAYER, task_e, task_d, True, quirks)
+    return units
+
+
+def test_top_n_is_a_fifth_of_the_experts_with_ties_by_id():
+    """n = ceil(0.2 x 128) = 26: the counted successor, then the 25 lowest ids of count 0."""
+    units = _launch(quirks=False)
+    n = math.ceil(0.2 * 128)
+    assert n == 26
+    cp_en = units.cp_en[1]
+    assert cp_en[[100, 101, 105]].all()
+    assert cp_en[:n - 1].all() and not cp_en[n - 1:100].any()
+    assert not units.cp_en[0].any()                   # a die without tasks copies nothing
+
+
+def test_artefact_quirk_stops_a_dies_list_at_the_expert_equal_to_its_id():
+    """With the quirk, die 1's list stops growing once it holds expert 1: 5's successor is
+    left out."""
+    units = _launch(quirks=True)
+    assert units.cp_en[1][[100, 101]].all()
+    assert not units.cp_en[1][105]
+
+
+@pytest.mark.parametrize("quirks", [False, True])
+def test_pdu_registers_hold_the_prediction(quirks):
+    """Die 1's PDU words pack cp_en (bit 0) and is_local (bit 1) of 8 experts per 16-bit
+    register: expert e in word e // 8 at bits 2 (e mod 8) and 2 (e mod 8) + 1."""
+    units = _launch(quirks)
+    words = units.pdus[1].words
+    for expert in (0, 5, 100, 101, 105, 127):
+        bits = words[expert // 8] >> (2 * (expert % 8))
+        assert bits & 1 == units.cp_en[1][expert]
+        assert (bits >> 1) & 1 == units.is_local[1][expert]
