@@ -166,11 +166,15 @@ class Replay:
             progress: Callable[[int, int], None] | None = None) -> ReplayResult:
         """Replay the whole batch under ``strategy`` (a registered name or a Strategy)."""
         strategy = get_strategy(strategy)
-        uses_global_cp = strategy.predicts or isinstance(strategy.allocation, Algorithm1)
-        if not self.mesh.die_alive.all() and uses_global_cp:
+        if not self.mesh.die_alive.all() and uses_global_cp(strategy):
             raise ValueError(f"strategy {strategy.name!r} runs the Global CP twin, which does "
                              f"not yet know dead dies; use base or ep on {self.mesh!r}")
         return _Run(self, strategy).execute(progress)
+
+
+def uses_global_cp(strategy: Strategy) -> bool:
+    """Whether the Global CP twin takes part: Algorithm 1 or the prediction path."""
+    return strategy.predicts or isinstance(strategy.allocation, Algorithm1)
 
 
 def _stat_columns(acc) -> dict:
@@ -193,7 +197,7 @@ class _Run:
         self.replay = replay
         self.strategy = strategy
         self.wall0 = time.perf_counter()
-        self.gcp = replay.global_cp()
+        self.gcp = replay.global_cp() if uses_global_cp(strategy) else None
         self.tables = replay.tables
         self.kernel = LayerKernel(self.tables, len(replay.mesh.links))
         self.slices = replay.model.matrices_per_expert
