@@ -39,7 +39,8 @@ def test_edt_updates():
     cp.edt_set_present(0, 1, 0)
     cp.edt_set_present(0, 1, 2)
     assert cp.edt_presence(0, 1) == 0b111
-    assert cp.presence[0].tolist() == [0b001, 0b111, 0b100]
+    assert cp.presence_matrix(0).tolist() == [[True, False, False], [True, True, True],
+                                              [False, False, True]]
     cp.edt_clear_present(0, 1, 0)
     assert cp.edt_presence(0, 1) == 0b110
     with pytest.raises(ValueError, match="home"):
@@ -49,9 +50,10 @@ def test_edt_updates():
     with pytest.raises(ValueError, match="expert"):
         cp.edt_presence(0, 3)
     cp.edt_clear_replicas()
-    assert cp.presence[0].tolist() == [0b001, 0b010, 0b100]
+    assert cp.presence_matrix(0).tolist() == [[True, False, False], [False, True, False],
+                                              [False, False, True]]
     with pytest.raises(ValueError):
-        cp.presence[0, 0] = 7                           # read-only view
+        cp.presence_matrix(0)[0, 1] = True              # read-only view
 
 
 # ------------------------------------------------------------------ heatmap, predictor
@@ -148,8 +150,27 @@ def test_bad_counts_are_refused():
         cp.allocate(0, [1, 2])
     with pytest.raises(ValueError, match="zero or more"):
         cp.allocate(0, [1, -2, 0])
-    with pytest.raises(ValueError, match="63 dies"):
-        GlobalCPTwin(8, 8, 1, 4, ROM, block_size=4)
+
+
+@pytest.mark.parametrize("mesh_x, mesh_y", [(8, 8), (16, 16), (32, 32)])
+def test_wide_wafer_edt_and_allocation(mesh_x, mesh_y):
+    # One expert per die (expert e on die e); only the last expert has tokens (one block of 4).
+    # Its home estimate is the read, 10; its 1-hop neighbours 2 + 5 = 7. A block costs 12 at
+    # home (max(12, 10)) and max(7 + 12, 10 + 10) = 20 on a neighbour: home wins. A replica
+    # on die 0 (the bit farthest from the last die's, beyond any 64-bit word) costs 12 there
+    # too and sorts first (estimate 0): it takes the block.
+    last = mesh_x * mesh_y - 1
+    cp = GlobalCPTwin(mesh_x, mesh_y, 1, last + 1, ROM, block_size=4)
+    counts = [0] * last + [4]
+    assert cp.edt_home(last) == last and cp.edt_presence(0, last) == 1 << last
+    assert cp.allocate(0, counts) == [(last, last, 4)]
+    cp.edt_set_present(0, last, 0)
+    assert cp.edt_presence(0, last) == (1 << last) | 1
+    assert np.flatnonzero(cp.presence_matrix(0)[last]).tolist() == [0, last]
+    assert cp.replicas_per_die() == [1] + [0] * last
+    assert cp.allocate(0, counts) == [(last, 0, 4)]
+    cp.edt_clear_present(0, last, 0)
+    assert cp.replicas_per_die() == [0] * (last + 1)
 
 
 # --------------------------------------------------------------------- fixed point

@@ -161,7 +161,7 @@ def test_real_trace_window_allocator_and_predictor_equal_the_twins(llama4_traces
             if not counts_all[layer].any():
                 continue
             layers.append(counts_all[layer])
-            presence.append(gcp.presence[layer].tolist())
+            presence.append([gcp.edt_presence(layer, e) for e in range(gcp.num_experts)])
             plan = gcp.allocate(layer, counts_all[layer])
             task_e = np.array([e for e, _, _ in plan])
             task_d = np.array([d for _, d, _ in plan])
@@ -187,3 +187,26 @@ def test_real_trace_window_allocator_and_predictor_equal_the_twins(llama4_traces
     bitmaps, _ = simulate_predict(rows_in, 128, gcp.top_n_count)
     assert bitmaps == expected
     assert any(len(group) > 1 for group in rows_in)   # some dies OR several rows
+
+
+@pytest.mark.parametrize("mesh", [(4, 6), (5, 5), (8, 8)])
+def test_allocator_at_paper_and_64_die_sizes_equals_the_twin(mesh):
+    # 24 and 25 dies (5-bit die fields), 64 dies (6 bits): replicas on the top dies, whose ids
+    # need the last bit of the field, must come back in the plan as the twin's.
+    num_dies = mesh[0] * mesh[1]
+    num_experts = num_dies + 6          # p = 1: six experts past p * N wrap to dies 0..5
+    rom = small_rom(10, 5, 2, [3 * t for t in range(8)])
+    rng = np.random.default_rng(num_dies)
+    counts = rng.choice([0, 1, 2, 3, 5, 8], size=num_experts).tolist()
+    counts[num_experts - 1] = 7
+    twin = GlobalCPTwin(*mesh, 1, num_experts, rom, block_size=4)
+    for expert, die in [(num_experts - 1, num_dies - 1), (num_dies - 1, num_dies - 2),
+                        (0, num_dies - 1)]:
+        twin.edt_set_present(0, expert, die)
+    presence = [[twin.edt_presence(0, e) for e in range(num_experts)]]
+    plans, _ = simulate_allocator([counts], mesh_x=mesh[0], mesh_y=mesh[1],
+                                  num_experts=num_experts, costs=rom, block_size=4,
+                                  presence=presence)
+    expected = twin.allocate(0, counts)
+    assert plans[0] == expected
+    assert any(d == num_dies - 1 for _, d, _ in expected)

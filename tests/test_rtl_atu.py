@@ -108,9 +108,39 @@ def test_address_map_places_experts_as_the_spec_says():
     assert amap.replica_address(0, 0, 0) == 1 << 30
 
 
-def test_address_map_refuses_models_that_overflow_the_page_field():
-    with pytest.raises(ValueError, match="do not fit the 31-bit page field"):
-        AddressMap(num_dies=1, num_experts=512, num_layers=100, slice_bytes=1 << 32)
+def test_address_map_widens_the_page_field_for_a_model_that_needs_it():
+    # 2**32 B per matrix = 2**20 pages; replica region 100 x 512 x 3 x 2**20 pages needs
+    # 18 + 20 = 38 bits (153600 < 2**18), so pages get 39 bits and the region starts at 2**38.
+    amap = AddressMap(num_dies=1, num_experts=512, num_layers=100, slice_bytes=1 << 32)
+    assert amap.layout.page_bits == 39 and amap.layout.die_bits == 1
+    assert amap.replica_address(0, 0, 0) == 1 << 38
+    assert amap.home_address(99, 511, 2) == ((99 * 512 + 511) * 3 + 2) << 20
+
+
+@pytest.mark.parametrize("num_dies, die_bits", [(64, 6), (256, 8), (1024, 10)])
+def test_address_map_die_field_grows_with_the_wafer(num_dies, die_bits):
+    # 3 experts per die: the last expert (3 * N - 1) is slot 2 of die N - 1; one page per
+    # matrix, 3 slots per layer, so matrix 0 of layer 1 sits at page (1 * 3 + 2) * 3 = 15.
+    amap = AddressMap(num_dies=num_dies, num_experts=3 * num_dies, num_layers=2,
+                      slice_bytes=4096)
+    assert amap.layout.die_bits == die_bits and amap.layout.remote_addr_bits == die_bits + 31
+    assert amap.home(3 * num_dies - 1) == (num_dies - 1, 2)
+    addr = amap.home_address(1, 3 * num_dies - 1, 0)
+    assert addr == ((num_dies - 1) << 31) | 15
+    assert amap.layout.split_address(addr) == (num_dies - 1, 15)
+    twin = ATUTwin(3 * num_dies, num_dies=num_dies)
+    twin.insert(3 * num_dies - 1, addr, amap.replica_address(1, 3 * num_dies - 1))
+    assert twin.lookup(3 * num_dies - 1, addr) == (True, (1 << 30) + (3 * num_dies + 3 * num_dies - 1) * 3)
+    assert twin.lookup(3 * num_dies - 1, addr ^ (1 << 31)) == (False, 0)
+
+
+def test_rtl_with_a_6_bit_die_field_equals_the_twin():
+    # 64 dies: die 63 needs the sixth bit; a 5-bit field would alias it to die 31.
+    near, far = (31 << 31) | 7, (63 << 31) | 7
+    transactions = [("insert", 3, far, 99), ("lookup", 3, far), ("lookup", 3, near)]
+    twin = run_atu_twin(transactions, 8, num_dies=64)
+    assert twin == [(True, 99), (False, 0)]
+    assert simulate_atu(transactions, 8, num_dies=64)[0] == twin
 
 
 def test_verilog_export_through_yosys():

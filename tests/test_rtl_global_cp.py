@@ -152,3 +152,27 @@ def test_predictor_at_512_experts_equals_twin_predict_union():
     assert model.top_n_count == 103
     assert bitmap == expected
     assert 103 < bitmap.bit_count() <= 206
+
+
+@pytest.mark.parametrize("mesh, home_bits, entry_bits", [((4, 6), 5, 32), ((5, 5), 5, 32),
+                                                         ((8, 8), 6, 72)])
+def test_edt_widths_derive_from_the_wafer_and_equal_the_twin(mesh, home_bits, entry_bits):
+    # 24 and 25 dies: 5-bit home + 24/25 presence bits, stored in 32; 64 dies: 6 + 64 in 72.
+    num_dies = mesh[0] * mesh[1]
+    dut = EDT(8, num_dies=num_dies)
+    assert dut.layout.home_bits == home_bits and dut.layout.entry_bits == entry_bits
+    assert dut.signature.members["resp"].signature.members["payload"].shape.size == entry_bits
+    model = twin(8, mesh)
+    tx = load_layer(model)
+    last = num_dies - 1
+    for expert, die in [(1, last), (1, last - 1), (6, 0), (2, last)]:
+        model.edt_set_present(0, expert, die)
+        tx.append(("set_present", expert, die))
+    model.edt_clear_present(0, 2, last)
+    tx += [("clear_present", 2, last)] + [("read", e) for e in range(8)]
+    results, _ = simulate_edt(tx, 8, num_dies=num_dies)
+    assert results == [(model.edt_home(e), model.edt_presence(0, e)) for e in range(8)]
+    # fewer experts than dies: expert e lives on die e; expert 1 has its home bit and the top two
+    assert results[1] == (1, (1 << 1) | (1 << last) | (1 << (last - 1)))
+    with pytest.raises(ValueError, match=rf"die must be in \[0, {num_dies}\)"):
+        simulate_edt([("set_present", 0, num_dies)], 8, num_dies=num_dies)

@@ -46,7 +46,7 @@ class PredictionUnits:
         self.home = replay.home
         self.moe_layers = [int(x) for x in replay.store.moe_layers]
         self.pdus = [PDUTwin(num_experts=E) for _ in range(N)]
-        self.local_cps = [LocalCPTwin(die=d, num_experts=E) for d in range(N)]
+        self.local_cps = [LocalCPTwin(die=d, num_experts=E, num_dies=N) for d in range(N)]
         self.atus: dict[tuple[int, int], ATUTwin] = {}
         self.amap = AddressMap(num_dies=N, num_experts=E, num_layers=replay.model.num_layers,
                                slice_bytes=int(replay.slice_bytes))
@@ -55,7 +55,6 @@ class PredictionUnits:
         self.num_words = self.pdus[0].num_words
         self.words = np.zeros((N, self.num_words), np.int64)   # PDU registers as written
         self._shift = 2 * np.arange(EXPERTS_PER_WORD, dtype=np.int64)
-        self._die_bit = np.arange(N, dtype=np.int64)[:, None]
         self._addr: dict[tuple[int, int], int] = {}
         self.tie_rule = replay.params.tie_rule
         cap = replay.params.replica_capacity_bytes
@@ -69,8 +68,7 @@ class PredictionUnits:
         """Global CP predictor -> PDU tables of the dies with tasks; ATU redirects."""
         N = self.N
         self.layer = layer
-        presence = self.gcp.presence[layer]
-        self.is_local[:] = ((presence[None, :] >> self._die_bit) & 1).astype(np.bool_)
+        self.is_local[:] = self.gcp.presence_matrix(layer).T
         if copy_ok:
             top = (self.gcp.top_n_matrix(layer) if self.tie_rule == "stable"
                    else _numpy_top_n(self.gcp, layer))
@@ -126,7 +124,9 @@ class PredictionUnits:
                                      f"differ from the data path's {sorted(experts)}")
             atu = self.atus.get((d, layer))
             if atu is None:
-                atu = self.atus[(d, layer)] = ATUTwin(num_entries=max(self.E, 1))
+                atu = self.atus[(d, layer)] = ATUTwin(
+                    num_entries=max(self.E, 1), num_dies=self.N,
+                    page_bits=self.amap.layout.page_bits)
             for e in stats.duplicated_experts:
                 self.pdus[d].set_local(e)
                 self.words[d, e // EXPERTS_PER_WORD] |= 2 << (2 * (e % EXPERTS_PER_WORD))
@@ -140,10 +140,7 @@ class PredictionUnits:
 
     def replicas_held(self) -> list[int]:
         """Replicated experts each die holds now (EDT presence bits off the home die)."""
-        presence = self.gcp.presence
-        held = (presence[:, :, None] >> np.arange(self.N, dtype=np.int64)) & 1
-        return (held.sum(axis=(0, 1)) - (presence.shape[0] * np.bincount(
-            self.home, minlength=self.N))).tolist()
+        return self.gcp.replicas_per_die()
 
     def _evict(self, d):
         """Drop die ``d``'s least recently used replica (bounded replica region)."""

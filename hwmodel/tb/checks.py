@@ -10,7 +10,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["check_bool", "check_int", "check_int_array", "check_transaction"]
+__all__ = ["check_bool", "check_int", "check_int_array", "check_transaction", "index_bits"]
 
 
 def check_int(name: str, value, lo: int | None = None, hi: int | None = None) -> int:
@@ -37,6 +37,19 @@ def check_int(name: str, value, lo: int | None = None, hi: int | None = None) ->
         raise ValueError(f"{name} must be in [{lo if lo is not None else '-inf'}, {hi}), "
                          f"not {value!r}")
     return value
+
+
+def index_bits(count: int) -> int:
+    """Bits of a field that numbers ``count`` items ``0 .. count - 1``: ``ceil(log2(count))``,
+    at least 1 (a die-id field of a 25-die wafer has 5 bits, of a 1024-die wafer 10).
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``count`` is not a positive integer.
+    """
+    count = check_int("count", count, 1)
+    return max(1, (count - 1).bit_length())
 
 
 def check_bool(name: str, value) -> bool:

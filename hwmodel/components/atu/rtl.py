@@ -1,10 +1,12 @@
 """Amaranth RTL of the ATU (address translation unit); behaviour defined by :mod:`.twin`.
 
 One command per cycle on ``cmd``; only lookups answer on ``resp``, exactly ``LOOKUP_LATENCY`` = 1
-cycle after the command is accepted (the synchronous SRAM read), in command order. The table is a
-512 x 67-bit SRAM (remote and local address, built as ``lib.memory.Memory``) plus the 512 valid
-bits in flip-flops, so ``INVALIDATE_ALL`` takes one cycle instead of 512 SRAM writes: 68 bits per
-entry in all, the paper's 4.25 KB.
+cycle after the command is accepted (the synchronous SRAM read), in command order. The table is an
+``entries x (entry_bits - 1)`` SRAM (remote and local address, built as ``lib.memory.Memory``) plus
+the valid bits in flip-flops, so ``INVALIDATE_ALL`` takes one cycle instead of one SRAM write per
+entry: 512 x 68 bits in all for the paper, 4.25 KB. Every width comes from the unit's
+:class:`~.params.ATULayout` (elaboration-time parameters ``num_entries``, ``num_dies``,
+``page_bits``).
 """
 
 # No `from __future__ import annotations`: data.Struct reads its annotations as shapes.
@@ -16,7 +18,8 @@ from amaranth.lib.wiring import In, Out
 
 from ...tb import run_command_stream, run_twin
 from ...tb.checks import check_int, check_transaction
-from .twin import LOCAL_ADDR_BITS, REMOTE_ADDR_BITS, ATUTwin
+from .params import PAPER, ATULayout
+from .twin import ATUTwin
 
 __all__ = [
     "ATU",
@@ -24,6 +27,8 @@ __all__ = [
     "ATUCommand",
     "ATUOp",
     "ATUResponse",
+    "command_layout",
+    "response_layout",
     "run_atu_twin",
     "simulate_atu",
 ]
@@ -38,20 +43,20 @@ class ATUOp(enum.Enum, shape=2):
     INVALIDATE_ALL = 3
 
 
-class ATUCommand(data.Struct):
+def command_layout(layout: ATULayout) -> data.StructLayout:
     """A command: ``index`` is the expert id within the layer (entry number)."""
-
-    op: ATUOp
-    index: 12
-    remote: REMOTE_ADDR_BITS
-    local: LOCAL_ADDR_BITS
+    return data.StructLayout({"op": ATUOp, "index": layout.index_bits,
+                              "remote": layout.remote_addr_bits, "local": layout.local_addr_bits})
 
 
-class ATUResponse(data.Struct):
+def response_layout(layout: ATULayout) -> data.StructLayout:
     """A lookup result: ``local`` is the translated address on a hit, 0 on a miss."""
+    return data.StructLayout({"hit": 1, "local": layout.local_addr_bits})
 
-    hit: 1
-    local: LOCAL_ADDR_BITS
+
+#: Command and response of the paper's ATU (:data:`.params.PAPER`).
+ATUCommand = command_layout(PAPER)
+ATUResponse = response_layout(PAPER)
 
 
 class ATU(wiring.Component):
@@ -61,21 +66,26 @@ class ATU(wiring.Component):
     ----------
     num_entries : int
         Table entries (paper: 512).
+    num_dies, page_bits : int
+        Widths of the address fields (:class:`~.params.ATULayout`; defaults: the paper's).
 
     Members
     -------
-    cmd : In(stream.Signature(ATUCommand))
+    cmd : In(stream.Signature(command_layout(layout)))
         Insert, lookup, invalidate one, invalidate all; one per cycle.
-    resp : Out(stream.Signature(ATUResponse))
+    resp : Out(stream.Signature(response_layout(layout)))
         One response per lookup, ``LOOKUP_LATENCY`` cycles after it is accepted.
     """
 
-    def __init__(self, num_entries: int = 512):
-        self._num_entries = check_int("num_entries", num_entries, 1, 4097)
-        self._table = MemoryData(shape=unsigned(REMOTE_ADDR_BITS + LOCAL_ADDR_BITS),
+    def __init__(self, num_entries: int = 512, *, num_dies: int = PAPER.num_dies,
+                 page_bits: int = PAPER.page_bits):
+        self.layout = ATULayout(entries=check_int("num_entries", num_entries, 1),
+                                num_dies=num_dies, page_bits=page_bits)
+        self._num_entries = self.layout.entries
+        self._table = MemoryData(shape=unsigned(self.layout.entry_bits - 1),
                                  depth=self._num_entries, init=[])
-        super().__init__({"cmd": In(stream.Signature(ATUCommand)),
-                          "resp": Out(stream.Signature(ATUResponse))})
+        super().__init__({"cmd": In(stream.Signature(command_layout(self.layout))),
+                          "resp": Out(stream.Signature(response_layout(self.layout)))})
 
     @property
     def num_entries(self) -> int:
@@ -89,7 +99,8 @@ class ATU(wiring.Component):
         valid = Signal(self._num_entries)
 
         cmd = self.cmd.payload
-        index = cmd.index[:max(1, (self._num_entries - 1).bit_length())]
+        index = cmd.index
+        local_bits = self.layout.local_addr_bits
         # The pipeline advances when the response register is empty or being drained.
         advance = ~self.resp.valid | self.resp.ready
         m.d.comb += self.cmd.ready.eq(advance)
@@ -109,16 +120,16 @@ class ATU(wiring.Component):
 
         # Stage 1: what the lookup needs besides the SRAM word, captured at acceptance.
         stage_valid = Signal()
-        stage_remote = Signal(REMOTE_ADDR_BITS)
+        stage_remote = Signal(self.layout.remote_addr_bits)
         with m.If(advance):
             m.d.sync += [self.resp.valid.eq(accept & (cmd.op == ATUOp.LOOKUP)),
                          stage_valid.eq(valid.bit_select(index, 1)),
                          stage_remote.eq(cmd.remote)]
-        stored_remote = read.data[LOCAL_ADDR_BITS:]
-        stored_local = read.data[:LOCAL_ADDR_BITS]
+        stored_remote = read.data[local_bits:]
+        stored_local = read.data[:local_bits]
         hit = stage_valid & (stored_remote == stage_remote)
         m.d.comb += [self.resp.payload.hit.eq(hit),
-                     self.resp.payload.local.eq(stored_local & hit.replicate(LOCAL_ADDR_BITS))]
+                     self.resp.payload.local.eq(stored_local & hit.replicate(local_bits))]
         return m
 
 
@@ -129,25 +140,30 @@ _OPS = {"insert": ATUOp.INSERT, "lookup": ATUOp.LOOKUP, "invalidate": ATUOp.INVA
 _ARITY = {"insert": 3, "lookup": 2, "invalidate": 1, "invalidate_all": 0}
 
 
-def _command(transaction, num_entries):
+def _command(transaction, layout):
     op, args = check_transaction("ATU", transaction, _ARITY)
     arity = _ARITY[op]
-    index = check_int("index", args[0], 0, num_entries) if args else 0
-    remote = check_int("remote_addr", args[1], 0, 1 << REMOTE_ADDR_BITS) if arity >= 2 else 0
-    local = check_int("local_addr", args[2], 0, 1 << LOCAL_ADDR_BITS) if arity == 3 else 0
+    index = check_int("index", args[0], 0, layout.entries) if args else 0
+    remote = (check_int("remote_addr", args[1], 0, 1 << layout.remote_addr_bits)
+              if arity >= 2 else 0)
+    local = (check_int("local_addr", args[2], 0, 1 << layout.local_addr_bits)
+             if arity == 3 else 0)
     return {"op": _OPS[op], "index": index, "remote": remote, "local": local}
 
 
-def run_atu_twin(transactions, num_entries: int = 512) -> list[tuple[bool, int]]:
+def run_atu_twin(transactions, num_entries: int = 512, *, num_dies: int = PAPER.num_dies,
+                 page_bits: int = PAPER.page_bits) -> list[tuple[bool, int]]:
     """Apply ``transactions`` to an :class:`ATUTwin`; return the lookups' ``(hit, local)``.
 
     A transaction is ``("insert", index, remote, local)``, ``("lookup", index, remote)``,
     ``("invalidate", index)`` or ``("invalidate_all",)``.
     """
-    return run_twin(ATUTwin(num_entries), transactions, lambda t: _command(t, num_entries), "lookup")
+    twin = ATUTwin(num_entries, num_dies=num_dies, page_bits=page_bits)
+    return run_twin(twin, transactions, lambda t: _command(t, twin.layout), "lookup")
 
 
-def simulate_atu(transactions, num_entries: int = 512, *, vcd=None, back_pressure: int = 0,
+def simulate_atu(transactions, num_entries: int = 512, *, num_dies: int = PAPER.num_dies,
+                 page_bits: int = PAPER.page_bits, vcd=None, back_pressure: int = 0,
                  max_cycles: int | None = None):
     """Run ``transactions`` (see :func:`run_atu_twin`) through the RTL.
 
@@ -163,8 +179,9 @@ def simulate_atu(transactions, num_entries: int = 512, *, vcd=None, back_pressur
         The lookups' ``(hit, local)``, as :func:`run_atu_twin`.
     cycles : int
     """
-    commands = [_command(t, num_entries) for t in transactions]
+    dut = ATU(num_entries, num_dies=num_dies, page_bits=page_bits)
+    commands = [_command(t, dut.layout) for t in transactions]
     expected = sum(c["op"] == ATUOp.LOOKUP for c in commands)
-    return run_command_stream(ATU(num_entries), commands, expected,
+    return run_command_stream(dut, commands, expected,
                               lambda r: (bool(r.hit), int(r.local)),
                               back_pressure=back_pressure, max_cycles=max_cycles, vcd=vcd)

@@ -4,24 +4,24 @@ The ATU sits in each die's D2D controller (SPEC section 3, paper Table II). When
 to keep a local copy of a remote expert, the copy's address is inserted here; a later read of the
 expert's remote address hits and is redirected to the local copy.
 
-Entry format (68 bits, the paper's size; 512 entries = 4.25 KB)::
+Entry format and widths are defined once in :mod:`.params` (:class:`ATULayout`)::
 
-    bit 67      : valid
-    bits 66..31 : remote address (36 bits) = die id (5 bits, 66..62) | HBM page (31 bits, 61..31)
-    bits 30..0  : local address (31 bits)  = HBM page of the local copy on this die
+    bit entry_bits - 1        : valid
+    next remote_addr_bits     : remote address = die id (die_bits) | HBM page (page_bits)
+    low local_addr_bits       : local address = HBM page of the local copy on this die
 
-Addresses are HBM *page* numbers of ``PAGE_BYTES`` = 4 KiB (a translation unit maps pages, like a
-TLB): 31 bits of page cover 8 TiB per die, more than any HBM stack; 5 bits of die id cover 32
-dies (every wafer preset has 24 or 25). The entry is indexed by the expert id within the current
-MoE layer (``index < num_entries``), so a lookup is one SRAM read plus one tag compare.
+The paper's wafers give 1 + (5 + 31) + 31 = 68 bits. The entry is indexed by the expert id within
+the current MoE layer (``index < entries``), so a lookup is one SRAM read plus one tag compare.
 
-HBM layout used by :class:`AddressMap` (per die)::
+HBM layout used by :class:`AddressMap` (per die, ``P = page_bits``)::
 
-    pages [0, 2**30)          : home region, the experts this die owns, dense by (layer, slot)
-    pages [2**30, 2**31)      : replica region, slot per (layer, expert) of the whole model
+    pages [0, 2**(P-1))       : home region, the experts this die owns, dense by (layer, slot)
+    pages [2**(P-1), 2**P)    : replica region, slot per (layer, expert) of the whole model
 
-An expert's three weight matrices (slices) are contiguous: matrix ``m`` starts at the expert's
-base page plus ``m * slice_pages``, so one ATU entry (the expert's base page) translates all three.
+``P`` is the paper's 31 unless the model's weights need more (then the smallest that holds
+them); the die field has ``ceil(log2(num_dies))`` bits. An expert's three weight matrices
+(slices) are contiguous: matrix ``m`` starts at the expert's base page plus ``m * slice_pages``,
+so one ATU entry (the expert's base page) translates all three.
 """
 
 from __future__ import annotations
@@ -30,50 +30,35 @@ import math
 
 import attrs
 
-from ...tb.checks import check_int
+from ...tb.checks import check_int, index_bits
+from .params import MATRICES_PER_EXPERT, PAGE_BYTES, PAPER, PAPER_PAGE_BITS, ATULayout
 
 __all__ = [
-    "DIE_BITS",
     "ENTRY_BITS",
     "LOCAL_ADDR_BITS",
     "MATRICES_PER_EXPERT",
-    "PAGE_BITS",
     "PAGE_BYTES",
     "REMOTE_ADDR_BITS",
-    "REPLICA_BASE_PAGE",
     "ATUTwin",
     "AddressMap",
     "hbm_address",
     "split_address",
 ]
 
-PAGE_BYTES = 4096
-DIE_BITS = 5
-PAGE_BITS = 31
-REMOTE_ADDR_BITS = DIE_BITS + PAGE_BITS   # 36
-LOCAL_ADDR_BITS = PAGE_BITS               # 31
-ENTRY_BITS = 1 + REMOTE_ADDR_BITS + LOCAL_ADDR_BITS   # 68, Table II
-REPLICA_BASE_PAGE = 1 << (PAGE_BITS - 1)
-MATRICES_PER_EXPERT = 3   # gate, up and down projections
+# The paper's widths (the defaults of the twin and the RTL), read from the one definition.
+REMOTE_ADDR_BITS = PAPER.remote_addr_bits   # 36
+LOCAL_ADDR_BITS = PAPER.local_addr_bits     # 31
+ENTRY_BITS = PAPER.entry_bits               # 68, Table II
 
 
 def hbm_address(die: int, page: int) -> int:
-    """Pack a remote HBM address: ``die`` (5 bits) above ``page`` (31 bits).
-
-    Raises
-    ------
-    TypeError, ValueError
-        If ``die`` or ``page`` is not an integer or does not fit its field.
-    """
-    die = check_int("die", die, 0, 1 << DIE_BITS)
-    page = check_int("page", page, 0, 1 << PAGE_BITS)
-    return (die << PAGE_BITS) | page
+    """Pack a remote address of the paper's layout (:data:`.params.PAPER`): die above page."""
+    return PAPER.hbm_address(die, page)
 
 
 def split_address(remote_addr: int) -> tuple[int, int]:
-    """Inverse of :func:`hbm_address`: ``(die, page)`` of a 36-bit remote address."""
-    remote_addr = check_int("remote_addr", remote_addr, 0, 1 << REMOTE_ADDR_BITS)
-    return remote_addr >> PAGE_BITS, remote_addr & ((1 << PAGE_BITS) - 1)
+    """Inverse of :func:`hbm_address`: ``(die, page)`` of a paper-layout remote address."""
+    return PAPER.split_address(remote_addr)
 
 
 def _positive_int(instance, attribute, value):
@@ -91,30 +76,36 @@ class AddressMap:
     Parameters
     ----------
     num_dies : int
-        Dies on the wafer (at most 32, the die field of an ATU address).
+        Dies on the wafer (any number: the die field has ``ceil(log2(num_dies))`` bits).
     num_experts : int
-        Routed experts per MoE layer (at most 512).
+        Routed experts per MoE layer.
     num_layers : int
         Layers of the model (layer ids ``0 .. num_layers - 1``).
     slice_bytes : int
         Bytes of one weight matrix of one expert (e.g. hidden x ffn x 2 for BF16).
+
+    Members
+    -------
+    layout : ATULayout
+        The ATU layout these addresses need: ``num_experts`` entries, this wafer's die field and
+        a page field of 31 bits, or wider when both regions need more than ``2**30`` pages.
     """
 
     num_dies: int = attrs.field(validator=_positive_int)
     num_experts: int = attrs.field(validator=_positive_int)
     num_layers: int = attrs.field(validator=_positive_int)
     slice_bytes: int = attrs.field(validator=_positive_int)
+    layout: ATULayout = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self):
-        check_int("num_dies", self.num_dies, 1, (1 << DIE_BITS) + 1)
-        check_int("num_experts", self.num_experts, 1, 513)
-        top = max(self._page(self.num_layers - 1, self.slots_per_die - 1, 2, home=True),
-                  self._page(self.num_layers - 1, self.num_experts - 1, 2, home=False))
-        if top + self.slice_pages > (1 << PAGE_BITS):
-            raise ValueError(
-                f"the weights of {self.num_layers} layers x {self.num_experts} experts x "
-                f"{self.slice_bytes} B per matrix do not fit the {PAGE_BITS}-bit page field "
-                f"of an ATU address (last page {top + self.slice_pages - 1})")
+        object.__setattr__(self, "layout", self._derive_layout())
+
+    def _derive_layout(self) -> ATULayout:
+        region_pages = max(self.num_layers * self.slots_per_die,
+                           self.num_layers * self.num_experts) * MATRICES_PER_EXPERT
+        region_bits = index_bits(region_pages * self.slice_pages)
+        return ATULayout(entries=self.num_experts, num_dies=self.num_dies,
+                         page_bits=max(PAPER_PAGE_BITS, region_bits + 1))
 
     @property
     def slice_pages(self) -> int:
@@ -143,7 +134,8 @@ class AddressMap:
         if home:
             return ((layer * self.slots_per_die + slot_or_expert) * MATRICES_PER_EXPERT
                     + matrix) * self.slice_pages
-        return REPLICA_BASE_PAGE + ((layer * self.num_experts + slot_or_expert)
+        replica_base = 1 << (self.layout.page_bits - 1)
+        return replica_base + ((layer * self.num_experts + slot_or_expert)
                                     * MATRICES_PER_EXPERT + matrix) * self.slice_pages
 
     def _check(self, layer, matrix):
@@ -151,13 +143,14 @@ class AddressMap:
         check_int("matrix", matrix, 0, MATRICES_PER_EXPERT)
 
     def home_address(self, layer: int, expert: int, matrix: int = 0) -> int:
-        """Remote (36-bit) address of ``matrix`` of ``expert`` of ``layer`` on its home die."""
+        """Remote address (:attr:`layout`) of ``matrix`` of ``expert`` of ``layer`` on its home
+        die."""
         self._check(layer, matrix)
         die, slot = self.home(expert)
-        return hbm_address(die, self._page(layer, slot, matrix, home=True))
+        return self.layout.hbm_address(die, self._page(layer, slot, matrix, home=True))
 
     def replica_address(self, layer: int, expert: int, matrix: int = 0) -> int:
-        """Local (31-bit) page of the replica of ``matrix`` of ``expert`` of ``layer``."""
+        """Local page (:attr:`layout`) of the replica of ``matrix`` of ``expert`` of ``layer``."""
         self._check(layer, matrix)
         expert = check_int("expert", expert, 0, self.num_experts)
         return self._page(layer, expert, matrix, home=False)
@@ -170,6 +163,8 @@ class ATUTwin:
     ----------
     num_entries : int
         Entries, indexed by expert id within the current layer (paper: 512).
+    num_dies, page_bits : int
+        Widths of the address fields (:class:`ATULayout`; defaults: the paper's).
 
     Raises
     ------
@@ -177,8 +172,13 @@ class ATUTwin:
         On a non-integer or out-of-range argument, naming it.
     """
 
-    def __init__(self, num_entries: int = 512):
-        self._num_entries = check_int("num_entries", num_entries, 1, 4097)
+    def __init__(self, num_entries: int = 512, *, num_dies: int = PAPER.num_dies,
+                 page_bits: int = PAPER.page_bits):
+        self.layout = ATULayout(entries=check_int("num_entries", num_entries, 1),
+                                num_dies=num_dies, page_bits=page_bits)
+        self._num_entries = self.layout.entries
+        self._remote_limit = 1 << self.layout.remote_addr_bits
+        self._local_limit = 1 << self.layout.local_addr_bits
         self._valid = [False] * self._num_entries
         self._remote = [0] * self._num_entries
         self._local = [0] * self._num_entries
@@ -189,13 +189,13 @@ class ATUTwin:
 
     @property
     def entry_bits(self) -> int:
-        """Bits of one entry (68): valid + remote address + local address."""
-        return ENTRY_BITS
+        """Bits of one entry (68 for the paper): valid + remote address + local address."""
+        return self.layout.entry_bits
 
     @property
     def storage_bytes(self) -> float:
-        """SRAM bytes of the table (4352 = 4.25 KB for 512 entries)."""
-        return self._num_entries * ENTRY_BITS / 8
+        """SRAM bytes of the table (4352 = 4.25 KB for the paper's 512 entries)."""
+        return self._num_entries * self.layout.entry_bits / 8
 
     def _index(self, index):
         return check_int("index", index, 0, self._num_entries)
@@ -203,8 +203,8 @@ class ATUTwin:
     def insert(self, index: int, remote_addr: int, local_addr: int) -> None:
         """Make entry ``index`` translate ``remote_addr`` to ``local_addr`` (valid)."""
         index = self._index(index)
-        remote_addr = check_int("remote_addr", remote_addr, 0, 1 << REMOTE_ADDR_BITS)
-        local_addr = check_int("local_addr", local_addr, 0, 1 << LOCAL_ADDR_BITS)
+        remote_addr = check_int("remote_addr", remote_addr, 0, self._remote_limit)
+        local_addr = check_int("local_addr", local_addr, 0, self._local_limit)
         self._valid[index] = True
         self._remote[index] = remote_addr
         self._local[index] = local_addr
@@ -215,7 +215,7 @@ class ATUTwin:
         On a miss ``local_addr`` is 0 (the RTL drives 0 too, so both levels compare equal).
         """
         index = self._index(index)
-        remote_addr = check_int("remote_addr", remote_addr, 0, 1 << REMOTE_ADDR_BITS)
+        remote_addr = check_int("remote_addr", remote_addr, 0, self._remote_limit)
         if self._valid[index] and self._remote[index] == remote_addr:
             return True, self._local[index]
         return False, 0
@@ -229,7 +229,8 @@ class ATUTwin:
         self._valid = [False] * self._num_entries
 
     def entry(self, index: int) -> int:
-        """The 68-bit entry word, in the documented bit layout."""
+        """The entry word, in the documented bit layout."""
         index = self._index(index)
-        return ((int(self._valid[index]) << (REMOTE_ADDR_BITS + LOCAL_ADDR_BITS))
-                | (self._remote[index] << LOCAL_ADDR_BITS) | self._local[index])
+        local_bits = self.layout.local_addr_bits
+        return ((int(self._valid[index]) << (self.layout.remote_addr_bits + local_bits))
+                | (self._remote[index] << local_bits) | self._local[index])

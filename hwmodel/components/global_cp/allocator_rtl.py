@@ -50,17 +50,15 @@ from amaranth.lib.memory import Memory, MemoryData
 from amaranth.lib.wiring import In, Out
 
 from ...tb import run_scenario
-from ...tb.checks import check_int
+from ...tb.checks import check_int, index_bits
+from .params import EDTLayout
 from .rtl import insert_sorted
 from .twin import CostROM, home_dies
 
 __all__ = ["Allocator", "allocator_cycle_model", "simulate_allocator"]
 
-DIE_BITS = 6   # the EDT's home-die field: up to 63 dies (the twin's limit)
-
-
 def _bits(n: int) -> int:
-    return max(1, (n - 1).bit_length())
+    return index_bits(n)
 
 
 class Allocator(wiring.Component):
@@ -96,8 +94,6 @@ class Allocator(wiring.Component):
         self._mesh_x = check_int("mesh_x", mesh_x, 1)
         self._mesh_y = check_int("mesh_y", mesh_y, 1)
         self._num_dies = self._mesh_x * self._mesh_y
-        if self._num_dies > 63:
-            raise ValueError(f"the allocator holds at most 63 dies, not {self._num_dies}")
         self._num_experts = check_int("num_experts", num_experts, 1, 4097)
         if not isinstance(costs, CostROM):
             raise TypeError(f"costs must be a CostROM, not {costs!r}")
@@ -136,11 +132,14 @@ class Allocator(wiring.Component):
         self._compute = MemoryData(shape=unsigned(self._cost_bits),
                                    depth=2 * self._block_size, init=compute)
         ebits = _bits(self._num_experts)
+        # the EDT's home-die field, from the one definition (:class:`.params.EDTLayout`)
+        self._die_bits = die_bits = EDTLayout(entries=self._num_experts,
+                                              num_dies=self._num_dies).home_bits
         self.item_layout = data.StructLayout({
-            "expert": ebits, "tokens": self._count_bits, "home": DIE_BITS,
+            "expert": ebits, "tokens": self._count_bits, "home": die_bits,
             "presence": self._num_dies, "last": 1})
         self.task_layout = data.StructLayout({
-            "expert": ebits, "die": DIE_BITS, "tokens": self._count_bits, "last": 1})
+            "expert": ebits, "die": die_bits, "tokens": self._count_bits, "last": 1})
         super().__init__({"experts": In(stream.Signature(self.item_layout)),
                           "tasks": Out(stream.Signature(self.task_layout))})
 
@@ -159,13 +158,13 @@ class Allocator(wiring.Component):
 
         # ---- memories ------------------------------------------------------------------
         item_mem_layout = data.StructLayout({"expert": slot_shape, "tokens": tbits,
-                                             "home": DIE_BITS, "presence": N})
+                                             "home": self._die_bits, "presence": N})
         m.submodules.items = items = Memory(shape=item_mem_layout, depth=E, init=[])
         m.submodules.order0 = order0 = Memory(shape=slot_shape, depth=E, init=[])
         m.submodules.order1 = order1 = Memory(shape=slot_shape, depth=E, init=[])
         meta_layout = data.StructLayout({"start": range(rows_depth), "count": range(N + 1)})
         m.submodules.meta = meta = Memory(shape=meta_layout, depth=E, init=[])
-        plan_layout = data.StructLayout({"die": DIE_BITS, "tokens": tbits})
+        plan_layout = data.StructLayout({"die": self._die_bits, "tokens": tbits})
         m.submodules.plan = plan = Memory(shape=plan_layout, depth=rows_depth, init=[])
         m.submodules.compute_rom = compute_rom = Memory(self._compute)
         # Asynchronous reads: one element per cycle through the merge and the plan walk.

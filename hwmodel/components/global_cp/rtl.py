@@ -1,8 +1,9 @@
 """Amaranth RTL of the Global CP's EDT and top-n predictor; behaviour defined by :mod:`.twin`.
 
 * :class:`EDT`: the Expert Distribution Table of the current layer, ``num_experts`` entries of
-  72 bits (home die: 6 bits, presence bitmap: 64 bits, 2 reserved; 512 entries = 4.5 KB, the
-  paper's Table II) in a ``lib.memory.Memory``. Commands: ``WRITE`` an entry (layer switch),
+  a home die id and a presence bitmap, one bit per die (:class:`~.params.EDTLayout`; for 64
+  dies 6 + 64 bits stored in 72, 512 entries = 4.5 KB, the paper's Table II) in a
+  ``lib.memory.Memory``. Commands: ``WRITE`` an entry (layer switch),
   ``READ`` one (answers 1 cycle later), ``SET_PRESENT`` (read-modify-write, 2 cycles: a Local CP
   reported a copy), ``CLEAR_PRESENT`` (read-modify-write, 2 cycles: a bounded replica region
   evicted a copy; the entry's home bit is never cleared).
@@ -25,23 +26,20 @@ from amaranth.lib.wiring import In, Out
 
 from ...tb import run_command_stream, run_scenario, stream_get, stream_put
 from ...tb.checks import check_int
+from .params import PAPER, EDTLayout
 
 __all__ = [
     "EDT",
-    "EDT_ENTRY_BITS",
     "EDTCommand",
     "EDTEntry",
     "EDTOp",
+    "command_layout",
+    "entry_layout",
     "TopNPredictor",
     "simulate_edt",
     "simulate_predict",
     "simulate_top_n",
 ]
-
-HOME_BITS = 6
-PRESENCE_BITS = 64
-EDT_ENTRY_BITS = 72  # home + presence + 2 reserved bits
-
 
 class EDTOp(enum.Enum, shape=2):
     WRITE = 0
@@ -50,31 +48,41 @@ class EDTOp(enum.Enum, shape=2):
     CLEAR_PRESENT = 3
 
 
-class EDTCommand(data.Struct):
-    op: EDTOp
-    expert: 12
-    home: HOME_BITS
-    presence: PRESENCE_BITS
-    die: HOME_BITS
+def command_layout(layout: EDTLayout) -> data.StructLayout:
+    """A command: ``home`` and ``presence`` for ``WRITE``, ``die`` for the two updates."""
+    return data.StructLayout({"op": EDTOp, "expert": layout.expert_bits,
+                              "home": layout.home_bits, "presence": layout.presence_bits,
+                              "die": layout.home_bits})
 
 
-class EDTEntry(data.Struct):
-    home: HOME_BITS
-    presence: PRESENCE_BITS
-    reserved: EDT_ENTRY_BITS - HOME_BITS - PRESENCE_BITS
+def entry_layout(layout: EDTLayout) -> data.StructLayout:
+    """A stored entry (also a ``READ`` response): home, presence, reserved up to a byte."""
+    used = layout.home_bits + layout.presence_bits
+    fields = {"home": layout.home_bits, "presence": layout.presence_bits}
+    if layout.entry_bits > used:
+        fields["reserved"] = layout.entry_bits - used
+    return data.StructLayout(fields)
+
+
+#: Command and entry of the paper's EDT (:data:`.params.PAPER`: 64 dies, 72-bit entries).
+EDTCommand = command_layout(PAPER)
+EDTEntry = entry_layout(PAPER)
 
 
 class EDT(wiring.Component):
-    """Expert Distribution Table of the Global CP (one layer, 72-bit entries).
+    """Expert Distribution Table of the Global CP (one layer; 72-bit entries for 64 dies).
 
     Parameters
     ----------
     num_experts : int
+        Entries (experts of the current layer).
+    num_dies : int
+        Dies on the wafer (:class:`~.params.EDTLayout`: home field and presence bitmap).
 
     Members
     -------
-    cmd : In(stream.Signature(EDTCommand))
-    resp : Out(stream.Signature(EDTEntry))
+    cmd : In(stream.Signature(command_layout(layout)))
+    resp : Out(stream.Signature(entry_layout(layout)))
         One entry per ``READ``.
 
     Notes
@@ -87,11 +95,15 @@ class EDT(wiring.Component):
     :meth:`GlobalCPTwin.edt_clear_present` does).
     """
 
-    def __init__(self, num_experts: int = 512):
-        self._num_experts = check_int("num_experts", num_experts, 1, 4097)
-        self._table = MemoryData(shape=EDTEntry, depth=self._num_experts, init=[])
-        super().__init__({"cmd": In(stream.Signature(EDTCommand)),
-                          "resp": Out(stream.Signature(EDTEntry))})
+    def __init__(self, num_experts: int = 512, *, num_dies: int = PAPER.num_dies):
+        self.layout = EDTLayout(entries=check_int("num_experts", num_experts, 1),
+                                num_dies=num_dies)
+        self._num_experts = self.layout.entries
+        self._command = command_layout(self.layout)
+        entry = entry_layout(self.layout)
+        self._table = MemoryData(shape=entry, depth=self._num_experts, init=[])
+        super().__init__({"cmd": In(stream.Signature(self._command)),
+                          "resp": Out(stream.Signature(entry))})
 
     def elaborate(self, platform):
         m = Module()
@@ -100,7 +112,7 @@ class EDT(wiring.Component):
         read = table.read_port(domain="sync", transparent_for=(write,))
         bits = max(1, (self._num_experts - 1).bit_length())
         cmd = self.cmd.payload
-        pending = Signal(EDTCommand)   # a SET/CLEAR_PRESENT waiting for its read data
+        pending = Signal(self._command)   # a SET/CLEAR_PRESENT waiting for its read data
         modify = Signal()
         rmw = (cmd.op == EDTOp.SET_PRESENT) | (cmd.op == EDTOp.CLEAR_PRESENT)
 
@@ -110,10 +122,11 @@ class EDT(wiring.Component):
                      read.en.eq(advance), self.resp.payload.eq(read.data)]
         with m.If(modify):
             # Second cycle of SET/CLEAR_PRESENT: the read data is the old entry.
-            bit = Signal(PRESENCE_BITS)
+            presence_bits = self.layout.presence_bits
+            bit = Signal(presence_bits)
             # the home die's bit stays set: its copy is the expert's home, not a replica
             keep = Mux(pending.die == read.data.home, 0, bit)
-            m.d.comb += [bit.eq(Const(1, PRESENCE_BITS) << pending.die),
+            m.d.comb += [bit.eq(Const(1, presence_bits) << pending.die),
                          write.addr.eq(pending.expert[:bits]), write.en.eq(1),
                          write.data.home.eq(read.data.home),
                          write.data.presence.eq(Mux(pending.op == EDTOp.SET_PRESENT,
@@ -291,7 +304,7 @@ def simulate_top_n(rows, num_experts, top_n=None, count_bits=16, *, vcd=None):
     return [tuple(j for j in range(num_experts) if b >> j & 1) for b in bitmaps], cycles
 
 
-def simulate_edt(transactions, num_experts=512, *, vcd=None):
+def simulate_edt(transactions, num_experts=512, *, num_dies=PAPER.num_dies, vcd=None):
     """Run EDT transactions through :class:`EDT`; the twin's EDT calls, one command each.
 
     Parameters
@@ -302,6 +315,8 @@ def simulate_edt(transactions, num_experts=512, *, vcd=None):
         ``("clear_present", expert, die)``.
     num_experts : int
         Table entries.
+    num_dies : int
+        Dies on the wafer (home and die fields, presence bitmap: :class:`~.params.EDTLayout`).
 
     Returns
     -------
@@ -332,14 +347,14 @@ def simulate_edt(transactions, num_experts=512, *, vcd=None):
             raise ValueError(f"transactions[{i}]: {op!r} takes {arity} fields, not {t!r}")
         expert = check_int("expert", rest[0], 0, num_experts)
         if op == "write":
-            home = check_int("home", rest[1], 0, 1 << HOME_BITS)
+            home = check_int("home", rest[1], 0, num_dies)
             commands.append({"op": EDTOp.WRITE, "expert": expert, "home": home,
-                             "presence": check_int("presence", rest[2], 0, 1 << 64)})
+                             "presence": check_int("presence", rest[2], 0, 1 << num_dies)})
             homes[expert] = home
         elif op == "read":
             commands.append({"op": EDTOp.READ, "expert": expert})
         else:
-            die = check_int("die", rest[1], 0, PRESENCE_BITS)
+            die = check_int("die", rest[1], 0, num_dies)
             if op == "clear_present" and die == homes.get(expert, 0):
                 raise ValueError(f"die {die} is the home of expert {expert}: its copy is not a "
                                  f"replica and cannot be cleared")
@@ -347,7 +362,7 @@ def simulate_edt(transactions, num_experts=512, *, vcd=None):
                              else EDTOp.CLEAR_PRESENT, "expert": expert, "die": die})
     reads = sum(c["op"] == EDTOp.READ for c in commands)
     # built after the checks: a design never simulated warns (UnusedElaboratable)
-    dut = EDT(num_experts)
+    dut = EDT(num_experts, num_dies=num_dies)
     return run_command_stream(dut, commands, reads,
                               lambda entry: (int(entry.home), int(entry.presence)),
                               cycles_per_command=3, vcd=vcd)

@@ -13,7 +13,8 @@ Transaction-level API (the Amaranth RTL of the Global CP matches it call for cal
 ----------------------------------------------------------------------------------
 ``GlobalCPTwin(mesh_x, mesh_y, num_layers, num_experts, costs, ...)``
     ``num_layers`` counts MoE layers (layer index = position in the model's MoE layer list).
-``edt_home(expert) -> int``, ``edt_presence(layer, expert) -> int`` (bitmap, bit d = die d),
+``edt_home(expert) -> int``, ``edt_presence(layer, expert) -> int`` (bitmap, bit d = die d,
+any number of dies), ``presence_matrix(layer)`` (bool, experts x dies), ``replicas_per_die()``,
 ``edt_set_present(layer, expert, die)``, ``edt_clear_present(layer, expert, die)``,
 ``edt_clear_replicas()``
     The EDT. Homes follow SPEC section 6: ``floor(e / p)`` with ``p = floor(E / N)``, experts past
@@ -206,13 +207,13 @@ def _allocate_kernel(counts, presence, home, coord_x, coord_y, distance, block_s
         h = home[e]
         n = 0
         for d in range(num_dies):
-            if (presence[e] >> d) & 1:
+            if presence[e, d]:
                 cand[n] = d
                 cand_local[n] = True
                 cand_key[n] = _die_time(cl, cr, dl, dr, din, d)
                 n += 1
         for d in range(num_dies):
-            if (presence[e] >> d) & 1:
+            if presence[e, d]:
                 continue
             hops = abs(coord_x[d] - coord_x[h]) + abs(coord_y[d] - coord_y[h])
             if hops == 0 or hops > distance:
@@ -368,9 +369,6 @@ class GlobalCPTwin:
             raise ValueError(f"candidate_distance must be >= 0, not {candidate_distance!r}")
         self.mesh_x, self.mesh_y = int(mesh_x), int(mesh_y)
         self.num_dies = self.mesh_x * self.mesh_y
-        if self.num_dies > 63:
-            raise ValueError(f"the EDT presence bitmap holds at most 63 dies, not "
-                             f"{self.num_dies}")
         self.num_layers = int(num_layers)
         self.num_experts = int(num_experts)
         self.costs = costs
@@ -385,7 +383,9 @@ class GlobalCPTwin:
         self._coord_x = dies // self.mesh_y
         self._coord_y = dies % self.mesh_y
         self._home = home_dies(self.num_experts, self.num_dies)
-        self._presence = np.zeros((self.num_layers, self.num_experts), dtype=np.int64)
+        # one bool per (layer, expert, die): any number of dies (the RTL's bitmap is this row)
+        self._presence = np.zeros((self.num_layers, self.num_experts, self.num_dies),
+                                  dtype=np.bool_)
         self.edt_clear_replicas()
         self._heatmap = np.zeros((self.num_layers, self.num_experts, self.num_experts),
                                  dtype=np.int64)
@@ -412,14 +412,15 @@ class GlobalCPTwin:
     def edt_presence(self, layer: int, expert: int) -> int:
         """Presence bitmap of ``expert`` in ``layer`` (bit d set: die d holds its weights)."""
         self._check_layer_expert(layer, expert)
-        return int(self._presence[layer, expert])
+        row = np.packbits(self._presence[layer, expert], bitorder="little")
+        return int.from_bytes(row.tobytes(), "little")
 
     def edt_set_present(self, layer: int, expert: int, die: int) -> None:
         """Note that ``die`` now holds a copy of ``expert`` of ``layer`` (Local CP report)."""
         self._check_layer_expert(layer, expert)
         if not 0 <= die < self.num_dies:
             raise ValueError(f"die must be in 0..{self.num_dies - 1}, not {die!r}")
-        self._presence[layer, expert] |= 1 << die
+        self._presence[layer, expert, die] = True
 
     def edt_clear_present(self, layer: int, expert: int, die: int) -> None:
         """Note that ``die`` dropped its copy of ``expert`` of ``layer`` (a replica evicted
@@ -430,18 +431,26 @@ class GlobalCPTwin:
         if die == self._home[expert]:
             raise ValueError(f"die {die} is the home of expert {expert}: its copy is not a "
                              f"replica and cannot be cleared")
-        self._presence[layer, expert] &= ~(1 << die)
+        self._presence[layer, expert, die] = False
 
     def edt_clear_replicas(self) -> None:
         """Forget every replica: each expert is present on its home die only."""
-        self._presence[:, :] = (np.int64(1) << self._home)[None, :]
+        self._presence[:] = False
+        self._presence[:, np.arange(self.num_experts), self._home] = True
 
-    @property
-    def presence(self) -> np.ndarray:
-        """Read-only view of the EDT presence bitmaps, shape (layers, experts)."""
-        view = self._presence.view()
+    def presence_matrix(self, layer: int) -> np.ndarray:
+        """Read-only view of ``layer``'s EDT presence: bool, shape (experts, dies); row ``e``
+        is :meth:`edt_presence` ``(layer, e)`` as one bool per die."""
+        self._check_layer_expert(layer, 0)
+        view = self._presence[layer].view()
         view.flags.writeable = False
         return view
+
+    def replicas_per_die(self) -> list[int]:
+        """Replicas each die holds now, over all layers (EDT presence off the home die)."""
+        held = self._presence.sum(axis=(0, 1))
+        homes = np.bincount(self._home, minlength=self.num_dies) * self.num_layers
+        return (held - homes).tolist()
 
     # ---- heatmap and predictor ----------------------------------------------------------
     def heatmap_add(self, layer: int, prev_expert: int, next_expert: int,

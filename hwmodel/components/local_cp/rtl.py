@@ -21,7 +21,8 @@ from ...tb import run_scenario, stream_get, stream_put, wait_cycles
 from ...tb.checks import check_int
 from ..pdu.rtl import PDU, PDUOp
 from ..pdu.twin import WORD_BITS, pack_words
-from .twin import DIE_ID_BITS, TOKEN_BITS, LocalCPStats, LocalCPTwin, SMTask, TaskDescriptor
+from .params import COUNT_BITS, PAPER, TOKEN_BITS, LocalCPLayout
+from .twin import LocalCPStats, LocalCPTwin, SMTask, TaskDescriptor
 
 __all__ = [
     "LocalCP",
@@ -29,11 +30,12 @@ __all__ = [
     "LocalCPKind",
     "SMTaskMessage",
     "StatsMessage",
+    "command_layout",
     "run_local_cp_twin",
+    "sm_task_layout",
     "simulate_local_cp",
 ]
 
-COUNT_BITS = 16
 
 
 class LocalCPKind(enum.Enum, shape=2):
@@ -42,21 +44,22 @@ class LocalCPKind(enum.Enum, shape=2):
     END = 2
 
 
-class LocalCPCommand(data.Struct):
-    """``index``: PDU register (CONFIG) or expert (TASK)."""
-
-    kind: LocalCPKind
-    index: 12
-    tokens: TOKEN_BITS
-    source_die: DIE_ID_BITS
-    word: WORD_BITS
+def command_layout(layout: LocalCPLayout) -> data.StructLayout:
+    """A command: ``index`` is a PDU register (``CONFIG``) or an expert (``TASK``)."""
+    return data.StructLayout({"kind": LocalCPKind, "index": layout.expert_bits,
+                              "tokens": TOKEN_BITS, "source_die": layout.die_bits,
+                              "word": WORD_BITS})
 
 
-class SMTaskMessage(data.Struct):
-    expert: 12
-    tokens: TOKEN_BITS
-    remote: 1
-    copy: 1
+def sm_task_layout(layout: LocalCPLayout) -> data.StructLayout:
+    """A task handed to an SM slot."""
+    return data.StructLayout({"expert": layout.expert_bits, "tokens": TOKEN_BITS, "remote": 1,
+                              "copy": 1})
+
+
+#: Command and SM task of the default Local CP (:data:`.params.PAPER`).
+LocalCPCommand = command_layout(PAPER)
+SMTaskMessage = sm_task_layout(PAPER)
 
 
 class StatsMessage(data.Struct):
@@ -77,29 +80,35 @@ class LocalCP(wiring.Component):
         SM slots (one task stream each).
     num_experts : int
         Experts per layer (PDU size).
+    num_dies : int
+        Dies on the wafer (width of the source-die field, :class:`~.params.LocalCPLayout`).
 
     Members
     -------
-    cmd : In(stream.Signature(LocalCPCommand))
-    sm : Out(stream.Signature(SMTaskMessage)).array(num_sm_slots)
+    cmd : In(stream.Signature(command_layout(layout)))
+    sm : Out(stream.Signature(sm_task_layout(layout))).array(num_sm_slots)
         One task stream per SM slot; a slot holds ``ready`` low while busy.
     sm_done : In(num_sm_slots)
         One-cycle pulse per completed task, one bit per slot.
-    dup : Out(stream.Signature(12))
+    dup : Out(stream.Signature(layout.expert_bits))
         Expert ids copied into this die, in copy order.
     stats : Out(stream.Signature(StatsMessage))
         One message per layer, after ``END`` and the last completion.
     """
 
-    def __init__(self, die: int = 0, num_sm_slots: int = 4, num_experts: int = 512):
-        self._die = check_int("die", die, 0, 1 << DIE_ID_BITS)
-        self._num_sm_slots = check_int("num_sm_slots", num_sm_slots, 1, 65)
-        self._num_experts = check_int("num_experts", num_experts, 1, 4097)
+    def __init__(self, die: int = 0, num_sm_slots: int = 4, num_experts: int = 512, *,
+                 num_dies: int = PAPER.num_dies):
+        self.layout = LocalCPLayout(
+            num_dies=num_dies, experts=check_int("num_experts", num_experts, 1),
+            sm_slots=check_int("num_sm_slots", num_sm_slots, 1, 65))
+        self._die = check_int("die", die, 0, self.layout.num_dies)
+        self._num_sm_slots = self.layout.sm_slots
+        self._num_experts = self.layout.experts
         super().__init__({
-            "cmd": In(stream.Signature(LocalCPCommand)),
-            "sm": Out(stream.Signature(SMTaskMessage)).array(self._num_sm_slots),
+            "cmd": In(stream.Signature(command_layout(self.layout))),
+            "sm": Out(stream.Signature(sm_task_layout(self.layout))).array(self._num_sm_slots),
             "sm_done": In(self._num_sm_slots),
-            "dup": Out(stream.Signature(12)),
+            "dup": Out(stream.Signature(self.layout.expert_bits)),
             "stats": Out(stream.Signature(StatsMessage)),
         })
 
@@ -107,7 +116,7 @@ class LocalCP(wiring.Component):
         m = Module()
         m.submodules.pdu = pdu = PDU(self._num_experts)
         n = self._num_sm_slots
-        task = Signal(LocalCPCommand)
+        task = Signal(command_layout(self.layout))
         copy = Signal()
         slot = Signal(range(n))
         dispatched = Signal(COUNT_BITS)
@@ -197,7 +206,7 @@ class LocalCP(wiring.Component):
         return m
 
 
-def _layers(layers, num_experts):
+def _layers(layers, num_experts, num_dies):
     """Normalise ``layers``: a list of ``(tasks, cp_en, is_local)``."""
     out = []
     for i, layer in enumerate(layers):
@@ -208,11 +217,13 @@ def _layers(layers, num_experts):
         tasks = [t if isinstance(t, TaskDescriptor) else TaskDescriptor(*t) for t in tasks]
         for j, t in enumerate(tasks):
             check_int(f"layers[{i}] task {j} expert", t.expert, 0, num_experts)
+            check_int(f"layers[{i}] task {j} source_die", t.source_die, 0, num_dies)
         out.append((tasks, pack_words(cp_en, is_local, num_experts)))
     return out
 
 
-def run_local_cp_twin(layers, *, die=0, num_sm_slots=4, num_experts=512):
+def run_local_cp_twin(layers, *, die=0, num_sm_slots=4, num_experts=512,
+                      num_dies=PAPER.num_dies):
     """Run ``layers`` on a :class:`LocalCPTwin`.
 
     Returns
@@ -222,9 +233,9 @@ def run_local_cp_twin(layers, *, die=0, num_sm_slots=4, num_experts=512):
     sm_tasks : list of list of SMTask
         Per slot, every task it received, in order.
     """
-    twin = LocalCPTwin(die, num_sm_slots, num_experts)
+    twin = LocalCPTwin(die, num_sm_slots, num_experts, num_dies=num_dies)
     stats, sm_tasks = [], [[] for _ in range(num_sm_slots)]
-    for tasks, words in _layers(layers, num_experts):
+    for tasks, words in _layers(layers, num_experts, num_dies):
         twin.configure_pdu()
         for index, word in enumerate(words):
             twin.pdu.write_word(index, word)
@@ -237,7 +248,7 @@ def run_local_cp_twin(layers, *, die=0, num_sm_slots=4, num_experts=512):
 
 
 def simulate_local_cp(layers, *, die=0, num_sm_slots=4, num_experts=512, sm_latency=3,
-                      vcd=None, max_cycles=None):
+                      num_dies=PAPER.num_dies, vcd=None, max_cycles=None):
     """Run ``layers`` (see :func:`run_local_cp_twin`) through the RTL.
 
     Each SM slot is modelled by a testbench that accepts a task, is busy ``sm_latency + slot``
@@ -249,8 +260,8 @@ def simulate_local_cp(layers, *, die=0, num_sm_slots=4, num_experts=512, sm_late
         As :func:`run_local_cp_twin`.
     cycles : int
     """
-    prepared = _layers(layers, num_experts)
-    dut = LocalCP(die, num_sm_slots, num_experts)
+    prepared = _layers(layers, num_experts, num_dies)
+    dut = LocalCP(die, num_sm_slots, num_experts, num_dies=num_dies)
     stats, sm_tasks = [], [[] for _ in range(num_sm_slots)]
     dups: list[list[int]] = []
 

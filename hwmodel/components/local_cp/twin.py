@@ -24,14 +24,12 @@ import numpy as np
 
 from ...tb.checks import check_int, check_int_array
 from ..pdu.twin import PDUTwin
+from .params import PAPER, TOKEN_BITS, LocalCPLayout
 
-__all__ = ["DIE_ID_BITS", "TOKEN_BITS", "LocalCPStats", "LocalCPTwin", "SMTask", "TaskDescriptor"]
-
-TOKEN_BITS = 24      # tokens per task: a whole batch's prefill can exceed 2**16
-DIE_ID_BITS = 6      # up to 64 dies, as the EDT's presence bitmap
+__all__ = ["TOKEN_BITS", "LocalCPStats", "LocalCPTwin", "SMTask", "TaskDescriptor"]
 
 
-def _non_negative_int(name, hi):
+def _non_negative_int(name, hi=None):
     def validate(instance, attribute, value):
         check_int(f"{name}.{attribute.name}", value, 0, hi)
     return validate
@@ -42,10 +40,9 @@ class TaskDescriptor:
     """One task of a die's sub-kernel: run ``tokens`` tokens of ``expert``, weights from
     ``source_die`` (this die, its home die or a die holding a copy)."""
 
-    expert: int = attrs.field(validator=_non_negative_int("TaskDescriptor", 4096))
+    expert: int = attrs.field(validator=_non_negative_int("TaskDescriptor"))
     tokens: int = attrs.field(validator=_non_negative_int("TaskDescriptor", 1 << TOKEN_BITS))
-    source_die: int = attrs.field(validator=_non_negative_int("TaskDescriptor",
-                                                              1 << DIE_ID_BITS))
+    source_die: int = attrs.field(validator=_non_negative_int("TaskDescriptor"))
 
 
 @attrs.frozen
@@ -97,6 +94,9 @@ class LocalCPTwin:
         SM slots tasks are dispatched to (round-robin).
     num_experts : int
         Experts per layer (PDU table size).
+    num_dies : int
+        Dies on the wafer: ``die`` and every task's ``source_die`` are below it
+        (:class:`~.params.LocalCPLayout`).
 
     Examples
     --------
@@ -106,9 +106,12 @@ class LocalCPTwin:
     (1, (7,))
     """
 
-    def __init__(self, die: int, num_sm_slots: int = 4, num_experts: int = 512):
-        self._die = check_int("die", die, 0, 1 << DIE_ID_BITS)
-        self._num_sm_slots = check_int("num_sm_slots", num_sm_slots, 1, 65)
+    def __init__(self, die: int, num_sm_slots: int = 4, num_experts: int = 512, *,
+                 num_dies: int = PAPER.num_dies):
+        self.layout = LocalCPLayout(num_dies=num_dies, experts=num_experts,
+                                    sm_slots=check_int("num_sm_slots", num_sm_slots, 1, 65))
+        self._die = check_int("die", die, 0, self.layout.num_dies)
+        self._num_sm_slots = self.layout.sm_slots
         self.pdu = PDUTwin(num_experts)
         self._begin()
 
@@ -141,6 +144,7 @@ class LocalCPTwin:
         if not isinstance(task, TaskDescriptor):
             raise TypeError(f"task must be a TaskDescriptor, not {task!r}")
         check_int("task.expert", task.expert, 0, self.num_experts)
+        check_int("task.source_die", task.source_die, 0, self.layout.num_dies)
         slot = self._dispatched % self._num_sm_slots
         self._dispatched += 1
         remote = task.source_die != self._die
@@ -215,7 +219,8 @@ class LocalCPTwin:
         experts = check_int_array(_names[0], experts, 0, self.num_experts)
         n = len(experts)
         tokens = check_int_array(_names[1], tokens, 0, 1 << TOKEN_BITS, length=n)
-        sources = check_int_array(_names[2], source_dies, 0, 1 << DIE_ID_BITS, length=n)
+        sources = check_int_array(_names[2], source_dies, 0, self.layout.num_dies,
+                                  length=n)
         self.configure_pdu(cp_en, is_local)
         remote = sources != self._die
         # the remote tasks' copy decisions, in task order (PDU query, set_local on a copy)

@@ -13,7 +13,8 @@ from amaranth.lib.wiring import In, Out
 
 from ...tb import run_command_stream, run_twin
 from ...tb.checks import check_int, check_transaction
-from .twin import EXPERTS_PER_WORD, WORD_BITS, PDUTwin
+from .params import PAPER, WORD_BITS, PDULayout
+from .twin import PDUTwin
 
 __all__ = [
     "PDU",
@@ -21,6 +22,7 @@ __all__ = [
     "PDUCommand",
     "PDUOp",
     "PDUResponse",
+    "command_layout",
     "run_pdu_twin",
     "simulate_pdu",
 ]
@@ -35,15 +37,18 @@ class PDUOp(enum.Enum, shape=2):
     CLEAR = 3
 
 
-class PDUCommand(data.Struct):
-    op: PDUOp
-    index: 12
-    word: WORD_BITS
+def command_layout(layout: PDULayout) -> data.StructLayout:
+    """A command: ``index`` is a register (``WRITE``) or an expert (the others)."""
+    return data.StructLayout({"op": PDUOp, "index": layout.index_bits, "word": WORD_BITS})
 
 
 class PDUResponse(data.Struct):
     cp_en: 1
     is_local: 1
+
+
+#: Command of the paper's PDU (:data:`.params.PAPER`).
+PDUCommand = command_layout(PAPER)
 
 
 class PDU(wiring.Component):
@@ -56,15 +61,16 @@ class PDU(wiring.Component):
 
     Members
     -------
-    cmd : In(stream.Signature(PDUCommand))
+    cmd : In(stream.Signature(command_layout(layout)))
         Register write (bulk configuration), query, set ``is_local``, clear.
     resp : Out(stream.Signature(PDUResponse))
         One ``(cp_en, is_local)`` per query.
     """
 
     def __init__(self, num_experts: int = 512):
-        self._num_experts = check_int("num_experts", num_experts, 1, 4097)
-        super().__init__({"cmd": In(stream.Signature(PDUCommand)),
+        self.layout = PDULayout(experts=check_int("num_experts", num_experts, 1))
+        self._num_experts = self.layout.experts
+        super().__init__({"cmd": In(stream.Signature(command_layout(self.layout))),
                           "resp": Out(stream.Signature(PDUResponse))})
 
     @property
@@ -73,7 +79,7 @@ class PDU(wiring.Component):
 
     @property
     def num_words(self) -> int:
-        return -(-self._num_experts // EXPERTS_PER_WORD)
+        return self.layout.num_words
 
     def elaborate(self, platform):
         m = Module()
@@ -107,7 +113,7 @@ _OPS = {"write_word": PDUOp.WRITE, "query": PDUOp.QUERY, "set_local": PDUOp.SET_
 
 def _command(transaction, num_experts):
     op, args = check_transaction("PDU", transaction, _ARITY)
-    num_words = -(-num_experts // EXPERTS_PER_WORD)
+    num_words = PDULayout(experts=num_experts).num_words
     if op == "write_word":
         return {"op": PDUOp.WRITE, "index": check_int("index", args[0], 0, num_words),
                 "word": check_int("word", args[1], 0, 1 << WORD_BITS)}

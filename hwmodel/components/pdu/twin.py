@@ -6,7 +6,7 @@ Per expert of the current MoE layer the PDU keeps two bits (SPEC section 3, pape
   pass through the D2D controller;
 * ``is_local``: a local copy exists, so the ATU redirects reads and no copy is needed.
 
-Storage is 16-bit registers, 128 B for 512 experts. Register layout (interleaved so that one
+Storage is 16-bit registers, 128 B for 512 experts (sizes: :mod:`.params`). Register layout (interleaved so that one
 register write configures both bits of eight experts, the way the Local CP writes the table)::
 
     register w = expert // 8,   bit 2 * (expert % 8)     : cp_en
@@ -20,11 +20,10 @@ from collections.abc import Iterable
 import numpy as np
 
 from ...tb.checks import check_int, check_int_array
+from .params import EXPERTS_PER_WORD, WORD_BITS, PDULayout
 
 __all__ = ["EXPERTS_PER_WORD", "WORD_BITS", "PDUTwin", "pack_words"]
 
-WORD_BITS = 16
-EXPERTS_PER_WORD = WORD_BITS // 2
 _SHIFTS = 2 * np.arange(EXPERTS_PER_WORD, dtype=np.int64)
 
 
@@ -62,7 +61,7 @@ def pack_words(cp_en, is_local, num_experts: int = 512) -> list[int]:
         iterable of expert ids, or None
     num_experts : int
     """
-    num_experts = check_int("num_experts", num_experts, 1, 4097)
+    num_experts = check_int("num_experts", num_experts, 1)
     vals = (_as_bits("cp_en", cp_en, num_experts).astype(np.int64)
             | (_as_bits("is_local", is_local, num_experts).astype(np.int64) << 1))
     pad = -num_experts % EXPERTS_PER_WORD
@@ -81,7 +80,8 @@ class PDUTwin:
     """
 
     def __init__(self, num_experts: int = 512):
-        self._num_experts = check_int("num_experts", num_experts, 1, 4097)
+        self.layout = PDULayout(experts=check_int("num_experts", num_experts, 1))
+        self._num_experts = self.layout.experts
         self._words = [0] * self.num_words
 
     @property
@@ -91,12 +91,12 @@ class PDUTwin:
     @property
     def num_words(self) -> int:
         """16-bit registers in the table."""
-        return -(-self._num_experts // EXPERTS_PER_WORD)
+        return self.layout.num_words
 
     @property
     def storage_bytes(self) -> int:
         """Register bytes (128 for 512 experts)."""
-        return self.num_words * WORD_BITS // 8
+        return self.layout.size_bytes
 
     @property
     def words(self) -> tuple[int, ...]:

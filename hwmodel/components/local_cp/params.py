@@ -1,0 +1,55 @@
+"""Sizes and field widths of the Local CP: the one definition its graph node, twin and RTL read.
+
+A task names an expert (``ceil(log2(experts))`` bits), a token count (:data:`TOKEN_BITS`) and the
+die its weights come from (``ceil(log2(num_dies))`` bits, the wafer's die-id field).
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from ...tb.checks import check_int, index_bits
+
+__all__ = ["COUNT_BITS", "PAPER", "TOKEN_BITS", "LocalCPLayout"]
+
+#: Tokens per task: a whole batch's prefill can exceed 2**16.
+TOKEN_BITS = 24
+#: Bits of the per-layer task counters of the statistics message.
+COUNT_BITS = 16
+
+
+def _positive(instance, attribute, value):
+    check_int(f"LocalCPLayout.{attribute.name}", value, 1)
+
+
+@attrs.frozen(kw_only=True)
+class LocalCPLayout:
+    """Field widths of one Local CP.
+
+    Parameters
+    ----------
+    num_dies : int
+        Dies on the wafer (the task's source-die field numbers them).
+    experts : int
+        Experts per layer (its PDU's size).
+    sm_slots : int
+        SM slots it dispatches to (one task stream each).
+    """
+
+    num_dies: int = attrs.field(default=64, validator=_positive)
+    experts: int = attrs.field(default=512, validator=_positive)
+    sm_slots: int = attrs.field(default=4, validator=_positive)
+
+    @property
+    def die_bits(self) -> int:
+        """Bits of a die id: ``ceil(log2(num_dies))``, at least 1."""
+        return index_bits(self.num_dies)
+
+    @property
+    def expert_bits(self) -> int:
+        """Bits of an expert id (also wide enough for a PDU register number)."""
+        return index_bits(self.experts)
+
+
+#: The default Local CP: a wafer of up to 64 dies (the paper's EDT bitmap), 512 experts.
+PAPER = LocalCPLayout()
