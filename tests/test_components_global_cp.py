@@ -221,3 +221,19 @@ def test_top_n_matrix_equals_row_by_row_top_n(count_bits):
     matrix = cp.top_n_matrix(0)
     for i in range(40):
         assert set(np.flatnonzero(matrix[i])) == set(cp.top_n(0, i))
+
+
+def test_dead_dies_hold_no_home_and_are_never_allocated():
+    """3 x 3 mesh, the centre die 4 dead: the 256 experts' homes spread over the 8 live dies
+    (256 // 8 = 32 each, in id order), and Algorithm 1 with heavy counts, which does spread
+    work to the neighbours of a home (die 4 neighbours every edge die), never picks die 4."""
+    rom = build_cost_rom(**_rom_args("deepseek-v3"))
+    live = [0, 1, 2, 3, 5, 6, 7, 8]
+    counts = np.full(256, 4000, np.int64)
+    healthy = GlobalCPTwin(3, 3, 1, 256, rom)
+    faulty = GlobalCPTwin(3, 3, 1, 256, rom, live_dies=live)
+    assert [faulty.edt_home(e) for e in (0, 31, 32, 127, 128, 255)] == [0, 0, 1, 3, 5, 8]
+    assert 4 in set(healthy.allocate_arrays(0, counts)[1].tolist())
+    experts, dies, tokens = faulty.allocate_arrays(0, counts)
+    assert 4 not in set(dies.tolist())
+    assert tokens.sum() == counts.sum()

@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..components.global_cp import home_dies
+from ..components.global_cp import home_placement
 from .engine import njit
 
 __all__ = ["Tables", "hbm_efficiency_of", "home_placement", "lower"]
@@ -52,13 +52,6 @@ class Tables(NamedTuple):
     home: np.ndarray              # (experts,) home die of each expert
     slice_bytes: float
     act_bytes_per_token: float
-
-
-def home_placement(num_experts: int, live_dies: list[int]) -> np.ndarray:
-    """Home die of each expert: the paper's rule (SPEC section 6) over the live dies in id
-    order, so a wafer without faults gets ``floor(e / p)`` exactly."""
-    live = np.asarray(live_dies, np.int64)
-    return live[home_dies(num_experts, len(live))]
 
 
 def hbm_efficiency_of(die_hbm, nominal_hbm, replay_efficiency: float | None) -> float:

@@ -160,15 +160,13 @@ class Replay:
                             min_candidates=self.params.min_candidates,
                             top_n_share=self.params.top_n_share,
                             count_bits=self.wafer.params.global_cp.heatmap_count_bits
-                            if self.params.tie_rule == "stable" else 62)
+                            if self.params.tie_rule == "stable" else 62,
+                            live_dies=self.live_dies)
 
     def run(self, strategy: str | Strategy,
             progress: Callable[[int, int], None] | None = None) -> ReplayResult:
         """Replay the whole batch under ``strategy`` (a registered name or a Strategy)."""
         strategy = get_strategy(strategy)
-        if not self.mesh.die_alive.all() and uses_global_cp(strategy):
-            raise ValueError(f"strategy {strategy.name!r} runs the Global CP twin, which does "
-                             f"not yet know dead dies; use base or ep on {self.mesh!r}")
         return _Run(self, strategy).execute(progress)
 
 

@@ -62,7 +62,8 @@ except ImportError:  # pragma: no cover - exercised only without numba
 
 import attrs
 
-__all__ = ["FRAC_BITS", "CostROM", "GlobalCPTwin", "build_cost_rom", "home_dies"]
+__all__ = ["FRAC_BITS", "CostROM", "GlobalCPTwin", "build_cost_rom", "home_dies",
+           "home_placement"]
 
 #: Fractional bits of the allocator's fixed-point costs (units of 2**-FRAC_BITS ns).
 FRAC_BITS = 8
@@ -80,6 +81,13 @@ def home_dies(num_experts: int, num_dies: int) -> np.ndarray:
     over = experts > per_die * num_dies - 1
     home[over] = experts[over] % num_dies
     return home
+
+
+def home_placement(num_experts: int, live_dies) -> np.ndarray:
+    """Home die of every expert over the live dies (ascending ids): :func:`home_dies` of the
+    live count, mapped to their ids, so a wafer without faults gets ``floor(e / p)``."""
+    live = np.asarray(live_dies, np.int64)
+    return live[home_dies(num_experts, len(live))]
 
 
 @attrs.frozen
@@ -156,7 +164,7 @@ def _die_time(cl, cr, dl, dr, din, d):
 
 
 @njit(cache=True)
-def _allocate_kernel(counts, presence, home, coord_x, coord_y, distance, block_size,
+def _allocate_kernel(counts, presence, home, alive, coord_x, coord_y, distance, block_size,
                      min_candidates, hbm_read, xfer_base, xfer_hop, compute,
                      zero, out_expert, out_die, out_tokens):
     """Algorithm 1 over one (iteration, layer). ``zero`` fixes the cost dtype (0 or 0.0).
@@ -216,7 +224,7 @@ def _allocate_kernel(counts, presence, home, coord_x, coord_y, distance, block_s
             if presence[e, d]:
                 continue
             hops = abs(coord_x[d] - coord_x[h]) + abs(coord_y[d] - coord_y[h])
-            if hops == 0 or hops > distance:
+            if hops == 0 or hops > distance or not alive[d]:
                 continue
             cand[n] = d
             cand_local[n] = False
@@ -341,6 +349,9 @@ class GlobalCPTwin:
         Predictor keeps ``ceil(top_n_share * E)`` successors per expert.
     count_bits : int
         Bits of one heatmap counter (saturating).
+    live_dies : sequence of int, optional
+        Dies that work (wafer faults): homes spread over them and Algorithm 1 never picks
+        another (default: every die).
 
     Raises
     ------
@@ -350,7 +361,8 @@ class GlobalCPTwin:
 
     def __init__(self, mesh_x: int, mesh_y: int, num_layers: int, num_experts: int,
                  costs: CostROM, *, block_size: int = 512, candidate_distance: int = 1,
-                 min_candidates: int = 5, top_n_share: float = 0.2, count_bits: int = 16):
+                 min_candidates: int = 5, top_n_share: float = 0.2, count_bits: int = 16,
+                 live_dies=None):
         for name, value in (("mesh_x", mesh_x), ("mesh_y", mesh_y), ("num_layers", num_layers),
                             ("num_experts", num_experts), ("block_size", block_size),
                             ("min_candidates", min_candidates), ("count_bits", count_bits)):
@@ -382,7 +394,12 @@ class GlobalCPTwin:
         dies = np.arange(self.num_dies, dtype=np.int64)
         self._coord_x = dies // self.mesh_y
         self._coord_y = dies % self.mesh_y
-        self._home = home_dies(self.num_experts, self.num_dies)
+        live = dies if live_dies is None else np.asarray(live_dies, np.int64)
+        if len(live) == 0 or not np.isin(live, dies).all():
+            raise ValueError(f"live_dies must be die ids in 0..{self.num_dies - 1}, not "
+                             f"{live_dies!r}")
+        self._alive = np.isin(dies, live)
+        self._home = home_placement(self.num_experts, live)
         # one bool per (layer, expert, die): any number of dies (the RTL's bitmap is this row)
         self._presence = np.zeros((self.num_layers, self.num_experts, self.num_dies),
                                   dtype=np.bool_)
@@ -522,7 +539,8 @@ class GlobalCPTwin:
             raise ValueError("counts must be zero or more")
         c = self.costs
         out_e, out_d, out_t = self._out
-        rows = _allocate_kernel(counts, self._presence[layer], self._home, self._coord_x,
+        rows = _allocate_kernel(counts, self._presence[layer], self._home, self._alive,
+                                self._coord_x,
                                 self._coord_y, self.candidate_distance, self.block_size,
                                 self.min_candidates, self._zero + c.hbm_read,
                                 self._zero + c.transfer_base, self._zero + c.transfer_per_hop,
