@@ -42,5 +42,5 @@ def run_layer(kernel: LayerKernel, experts, dies, tokens=None):
     t = np.ones(len(e), np.int64) if tokens is None else np.asarray(tokens, np.int64)
     remote = (d != kernel.tables.home[e]).astype(np.int64)
     N, E = kernel.num_dies, len(kernel.tables.home)
-    off = Prediction(False, False, np.zeros((N, E), bool), np.zeros((N, E), bool))
+    off = Prediction(False, False, np.zeros((N, 1), np.int64))
     return kernel.run(0, 0, Tasks(e, d, t, remote), off, num_experts=E, slices=1)

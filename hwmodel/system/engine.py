@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
+from ..components.pdu.compiled import copies_on_arrival, holds_local_copy
+
 if TYPE_CHECKING:
     from .lowering import Tables
 
@@ -312,11 +314,11 @@ class Tasks(NamedTuple):
 
 
 class Prediction(NamedTuple):
-    """The PDU state the data path reads (SPEC section 3, flow 2)."""
-    enabled: bool                # reads may be served by replicas (``is_local``)
+    """What the data path asks of the dies' PDUs (SPEC section 3, flow 2)."""
+    enabled: bool                # reads may be served by replicas (PDU ``is_local``)
     copy_ok: bool                # arriving slices may be copied (decode only)
-    cp_en: np.ndarray            # (dies, experts) bool
-    is_local: np.ndarray         # (dies, experts) bool
+    registers: np.ndarray        # (dies, words) int64: each die's PDU registers as it holds
+                                 # them (layout of hwmodel.components.pdu.params)
 
 
 class Events(NamedTuple):
@@ -379,7 +381,7 @@ class KernelState(NamedTuple):
 # ------------------------------------------------------------------------- layer kernel
 @njit(cache=True)
 def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
-              pred, copy_ok, cp_en, is_local, num_experts, slices,
+              pred, copy_ok, pdu_registers, num_experts, slices,
               route_start, route_flat, route_len,
               lat_llc_hit, lat_llc_miss, lat_llc_write, lat_req, lat_data, lat_hbm_slice,
               lat_local_read, lat_compute, slice_bytes, act_bytes_per_token, req_bytes,
@@ -460,7 +462,7 @@ def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
             if pred:
                 if _llc_check(llc_tags, num_sets, num_ways, d, tag, e):
                     ch_kind[c] = K_LLC_HIT
-                elif is_local[d, e]:
+                elif holds_local_copy(pdu_registers, d, e):
                     ch_kind[c] = K_LOCAL
                     if d != h:
                         counters[Counter.REPLICA_READS] += 1
@@ -522,7 +524,7 @@ def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
             first = route_start[h * num_dies + d]
             for j in range(hops):
                 link_bytes[route_flat[first + j]] += slice_bytes
-            if pred and copy_ok and cp_en[d, e] and not is_local[d, e]:
+            if pred and copy_ok and copies_on_arrival(pdu_registers, d, e):
                 new_evs[0] = EV_DUP_STORE
                 new_evs[1] = EV_COMPUTE
                 n_new = 2
@@ -681,7 +683,7 @@ def _run_layer(st, t0, layer, tasks, pred, num_experts, slices):
     tb, ev, res, ch, out = st.tables, st.events, st.resources, st.chains, st.outputs
     n_ev = _simulate(
         t0, layer, tasks.expert, tasks.die, tasks.tokens, tb.home, tasks.remote,
-        pred.enabled, pred.copy_ok, pred.cp_en, pred.is_local, num_experts, slices,
+        pred.enabled, pred.copy_ok, pred.registers, num_experts, slices,
         tb.route_start, tb.route_flat, tb.route_len,
         tb.llc_hit_ns, tb.llc_miss_ns, tb.llc_write_ns, tb.request_ns, tb.data_ns,
         tb.hbm_slice_ns, tb.local_read_ns, tb.compute_ns, tb.slice_bytes,

@@ -11,6 +11,7 @@ import numpy as np
 from ..components.atu import AddressMap, ATUTwin
 from ..components.global_cp import GlobalCPTwin
 from ..components.local_cp.twin import LocalCPTwin
+from ..components.pdu.compiled import holds_local_copies
 from ..components.pdu.twin import EXPERTS_PER_WORD, PDUTwin
 from .engine import union_of_rows
 
@@ -53,7 +54,11 @@ class PredictionUnits:
         self.cp_en = np.zeros((N, E), np.bool_)
         self.is_local = np.zeros((N, E), np.bool_)
         self.num_words = self.pdus[0].num_words
-        self.words = np.zeros((N, self.num_words), np.int64)   # PDU registers as written
+        # each die's PDU registers as the PDU twin holds them (read back after every write):
+        # the event kernel asks these for its copy and redirect decisions
+        self.registers = np.zeros((N, self.num_words), np.int64)
+        # replica pages written on each die: page -> (layer, expert) whose weights it holds
+        self.replica_pages: list[dict[int, tuple[int, int]]] = [{} for _ in range(N)]
         self._shift = 2 * np.arange(EXPERTS_PER_WORD, dtype=np.int64)
         self._addr: dict[tuple[int, int], int] = {}
         self.tie_rule = replay.params.tie_rule
@@ -78,18 +83,32 @@ class PredictionUnits:
         else:
             self.cp_en[:] = False
         words = self._pack(self.cp_en, self.is_local)
-        changed = words != self.words
         for d in np.flatnonzero(np.bincount(task_d, minlength=N)).tolist():
-            index = np.flatnonzero(changed[d])
-            if len(index):
+            index = np.flatnonzero(words[d] != self.registers[d])
+            if len(index):      # the Local CP writes only the registers that change
                 self.pdus[d].write_words(index, words[d, index])
-            self.words[d] = words[d]
-        # reads of a remote expert go through the die's ATU: a hit redirects to the replica
-        redirect = (self.home[task_e] != task_d) & self.is_local[task_d, task_e]
+                self._read_back(d)
+        self._redirect(layer, task_e, task_d)
+
+    def _read_back(self, die):
+        """Refresh the kernel's view of ``die``'s PDU from the twin's registers."""
+        self.registers[die] = self.pdus[die].words
+
+    def _redirect(self, layer, task_e, task_d):
+        """Reads of a remote expert whose PDU ``is_local`` bit is set go through the die's
+        ATU: the page it returns must hold that expert's replica (else the data is wrong)."""
+        local = holds_local_copies(self.registers, task_d, task_e)
+        redirect = (self.home[task_e] != task_d) & local
         for e, d in zip(task_e[redirect].tolist(), task_d[redirect].tolist()):
-            hit, _ = self.atus[(d, layer)].lookup(e, self._remote_addr(layer, e))
+            hit, page = self.atus[(d, layer)].lookup(e, self._remote_addr(layer, e))
             if not hit:
-                raise AssertionError(f"ATU of die {d} misses replica of expert {e}")
+                raise AssertionError(f"ATU of die {d} misses the replica of expert {e} "
+                                     f"(layer {self.moe_layers[layer]})")
+            held = self.replica_pages[d].get(page)
+            if held != (layer, e):
+                raise AssertionError(f"ATU of die {d} redirects expert {e} (layer "
+                                     f"{self.moe_layers[layer]}) to page {page:#x}, which "
+                                     f"holds {held}")
             if self.capacity is not None:
                 self.lru[d].move_to_end((layer, e))
 
@@ -129,14 +148,15 @@ class PredictionUnits:
                     page_bits=self.amap.layout.page_bits)
             for e in stats.duplicated_experts:
                 self.pdus[d].set_local(e)
-                self.words[d, e // EXPERTS_PER_WORD] |= 2 << (2 * (e % EXPERTS_PER_WORD))
-                atu.insert(e, self._remote_addr(layer, e),
-                           self.amap.replica_address(self.moe_layers[layer], e))
+                page = self.amap.replica_address(self.moe_layers[layer], e)
+                self.replica_pages[d][page] = (layer, e)    # the PDU's copy lands here
+                atu.insert(e, self._remote_addr(layer, e), page)
                 self.gcp.edt_set_present(layer, e, d)
                 if self.capacity is not None:
                     self.lru[d][(layer, e)] = None
                     while len(self.lru[d]) > self.capacity:
                         self._evict(d)
+            self._read_back(d)
 
     def replicas_held(self) -> list[int]:
         """Replicated experts each die holds now (EDT presence bits off the home die)."""
@@ -147,11 +167,13 @@ class PredictionUnits:
         (layer, e), _ = self.lru[d].popitem(last=False)
         self.evictions += 1
         self.atus[(d, layer)].invalidate(e)
+        del self.replica_pages[d][self.amap.replica_address(self.moe_layers[layer], e)]
         self.gcp.edt_clear_present(layer, e, d)
         if layer == self.layer:     # the PDU table holds the current layer's bits
             w = e // EXPERTS_PER_WORD
-            self.words[d, w] &= ~(2 << (2 * (e % EXPERTS_PER_WORD)))
-            self.pdus[d].write_word(w, int(self.words[d, w]))
+            self.pdus[d].write_word(w, int(self.registers[d, w])
+                                    & ~(2 << (2 * (e % EXPERTS_PER_WORD))))
+            self._read_back(d)
 
 
 def _numpy_top_n(gcp, layer):

@@ -201,9 +201,8 @@ class _Run:
         self.slices = replay.model.matrices_per_expert
         N, E = replay.N, replay.E
         self.units = PredictionUnits(replay, self.gcp) if strategy.predicts else None
-        no_copies = np.zeros((N, E), np.bool_)
-        self.cp_en = self.units.cp_en if self.units else no_copies
-        self.is_local = self.units.is_local if self.units else no_copies
+        self.pdu_registers = (self.units.registers if self.units
+                              else np.zeros((N, max(1, E)), np.int64))
         self.per_layer: list[dict] = []
         self.t = self.prefill_ns = 0
         self.last_stage = None
@@ -261,7 +260,7 @@ class _Run:
         if self.units is not None:
             self.units.launch(layer, task_e, task_d, copy_ok, replay.params.artefact_quirks)
         prediction = Prediction(enabled=self.units is not None, copy_ok=copy_ok,
-                                cp_en=self.cp_en, is_local=self.is_local)
+                                registers=self.pdu_registers)
         end, stall, dups = self.kernel.run(self.t, layer, Tasks(task_e, task_d, task_t, remote),
                                            prediction, num_experts=replay.E,
                                            slices=self.slices)

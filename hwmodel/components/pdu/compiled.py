@@ -1,0 +1,55 @@
+"""The PDU's register read-out, compiled: the decision the data path asks of a die's PDU when
+a remote slice arrives or a read is looked up (SPEC section 3, flow 2).
+
+The replay's event kernel calls these on the register words the PDU twins hold (one row per
+die, the layout of :mod:`.params`), so the copy and redirect decisions are the PDU's own.
+:meth:`hwmodel.components.pdu.twin.PDUTwin.query` reads the same bits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .params import BITS_PER_EXPERT, EXPERTS_PER_WORD
+
+try:
+    from numba import njit
+except ImportError:  # pragma: no cover - exercised only without numba
+    def njit(*args, **kwargs):
+        if args and callable(args[0]):
+            return args[0]
+        return lambda f: f
+
+__all__ = ["CP_EN", "IS_LOCAL", "copies_on_arrival", "expert_bits", "holds_local_copies",
+           "holds_local_copy"]
+
+#: Bit of ``cp_en`` within an expert's field (copy this expert when it passes by).
+CP_EN = 1
+#: Bit of ``is_local`` within an expert's field (a local copy exists).
+IS_LOCAL = 2
+
+
+@njit(cache=True, inline="always")
+def expert_bits(registers, die, expert):
+    """The two bits (``cp_en``, ``is_local`` << 1) of ``expert`` in die ``die``'s PDU."""
+    word = registers[die, expert // EXPERTS_PER_WORD]
+    return (word >> (BITS_PER_EXPERT * (expert % EXPERTS_PER_WORD))) & (CP_EN | IS_LOCAL)
+
+
+@njit(cache=True, inline="always")
+def holds_local_copy(registers, die, expert):
+    """``is_local``: reads of ``expert`` on die ``die`` are served by a local copy."""
+    return (expert_bits(registers, die, expert) & IS_LOCAL) != 0
+
+
+@njit(cache=True, inline="always")
+def copies_on_arrival(registers, die, expert):
+    """``cp_en and not is_local``: an arriving slice of ``expert`` is copied on die ``die``."""
+    return expert_bits(registers, die, expert) == CP_EN
+
+
+@njit(cache=True)
+def holds_local_copies(registers, dies, experts):
+    """:func:`holds_local_copy` of each pair ``(dies[i], experts[i])``, as a bool array."""
+    out = [holds_local_copy(registers, dies[i], experts[i]) for i in range(dies.shape[0])]
+    return np.array(out, np.bool_) if out else np.zeros(0, np.bool_)
