@@ -61,3 +61,46 @@ def test_pdu_registers_hold_the_prediction(quirks):
         bits = words[expert // 8] >> (2 * (expert % 8))
         assert bits & 1 == units.cp_en[1][expert]
         assert (bits >> 1) & 1 == units.is_local[1][expert]
+
+
+# ------------------------------------------------------------- the units decide (system level)
+def _pred_run(store_requests, **params):
+    replay = Replay(wafer=build_wafer(load_wafer("tsmc-sow")),
+                    model=load_model("llama4-maverick"), store=_tiny_store(store_requests),
+                    params=ReplayParams(max_iterations=6, **params))
+    return replay.run("pred")
+
+
+# base runs the first expert met on die 7: expert 100 (home die 20 = 100 // 5) on die 7. The
+# prompt's pairs 100 -> 100 put 100 in its own top-n, so die 7's PDU has cp_en for 100: the
+# first decode step copies it, and later steps read the replica through die 7's ATU.
+COPYING = [([100, 100, 100], [100] * 5)]
+
+
+def test_copies_and_redirects_happen_by_hand():
+    """Decode step 1 copies 3 slices per MoE layer (24 layers); steps 2-5 read them back from
+    the replica (die 7's 2-way LLC cycles through 72 lines, so it never hits)."""
+    result = _pred_run(COPYING)
+    assert result.counts["replicas"] == 3 * 24
+    assert result.counts["replica_reads"] == 4 * 3 * 24
+    assert result.per_die["replicas_held"][7] == 24
+
+
+def test_the_copy_decision_is_the_pdus(monkeypatch):
+    """A PDU whose registers never take the Local CP's writes copies nothing: the kernel asks
+    the PDU, not the predictor's arrays."""
+    from hwmodel.components.pdu.twin import PDUTwin
+    monkeypatch.setattr(PDUTwin, "write_words", lambda self, index, words: None)
+    result = _pred_run(COPYING)
+    assert result.counts["replicas"] == 0 and result.counts["replica_reads"] == 0
+
+
+def test_a_redirected_read_uses_the_page_the_atu_returns(monkeypatch):
+    """An ATU that returns the page after the right one makes the replay stop: the data there
+    is not the expert's."""
+    from hwmodel.components.atu.twin import ATUTwin
+    lookup = ATUTwin.lookup
+    monkeypatch.setattr(ATUTwin, "lookup", lambda self, index, addr: (
+        lookup(self, index, addr)[0], lookup(self, index, addr)[1] + 1))
+    with pytest.raises(AssertionError, match="ATU of die .* redirects expert .* to page"):
+        _pred_run(COPYING)
