@@ -1,6 +1,7 @@
 """Global CP twin (SPEC sections 3 and 6): EDT, heatmap top-n with ties, predictor, Algorithm 1
 on a hand-worked 1 x 3 mesh, and the fixed-point cost ROM against float64."""
 
+import attrs
 import numpy as np
 import pytest
 
@@ -221,3 +222,27 @@ def test_top_n_matrix_equals_row_by_row_top_n(count_bits):
     matrix = cp.top_n_matrix(0)
     for i in range(40):
         assert set(np.flatnonzero(matrix[i])) == set(cp.top_n(0, i))
+
+
+# ------------------------------------------------------------------------ check_fits
+def test_check_fits_names_the_yaml_path_the_value_and_the_size_that_would_hold():
+    from hwmodel.components.global_cp.params import check_fits
+    from hwmodel.config import ConfigError
+    from hwmodel.params import load_wafer
+
+    wafer = load_wafer("tsmc-sow")                  # paper sizes: 512 entries, 100 layers
+    check_fits(wafer, num_experts=384, num_moe_layers=60)      # Kimi-K2 fits
+    check_fits(wafer, num_experts=512, num_moe_layers=100)     # exactly full
+    with pytest.raises(ConfigError) as error:
+        check_fits(wafer, num_experts=513, num_moe_layers=60, source="w.yaml")
+    assert str(error.value) == ("w.yaml: wafer.die.atu_entries: 512 is too small: a model of "
+                                "513 experts per layer needs at least 513")
+    small = attrs.evolve(wafer, die=attrs.evolve(wafer.die, pdu_experts=128))
+    with pytest.raises(ConfigError, match=r"^wafer\.die\.pdu_experts: 128 .* at least 256$"):
+        check_fits(small, num_experts=256, num_moe_layers=58)
+    few = attrs.evolve(wafer, global_cp=attrs.evolve(wafer.global_cp, heatmap_layers=40))
+    with pytest.raises(ConfigError, match=r"^wafer\.global_cp\.heatmap_layers: 40 .* 58 MoE"):
+        check_fits(few, num_experts=256, num_moe_layers=58)
+    edt = attrs.evolve(wafer, global_cp=attrs.evolve(wafer.global_cp, edt_entries=300))
+    with pytest.raises(ConfigError, match=r"^wafer\.global_cp\.edt_entries: 300 "):
+        check_fits(edt, num_experts=384, num_moe_layers=60)

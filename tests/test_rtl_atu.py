@@ -146,3 +146,21 @@ def test_rtl_with_a_6_bit_die_field_equals_the_twin():
 def test_verilog_export_through_yosys():
     text = verilog.convert(ATU(16), name="atu")
     assert "module atu" in text and "cmd__payload" in text
+
+
+def _payload_bits(component, port):
+    return component.signature.members[port].signature.members["payload"].shape.size
+
+
+@pytest.mark.parametrize("mesh, command_bits", [((5, 5), 78), ((8, 8), 79), ((32, 32), 83)])
+def test_graph_node_ports_have_the_rtl_widths(mesh, command_bits):
+    # 512 entries: op 2 + index 9 + remote (die bits + 31) + local 31; dies 25 -> 5 bits,
+    # 64 -> 6, 1024 -> 10.
+    from hwmodel.params import WaferParams
+    from hwmodel.topologies.wafer import build_wafer
+
+    die = build_wafer(WaferParams(mesh_x=mesh[0], mesh_y=mesh[1])).dies[-1]
+    rtl = ATU(die.atu.entries, num_dies=mesh[0] * mesh[1])
+    assert die.atu.ports["insert"].width == _payload_bits(rtl, "cmd") == command_bits
+    assert die.pdu.ports["insert"].width == command_bits
+    assert die.atu.layout == rtl.layout
