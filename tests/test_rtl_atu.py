@@ -128,10 +128,13 @@ def test_address_map_die_field_grows_with_the_wafer(num_dies, die_bits):
     addr = amap.home_address(1, 3 * num_dies - 1, 0)
     assert addr == ((num_dies - 1) << 31) | 15
     assert amap.layout.split_address(addr) == (num_dies - 1, 15)
+    # replica of (layer 1, expert 3N - 1): 2**30 + (1 * 3N + 3N - 1) * 3 matrices
+    replica = (1 << 30) + (6 * num_dies - 1) * 3
+    assert amap.replica_address(1, 3 * num_dies - 1) == replica
     twin = ATUTwin(3 * num_dies, num_dies=num_dies)
-    twin.insert(3 * num_dies - 1, addr, amap.replica_address(1, 3 * num_dies - 1))
-    assert twin.lookup(3 * num_dies - 1, addr) == (True, (1 << 30) + (3 * num_dies + 3 * num_dies - 1) * 3)
-    assert twin.lookup(3 * num_dies - 1, addr ^ (1 << 31)) == (False, 0)
+    twin.insert(3 * num_dies - 1, addr, replica)
+    assert twin.lookup(3 * num_dies - 1, addr) == (True, replica)
+    assert twin.lookup(3 * num_dies - 1, addr ^ (1 << 31)) == (False, 0)   # another die
 
 
 def test_rtl_with_a_6_bit_die_field_equals_the_twin():

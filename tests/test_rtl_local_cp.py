@@ -60,7 +60,8 @@ def test_twin_refuses_to_report_before_all_tasks_complete():
 
 @pytest.mark.parametrize("task, error", [((9, 1, 0), r"tasks\[0\]\.expert must be in"),
                                          ((1, -1, 0), "TaskDescriptor.tokens"),
-                                         ((1, 1, 64), r"tasks\[0\]\.source_die must be in \[0, 64\)")])
+                                         ((1, 1, 64),
+                                          r"tasks\[0\]\.source_die must be in \[0, 64\)")])
 def test_twin_rejects_bad_tasks_naming_the_field(task, error):
     with pytest.raises(ValueError, match=error):
         LocalCPTwin(die=0, num_experts=8).run_layer([task])

@@ -40,8 +40,6 @@ class ATUUnit(Component):
     def __init__(self, name: str = "atu", *, entries: int = PAPER.entries,
                  num_dies: int = PAPER.num_dies):
         super().__init__(name)
-        if isinstance(entries, bool) or not isinstance(entries, int) or entries < 1:
-            raise ValueError(f"entries must be a positive integer, not {entries!r}")
         self.layout = ATULayout(entries=entries, num_dies=num_dies)
         self.entries = entries
         self.add_port(Port("lookup", "in", "addr", doc="addresses to translate"))

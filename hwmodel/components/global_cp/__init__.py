@@ -6,4 +6,5 @@ from .node import GlobalCPUnit
 from .params import EDTLayout, check_fits
 from .twin import FRAC_BITS, CostROM, GlobalCPTwin, build_cost_rom, home_dies
 
-__all__ = ["FRAC_BITS", "CostROM", "EDTLayout", "GlobalCPTwin", "GlobalCPUnit", "build_cost_rom", "check_fits", "home_dies"]
+__all__ = ["FRAC_BITS", "CostROM", "EDTLayout", "GlobalCPTwin", "GlobalCPUnit", "build_cost_rom",
+           "check_fits", "home_dies"]

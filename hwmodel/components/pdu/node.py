@@ -43,8 +43,6 @@ class PDUUnit(Component):
     def __init__(self, name: str = "pdu", *, experts: int = PAPER.experts,
                  atu: ATULayout | None = None):
         super().__init__(name)
-        if isinstance(experts, bool) or not isinstance(experts, int) or experts < 1:
-            raise ValueError(f"experts must be a positive integer, not {experts!r}")
         self.layout = PDULayout(experts=experts)
         self.experts = experts
         atu = ATULayout() if atu is None else atu
