@@ -1,6 +1,7 @@
 """Global CP twin (SPEC sections 3 and 6): EDT, heatmap top-n with ties, predictor, Algorithm 1
 on a hand-worked 1 x 3 mesh, and the fixed-point cost ROM against float64."""
 
+import attrs
 import numpy as np
 import pytest
 
@@ -234,6 +235,30 @@ def test_dead_dies_hold_no_home_and_are_never_allocated():
     faulty = GlobalCPTwin(3, 3, 1, 256, rom, live_dies=live)
     assert [faulty.edt_home(e) for e in (0, 31, 32, 127, 128, 255)] == [0, 0, 1, 3, 5, 8]
     assert 4 in set(healthy.allocate_arrays(0, counts)[1].tolist())
-    experts, dies, tokens = faulty.allocate_arrays(0, counts)
+    _, dies, tokens = faulty.allocate_arrays(0, counts)
     assert 4 not in set(dies.tolist())
     assert tokens.sum() == counts.sum()
+
+
+# ------------------------------------------------------------------------ check_fits
+def test_check_fits_names_the_yaml_path_the_value_and_the_size_that_would_hold():
+    from hwmodel.components.global_cp.params import check_fits
+    from hwmodel.config import ConfigError
+    from hwmodel.params import load_wafer
+
+    wafer = load_wafer("tsmc-sow")                  # paper sizes: 512 entries, 100 layers
+    check_fits(wafer, num_experts=384, num_moe_layers=60)      # Kimi-K2 fits
+    check_fits(wafer, num_experts=512, num_moe_layers=100)     # exactly full
+    with pytest.raises(ConfigError) as error:
+        check_fits(wafer, num_experts=513, num_moe_layers=60, source="w.yaml")
+    assert str(error.value) == ("w.yaml: wafer.die.atu_entries: 512 is too small: a model of "
+                                "513 experts per layer needs at least 513")
+    small = attrs.evolve(wafer, die=attrs.evolve(wafer.die, pdu_experts=128))
+    with pytest.raises(ConfigError, match=r"^wafer\.die\.pdu_experts: 128 .* at least 256$"):
+        check_fits(small, num_experts=256, num_moe_layers=58)
+    few = attrs.evolve(wafer, global_cp=attrs.evolve(wafer.global_cp, heatmap_layers=40))
+    with pytest.raises(ConfigError, match=r"^wafer\.global_cp\.heatmap_layers: 40 .* 58 MoE"):
+        check_fits(few, num_experts=256, num_moe_layers=58)
+    edt = attrs.evolve(wafer, global_cp=attrs.evolve(wafer.global_cp, edt_entries=300))
+    with pytest.raises(ConfigError, match=r"^wafer\.global_cp\.edt_entries: 300 "):
+        check_fits(edt, num_experts=384, num_moe_layers=60)

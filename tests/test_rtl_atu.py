@@ -128,10 +128,13 @@ def test_address_map_die_field_grows_with_the_wafer(num_dies, die_bits):
     addr = amap.home_address(1, 3 * num_dies - 1, 0)
     assert addr == ((num_dies - 1) << 31) | 15
     assert amap.layout.split_address(addr) == (num_dies - 1, 15)
+    # replica of (layer 1, expert 3N - 1): 2**30 + (1 * 3N + 3N - 1) * 3 matrices
+    replica = (1 << 30) + (6 * num_dies - 1) * 3
+    assert amap.replica_address(1, 3 * num_dies - 1) == replica
     twin = ATUTwin(3 * num_dies, num_dies=num_dies)
-    twin.insert(3 * num_dies - 1, addr, amap.replica_address(1, 3 * num_dies - 1))
-    assert twin.lookup(3 * num_dies - 1, addr) == (True, (1 << 30) + (3 * num_dies + 3 * num_dies - 1) * 3)
-    assert twin.lookup(3 * num_dies - 1, addr ^ (1 << 31)) == (False, 0)
+    twin.insert(3 * num_dies - 1, addr, replica)
+    assert twin.lookup(3 * num_dies - 1, addr) == (True, replica)
+    assert twin.lookup(3 * num_dies - 1, addr ^ (1 << 31)) == (False, 0)   # another die
 
 
 def test_rtl_with_a_6_bit_die_field_equals_the_twin():
@@ -146,3 +149,21 @@ def test_rtl_with_a_6_bit_die_field_equals_the_twin():
 def test_verilog_export_through_yosys():
     text = verilog.convert(ATU(16), name="atu")
     assert "module atu" in text and "cmd__payload" in text
+
+
+def _payload_bits(component, port):
+    return component.signature.members[port].signature.members["payload"].shape.size
+
+
+@pytest.mark.parametrize("mesh, command_bits", [((5, 5), 78), ((8, 8), 79), ((32, 32), 83)])
+def test_graph_node_ports_have_the_rtl_widths(mesh, command_bits):
+    # 512 entries: op 2 + index 9 + remote (die bits + 31) + local 31; dies 25 -> 5 bits,
+    # 64 -> 6, 1024 -> 10.
+    from hwmodel.params import WaferParams
+    from hwmodel.topologies.wafer import build_wafer
+
+    die = build_wafer(WaferParams(mesh_x=mesh[0], mesh_y=mesh[1])).dies[-1]
+    rtl = ATU(die.atu.entries, num_dies=mesh[0] * mesh[1])
+    assert die.atu.ports["insert"].width == _payload_bits(rtl, "cmd") == command_bits
+    assert die.pdu.ports["insert"].width == command_bits
+    assert die.atu.layout == rtl.layout

@@ -60,7 +60,8 @@ def test_twin_refuses_to_report_before_all_tasks_complete():
 
 @pytest.mark.parametrize("task, error", [((9, 1, 0), r"tasks\[0\]\.expert must be in"),
                                          ((1, -1, 0), "TaskDescriptor.tokens"),
-                                         ((1, 1, 64), r"tasks\[0\]\.source_die must be in \[0, 64\)")])
+                                         ((1, 1, 64),
+                                          r"tasks\[0\]\.source_die must be in \[0, 64\)")])
 def test_twin_rejects_bad_tasks_naming_the_field(task, error):
     with pytest.raises(ValueError, match=error):
         LocalCPTwin(die=0, num_experts=8).run_layer([task])
@@ -111,3 +112,30 @@ def test_run_layer_arrays_validates_before_changing_anything():
     with pytest.raises(ValueError, match="tokens must have 2 entries"):
         cp.run_layer_arrays([1, 2], [3], [0, 1])
     assert cp.pdu.words == words and cp.finish().duplicated_experts == (1,)
+
+
+def test_graph_node_ports_have_the_rtl_widths():
+    # SM task: expert 9 + tokens 24 + remote 1 + copy 1 = 35 bits (512 experts); the PDU port
+    # carries the PDU's 27-bit command (see test_rtl_pdu).
+    from hwmodel.components.local_cp.node import LocalCPUnit
+    from hwmodel.components.pdu import PDU
+
+    node = LocalCPUnit(num_dies=1024, experts=512)
+    rtl = LocalCP(1023, 4, 512, num_dies=1024)
+    sm = rtl.signature.members["sm"].signature.members["payload"].shape.size
+    pdu = PDU(512).signature.members["cmd"].signature.members["payload"].shape.size
+    assert node.ports["sm"].width == sm == 35
+    assert node.ports["pdu"].width == pdu == 27
+    cmd = rtl.signature.members["cmd"].signature.members["payload"].shape.size
+    assert cmd == 2 + 9 + 24 + 10 + 16       # kind, index, tokens, source die (1024), word
+
+
+def test_twin_and_rtl_at_64_dies_agree_on_a_remote_task_from_die_63():
+    # die 63 needs the sixth bit of the source-die field: with 5 bits it would read as die 31
+    # (this die: local, no copy).
+    tasks = [TaskDescriptor(5, 40, 63), TaskDescriptor(7, 12, 31)]
+    layers = [(tasks, [5, 7], None)]
+    twin_stats, twin_sm = run_local_cp_twin(layers, die=31, num_experts=16, num_dies=64)
+    assert twin_stats[0].duplicated_experts == (5,) and twin_stats[0].remote_tasks == 1
+    stats, sm, _ = simulate_local_cp(layers, die=31, num_experts=16, num_dies=64)
+    assert (stats, sm) == (twin_stats, twin_sm)

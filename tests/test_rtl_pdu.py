@@ -129,3 +129,13 @@ def test_copy_arrivals_equals_should_copy_then_set_local(words, arrivals):
             expected.append(e)
     assert bulk.copy_arrivals(arrivals) == expected
     assert bulk.words == one.words
+
+
+def test_graph_node_table_port_has_the_rtl_command_width():
+    # 512 experts: op 2 + expert index 9 + register word 16 = 27 bits; 384 experts also 9.
+    from hwmodel.components.pdu.node import PDUUnit
+
+    for experts, bits in [(512, 27), (384, 27), (1024, 28)]:
+        rtl = PDU(experts)
+        width = rtl.signature.members["cmd"].signature.members["payload"].shape.size
+        assert PDUUnit(experts=experts).ports["table"].width == width == bits

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hwmodel.tb.checks import check_int, check_int_array
+from hwmodel.tb.checks import check_int, check_int_array, index_bits
 
 
 @given(st.lists(st.integers(-3, 12), max_size=10))
@@ -47,3 +47,15 @@ def test_check_int_keeps_refusing_bool_and_accepts_numpy_integers():
         check_int("n", False)
     assert check_int("n", np.int16(5), 0, 6) == 5 and type(check_int("n", np.uint8(3))) is int
 
+
+
+@pytest.mark.parametrize("count, bits", [(1, 1), (2, 1), (3, 2), (24, 5), (25, 5), (32, 5),
+                                         (33, 6), (64, 6), (65, 7), (256, 8), (1024, 10)])
+def test_index_bits_is_ceil_log2_at_least_one(count, bits):
+    # die ids 0 .. count - 1: 32 ids fit 5 bits, the 33rd needs a sixth
+    assert index_bits(count) == bits
+
+
+def test_index_bits_refuses_an_empty_range():
+    with pytest.raises(ValueError, match=r"count must be 1 or more, not 0"):
+        index_bits(0)

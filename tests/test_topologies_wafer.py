@@ -5,10 +5,12 @@ import re
 import attrs
 import pytest
 
+from hwmodel.components.atu.node import ATUUnit
 from hwmodel.components.d2d import D2DLink
+from hwmodel.components.global_cp.node import GlobalCPUnit
+from hwmodel.components.pdu.node import PDUUnit
 from hwmodel.config import ConfigError
 from hwmodel.params import WAFER_PRESETS, D2DParams, DieParams, WaferParams, load_wafer
-from hwmodel.topologies.units import ATUUnit, GlobalCPUnit, PDUUnit
 from hwmodel.topologies.wafer import build_wafer, wafer_from
 
 
@@ -48,7 +50,10 @@ def test_added_units_have_table_two_sizes():
     assert die.pdu.size_bytes == 128 and die.pdu.registers == 64   # 512 x 2 bits, 16-bit regs
     cp = wafer.global_cp
     assert isinstance(cp, GlobalCPUnit) and cp.parent is wafer
-    assert cp.edt_bytes == 4608                  # 512 x 72 bits = 4.5 KB
+    # 25 dies: 5-bit home + 25-bit presence bitmap, stored in 32 bits: 512 x 4 B
+    assert cp.edt_bytes == 2048
+    # 64 dies: 6 + 64 bits stored in 72, the paper's 4.5 KB table
+    assert build_wafer(WaferParams(mesh_x=8, mesh_y=8)).global_cp.edt_bytes == 4608
     assert cp.heatmap_bytes == 50 * 2**20        # 100 x 512 x 512 x 16 bits
     assert cp.heatmap_cache_bytes == 2**19       # one layer: 0.5 MB
     assert die.local_cp.num_sms == 132

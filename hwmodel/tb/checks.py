@@ -10,7 +10,8 @@ import numbers
 
 import numpy as np
 
-__all__ = ["check_bool", "check_int", "check_int_array", "check_transaction", "index_bits"]
+__all__ = ["check_bool", "check_int", "check_int_array", "check_transaction", "index_bits",
+           "positive_int"]
 
 
 def check_int(name: str, value, lo: int | None = None, hi: int | None = None) -> int:
@@ -50,6 +51,14 @@ def index_bits(count: int) -> int:
     """
     count = check_int("count", count, 1)
     return max(1, (count - 1).bit_length())
+
+
+def positive_int(owner: str):
+    """An attrs validator: the field is an integer of 1 or more; messages name
+    ``<owner>.<field>`` (the unit layouts' sizes)."""
+    def validate(instance, attribute, value):
+        check_int(f"{owner}.{attribute.name}", value, 1)
+    return validate
 
 
 def check_bool(name: str, value) -> bool:

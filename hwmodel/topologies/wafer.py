@@ -23,15 +23,18 @@ from the components, and the parameter dump and the diagrams come from it.
 
 from __future__ import annotations
 
+from ..components.atu.node import ATUUnit
 from ..components.compute import Compute
 from ..components.d2d import D2DController, D2DLink
+from ..components.global_cp.node import GlobalCPUnit
 from ..components.hbm import HBM
 from ..components.llc import LLC
+from ..components.local_cp.node import LocalCPUnit
+from ..components.pdu.node import PDUUnit
 from ..config import dump_yaml
 from ..graph import Component, Link, Port
 from ..params import DieParams, WaferParams, difference, load_wafer
 from .mesh import Mesh
-from .units import ATUUnit, GlobalCPUnit, LocalCPUnit, PDUUnit
 
 __all__ = ["Die", "Wafer", "build_die", "build_wafer", "wafer_from"]
 
@@ -123,9 +126,11 @@ def build_die(params: DieParams, mesh: Mesh, die_id: int) -> Die:
     llc = die.add(LLC("llc", params.llc))
     hbm = die.add(HBM("hbm", params.hbm))
     d2d = die.add(D2DController("d2d", params.d2d, router_ports=routers))
-    local_cp = die.add(LocalCPUnit("local_cp", num_sms=params.compute.num_sms))
-    atu = d2d.add(ATUUnit("atu", entries=params.atu_entries))
-    pdu = d2d.add(PDUUnit("pdu", experts=params.pdu_experts))
+    # the units' field widths derive from the wafer (die ids) and their table sizes
+    local_cp = die.add(LocalCPUnit("local_cp", num_sms=params.compute.num_sms,
+                                   num_dies=mesh.num_dies, experts=params.pdu_experts))
+    atu = d2d.add(ATUUnit("atu", entries=params.atu_entries, num_dies=mesh.num_dies))
+    pdu = d2d.add(PDUUnit("pdu", experts=params.pdu_experts, atu=atu.layout))
     # Inside the D2D controller: table writes reach the PDU, miss addresses the ATU, and the
     # PDU inserts the translation of every copy it keeps (SPEC section 3, flow 2).
     d2d.connect(d2d.ports["cmd"], pdu.ports["table"])

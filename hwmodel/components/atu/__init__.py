@@ -1,5 +1,8 @@
-"""Address translation unit (ATU): Python twin (:mod:`.twin`) and Amaranth RTL (:mod:`.rtl`)."""
+"""Address translation unit (ATU): its one layout (:mod:`.params`), graph node (:mod:`.node`),
+Python twin (:mod:`.twin`) and Amaranth RTL (:mod:`.rtl`)."""
 
+from .node import ATUUnit
+from .params import ATULayout
 from .rtl import ATU, ATUCommand, ATUOp, ATUResponse
 from .twin import (
                    ENTRY_BITS,
@@ -12,5 +15,19 @@ from .twin import (
                    split_address,
 )
 
-__all__ = ["ATU", "ENTRY_BITS", "LOCAL_ADDR_BITS", "PAGE_BYTES", "REMOTE_ADDR_BITS", "ATUCommand",
-           "ATUOp", "ATUResponse", "ATUTwin", "AddressMap", "hbm_address", "split_address"]
+__all__ = [
+                   "ATU",
+                   "ENTRY_BITS",
+                   "LOCAL_ADDR_BITS",
+                   "PAGE_BYTES",
+                   "REMOTE_ADDR_BITS",
+                   "ATUCommand",
+                   "ATULayout",
+                   "ATUOp",
+                   "ATUResponse",
+                   "ATUTwin",
+                   "ATUUnit",
+                   "AddressMap",
+                   "hbm_address",
+                   "split_address",
+]

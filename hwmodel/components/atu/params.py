@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import attrs
 
-from ...tb.checks import check_int, index_bits
+from ...tb.checks import check_int, index_bits, positive_int
 
 __all__ = ["MATRICES_PER_EXPERT", "PAGE_BYTES", "PAPER", "PAPER_PAGE_BITS", "ATULayout"]
 
@@ -26,8 +26,7 @@ PAPER_PAGE_BITS = 31
 MATRICES_PER_EXPERT = 3
 
 
-def _positive(instance, attribute, value):
-    check_int(f"ATULayout.{attribute.name}", value, 1)
+_POSITIVE = positive_int("ATULayout")
 
 
 @attrs.frozen(kw_only=True)
@@ -44,9 +43,9 @@ class ATULayout:
         Bits of an HBM page number (paper: 31).
     """
 
-    entries: int = attrs.field(default=512, validator=_positive)
-    num_dies: int = attrs.field(default=32, validator=_positive)
-    page_bits: int = attrs.field(default=PAPER_PAGE_BITS, validator=_positive)
+    entries: int = attrs.field(default=512, validator=_POSITIVE)
+    num_dies: int = attrs.field(default=32, validator=_POSITIVE)
+    page_bits: int = attrs.field(default=PAPER_PAGE_BITS, validator=_POSITIVE)
 
     @property
     def die_bits(self) -> int:

@@ -17,13 +17,12 @@ from __future__ import annotations
 import attrs
 
 from ...config import ConfigError
-from ...tb.checks import check_int, index_bits
+from ...tb.checks import check_int, index_bits, positive_int
 
 __all__ = ["PAPER", "EDTLayout", "check_fits"]
 
 
-def _positive(instance, attribute, value):
-    check_int(f"EDTLayout.{attribute.name}", value, 1)
+_POSITIVE = positive_int("EDTLayout")
 
 
 @attrs.frozen(kw_only=True)
@@ -38,8 +37,8 @@ class EDTLayout:
         Dies on the wafer: one presence bit each, and the width of the home-die field.
     """
 
-    entries: int = attrs.field(default=512, validator=_positive)
-    num_dies: int = attrs.field(default=64, validator=_positive)
+    entries: int = attrs.field(default=512, validator=_POSITIVE)
+    num_dies: int = attrs.field(default=64, validator=_POSITIVE)
 
     @property
     def home_bits(self) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import attrs
 
-from ...tb.checks import check_int, index_bits
+from ...tb.checks import index_bits, positive_int
 
 __all__ = ["COUNT_BITS", "PAPER", "TOKEN_BITS", "LocalCPLayout"]
 
@@ -18,8 +18,7 @@ TOKEN_BITS = 24
 COUNT_BITS = 16
 
 
-def _positive(instance, attribute, value):
-    check_int(f"LocalCPLayout.{attribute.name}", value, 1)
+_POSITIVE = positive_int("LocalCPLayout")
 
 
 @attrs.frozen(kw_only=True)
@@ -36,9 +35,9 @@ class LocalCPLayout:
         SM slots it dispatches to (one task stream each).
     """
 
-    num_dies: int = attrs.field(default=64, validator=_positive)
-    experts: int = attrs.field(default=512, validator=_positive)
-    sm_slots: int = attrs.field(default=4, validator=_positive)
+    num_dies: int = attrs.field(default=64, validator=_POSITIVE)
+    experts: int = attrs.field(default=512, validator=_POSITIVE)
+    sm_slots: int = attrs.field(default=4, validator=_POSITIVE)
 
     @property
     def die_bits(self) -> int:

@@ -32,8 +32,8 @@ __all__ = [
     "StatsMessage",
     "command_layout",
     "run_local_cp_twin",
-    "sm_task_layout",
     "simulate_local_cp",
+    "sm_task_layout",
 ]
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import attrs
 
-from ...tb.checks import check_int, index_bits
+from ...tb.checks import index_bits, positive_int
 
 __all__ = ["BITS_PER_EXPERT", "EXPERTS_PER_WORD", "PAPER", "WORD_BITS", "PDULayout"]
 
@@ -20,8 +20,7 @@ BITS_PER_EXPERT = 2
 EXPERTS_PER_WORD = WORD_BITS // BITS_PER_EXPERT
 
 
-def _positive(instance, attribute, value):
-    check_int(f"PDULayout.{attribute.name}", value, 1)
+_POSITIVE = positive_int("PDULayout")
 
 
 @attrs.frozen(kw_only=True)
@@ -34,7 +33,7 @@ class PDULayout:
         Experts per layer the table covers (paper: 512).
     """
 
-    experts: int = attrs.field(default=512, validator=_positive)
+    experts: int = attrs.field(default=512, validator=_POSITIVE)
 
     @property
     def num_words(self) -> int:

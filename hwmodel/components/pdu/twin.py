@@ -6,8 +6,9 @@ Per expert of the current MoE layer the PDU keeps two bits (SPEC section 3, pape
   pass through the D2D controller;
 * ``is_local``: a local copy exists, so the ATU redirects reads and no copy is needed.
 
-Storage is 16-bit registers, 128 B for 512 experts (sizes: :mod:`.params`). Register layout (interleaved so that one
-register write configures both bits of eight experts, the way the Local CP writes the table)::
+Storage is 16-bit registers, 128 B for 512 experts (sizes: :mod:`.params`). Register layout
+(interleaved so that one register write configures both bits of eight experts, the way the
+Local CP writes the table)::
 
     register w = expert // 8,   bit 2 * (expert % 8)     : cp_en
                                 bit 2 * (expert % 8) + 1 : is_local
