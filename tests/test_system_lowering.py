@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from test_system_replay import _tiny_store
 
-from hwmodel.config import from_dict
+from hwmodel.config import ConfigError, from_dict
 from hwmodel.models import load_model
 from hwmodel.params import WaferParams, load_wafer
 from hwmodel.system import Replay, ReplayParams
 from hwmodel.system.lowering import lower
+from hwmodel.system.prediction import PredictionUnits
 from hwmodel.topologies.wafer import build_wafer
 
 LLAMA = load_model("llama4-maverick")
@@ -190,3 +191,18 @@ def test_wafer_from_dict_with_faults_builds():
     wafer = build_wafer(params)
     assert wafer.mesh.route(0, 1) == [0, 2, 3, 1]
     assert np.array_equal(wafer.mesh.link_alive, [False, True, True, True])
+
+
+def test_unit_sizes_come_from_the_graph_and_must_hold_the_model():
+    """Llama-4 has 128 experts per layer: a die whose ATU holds 64 entries cannot run it (the
+    error names that die's YAML path); the PDU twins take the graph's size (512 experts: 64
+    16-bit registers)."""
+    store = _tiny_store([([0], [])])
+    small = _wafer(dies={"die_2_3": {"atu_entries": 64}})
+    with pytest.raises(ConfigError, match=r"^wafer\.dies\.die_2_3\.atu_entries: 64 is too "
+                                          r"small: a model of 128 experts per layer needs at "
+                                          r"least 128$"):
+        Replay(wafer=small, model=LLAMA, store=store)
+    replay = Replay(wafer=_wafer(), model=LLAMA, store=store)
+    units = PredictionUnits(replay, replay.global_cp())
+    assert {pdu.num_words for pdu in units.pdus} == {512 // 8}

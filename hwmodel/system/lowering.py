@@ -26,10 +26,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..components.global_cp import home_placement
+from ..components.global_cp import check_fits, home_placement
+from ..config import ConfigError
 from .engine import njit
 
-__all__ = ["Tables", "hbm_efficiency_of", "home_placement", "lower"]
+__all__ = ["Tables", "check_unit_sizes", "hbm_efficiency_of", "home_placement", "lower"]
 
 
 class Tables(NamedTuple):
@@ -151,3 +152,21 @@ def lower(wafer, model, *, max_tokens: int, hbm_efficiency: float | None = None)
     routes = _route_tables(wafer, slice_bytes, die["request_bytes"])
     home = home_placement(model.num_experts, wafer.mesh.live_dies)
     return Tables(**die, **routes, home=home, slice_bytes=float(slice_bytes))
+
+
+def check_unit_sizes(wafer, num_experts: int, num_moe_layers: int) -> None:
+    """The unit sizes the graph carries hold the model: the Global CP's tables and, die by
+    die, the ATU and PDU (a die may override them).
+
+    Raises
+    ------
+    hwmodel.config.ConfigError
+        Naming the YAML path, the value and the size that would hold the model.
+    """
+    check_fits(wafer.params, num_experts=num_experts, num_moe_layers=num_moe_layers)
+    for die in wafer.dies:
+        for field, have in (("atu_entries", die.atu.entries), ("pdu_experts", die.pdu.experts)):
+            if have < num_experts:
+                raise ConfigError(f"wafer.dies.{die.name}.{field}",
+                                  f"{have} is too small: a model of {num_experts} experts "
+                                  f"per layer needs at least {num_experts}")

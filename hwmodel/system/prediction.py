@@ -46,14 +46,17 @@ class PredictionUnits:
         self.gcp = gcp
         self.home = replay.home
         self.moe_layers = [int(x) for x in replay.store.moe_layers]
-        self.pdus = [PDUTwin(num_experts=E) for _ in range(N)]
+        dies = replay.wafer.dies
+        # each unit sized by its own node of the graph (check_unit_sizes made sure E fits)
+        self.pdus = [PDUTwin(num_experts=die.pdu.experts) for die in dies]
+        self.atu_entries = [die.atu.entries for die in dies]
         self.local_cps = [LocalCPTwin(die=d, num_experts=E, num_dies=N) for d in range(N)]
         self.atus: dict[tuple[int, int], ATUTwin] = {}
         self.amap = AddressMap(num_dies=N, num_experts=E, num_layers=replay.model.num_layers,
                                slice_bytes=int(replay.slice_bytes))
         self.cp_en = np.zeros((N, E), np.bool_)
         self.is_local = np.zeros((N, E), np.bool_)
-        self.num_words = self.pdus[0].num_words
+        self.num_words = max(pdu.num_words for pdu in self.pdus)
         # each die's PDU registers as the PDU twin holds them (read back after every write):
         # the event kernel asks these for its copy and redirect decisions
         self.registers = np.zeros((N, self.num_words), np.int64)
@@ -92,7 +95,8 @@ class PredictionUnits:
 
     def _read_back(self, die):
         """Refresh the kernel's view of ``die``'s PDU from the twin's registers."""
-        self.registers[die] = self.pdus[die].words
+        words = self.pdus[die].words
+        self.registers[die, :len(words)] = words
 
     def _redirect(self, layer, task_e, task_d):
         """Reads of a remote expert whose PDU ``is_local`` bit is set go through the die's
@@ -144,7 +148,7 @@ class PredictionUnits:
             atu = self.atus.get((d, layer))
             if atu is None:
                 atu = self.atus[(d, layer)] = ATUTwin(
-                    num_entries=max(self.E, 1), num_dies=self.N,
+                    num_entries=self.atu_entries[d], num_dies=self.N,
                     page_bits=self.amap.layout.page_bits)
             for e in stats.duplicated_experts:
                 self.pdus[d].set_local(e)

@@ -34,7 +34,7 @@ import numpy as np
 from ..components.global_cp import GlobalCPTwin, build_cost_rom
 from ..config import ConfigError, fraction, param, positive
 from .engine import Counter, DieStat, LayerKernel, LayerStat, Prediction, Tasks
-from .lowering import Tables, lower
+from .lowering import Tables, check_unit_sizes, lower
 from .prediction import PredictionUnits
 from .results import ARTEFACT_NAMES, ReplayResult
 from .strategies import Algorithm1, LayerView, Strategy, get_strategy
@@ -120,6 +120,7 @@ class Replay:
         self.N = self.mesh.num_dies
         self.E = model.num_experts
         self.L = len(store.moe_layers)
+        check_unit_sizes(wafer, self.E, self.L)
         self.live_dies = np.asarray(self.mesh.live_dies, np.int64)
         self.clock_MHz = (self.params.clock_MHz if self.params.clock_MHz is not None
                           else wafer.params.clock_MHz)
