@@ -104,3 +104,28 @@ def test_a_redirected_read_uses_the_page_the_atu_returns(monkeypatch):
         lookup(self, index, addr)[0], lookup(self, index, addr)[1] + 1))
     with pytest.raises(AssertionError, match="ATU of die .* redirects expert .* to page"):
         _pred_run(COPYING)
+
+
+def test_rtl_answers_the_replays_own_unit_streams():
+    """The PDU and ATU RTL, fed the transactions die 7's twins took in a replay, give the
+    twins' answers (a window: the whole copying run, 6 iterations x 24 layers)."""
+    from hwmodel.components.atu.rtl import simulate_atu
+    from hwmodel.components.pdu.rtl import simulate_pdu
+    replay = Replay(wafer=build_wafer(load_wafer("tsmc-sow")),
+                    model=load_model("llama4-maverick"), store=_tiny_store(COPYING),
+                    params=ReplayParams(max_iterations=6))
+    streams = replay.run("pred", record_units=True).unit_streams
+    pdu = streams[("pdu", 7)]
+    assert {t[0] for t in pdu} == {"write_word", "query", "set_local"}
+    answers = [t[2] for t in pdu if t[0] == "query"]
+    rtl, _ = simulate_pdu([t[:2] if t[0] == "query" else t for t in pdu],
+                          num_experts=replay.wafer.die(7).pdu.experts)
+    assert rtl == answers
+    assert {(False, False), (True, False), (True, True)} <= set(answers)   # copy, then redirect
+    atu = streams[("atu", 7, 0)]
+    assert [t[0] for t in atu] == ["insert"] + ["lookup"] * 4
+    page_bits = PredictionUnits(replay, replay.global_cp()).amap.layout.page_bits
+    rtl, _ = simulate_atu([t[:3] if t[0] == "lookup" else t for t in atu],
+                          num_entries=replay.wafer.die(7).atu.entries, num_dies=24,
+                          page_bits=page_bits)
+    assert rtl == [t[3] for t in atu if t[0] == "lookup"]

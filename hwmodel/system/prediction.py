@@ -40,7 +40,7 @@ class PredictionUnits:
     and, if it belongs to the layer just run, the PDU's ``is_local`` register bit is cleared.
     """
 
-    def __init__(self, replay, gcp: GlobalCPTwin):
+    def __init__(self, replay, gcp: GlobalCPTwin, record: bool = False):
         N, E = replay.N, replay.E
         self.N, self.E = N, E
         self.gcp = gcp
@@ -70,6 +70,10 @@ class PredictionUnits:
         self.lru = [OrderedDict() for _ in range(N)]   # (layer, expert), least recent first
         self.evictions = 0
         self.layer = -1
+        # with ``record``: every transaction each unit's twin took, and its answer, in the
+        # transaction format of the unit's RTL harness (``run_pdu_twin``, ``run_atu_twin``),
+        # keyed ("pdu", die) and ("atu", die, layer)
+        self.streams: dict[tuple, list] | None = {} if record else None
 
     # ---------------------------------------------------------------- layer launch (flow 1)
     def launch(self, layer, task_e, task_d, copy_ok, quirks):
@@ -90,8 +94,22 @@ class PredictionUnits:
             index = np.flatnonzero(words[d] != self.registers[d])
             if len(index):      # the Local CP writes only the registers that change
                 self.pdus[d].write_words(index, words[d, index])
+                self._record(("pdu", d), [("write_word", i, w) for i, w in
+                                          zip(index.tolist(), words[d, index].tolist())])
                 self._read_back(d)
+        if self.streams is not None:
+            self._record_queries(task_e, task_d)
         self._redirect(layer, task_e, task_d)
+
+    def _record(self, key, transactions) -> None:
+        if self.streams is not None:
+            self.streams.setdefault(key, []).extend(transactions)
+
+    def _record_queries(self, task_e, task_d) -> None:
+        """What the data path asks each die's PDU about its tasks' experts, with the answers
+        (the register read-out the kernel uses)."""
+        for e, d in zip(task_e.tolist(), task_d.tolist()):
+            self._record(("pdu", d), [("query", e, self.pdus[d].query(e))])
 
     def _read_back(self, die):
         """Refresh the kernel's view of ``die``'s PDU from the twin's registers."""
@@ -105,6 +123,8 @@ class PredictionUnits:
         redirect = (self.home[task_e] != task_d) & local
         for e, d in zip(task_e[redirect].tolist(), task_d[redirect].tolist()):
             hit, page = self.atus[(d, layer)].lookup(e, self._remote_addr(layer, e))
+            self._record(("atu", d, layer), [("lookup", e, self._remote_addr(layer, e),
+                                              (hit, page))])
             if not hit:
                 raise AssertionError(f"ATU of die {d} misses the replica of expert {e} "
                                      f"(layer {self.moe_layers[layer]})")
@@ -155,6 +175,9 @@ class PredictionUnits:
                 page = self.amap.replica_address(self.moe_layers[layer], e)
                 self.replica_pages[d][page] = (layer, e)    # the PDU's copy lands here
                 atu.insert(e, self._remote_addr(layer, e), page)
+                self._record(("pdu", d), [("set_local", e)])
+                self._record(("atu", d, layer), [("insert", e, self._remote_addr(layer, e),
+                                                  page)])
                 self.gcp.edt_set_present(layer, e, d)
                 if self.capacity is not None:
                     self.lru[d][(layer, e)] = None
@@ -171,12 +194,14 @@ class PredictionUnits:
         (layer, e), _ = self.lru[d].popitem(last=False)
         self.evictions += 1
         self.atus[(d, layer)].invalidate(e)
+        self._record(("atu", d, layer), [("invalidate", e)])
         del self.replica_pages[d][self.amap.replica_address(self.moe_layers[layer], e)]
         self.gcp.edt_clear_present(layer, e, d)
         if layer == self.layer:     # the PDU table holds the current layer's bits
             w = e // EXPERTS_PER_WORD
-            self.pdus[d].write_word(w, int(self.registers[d, w])
-                                    & ~(2 << (2 * (e % EXPERTS_PER_WORD))))
+            word = int(self.registers[d, w]) & ~(2 << (2 * (e % EXPERTS_PER_WORD)))
+            self.pdus[d].write_word(w, word)
+            self._record(("pdu", d), [("write_word", w, word)])
             self._read_back(d)
 
 

@@ -165,10 +165,16 @@ class Replay:
                             live_dies=self.live_dies)
 
     def run(self, strategy: str | Strategy,
-            progress: Callable[[int, int], None] | None = None) -> ReplayResult:
-        """Replay the whole batch under ``strategy`` (a registered name or a Strategy)."""
+            progress: Callable[[int, int], None] | None = None, *,
+            record_units: bool = False) -> ReplayResult:
+        """Replay the whole batch under ``strategy`` (a registered name or a Strategy).
+
+        With ``record_units`` the result's ``unit_streams`` holds every transaction each
+        die's PDU and ATU twin took, with its answer, in the transaction format of the unit's
+        RTL harness (for checking the RTL on the replay's own streams).
+        """
         strategy = get_strategy(strategy)
-        return _Run(self, strategy).execute(progress)
+        return _Run(self, strategy, record_units).execute(progress)
 
 
 def uses_global_cp(strategy: Strategy) -> bool:
@@ -192,7 +198,7 @@ def _stat_columns(acc) -> dict:
 class _Run:
     """One replay of the batch under one strategy."""
 
-    def __init__(self, replay: Replay, strategy: Strategy):
+    def __init__(self, replay: Replay, strategy: Strategy, record_units: bool = False):
         self.replay = replay
         self.strategy = strategy
         self.wall0 = time.perf_counter()
@@ -201,7 +207,8 @@ class _Run:
         self.kernel = LayerKernel(self.tables, len(replay.mesh.links))
         self.slices = replay.model.matrices_per_expert
         N, E = replay.N, replay.E
-        self.units = PredictionUnits(replay, self.gcp) if strategy.predicts else None
+        self.units = (PredictionUnits(replay, self.gcp, record=record_units)
+                      if strategy.predicts else None)
         self.pdu_registers = (self.units.registers if self.units
                               else np.zeros((N, max(1, E)), np.int64))
         self.per_layer: list[dict] = []
@@ -315,4 +322,5 @@ class _Run:
                      "replicas_held": (units.replicas_held() if units
                                        else [0] * replay.N)},
             per_link=[{"dies": list(pair), "bytes": float(b)}
-                      for pair, b in zip(replay.mesh.links, kernel.link_bytes)])
+                      for pair, b in zip(replay.mesh.links, kernel.link_bytes)],
+            unit_streams=(units.streams or {}) if units else {})

@@ -53,6 +53,8 @@ class ReplayResult:
     per_layer: list = attrs.field(factory=list)
     per_die: dict = attrs.field(factory=dict)
     per_link: list = attrs.field(factory=list)
+    #: with ``record_units``: each unit's transactions and answers (not in the JSON)
+    unit_streams: dict = attrs.field(factory=dict, repr=False, eq=False)
 
     @property
     def time_cycles(self) -> int:
@@ -79,7 +81,7 @@ class ReplayResult:
     def summary(self) -> dict:
         """Scalar outputs as a JSON-ready dict (no per-layer lists)."""
         out = attrs.asdict(self, filter=lambda a, v: a.name not in
-                           ("per_layer", "per_die", "per_link"))
+                           ("per_layer", "per_die", "per_link", "unit_streams"))
         out["time_cycles"] = self.time_cycles
         out["decode_cycles"] = self.decode_cycles
         return out

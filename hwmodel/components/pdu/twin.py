@@ -21,6 +21,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from ...tb.checks import check_int, check_int_array
+from .compiled import CP_EN, IS_LOCAL, expert_bits
 from .params import EXPERTS_PER_WORD, WORD_BITS, PDULayout
 
 __all__ = ["EXPERTS_PER_WORD", "WORD_BITS", "PDUTwin", "pack_words"]
@@ -141,8 +142,9 @@ class PDUTwin:
     def query(self, expert: int) -> tuple[bool, bool]:
         """``(cp_en, is_local)`` of ``expert``: asked when its remote data arrives."""
         expert = check_int("expert", expert, 0, self._num_experts)
-        word = self._words[expert // EXPERTS_PER_WORD] >> (2 * (expert % EXPERTS_PER_WORD))
-        return bool(word & 1), bool(word & 2)
+        # the read-out the replay's kernel uses (one definition of the register layout)
+        bits = expert_bits(np.asarray(self._words, np.int64)[None, :], 0, expert)
+        return bool(bits & CP_EN), bool(bits & IS_LOCAL)
 
     def should_copy(self, expert: int) -> bool:
         """Whether arriving remote data of ``expert`` is copied: ``cp_en and not is_local``."""
