@@ -167,3 +167,20 @@ def test_graph_node_ports_have_the_rtl_widths(mesh, command_bits):
     assert die.atu.ports["insert"].width == _payload_bits(rtl, "cmd") == command_bits
     assert die.pdu.ports["insert"].width == command_bits
     assert die.atu.layout == rtl.layout
+
+
+# 64 dies: remote addresses that differ only in the sixth die bit (die 31 vs 63), so a level
+# that dropped it would hit where the other misses.
+_WIDE_REMOTES = [(31 << 31) | 5, (63 << 31) | 5, (63 << 31) | ((1 << 31) - 1), 5]
+wide_transaction = st.one_of(
+    st.tuples(st.just("insert"), st.integers(0, 7), st.sampled_from(_WIDE_REMOTES),
+              st.integers(0, (1 << 31) - 1)),
+    st.tuples(st.just("lookup"), st.integers(0, 7), st.sampled_from(_WIDE_REMOTES)),
+    st.tuples(st.just("invalidate"), st.integers(0, 7)))
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(wide_transaction, max_size=20))
+def test_rtl_equals_twin_at_64_dies_on_random_sequences(transactions):
+    assert simulate_atu(transactions, 8, num_dies=64)[0] == \
+        run_atu_twin(transactions, 8, num_dies=64)

@@ -176,3 +176,19 @@ def test_edt_widths_derive_from_the_wafer_and_equal_the_twin(mesh, home_bits, en
     assert results[1] == (1, (1 << 1) | (1 << last) | (1 << (last - 1)))
     with pytest.raises(ValueError, match=rf"die must be in \[0, {num_dies}\)"):
         simulate_edt([("set_present", 0, num_dies)], 8, num_dies=num_dies)
+
+
+@pytest.mark.parametrize("num_experts, mesh", [(128, (4, 6)), (384, (5, 5))])
+def test_edt_at_model_sizes_equals_the_twin(num_experts, mesh):
+    # Llama-4 (128 experts) on 24 dies, Kimi-K2 (384) on 25: a whole layer loaded, replicas
+    # reported on the top die, every entry read back equal to the twin's EDT.
+    model = twin(num_experts, mesh)
+    tx = load_layer(model)
+    last = mesh[0] * mesh[1] - 1
+    for expert in range(0, num_experts, 7):
+        if model.edt_home(expert) != last:
+            model.edt_set_present(0, expert, last)
+            tx.append(("set_present", expert, last))
+    tx += [("read", e) for e in range(num_experts)]
+    results, _ = simulate_edt(tx, num_experts, num_dies=last + 1)
+    assert results == [(model.edt_home(e), model.edt_presence(0, e)) for e in range(num_experts)]
