@@ -148,3 +148,23 @@ def test_rendering_is_deterministic(tmp_path):
     one = draw_wafer(wafer, tmp_path / "a.svg").read_bytes()
     two = draw_wafer(wafer_from("tsmc-sow"), tmp_path / "b.svg").read_bytes()
     assert one == two
+
+
+def test_faults_and_overrides_are_drawn(tmp_path):
+    """The dead die and dead link, the two overridden dies and the overridden link of a
+    faulty tsmc-sow are drawn in their own classes, each exactly once."""
+    yaml_file = tmp_path / "faulty.yaml"
+    yaml_file.write_text(
+        "wafer:\n  mesh_x: 3\n  mesh_y: 8\n"
+        "  dies: {die_1_2: {hbm: {bandwidth_GBps: 10.0}}, die_0_5: {compute: "
+        "{peak_TFLOPS: 500.0}, llc: {capacity_bytes: 33554432}}}\n"
+        "  links: {link_3_4: {hop_latency_ns: 1000.0}}\n"
+        "  dead_dies: [die_2_7]\n  dead_links: [link_9_10]\n")
+    groups = svg_groups(draw_wafer(wafer_from(yaml_file), tmp_path / "wafer.svg"))
+    nodes = {t: c for c, _, t in groups if "node" in c}
+    edges = {i: c for c, i, _ in groups if "edge" in c and "d2d" in c}
+    assert [t for t, c in nodes.items() if "dead" in c] == ["die_2_7"]
+    assert sorted(t for t, c in nodes.items() if "override" in c) == ["die_0_5", "die_1_2"]
+    assert [i for i, c in edges.items() if "dead" in c] == ["d2d_9_10"]
+    assert [i for i, c in edges.items() if "override" in c] == ["d2d_3_4"]
+    assert len(nodes) == 24 + 1 and len(edges) == 37      # every die, the CP, every link

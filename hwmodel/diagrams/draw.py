@@ -24,6 +24,7 @@ from pathlib import Path
 import graphviz
 
 from ..graph import Component, Direction, Link, Port
+from ..params import difference
 from ..topologies.wafer import Die, Wafer
 
 __all__ = ["FORMATS", "component_dot", "die_dot", "draw_component", "draw_die", "draw_wafer",
@@ -115,9 +116,8 @@ def wafer_dot(wafer: Wafer, *, link_values: Mapping[int, float] | None = None,
     graph.attr("edge", fontname="Helvetica", fontsize="8")
     for die in wafer.dies:
         # y grows downwards so die_0_0 is top left, as in the paper's figures.
-        graph.node(die.name, label=f"{die.name}\nid {die.die_id}", fillcolor="#dbe9f6",
-                   pos=f"{die.x * _PITCH:.3f},{-die.y * _PITCH:.3f}!", _attributes={
-                       "class": "die", "tooltip": _die_tooltip(die)})
+        graph.node(die.name, pos=f"{die.x * _PITCH:.3f},{-die.y * _PITCH:.3f}!",
+                   **_die_look(die, wafer.params.die))
     cp = wafer.global_cp
     cp_label = "Global CP\n(EDT, heatmap,\nallocator, predictor)"
     if not command_links:
@@ -129,7 +129,13 @@ def wafer_dot(wafer: Wafer, *, link_values: Mapping[int, float] | None = None,
         a, b = link.dies
         attrs = {"id": f"d2d_{a}_{b}", "class": "d2d",
                  "tooltip": f"{link.name}: {link.latency_ns:g} ns, {link.bandwidth_GBps:g} GB/s"}
-        if peak is not None:
+        if not link.alive:
+            attrs.update({"class": "d2d dead", "style": "dashed", "color": "#c00000",
+                          "label": "dead", "tooltip": f"{link.name}: dead"})
+        elif link.params != wafer.params.die.d2d:
+            attrs.update({"class": "d2d override", "color": "#b8860b", "penwidth": "3",
+                          "label": f"{link.latency_ns:g} ns\n{link.bandwidth_GBps:g} GB/s"})
+        elif peak is not None:
             value = float(link_values.get(link.index, 0))
             fraction = value / peak if peak > 0 else 0.0
             text = _bytes_text(value) if value_label == "bytes" else f"{value:g} {value_label}"
@@ -151,6 +157,26 @@ def wafer_dot(wafer: Wafer, *, link_values: Mapping[int, float] | None = None,
                    pos=f"{mesh.x_dies * _PITCH:.3f},{_PITCH * 1.2:.3f}!",
                    _attributes={"class": "legend"})
     return graph
+
+
+def _die_look(die: Die, nominal) -> dict:
+    """Label, colour and class of a die: dead dies grey and dashed; a die whose parameters
+    differ from the wafer's nominal die yellow, with what differs in its label."""
+    label = f"{die.name}\nid {die.die_id}"
+    if not die.alive:
+        return {"label": f"{label}\nDEAD", "fillcolor": "#d9d9d9",
+                "style": "rounded,filled,dashed", "fontcolor": "#666666",
+                "_attributes": {"class": "die dead", "tooltip": f"{die.name}: dead"}}
+    changed = difference(die.die_params(), nominal)
+    if changed:
+        fields = [f"{part}.{key}" if isinstance(sub, dict) else part
+                  for part, sub in changed.items()
+                  for key in (sub if isinstance(sub, dict) else [None])]
+        return {"label": f"{label}\n{len(fields)} override(s)", "fillcolor": "#fff2cc",
+                "_attributes": {"class": "die override", "tooltip":
+                                f"{_die_tooltip(die)}; overrides: {', '.join(fields)}"}}
+    return {"label": label, "fillcolor": "#dbe9f6",
+            "_attributes": {"class": "die", "tooltip": _die_tooltip(die)}}
 
 
 def _die_tooltip(die: Die) -> str:
