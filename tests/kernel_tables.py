@@ -28,6 +28,7 @@ def make_tables(num_dies, routes, *, home, llc_hit=100, llc_miss=110, llc_write=
         llc_write_ns=per_die(llc_write), llc_sets=per_die(llc_sets),
         llc_ways=per_die(llc_ways), hbm_slice_ns=per_die(hbm_slice),
         local_read_ns=by_die(local_read), compute_ns=by_die(compute),
+        hbm_of_die=np.arange(num_dies), compute_of_die=np.arange(num_dies),
         route_start=np.array(start, np.int64), route_flat=np.array(flat or [0], np.int32),
         route_len=length, request_ns=np.asarray(request_by_hops, np.int64)[length],
         data_ns=np.asarray(data_by_hops, np.int64)[length],

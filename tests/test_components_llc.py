@@ -85,7 +85,8 @@ def _two_die_tables(home: int) -> Tables:
     route_len = np.array([[0, 1], [1, 0]], np.int64)
     return Tables(llc_hit_ns=100 * two, llc_miss_ns=110 * two, llc_write_ns=30 * two,
                   llc_sets=two, llc_ways=2 * two, hbm_slice_ns=40 * two,
-                  local_read_ns=np.full((2, 4), 40), compute_ns=np.full((2, 4), 7),
+                  local_read_ns=np.full((1, 4), 40), compute_ns=np.full((1, 4), 7),
+                  hbm_of_die=np.zeros(2, np.int64), compute_of_die=np.zeros(2, np.int64),
                   route_start=np.array([0, 0, 1, 2, 2]), route_flat=np.zeros(2, np.int32),
                   route_len=route_len, request_ns=5 * route_len, data_ns=50 * route_len,
                   request_bytes=np.full(2, 16.0), home=np.full(1, home, np.int64),

@@ -384,7 +384,8 @@ def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
               pred, copy_ok, pdu_registers, num_experts, slices,
               route_start, route_flat, route_len,
               lat_llc_hit, lat_llc_miss, lat_llc_write, lat_req, lat_data, lat_hbm_slice,
-              lat_local_read, lat_compute, slice_bytes, act_bytes_per_token, req_bytes,
+              lat_local_read, hbm_of_die, lat_compute, compute_of_die, slice_bytes,
+              act_bytes_per_token, req_bytes,
               res_avail, res_time, llc_tags, llc_fill, num_sets, num_ways,
               ev_time, ev_kind, ev_chain, ev_prio, ev_adm, ev_nres, ev_res,
               heap_t, heap_i, wq_s, wq_e, wq_n,
@@ -532,7 +533,7 @@ def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
                 new_evs[0] = EV_COMPUTE
                 n_new = 1
         elif kind == EV_LOCAL_READ:
-            lat = lat_local_read[d, ch_tokens[c]]
+            lat = lat_local_read[hbm_of_die[d], ch_tokens[c]]
             counters[Counter.LOCAL_HBM_READS] += 1
             nbytes = slice_bytes + act_bytes_per_token * ch_tokens[c]
             die_stats[d, DieStat.LOCAL_READ_BYTES] += nbytes
@@ -541,7 +542,7 @@ def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
             new_evs[1] = EV_COMPUTE
             n_new = 2
         elif kind == EV_COMPUTE:
-            lat = lat_compute[d, ch_tokens[c]]
+            lat = lat_compute[compute_of_die[d], ch_tokens[c]]
             new_evs[0] = EV_DONE
             n_new = 1
         elif kind == EV_LLC_STORE:
@@ -686,7 +687,8 @@ def _run_layer(st, t0, layer, tasks, pred, num_experts, slices):
         pred.enabled, pred.copy_ok, pred.registers, num_experts, slices,
         tb.route_start, tb.route_flat, tb.route_len,
         tb.llc_hit_ns, tb.llc_miss_ns, tb.llc_write_ns, tb.request_ns, tb.data_ns,
-        tb.hbm_slice_ns, tb.local_read_ns, tb.compute_ns, tb.slice_bytes,
+        tb.hbm_slice_ns, tb.local_read_ns, tb.hbm_of_die, tb.compute_ns, tb.compute_of_die,
+        tb.slice_bytes,
         tb.act_bytes_per_token, tb.request_bytes,
         res.free, res.release_ns, st.llc.tags, st.llc.fill, tb.llc_sets, tb.llc_ways,
         ev.time, ev.kind, ev.chain, ev.prio, ev.admitted, ev.num_res, ev.res,

@@ -42,8 +42,10 @@ class Tables(NamedTuple):
     llc_sets: np.ndarray          # (dies,) sets of one-slice lines
     llc_ways: np.ndarray          # (dies,)
     hbm_slice_ns: np.ndarray      # (dies,) one slice read from or written to the die's HBM
-    local_read_ns: np.ndarray     # (dies, tokens + 1) slice + activations of t tokens
-    compute_ns: np.ndarray        # (dies, tokens + 1) GEMM on one slice for t tokens
+    local_read_ns: np.ndarray     # (HBM models, tokens + 1) slice + activations of t tokens
+    hbm_of_die: np.ndarray        # (dies,) row of local_read_ns of each die's HBM
+    compute_ns: np.ndarray        # (compute models, tokens + 1) GEMM on one slice, t tokens
+    compute_of_die: np.ndarray    # (dies,) row of compute_ns of each die's compute unit
     route_start: np.ndarray       # (dies * dies + 1,) route s->d: flat[start[s*N+d]:...]
     route_flat: np.ndarray        # link indices of all routes
     route_len: np.ndarray         # (dies, dies) links per route
@@ -64,16 +66,19 @@ def hbm_efficiency_of(die_hbm, nominal_hbm, replay_efficiency: float | None) -> 
     return replay_efficiency
 
 
-def _rows_by_component(components, row_of) -> np.ndarray:
-    """``row_of(component)`` for each component, computed once per distinct parameter set (a
-    32 x 32 wafer of identical dies evaluates its model once, not 1024 times)."""
-    rows: dict = {}
-    out = []
+def _rows_by_component(components, row_of) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows, which)``: ``row_of`` evaluated once per distinct parameter set of
+    ``components`` (a 32 x 32 wafer of identical dies evaluates its model once, and holds one
+    row), and the row of each component."""
+    index: dict = {}
+    rows = []
+    which = []
     for component in components:
-        if component.params not in rows:
-            rows[component.params] = row_of(component)
-        out.append(rows[component.params])
-    return np.array(out, np.int64)
+        if component.params not in index:
+            index[component.params] = len(rows)
+            rows.append(row_of(component))
+        which.append(index[component.params])
+    return np.array(rows, np.int64), np.array(which, np.int64)
 
 
 def _die_tables(wafer, model, max_tokens: int, efficiency: float | None, slice_bytes: float):
@@ -87,7 +92,10 @@ def _die_tables(wafer, model, max_tokens: int, efficiency: float | None, slice_b
         return [hbm.access_latency_ns(slice_bytes, eff)] + [
             hbm.access_latency_ns(slice_bytes + act * t, eff) for t in tokens]
 
-    hbm = _rows_by_component([d.hbm for d in dies], hbm_rows)
+    hbm, hbm_of_die = _rows_by_component([d.hbm for d in dies], hbm_rows)
+    compute, compute_of_die = _rows_by_component(
+        [d.compute for d in dies],
+        lambda unit: [unit.slice_latency_ns(t, model) for t in tokens])
     as_int = lambda values: np.array(values, np.int64)
     return {
         "llc_hit_ns": as_int([int(d.llc.params.hit_latency_ns) for d in dies]),
@@ -95,11 +103,9 @@ def _die_tables(wafer, model, max_tokens: int, efficiency: float | None, slice_b
         "llc_write_ns": as_int([int(d.llc.params.write_latency_ns) for d in dies]),
         "llc_sets": as_int([d.llc.num_sets(slice_bytes) for d in dies]),
         "llc_ways": as_int([d.llc.params.associativity for d in dies]),
-        "hbm_slice_ns": hbm[:, 0].copy(),
-        "local_read_ns": np.ascontiguousarray(hbm[:, 1:]),
-        "compute_ns": _rows_by_component(
-            [d.compute for d in dies],
-            lambda compute: [compute.slice_latency_ns(t, model) for t in tokens]),
+        "hbm_slice_ns": hbm[hbm_of_die, 0],
+        "local_read_ns": np.ascontiguousarray(hbm[:, 1:]), "hbm_of_die": hbm_of_die,
+        "compute_ns": compute, "compute_of_die": compute_of_die,
         "request_bytes": np.array([d.d2d.params.request_bytes for d in dies], np.float64),
         "act_bytes_per_token": float(act)}
 

@@ -57,6 +57,8 @@ class PredictionUnits:
         self.cp_en = np.zeros((N, E), np.bool_)
         self.is_local = np.zeros((N, E), np.bool_)
         self.num_words = max(pdu.num_words for pdu in self.pdus)
+        # registers that hold this model's experts (the rest of a larger PDU stays 0)
+        self.model_words = -(-E // EXPERTS_PER_WORD)
         # each die's PDU registers as the PDU twin holds them (read back after every write):
         # the event kernel asks these for its copy and redirect decisions
         self.registers = np.zeros((N, self.num_words), np.int64)
@@ -91,12 +93,13 @@ class PredictionUnits:
             self.cp_en[:] = False
         words = self._pack(self.cp_en, self.is_local)
         for d in np.flatnonzero(np.bincount(task_d, minlength=N)).tolist():
-            index = np.flatnonzero(words[d] != self.registers[d])
+            index = np.flatnonzero(words[d] != self.registers[d, :self.model_words])
             if len(index):      # the Local CP writes only the registers that change
                 self.pdus[d].write_words(index, words[d, index])
-                self._record(("pdu", d), [("write_word", i, w) for i, w in
-                                          zip(index.tolist(), words[d, index].tolist())])
-                self._read_back(d)
+                if self.streams is not None:
+                    self._record(("pdu", d), [("write_word", i, w) for i, w in
+                                              zip(index.tolist(), words[d, index].tolist())])
+                self._read_back(d, index)
         if self.streams is not None:
             self._record_queries(task_e, task_d)
         self._redirect(layer, task_e, task_d)
@@ -111,10 +114,9 @@ class PredictionUnits:
         for e, d in zip(task_e.tolist(), task_d.tolist()):
             self._record(("pdu", d), [("query", e, self.pdus[d].query(e))])
 
-    def _read_back(self, die):
-        """Refresh the kernel's view of ``die``'s PDU from the twin's registers."""
-        words = self.pdus[die].words
-        self.registers[die, :len(words)] = words
+    def _read_back(self, die, index):
+        """Refresh the kernel's view of registers ``index`` of ``die``'s PDU from the twin."""
+        self.registers[die, index] = self.pdus[die].read_words(index)
 
     def _redirect(self, layer, task_e, task_d):
         """Reads of a remote expert whose PDU ``is_local`` bit is set go through the die's
@@ -123,8 +125,9 @@ class PredictionUnits:
         redirect = (self.home[task_e] != task_d) & local
         for e, d in zip(task_e[redirect].tolist(), task_d[redirect].tolist()):
             hit, page = self.atus[(d, layer)].lookup(e, self._remote_addr(layer, e))
-            self._record(("atu", d, layer), [("lookup", e, self._remote_addr(layer, e),
-                                              (hit, page))])
+            if self.streams is not None:
+                self._record(("atu", d, layer), [("lookup", e, self._remote_addr(layer, e),
+                                                  (hit, page))])
             if not hit:
                 raise AssertionError(f"ATU of die {d} misses the replica of expert {e} "
                                      f"(layer {self.moe_layers[layer]})")
@@ -139,10 +142,11 @@ class PredictionUnits:
     def _pack(self, cp_en, is_local):
         """PDU register words of every die (``pack_words`` layout), shape (dies, words)."""
         vals = cp_en.astype(np.int64) | (is_local.astype(np.int64) << 1)
-        pad = self.num_words * EXPERTS_PER_WORD - self.E
+        pad = self.model_words * EXPERTS_PER_WORD - self.E
         if pad:
             vals = np.pad(vals, ((0, 0), (0, pad)))
-        return (vals.reshape(self.N, self.num_words, EXPERTS_PER_WORD) << self._shift).sum(2)
+        return (vals.reshape(self.N, self.model_words, EXPERTS_PER_WORD)
+                << self._shift).sum(2)
 
     def _remote_addr(self, layer, expert):
         key = (layer, expert)
@@ -175,15 +179,17 @@ class PredictionUnits:
                 page = self.amap.replica_address(self.moe_layers[layer], e)
                 self.replica_pages[d][page] = (layer, e)    # the PDU's copy lands here
                 atu.insert(e, self._remote_addr(layer, e), page)
-                self._record(("pdu", d), [("set_local", e)])
-                self._record(("atu", d, layer), [("insert", e, self._remote_addr(layer, e),
-                                                  page)])
+                if self.streams is not None:
+                    self._record(("pdu", d), [("set_local", e)])
+                    self._record(("atu", d, layer), [("insert", e, self._remote_addr(layer, e),
+                                                      page)])
                 self.gcp.edt_set_present(layer, e, d)
                 if self.capacity is not None:
                     self.lru[d][(layer, e)] = None
                     while len(self.lru[d]) > self.capacity:
                         self._evict(d)
-            self._read_back(d)
+            self._read_back(d, np.unique(np.asarray(stats.duplicated_experts)
+                                         // EXPERTS_PER_WORD))
 
     def replicas_held(self) -> list[int]:
         """Replicated experts each die holds now (EDT presence bits off the home die)."""
@@ -194,15 +200,17 @@ class PredictionUnits:
         (layer, e), _ = self.lru[d].popitem(last=False)
         self.evictions += 1
         self.atus[(d, layer)].invalidate(e)
-        self._record(("atu", d, layer), [("invalidate", e)])
+        if self.streams is not None:
+            self._record(("atu", d, layer), [("invalidate", e)])
         del self.replica_pages[d][self.amap.replica_address(self.moe_layers[layer], e)]
         self.gcp.edt_clear_present(layer, e, d)
         if layer == self.layer:     # the PDU table holds the current layer's bits
             w = e // EXPERTS_PER_WORD
-            word = int(self.registers[d, w]) & ~(2 << (2 * (e % EXPERTS_PER_WORD)))
+            word = int(self.pdus[d].read_words([w])[0]) & ~(2 << (2 * (e % EXPERTS_PER_WORD)))
             self.pdus[d].write_word(w, word)
-            self._record(("pdu", d), [("write_word", w, word)])
-            self._read_back(d)
+            if self.streams is not None:
+                self._record(("pdu", d), [("write_word", w, word)])
+            self._read_back(d, np.array([w]))
 
 
 def _numpy_top_n(gcp, layer):

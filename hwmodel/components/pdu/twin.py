@@ -105,6 +105,11 @@ class PDUTwin:
         """Current register contents."""
         return tuple(self._words)
 
+    def read_words(self, indices) -> np.ndarray:
+        """Registers ``indices`` (int64 array), as a bus read of several registers."""
+        indices = check_int_array("indices", indices, 0, self.num_words)
+        return np.array([self._words[i] for i in indices.tolist()], np.int64)
+
     def write_word(self, index: int, word: int) -> None:
         """Write register ``index`` (one bulk-configuration transaction)."""
         index = check_int("index", index, 0, self.num_words)
