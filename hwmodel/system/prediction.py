@@ -12,6 +12,7 @@ from ..components.atu import AddressMap, ATUTwin
 from ..components.global_cp import GlobalCPTwin
 from ..components.local_cp.twin import LocalCPTwin
 from ..components.pdu.compiled import holds_local_copies
+from ..components.pdu.params import PDULayout
 from ..components.pdu.twin import EXPERTS_PER_WORD, PDUTwin
 from .engine import union_of_rows
 
@@ -48,7 +49,12 @@ class PredictionUnits:
         self.moe_layers = [int(x) for x in replay.store.moe_layers]
         dies = replay.wafer.dies
         # each unit sized by its own node of the graph (check_unit_sizes made sure E fits)
-        self.pdus = [PDUTwin(num_experts=die.pdu.experts) for die in dies]
+        num_words = max(PDULayout(experts=die.pdu.experts).num_words for die in dies)
+        # each die's PDU keeps its registers in its row of this array, which the event
+        # kernel reads for its copy and redirect decisions: the PDU's own state, no copy
+        self.registers = np.zeros((N, num_words), np.int64)
+        self.pdus = [PDUTwin(num_experts=die.pdu.experts, registers=self.registers[d])
+                     for d, die in enumerate(dies)]
         self.atu_entries = [die.atu.entries for die in dies]
         self.local_cps = [LocalCPTwin(die=d, num_experts=E, num_dies=N) for d in range(N)]
         self.atus: dict[tuple[int, int], ATUTwin] = {}
@@ -56,12 +62,8 @@ class PredictionUnits:
                                slice_bytes=int(replay.slice_bytes))
         self.cp_en = np.zeros((N, E), np.bool_)
         self.is_local = np.zeros((N, E), np.bool_)
-        self.num_words = max(pdu.num_words for pdu in self.pdus)
         # registers that hold this model's experts (the rest of a larger PDU stays 0)
         self.model_words = -(-E // EXPERTS_PER_WORD)
-        # each die's PDU registers as the PDU twin holds them (read back after every write):
-        # the event kernel asks these for its copy and redirect decisions
-        self.registers = np.zeros((N, self.num_words), np.int64)
         # replica pages written on each die: page -> (layer, expert) whose weights it holds
         self.replica_pages: list[dict[int, tuple[int, int]]] = [{} for _ in range(N)]
         self._shift = 2 * np.arange(EXPERTS_PER_WORD, dtype=np.int64)
@@ -99,7 +101,6 @@ class PredictionUnits:
                 if self.streams is not None:
                     self._record(("pdu", d), [("write_word", i, w) for i, w in
                                               zip(index.tolist(), words[d, index].tolist())])
-                self._read_back(d, index)
         if self.streams is not None:
             self._record_queries(task_e, task_d)
         self._redirect(layer, task_e, task_d)
@@ -113,10 +114,6 @@ class PredictionUnits:
         (the register read-out the kernel uses)."""
         for e, d in zip(task_e.tolist(), task_d.tolist()):
             self._record(("pdu", d), [("query", e, self.pdus[d].query(e))])
-
-    def _read_back(self, die, index):
-        """Refresh the kernel's view of registers ``index`` of ``die``'s PDU from the twin."""
-        self.registers[die, index] = self.pdus[die].read_words(index)
 
     def _redirect(self, layer, task_e, task_d):
         """Reads of a remote expert whose PDU ``is_local`` bit is set go through the die's
@@ -188,8 +185,6 @@ class PredictionUnits:
                     self.lru[d][(layer, e)] = None
                     while len(self.lru[d]) > self.capacity:
                         self._evict(d)
-            self._read_back(d, np.unique(np.asarray(stats.duplicated_experts)
-                                         // EXPERTS_PER_WORD))
 
     def replicas_held(self) -> list[int]:
         """Replicated experts each die holds now (EDT presence bits off the home die)."""
@@ -210,7 +205,6 @@ class PredictionUnits:
             self.pdus[d].write_word(w, word)
             if self.streams is not None:
                 self._record(("pdu", d), [("write_word", w, word)])
-            self._read_back(d, np.array([w]))
 
 
 def _numpy_top_n(gcp, layer):

@@ -79,12 +79,22 @@ class PDUTwin:
     ----------
     num_experts : int
         Experts per layer (paper: 512, i.e. 64 registers of 16 bits = 128 B).
+    registers : numpy.ndarray, optional
+        Storage for the registers: a 1-D int64 array of at least ``num_words`` entries that
+        the twin keeps its registers in (the replay hands each die's PDU a row of the array
+        its event kernel reads). Default: the twin's own, all zero.
     """
 
-    def __init__(self, num_experts: int = 512):
+    def __init__(self, num_experts: int = 512, *, registers: np.ndarray | None = None):
         self.layout = PDULayout(experts=check_int("num_experts", num_experts, 1))
         self._num_experts = self.layout.experts
-        self._words = [0] * self.num_words
+        if registers is None:
+            registers = np.zeros(self.num_words, np.int64)
+        if (not isinstance(registers, np.ndarray) or registers.dtype != np.int64
+                or registers.ndim != 1 or len(registers) < self.num_words):
+            raise TypeError(f"registers must be a 1-D int64 array of at least "
+                            f"{self.num_words} entries, not {registers!r}")
+        self._words = registers[:self.num_words]
 
     @property
     def num_experts(self) -> int:
@@ -103,12 +113,11 @@ class PDUTwin:
     @property
     def words(self) -> tuple[int, ...]:
         """Current register contents."""
-        return tuple(self._words)
+        return tuple(self._words.tolist())
 
     def read_words(self, indices) -> np.ndarray:
         """Registers ``indices`` (int64 array), as a bus read of several registers."""
-        indices = check_int_array("indices", indices, 0, self.num_words)
-        return np.array([self._words[i] for i in indices.tolist()], np.int64)
+        return self._words[check_int_array("indices", indices, 0, self.num_words)]
 
     def write_word(self, index: int, word: int) -> None:
         """Write register ``index`` (one bulk-configuration transaction)."""
@@ -122,15 +131,17 @@ class PDUTwin:
         """
         indices = check_int_array("indices", indices, 0, self.num_words)
         words = check_int_array("words", words, 0, 1 << WORD_BITS, length=len(indices))
-        table = self._words
-        for index, word in zip(indices.tolist(), words.tolist()):
-            table[index] = word
+        if len(np.unique(indices)) == len(indices):
+            self._words[indices] = words
+        else:                       # a register written twice keeps the later word
+            for index, word in zip(indices.tolist(), words.tolist()):
+                self._words[index] = word
 
     def load_words(self, words) -> None:
         """Write every register (``num_words`` words in register order) at once: the same
         state as :meth:`write_word` for each index, validated once."""
-        words = check_int_array("words", words, 0, 1 << WORD_BITS, length=self.num_words)
-        self._words = words.tolist()
+        self._words[:] = check_int_array("words", words, 0, 1 << WORD_BITS,
+                                         length=self.num_words)
 
     def configure(self, cp_en=None, is_local=None) -> list[int]:
         """Bulk-write the whole table; returns the words written, in register order.
@@ -141,14 +152,14 @@ class PDUTwin:
         are in range by construction, so they are stored without a check per register.
         """
         words = pack_words(cp_en, is_local, self._num_experts)
-        self._words = list(words)
+        self._words[:] = words
         return words
 
     def query(self, expert: int) -> tuple[bool, bool]:
         """``(cp_en, is_local)`` of ``expert``: asked when its remote data arrives."""
         expert = check_int("expert", expert, 0, self._num_experts)
         # the read-out the replay's kernel uses (one definition of the register layout)
-        bits = expert_bits(np.asarray(self._words, np.int64)[None, :], 0, expert)
+        bits = expert_bits(self._words[None, :], 0, expert)
         return bool(bits & CP_EN), bool(bits & IS_LOCAL)
 
     def should_copy(self, expert: int) -> bool:
@@ -165,7 +176,7 @@ class PDUTwin:
         RTL's ``QUERY`` / ``SET_LOCAL`` commands), evaluated on arrays after one check.
         """
         experts = check_int_array("experts", experts, 0, self._num_experts)
-        words = np.array(self._words, np.int64)
+        words = self._words.copy()
         bits = words[experts // EXPERTS_PER_WORD] >> (2 * (experts % EXPERTS_PER_WORD))
         candidate = (bits & 3) == 1                     # cp_en and not is_local
         # only the first arrival of an expert copies: it sets is_local for the later ones
@@ -174,7 +185,7 @@ class PDUTwin:
         if len(copied):
             np.bitwise_or.at(words, copied // EXPERTS_PER_WORD,
                              2 << (2 * (copied % EXPERTS_PER_WORD)))
-            self._words = words.tolist()
+            self._words[:] = words
         return copied.tolist()
 
     def set_local(self, expert: int) -> None:
@@ -184,5 +195,5 @@ class PDUTwin:
 
     def clear(self) -> None:
         """Clear every bit (a new layer)."""
-        self._words = [0] * self.num_words
+        self._words[:] = 0
 
