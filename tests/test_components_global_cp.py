@@ -262,3 +262,22 @@ def test_check_fits_names_the_yaml_path_the_value_and_the_size_that_would_hold()
     edt = attrs.evolve(wafer, global_cp=attrs.evolve(wafer.global_cp, edt_entries=300))
     with pytest.raises(ConfigError, match=r"^wafer\.global_cp\.edt_entries: 300 "):
         check_fits(edt, num_experts=384, num_moe_layers=60)
+
+
+def test_heatmap_add_pairs_counts_every_pair_of_every_layer_and_saturates():
+    """Two tokens, top-2, two layers: token 0 chose (1, 2) and (0, 3), token 1 chose (2, 2)
+    and (3, 0). Pairs 0 -> 1 add 1 -> 2, 1 -> 2 (x 2: the id appears twice), 2 -> 2 (x 2) in
+    layer 0; 0 -> 3, 0 -> 0, 3 -> 3, 3 -> 0 in layer 1. With 2-bit counters, adding the same
+    pair twice more saturates 1 -> 2 at 3."""
+    rom = build_cost_rom(**_rom_args("deepseek-v3"))
+    cp = GlobalCPTwin(2, 2, 2, 4, rom, count_bits=2)
+    rows = np.array([[[1, 2], [0, 3]], [[2, 2], [3, 0]]], np.uint8)
+    cp.heatmap_add_pairs(rows, [0], rows, [1])
+    assert cp.heatmap_row(0, 1).tolist() == [0, 0, 2, 0]
+    assert cp.heatmap_row(0, 2).tolist() == [0, 0, 2, 0]
+    assert cp.heatmap_row(1, 0).tolist() == [1, 0, 0, 1]
+    assert cp.heatmap_row(1, 3).tolist() == [1, 0, 0, 1]
+    cp.heatmap_add_pairs(rows, [0, 0], rows, [1, 1])
+    assert cp.heatmap_row(0, 1).tolist() == [0, 0, 3, 0]      # 2 + 4 saturates at 3
+    with pytest.raises(ValueError, match="expert ids outside 0..3"):
+        cp.heatmap_add_pairs(rows + 4, [0], rows, [1])

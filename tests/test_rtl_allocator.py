@@ -150,9 +150,8 @@ def test_real_trace_window_allocator_and_predictor_equal_the_twins(llama4_traces
         pairs = (wl.prefill_pairs(rows, requests) if it == 0
                  else wl.decode_pairs(it, rows, requests, *prev) if it == 2 else None)
         if pairs is not None:
-            for layer in range(wl.L):
-                gcp.heatmap_add_matrix(layer, pairs[layer])
-                pred_cp.heatmap_add_matrix(layer, pairs[layer])
+            gcp.heatmap_add_pairs(*pairs)
+            pred_cp.heatmap_add_pairs(*pairs)
         prev = (rows, requests)
         if it == 0:
             continue

@@ -834,24 +834,6 @@ def count_experts(rows, num_experts, out):
 
 
 @njit(cache=True)
-def count_pairs(prev_rows, prev_index, cur_rows, cur_index, out):
-    """Cross-token pairs: for each ``j``, every expert of row ``prev_index[j]`` of
-    ``prev_rows`` followed by every expert of row ``cur_index[j]`` of ``cur_rows``, per layer:
-    ``out[l, i, j] += 1``. ``out`` (L, E, E) is overwritten."""
-    out[:, :, :] = 0
-    num_layers = prev_rows.shape[1]
-    k = prev_rows.shape[2]
-    for j in range(prev_index.shape[0]):
-        p = prev_index[j]
-        c = cur_index[j]
-        for layer in range(num_layers):
-            for a in range(k):
-                i = prev_rows[p, layer, a]
-                for b in range(k):
-                    out[layer, i, cur_rows[c, layer, b]] += 1
-
-
-@njit(cache=True)
 def first_appearance(rows, layer, num_experts, out):
     """Experts of ``layer`` in order of first appearance in ``rows`` (requests, tokens, ids
     in order) written to ``out``; returns how many."""

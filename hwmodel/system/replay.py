@@ -251,8 +251,7 @@ class _Run:
             pairs = wl.decode_pairs(it, rows, requests, prev_rows, prev_requests)
         else:
             return
-        for layer in range(self.replay.L):
-            self.gcp.heatmap_add_matrix(layer, pairs[layer])
+        self.gcp.heatmap_add_pairs(*pairs)
 
     def _layer(self, it, layer, rows, counts) -> None:
         replay = self.replay

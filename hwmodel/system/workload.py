@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .engine import count_experts, count_pairs, first_appearance
+from .engine import count_experts, first_appearance
 
 __all__ = ["Workload"]
 
@@ -35,20 +35,16 @@ class Workload:
         out = np.empty(self.E, np.int64)
         return out[:first_appearance(rows, layer, self.E, out)]
 
-    def _pairs(self, prev_rows, prev_index, cur_rows, cur_index):
-        out = np.empty((self.L, self.E, self.E), np.int64)
-        count_pairs(prev_rows, prev_index, cur_rows, cur_index, out)
-        return out
-
     def prefill_pairs(self, rows, requests):
-        """Pairs of consecutive prompt tokens of the same request."""
+        """Pairs of consecutive prompt tokens of the same request, as ``(prev_rows,
+        prev_index, cur_rows, cur_index)`` for the Global CP's heatmap."""
         index = np.flatnonzero(requests[:-1] == requests[1:])
-        return self._pairs(rows, index, rows, index + 1)
+        return rows, index, rows, index + 1
 
     def decode_pairs(self, it, rows, requests, prev_rows, prev_requests):
         """Pairs (step it-1 -> step it) of the requests that reach step ``it`` (it >= 2)."""
         where = np.searchsorted(prev_requests, requests)
-        return self._pairs(prev_rows, where, rows, np.arange(len(requests)))
+        return prev_rows, where, rows, np.arange(len(requests))
 
     def max_task_tokens(self) -> int:
         """Largest token count of any expert in any (iteration, layer): a table bound."""

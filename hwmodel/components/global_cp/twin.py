@@ -62,6 +62,8 @@ except ImportError:  # pragma: no cover - exercised only without numba
 
 import attrs
 
+from ...tb.checks import check_int_array
+
 __all__ = ["FRAC_BITS", "CostROM", "GlobalCPTwin", "build_cost_rom", "home_dies",
            "home_placement"]
 
@@ -88,6 +90,26 @@ def home_placement(num_experts: int, live_dies) -> np.ndarray:
     live count, mapped to their ids, so a wafer without faults gets ``floor(e / p)``."""
     live = np.asarray(live_dies, np.int64)
     return live[home_dies(num_experts, len(live))]
+
+
+@njit(cache=True)
+def _add_pairs(heatmap, prev_rows, prev_index, cur_rows, cur_index, count_max):
+    """For each ``j``, every expert of row ``prev_index[j]`` of ``prev_rows`` followed by
+    every expert of row ``cur_index[j]`` of ``cur_rows`` adds one to ``heatmap[l, i, j]`` of
+    each MoE layer ``l``, saturating at ``count_max`` (all increments are positive, so this
+    equals adding the summed counts and saturating once)."""
+    num_layers = prev_rows.shape[1]
+    k = prev_rows.shape[2]
+    for j in range(prev_index.shape[0]):
+        p = prev_index[j]
+        c = cur_index[j]
+        for layer in range(num_layers):
+            for a in range(k):
+                i = prev_rows[p, layer, a]
+                for b in range(k):
+                    n = cur_rows[c, layer, b]
+                    if heatmap[layer, i, n] < count_max:
+                        heatmap[layer, i, n] += 1
 
 
 @attrs.frozen
@@ -482,6 +504,22 @@ class GlobalCPTwin:
         """Add a whole ``E x E`` matrix of pair counts to a layer (bulk :meth:`heatmap_add`)."""
         self._check_layer_expert(layer, 0)
         np.minimum(self._heatmap[layer] + counts, self._count_max, out=self._heatmap[layer])
+
+    def heatmap_add_pairs(self, prev_rows, prev_index, cur_rows, cur_index) -> None:
+        """Add the cross-token pairs of token rows (tokens, MoE layers, top-k) to every
+        layer's heatmap: for each ``j``, token ``prev_index[j]`` of ``prev_rows`` followed by
+        token ``cur_index[j]`` of ``cur_rows`` (bulk :meth:`heatmap_add`, compiled)."""
+        prev_rows, cur_rows = np.asarray(prev_rows), np.asarray(cur_rows)
+        for name, rows in (("prev_rows", prev_rows), ("cur_rows", cur_rows)):
+            if rows.ndim != 3 or rows.shape[1] != self.num_layers:
+                raise ValueError(f"{name} must have shape (tokens, {self.num_layers}, top-k), "
+                                 f"not {rows.shape}")
+            if rows.size and (rows.min() < 0 or rows.max() >= self.num_experts):
+                raise ValueError(f"{name} holds expert ids outside 0..{self.num_experts - 1}")
+        prev_index = check_int_array("prev_index", prev_index, 0, max(1, len(prev_rows)))
+        cur_index = check_int_array("cur_index", cur_index, 0, max(1, len(cur_rows)),
+                                    length=len(prev_index))
+        _add_pairs(self._heatmap, prev_rows, prev_index, cur_rows, cur_index, self._count_max)
 
     def heatmap_row(self, layer: int, expert: int) -> np.ndarray:
         """Copy of row ``H[layer, expert, :]``."""
