@@ -13,9 +13,10 @@ import numpy as np
 from tqdm import tqdm
 
 from .moe_layer import all_to_all, gpu_times_ns
+from ..traces import MAX_DECODE_STEPS
 from .placement import POLICIES, PlacementContext, make_policy
 
-__all__ = ["COLUMNS", "decode_batch", "expert_counts", "replay", "replay_batch"]
+__all__ = ["COLUMNS", "decode_batch", "expert_counts", "replay", "replay_batch", "split_prefill"]
 
 #: Columns of the result table, in order.
 COLUMNS = ("batch", "tokens", "policy", "moe_time_us", "speedup_vs_default", "max_over_mean",
@@ -173,3 +174,24 @@ def _check_shapes(store, model, cluster) -> None:
     if model.num_experts % cluster.num_gpus:
         raise ValueError(f"model {model.name}'s {model.num_experts} experts do not split "
                          f"evenly over the cluster's {cluster.num_gpus} GPUs")
+
+
+def split_prefill(store, max_steps: int = MAX_DECODE_STEPS):
+    """A prefill-only store (e.g. DeepSeek-V2-Lite CSV) split per request into guide and test.
+
+    The first half of each prompt's tokens stay its prefill; the rest (at most ``max_steps``)
+    become its "decode" rows, so prefill-guided policies are judged on tokens they did not see.
+    """
+    from ..traces import TraceStore
+    prefill = store.prefill_len.astype(np.int64)
+    keep = (prefill + 1) // 2
+    decode = np.minimum(prefill - keep, max_steps)
+    starts = store.token_offset[:-1]
+    index = np.concatenate([np.arange(s, s + k + d) for s, k, d in zip(starts, keep, decode)])
+    offsets = np.concatenate([[0], np.cumsum(keep + decode)])
+    return TraceStore(model=store.model, num_layers=store.num_layers, moe_layers=store.moe_layers,
+                      top_k=store.top_k, num_experts=store.num_experts,
+                      request_ids=store.request_ids, source_paths=store.source_paths,
+                      prefill_len=keep, decode_len=decode, token_offset=offsets,
+                      ids=np.ascontiguousarray(store.ids[index]),
+                      notes=store.notes + "; prefill split: second half replayed as decode")
