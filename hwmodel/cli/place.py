@@ -20,14 +20,13 @@ DEFAULT_CLUSTER = "dgx-h100"
 DEFAULT_BATCHES = "64,256,1024,4096,16384"
 
 
-def _int_list(text: str) -> list[int]:
+def _batches(text: str) -> list[int]:
     try:
         values = [int(part) for part in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, not {text!r}") \
-            from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"batch sizes must be positive, not {text!r}")
+        raise ValueError(f"--batch: expected comma-separated integers, not {text!r}") from None
+    if min(values) < 1:
+        raise ValueError(f"--batch: batch sizes must be positive, not {text!r}")
     return values
 
 
@@ -125,6 +124,7 @@ def _main(args) -> int:
     from ..cluster.replay import replay
     from ..config import dump_yaml
     policies = _policies(args.policy)
+    batches = _batches(args.batch)
     cluster = build_cluster(load_cluster(args.cluster))
     if args.params:
         sys.stdout.write(dump_yaml(cluster.params, root="cluster"))
@@ -133,8 +133,8 @@ def _main(args) -> int:
         from ..cluster.diagram import draw_cluster
         print(draw_cluster(cluster, args.diagram))
         return 0
-    store, model = _open_trace(args, args.batch)
-    table = replay(store, cluster, model, policies, args.batch, replicas_per_gpu=args.replicas,
+    store, model = _open_trace(args, batches)
+    table = replay(store, cluster, model, policies, batches, replicas_per_gpu=args.replicas,
                    seed=args.seed, progress=args.progress)
     print(_format_table(table))
     if args.out is not None:
@@ -154,7 +154,7 @@ def register(subparsers) -> None:
                              f"top-level 'cluster:' mapping (default {DEFAULT_CLUSTER})")
     parser.add_argument("--policy", default="all",
                         help="'all' or a comma-separated list of policies")
-    parser.add_argument("--batch", type=_int_list, default=_int_list(DEFAULT_BATCHES),
+    parser.add_argument("--batch", default=DEFAULT_BATCHES,
                         help=f"decode batch sizes in tokens (default {DEFAULT_BATCHES})")
     parser.add_argument("--trace", default=None,
                         help="any trace source hwmodel reads (store, JSON tree, DeepSeek CSV "
