@@ -7,7 +7,6 @@ draws the cluster graph; ``--params`` prints the cluster's parameters as YAML.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 from tqdm import tqdm
 
-from .moe_layer import all_to_all, gpu_times_ns
 from ..traces import MAX_DECODE_STEPS
+from .moe_layer import all_to_all, gpu_times_ns
 from .placement import POLICIES, PlacementContext, make_policy
 
 __all__ = ["COLUMNS", "decode_batch", "expert_counts", "replay", "replay_batch", "split_prefill"]
