@@ -9,6 +9,7 @@ policy that groups requests, round-robin over the GPUs of the request's node.
 
 from __future__ import annotations
 
+import attrs
 import numpy as np
 from tqdm import tqdm
 
@@ -134,7 +135,7 @@ def replay_batch(store, cluster, model, policies, batch: int, prefill, *,
                                replicas_per_gpu=replicas_per_gpu, seed=seed, extra=extra)
     placements = {name: make_policy(name).place(context) for name in policies
                   if not POLICIES[name].oracle}
-    context.extra["candidates"] = dict(placements)
+    context = attrs.evolve(context, extra={**extra, "candidates": dict(placements)})
     for name in policies:
         if POLICIES[name].oracle:
             placements[name] = make_policy(name).place(context)
