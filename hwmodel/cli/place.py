@@ -140,7 +140,7 @@ def _main(args) -> int:
         return 0
     store, model = _open_trace(args, batches)
     table = replay(store, cluster, model, policies, batches, replicas_per_gpu=args.replicas,
-                   seed=args.seed, progress=args.progress)
+                   seed=args.seed, progress=args.progress or sys.stderr.isatty())
     print(_format_table(table))
     if args.out is not None:
         title = f"{model.name} on {cluster.params.name}"
@@ -178,5 +178,5 @@ def register(subparsers) -> None:
                         help="draw the cluster graph to FILE (.svg or .png) and stop")
     parser.add_argument("--params", action="store_true",
                         help="print the cluster's parameters as YAML and stop")
-    parser.add_argument("--progress", action="store_true", help="progress bar over batches")
+    parser.add_argument("--progress", action="store_true", help="progress bar over batches (default: on a terminal)")
     parser.set_defaults(func=_main)
