@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, need_shared
+from conftest import REPO, need_shared, subprocess_env
 
 README = (REPO / "README.md").read_text()
 
@@ -27,15 +27,16 @@ def user_dir(tmp_path) -> Path:
     return work
 
 
+@pytest.mark.slow
 def test_readme_shell_examples_run(user_dir):
     hwmodel = Path(sys.executable).with_name("hwmodel")
     scripts = [b for b in blocks("sh") if "make " not in b]
     assert len(scripts) >= 4
     for script in scripts:
-        result = subprocess.run(["bash", "-e", "-c", script], cwd=user_dir, timeout=600,
+        result = subprocess.run(["bash", "-e", "-c", script], cwd=user_dir,
                                 capture_output=True, text=True, check=False,
-                                env={"PATH": f"{hwmodel.parent}:/usr/bin:/bin",
-                                     "HOME": str(user_dir)})
+                                env=subprocess_env(PATH=f"{hwmodel.parent}:/usr/bin:/bin",
+                                                    HOME=str(user_dir)))
         assert result.returncode == 0, f"{script}\n{result.stderr[-2000:]}"
     # What the examples promise: the replay's outputs, the store, the diagrams, the Verilog.
     for name in ("out/llama4/replay.csv", "out/llama4.hwt", "out/analysis/summary.json",
