@@ -18,6 +18,7 @@ a node group titled with its name and with class ``die``. Tests and tools can co
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -367,14 +368,17 @@ def render(graph: graphviz.Graph | graphviz.Digraph, output: str | Path,
                          f"(from {output})")
     if output.suffix.lower() != f".{fmt}":
         output = output.with_name(output.name + f".{fmt}")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.with_suffix(".dot").write_text(graph.source)
     try:
         data = graph.pipe(format=fmt)
     except graphviz.ExecutableNotFound as error:
         raise FileNotFoundError("Graphviz's `dot` is not installed: run scripts/install.sh "
                                 "(or apt-get install graphviz)") from error
-    output.write_bytes(data)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    # Temporary files in the same folder, then renamed: never a half-written image.
+    for path, payload in ((output.with_suffix(".dot"), graph.source.encode()), (output, data)):
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(payload)
+        os.replace(tmp, path)
     return output
 
 
