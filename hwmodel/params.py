@@ -111,8 +111,9 @@ MAX_MESH_DIM = 64
 
 def mesh_dimension(instance, attribute, value):
     """Validator: a mesh side in ``1..MAX_MESH_DIM``."""
-    if not 1 <= value <= MAX_MESH_DIM:
-        raise ValueError(f"{attribute.name} must be in 1..{MAX_MESH_DIM} dies, not {value!r}")
+    positive(instance, attribute, value)
+    if value > MAX_MESH_DIM:
+        raise ValueError(f"{attribute.name} must be at most {MAX_MESH_DIM} dies, not {value!r}")
 
 
 @attrs.frozen
