@@ -85,6 +85,7 @@ def atomic_file(path):
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
     tmp = Path(tmp)
+    os.chmod(tmp, 0o644)   # mkstemp's 0600 would hide the output from other users
     try:
         yield tmp
         os.replace(tmp, path)
