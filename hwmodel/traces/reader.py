@@ -497,7 +497,7 @@ def stack_requests(requests, *, model_name, num_layers, moe_layers, num_experts,
         ids.append(request_id)
         paths.append(path)
     empty = np.zeros((0, *width), dtype)
-    lengths = np.add(prefill_len, decode_len, dtype=np.int64)
+    lengths = np.array(prefill_len, np.int64) + np.array(decode_len, np.int64)
     return TraceStore(
         model=model_name, num_layers=num_layers, moe_layers=moe_layers, top_k=top_k,
         num_experts=num_experts, request_ids=ids, source_paths=paths,
