@@ -188,7 +188,7 @@ def _fig12(results, labels, stem, title) -> list[Path]:
         ax.set_xticklabels(strategies)
         ax.set_xlabel("strategy")
         ax.set_ylabel(label)
-        ax.legend(title="wafer")
+        ax.legend(title="wafer", loc="upper left")
     fig.suptitle(title or "replay: speedup and hop reduction over base")
     fig.tight_layout()
     paths = []
