@@ -6,8 +6,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-
 from conftest import subprocess_env
+
 from hwmodel.cli import build_parser, main
 from hwmodel.cli.default import foundation_demo
 from hwmodel.params import load_wafer

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, subprocess_env
 
 DOCS = ["graph.md", "diagrams.md", "configuration.md"]

@@ -259,7 +259,6 @@ def check_inputs(args):
     ValueError, ConfigError
         One line naming the option, the bad value and what was expected.
     """
-    from ..models import load_model
     from ..system import STRATEGIES
     from ..system.capacity import check_experts_fit
     from ..topologies.wafer import wafer_from
