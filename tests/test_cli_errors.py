@@ -193,7 +193,8 @@ def test_same_mesh_shape_keyed_by_wafer_name():
     table = summary_table(runs, ["dojo", "dojo", "dojo-enhanced", "dojo-enhanced"])
     lines = table.splitlines()[1:]
     # each wafer against its own base: 300/100 and 400/200, 500/5 hops
-    assert lines[1].split()[:3] == ["dojo", "5x5", "ep"] and "3.00x" in lines[1]
+    # the mesh and the strategy as the CSV names them (x_chips, y_chips, norm_ep)
+    assert lines[1].split()[:5] == ["dojo", "5", "5", "ep", "norm_ep"] and "3.00x" in lines[1]
     assert "no hops" in lines[1]
     assert lines[3].split()[0] == "dojo-enhanced" and "2.00x" in lines[3] and "100x" in lines[3]
 
@@ -272,3 +273,71 @@ def test_help_shows_defaults_and_wafer_takes_presets(tmp_path, capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "or 64 requests of the built-in batch" in text and "(default: 2)" in text
     assert main(["diagram", "--wafer", "dojo", "-o", str(tmp_path / "d.svg")]) == 0
+
+
+# ------------------------------------------------------------------ 6. plots people can read
+def test_replay_outputs_keep_same_shaped_wafers_apart_and_label_the_plot(tmp_path):
+    from hwmodel.cli.replay import replay_strategies, write_outputs
+    wafers, strategies = ["dojo", "dojo-enhanced"], ["base", "ep"]     # both 5 x 5
+    results = replay_strategies(None, wafers, strategies, batch=1, model="llama4-maverick")
+    names = [w for w in wafers for _ in strategies]
+    files = write_outputs(results, tmp_path / "out", names=names, title="one request")
+    written = sorted(p.name for p in files)
+    # one heat map per wafer with traffic (ep moves nothing: no map), PNG and SVG each
+    for wafer in wafers:
+        assert {f"links-{wafer}-base.png", f"links-{wafer}-base.svg"} <= set(written)
+    assert not [n for n in written if "-ep." in n]
+    assert {"speedup.png", "speedup.svg"} <= set(written)
+    svg = (tmp_path / "out" / "speedup.svg").read_text()
+    for text in ("one request", "strategy", "throughput speedup over base", "0 hops",
+                 "dojo-enhanced"):
+        assert text in svg, text
+    heat = (tmp_path / "out" / "links-dojo-enhanced-base.svg").read_text()
+    assert "dojo&#45;enhanced: D2D link traffic, base (bytes per link)" in heat
+    records = json.loads((tmp_path / "out" / "replay.json").read_text())
+    assert [r["wafer"] for r in records] == names
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]   # no temp folder
+
+
+# ------------------------------------------------------------------------- 7. progress
+def test_long_steps_show_progress_on_stderr(capsys):
+    from hwmodel.cli.progress import elapsed
+    from hwmodel.cli.replay import replay_strategies
+    replay_strategies(None, ["tsmc-sow"], ["base"], batch=1, model="llama4-maverick",
+                      progress=True)
+    assert "replay: 100%" in capsys.readouterr().err
+    with elapsed("yosys synth + stat of edt", tick_s=0.01):
+        pass
+    assert "yosys synth + stat of edt: 00:00 elapsed" in capsys.readouterr().err
+    with elapsed("quiet", enabled=False):
+        pass
+    assert capsys.readouterr().err == ""
+
+
+# ----------------------------------------------------------------- 8. a respectful suite
+def test_slow_tests_are_skipped_unless_asked(monkeypatch):
+    import conftest
+
+    class Item:
+        def __init__(self, slow):
+            self.keywords = {"slow": True} if slow else {}
+            self.markers = []
+
+        def add_marker(self, marker):
+            self.markers.append(marker)
+    items = [Item(True), Item(False)]
+    monkeypatch.delenv("HWMODEL_SLOW", raising=False)
+    conftest.pytest_collection_modifyitems(None, items)
+    assert [len(i.markers) for i in items] == [1, 0]
+    assert "HWMODEL_SLOW=1" in items[0].markers[0].kwargs["reason"]
+    items = [Item(True)]
+    monkeypatch.setenv("HWMODEL_SLOW", "1")
+    conftest.pytest_collection_modifyitems(None, items)
+    assert items[0].markers == []
+
+
+def test_no_wall_clock_timeouts_in_tests():
+    from conftest import REPO
+    keyword = "time" + "out="      # spelled apart so this file does not match itself
+    for path in sorted((REPO / "tests").glob("test_*.py")):
+        assert keyword not in path.read_text(), path.name

@@ -98,18 +98,21 @@ def _labels(results, names):
 def summary_table(results, names=None) -> str:
     """One screen: per run, time, throughput, hops, and speedup/hop reduction over the same
     wafer's ``base`` run. ``names`` (one wafer name per result) keeps two wafers of the same
-    mesh shape apart; the mesh column is ``X x Y`` dies as in the CSV's x_chips, y_chips."""
+    mesh shape apart; the mesh columns and the strategy's CSV name are those of the CSV."""
+    from ..system.replay import ARTEFACT_NAMES
     labels = _labels(results, names)
     base = {w: r for w, r in zip(labels, results) if r.strategy == "base"}
     width = max(6, *(len(w) for w in labels)) if labels else 6
-    lines = [(f"{'wafer':<{width}} {'mesh':>5} {'strategy':>10} {'time ms':>10} "
-              f"{'decode ms':>10} {'tok/s':>8} {'hops':>9} {'speedup':>8} {'hop red.':>9}")]
+    lines = [(f"{'wafer':<{width}} {'x_chips':>7} {'y_chips':>7} {'strategy':>10} "
+              f"{'(in CSV)':>14} {'time ms':>10} {'decode ms':>10} {'tok/s':>8} {'hops':>9} "
+              f"{'speedup':>8} {'hop red.':>9}")]
     for wafer, r in zip(labels, results):
         b = base.get(wafer)
         speed = f"{r.throughput / b.throughput:.2f}x" if b and b.throughput else "-"
         red = (f"{b.hops / r.hops:.0f}x" if b and r.hops else ("no hops" if b else "-"))
-        lines.append(f"{wafer:<{width}} {f'{r.mesh_x}x{r.mesh_y}':>5} {r.strategy:>10} "
-                     f"{r.time_ns / 1e6:10.2f} {r.decode_ns / 1e6:10.2f} {r.throughput:8.0f} "
+        csv_name = ARTEFACT_NAMES.get(r.strategy, r.strategy)
+        lines.append(f"{wafer:<{width}} {r.mesh_x:>7} {r.mesh_y:>7} {r.strategy:>10} "
+                     f"{csv_name:>14} {r.time_ns / 1e6:10.2f} {r.decode_ns / 1e6:10.2f} {r.throughput:8.0f} "
                      f"{r.hops:9d} {speed:>8} {red:>9}")
     return "\n".join(lines)
 
@@ -175,6 +178,8 @@ def _fig12(results, labels, stem, title) -> list[Path]:
         colour = f"C{m}"
         axes[0].bar(xs, speed, width, label=wafer, color=colour)
         axes[1].bar(xs, hop, width, label=wafer, color=colour)
+    axes[0].set_ylim(0, max(1.0, *(r.throughput / b.throughput for r, b in _with_base(
+        results, labels) if b.throughput)) * 1.35)   # headroom for the legend
     axes[1].set_yscale("log")
     top = max(finite) * 4
     for x, m in zero_hops:
@@ -198,6 +203,12 @@ def _fig12(results, labels, stem, title) -> list[Path]:
         paths.append(path)
     plt.close(fig)
     return paths
+
+
+def _with_base(results, labels):
+    """``(run, base run of the same wafer)`` for every run whose wafer has a base run."""
+    base = {w: r for w, r in zip(labels, results) if r.strategy == "base"}
+    return [(r, base[w]) for w, r in zip(labels, results) if w in base]
 
 
 def _heat_maps(results, labels, out, progress=False) -> list[Path]:
