@@ -237,6 +237,16 @@ def test_huge_yaml_file_refused_before_parsing(tmp_path, capsys):
                ["w.yaml", "expected at most 1048576"])
 
 
+def test_oversized_request_refused_before_reading(tmp_path, capsys, monkeypatch):
+    # the bound is lowered so the test file stays small; 204 bytes of JSON > 100
+    monkeypatch.setattr("hwmodel.traces.reader.MAX_REQUEST_BYTES", 100)
+    (tmp_path / "0.json").write_text(json.dumps(GOOD, indent=1))
+    size = (tmp_path / "0.json").stat().st_size
+    assert size > 100
+    code = main(["trace", "convert", str(tmp_path), str(tmp_path / "s.hwt")])
+    error_line(capsys, code, [f"0.json: request file of {size} bytes; expected at most 100"])
+
+
 def test_export_stays_inside_its_folder(tmp_path, capsys):
     rows = np.array([[[1, 2], [5, 6]]], np.int64)
     store = stack_requests([("../../escape", "x", rows, rows)], model_name="", num_layers=4,

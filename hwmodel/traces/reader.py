@@ -410,7 +410,7 @@ def request_sources(source) -> Iterator[tuple[str, str, object]]:
     elif source.name.endswith(_ARCHIVE_SUFFIXES):
         yield from _archive(source, "")
     elif source.name.endswith(_REQUEST_SUFFIXES):
-        yield source.name, str(source), source.read_bytes
+        yield source.name, str(source), _bounded_reader(source)
     else:
         yield from _list_file(source)
 
@@ -420,7 +420,7 @@ def _walk(folder: Path, prefix: str):
     files = sorted((e for e in entries if e.is_file() and e.name.endswith(_REQUEST_SUFFIXES)),
                    key=lambda e: _file_key(e.name))
     for entry in files:
-        yield prefix + entry.name, str(entry), entry.read_bytes
+        yield prefix + entry.name, str(entry), _bounded_reader(entry)
     nested = [e for e in entries if e.is_dir() or (e.is_file()
                                                   and e.name.endswith(_ARCHIVE_SUFFIXES))]
     for entry in sorted(nested, key=lambda e: (_stem(e.name), e.name)):
@@ -440,10 +440,25 @@ def _archive(path: Path, prefix: str):
             folders.setdefault(parent, []).append((name, member))
         for parent in sorted(folders):
             for name, member in sorted(folders[parent], key=lambda item: _file_key(item[0])):
+                _check_size(member.size, f"{path}::{member.name}")
                 data = archive.extractfile(member).read()
                 inner = member.name.split("/", 1)[1] if "/" in member.name else member.name
                 yield (prefix + (inner if prefix else member.name),
                        f"{path}::{member.name}", lambda data=data: data)
+
+
+def _check_size(size: int, where: str) -> None:
+    if size > MAX_REQUEST_BYTES:
+        raise TraceError(f"{where}: request file of {size} bytes; expected at most "
+                         f"{MAX_REQUEST_BYTES}")
+
+
+def _bounded_reader(path: Path):
+    """``read()`` of a request file that refuses, before reading, one above the size bound."""
+    def read() -> bytes:
+        _check_size(path.stat().st_size, str(path))
+        return path.read_bytes()
+    return read
 
 
 def _list_file(path: Path):
@@ -473,7 +488,7 @@ def _list_file(path: Path):
         target = path.parent / target
         if not target.is_file():
             raise FileNotFoundError(f"{path}:{number}: no such request file: {entry}")
-        yield entry, str(target), target.read_bytes
+        yield entry, str(target), _bounded_reader(target)
 
 
 # -------------------------------------------------------------------------------- batches
