@@ -105,6 +105,27 @@ def test_ctrl_c_exits_130_with_one_line(monkeypatch, capsys):
     assert capsys.readouterr().err == "hwmodel: interrupted\n"
 
 
+def test_ctrl_c_during_a_two_process_replay(tmp_path):
+    # As a user would: the real command, interrupted once its progress bar is up (the two
+    # workers are then running); one line, exit 130, no worker traceback.
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import subprocess_env
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hwmodel", "replay", "--batch", "8", "--jobs", "2"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env=subprocess_env(), preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    seen = ""
+    while "replay:" not in seen:
+        seen += process.stderr.read(1)
+    process.send_signal(signal.SIGINT)
+    _, rest = process.communicate()
+    assert process.returncode == 130
+    assert rest.endswith("hwmodel: interrupted\n") and "Traceback" not in seen + rest
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
 def test_unwritable_output_folder(tmp_path, capsys):
     locked = tmp_path / "locked"

@@ -52,6 +52,13 @@ def _run_one(job):
     return replay.run(strategy)
 
 
+def _ignore_interrupt() -> None:
+    """Worker initializer: Ctrl-C is the parent's to handle (one line, exit 130), so the
+    workers print no traceback of their own."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def replay_strategies(trace, wafers, strategies, *, batch=None, model=None, params=None,
                       jobs: int = 1, progress: bool = False):
     """Run every (wafer, strategy) pair; results in that order (deterministic).
@@ -69,12 +76,21 @@ def replay_strategies(trace, wafers, strategies, *, batch=None, model=None, para
         # processes finish together; results come back in the requested order.
         order = sorted(range(len(work)), key=lambda i: "pred" not in work[i][4])
         done = {}
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
+        pool = ProcessPoolExecutor(max_workers=jobs, initializer=_ignore_interrupt)
+        try:
             futures = {pool.submit(_one, work[i]): i for i in order}
             for future in as_completed(futures):
                 done[futures[future]] = future.result()
                 if bar:
                     bar.update()
+        except BaseException:
+            # Ctrl-C or a failed run: stop the other runs now instead of waiting for them.
+            # The pool has no public way to end its workers; they hold no state worth saving.
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
         results = [done[i] for i in range(len(work))]
     else:
         for job in work:
