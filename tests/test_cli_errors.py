@@ -113,13 +113,13 @@ def test_ctrl_c_during_a_two_process_replay(tmp_path):
     import sys
 
     from conftest import subprocess_env
-    # (the handler is set explicitly: a test runner may start children with SIGINT ignored)
-    command = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-               "from hwmodel.cli import main; sys.exit(main(sys.argv[1:]))")
+    # SIGINT back to its default in the child: a test runner may start children ignoring it
+    # (the test starts no thread, so preexec_fn is safe here)
     process = subprocess.Popen(
-        [sys.executable, "-c", command, "replay", "--batch", "8", "--jobs", "2"],
+        [sys.executable, "-m", "hwmodel", "replay", "--batch", "8", "--jobs", "2"],
         cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        env=subprocess_env())
+        env=subprocess_env(),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509
     seen = ""
     while "replay:" not in seen:
         seen += process.stderr.read(1)
