@@ -355,6 +355,7 @@ def test_slow_tests_are_skipped_unless_asked(monkeypatch):
     class Item:
         def __init__(self, slow):
             self.keywords = {"slow": True} if slow else {}
+            self.nodeid = "tests/test_x.py::test_y"
             self.markers = []
 
         def add_marker(self, marker):

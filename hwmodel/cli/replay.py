@@ -286,6 +286,7 @@ def check_inputs(args):
     ValueError, ConfigError
         One line naming the option, the bad value and what was expected.
     """
+    from ..models import load_model
     from ..system import STRATEGIES
     from ..system.capacity import check_experts_fit
     from ..topologies.wafer import wafer_from
@@ -298,14 +299,18 @@ def check_inputs(args):
     if args.batch is not None and args.batch <= 0:
         raise ValueError(f"--batch {args.batch}: expected a number of requests >= 1")
     wafers = _split_list(args.wafer, "--wafer")
+    built = {name: wafer_from(name) for name in wafers}
+    if args.model and not args.ignore_capacity:
+        # a named model is checked before the trace is read (that can take a while)
+        for wafer in built.values():
+            check_experts_fit(load_model(args.model), wafer)
     store, model = _open(args.trace, args.batch, args.model)
     if len(store) == 0:
         raise ValueError(f"--trace {args.trace}: holds no requests; expected at least one")
     if args.batch is not None and args.batch > len(store):
         raise ValueError(f"--batch {args.batch}: the trace {args.trace} holds only "
                          f"{len(store)} requests; expected a batch of at most {len(store)}")
-    for name in wafers:
-        wafer = wafer_from(name)
+    for wafer in built.values():
         if not args.ignore_capacity:
             check_experts_fit(model, wafer)
     return wafers, strategies, args.batch or (DEFAULT_BATCH if args.trace is None else None)
