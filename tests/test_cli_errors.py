@@ -181,6 +181,7 @@ def test_interrupted_writes_leave_nothing(tmp_path):
     (["--batch", "0"], ["--batch 0", "expected a number of requests >= 1"]),
     (["--batch", "-3"], ["--batch -3", "expected"]),
     (["--strategy", "base,base"], ["'base' given twice"]),
+    (["--jobs", "0"], ["--jobs 0", "expected a number of processes >= 1"]),
     (["--wafer", "dojo,dojo"], ["'dojo' given twice"]),
     (["--model", "kimi-k2"], ["kimi-k2", "2029.4 GB", "1728.0 GB", "tsmc-sow"]),
 ])

@@ -296,6 +296,8 @@ def check_inputs(args):
         if s not in STRATEGIES:
             raise ValueError(f"--strategy: unknown strategy {s!r}; expected 'all' or a "
                              f"comma list of {', '.join(STRATEGIES)}")
+    if args.jobs < 1:
+        raise ValueError(f"--jobs {args.jobs}: expected a number of processes >= 1")
     if args.batch is not None and args.batch <= 0:
         raise ValueError(f"--batch {args.batch}: expected a number of requests >= 1")
     wafers = _split_list(args.wafer, "--wafer")
