@@ -70,36 +70,42 @@ def replay_strategies(trace, wafers, strategies, *, batch=None, model=None, para
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=len(work), desc="replay", unit="run", file=sys.stderr)
-    results = []
-    if jobs > 1 and len(work) > 1:
-        # heaviest runs first (prediction runs drive the twins layer by layer), so that the
-        # processes finish together; results come back in the requested order.
-        order = sorted(range(len(work)), key=lambda i: "pred" not in work[i][4])
-        done = {}
-        pool = ProcessPoolExecutor(max_workers=jobs, initializer=_ignore_interrupt)
-        try:
-            futures = {pool.submit(_one, work[i]): i for i in order}
-            for future in as_completed(futures):
-                done[futures[future]] = future.result()
-                if bar:
-                    bar.update()
-        except BaseException:
-            # Ctrl-C or a failed run: stop the other runs now instead of waiting for them.
-            # The pool has no public way to end its workers; they hold no state worth saving.
-            for process in list(getattr(pool, "_processes", {}).values()):
-                process.terminate()
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        pool.shutdown()
-        results = [done[i] for i in range(len(work))]
-    else:
+    try:
+        if jobs > 1 and len(work) > 1:
+            return _run_pool(work, jobs, bar)
+        results = []
         for job in work:
             results.append(_one(job))
             if bar:
                 bar.update()
-    if bar:
-        bar.close()
-    return results
+        return results
+    finally:
+        if bar:
+            bar.close()   # before any error line, never after it
+
+
+def _run_pool(work, jobs, bar):
+    """``work`` on ``jobs`` processes; results in the order of ``work``."""
+    # heaviest runs first (prediction runs drive the twins layer by layer), so that the
+    # processes finish together; results come back in the requested order.
+    order = sorted(range(len(work)), key=lambda i: "pred" not in work[i][4])
+    done = {}
+    pool = ProcessPoolExecutor(max_workers=jobs, initializer=_ignore_interrupt)
+    try:
+        futures = {pool.submit(_one, work[i]): i for i in order}
+        for future in as_completed(futures):
+            done[futures[future]] = future.result()
+            if bar:
+                bar.update()
+    except BaseException:
+        # Ctrl-C or a failed run: stop the other runs now instead of waiting for them.
+        # The pool has no public way to end its workers; they hold no state worth saving.
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return [done[i] for i in range(len(work))]
 
 
 def _labels(results, names):
