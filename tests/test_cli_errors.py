@@ -113,13 +113,16 @@ def test_ctrl_c_during_a_two_process_replay(tmp_path):
     import sys
 
     from conftest import subprocess_env
-    # SIGINT back to its default in the child: a test runner may start children ignoring it
-    # (the test starts no thread, so preexec_fn is safe here)
+    # SIGINT back to its default, and unblocked, in the child: a test runner (or an earlier
+    # test's thread) may start children ignoring or blocking it; preexec_fn runs only these two
+    # async-signal-safe calls
+    def default_sigint():
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     process = subprocess.Popen(
         [sys.executable, "-m", "hwmodel", "replay", "--batch", "8", "--jobs", "2"],
         cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        env=subprocess_env(),
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509
+        env=subprocess_env(), preexec_fn=default_sigint)  # noqa: PLW1509
     seen = ""
     while "replay:" not in seen:
         seen += process.stderr.read(1)
