@@ -9,6 +9,7 @@ expected; :func:`to_dict` is its inverse, so ``from_dict(cls, to_dict(obj)) == o
 
 from __future__ import annotations
 
+import math
 import types
 import typing
 from pathlib import Path
@@ -27,6 +28,7 @@ __all__ = [
     "load_yaml",
     "non_negative",
     "param",
+    "parse_yaml",
     "positive",
     "to_dict",
 ]
@@ -109,6 +111,8 @@ def _convert(tp, value, path: str, source: str | None):
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(path, f"expected a number, not {value!r}", source)
+        if not math.isfinite(value):
+            raise ConfigError(path, f"expected a finite number, not {value!r}", source)
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -194,17 +198,77 @@ def to_dict(obj) -> dict:
     return {f.name: value(getattr(obj, f.name)) for f in attrs.fields(type(obj))}
 
 
+#: Largest configuration file read (bytes): presets are a few KB.
+MAX_YAML_BYTES = 1 << 20
+#: Deepest nesting of mappings and lists accepted in a configuration file.
+MAX_YAML_DEPTH = 32
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """Safe loader that rejects aliases (no ``&anchor``/``*alias`` expansion bombs), duplicate
+    keys and nesting deeper than :data:`MAX_YAML_DEPTH`."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.MarkedYAMLError(None, None, "YAML aliases (*name) are not supported; "
+                                       "expected plain values", event.start_mark)
+        depth = getattr(self, "_depth", 0)
+        if depth >= MAX_YAML_DEPTH:
+            raise yaml.MarkedYAMLError(None, None, f"nested deeper than {MAX_YAML_DEPTH} "
+                                       "levels", self.peek_event().start_mark)
+        self._depth = depth + 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth = depth
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.MarkedYAMLError(None, None, f"duplicate key {key!r}; expected each "
+                                           "key once", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str):
+    """Parse configuration YAML with :class:`_StrictLoader` (raises ``yaml.YAMLError``)."""
+    return yaml.load(text, Loader=_StrictLoader)
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """One line: the problem and its line:column."""
+    mark = getattr(error, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    return f"{where}{problem}"
+
+
 def load_yaml(cls, file, *, path: str = ""):
-    """Load ``cls`` from a YAML file; errors name the file and the YAML path."""
+    """Load ``cls`` from a YAML file; errors name the file and the YAML path.
+
+    The file is bounded (:data:`MAX_YAML_BYTES`, :data:`MAX_YAML_DEPTH`); aliases and
+    duplicate keys are rejected.
+    """
     file = Path(file)
     try:
+        size = file.stat().st_size
+        if size > MAX_YAML_BYTES:
+            raise ConfigError(path, f"file of {size} bytes; expected at most {MAX_YAML_BYTES}",
+                              str(file))
         text = file.read_text()
     except OSError as error:
         raise ConfigError(path, f"cannot read: {error.strerror}", str(file)) from error
+    except UnicodeDecodeError as error:
+        raise ConfigError(path, f"not UTF-8 text ({error.reason} at byte {error.start})",
+                          str(file)) from error
     try:
-        data = yaml.safe_load(text)
+        data = parse_yaml(text)
     except yaml.YAMLError as error:
-        raise ConfigError(path, f"not valid YAML: {error}", str(file)) from error
+        raise ConfigError(path, f"not valid YAML: {_yaml_problem(error)}", str(file)) from error
     if path:
         for part in path.split("."):
             if not isinstance(data, dict) or part not in data:

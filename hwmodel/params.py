@@ -144,6 +144,19 @@ def difference(params, base) -> dict:
     return diff(to_dict(params), to_dict(base))
 
 
+#: Largest mesh side accepted: a wafer of 64 x 64 dies is far beyond any built (the largest
+#: preset is 5 x 5); the bound turns a typo such as ``mesh_x: 100000`` into an error instead
+#: of a build that exhausts memory.
+MAX_MESH_DIM = 64
+
+
+def mesh_dimension(instance, attribute, value):
+    """Validator: a mesh side in ``1..MAX_MESH_DIM``."""
+    positive(instance, attribute, value)
+    if value > MAX_MESH_DIM:
+        raise ValueError(f"{attribute.name} must be at most {MAX_MESH_DIM} dies, not {value!r}")
+
+
 @attrs.frozen
 class WaferParams:
     """A wafer: an ``mesh_x`` by ``mesh_y`` mesh of dies and one Global CP.
@@ -155,8 +168,8 @@ class WaferParams:
     is stored on or is routed through them (SPEC section 10).
     """
     name: str = param("preset or user name", default="custom")
-    mesh_x: int = param("dies along x", validator=positive)
-    mesh_y: int = param("dies along y", validator=positive)
+    mesh_x: int = param("dies along x", validator=mesh_dimension)
+    mesh_y: int = param("dies along y", validator=mesh_dimension)
     clock_MHz: float = param("clock used to report times in cycles", default=1500.0,
                              validator=positive)
     die: DieParams = param("every die's parameters", factory=DieParams)

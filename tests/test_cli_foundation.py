@@ -6,6 +6,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from conftest import subprocess_env
 
 from hwmodel.cli import build_parser, main
 from hwmodel.cli.default import foundation_demo
@@ -96,10 +97,12 @@ def test_foundation_demo_prints_params_and_writes_diagrams(tmp_path, capsys):
     assert load_wafer(tmp_path / "out" / "tsmc-sow-params.yaml") == load_wafer("tsmc-sow")
 
 
+@pytest.mark.slow
 def test_installed_command_runs_default_job(tmp_path):
     # As a user would: the console script with no arguments, in an empty folder.
     result = subprocess.run([sys.executable, "-m", "hwmodel"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=120, check=False)
+                            capture_output=True, text=True, check=False,
+                            env=subprocess_env())
     assert result.returncode == 0, result.stderr
     assert "wafer:" in result.stdout and "name: tsmc-sow" in result.stdout
     assert (tmp_path / "hwmodel-out" / "tsmc-sow-wafer.svg").exists()

@@ -90,10 +90,17 @@ def test_link_values_colour_the_links(tmp_path):
     a, b = wafer.links[36].dies
     assert colour[f"d2d_{a}_{b}"] == heat_colour(1.0) == "#800026"
     a, b = wafer.links[5].dies
-    assert colour[f"d2d_{a}_{b}"] == heat_colour(0.5)
-    a, b = wafer.links[1].dies       # absent: counts as 0
-    assert colour[f"d2d_{a}_{b}"] == heat_colour(0.0) == "#ffffcc"
-    assert "4 GB" in out.read_text()
+    # half the peak sits halfway between the visible floor 0.15 and 1 of the ramp
+    assert colour[f"d2d_{a}_{b}"] == heat_colour(0.15 + 0.85 * 0.5)
+    for index in (0, 1):             # zero, or absent (counts as 0): dashed grey, still drawn
+        a, b = wafer.links[index].dies
+        assert colour[f"d2d_{a}_{b}"] == "#888888"
+    text = out.read_text()
+    assert "4 GB" in text and "0 B" in text
+    # the colour scale: its top swatch is the peak's colour, its label the peak
+    assert 'fill="#800026"' in text and "0 (dashed)" in text
+    # no command links on a heat map: they would hide the traffic
+    assert not [g for g in root.iter(f"{SVG}g") if g.get("id", "").startswith("cmd_")]
     with pytest.raises(ValueError, match=r"link index must be in 0\.\.36 for tsmc-sow, not 37"):
         draw_wafer(wafer, tmp_path / "bad.svg", link_values={37: 1})
     with pytest.raises(ValueError, match=r"link_values\[2\] must be a number >= 0, not -1"):

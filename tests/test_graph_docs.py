@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import REPO, subprocess_env
 
-REPO = Path(__file__).resolve().parents[1]
 DOCS = ["graph.md", "diagrams.md", "configuration.md"]
 
 
@@ -38,14 +38,15 @@ def test_python_examples_run(doc, user_dir, capsys):
         assert "24 37" in out and (user_dir / "traffic.png").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("doc", ["graph.md", "diagrams.md"])
 def test_shell_examples_run(doc, user_dir):
     hwmodel = Path(sys.executable).with_name("hwmodel")
     assert hwmodel.exists(), "the hwmodel console script is not installed"
     for script in blocks(doc, "sh"):
-        result = subprocess.run(["bash", "-e", "-c", script], cwd=user_dir, timeout=300,
+        result = subprocess.run(["bash", "-e", "-c", script], cwd=user_dir,
                                 capture_output=True, text=True, check=False,
-                                env={"PATH": f"{hwmodel.parent}:/usr/bin:/bin"})
+                                env=subprocess_env(PATH=f"{hwmodel.parent}:/usr/bin:/bin"))
         assert result.returncode == 0, result.stderr
     if doc == "diagrams.md":
         for name in ("wafer.svg", "wafer.dot", "dojo.png", "mesh-8x8.svg", "die.svg",

@@ -6,14 +6,13 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from conftest import REPO, need_shared
+from conftest import REPO, need_shared, subprocess_env
 
 README = (REPO / "README.md").read_text()
 
 
 def blocks(language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
+    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.DOTALL)
 
 
 @pytest.fixture
@@ -27,15 +26,16 @@ def user_dir(tmp_path) -> Path:
     return work
 
 
+@pytest.mark.slow
 def test_readme_shell_examples_run(user_dir):
     hwmodel = Path(sys.executable).with_name("hwmodel")
     scripts = [b for b in blocks("sh") if "make " not in b]
     assert len(scripts) >= 4
     for script in scripts:
-        result = subprocess.run(["bash", "-e", "-c", script], cwd=user_dir, timeout=600,
+        result = subprocess.run(["bash", "-e", "-c", script], cwd=user_dir,
                                 capture_output=True, text=True, check=False,
-                                env={"PATH": f"{hwmodel.parent}:/usr/bin:/bin",
-                                     "HOME": str(user_dir)})
+                                env=subprocess_env(PATH=f"{hwmodel.parent}:/usr/bin:/bin",
+                                                    HOME=str(user_dir)))
         assert result.returncode == 0, f"{script}\n{result.stderr[-2000:]}"
     # What the examples promise: the replay's outputs, the store, the diagrams, the Verilog.
     for name in ("out/llama4/replay.csv", "out/llama4.hwt", "out/analysis/summary.json",
@@ -49,6 +49,6 @@ def test_readme_python_example_prints_what_it_says():
     code, = blocks("python")
     lines = [line.split("#")[0].rstrip() for line in code.splitlines()]
     namespace: dict = {}
-    exec("\n".join(lines[:-2]), namespace)
+    exec("\n".join(lines[:-2]), namespace)  # noqa: S102 (running the README is the test)
     assert eval(lines[-2], namespace) == 3350.0
     assert len(eval(lines[-1], namespace)) == 9

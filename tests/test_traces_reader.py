@@ -128,10 +128,20 @@ def test_gzip_archive_and_list_sources(tmp_path, tiny):
     assert from_tar.request_ids == ["subj/5.json", "subj/12.json.gz"]
     assert np.array_equal(from_dir.ids, from_tar.ids)
     listing = tmp_path / "batch.txt"
-    listing.write_text("# my order\nsubj/12.json.gz\n\nsubj/5.json\nsubj/12.json.gz\n")
+    listing.write_text("# my order\nsubj/12.json.gz\n\nsubj/5.json\n")
     listed = open_batch(listing, model=tiny)
-    assert listed.request_ids == ["subj/12.json.gz", "subj/5.json", "subj/12.json.gz"]
-    assert listed.prefill_len.tolist() == [3, 1, 3] and listed.decode_len.tolist() == [2, 1, 2]
+    assert listed.request_ids == ["subj/12.json.gz", "subj/5.json"]
+    assert listed.prefill_len.tolist() == [3, 1] and listed.decode_len.tolist() == [2, 1]
+    # a request listed twice would become two requests with one id: refused, naming both lines
+    listing.write_text("subj/12.json.gz\n\nsubj/5.json\nsubj/12.json.gz\n")
+    with pytest.raises(TraceError, match=r"batch.txt:4: 'subj/12.json.gz' already listed on "
+                                         r"line 1; expected each request once"):
+        open_batch(listing, model=tiny)
+    # entries stay inside the list file's folder
+    for entry in ("../subj/5.json", str(tmp_path / "subj" / "5.json")):
+        listing.write_text(entry + "\n")
+        with pytest.raises(TraceError, match=r"batch.txt:1: .* leaves the list file's folder"):
+            open_batch(listing, model=tiny)
     listing.write_text("subj/7.json\n")
     with pytest.raises(FileNotFoundError, match=r"batch.txt:1: no such request file: subj/7"):
         open_batch(listing)

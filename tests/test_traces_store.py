@@ -84,6 +84,7 @@ def test_iteration_rows_follow_batch_then_token_order():
     assert store.iteration_rows(128)[1].tolist() == []
 
 
+@pytest.mark.slow
 def test_json_to_store_to_json_round_trip_is_exact(llama4_traces, tmp_path):
     store = open_batch(llama4_traces, progress=False)
     loaded = TraceStore.load(store.save(tmp_path / "llama4.hwt"))

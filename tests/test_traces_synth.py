@@ -106,6 +106,7 @@ def test_token_chains_follow_the_previous_token_exactly():
     assert float(pop @ np.diag(lazy[1, 3])) == pytest.approx(0.3, abs=1e-9)
 
 
+@pytest.mark.slow
 def test_builtin_batch_has_the_papers_prefill_decode_relation():
     # SPEC section 8: prefill/decode Spearman mostly >= 0.7, top-n overlaps well above chance;
     # built-in repeat share 0.3 per slot (top-8: diagonal about 0.3 / 8).
@@ -116,6 +117,7 @@ def test_builtin_batch_has_the_papers_prefill_decode_relation():
     assert summary["token_level"]["mean_diagonal"] == pytest.approx(0.3 / 8, abs=0.01)
 
 
+@pytest.mark.slow
 def test_rank_mapping_to_a_larger_model(llama4_traces):
     trace = open_batch(llama4_traces / "mmlu" / "anatomy", model="llama4-maverick")
     batch = synthesize(trace, model="kimi-k2", requests=6, seed=0)

@@ -33,6 +33,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(error: BaseException) -> str:
+    """The user-facing line of ``error``: OS errors name their path, the rest their message."""
+    if isinstance(error, OSError) and error.filename is not None:
+        return f"{error.filename}: {error.strerror or error}"
+    if isinstance(error, EOFError):
+        return f"truncated input: {error}"
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -41,7 +50,10 @@ def main(argv: list[str] | None = None) -> int:
             from .default import run
             return run() or 0
         return args.func(args) or 0
-    except (ConfigError, FileNotFoundError, ValueError) as error:
+    except KeyboardInterrupt:
+        print("hwmodel: interrupted", file=sys.stderr)
+        return 130
+    except (ConfigError, ValueError, OSError, EOFError) as error:
         # Bad input is the user's to fix: one clear line, no traceback.
-        print(f"hwmodel: error: {error}", file=sys.stderr)
+        print(f"hwmodel: error: {_one_line(error)}", file=sys.stderr)
         return 2

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..params import WAFER_PRESETS, load_wafer
 from ..topologies.wafer import Wafer, build_wafer
+from .outputs import add_force_option, atomic_file, check_output_file
 
 __all__ = ["DEFAULT_PRESET", "add_wafer_options", "register", "tree_text", "wafer_from_args"]
 
@@ -23,10 +24,11 @@ def add_wafer_options(parser: argparse.ArgumentParser) -> None:
     """Add the mutually exclusive ``--preset NAME`` and ``--wafer FILE`` options."""
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--preset", choices=WAFER_PRESETS, default=None,
-                       help=f"built-in wafer preset (SPEC section 3); default {DEFAULT_PRESET}")
-    group.add_argument("--wafer", type=Path, metavar="FILE", default=None,
-                       help="wafer YAML file with a top-level 'wafer:' mapping "
-                            "(e.g. examples/mesh-8x8.yaml, or the output of 'hwmodel params')")
+                       help=f"built-in wafer preset (SPEC section 3); None: {DEFAULT_PRESET}")
+    group.add_argument("--wafer", metavar="NAME|FILE", default=None,
+                       help=f"wafer preset ({', '.join(WAFER_PRESETS)}) or YAML file with a "
+                            "top-level 'wafer:' mapping (e.g. examples/mesh-8x8.yaml, or the "
+                            "output of 'hwmodel params')")
 
 
 def wafer_from_args(args: argparse.Namespace) -> Wafer:
@@ -39,10 +41,12 @@ def wafer_from_args(args: argparse.Namespace) -> Wafer:
     ConfigError
         On a bad value in the file (naming file, YAML path and value).
     """
-    if getattr(args, "wafer", None) is not None:
-        if not args.wafer.exists():
-            raise FileNotFoundError(f"wafer file {str(args.wafer)!r} does not exist")
-        return build_wafer(load_wafer(args.wafer))
+    wafer = getattr(args, "wafer", None)
+    if wafer is not None:
+        if wafer not in WAFER_PRESETS and not Path(wafer).exists():
+            raise FileNotFoundError(f"wafer file {wafer!r} does not exist; expected a preset "
+                                    f"({', '.join(WAFER_PRESETS)}) or a YAML file")
+        return build_wafer(load_wafer(wafer))
     return build_wafer(load_wafer(getattr(args, "preset", None) or DEFAULT_PRESET))
 
 
@@ -71,13 +75,15 @@ def tree_text(wafer: Wafer) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.output is not None:
+        check_output_file(args.output, "--output", args.force)
     wafer = wafer_from_args(args)
     text = wafer.dump_params()
     if args.tree:
         text = tree_text(wafer) + text
     if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text)
+        with atomic_file(args.output) as tmp:
+            tmp.write_text(text)
         print(f"wrote {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
@@ -89,12 +95,15 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "params", aliases=["show"],
         help="print a wafer's parameters as YAML, read back from its component graph",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Build the wafer's component graph and print its parameters as YAML, read "
                     "back from the graph's components. The output loads again with --wafer "
                     "and builds an identical system.")
     add_wafer_options(parser)
-    parser.add_argument("-o", "--output", type=Path, metavar="FILE", default=None,
-                        help="write the YAML to FILE instead of standard output")
+    parser.add_argument("-o", "--output", "--out", type=Path, metavar="FILE", default=None,
+                        help="write the YAML to FILE instead of standard output (None: "
+                             "standard output)")
+    add_force_option(parser)
     parser.add_argument("--tree", action="store_true",
                         help="precede the YAML with comment lines listing the component tree "
                              "(one die and the wafer level), ports and unit sizes")

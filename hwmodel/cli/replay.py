@@ -12,7 +12,11 @@ import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-__all__ = ["register", "replay_strategies", "run_default", "write_outputs"]
+__all__ = ["DEFAULT_BATCH", "check_inputs", "register", "replay_strategies", "run_default",
+           "summary_table", "write_outputs"]
+
+#: Requests of the built-in synthetic batch when no ``--trace`` is given.
+DEFAULT_BATCH = 64
 
 
 def _open(trace, batch, model_name):
@@ -20,7 +24,7 @@ def _open(trace, batch, model_name):
     from ..traces import open_batch
     if trace is None:
         from ..traces.synth import default_batch
-        store = default_batch(model_name or "llama4-maverick", requests=batch or 64)
+        store = default_batch(model_name or "llama4-maverick", requests=batch or DEFAULT_BATCH)
     else:
         store = open_batch(trace, model=model_name, limit=batch)
     name = model_name or store.model
@@ -30,6 +34,14 @@ def _open(trace, batch, model_name):
 
 
 def _one(job):
+    """One (wafer, strategy) run; any error comes back as a plain, picklable ValueError."""
+    try:
+        return _run_one(job)
+    except (ValueError, OSError, EOFError) as error:
+        raise ValueError(f"replay on {job[3]} ({job[4]}): {error}") from None
+
+
+def _run_one(job):
     trace, batch, model_name, wafer_name, strategy, params = job
     from ..params import load_wafer
     from ..system import Replay
@@ -38,6 +50,13 @@ def _one(job):
     replay = Replay(wafer=build_wafer(load_wafer(wafer_name)), model=model, store=store,
                     params=params)
     return replay.run(strategy)
+
+
+def _ignore_interrupt() -> None:
+    """Worker initializer: Ctrl-C is the parent's to handle (one line, exit 130), so the
+    workers print no traceback of their own."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def replay_strategies(trace, wafers, strategies, *, batch=None, model=None, params=None,
@@ -51,176 +70,328 @@ def replay_strategies(trace, wafers, strategies, *, batch=None, model=None, para
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=len(work), desc="replay", unit="run", file=sys.stderr)
-    results = []
-    if jobs > 1 and len(work) > 1:
-        # heaviest runs first (prediction runs drive the twins layer by layer), so that the
-        # processes finish together; results come back in the requested order.
-        order = sorted(range(len(work)), key=lambda i: "pred" not in work[i][4])
-        done = {}
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            futures = {pool.submit(_one, work[i]): i for i in order}
-            for future in as_completed(futures):
-                done[futures[future]] = future.result()
-                if bar:
-                    bar.update()
-        results = [done[i] for i in range(len(work))]
-    else:
+    try:
+        if jobs > 1 and len(work) > 1:
+            return _run_pool(work, jobs, bar)
+        results = []
         for job in work:
             results.append(_one(job))
             if bar:
                 bar.update()
-    if bar:
-        bar.close()
-    return results
+        return results
+    finally:
+        if bar:
+            bar.close()   # before any error line, never after it
 
 
-def summary_table(results) -> str:
-    """One screen: per run, time, throughput, hops, and speedup/hop reduction over base."""
-    base = {(r.mesh_x, r.mesh_y): r for r in results if r.strategy == "base"}
-    lines = [(f"{'wafer':>6} {'strategy':>10} {'time ms':>10} {'decode ms':>10} "
-             f"{'tok/s':>8} {'hops':>9} {'speedup':>8} {'hop red.':>9}")]
-    for r in results:
-        b = base.get((r.mesh_x, r.mesh_y))
+def _run_pool(work, jobs, bar):
+    """``work`` on ``jobs`` processes; results in the order of ``work``."""
+    # heaviest runs first (prediction runs drive the twins layer by layer), so that the
+    # processes finish together; results come back in the requested order.
+    order = sorted(range(len(work)), key=lambda i: "pred" not in work[i][4])
+    done = {}
+    pool = ProcessPoolExecutor(max_workers=jobs, initializer=_ignore_interrupt)
+    try:
+        futures = {pool.submit(_one, work[i]): i for i in order}
+        for future in as_completed(futures):
+            done[futures[future]] = future.result()
+            if bar:
+                bar.update()
+    except BaseException:
+        # Ctrl-C or a failed run: stop the other runs now instead of waiting for them.
+        # The pool has no public way to end its workers; they hold no state worth saving.
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return [done[i] for i in range(len(work))]
+
+
+def _labels(results, names):
+    """Per result, the wafer name it ran on (``names``), else its mesh ``XxY``."""
+    if names is None:
+        return [f"{r.mesh_x}x{r.mesh_y}" for r in results]
+    if len(names) != len(results):
+        raise ValueError(f"{len(names)} wafer names for {len(results)} results")
+    return list(names)
+
+
+def summary_table(results, names=None) -> str:
+    """One screen: per run, time, throughput, hops, and speedup/hop reduction over the same
+    wafer's ``base`` run. ``names`` (one wafer name per result) keeps two wafers of the same
+    mesh shape apart; the mesh columns and the strategy's CSV name are those of the CSV."""
+    from ..system.replay import ARTEFACT_NAMES
+    labels = _labels(results, names)
+    base = {w: r for w, r in zip(labels, results) if r.strategy == "base"}
+    width = max(6, *(len(w) for w in labels)) if labels else 6
+    lines = [(f"{'wafer':<{width}} {'x_chips':>7} {'y_chips':>7} {'strategy':>10} "
+              f"{'(in CSV)':>14} {'time ms':>10} {'decode ms':>10} {'tok/s':>8} {'hops':>9} "
+              f"{'speedup':>8} {'hop red.':>9}")]
+    for wafer, r in zip(labels, results):
+        b = base.get(wafer)
         speed = f"{r.throughput / b.throughput:.2f}x" if b and b.throughput else "-"
-        red = (f"{b.hops / r.hops:.0f}x" if b and r.hops else ("inf" if b else "-"))
-        lines.append(f"{r.mesh_x}x{r.mesh_y:<4} {r.strategy:>10} {r.time_ns / 1e6:10.2f} "
-                     f"{r.decode_ns / 1e6:10.2f} {r.throughput:8.0f} {r.hops:9d} {speed:>8} "
-                     f"{red:>9}")
+        red = (f"{b.hops / r.hops:.0f}x" if b and r.hops else ("no hops" if b else "-"))
+        csv_name = ARTEFACT_NAMES.get(r.strategy, r.strategy)
+        lines.append(f"{wafer:<{width}} {r.mesh_x:>7} {r.mesh_y:>7} {r.strategy:>10} "
+                     f"{csv_name:>14} {r.time_ns / 1e6:10.2f} {r.decode_ns / 1e6:10.2f} {r.throughput:8.0f} "
+                     f"{r.hops:9d} {speed:>8} {red:>9}")
     return "\n".join(lines)
 
 
-def write_outputs(results, out_dir, plots: bool = True) -> list[Path]:
+def write_outputs(results, out_dir, plots: bool = True, names=None, title: str = "",
+                  progress: bool = False) -> list[Path]:
     """Write ``replay.csv`` (artefact columns), ``replay.json`` (breakdowns), and with
-    ``plots`` a Fig. 12-style plot and one link-traffic heat map per run."""
+    ``plots`` a Fig. 12-style plot (PNG + SVG) and one link-traffic heat map per run.
+
+    The files are written into a temporary folder beside ``out_dir`` and moved in when all are
+    complete (:func:`hwmodel.cli.outputs.output_dir`).
+    """
     from ..system.replay import ReplayResult
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    files = [out / "replay.csv", out / "replay.json"]
-    files[0].write_text(ReplayResult.CSV_HEADER + "\n"
-                        + "".join(r.row() + "\n" for r in results))
-    files[1].write_text(json.dumps([r.to_json() for r in results], indent=1))
-    if plots and any(r.strategy == "base" for r in results):
-        files.append(_fig12(results, out / "speedup.png"))
-    if plots:
-        files.extend(_heat_maps(results, out))
-    return files
+    from .outputs import output_dir
+    labels = _labels(results, names)
+    with output_dir(out_dir) as tmp:
+        (tmp / "replay.csv").write_text(ReplayResult.CSV_HEADER + "\n"
+                                        + "".join(r.row() + "\n" for r in results))
+        records = [dict(r.to_json(), wafer=w) for w, r in zip(labels, results)]
+        (tmp / "replay.json").write_text(json.dumps(records, indent=1))
+        if plots and any(r.strategy == "base" for r in results):
+            _fig12(results, labels, tmp / "speedup", title)
+        if plots:
+            _heat_maps(results, labels, tmp, progress)
+        names_written = sorted(p.relative_to(tmp) for p in tmp.rglob("*") if p.is_file())
+    return [Path(out_dir) / n for n in names_written]
 
 
-def _fig12(results, path) -> Path:
+STRATEGY_ORDER = ("base", "ep", "allo", "pred", "allo+pred")
+
+
+def _fig12(results, labels, stem, title) -> list[Path]:
+    """Fig. 12-style bars: throughput speedup and hop reduction over base, per wafer.
+
+    A run with zero hops (``ep`` keeps every token on its expert's die) has no finite
+    reduction: it is drawn as a hatched bar at the top of the axis labelled "0 hops".
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    meshes = sorted({(r.mesh_x, r.mesh_y) for r in results})
-    strategies = [s for s in ("base", "ep", "allo", "pred", "allo+pred")
-                  if any(r.strategy == s for r in results)]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    width = 0.8 / max(1, len(meshes))
-    for m, mesh in enumerate(meshes):
-        runs = {r.strategy: r for r in results if (r.mesh_x, r.mesh_y) == mesh}
+    wafers = list(dict.fromkeys(labels))
+    strategies = [s for s in STRATEGY_ORDER if any(r.strategy == s for r in results)]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    width = 0.8 / max(1, len(wafers))
+    finite = [1.0]
+    zero_hops = []
+    for m, wafer in enumerate(wafers):
+        runs = {r.strategy: r for w, r in zip(labels, results) if w == wafer}
         base = runs.get("base")
         if base is None:
             continue
         xs = [i + m * width for i in range(len(strategies))]
-        speed = [runs[s].throughput / base.throughput if s in runs else 0 for s in strategies]
-        hop = [base.hops / max(1, runs[s].hops) if s in runs else 0 for s in strategies]
-        axes[0].bar(xs, speed, width, label=f"{mesh[0]}x{mesh[1]}")
-        axes[1].bar(xs, hop, width, label=f"{mesh[0]}x{mesh[1]}")
-    for ax, title in zip(axes, ("throughput speedup over base", "hop reduction over base")):
-        ax.set_xticks([i + width * (len(meshes) - 1) / 2 for i in range(len(strategies))])
-        ax.set_xticklabels(strategies)
-        ax.set_title(title)
-        ax.legend()
+        speed = [runs[s].throughput / base.throughput if s in runs and base.throughput
+                 else 0 for s in strategies]
+        hop = []
+        for x, s in zip(xs, strategies):
+            if s in runs and runs[s].hops == 0:
+                hop.append(0)
+                zero_hops.append((x, m))
+            else:
+                hop.append(base.hops / runs[s].hops if s in runs else 0)
+        finite += [h for h in hop if h]
+        colour = f"C{m}"
+        axes[0].bar(xs, speed, width, label=wafer, color=colour)
+        axes[1].bar(xs, hop, width, label=wafer, color=colour)
+    axes[0].set_ylim(0, max(1.0, *(r.throughput / b.throughput for r, b in _with_base(
+        results, labels) if b.throughput)) * 1.35)   # headroom for the legend
     axes[1].set_yscale("log")
+    top = max(finite) * 4
+    for x, m in zero_hops:
+        axes[1].bar([x], [top], width, color="white", edgecolor=f"C{m}", hatch="//")
+        axes[1].text(x, top * 1.1, "0 hops", ha="center", va="bottom", fontsize=8)
+    axes[1].set_ylim(0.5, top * 3)
+    centres = [i + width * (len(wafers) - 1) / 2 for i in range(len(strategies))]
+    for ax, label in zip(axes, ("throughput speedup over base (x)",
+                                "hop reduction over base (x, log)")):
+        ax.set_xticks(centres)
+        ax.set_xticklabels(strategies)
+        ax.set_xlabel("strategy")
+        ax.set_ylabel(label)
+        ax.legend(title="wafer", loc="upper left")
+    fig.suptitle(title or "replay: speedup and hop reduction over base")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    paths = []
+    for suffix in (".png", ".svg"):
+        path = Path(str(stem) + suffix)
+        fig.savefig(path, dpi=120, metadata={"Date": None} if suffix == ".svg" else None)
+        paths.append(path)
     plt.close(fig)
-    return Path(path)
+    return paths
 
 
-def _heat_maps(results, out) -> list[Path]:
+def _with_base(results, labels):
+    """``(run, base run of the same wafer)`` for every run whose wafer has a base run."""
+    base = {w: r for w, r in zip(labels, results) if r.strategy == "base"}
+    return [(r, base[w]) for w, r in zip(labels, results) if w in base]
+
+
+def _heat_maps(results, labels, out, progress=False) -> list[Path]:
+    """One link-traffic heat map per run with traffic, PNG and SVG, named by wafer name."""
     from ..diagrams import draw_wafer
-    from ..params import load_wafer
-    from ..topologies.wafer import build_wafer
+    from ..topologies.wafer import wafer_from
     files = []
-    for r in results:
-        name = {(3, 8): "tsmc-sow", (5, 5): "dojo"}.get((r.mesh_x, r.mesh_y))
-        if name is None:
-            continue
-        wafer = build_wafer(load_wafer(name))
+    built = {}
+    runs = list(zip(labels, results))
+    if progress:
+        from tqdm import tqdm
+        runs = tqdm(runs, desc="heat maps", unit="map", file=sys.stderr)
+    for wafer_name, r in runs:
         values = {i: link["bytes"] for i, link in enumerate(r.per_link)}
         if not any(values.values()):
             continue
-        path = out / f"links-{name}-{r.strategy.replace('+', '-')}.svg"
-        files.append(draw_wafer(wafer, path, link_values=values))
+        if wafer_name not in built:
+            built[wafer_name] = wafer_from(wafer_name)
+        stem = f"links-{Path(wafer_name).stem}-{r.strategy.replace('+', '-')}"
+        title = f"{wafer_name}: D2D link traffic, {r.strategy} (bytes per link)"
+        for suffix in (".svg", ".png"):
+            files.append(draw_wafer(built[wafer_name], out / (stem + suffix),
+                                    link_values=values, title=title))
     return files
 
 
-def run_default(out_dir="hwmodel-out", stream=None) -> list[Path]:
+def run_default(out_dir="hwmodel-out", stream=None, progress: bool = True) -> list[Path]:
     """The README's main job: all five strategies on tsmc-sow on the built-in synthetic
     Llama-4 batch (64 requests); prints the summary table, writes outputs to ``out_dir``."""
     stream = sys.stdout if stream is None else stream
     from ..system import STRATEGIES
-    results = replay_strategies(None, ["tsmc-sow"], STRATEGIES, batch=64,
-                                model="llama4-maverick")
-    print(summary_table(results), file=stream)
-    return write_outputs(results, out_dir)
+    results = replay_strategies(None, ["tsmc-sow"], STRATEGIES, batch=DEFAULT_BATCH,
+                                model="llama4-maverick", progress=progress)
+    names = ["tsmc-sow"] * len(results)
+    print(summary_table(results, names), file=stream)
+    title = f"built-in synthetic Llama-4 batch of {DEFAULT_BATCH} requests on tsmc-sow"
+    return write_outputs(results, out_dir, names=names, title=title, progress=progress)
+
+
+def _split_list(text: str, option: str) -> list[str]:
+    items = [item.strip() for item in text.split(",")]
+    if any(not item for item in items):
+        raise ValueError(f"{option} {text!r}: empty entry; expected a comma list of names")
+    duplicates = sorted({item for item in items if items.count(item) > 1})
+    if duplicates:
+        raise ValueError(f"{option} {text!r}: {duplicates[0]!r} given twice; expected each "
+                         "once")
+    return items
+
+
+def check_inputs(args):
+    """Validate everything in the parent, before any worker starts.
+
+    Returns ``(wafers, strategies, batch)``: the wafer names, the strategies and the batch size
+    (the built-in batch's size when no trace is given).
+
+    Raises
+    ------
+    ValueError, ConfigError
+        One line naming the option, the bad value and what was expected.
+    """
+    from ..models import load_model
+    from ..system import STRATEGIES
+    from ..system.capacity import check_experts_fit
+    from ..topologies.wafer import wafer_from
+    strategies = (list(STRATEGIES) if args.strategy == "all"
+                  else _split_list(args.strategy, "--strategy"))
+    for s in strategies:
+        if s not in STRATEGIES:
+            raise ValueError(f"--strategy: unknown strategy {s!r}; expected 'all' or a "
+                             f"comma list of {', '.join(STRATEGIES)}")
+    if args.jobs < 1:
+        raise ValueError(f"--jobs {args.jobs}: expected a number of processes >= 1")
+    if args.batch is not None and args.batch <= 0:
+        raise ValueError(f"--batch {args.batch}: expected a number of requests >= 1")
+    wafers = _split_list(args.wafer, "--wafer")
+    built = {name: wafer_from(name) for name in wafers}
+    if args.model and not args.ignore_capacity:
+        # a named model is checked before the trace is read (that can take a while)
+        for wafer in built.values():
+            check_experts_fit(load_model(args.model), wafer)
+    store, model = _open(args.trace, args.batch, args.model)
+    if len(store) == 0:
+        raise ValueError(f"--trace {args.trace}: holds no requests; expected at least one")
+    if args.batch is not None and args.batch > len(store):
+        raise ValueError(f"--batch {args.batch}: the trace {args.trace} holds only "
+                         f"{len(store)} requests; expected a batch of at most {len(store)}")
+    for wafer in built.values():
+        if not args.ignore_capacity:
+            check_experts_fit(model, wafer)
+    return wafers, strategies, args.batch or (DEFAULT_BATCH if args.trace is None else None)
 
 
 def _main(args) -> int:
     import attrs
 
     from ..config import load_yaml
-    from ..system import STRATEGIES, ReplayParams
-    strategies = list(STRATEGIES) if args.strategy == "all" else args.strategy.split(",")
-    for s in strategies:
-        if s not in STRATEGIES:
-            raise ValueError(f"--strategy: unknown strategy {s!r}; expected 'all' or a "
-                             f"comma list of {', '.join(STRATEGIES)}")
+    from ..system import ReplayParams
+    from .outputs import check_output_dir
+    if args.out:
+        check_output_dir(args.out, "--out", args.force)
+    wafers, strategies, batch = check_inputs(args)
     params = (load_yaml(ReplayParams, args.params, path="replay") if args.params
               else ReplayParams())
     if args.replica_GB is not None:
-        if args.replica_GB < 0:
-            raise ValueError(f"--replica-GB: expected a size >= 0, not {args.replica_GB!r}")
+        if not 0 <= args.replica_GB < float("inf"):
+            raise ValueError(f"--replica-GB: expected a finite size >= 0, not "
+                             f"{args.replica_GB!r}")
         params = attrs.evolve(params, replica_capacity_bytes=int(args.replica_GB * 1e9))
-    results = replay_strategies(args.trace, args.wafer.split(","), strategies,
-                                batch=args.batch, model=args.model, params=params,
-                                jobs=args.jobs, progress=not args.quiet)
-    print(summary_table(results))
+    results = replay_strategies(args.trace, wafers, strategies, batch=batch,
+                                model=args.model, params=params, jobs=args.jobs,
+                                progress=not args.quiet)
+    names = [w for w in wafers for _ in strategies]
+    print(summary_table(results, names))
     print()
     print("\n".join(r.row() for r in results))
     if args.out:
-        for f in write_outputs(results, args.out, plots=not args.no_plots):
+        title = (f"{args.trace or 'built-in synthetic batch'}: batch {results[0].batch} on "
+                 f"{', '.join(wafers)}")
+        for f in write_outputs(results, args.out, plots=not args.no_plots, names=names,
+                               title=title, progress=not args.quiet):
             print(f"wrote {f}")
     return 0
 
 
 def register(subparsers) -> None:
     """Add ``replay`` to the ``hwmodel`` command line."""
+    import argparse
+
+    from .outputs import add_force_option
     p = subparsers.add_parser(
         "replay", help="replay expert-selection traces on a wafer (the paper's strategies)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Trace replay of SPEC section 6: per-layer barrier, prefill plus decode, "
                     "strategies base, ep, allo, pred, allo+pred; prints the artefact's CSV "
                     "columns and a summary table.")
     p.add_argument("--trace", default=None,
                    help="trace source: store file, request JSON, subject/benchmark folder, "
-                        ".tar.gz or list file (default: built-in synthetic Llama-4 batch)")
+                        ".tar.gz or list file (None: built-in synthetic Llama-4 batch)")
     p.add_argument("--wafer", default="tsmc-sow",
-                   help="wafer preset(s) or YAML, comma separated (default tsmc-sow)")
+                   help="wafer preset(s) or YAML file(s), comma separated")
     p.add_argument("--strategy", default="all",
-                   help="'all' or comma list of base,ep,allo,pred,allo+pred (default all)")
+                   help="'all' or comma list of base,ep,allo,pred,allo+pred")
     p.add_argument("--batch", type=int, default=None,
-                   help="use the first BATCH requests in batch order (default: all)")
+                   help=f"use the first BATCH requests in batch order (None: the whole trace, "
+                        f"or {DEFAULT_BATCH} requests of the built-in batch)")
     p.add_argument("--model", default=None,
-                   help="model preset or YAML (default: inferred from the trace)")
+                   help="model preset or YAML (None: inferred from the trace)")
     p.add_argument("--params", default=None,
                    help="YAML file with a 'replay:' mapping of ReplayParams fields")
     p.add_argument("--replica-GB", type=float, default=None,
                    help="bound each die's replica region to this many GB (1e9 bytes; LRU "
-                        "eviction; default unbounded, as in the paper)")
+                        "eviction; None: unbounded, as in the paper)")
+    p.add_argument("--ignore-capacity", action="store_true",
+                   help="replay even if the model's experts exceed the wafer's usable HBM")
     p.add_argument("--jobs", type=int, default=2,
-                   help="processes for several runs (default 2; results are identical)")
-    p.add_argument("--out", default=None,
-                   help="folder for replay.csv, replay.json, speedup.png and link heat maps")
+                   help="processes for several runs (results are identical)")
+    p.add_argument("-o", "--out", default=None,
+                   help="folder for replay.csv, replay.json, speedup.png/.svg and link heat "
+                        "maps (None: print only)")
+    add_force_option(p)
     p.add_argument("--no-plots", action="store_true", help="skip the plots with --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_main)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import random
 import time
-from pathlib import Path
+
+from .outputs import add_force_option, atomic_file, check_output_file
+from .progress import elapsed
+
+_FORMATTER = argparse.ArgumentDefaultsHelpFormatter
 
 UNITS = ("atu", "pdu", "local_cp", "edt", "predictor", "allocator")
 
@@ -116,8 +121,11 @@ def _scenario(unit: str, vcd):
 
 
 def _sim(args) -> int:
+    if args.vcd:
+        check_output_file(args.vcd, "--vcd", args.force)
     start = time.perf_counter()
-    agree, cycles, n = _scenario(args.unit, args.vcd)
+    with elapsed(f"simulating {args.unit} RTL", enabled=not args.quiet):
+        agree, cycles, n = _scenario(args.unit, args.vcd)
     seconds = time.perf_counter() - start
     print(f"{args.unit}: {n} transactions, {cycles} cycles, RTL {'==' if agree else '!='} "
           f"reference, {cycles / seconds:,.0f} simulated cycles/s"
@@ -127,15 +135,19 @@ def _sim(args) -> int:
 
 def _verilog(args) -> int:
     from amaranth.back import verilog
-    text = verilog.convert(_design(args.unit), name=args.unit)
-    Path(args.output).write_text(text)
+    check_output_file(args.output, "--output", args.force)
+    with elapsed(f"yosys: {args.unit} to Verilog", enabled=not args.quiet):
+        text = verilog.convert(_design(args.unit), name=args.unit)
+    with atomic_file(args.output) as tmp:
+        tmp.write_text(text)
     print(f"{args.unit}: {len(text.splitlines())} lines of Verilog in {args.output}")
     return 0
 
 
 def _area(args) -> int:
     from ..tb import yosys_stat
-    stat = yosys_stat(_design(args.unit), name=args.unit)
+    with elapsed(f"yosys synth + stat of {args.unit}", enabled=not args.quiet):
+        stat = yosys_stat(_design(args.unit), name=args.unit)
     print(f"{'unit':<10} {'method':<7} {'cells':>8} {'flip-flops':>11} {'SRAM bits':>10}  "
           "paper (Table II)")
     print(f"{args.unit:<10} {stat['method']:<7} {stat['cells']:>8} {stat['flip_flops']:>11} "
@@ -145,20 +157,31 @@ def _area(args) -> int:
     return 0
 
 
+def _common(parser) -> None:
+    parser.add_argument("unit", choices=UNITS, help="which unit")
+    parser.add_argument("--quiet", action="store_true", help="no progress on standard error")
+
+
 def register(subparsers) -> None:
+    """Add ``rtl sim / verilog / area`` to the ``hwmodel`` command line."""
     parser = subparsers.add_parser("rtl", help="Amaranth RTL of the added units: simulate, "
                                    "export Verilog, report Yosys area")
     sub = parser.add_subparsers(dest="rtl_command", metavar="ACTION", required=True)
     sim = sub.add_parser("sim", help="simulate a seeded random scenario on the RTL and check it "
-                         "against the Python twin")
-    sim.add_argument("unit", choices=UNITS, help="which unit")
-    sim.add_argument("--vcd", default=None, help="write a VCD waveform to this file")
+                         "against the Python twin", formatter_class=_FORMATTER)
+    _common(sim)
+    sim.add_argument("--vcd", default=None,
+                     help="write a VCD waveform to this file (None: no waveform)")
+    add_force_option(sim)
     sim.set_defaults(func=_sim)
-    ver = sub.add_parser("verilog", help="export the unit as Verilog through Yosys")
-    ver.add_argument("unit", choices=UNITS, help="which unit")
-    ver.add_argument("-o", "--output", required=True, help="Verilog file to write")
+    ver = sub.add_parser("verilog", help="export the unit as Verilog through Yosys",
+                         formatter_class=_FORMATTER)
+    _common(ver)
+    ver.add_argument("-o", "--output", "--out", required=True, help="Verilog file to write")
+    add_force_option(ver)
     ver.set_defaults(func=_verilog)
-    area = sub.add_parser("area", help="Yosys synth + stat: cells, flip-flops, SRAM bits")
-    area.add_argument("unit", choices=UNITS, help="which unit")
+    area = sub.add_parser("area", help="Yosys synth + stat: cells, flip-flops, SRAM bits",
+                          formatter_class=_FORMATTER)
+    _common(area)
     area.add_argument("-v", "--verbose", action="store_true", help="print Yosys's stat report")
     area.set_defaults(func=_area)

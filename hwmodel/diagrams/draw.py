@@ -18,6 +18,7 @@ a node group titled with its name and with class ``die``. Tests and tools can co
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -37,8 +38,12 @@ FORMATS = ("svg", "png")
 #: drawn one by one: 256 lines across a 16 x 16 grid would hide the mesh.
 MAX_DRAWN_COMMAND_LINKS = 64
 
-# Grid pitch in inches: die boxes are 0.9 in wide, leaving room for link labels.
+# Grid pitch in inches: die boxes are 0.9 in wide, leaving room for link labels. A heat map
+# labels every link with its value, so its grid is wider (labels never hide under die boxes).
 _PITCH = 1.3
+_HEAT_PITCH = 1.9
+#: Lowest ramp position of a link with traffic, so a small value stays visible on white.
+_MIN_VISIBLE = 0.15
 
 # Sequential colour ramp (light yellow -> orange -> dark red), readable in print and on screen.
 _RAMP = ((0xff, 0xff, 0xcc), (0xfe, 0xb2, 0x4c), (0xf0, 0x3b, 0x20), (0x80, 0x00, 0x26))
@@ -104,7 +109,8 @@ def wafer_dot(wafer: Wafer, *, link_values: Mapping[int, float] | None = None,
     mesh = wafer.mesh
     peak = _check_link_values(wafer, link_values) if link_values is not None else None
     if command_links is None:
-        command_links = mesh.num_dies <= MAX_DRAWN_COMMAND_LINKS
+        command_links = mesh.num_dies <= MAX_DRAWN_COMMAND_LINKS and peak is None
+    pitch = _PITCH if peak is None else _HEAT_PITCH
     title = title or (f"{wafer.params.name}: {mesh.x_dies} x {mesh.y_dies} mesh, "
                       f"{mesh.num_dies} dies, {len(wafer.links)} D2D links")
     graph = graphviz.Graph(name=wafer.name, engine="neato")
@@ -116,15 +122,15 @@ def wafer_dot(wafer: Wafer, *, link_values: Mapping[int, float] | None = None,
     graph.attr("edge", fontname="Helvetica", fontsize="8")
     for die in wafer.dies:
         # y grows downwards so die_0_0 is top left, as in the paper's figures.
-        graph.node(die.name, pos=f"{die.x * _PITCH:.3f},{-die.y * _PITCH:.3f}!",
+        graph.node(die.name, pos=f"{die.x * pitch:.3f},{-die.y * pitch:.3f}!",
                    **_die_look(die, wafer.params.die))
     cp = wafer.global_cp
     cp_label = "Global CP\n(EDT, heatmap,\nallocator, predictor)"
     if not command_links:
         cp_label += f"\ncmd links to all\n{mesh.num_dies} Local CPs"
-    cp_x = (mesh.x_dies - 1) * _PITCH / 2
+    cp_x = (mesh.x_dies - 1) * pitch / 2
     graph.node(cp.name, label=cp_label, fillcolor="#fde0c5", width="1.6", height="0.9",
-               pos=f"{cp_x:.3f},{_PITCH * 1.2:.3f}!", _attributes={"class": "global_cp"})
+               pos=f"{cp_x:.3f},{pitch * 1.0:.3f}!", _attributes={"class": "global_cp"})
     for link in wafer.links:
         a, b = link.dies
         attrs = {"id": f"d2d_{a}_{b}", "class": "d2d",
@@ -132,15 +138,20 @@ def wafer_dot(wafer: Wafer, *, link_values: Mapping[int, float] | None = None,
         if not link.alive:
             attrs.update({"class": "d2d dead", "style": "dashed", "color": "#c00000",
                           "label": "dead", "tooltip": f"{link.name}: dead"})
-        elif link.params != wafer.params.die.d2d:
+        elif peak is None and link.params != wafer.params.die.d2d:
             attrs.update({"class": "d2d override", "color": "#b8860b", "penwidth": "3",
                           "label": f"{link.latency_ns:g} ns\n{link.bandwidth_GBps:g} GB/s"})
         elif peak is not None:
             value = float(link_values.get(link.index, 0))
             fraction = value / peak if peak > 0 else 0.0
             text = _bytes_text(value) if value_label == "bytes" else f"{value:g} {value_label}"
-            attrs.update(color=heat_colour(fraction), penwidth=f"{1 + 5 * fraction:.2f}",
-                         label=text, tooltip=f"{link.name}: {text}")
+            attrs.update(label=text, tooltip=f"{link.name}: {text}")
+            if value > 0:
+                shade = _MIN_VISIBLE + (1 - _MIN_VISIBLE) * fraction
+                attrs.update(color=heat_colour(shade), penwidth=f"{1.5 + 5 * fraction:.2f}")
+            else:
+                # Zero traffic: a thin dashed grey line, still drawn and labelled.
+                attrs.update(color="#888888", penwidth="1", style="dashed")
         else:
             attrs.update(color="#4a6fa5", penwidth="2")
         graph.edge(wafer.dies[a].name, wafer.dies[b].name, _attributes=attrs)
@@ -151,10 +162,9 @@ def wafer_dot(wafer: Wafer, *, link_values: Mapping[int, float] | None = None,
                 "id": f"cmd_{die.name}", "class": "cmd", "style": "dashed",
                 "color": "#c8834a80", "penwidth": "0.6"})
     if peak is not None:
-        peak_text = _bytes_text(peak) if value_label == "bytes" else f"{peak:g}"
-        graph.node("legend", shape="note", fillcolor="white", fixedsize="false",
-                   label=f"link {value_label}\nmax {peak_text}",
-                   pos=f"{mesh.x_dies * _PITCH:.3f},{_PITCH * 1.2:.3f}!",
+        graph.node("legend", shape="plain", fixedsize="false",
+                   label=_colour_scale(peak, value_label),
+                   pos=f"{(mesh.x_dies - 0.5) * pitch:.3f},{pitch * 1.0:.3f}!",
                    _attributes={"class": "legend"})
     return graph
 
@@ -177,6 +187,22 @@ def _die_look(die: Die, nominal) -> dict:
                                 f"{_die_tooltip(die)}; overrides: {', '.join(fields)}"}}
     return {"label": label, "fillcolor": "#dbe9f6",
             "_attributes": {"class": "die", "tooltip": _die_tooltip(die)}}
+
+
+def _colour_scale(peak: float, value_label: str) -> str:
+    """An HTML-like Graphviz table: the heat ramp in five steps, 0 to ``peak``, and the
+    dashed grey of a link without traffic."""
+    def text(value):
+        return _bytes_text(value) if value_label == "bytes" else f"{value:g}"
+    rows = [f'<TR><TD COLSPAN="2"><B>link {value_label}</B></TD></TR>']
+    for step in (1.0, 0.75, 0.5, 0.25):
+        colour = heat_colour(_MIN_VISIBLE + (1 - _MIN_VISIBLE) * step)
+        rows.append(f'<TR><TD BGCOLOR="{colour}" WIDTH="24"> </TD>'
+                    f'<TD ALIGN="LEFT">{text(step * peak)}</TD></TR>')
+    rows.append('<TR><TD BGCOLOR="#888888" WIDTH="24"> </TD><TD ALIGN="LEFT">0 (dashed)</TD>'
+                '</TR>')
+    return ('<<TABLE BORDER="1" CELLBORDER="0" CELLSPACING="2" BGCOLOR="white">'
+            + "".join(rows) + "</TABLE>>")
 
 
 def _die_tooltip(die: Die) -> str:
@@ -368,14 +394,17 @@ def render(graph: graphviz.Graph | graphviz.Digraph, output: str | Path,
                          f"(from {output})")
     if output.suffix.lower() != f".{fmt}":
         output = output.with_name(output.name + f".{fmt}")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.with_suffix(".dot").write_text(graph.source)
     try:
         data = graph.pipe(format=fmt)
     except graphviz.ExecutableNotFound as error:
         raise FileNotFoundError("Graphviz's `dot` is not installed: run scripts/install.sh "
                                 "(or apt-get install graphviz)") from error
-    output.write_bytes(data)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    # Temporary files in the same folder, then renamed: never a half-written image.
+    for path, payload in ((output.with_suffix(".dot"), graph.source.encode()), (output, data)):
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(payload)
+        os.replace(tmp, path)
     return output
 
 

@@ -240,45 +240,65 @@ def _finite(value):
 
 
 def _plots(store, summary, out):
+    """The four PNG plots of the report, each with labelled axes and colour bars, MoE layers
+    named by their real layer numbers."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    middle = len(store.moe_layers) // 2
-    heatmaps = [("layer_heatmap.png", layer_transition_counts(store, max(0, middle - 1)),
-                 (f"P(layer {store.moe_layers[middle]} | layer "
-                 f"{store.moe_layers[max(0, middle - 1)]})")),
+    layers = [int(layer) for layer in store.moe_layers]
+    middle = len(layers) // 2
+    before = max(0, middle - 1)
+    heatmaps = [("layer_heatmap.png", layer_transition_counts(store, before),
+                 f"P(expert at layer {layers[middle]} | expert at layer {layers[before]})",
+                 f"expert at layer {layers[middle]}", f"expert at layer {layers[before]}"),
                 ("token_heatmap.png", token_transition_counts(store, middle),
-                 f"P(next token | token), layer {store.moe_layers[middle]}")]
-    for name, counts, title in heatmaps:
-        fig, ax = plt.subplots(figsize=(5, 4.5))
+                 f"P(next token's expert | token's expert), layer {layers[middle]}",
+                 "next token's expert", "token's expert")]
+    for name, counts, title, xlabel, ylabel in heatmaps:
+        fig, ax = plt.subplots(figsize=(5.5, 4.8))
         total = counts.sum(axis=1, keepdims=True)
         image = ax.imshow(counts / np.where(total > 0, total, 1), cmap="magma",
                           interpolation="nearest")
         ax.set_title(f"{title}\ntop-20% coverage {coverage(counts):.2f}", fontsize=9)
-        ax.set_xlabel("expert")
-        ax.set_ylabel("given expert")
-        fig.colorbar(image, ax=ax)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        fig.colorbar(image, ax=ax, label="conditional probability")
+        fig.tight_layout()
         fig.savefig(out / name, dpi=90)
         plt.close(fig)
-    layers = store.moe_layers
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-    axes[0].bar(layers, [v if v is not None else 0 for v in
-                         summary["prefill_vs_decode"]["spearman"]])
-    axes[0].set_title("prefill vs decode Spearman rho per layer", fontsize=9)
-    axes[0].set_xlabel("layer")
-    axes[1].bar(layers, summary["popularity"]["max_over_mean"])
-    axes[1].set_title("hottest expert / mean per layer", fontsize=9)
-    axes[1].set_xlabel("layer")
-    fig.tight_layout()
-    fig.savefig(out / "prefill_decode_popularity.png", dpi=90)
-    plt.close(fig)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    _layer_bars(plt, layers, summary, out)
+    fig, ax = plt.subplots(figsize=(7, max(4, 0.12 * len(layers) + 1.5)))
     counts = np.asarray(summary["popularity"]["counts"], np.float64)
-    image = ax.imshow(counts / counts.sum(axis=1, keepdims=True), aspect="auto", cmap="viridis")
+    shares = counts / np.where(counts.sum(axis=1, keepdims=True) > 0,
+                               counts.sum(axis=1, keepdims=True), 1)
+    image = ax.imshow(shares, aspect="auto", cmap="viridis", interpolation="nearest")
     ax.set_title("expert popularity per MoE layer", fontsize=9)
     ax.set_xlabel("expert")
-    ax.set_ylabel("MoE layer index")
-    fig.colorbar(image, ax=ax)
+    ax.set_ylabel("layer")
+    ax.set_yticks(range(len(layers)))
+    ax.set_yticklabels(layers, fontsize=6 if len(layers) > 30 else 8)
+    fig.colorbar(image, ax=ax, label="share of the layer's selections")
+    fig.tight_layout()
     fig.savefig(out / "popularity.png", dpi=90)
+    plt.close(fig)
+
+
+def _layer_bars(plt, layers, summary, out):
+    """Per MoE layer: prefill/decode Spearman rho and hottest/mean, every layer ticked."""
+    fig, axes = plt.subplots(1, 2, figsize=(max(10, 0.22 * len(layers) * 2), 3.8))
+    positions = range(len(layers))
+    rho = [v if v is not None else 0 for v in summary["prefill_vs_decode"]["spearman"]]
+    axes[0].bar(positions, rho)
+    axes[0].set_title("prefill vs decode popularity, per layer", fontsize=9)
+    axes[0].set_ylabel("Spearman rho")
+    axes[1].bar(positions, summary["popularity"]["max_over_mean"])
+    axes[1].set_title("hottest expert over the mean, per layer", fontsize=9)
+    axes[1].set_ylabel("hottest / mean selections")
+    for ax in axes:
+        ax.set_xlabel("layer")
+        ax.set_xticks(list(positions))
+        ax.set_xticklabels(layers, rotation=90, fontsize=6 if len(layers) > 30 else 8)
+    fig.tight_layout()
+    fig.savefig(out / "prefill_decode_popularity.png", dpi=90)
     plt.close(fig)

@@ -22,7 +22,6 @@ lines and ``#`` comments are skipped.
 
 from __future__ import annotations
 
-import gzip
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,7 +32,12 @@ import orjson
 
 from .store import MAX_DECODE_STEPS, TraceError, TraceStore, id_dtype, is_store_file
 
-__all__ = ["ParsedRequest", "open_batch", "parse_request", "request_sources", "stack_requests"]
+#: Largest request file accepted (bytes of JSON, after decompression): the largest request of
+#: the shared dataset is a few MB, so 256 MB is a generous bound that still stops a runaway
+#: file before it exhausts memory.
+MAX_REQUEST_BYTES = 256 << 20
+
+__all__ = ["MAX_REQUEST_BYTES", "ParsedRequest", "open_batch", "parse_request", "request_sources", "stack_requests"]
 
 
 @attrs.frozen
@@ -324,7 +328,10 @@ def parse_request(raw: bytes, where: str = "<request>", model=None, *,
         Naming ``where``, the iteration, layer and token of the first problem.
     """
     if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
+        raw = _gunzip(raw, where)
+    if len(raw) > MAX_REQUEST_BYTES:
+        raise TraceError(f"{where}: {len(raw)} bytes of JSON; expected at most "
+                         f"{MAX_REQUEST_BYTES} per request file")
     expect = _expect or _expect_from_model(model)
     parsed = _fast_parse(raw)
     if parsed is not None:
@@ -339,8 +346,29 @@ def parse_request(raw: bytes, where: str = "<request>", model=None, *,
             parsed = None
     if parsed is None:
         num_layers, moe_layers, prefill, decode = _checked_parse(raw, where, expect)
+    if len(prefill) == 0:
+        raise TraceError(f"{where}: iteration 0 holds no prompt rows; expected the prefill "
+                         "first (one row of expert ids per prompt token)")
     return ParsedRequest(num_layers=num_layers, moe_layers=tuple(moe_layers),
                          prefill=prefill, decode=decode)
+
+
+def _gunzip(raw: bytes, where: str) -> bytes:
+    """Decompress a ``.json.gz`` request, bounded by :data:`MAX_REQUEST_BYTES`."""
+    import zlib
+    inflate = zlib.decompressobj(wbits=31)
+    try:
+        data = inflate.decompress(raw, MAX_REQUEST_BYTES + 1)
+    except zlib.error as error:
+        raise TraceError(f"{where}: damaged gzip data ({error}); expected a gzip-compressed "
+                         "request file") from None
+    if len(data) > MAX_REQUEST_BYTES:
+        raise TraceError(f"{where}: decompresses to more than {MAX_REQUEST_BYTES} bytes; "
+                         "expected at most that per request file")
+    if not inflate.eof:
+        raise TraceError(f"{where}: truncated gzip data (the file ends before the compressed "
+                         "stream); expected a complete .json.gz file")
+    return data
 
 
 def _expect_from_model(model) -> _Expect:
@@ -382,7 +410,7 @@ def request_sources(source) -> Iterator[tuple[str, str, object]]:
     elif source.name.endswith(_ARCHIVE_SUFFIXES):
         yield from _archive(source, "")
     elif source.name.endswith(_REQUEST_SUFFIXES):
-        yield source.name, str(source), source.read_bytes
+        yield source.name, str(source), _bounded_reader(source)
     else:
         yield from _list_file(source)
 
@@ -392,7 +420,7 @@ def _walk(folder: Path, prefix: str):
     files = sorted((e for e in entries if e.is_file() and e.name.endswith(_REQUEST_SUFFIXES)),
                    key=lambda e: _file_key(e.name))
     for entry in files:
-        yield prefix + entry.name, str(entry), entry.read_bytes
+        yield prefix + entry.name, str(entry), _bounded_reader(entry)
     nested = [e for e in entries if e.is_dir() or (e.is_file()
                                                   and e.name.endswith(_ARCHIVE_SUFFIXES))]
     for entry in sorted(nested, key=lambda e: (_stem(e.name), e.name)):
@@ -412,23 +440,55 @@ def _archive(path: Path, prefix: str):
             folders.setdefault(parent, []).append((name, member))
         for parent in sorted(folders):
             for name, member in sorted(folders[parent], key=lambda item: _file_key(item[0])):
+                _check_size(member.size, f"{path}::{member.name}")
                 data = archive.extractfile(member).read()
                 inner = member.name.split("/", 1)[1] if "/" in member.name else member.name
                 yield (prefix + (inner if prefix else member.name),
                        f"{path}::{member.name}", lambda data=data: data)
 
 
+def _check_size(size: int, where: str) -> None:
+    if size > MAX_REQUEST_BYTES:
+        raise TraceError(f"{where}: request file of {size} bytes; expected at most "
+                         f"{MAX_REQUEST_BYTES}")
+
+
+def _bounded_reader(path: Path):
+    """``read()`` of a request file that refuses, before reading, one above the size bound."""
+    def read() -> bytes:
+        _check_size(path.stat().st_size, str(path))
+        return path.read_bytes()
+    return read
+
+
 def _list_file(path: Path):
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    """Entries of a list file; each names a request file inside the list file's folder (a
+    relative path without ``..``), once."""
+    if path.stat().st_size > MAX_REQUEST_BYTES:
+        raise TraceError(f"{path}: list file of {path.stat().st_size} bytes; expected at most "
+                         f"{MAX_REQUEST_BYTES}")
+    try:
+        lines = path.read_text().splitlines()
+    except UnicodeDecodeError as error:
+        raise TraceError(f"{path}: not a text list file nor a request (.json, .json.gz), "
+                         f"store or archive ({error.reason} at byte {error.start})") from None
+    seen = {}
+    for number, line in enumerate(lines, 1):
         entry = line.strip()
         if not entry or entry.startswith("#"):
             continue
         target = Path(entry)
-        if not target.is_absolute():
-            target = path.parent / target
+        if target.is_absolute() or ".." in target.parts:
+            raise TraceError(f"{path}:{number}: {entry!r} leaves the list file's folder; "
+                             "expected a relative path without '..'")
+        if entry in seen:
+            raise TraceError(f"{path}:{number}: {entry!r} already listed on line "
+                             f"{seen[entry]}; expected each request once")
+        seen[entry] = number
+        target = path.parent / target
         if not target.is_file():
             raise FileNotFoundError(f"{path}:{number}: no such request file: {entry}")
-        yield entry, str(target), target.read_bytes
+        yield entry, str(target), _bounded_reader(target)
 
 
 # -------------------------------------------------------------------------------- batches
@@ -452,7 +512,7 @@ def stack_requests(requests, *, model_name, num_layers, moe_layers, num_experts,
         ids.append(request_id)
         paths.append(path)
     empty = np.zeros((0, *width), dtype)
-    lengths = np.add(prefill_len, decode_len, dtype=np.int64)
+    lengths = np.array(prefill_len, np.int64) + np.array(decode_len, np.int64)
     return TraceStore(
         model=model_name, num_layers=num_layers, moe_layers=moe_layers, top_k=top_k,
         num_experts=num_experts, request_ids=ids, source_paths=paths,
@@ -496,12 +556,15 @@ def open_batch(source, model=None, limit: int | None = None, progress: bool = Fa
     from ..models import load_model, model_from_path
     from .adapters import detect_format, read_format
     source = Path(source)
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit {limit}: expected a number of requests >= 1")
     if format is None and not (source.is_file() and is_store_file(source)):
         format = detect_format(source)
     if format is not None:
         return read_format(source, format, model=model, limit=limit)
     if source.is_file() and is_store_file(source):
         store = TraceStore.load(source, mmap=mmap)
+        store.check_ids()
         if model is not None and load_model(model).name != store.model:
             _check_store_model(store, load_model(model), source)
         return store.select(np.arange(min(limit, len(store)))) if limit is not None else store

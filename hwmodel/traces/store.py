@@ -23,7 +23,9 @@ File layout (version 1), all little-endian, no JSON anywhere:
 from __future__ import annotations
 
 import mmap
+import os
 import struct
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -291,9 +293,21 @@ class TraceStore:
                                        *shape, offset))
             layout.append((offset, array))
             offset += array.nbytes
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as file:
-            file.write(_HEAD.pack(_MAGIC, STORE_VERSION, len(arrays)))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        tmp = Path(tmp)
+        os.chmod(tmp, 0o644)   # mkstemp's 0600 would hide the store from other users
+        try:
+            self._write(os.fdopen(handle, "wb"), entries, layout, len(arrays))
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
+
+    @staticmethod
+    def _write(file, entries, layout, count):
+        with file:
+            file.write(_HEAD.pack(_MAGIC, STORE_VERSION, count))
             file.write(b"".join(entries))
             for start, array in layout:
                 file.write(b"\0" * (start - file.tell()))
@@ -302,8 +316,6 @@ class TraceStore:
                 step = max(1, (64 << 20) // max(1, array.itemsize))
                 file.writelines(np.ascontiguousarray(flat[first:first + step]).tobytes()
                                 for first in range(0, len(flat), step))
-        tmp.replace(path)
-        return path
 
     @classmethod
     def load(cls, path, mmap: bool = True) -> TraceStore:
@@ -326,19 +338,33 @@ class TraceStore:
         if version != STORE_VERSION:
             raise TraceError(f"{path}: trace store version {version}, this reader knows "
                              f"version {STORE_VERSION}; convert the traces again")
-        arrays = {}
-        for index in range(count):
-            name, dtype, ndim, d0, d1, d2, offset = _ENTRY.unpack_from(
-                buffer, _HEAD.size + index * _ENTRY.size)
-            shape = (d0, d1, d2)[:ndim]
-            dtype = np.dtype(dtype.rstrip(b"\0").decode())
-            items = int(np.prod(shape, dtype=np.int64))
-            arrays[name.rstrip(b"\0").decode()] = np.frombuffer(
-                buffer, dtype, count=items, offset=offset if items else 0).reshape(shape)
+        arrays = _read_directory(buffer, count, path)
+        if arrays["meta"].shape != (4,):
+            raise TraceError(f"{path}: damaged store: meta holds {arrays['meta'].size} values, "
+                             "expected 4")
         num_layers, top_k, num_experts, cap = (int(v) for v in arrays["meta"])
         if cap != ITERATION_CAP:
             raise TraceError(f"{path}: store written with an iteration cap of {cap}, this "
                              f"reader replays {ITERATION_CAP}")
+        try:
+            return cls._from_arrays(arrays, num_layers, top_k, num_experts)
+        except (ValueError, IndexError, KeyError, TypeError, UnicodeDecodeError) as error:
+            if isinstance(error, TraceError):
+                raise TraceError(f"{path}: damaged store: {error}") from None
+            raise TraceError(f"{path}: damaged store ({type(error).__name__}: {error}); "
+                             "convert the traces again") from None
+
+    @classmethod
+    def _from_arrays(cls, arrays, num_layers, top_k, num_experts):
+        """The store of validated directory ``arrays``; ids checked against the offsets."""
+        for name in ("request_ids_off", "source_paths_off"):
+            offsets, blob = arrays[name], arrays[name.removesuffix("_off")]
+            if (offsets.ndim != 1 or len(offsets) == 0 or offsets[0] != 0
+                    or np.any(np.diff(offsets) < 0) or offsets[-1] != len(blob)):
+                raise TraceError(f"{name} are not ascending offsets into {len(blob)} bytes")
+        if not 0 < num_experts <= 65536 or top_k <= 0 or num_layers <= 0:
+            raise TraceError(f"meta (layers {num_layers}, top-k {top_k}, experts "
+                             f"{num_experts}) out of range")
         return cls(model=bytes(arrays["model"]).decode(), num_layers=num_layers,
                    moe_layers=arrays["moe_layers"], top_k=top_k, num_experts=num_experts,
                    request_ids=_blob_to_strings(arrays["request_ids"], arrays["request_ids_off"]),
@@ -348,6 +374,52 @@ class TraceStore:
                    token_offset=arrays["token_offset"], ids=arrays["ids"],
                    cut_len=arrays["cut_len"], cut_offset=arrays["cut_offset"],
                    cut_ids=arrays["cut_ids"], notes=bytes(arrays["notes"]).decode())
+
+
+#: The arrays a version-1 store holds, and the dtype kinds each may have.
+_REQUIRED = {"meta": "i", "model": "u", "notes": "u", "moe_layers": "i", "request_ids": "u",
+             "request_ids_off": "i", "source_paths": "u", "source_paths_off": "i",
+             "prefill_len": "i", "decode_len": "i", "token_offset": "i", "ids": "u",
+             "cut_len": "i", "cut_offset": "i", "cut_ids": "u"}
+
+
+def _read_directory(buffer, count: int, path) -> dict:
+    """The arrays of a store's directory, each checked to lie inside the file.
+
+    Raises
+    ------
+    TraceError
+        A directory entry outside the file, an unknown dtype, a negative dimension, an array
+        past the end of the file, or a missing array.
+    """
+    if not 0 < count <= 64 or _HEAD.size + count * _ENTRY.size > len(buffer):
+        raise TraceError(f"{path}: damaged store: directory of {count} arrays does not fit "
+                         f"the file's {len(buffer)} bytes")
+    arrays = {}
+    for index in range(count):
+        name, dtype, ndim, d0, d1, d2, offset = _ENTRY.unpack_from(
+            buffer, _HEAD.size + index * _ENTRY.size)
+        name = name.rstrip(b"\0").decode("ascii", "replace")
+        try:
+            dtype = np.dtype(dtype.rstrip(b"\0").decode("ascii"))
+        except (TypeError, ValueError, UnicodeDecodeError):
+            raise TraceError(f"{path}: damaged store: array {name!r} has dtype "
+                             f"{dtype!r}") from None
+        shape = (d0, d1, d2)[:ndim]
+        if not 1 <= ndim <= 3 or min(shape) < 0 or dtype.kind != _REQUIRED.get(name, dtype.kind):
+            raise TraceError(f"{path}: damaged store: array {name!r} has shape {shape} and "
+                             f"dtype {dtype}")
+        items = int(np.prod(shape, dtype=np.int64))
+        if items and (offset < 0 or offset + items * dtype.itemsize > len(buffer)):
+            raise TraceError(f"{path}: damaged store: array {name!r} ({items * dtype.itemsize} "
+                             f"bytes at offset {offset}) runs past the end of the file "
+                             f"({len(buffer)} bytes); the file is truncated")
+        arrays[name] = np.frombuffer(buffer, dtype, count=items,
+                                     offset=offset if items else 0).reshape(shape)
+    missing = sorted(set(_REQUIRED) - set(arrays))
+    if missing:
+        raise TraceError(f"{path}: damaged store: no {', '.join(missing)} array")
+    return arrays
 
 
 def is_store_file(path) -> bool:
