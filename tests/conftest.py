@@ -42,11 +42,6 @@ def reference_dir() -> Path:
 
 #: Long tests in files owned by other areas, treated as ``slow`` until their owners mark them
 #: with ``@pytest.mark.slow`` (85 s measured under load on the shared two-core machine).
-SLOW_ELSEWHERE = {
-    "tests/test_rtl_allocator.py::test_real_trace_window_allocator_and_predictor_equal_the_twins",
-}
-
-
 def pytest_collection_modifyitems(config, items):
     """Skip tests marked ``slow`` unless ``HWMODEL_SLOW=1`` (``.ci/run`` sets it).
 
@@ -57,7 +52,7 @@ def pytest_collection_modifyitems(config, items):
         return
     skip = pytest.mark.skip(reason="slow: set HWMODEL_SLOW=1 to run (.ci/run does)")
     for item in items:
-        if "slow" in item.keywords or item.nodeid in SLOW_ELSEWHERE:
+        if "slow" in item.keywords:
             item.add_marker(skip)
 
 

@@ -120,6 +120,7 @@ def test_allocator_rejects_float_rom_and_presence_without_home():
                            block_size=1, presence=[[1, 1, 4]])
 
 
+@pytest.mark.slow
 def test_real_trace_window_allocator_and_predictor_equal_the_twins(llama4_traces):
     """Decode iterations 1 and 2 of all 24 MoE layers of the shared Llama-4 trace on tsmc-sow
     (3 x 8): RTL allocator plans == twin plans, RTL predictor bits == twin/replay bits."""
