@@ -1,0 +1,67 @@
+"""Trace stores of a sweep, built once and cached by content.
+
+A trace spec (model, source or synthesis seed, request count) is turned into a binary store file
+under the cache folder the first time it is needed; later runs and later sweeps memory-map the
+same file. Each store is named by the SHA-256 of its spec and identified in results by the
+SHA-256 of its bytes (the trace content hash), so a changed source gives a new store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from .grid import TraceSpec
+
+__all__ = ["file_sha256", "trace_store"]
+
+
+def file_sha256(path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _spec_key(spec: TraceSpec) -> str:
+    from .. import __version__
+    source = None
+    if spec.path is not None:
+        # a source changed in place (same path) must not reuse the old store
+        stat = Path(spec.path).stat()
+        source = [str(Path(spec.path).resolve()), stat.st_size, stat.st_mtime_ns]
+    text = json.dumps({"model": spec.model, "batch": spec.batch, "seed": spec.seed,
+                       "source": source, "hwmodel": __version__}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _build(spec: TraceSpec):
+    from ..traces import open_batch
+    from ..traces.synth import synthesize
+    if spec.path is None:
+        return synthesize(None, model=spec.model, requests=spec.batch, seed=spec.seed)
+    return open_batch(spec.path, model=spec.model, limit=spec.batch)
+
+
+def trace_store(spec: TraceSpec, cache_dir) -> tuple[Path, str]:
+    """The cached store file of ``spec`` (built if absent) and its content hash.
+
+    The file and its ``.sha256`` are written under temporary names and renamed, so an
+    interrupted build leaves nothing that a later sweep would take for complete.
+    """
+    cache = Path(cache_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    key = _spec_key(spec)
+    path, digest_file = cache / f"{key}.store", cache / f"{key}.sha256"
+    if not (path.is_file() and digest_file.is_file()):
+        partial = cache / f"{key}.{os.getpid()}.partial.store"
+        _build(spec).save(partial)
+        digest = file_sha256(partial)
+        os.replace(partial, path)
+        (cache / f"{key}.{os.getpid()}.partial").write_text(digest + "\n")
+        os.replace(cache / f"{key}.{os.getpid()}.partial", digest_file)
+    return path, digest_file.read_text().strip()
