@@ -59,8 +59,10 @@ def prepare(grid: Grid, cache_dir, log=None) -> list[dict]:
         path, digest = stores[run.trace]
         inputs = _inputs(run, path, digest)
         text = json.dumps(inputs, sort_keys=True)
+        # results name a wafer by its own name, not by where its YAML happened to be
         tasks.append({"key": hashlib.sha256(text.encode()).hexdigest(), "inputs": text,
-                      "store": str(path), "model": run.trace.model, "wafer": run.wafer,
+                      "store": str(path), "model": run.trace.model,
+                      "wafer": inputs["wafer"]["name"], "wafer_source": run.wafer,
                       "strategy": run.strategy, "params": json.dumps(run.params_dict(),
                                                                     sort_keys=True),
                       "trace": run.trace.label(), "trace_sha256": digest,
@@ -76,7 +78,7 @@ def _replay(task):
     from ..topologies.wafer import build_wafer
     from ..traces import TraceStore
     params = from_dict(ReplayParams, json.loads(task["params"]), path="sweep.params")
-    replay = Replay(wafer=build_wafer(load_wafer(task["wafer"])),
+    replay = Replay(wafer=build_wafer(load_wafer(task["wafer_source"])),
                     model=load_model(task["model"]), store=TraceStore.load(task["store"]),
                     params=params)
     return replay.run(task["strategy"])
@@ -160,10 +162,13 @@ def _on_pool(tasks, jobs, commit):
     pool.shutdown()
 
 
-def _on_ray(tasks, address, commit):
+def _on_ray(tasks, address, jobs, commit):
     import ray
-    ray.init(address=address, include_dashboard=False, log_to_driver=False,
-             ignore_reinit_error=True)
+    options = {}
+    if address == "local":
+        # a cluster started for this sweep alone, sized like the process pool
+        options = {"num_cpus": jobs}
+    ray.init(address=address, include_dashboard=False, log_to_driver=False, **options)
     remote = ray.remote(num_cpus=1)(execute_run)
     try:
         pending = [remote.remote(t) for t in _heaviest_first(tasks)]
@@ -217,10 +222,11 @@ def run_sweep(grid: Grid, results, cache_dir, *, jobs: int | None = None,
                 failures.append((f"{record['trace']} {record['wafer']} {record['strategy']}",
                                  record["error"]))
 
+        jobs = jobs or os.cpu_count() or 1
         if todo and ray_address:
-            _on_ray(todo, ray_address, commit)
+            _on_ray(todo, ray_address, jobs, commit)
         elif todo:
-            _on_pool(todo, jobs or os.cpu_count() or 1, commit)
+            _on_pool(todo, jobs, commit)
     return SweepOutcome(len(tasks), len(tasks) - len(todo), len(todo), failures)
 
 
