@@ -78,3 +78,14 @@ def test_cli_bad_grid_is_one_line_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "sweep.batches" in err and "'four'" in err
     assert not (tmp_path / "r.sqlite").exists()
+
+
+def test_trace_entries_synth_like_and_paths(tmp_path):
+    (tmp_path / "t.store").write_bytes(b"")
+    grid = _grid(traces=["synth", {"synth_like": str(tmp_path / "t.store")},
+                         str(tmp_path / "t.store")])
+    specs = [(r.trace.path, r.trace.like) for r in grid.runs]
+    assert specs == [(None, None), (None, str(tmp_path / "t.store")),
+                     (str(tmp_path / "t.store"), None)]
+    with pytest.raises(ConfigError, match=r"sweep.traces.synth_like: no trace source"):
+        _grid(traces=[{"synth_like": "nowhere"}])

@@ -27,15 +27,19 @@ def file_sha256(path) -> str:
     return digest.hexdigest()
 
 
+def _identity(path: str | None):
+    # a source changed in place (same path) must not reuse the old store
+    if path is None:
+        return None
+    stat = Path(path).stat()
+    return [str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns]
+
+
 def _spec_key(spec: TraceSpec) -> str:
     from .. import __version__
-    source = None
-    if spec.path is not None:
-        # a source changed in place (same path) must not reuse the old store
-        stat = Path(spec.path).stat()
-        source = [str(Path(spec.path).resolve()), stat.st_size, stat.st_mtime_ns]
     text = json.dumps({"model": spec.model, "batch": spec.batch, "seed": spec.seed,
-                       "source": source, "hwmodel": __version__}, sort_keys=True)
+                       "source": _identity(spec.path), "like": _identity(spec.like),
+                       "hwmodel": __version__}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
@@ -43,7 +47,8 @@ def _build(spec: TraceSpec):
     from ..traces import open_batch
     from ..traces.synth import synthesize
     if spec.path is None:
-        return synthesize(None, model=spec.model, requests=spec.batch, seed=spec.seed)
+        like = open_batch(spec.like) if spec.like else None
+        return synthesize(like, model=spec.model, requests=spec.batch, seed=spec.seed)
     return open_batch(spec.path, model=spec.model, limit=spec.batch)
 
 

@@ -22,7 +22,8 @@ _KEYS = ("models", "traces", "batches", "wafers", "strategies", "params", "seed"
 
 @attrs.frozen
 class TraceSpec:
-    """Where a run's requests come from: a trace ``path`` or, with ``path=None``, synthesis.
+    """Where a run's requests come from: a trace ``path`` or, with ``path=None``, synthesis
+    (built in, or fitted to the trace at ``like`` and reshaped to the model).
 
     ``batch`` is the request count: synthesised requests, or the first requests of the file.
     """
@@ -31,9 +32,15 @@ class TraceSpec:
     batch: int
     path: str | None = None
     seed: int = 0
+    like: str | None = None
 
     def label(self) -> str:
-        source = f"synth(seed={self.seed})" if self.path is None else self.path
+        if self.path is not None:
+            source = self.path
+        elif self.like is not None:
+            source = f"synth(like={self.like},seed={self.seed})"
+        else:
+            source = f"synth(seed={self.seed})"
         return f"{self.model}/{source}/{self.batch}"
 
 
@@ -75,20 +82,28 @@ def _positive_ints(values, key, where) -> list[int]:
     return list(values)
 
 
-def _trace_sources(section, where, base: Path) -> list[str | None]:
-    """Each entry is ``synth`` (synthesised batch) or a path (relative to the grid file)."""
+def _existing(entry, base: Path, key: str, where) -> str:
+    path = Path(entry) if Path(entry).is_absolute() else base / entry
+    if not path.exists():
+        raise ConfigError(key, f"no trace source at {str(path)!r}", where)
+    return str(path)
+
+
+def _trace_sources(section, where, base: Path) -> list[tuple[str | None, str | None]]:
+    """(path, like) per entry: ``synth`` (built-in synthesis), ``{synth_like: SOURCE}``
+    (synthesis fitted to a trace) or a trace source path (relative to the grid file)."""
     sources = []
     for entry in _list(section, "traces", where, default=["synth"]):
         if entry == "synth":
-            sources.append(None)
+            sources.append((None, None))
+        elif isinstance(entry, dict) and list(entry) == ["synth_like"]:
+            like = _existing(str(entry["synth_like"]), base, "sweep.traces.synth_like", where)
+            sources.append((None, like))
         elif isinstance(entry, str) and entry:
-            path = Path(entry) if Path(entry).is_absolute() else base / entry
-            if not path.exists():
-                raise ConfigError("sweep.traces", f"no trace source at {str(path)!r}", where)
-            sources.append(str(path))
+            sources.append((_existing(entry, base, "sweep.traces", where), None))
         else:
-            raise ConfigError("sweep.traces", f"expected 'synth' or a path, not {entry!r}",
-                              where)
+            raise ConfigError("sweep.traces", f"expected 'synth', {{synth_like: SOURCE}} or a "
+                              f"trace source path, not {entry!r}", where)
     return sources
 
 
@@ -153,8 +168,8 @@ def parse_grid(data, where: str = "<grid>", base: Path | str = ".") -> Grid:
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError("sweep.seed", f"expected an integer >= 0, not {seed!r}", where)
     combos = _param_axes(section, where)
-    runs = tuple(Run(TraceSpec(model, batch, source, seed), wafer, strategy, combo)
-                 for model in models for source in sources for batch in batches
+    runs = tuple(Run(TraceSpec(model, batch, path, seed, like), wafer, strategy, combo)
+                 for model in models for path, like in sources for batch in batches
                  for wafer in wafers for combo in combos for strategy in strategies)
     return Grid(runs=runs, source=where)
 
