@@ -152,7 +152,8 @@ def _ratio_bars(runs, ratios, path, title, log=False) -> Path:
     if log:
         ax.set_yscale("log")
     ax.set_title(title)
-    ax.legend(fontsize=8, ncol=len(strategies))
+    if strategies:
+        ax.legend(fontsize=8, ncol=len(strategies))
     return _save(fig, path)
 
 
