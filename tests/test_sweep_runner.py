@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from hwmodel.sweep import ResultsStore, load_grid, parse_grid, run_sweep
-from hwmodel.sweep.runner import Progress, execute_run, prepare
+from hwmodel.sweep import ResultsStore, load_grid, run_sweep
+from hwmodel.sweep.runner import Progress, prepare
 
 GRID = """sweep:
   models: [llama4-maverick]

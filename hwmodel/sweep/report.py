@@ -290,8 +290,8 @@ pre{white-space:pre-wrap}.far{background:#fde2e2}.near{background:#e2f5e2}"""
 
 FIGURES = (
     ("fig12.png", "Fig. 12: throughput over base", fig12,
-     "Published (SPEC section 7): allo+pred 6.63x on average (DeepSeek 7.0, Kimi 8.2, "
-     "Llama-4 7.3, Qwen 4.1; dojo 6.0, tsmc-sow 7.5), allo 6.3x, pred 3.0x."),
+     ("Published (SPEC section 7): allo+pred 6.63x on average (DeepSeek 7.0, Kimi 8.2, "
+     "Llama-4 7.3, Qwen 4.1; dojo 6.0, tsmc-sow 7.5), allo 6.3x, pred 3.0x.")),
     ("hops.png", "Hop reduction over base", hop_reduction,
      "Published: pred 4.5x, allo 142x, allo+pred more than 213x."),
     ("fig14.png", "Fig. 14: DRAM reads and writes by kind", fig14,
@@ -299,8 +299,8 @@ FIGURES = (
     ("batch.png", "Scaling with batch size", batch_scaling,
      "Published: allo+pred is 1.44x ep at batch 16384 and about equal to ep at 4096."),
     ("links.png", "Link heat maps", link_heat_maps,
-     "Bytes carried per D2D link (GiB) in base, ep and allo+pred, one colour scale per "
-     "mesh, largest batch of the first model on each mesh."),
+     ("Bytes carried per D2D link (GiB) in base, ep and allo+pred, one colour scale per "
+     "mesh, largest batch of the first model on each mesh.")),
 )
 
 _NOT_DRAWN = {"batch.png": "the results hold a single batch size",
@@ -314,8 +314,8 @@ def _fmt(value) -> str:
 
 
 def _comparison_table(runs) -> str:
-    lines = ["<table><tr><th>quantity</th><th>published</th><th>measured</th>"
-             "<th>measured / published</th></tr>"]
+    lines = [("<table><tr><th>quantity</th><th>published</th><th>measured</th>"
+             "<th>measured / published</th></tr>")]
     for label, published, measured in comparisons(runs):
         ratio = measured / published if measured is not None else None
         css = "" if ratio is None else (" class='near'" if 0.8 <= ratio <= 1.25 else
@@ -336,8 +336,8 @@ def _runs_table(runs) -> str:
 def _provenance(results, ok, failed, sweeps, command) -> str:
     versions = json.loads(sweeps[-1]["versions"]) if sweeps else {}
     made = sorted({s["command"] for s in sweeps if s["command"]})
-    items = [f"<li>results store <code>{html.escape(str(results))}</code>: {len(ok)} runs "
-             f"succeeded, {len(failed)} failed</li>",
+    items = [(f"<li>results store <code>{html.escape(str(results))}</code>: {len(ok)} runs "
+             f"succeeded, {len(failed)} failed</li>"),
              "<li>made by " + ", ".join(f"<code>{html.escape(c)}</code>" for c in made)
              + "</li>" if made else "",
              f"<li>this report: <code>{html.escape(command)}</code></li>",

@@ -18,7 +18,7 @@ import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .cache import trace_store
 from .grid import Grid
@@ -105,7 +105,7 @@ def execute_run(task: dict) -> tuple[dict, dict]:
             # ru_maxrss is in KiB on Linux: the worker process's peak up to this run's end
             "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             "worker": f"{socket.gethostname()}:{os.getpid()}",
-            "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            "finished_utc": datetime.now(UTC).isoformat(timespec="seconds")}
     return record, cost
 
 
@@ -187,8 +187,8 @@ class SweepOutcome:
         self.failures = failures  # list of (what, error)
 
     def summary(self) -> str:
-        lines = [f"{self.total} runs in the grid: {self.skipped} already stored, "
-                 f"{self.executed} executed, {len(self.failures)} failed"]
+        lines = [(f"{self.total} runs in the grid: {self.skipped} already stored, "
+                 f"{self.executed} executed, {len(self.failures)} failed")]
         lines += [f"  failed: {what}: {error}" for what, error in self.failures]
         return "\n".join(lines)
 
@@ -210,7 +210,7 @@ def run_sweep(grid: Grid, results, cache_dir, *, jobs: int | None = None,
     tasks = prepare(grid, cache_dir, log=log)
     with ResultsStore(results) as store:
         todo = _select(tasks, store.status(), force, retry_failed)
-        store.record_sweep(datetime.now(timezone.utc).isoformat(timespec="seconds"), command,
+        store.record_sweep(datetime.now(UTC).isoformat(timespec="seconds"), command,
                            grid.source, _versions())
         progress = Progress(len(todo), log)
         failures = []
