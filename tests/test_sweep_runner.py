@@ -156,6 +156,26 @@ def test_interrupted_sweep_resumes_with_only_missing_runs(reference, tmp_path):
     assert _rows(results) == _rows(reference / "r.sqlite")
 
 
+def test_killed_worker_loses_only_its_run(reference, tmp_path):
+    grid = _write_grid(tmp_path)
+    results = tmp_path / "r.sqlite"
+    process = _cli("sweep", str(grid), "-o", str(results), "--jobs", "1")
+    deadline = time.monotonic() + 120
+    while _stored(results) < 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+    os.kill(int(children[-1]), signal.SIGKILL)  # the pool's worker, as the OOM killer would
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 1, err
+    assert "Traceback" not in err and "worker process died" in err
+    done = _stored(results)
+    assert 1 <= done < RUNS
+    rerun = _cli("sweep", str(grid), "-o", str(results), "--jobs", "1", "--quiet")
+    out, err = rerun.communicate(timeout=300)
+    assert f"{done} already stored, {RUNS - done} executed, 0 failed" in out, err
+    assert _rows(results) == _rows(reference / "r.sqlite")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -6,6 +6,7 @@ import argparse
 import os
 import shlex
 import sys
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 __all__ = ["register"]
@@ -29,6 +30,10 @@ def _main(args) -> int:
         print(f"hwmodel sweep: interrupted; finished runs are in {out}, rerun the same "
               f"command to do the rest", file=sys.stderr)
         return 130
+    except BrokenProcessPool:
+        print(f"hwmodel sweep: a worker process died (killed, or out of memory); finished "
+              f"runs are in {out}, rerun the same command to do the rest", file=sys.stderr)
+        return 1
     print(outcome.summary())
     print(f"results: {out}")
     return 1 if outcome.failures else 0
