@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import shlex
-import sys
 
 __all__ = ["register"]
 
 
 def _main(args) -> int:
     from ..sweep.report import write_report
-    command = shlex.join(["hwmodel", *sys.argv[1:]]) if sys.argv[1:2] == ["report"] else \
-        shlex.join(["hwmodel", "report", args.results, "-o", args.out])
+    command = shlex.join(["hwmodel", "report", args.results, "-o", args.out])
     for path in write_report(args.results, args.out, command=command):
         print(f"wrote {path}")
     return 0
@@ -24,8 +21,7 @@ def register(subparsers) -> None:
         "report", help="write the HTML reproduction report (and PNGs) of a sweep's results",
         description="Fig. 12 (throughput over base), hop reduction, Fig. 14 (DRAM by kind), "
                     "scaling with batch size and link heat maps from a results store of "
-                    "'hwmodel sweep', each beside the published numbers (SPEC section 7).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    "'hwmodel sweep', each beside the published numbers (SPEC section 7).")
     p.add_argument("results", help="SQLite results store written by 'hwmodel sweep'")
-    p.add_argument("-o", "--out", default="report", help="folder for report.html and PNGs")
+    p.add_argument("-o", "--out", default="report", help="folder for report.html and PNGs (default: report)")
     p.set_defaults(func=_main)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import shlex
 import sys
@@ -21,7 +20,10 @@ def _main(args) -> int:
     if out.exists() and not out.is_file():
         raise ValueError(f"--out: {str(out)!r} exists and is not a results file")
     cache = Path(args.cache) if args.cache else out.parent / "trace-cache"
-    command = shlex.join(["hwmodel", *sys.argv[1:]])
+    command = shlex.join(["hwmodel", "sweep", args.grid, "-o", str(out)]
+                         + [flag for flag, on in (("--force", args.force),
+                                                  ("--retry-failed", args.retry_failed)) if on]
+                         + (["--ray", args.ray] if args.ray else []))
     try:
         outcome = run_sweep(grid, out, cache, jobs=args.jobs, ray_address=args.ray,
                             force=args.force, retry_failed=args.retry_failed, command=command,
@@ -46,17 +48,17 @@ def register(subparsers) -> None:
                       "strategies) into a resumable SQLite results store",
         description="Expand GRID.yaml into runs, build each trace store once (cached by "
                     "content), run what the results store lacks on a local process pool or "
-                    "on Ray, committing each run as it ends. Exit code 1 if a run failed.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    "on Ray, committing each run as it ends. Exit code 1 if a run failed.")
     p.add_argument("grid", help="grid YAML with a top-level 'sweep:' mapping (docs/sweep.md)")
-    p.add_argument("-o", "--out", default="sweep/results.sqlite", help="SQLite results store")
+    p.add_argument("-o", "--out", default="sweep/results.sqlite", help="SQLite results store (default: sweep/results.sqlite)")
     p.add_argument("--cache", default=None,
                    help="trace-store cache folder (default: trace-cache beside --out)")
     p.add_argument("--jobs", type=int, default=None,
                    help=f"local worker processes (default: all {os.cpu_count()} cores)")
     p.add_argument("--ray", default=None, metavar="auto|ADDRESS",
                    help="run on a Ray cluster: 'auto' (the running one), 'local' (start one) "
-                        "or an address such as 10.0.0.1:6379; needs hwmodel[ray]")
+                        "or an address such as 10.0.0.1:6379; needs hwmodel[ray] (default: "
+                        "the local process pool)")
     p.add_argument("--force", action="store_true", help="rerun runs already stored")
     p.add_argument("--retry-failed", action="store_true", help="rerun runs stored as failed")
     p.add_argument("--quiet", action="store_true", help="no progress lines")

@@ -32,7 +32,7 @@ def _version() -> str:
     return __version__
 
 
-def _inputs(run, store_path, trace_sha256) -> dict:
+def _inputs(run, trace_sha256) -> dict:
     """Every input of a run, as plain data: what its key hashes."""
     from ..config import from_dict, to_dict
     from ..models import load_model
@@ -57,7 +57,7 @@ def prepare(grid: Grid, cache_dir, log=None) -> list[dict]:
                 print(f"trace store: {run.trace.label()}", file=log, flush=True)
             stores[run.trace] = trace_store(run.trace, cache_dir)
         path, digest = stores[run.trace]
-        inputs = _inputs(run, path, digest)
+        inputs = _inputs(run, digest)
         text = json.dumps(inputs, sort_keys=True)
         # results name a wafer by its own name, not by where its YAML happened to be
         tasks.append({"key": hashlib.sha256(text.encode()).hexdigest(), "inputs": text,
