@@ -162,7 +162,7 @@ def _on_pool(tasks, jobs, commit):
     pool.shutdown()
 
 
-def _on_ray(tasks, address, jobs, commit):
+def _on_ray(tasks, address, jobs, commit, log):
     import ray
     options = {}
     if address == "local":
@@ -171,10 +171,18 @@ def _on_ray(tasks, address, jobs, commit):
     ray.init(address=address, include_dashboard=False, log_to_driver=False, **options)
     remote = ray.remote(num_cpus=1)(execute_run)
     try:
-        pending = [remote.remote(t) for t in _heaviest_first(tasks)]
+        pending = {remote.remote(t): t for t in _heaviest_first(tasks)}
         while pending:
-            finished, pending = ray.wait(pending, num_returns=1)
-            commit(*ray.get(finished[0]))
+            finished, _ = ray.wait(list(pending), num_returns=1)
+            task = pending.pop(finished[0])
+            try:
+                commit(*ray.get(finished[0]))
+            except ray.exceptions.RayError as error:
+                # a worker or node lost beyond Ray's retries: the run stays missing, so the
+                # next sweep does it; the others go on
+                if log:
+                    print(f"lost on Ray (not stored): {task['trace']} {task['wafer']} "
+                          f"{task['strategy']}: {type(error).__name__}", file=log, flush=True)
     finally:
         ray.shutdown()
 
@@ -224,7 +232,7 @@ def run_sweep(grid: Grid, results, cache_dir, *, jobs: int | None = None,
 
         jobs = jobs or os.cpu_count() or 1
         if todo and ray_address:
-            _on_ray(todo, ray_address, jobs, commit)
+            _on_ray(todo, ray_address, jobs, commit, log)
         elif todo:
             _on_pool(todo, jobs, commit)
     return SweepOutcome(len(tasks), len(tasks) - len(todo), len(todo), failures)
