@@ -63,10 +63,14 @@ def trace_store(spec: TraceSpec, cache_dir) -> tuple[Path, str]:
     key = _spec_key(spec)
     path, digest_file = cache / f"{key}.store", cache / f"{key}.sha256"
     if not (path.is_file() and digest_file.is_file()):
-        partial = cache / f"{key}.{os.getpid()}.partial.store"
-        _build(spec).save(partial)
-        digest = file_sha256(partial)
-        os.replace(partial, path)
-        (cache / f"{key}.{os.getpid()}.partial").write_text(digest + "\n")
-        os.replace(cache / f"{key}.{os.getpid()}.partial", digest_file)
+        partial = cache / f"{key}.{os.getpid()}.partial"
+        try:
+            _build(spec).save(partial.with_suffix(".store"))
+            digest = file_sha256(partial.with_suffix(".store"))
+            os.replace(partial.with_suffix(".store"), path)
+            partial.write_text(digest + "\n")
+            os.replace(partial, digest_file)
+        finally:  # an interrupted build leaves no partial file behind
+            partial.unlink(missing_ok=True)
+            partial.with_suffix(".store").unlink(missing_ok=True)
     return path, digest_file.read_text().strip()
