@@ -88,14 +88,16 @@ def test_same_results_give_the_same_report_bytes(results, tmp_path):
     assert first == second
 
 
-def test_single_batch_says_why_scaling_is_not_drawn(tmp_path):
+def test_partial_results_say_why_a_figure_is_not_drawn(tmp_path):
     path = tmp_path / "r.sqlite"
-    with ResultsStore(path) as store:
+    with ResultsStore(path) as store:  # one batch size; base and pred in different scenarios
         _put(store, "qwen3-235b", "dojo", 64, "base", 10.0, 5)
-    files = write_report(path, tmp_path / "out")
-    assert "batch.png" not in [f.name for f in files]
-    assert "Not drawn: the results hold a single batch size" in \
-        (tmp_path / "out" / "report.html").read_text()
+        _put(store, "qwen3-235b", "tsmc-sow", 64, "pred", 10.0, 5)
+    files = [f.name for f in write_report(path, tmp_path / "out")]
+    assert files == ["fig14.png", "links.png", "report.html"]
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "Not drawn: the results hold a single batch size" in page
+    assert page.count("Not drawn: no scenario has both a base run and another strategy") == 2
 
 
 def test_cli_bad_results_is_one_line_exit_2(tmp_path, capsys):

@@ -133,10 +133,13 @@ def _save(fig, path) -> Path:
     return Path(path)
 
 
-def _ratio_bars(runs, ratios, path, title, log=False) -> Path:
-    """Grouped bars: one group per (model, mesh) plus 'average', one bar per strategy."""
+def _ratio_bars(runs, ratios, path, title, log=False) -> Path | None:
+    """Grouped bars: one group per (model, mesh) plus 'average', one bar per strategy; None
+    when no scenario has a base run and another strategy."""
+    strategies = [s for s in _strategies(runs) if s != "base" and ratios.get(s)]
+    if not strategies:
+        return None
     plt = _pyplot()
-    strategies = [s for s in _strategies(runs) if s != "base"]
     groups = sorted({(r["model"], r["wafer"]) for s in strategies for r, _ in ratios[s]})
     labels = [f"{MODEL_LABELS.get(m, m)}\n{w}" for m, w in groups] + ["average"]
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(labels)), 3.6))
@@ -152,8 +155,7 @@ def _ratio_bars(runs, ratios, path, title, log=False) -> Path:
     if log:
         ax.set_yscale("log")
     ax.set_title(title)
-    if strategies:
-        ax.legend(fontsize=8, ncol=len(strategies))
+    ax.legend(fontsize=8, ncol=len(strategies))
     return _save(fig, path)
 
 
@@ -304,7 +306,9 @@ FIGURES = (
 )
 
 _NOT_DRAWN = {"batch.png": "the results hold a single batch size",
-              "links.png": "no scenario has a base run"}
+              "links.png": "no scenario has a base run",
+              "fig12.png": "no scenario has both a base run and another strategy",
+              "hops.png": "no scenario has both a base run and another strategy"}
 
 
 def _fmt(value) -> str:
