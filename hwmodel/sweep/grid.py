@@ -107,18 +107,24 @@ def _trace_sources(section, where, base: Path) -> list[tuple[str | None, str | N
     return sources
 
 
+def _preset_or_path(name, base: Path) -> str:
+    """A preset name as is; a YAML file relative to the grid file's folder."""
+    name = str(name)
+    if name.endswith((".yaml", ".yml")) and not Path(name).is_absolute():
+        return str(base / name)
+    return name
+
+
 def _check_names(section, where, base: Path):
     from ..models import load_model
     from ..params import load_wafer
     from ..system import STRATEGIES
-    models = [str(m) for m in _list(section, "models", where)]
+    models = [_preset_or_path(m, base) for m in _list(section, "models", where)]
     for name in models:
         load_model(name)
-    wafers = []
-    for name in _list(section, "wafers", where):
-        path = base / str(name)
-        wafers.append(str(path) if str(name).endswith((".yaml", ".yml")) else str(name))
-        load_wafer(wafers[-1])
+    wafers = [_preset_or_path(w, base) for w in _list(section, "wafers", where)]
+    for name in wafers:
+        load_wafer(name)
     strategies = [str(s) for s in _list(section, "strategies", where, default=list(STRATEGIES))]
     for s in strategies:
         if s not in STRATEGIES:
