@@ -125,8 +125,9 @@ def _strategies(runs) -> list[str]:
     return [s for s in ORDER if s in present]
 
 
-def _save(fig, path) -> Path:
-    fig.tight_layout()
+def _save(fig, path, legend_below: bool = False) -> Path:
+    # a legend below the panels needs a strip kept free at the bottom
+    fig.tight_layout(rect=(0, 0.08 if legend_below else 0, 1, 1))
     # no timestamps in the PNG, so that the same results give the same bytes
     fig.savefig(path, dpi=110, metadata={"Software": None})
     _pyplot().close(fig)
@@ -142,7 +143,7 @@ def _ratio_bars(runs, ratios, path, title, log=False) -> Path | None:
     plt = _pyplot()
     groups = sorted({(r["model"], r["wafer"]) for s in strategies for r, _ in ratios[s]})
     labels = [f"{MODEL_LABELS.get(m, m)}\n{w}" for m, w in groups] + ["average"]
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(labels)), 3.6))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(labels)), 3.9))
     width = 0.8 / max(1, len(strategies))
     for i, strategy in enumerate(strategies):
         values = [mean([v for r, v in ratios[strategy] if (r["model"], r["wafer"]) == g] or [0])
@@ -155,8 +156,10 @@ def _ratio_bars(runs, ratios, path, title, log=False) -> Path | None:
     if log:
         ax.set_yscale("log")
     ax.set_title(title)
-    ax.legend(fontsize=8, ncol=len(strategies))
-    return _save(fig, path)
+    # below the axes: inside, it hides the tallest bars
+    fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=len(strategies),
+               fontsize=8)
+    return _save(fig, path, legend_below=True)
 
 
 def fig12(runs, path) -> Path:
@@ -189,8 +192,7 @@ def fig14(runs, path) -> Path:
         ax.tick_params(axis="x", labelrotation=45, labelsize=8)
     fig.legend(*axes[0][0].get_legend_handles_labels(), loc="lower center", ncol=3,
                fontsize=8)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
-    return _save(fig, path)
+    return _save(fig, path, legend_below=True)
 
 
 def batch_scaling(runs, path) -> Path | None:
