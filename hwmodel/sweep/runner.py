@@ -1,0 +1,251 @@
+"""Execute a grid's runs on a local process pool or on Ray, committing each as it ends.
+
+:func:`prepare` builds (or finds in the cache) every trace store and gives each run its key, the
+SHA-256 of its full inputs; :func:`execute_run` is the unit of work, the same function on both
+back ends; :func:`run_sweep` skips the runs already in the results store, runs the rest and
+commits every result the moment it arrives, so an interruption loses only the runs in flight.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import resource
+import signal
+import socket
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from datetime import UTC, datetime
+
+from .cache import trace_store
+from .grid import Grid
+from .store import ResultsStore
+
+__all__ = ["Progress", "SweepOutcome", "execute_run", "prepare", "run_sweep"]
+
+
+def _version() -> str:
+    from .. import __version__
+    return __version__
+
+
+def _inputs(run, trace_sha256) -> dict:
+    """Every input of a run, as plain data: what its key hashes."""
+    from ..config import from_dict, to_dict
+    from ..models import load_model
+    from ..params import load_wafer
+    from ..system import ReplayParams
+    replay = from_dict(ReplayParams, run.params_dict(), path="sweep.params")
+    return {"model": to_dict(load_model(run.trace.model)),
+            "wafer": to_dict(load_wafer(run.wafer)),
+            "replay": to_dict(replay), "strategy": run.strategy,
+            "trace": {"label": run.trace.label(), "sha256": trace_sha256,
+                      "batch": run.trace.batch},
+            "hwmodel": _version()}
+
+
+def prepare(grid: Grid, cache_dir, log=None) -> list[dict]:
+    """The grid's tasks: per run its key, inputs and cached trace store (built if absent)."""
+    stores = {}
+    tasks = []
+    for run in grid.runs:
+        if run.trace not in stores:
+            if log:
+                print(f"trace store: {run.trace.label()}", file=log, flush=True)
+            stores[run.trace] = trace_store(run.trace, cache_dir)
+        path, digest = stores[run.trace]
+        inputs = _inputs(run, digest)
+        text = json.dumps(inputs, sort_keys=True)
+        # results name a wafer by its own name, not by where its YAML happened to be
+        tasks.append({"key": hashlib.sha256(text.encode()).hexdigest(), "inputs": text,
+                      "store": str(path), "model": run.trace.model,
+                      "wafer": inputs["wafer"]["name"], "wafer_source": run.wafer,
+                      "strategy": run.strategy, "params": json.dumps(run.params_dict(),
+                                                                    sort_keys=True),
+                      "trace": run.trace.label(), "trace_sha256": digest,
+                      "batch": run.trace.batch})
+    return tasks
+
+
+def _replay(task):
+    from ..config import from_dict
+    from ..models import load_model
+    from ..params import load_wafer
+    from ..system import Replay, ReplayParams
+    from ..topologies.wafer import build_wafer
+    from ..traces import TraceStore
+    params = from_dict(ReplayParams, json.loads(task["params"]), path="sweep.params")
+    replay = Replay(wafer=build_wafer(load_wafer(task["wafer_source"])),
+                    model=load_model(task["model"]), store=TraceStore.load(task["store"]),
+                    params=params)
+    return replay.run(task["strategy"])
+
+
+def execute_run(task: dict) -> tuple[dict, dict]:
+    """Run one task; returns its ``runs`` record and its ``costs`` record. Never raises for
+    a failing replay: the error is the record (one line, exception type first)."""
+    start = time.perf_counter()
+    record = {name: task[name] for name in ("key", "model", "trace", "trace_sha256", "batch",
+                                            "wafer", "strategy", "params", "inputs")}
+    record["hwmodel_version"] = _version()
+    try:
+        result = _replay(task)
+    except Exception as error:  # noqa: BLE001 - a failed run is recorded, the others go on
+        record.update(status="failed", error=f"{type(error).__name__}: {error}"[:2000])
+    else:
+        summary = result.summary()
+        del summary["wall_s"]  # timing lives in the costs table, not in the results
+        record.update(status="ok", row=result.row(),
+                      summary=json.dumps(summary, sort_keys=True),
+                      per_link=json.dumps(result.per_link))
+    cost = {"wall_s": round(time.perf_counter() - start, 3),
+            # ru_maxrss is in KiB on Linux: the worker process's peak up to this run's end
+            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "worker": f"{socket.gethostname()}:{os.getpid()}",
+            "finished_utc": datetime.now(UTC).isoformat(timespec="seconds")}
+    return record, cost
+
+
+class Progress:
+    """One line per finished run: done of total, failures, elapsed and estimated time left."""
+
+    def __init__(self, total: int, stream=None):
+        self.total, self.done, self.failed = total, 0, 0
+        self.stream = stream
+        self.start = time.monotonic()
+
+    def update(self, record: dict) -> None:
+        self.done += 1
+        self.failed += record["status"] == "failed"
+        if self.stream is None:
+            return
+        elapsed = time.monotonic() - self.start
+        left = elapsed / self.done * (self.total - self.done)
+        what = f"{record['model']} {record['batch']} {record['wafer']} {record['strategy']}"
+        print(f"[{self.done}/{self.total}] {self.failed} failed, {_clock(elapsed)} elapsed, "
+              f"~{_clock(left)} left: {what} {record['status']}", file=self.stream, flush=True)
+
+
+def _clock(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m{seconds:02d}s"
+
+
+def _ignore_sigint():
+    # Ctrl-C is the parent's to handle: it stops the pool; a worker must not die mid-commit
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _heaviest_first(tasks):
+    # prediction runs and big batches take longest: start them first so the workers end together
+    return sorted(tasks, key=lambda t: ("pred" not in t["strategy"], -t["batch"]))
+
+
+def _on_pool(tasks, jobs, commit):
+    pool = ProcessPoolExecutor(max_workers=jobs, initializer=_ignore_sigint)
+    try:
+        pending = {pool.submit(execute_run, t) for t in _heaviest_first(tasks)}
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                commit(*future.result())
+    except (KeyboardInterrupt, BrokenProcessPool):
+        # runs in flight are lost; everything committed stays. The worker processes are
+        # killed so that the command ends at once instead of finishing their runs.
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+
+
+def _on_ray(tasks, address, jobs, commit, log):
+    import ray
+    options = {}
+    if address == "local":
+        # a cluster started for this sweep alone, sized like the process pool
+        options = {"num_cpus": jobs}
+    ray.init(address=address, include_dashboard=False, log_to_driver=False, **options)
+    remote = ray.remote(num_cpus=1)(execute_run)
+    try:
+        pending = {remote.remote(t): t for t in _heaviest_first(tasks)}
+        while pending:
+            finished, _ = ray.wait(list(pending), num_returns=1)
+            task = pending.pop(finished[0])
+            try:
+                commit(*ray.get(finished[0]))
+            except ray.exceptions.RayError as error:
+                # a worker or node lost beyond Ray's retries: the run stays missing, so the
+                # next sweep does it; the others go on
+                if log:
+                    print(f"lost on Ray (not stored): {task['trace']} {task['wafer']} "
+                          f"{task['strategy']}: {type(error).__name__}", file=log, flush=True)
+    finally:
+        ray.shutdown()
+
+
+class SweepOutcome:
+    """What a sweep did: runs in the grid, skipped (already stored), executed, failed."""
+
+    def __init__(self, total, skipped, executed, failures):
+        self.total, self.skipped, self.executed = total, skipped, executed
+        self.failures = failures  # list of (what, error)
+
+    def summary(self) -> str:
+        lines = [(f"{self.total} runs in the grid: {self.skipped} already stored, "
+                 f"{self.executed} executed, {len(self.failures)} failed")]
+        lines += [f"  failed: {what}: {error}" for what, error in self.failures]
+        return "\n".join(lines)
+
+
+def _select(tasks, recorded, force, retry_failed):
+    if force:
+        return tasks
+    keep = {"ok"} if retry_failed else {"ok", "failed"}
+    return [t for t in tasks if recorded.get(t["key"]) not in keep]
+
+
+def run_sweep(grid: Grid, results, cache_dir, *, jobs: int | None = None,
+              ray_address: str | None = None, force: bool = False, retry_failed: bool = False,
+              command: str = "", log=sys.stderr) -> SweepOutcome:
+    """Run what the results store lacks of ``grid``; each run is committed as it ends.
+
+    Raises KeyboardInterrupt after stopping the workers (runs in flight are lost).
+    """
+    tasks = prepare(grid, cache_dir, log=log)
+    with ResultsStore(results) as store:
+        todo = _select(tasks, store.status(), force, retry_failed)
+        store.record_sweep(datetime.now(UTC).isoformat(timespec="seconds"), command,
+                           grid.source, _versions())
+        progress = Progress(len(todo), log)
+        failures = []
+
+        def commit(record, cost):
+            store.put(record, cost)
+            progress.update(record)
+            if record["status"] == "failed":
+                failures.append((f"{record['trace']} {record['wafer']} {record['strategy']}",
+                                 record["error"]))
+
+        jobs = jobs or os.cpu_count() or 1
+        if todo and ray_address:
+            _on_ray(todo, ray_address, jobs, commit, log)
+        elif todo:
+            _on_pool(todo, jobs, commit)
+    return SweepOutcome(len(tasks), len(tasks) - len(todo), len(todo), failures)
+
+
+def _versions() -> dict:
+    import numba
+    import numpy
+    out = {"hwmodel": _version(), "python": sys.version.split()[0], "numpy": numpy.__version__,
+           "numba": numba.__version__}
+    try:
+        import ray
+        out["ray"] = ray.__version__
+    except ImportError:
+        pass
+    return out
