@@ -30,13 +30,7 @@ from ..components.pdu.compiled import copies_on_arrival, holds_local_copy
 if TYPE_CHECKING:
     from .lowering import Tables
 
-try:
-    from numba import njit
-except ImportError:  # pragma: no cover - exercised only without numba
-    def njit(*args, **kwargs):
-        if args and callable(args[0]):
-            return args[0]
-        return lambda f: f
+from numba import njit
 
 __all__ = ["EV_NAMES", "Counter", "DieStat", "LayerKernel", "LayerStat", "Prediction", "Tasks"]
 

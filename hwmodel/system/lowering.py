@@ -25,10 +25,10 @@ import math
 from typing import NamedTuple
 
 import numpy as np
+from numba import njit
 
 from ..components.global_cp import check_fits, home_placement
 from ..config import ConfigError
-from .engine import njit
 
 __all__ = ["Tables", "check_unit_sizes", "hbm_efficiency_of", "home_placement", "lower"]
 

@@ -17,14 +17,7 @@ dies). Dies are ``(x, y)`` with id ``y + x * Y``; ``link_x[x, y]`` is the index 
 from __future__ import annotations
 
 import numpy as np
-
-try:
-    from numba import njit
-except ImportError:  # pragma: no cover - exercised only without numba
-    def njit(*args, **kwargs):
-        if args and callable(args[0]):
-            return args[0]
-        return lambda f: f
+from numba import njit
 
 __all__ = ["NO_ROUTE", "all_routes", "link_grids", "route"]
 

@@ -50,17 +50,9 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
-try:  # numba is the project's compiled-kernel dependency; fall back to plain Python
-    from numba import njit
-except ImportError:  # pragma: no cover - exercised only without numba
-    def njit(*args, **kwargs):
-        if args and callable(args[0]):
-            return args[0]
-        return lambda f: f
-
 import attrs
+import numpy as np
+from numba import njit
 
 from ...tb.checks import check_int_array
 

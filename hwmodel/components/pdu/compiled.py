@@ -9,16 +9,9 @@ die, the layout of :mod:`.params`), so the copy and redirect decisions are the P
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from .params import BITS_PER_EXPERT, EXPERTS_PER_WORD
-
-try:
-    from numba import njit
-except ImportError:  # pragma: no cover - exercised only without numba
-    def njit(*args, **kwargs):
-        if args and callable(args[0]):
-            return args[0]
-        return lambda f: f
 
 __all__ = ["CP_EN", "IS_LOCAL", "copies_on_arrival", "expert_bits", "holds_local_copies",
            "holds_local_copy"]
