@@ -279,5 +279,5 @@ def test_heatmap_add_pairs_counts_every_pair_of_every_layer_and_saturates():
     assert cp.heatmap_row(1, 3).tolist() == [1, 0, 0, 1]
     cp.heatmap_add_pairs(rows, [0, 0], rows, [1, 1])
     assert cp.heatmap_row(0, 1).tolist() == [0, 0, 3, 0]      # 2 + 4 saturates at 3
-    with pytest.raises(ValueError, match="expert ids outside 0..3"):
+    with pytest.raises(ValueError, match="expert id 5, outside 0..3"):
         cp.heatmap_add_pairs(rows + 4, [0], rows, [1])

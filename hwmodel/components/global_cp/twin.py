@@ -89,8 +89,10 @@ def _add_pairs(heatmap, prev_rows, prev_index, cur_rows, cur_index, count_max):
     """For each ``j``, every expert of row ``prev_index[j]`` of ``prev_rows`` followed by
     every expert of row ``cur_index[j]`` of ``cur_rows`` adds one to ``heatmap[l, i, j]`` of
     each MoE layer ``l``, saturating at ``count_max`` (all increments are positive, so this
-    equals adding the summed counts and saturating once)."""
+    equals adding the summed counts and saturating once). Returns an expert id outside the
+    heatmap if one is met (nothing after it is added), else -1."""
     num_layers = prev_rows.shape[1]
+    num_experts = heatmap.shape[1]
     k = prev_rows.shape[2]
     for j in range(prev_index.shape[0]):
         p = prev_index[j]
@@ -98,10 +100,15 @@ def _add_pairs(heatmap, prev_rows, prev_index, cur_rows, cur_index, count_max):
         for layer in range(num_layers):
             for a in range(k):
                 i = prev_rows[p, layer, a]
+                if i < 0 or i >= num_experts:
+                    return i
                 for b in range(k):
                     n = cur_rows[c, layer, b]
+                    if n < 0 or n >= num_experts:
+                        return n
                     if heatmap[layer, i, n] < count_max:
                         heatmap[layer, i, n] += 1
+    return -1
 
 
 @attrs.frozen
@@ -506,12 +513,13 @@ class GlobalCPTwin:
             if rows.ndim != 3 or rows.shape[1] != self.num_layers:
                 raise ValueError(f"{name} must have shape (tokens, {self.num_layers}, top-k), "
                                  f"not {rows.shape}")
-            if rows.size and (rows.min() < 0 or rows.max() >= self.num_experts):
-                raise ValueError(f"{name} holds expert ids outside 0..{self.num_experts - 1}")
         prev_index = check_int_array("prev_index", prev_index, 0, max(1, len(prev_rows)))
         cur_index = check_int_array("cur_index", cur_index, 0, max(1, len(cur_rows)),
                                     length=len(prev_index))
-        _add_pairs(self._heatmap, prev_rows, prev_index, cur_rows, cur_index, self._count_max)
+        bad = _add_pairs(self._heatmap, prev_rows, prev_index, cur_rows, cur_index,
+                         self._count_max)
+        if bad >= 0 or bad < -1:
+            raise ValueError(f"token rows hold expert id {bad}, outside 0..{self.num_experts - 1}")
 
     def heatmap_row(self, layer: int, expert: int) -> np.ndarray:
         """Copy of row ``H[layer, expert, :]``."""
