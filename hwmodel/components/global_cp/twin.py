@@ -85,12 +85,12 @@ def home_placement(num_experts: int, live_dies) -> np.ndarray:
 
 
 @njit(cache=True)
-def _add_pairs(heatmap, prev_rows, prev_index, cur_rows, cur_index, count_max):
+def _add_pairs(heatmap, prev_rows, prev_index, cur_rows, cur_index):
     """For each ``j``, every expert of row ``prev_index[j]`` of ``prev_rows`` followed by
     every expert of row ``cur_index[j]`` of ``cur_rows`` adds one to ``heatmap[l, i, j]`` of
-    each MoE layer ``l``, saturating at ``count_max`` (all increments are positive, so this
-    equals adding the summed counts and saturating once). Returns an expert id outside the
-    heatmap if one is met (nothing after it is added), else -1."""
+    each MoE layer ``l`` (the caller saturates at the counter's maximum afterwards: all
+    increments are positive, so that equals saturating each). Returns an expert id outside
+    the heatmap if one is met (nothing after it is added), else -1."""
     num_layers = prev_rows.shape[1]
     num_experts = heatmap.shape[1]
     k = prev_rows.shape[2]
@@ -98,16 +98,16 @@ def _add_pairs(heatmap, prev_rows, prev_index, cur_rows, cur_index, count_max):
         p = prev_index[j]
         c = cur_index[j]
         for layer in range(num_layers):
+            for a in range(k):      # the ids are checked once per row, not once per pair
+                before, after = prev_rows[p, layer, a], cur_rows[c, layer, a]
+                if before < 0 or before >= num_experts:
+                    return before
+                if after < 0 or after >= num_experts:
+                    return after
             for a in range(k):
                 i = prev_rows[p, layer, a]
-                if i < 0 or i >= num_experts:
-                    return i
                 for b in range(k):
-                    n = cur_rows[c, layer, b]
-                    if n < 0 or n >= num_experts:
-                        return n
-                    if heatmap[layer, i, n] < count_max:
-                        heatmap[layer, i, n] += 1
+                    heatmap[layer, i, cur_rows[c, layer, b]] += 1
     return -1
 
 
@@ -516,8 +516,8 @@ class GlobalCPTwin:
         prev_index = check_int_array("prev_index", prev_index, 0, max(1, len(prev_rows)))
         cur_index = check_int_array("cur_index", cur_index, 0, max(1, len(cur_rows)),
                                     length=len(prev_index))
-        bad = _add_pairs(self._heatmap, prev_rows, prev_index, cur_rows, cur_index,
-                         self._count_max)
+        bad = _add_pairs(self._heatmap, prev_rows, prev_index, cur_rows, cur_index)
+        np.minimum(self._heatmap, self._count_max, out=self._heatmap)   # saturating counters
         if bad >= 0 or bad < -1:
             raise ValueError(f"token rows hold expert id {bad}, outside 0..{self.num_experts - 1}")
 
