@@ -340,6 +340,11 @@ def _main(args) -> int:
             raise ValueError(f"--replica-GB: expected a finite size >= 0, not "
                              f"{args.replica_GB!r}")
         params = attrs.evolve(params, replica_capacity_bytes=int(args.replica_GB * 1e9))
+    if args.rtl is not None:
+        from .cosim import run_cosim
+        return run_cosim(args, wafers, strategies, params, batch)
+    if args.window is not None or args.vcd is not None:
+        raise ValueError("--window and --vcd go with --rtl UNITS")
     results = replay_strategies(args.trace, wafers, strategies, batch=batch,
                                 model=args.model, params=params, jobs=args.jobs,
                                 progress=not args.quiet)
@@ -394,4 +399,6 @@ def register(subparsers) -> None:
     add_force_option(p)
     p.add_argument("--no-plots", action="store_true", help="skip the plots with --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    from .cosim import add_cosim_options
+    add_cosim_options(p)
     p.set_defaults(func=_main)

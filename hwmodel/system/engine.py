@@ -841,22 +841,3 @@ def first_appearance(rows, layer, num_experts, out):
                 out[n] = e
                 n += 1
     return n
-
-
-@njit(cache=True)
-def union_of_rows(task_expert, task_die, top, stop_at_die_id, out):
-    """Predictor ``cp_en`` of every die: ``out[d]`` = OR of ``top[e]`` over the experts ``e``
-    die ``d`` runs, in plan order. With ``stop_at_die_id`` (the artefact's quirk) a die's
-    list stops growing once it holds the expert whose id equals the die id."""
-    out[:, :] = False
-    stopped = np.zeros(out.shape[0], np.bool_)
-    for k in range(task_expert.shape[0]):
-        d = task_die[k]
-        if stopped[d]:
-            continue
-        e = task_expert[k]
-        for j in range(top.shape[1]):
-            if top[e, j]:
-                out[d, j] = True
-        if stop_at_die_id and e == d:
-            stopped[d] = True

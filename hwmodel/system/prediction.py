@@ -10,11 +10,11 @@ import numpy as np
 
 from ..components.atu import AddressMap, ATUTwin
 from ..components.global_cp import GlobalCPTwin
+from ..components.global_cp.twin import predictor_inputs, union_of_rows
 from ..components.local_cp.twin import LocalCPTwin
 from ..components.pdu.compiled import holds_local_copies
 from ..components.pdu.params import PDULayout
 from ..components.pdu.twin import EXPERTS_PER_WORD, PDUTwin
-from .engine import union_of_rows
 
 __all__ = ["PredictionUnits"]
 
@@ -74,6 +74,8 @@ class PredictionUnits:
         self.lru = [OrderedDict() for _ in range(N)]   # (layer, expert), least recent first
         self.evictions = 0
         self.layer = -1
+        # tasks whose experts the predictor read at the last launch (``predictor_inputs``)
+        self.predictor_keep = np.zeros(0, np.bool_)
         # with ``record``: every transaction each unit's twin took, and its answer, in the
         # transaction format of the unit's RTL harness (``run_pdu_twin``, ``run_atu_twin``),
         # keyed ("pdu", die) and ("atu", die, layer)
@@ -90,8 +92,10 @@ class PredictionUnits:
                    else _numpy_top_n(self.gcp, layer))
             # the artefact's per-die expert list (plan order = expert id ascending) stops
             # growing, with its quirk, once it holds the expert whose id equals the die id
-            union_of_rows(task_e, task_d, top, quirks, self.cp_en)
+            self.predictor_keep = predictor_inputs(task_e, task_d, N, quirks)
+            union_of_rows(task_e, task_d, self.predictor_keep, top, self.cp_en)
         else:
+            self.predictor_keep = np.zeros(len(task_e), np.bool_)
             self.cp_en[:] = False
         words = self._pack(self.cp_en, self.is_local)
         for d in np.flatnonzero(np.bincount(task_d, minlength=N)).tolist():

@@ -166,15 +166,19 @@ class Replay:
 
     def run(self, strategy: str | Strategy,
             progress: Callable[[int, int], None] | None = None, *,
-            record_units: bool = False) -> ReplayResult:
+            record_units: bool = False, cosim=None) -> ReplayResult:
         """Replay the whole batch under ``strategy`` (a registered name or a Strategy).
 
         With ``record_units`` the result's ``unit_streams`` holds every transaction each
         die's PDU and ATU twin took, with its answer, in the transaction format of the unit's
         RTL harness (for checking the RTL on the replay's own streams).
+
+        With ``cosim`` (a :class:`hwmodel.system.cosim.CoSim`) the chosen units run as RTL
+        over its window, fed the window's transactions; the first answer that differs from
+        the twin's raises :class:`~hwmodel.system.cosim.CoSimMismatch` at the window's end.
         """
         strategy = get_strategy(strategy)
-        return _Run(self, strategy, record_units).execute(progress)
+        return _Run(self, strategy, record_units, cosim).execute(progress)
 
 
 def uses_global_cp(strategy: Strategy) -> bool:
@@ -198,7 +202,8 @@ def _stat_columns(acc) -> dict:
 class _Run:
     """One replay of the batch under one strategy."""
 
-    def __init__(self, replay: Replay, strategy: Strategy, record_units: bool = False):
+    def __init__(self, replay: Replay, strategy: Strategy, record_units: bool = False,
+                 cosim=None):
         self.replay = replay
         self.strategy = strategy
         self.wall0 = time.perf_counter()
@@ -221,6 +226,10 @@ class _Run:
         last_prefill = int(store.prefill_len[-1]) if len(store) else 0
         quirks = replay.params.artefact_quirks
         self.stage0 = "prefill" if (not quirks or last_prefill > 1) else "decode"
+        self.uses_algorithm1 = isinstance(strategy.allocation, Algorithm1)
+        self.cosim = cosim
+        if cosim is not None:
+            cosim.bind(self)
 
     def execute(self, progress) -> ReplayResult:
         wl = self.replay.workload
@@ -237,6 +246,8 @@ class _Run:
                     break
             if self.stalled:
                 break
+            if self.cosim is not None and self.cosim.ends_after(it):
+                self.cosim.check()
             prev_rows, prev_requests = rows, requests
             if progress is not None:
                 progress(it + 1, wl.num_iterations)
@@ -259,6 +270,9 @@ class _Run:
         if stage == "decode" and self.last_stage == "prefill":
             self.prefill_ns = self.t
         self.last_stage = stage
+        tap = self.cosim if self.cosim is not None and self.cosim.covers(it, layer) else None
+        if tap is not None:
+            tap.before_layer(layer)
         view = LayerView(layer=layer, counts=counts, rows=rows, workload=replay.workload,
                          home=self.tables.home, live_dies=replay.live_dies, global_cp=self.gcp)
         task_e, task_d, task_t = self.strategy.allocation.plan(view)
@@ -273,6 +287,8 @@ class _Run:
                                            slices=self.slices)
         if self.units is not None and len(dups):
             self.units.report(layer, dups, task_e, task_d, task_t)
+        if tap is not None:
+            tap.after_layer(it, layer, counts, (task_e, task_d, task_t), dups)
         self.per_layer.append({"iteration": it, "layer": int(replay.store.moe_layers[layer]),
                                "stage": stage, "start_ns": self.t, "end_ns": end,
                                "tasks": len(task_e), "remote_tasks": int(remote.sum()),

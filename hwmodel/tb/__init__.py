@@ -96,7 +96,8 @@ def run_scenario(dut, *testbenches, max_cycles: int = 100_000, vcd: str | Path |
     max_cycles : int
         Watchdog limit: a hang raises ``TimeoutError``.
     vcd : path or None
-        Write a waveform of the run there.
+        Write a waveform of the run there, and beside it a GTKWave save file (``.gtkw``)
+        that shows the ports of ``dut``.
     background : iterable of async callables
         Extra testbenches that run forever (models of neighbours such as SMs).
 
@@ -134,7 +135,8 @@ def run_scenario(dut, *testbenches, max_cycles: int = 100_000, vcd: str | Path |
     for bench in testbenches:
         sim.add_testbench(counted(bench))
     if vcd is not None:
-        with sim.write_vcd(str(vcd)):
+        # a GTKWave save file beside the waveform shows the unit's ports when opened
+        with sim.write_vcd(str(vcd), str(Path(vcd).with_suffix(".gtkw")), traces=dut):
             sim.run()
     else:
         sim.run()

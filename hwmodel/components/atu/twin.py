@@ -228,6 +228,12 @@ class ATUTwin:
         """Clear every valid bit (a new layer's expert ids reuse the entries)."""
         self._valid = [False] * self._num_entries
 
+    def valid_entries(self) -> list[tuple[int, int, int]]:
+        """``(index, remote_addr, local_addr)`` of every valid entry, index ascending: the
+        inserts that rebuild this table's state from an empty one."""
+        return [(i, self._remote[i], self._local[i])
+                for i, valid in enumerate(self._valid) if valid]
+
     def entry(self, index: int) -> int:
         """The entry word, in the documented bit layout."""
         index = self._index(index)

@@ -57,7 +57,7 @@ from numba import njit
 from ...tb.checks import check_int_array
 
 __all__ = ["FRAC_BITS", "CostROM", "GlobalCPTwin", "build_cost_rom", "home_dies",
-           "home_placement"]
+           "home_placement", "predictor_inputs", "union_of_rows"]
 
 #: Fractional bits of the allocator's fixed-point costs (units of 2**-FRAC_BITS ns).
 FRAC_BITS = 8
@@ -171,6 +171,41 @@ def build_cost_rom(*, expert_bytes: int, hidden_dim: int, expert_ffn_dim: int,
                    transfer_per_hop=round(per_hop * scale),
                    compute=np.asarray([c * scale for c in compute], dtype=np.int64),
                    frac_bits=frac_bits)
+
+
+@njit(cache=True)
+def predictor_inputs(task_expert, task_die, num_dies, stop_at_die_id):
+    """Which tasks' experts the predictor reads for their die, in plan order (a bool mask).
+
+    Die ``d``'s group is the experts of its tasks in plan order (expert id ascending). With
+    ``stop_at_die_id`` (the study's artefact's quirk) a die's group stops growing once it holds
+    the expert whose id equals the die id. The RTL predictor is fed exactly these rows.
+    """
+    keep = np.zeros(task_expert.shape[0], np.bool_)
+    stopped = np.zeros(num_dies, np.bool_)
+    for k in range(task_expert.shape[0]):
+        d = task_die[k]
+        if stopped[d]:
+            continue
+        keep[k] = True
+        if stop_at_die_id and task_expert[k] == d:
+            stopped[d] = True
+    return keep
+
+
+@njit(cache=True)
+def union_of_rows(task_expert, task_die, keep, top, out):
+    """Predictor ``cp_en`` of every die: ``out[d]`` = OR of ``top[e]`` over the kept tasks
+    (:func:`predictor_inputs`) of die ``d``; ``top`` is the top-n matrix (experts x experts)."""
+    out[:, :] = False
+    for k in range(task_expert.shape[0]):
+        if not keep[k]:
+            continue
+        d = task_die[k]
+        e = task_expert[k]
+        for j in range(top.shape[1]):
+            if top[e, j]:
+                out[d, j] = True
 
 
 @njit(cache=True)
