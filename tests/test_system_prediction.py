@@ -129,3 +129,30 @@ def test_rtl_answers_the_replays_own_unit_streams():
                           num_entries=replay.wafer.die(7).atu.entries, num_dies=24,
                           page_bits=page_bits)
     assert rtl == [t[3] for t in atu if t[0] == "lookup"]
+
+
+# ------------------------------------------------------------- ATU addresses on a faulty wafer
+def test_address_map_homes_spread_over_the_live_dies_by_hand():
+    """6 experts on dies 0, 1, 3 of 4 (die 2 dead): 2 per live die, in id order; slots count
+    up within a die."""
+    from hwmodel.components.atu import AddressMap
+    amap = AddressMap(num_dies=4, num_experts=6, num_layers=1, slice_bytes=4096,
+                      live_dies=(0, 1, 3))
+    assert [amap.home(e) for e in range(6)] == [(0, 0), (0, 1), (1, 0), (1, 1), (3, 0), (3, 1)]
+    assert amap.slots_per_die == 2
+
+
+def test_redirects_on_a_faulty_wafer_address_the_live_home_die():
+    """The ATU's remote address names the home die the replay uses (never the dead die)."""
+    import attrs
+    wafer = build_wafer(attrs.evolve(load_wafer("tsmc-sow"), dead_dies=("die_0_3",)))
+    replay = Replay(wafer=wafer, model=load_model("llama4-maverick"),
+                    store=_tiny_store([([0], [])]))
+    units = PredictionUnits(replay, replay.global_cp())
+    dead = wafer.mesh.die_id(0, 3)
+    homes = [units.amap.home(e)[0] for e in range(replay.E)]
+    assert homes == replay.home.tolist() and dead not in homes
+    die_bits, page_bits = units.amap.layout.die_bits, units.amap.layout.page_bits
+    for e in (0, 17, 127):
+        address = units.amap.home_address(5, e)
+        assert address >> page_bits == replay.home[e] and die_bits == 5

@@ -59,7 +59,8 @@ class PredictionUnits:
         self.local_cps = [LocalCPTwin(die=d, num_experts=E, num_dies=N) for d in range(N)]
         self.atus: dict[tuple[int, int], ATUTwin] = {}
         self.amap = AddressMap(num_dies=N, num_experts=E, num_layers=replay.model.num_layers,
-                               slice_bytes=int(replay.slice_bytes))
+                               slice_bytes=int(replay.slice_bytes),
+                               live_dies=replay.live_dies.tolist())
         self.cp_en = np.zeros((N, E), np.bool_)
         self.is_local = np.zeros((N, E), np.bool_)
         # registers that hold this model's experts (the rest of a larger PDU stays 0)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 
 import attrs
+import numpy as np
 
 from ...tb.checks import check_int, index_bits
 from .params import MATRICES_PER_EXPERT, PAGE_BYTES, PAPER, PAPER_PAGE_BITS, ATULayout
@@ -61,6 +62,10 @@ def split_address(remote_addr: int) -> tuple[int, int]:
     return PAPER.split_address(remote_addr)
 
 
+def _optional_tuple(value):
+    return None if value is None else tuple(int(d) for d in value)
+
+
 def _positive_int(instance, attribute, value):
     check_int(attribute.name, value, 1)
 
@@ -69,9 +74,10 @@ def _positive_int(instance, attribute, value):
 class AddressMap:
     """Where each expert's weights live in HBM, as ATU addresses.
 
-    Placement follows SPEC section 6: expert ``e`` lives on die ``e // p`` with
-    ``p = num_experts // num_dies``; experts past ``p * num_dies - 1`` go to die
-    ``e % num_dies``. Within a die, experts take consecutive *slots* in id order.
+    Placement is the Global CP's (:func:`~hwmodel.components.global_cp.home_placement`, SPEC
+    section 6 over the live dies): without faults expert ``e`` lives on die ``e // p`` with
+    ``p = num_experts // num_dies``, experts past ``p * num_dies - 1`` on die ``e % num_dies``.
+    Within a die, experts take consecutive *slots* in id order.
 
     Parameters
     ----------
@@ -83,6 +89,8 @@ class AddressMap:
         Layers of the model (layer ids ``0 .. num_layers - 1``).
     slice_bytes : int
         Bytes of one weight matrix of one expert (e.g. hidden x ffn x 2 for BF16).
+    live_dies : tuple of int or None
+        The dies that work, ascending (None: all); homes spread over these only.
 
     Members
     -------
@@ -95,9 +103,25 @@ class AddressMap:
     num_experts: int = attrs.field(validator=_positive_int)
     num_layers: int = attrs.field(validator=_positive_int)
     slice_bytes: int = attrs.field(validator=_positive_int)
+    live_dies: tuple | None = attrs.field(default=None, converter=_optional_tuple)
     layout: ATULayout = attrs.field(init=False, repr=False, eq=False)
+    _homes: np.ndarray = attrs.field(init=False, repr=False, eq=False)
+    _slots: np.ndarray = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self):
+        from ..global_cp.twin import home_placement
+        live = range(self.num_dies) if self.live_dies is None else self.live_dies
+        homes = home_placement(self.num_experts, live)
+        if homes.max() >= self.num_dies:
+            raise ValueError(f"live_dies {self.live_dies}: die ids must be below "
+                             f"num_dies = {self.num_dies}")
+        # slot = rank of the expert among its die's experts, in id order
+        order = np.argsort(homes, kind="stable")
+        first = np.searchsorted(homes[order], homes[order])
+        slots = np.empty(self.num_experts, np.int64)
+        slots[order] = np.arange(self.num_experts) - first
+        object.__setattr__(self, "_homes", homes)
+        object.__setattr__(self, "_slots", slots)
         object.__setattr__(self, "layout", self._derive_layout())
 
     def _derive_layout(self) -> ATULayout:
@@ -113,22 +137,14 @@ class AddressMap:
         return math.ceil(self.slice_bytes / PAGE_BYTES)
 
     @property
-    def _per_die(self) -> int:
-        return self.num_experts // self.num_dies
-
-    @property
     def slots_per_die(self) -> int:
         """Most experts of one layer owned by one die."""
-        p = self._per_die
-        return p + math.ceil((self.num_experts - p * self.num_dies) / self.num_dies)
+        return int(self._slots.max()) + 1
 
     def home(self, expert: int) -> tuple[int, int]:
         """``(die, slot)`` of ``expert``'s home copy."""
         expert = check_int("expert", expert, 0, self.num_experts)
-        p = self._per_die
-        if expert < p * self.num_dies:
-            return expert // p, expert % p
-        return expert % self.num_dies, p + (expert - p * self.num_dies) // self.num_dies
+        return int(self._homes[expert]), int(self._slots[expert])
 
     def _page(self, layer, slot_or_expert, matrix, *, home):
         if home:
