@@ -2,9 +2,9 @@
 
 For the iterations, MoE layers and dies of a :class:`Window`, a :class:`CoSim` taps the replay
 (:meth:`hwmodel.system.Replay.run` with ``cosim=``): every transaction the replay makes to the
-chosen units' twins is kept with where it happened, and at the window's end the units' Amaranth
-RTL runs the same transactions, each unit's RTL starting from the state its twin had when the
-window began. Every answer is compared with the twin's; the earliest difference (iteration,
+chosen units' twins is kept with where it happened, and after each iteration of the window the
+units' Amaranth RTL runs that iteration's transactions, each unit's RTL starting from the state
+its twin had when the iteration began (so memory stays bounded on long windows). Every answer is compared with the twin's; the earliest difference (iteration,
 layer, unit order, die, position) raises :class:`CoSimMismatch` naming the transaction and both
 values, and the replay stops there. Until that point the RTL and the twins answered the same, so
 the replay's decisions are the RTL's.
@@ -239,8 +239,11 @@ class CoSim:
         return self._run is not None and self.window.covers(iteration, layer)
 
     def ends_after(self, iteration: int) -> bool:
-        """Whether ``iteration`` is the window's last one (time to run the RTL)."""
-        return iteration + 1 == self.window.iterations[1]
+        """Whether the RTL runs after ``iteration``: after every iteration of the window, so
+        that memory stays bounded on long windows (each chunk's RTL starts again from the
+        twins' state at its first layer)."""
+        a, b = self.window.iterations
+        return a <= iteration < b
 
     def before_layer(self, layer: int) -> None:
         """Before a covered layer's plan: take the starting state once, capture streams."""
@@ -411,6 +414,7 @@ class CoSim:
         if self.progress is not None:
             self.progress("", len(jobs), len(jobs))
         self.jobs.clear()
+        self._started = False       # the next chunk starts from the twins' state again
         if first is not None:
             check, job, rtl = first
             raise CoSimMismatch(check.where, self.moe_layers[check.where.layer], job.unit,
