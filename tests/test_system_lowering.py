@@ -206,3 +206,49 @@ def test_unit_sizes_come_from_the_graph_and_must_hold_the_model():
     replay = Replay(wafer=_wafer(), model=LLAMA, store=store)
     units = PredictionUnits(replay, replay.global_cp())
     assert {pdu.num_words for pdu in units.pdus} == {512 // 8}
+
+
+# ------------------------------------------------------------------ Algorithm 1's costs
+def _global_cp(**overrides):
+    return Replay(wafer=_wafer(**overrides), model=LLAMA,
+                  store=_tiny_store([([0], [])])).global_cp()
+
+
+def test_allocator_costs_read_each_dies_hbm_and_each_routes_links_by_hand():
+    """Closed forms of the planner (units of 2**-8 ns): hbm_read = latency + bytes / (bw x 0.9);
+    a transfer = 2 x hop latency per link + bytes / (slowest bandwidth x 0.9)."""
+    nominal = load_wafer("tsmc-sow").die
+    B = LLAMA.expert_bytes
+    gcp = _global_cp(dies={"die_0_2": {"hbm": {"bandwidth_GBps": 1000.0}}},
+                     links={"link_0_1": {"hop_latency_ns": 1000.0, "bandwidth_GBps": 500.0}})
+    costs = gcp.wafer_costs
+    assert costs.hbm_read[2] == round((nominal.hbm.latency_ns + B / (1000 * 0.9)) * 256)
+    assert costs.hbm_read[5] == round((nominal.hbm.latency_ns
+                                       + B / (nominal.hbm.bandwidth_GBps * 0.9)) * 256)
+    # die 0 -> die 2 is (0,0) -> (0,1) -> (0,2): the slow link 0-1, then a nominal one
+    hop = nominal.d2d.hop_latency_ns
+    assert costs.transfer[0, 2] == (round(2 * 1000 * 256) + round(2 * hop * 256)
+                                    + round(B / (500 * 0.9) * 256))
+    # die 1 -> die 2 avoids it: the uniform ROM's transfer over one hop
+    assert costs.transfer[1, 2] == gcp.costs.transfer(1)
+    assert not gcp.one_rom and _global_cp().one_rom
+
+
+def test_algorithm1_moves_work_off_a_die_with_weaker_compute():
+    """Expert 10 (home die 2) with 4096 tokens: on the uniform wafer die 3, a neighbour, takes
+    two blocks; with 1% of the compute it takes none."""
+    counts = np.zeros(LLAMA.num_experts, np.int64)
+    counts[10] = 4096
+
+    def tokens_on(gcp, die):
+        return sum(t for e, d, t in gcp.allocate(0, counts) if d == die)
+    assert tokens_on(_global_cp(), 3) == 1024
+    assert tokens_on(_global_cp(dies={"die_0_3": {"compute": {"peak_TFLOPS": 10.0}}}), 3) == 0
+
+
+def test_the_allocator_rtl_refuses_a_wafer_its_one_rom_cannot_hold():
+    from hwmodel.system.cosim import CoSim, parse_window
+    replay = Replay(wafer=_wafer(dies={"die_0_3": {"compute": {"peak_TFLOPS": 10.0}}}),
+                    model=LLAMA, store=_tiny_store([([0], [1])]))
+    with pytest.raises(ValueError, match="loads one cost ROM"):
+        replay.run("allo", cosim=CoSim(("allocator",), parse_window("it=0")))

@@ -229,6 +229,9 @@ class CoSim:
         if "allocator" in self.units and len(replay.live_dies) != replay.N:
             raise ValueError("--rtl allocator: the allocator RTL has no dead-die input; "
                              "use a wafer without dead_dies")
+        if "allocator" in self.units and not run.gcp.one_rom:
+            raise ValueError("--rtl allocator: the allocator RTL loads one cost ROM, and this "
+                             "wafer's dies or links differ (Algorithm 1's costs are per die)")
         if "predictor" in self.units and replay.params.tie_rule != "stable":
             raise ValueError("--rtl predictor: the predictor RTL breaks ties by expert id; "
                              "set tie_rule: stable")

@@ -27,10 +27,17 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from ..components.global_cp import check_fits, home_placement
+from ..components.global_cp import (
+    CostROM,
+    WaferCosts,
+    build_cost_rom,
+    check_fits,
+    home_placement,
+)
 from ..config import ConfigError
 
-__all__ = ["Tables", "check_unit_sizes", "hbm_efficiency_of", "home_placement", "lower"]
+__all__ = ["Tables", "allocator_costs", "check_unit_sizes", "hbm_efficiency_of", "home_placement",
+           "lower"]
 
 
 class Tables(NamedTuple):
@@ -176,3 +183,57 @@ def check_unit_sizes(wafer, num_experts: int, num_moe_layers: int) -> None:
                 raise ConfigError(f"wafer.dies.{die.name}.{field}",
                                   f"{have} is too small: a model of {num_experts} experts "
                                   f"per layer needs at least {num_experts}")
+
+
+def _cost_rom(model, hbm, compute, link, block_size: int, frac_bits: int | None) -> CostROM:
+    """Algorithm 1's ROM for one die's HBM and compute and one link's parameters."""
+    return build_cost_rom(
+        expert_bytes=model.expert_bytes, hidden_dim=model.hidden_dim,
+        expert_ffn_dim=model.expert_ffn_dim, matrices_per_expert=model.matrices_per_expert,
+        hbm_bandwidth_GBps=hbm.bandwidth_GBps, hbm_latency_ns=hbm.latency_ns,
+        link_bandwidth_GBps=link.bandwidth_GBps, hop_latency_ns=link.hop_latency_ns,
+        peak_TFLOPS=compute.peak_TFLOPS, block_size=block_size, frac_bits=frac_bits)
+
+
+@njit(cache=True)
+def _route_transfer(start, flat, per_hop, base, num_dies, out):
+    """``out[h, d]`` = sum of the route's links' per-hop costs + its slowest link's base."""
+    for h in range(num_dies):
+        for d in range(num_dies):
+            lo, hi = start[h * num_dies + d], start[h * num_dies + d + 1]
+            if hi == lo:
+                continue
+            worst = base[flat[lo]]
+            for j in range(lo, hi):
+                out[h, d] += per_hop[flat[j]]
+                worst = max(worst, base[flat[j]])
+            out[h, d] += worst
+
+
+def allocator_costs(wafer, model, *, block_size: int,
+                    frac_bits: int | None) -> tuple[CostROM, WaferCosts]:
+    """Algorithm 1's cost ROM of the wafer's nominal die and link (what the RTL allocator
+    loads), and its tables die by die and route by route from each die's and link's own
+    parameters: ``hbm_read`` and ``compute`` of the die, ``transfer[h, d]`` = the per-hop
+    costs of the links of the route h -> d plus the bandwidth cost at its slowest link (on a
+    uniform mesh, ``rom.transfer(hops)``)."""
+    nominal = wafer.params.die
+    rom = _cost_rom(model, nominal.hbm, nominal.compute, nominal.d2d, block_size, frac_bits)
+    roms: dict = {}
+
+    def rom_of(hbm, compute, link):
+        key = (hbm, compute, link)
+        if key not in roms:
+            roms[key] = _cost_rom(model, hbm, compute, link, block_size, frac_bits)
+        return roms[key]
+    dies = [rom_of(d.hbm.params, d.compute.params, nominal.d2d) for d in wafer.dies]
+    links = [rom_of(nominal.hbm, nominal.compute, link.params) for link in wafer.links]
+    dtype = np.float64 if frac_bits is None else np.int64
+    start, flat, _ = wafer.mesh.all_routes()
+    transfer = np.zeros((wafer.num_dies, wafer.num_dies), dtype)
+    _route_transfer(start, flat, np.array([r.transfer_per_hop for r in links], dtype),
+                    np.array([r.transfer_base for r in links], dtype), wafer.num_dies,
+                    transfer)
+    return rom, WaferCosts(hbm_read=np.array([r.hbm_read for r in dies], dtype),
+                           compute=np.array([np.asarray(r.compute, dtype) for r in dies]),
+                           transfer=transfer, frac_bits=frac_bits)

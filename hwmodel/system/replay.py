@@ -31,10 +31,10 @@ from collections.abc import Callable
 import attrs
 import numpy as np
 
-from ..components.global_cp import GlobalCPTwin, build_cost_rom
+from ..components.global_cp import FRAC_BITS, GlobalCPTwin
 from ..config import ConfigError, fraction, param, positive
 from .engine import Counter, DieStat, LayerKernel, LayerStat, Prediction, Tasks
-from .lowering import Tables, check_unit_sizes, lower
+from .lowering import Tables, allocator_costs, check_unit_sizes, lower
 from .prediction import PredictionUnits
 from .results import ARTEFACT_NAMES, ReplayResult
 from .strategies import Algorithm1, LayerView, Strategy, get_strategy
@@ -145,16 +145,11 @@ class Replay:
         return self.tables.home
 
     def global_cp(self) -> GlobalCPTwin:
-        """A fresh Global CP twin; Algorithm 1's cost ROM reads the wafer's nominal die and
-        link (``wafer.params.die``), the values its dies and links are built from."""
-        m, nominal, p = self.model, self.wafer.params.die, self.wafer.params.die.d2d
-        rom = build_cost_rom(
-            expert_bytes=m.expert_bytes, hidden_dim=m.hidden_dim,
-            expert_ffn_dim=m.expert_ffn_dim, matrices_per_expert=m.matrices_per_expert,
-            hbm_bandwidth_GBps=nominal.hbm.bandwidth_GBps, hbm_latency_ns=nominal.hbm.latency_ns,
-            link_bandwidth_GBps=p.bandwidth_GBps, hop_latency_ns=p.hop_latency_ns,
-            peak_TFLOPS=nominal.compute.peak_TFLOPS, block_size=self.params.block_size,
-            frac_bits=None if self.params.allocator_arith == "float" else 8)
+        """A fresh Global CP twin; Algorithm 1's costs read each die's HBM and compute and each
+        route's links (:func:`~hwmodel.system.lowering.allocator_costs`)."""
+        rom, costs = allocator_costs(
+            self.wafer, self.model, block_size=self.params.block_size,
+            frac_bits=None if self.params.allocator_arith == "float" else FRAC_BITS)
         return GlobalCPTwin(self.mesh.x_dies, self.mesh.y_dies, self.L, self.E, rom,
                             block_size=self.params.block_size,
                             candidate_distance=self.params.candidate_distance,
@@ -162,7 +157,7 @@ class Replay:
                             top_n_share=self.params.top_n_share,
                             count_bits=self.wafer.params.global_cp.heatmap_count_bits
                             if self.params.tie_rule == "stable" else 62,
-                            live_dies=self.live_dies)
+                            live_dies=self.live_dies, wafer_costs=costs)
 
     def run(self, strategy: str | Strategy,
             progress: Callable[[int, int], None] | None = None, *,

@@ -8,10 +8,11 @@ from .twin import (
     FRAC_BITS,
     CostROM,
     GlobalCPTwin,
+    WaferCosts,
     build_cost_rom,
     home_dies,
     home_placement,
 )
 
-__all__ = ["FRAC_BITS", "CostROM", "EDTLayout", "GlobalCPTwin", "GlobalCPUnit", "build_cost_rom",
-           "check_fits", "home_dies", "home_placement"]
+__all__ = ["FRAC_BITS", "CostROM", "EDTLayout", "GlobalCPTwin", "GlobalCPUnit", "WaferCosts",
+           "build_cost_rom", "check_fits", "home_dies", "home_placement"]

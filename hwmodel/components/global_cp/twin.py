@@ -56,7 +56,7 @@ from numba import njit
 
 from ...tb.checks import check_int_array
 
-__all__ = ["FRAC_BITS", "CostROM", "GlobalCPTwin", "build_cost_rom", "home_dies",
+__all__ = ["FRAC_BITS", "CostROM", "GlobalCPTwin", "WaferCosts", "build_cost_rom", "home_dies",
            "home_placement", "predictor_inputs", "union_of_rows"]
 
 #: Fractional bits of the allocator's fixed-point costs (units of 2**-FRAC_BITS ns).
@@ -140,6 +140,48 @@ class CostROM:
         return self.transfer_per_hop * hops + self.transfer_base
 
 
+@attrs.frozen
+class WaferCosts:
+    """Algorithm 1's cost tables die by die (each die's own HBM and compute, each route's own
+    links), in the units of :class:`CostROM`.
+
+    Members
+    -------
+    hbm_read : numpy.ndarray
+        (dies,) reading one whole expert from that die's HBM.
+    compute : numpy.ndarray
+        (dies, 2 x block_size) compute cost of a block of ``t`` tokens on that die.
+    transfer : numpy.ndarray
+        (dies, dies) moving one whole expert from die ``h`` to die ``d``.
+    frac_bits : int or None
+    """
+
+    hbm_read: np.ndarray = attrs.field(eq=False)
+    compute: np.ndarray = attrs.field(eq=False)
+    transfer: np.ndarray = attrs.field(eq=False)
+    frac_bits: int | None = FRAC_BITS
+
+    @classmethod
+    def uniform(cls, rom: CostROM, mesh_x: int, mesh_y: int) -> WaferCosts:
+        """Every die with ``rom``; a transfer costs ``rom.transfer(Manhattan hops)`` (0 from a
+        die to itself)."""
+        dies = np.arange(mesh_x * mesh_y)
+        x, y = dies // mesh_y, dies % mesh_y
+        hops = np.abs(x[:, None] - x[None, :]) + np.abs(y[:, None] - y[None, :])
+        dtype = np.float64 if rom.frac_bits is None else np.int64
+        return cls(hbm_read=np.full(len(dies), rom.hbm_read, dtype),
+                   compute=np.tile(np.asarray(rom.compute, dtype), (len(dies), 1)),
+                   transfer=np.asarray(np.where(hops > 0, rom.transfer(hops), 0), dtype),
+                   frac_bits=rom.frac_bits)
+
+    def same_as(self, other: WaferCosts) -> bool:
+        """Whether both tables hold the same costs."""
+        return (self.frac_bits == other.frac_bits
+                and all(np.array_equal(a, b) for a, b in
+                        ((self.hbm_read, other.hbm_read), (self.compute, other.compute),
+                         (self.transfer, other.transfer))))
+
+
 def build_cost_rom(*, expert_bytes: int, hidden_dim: int, expert_ffn_dim: int,
                    matrices_per_expert: int, hbm_bandwidth_GBps: float,
                    hbm_latency_ns: float, link_bandwidth_GBps: float, hop_latency_ns: float,
@@ -221,9 +263,10 @@ def _die_time(cl, cr, dl, dr, din, d):
 
 @njit(cache=True)
 def _allocate_kernel(counts, presence, home, alive, coord_x, coord_y, distance, block_size,
-                     min_candidates, hbm_read, xfer_base, xfer_hop, compute,
+                     min_candidates, hbm_read, transfer, compute,
                      zero, out_expert, out_die, out_tokens):
-    """Algorithm 1 over one (iteration, layer). ``zero`` fixes the cost dtype (0 or 0.0).
+    """Algorithm 1 over one (iteration, layer). ``zero`` fixes the cost dtype (0 or 0.0);
+    ``hbm_read[d]``, ``compute[d, t]`` and ``transfer[h, d]`` are :class:`WaferCosts`.
 
     Returns the number of plan rows written to ``out_*`` (plan order: by expert id, then by
     candidate order).
@@ -239,7 +282,7 @@ def _allocate_kernel(counts, presence, home, alive, coord_x, coord_y, distance, 
     active = 0
     for e in range(num_experts):
         if counts[e] > 0:
-            dl[home[e]] += hbm_read
+            dl[home[e]] += hbm_read[home[e]]
             total += counts[e]
             active += 1
     # experts by (token count, expert id) ascending
@@ -284,7 +327,7 @@ def _allocate_kernel(counts, presence, home, alive, coord_x, coord_y, distance, 
                 continue
             cand[n] = d
             cand_local[n] = False
-            cand_key[n] = _die_time(cl, cr, dl, dr, din, d) + (xfer_hop * hops + xfer_base)
+            cand_key[n] = _die_time(cl, cr, dl, dr, din, d) + transfer[h, d]
             n += 1
         # sort candidates by (estimated time, die id): insertion sort, stable on die id
         for i in range(1, n):
@@ -315,12 +358,12 @@ def _allocate_kernel(counts, presence, home, alive, coord_x, coord_y, distance, 
             block = min(remaining, block_size)
             if remaining - block < block_size:
                 block = remaining
-            c_block = compute[block]
             best = 0
             best_cost = zero
             have = False
             for i in range(keep):
                 d = cand[i]
+                c_block = compute[d, block]
                 if cand_local[i]:
                     # local: compute_local += c
                     a = cl[d] + c_block
@@ -329,8 +372,7 @@ def _allocate_kernel(counts, presence, home, alive, coord_x, coord_y, distance, 
                     a = max(a, din[d])
                     cost = a + cr[d]
                 else:
-                    hops = abs(coord_x[d] - coord_x[h]) + abs(coord_y[d] - coord_y[h])
-                    xfer = xfer_hop * hops + xfer_base
+                    xfer = transfer[h, d]
                     # executing die: compute_remote += c, d2d_in += xfer
                     a = cl[d]
                     b = dl[d] + dr[d]
@@ -338,7 +380,7 @@ def _allocate_kernel(counts, presence, home, alive, coord_x, coord_y, distance, 
                     a = max(a, din[d] + xfer)
                     t_exec = a + (cr[d] + c_block)
                     # data die (home): dram_remote += hbm_read on the first block only
-                    extra = zero if first[i] else hbm_read
+                    extra = zero if first[i] else hbm_read[h]
                     a = cl[h]
                     b = dl[h] + (dr[h] + extra)
                     a = max(a, b)
@@ -351,15 +393,14 @@ def _allocate_kernel(counts, presence, home, alive, coord_x, coord_y, distance, 
                     best_cost = cost
                     have = True
             d = cand[best]
+            c_block = compute[d, block]
             if cand_local[best]:
                 cl[d] += c_block
             else:
-                hops = abs(coord_x[d] - coord_x[h]) + abs(coord_y[d] - coord_y[h])
-                xfer = xfer_hop * hops + xfer_base
                 cr[d] += c_block
-                din[d] += xfer
+                din[d] += transfer[h, d]
                 if not first[best]:
-                    dr[h] += hbm_read
+                    dr[h] += hbm_read[h]
             first[best] = True
             alloc[best] += block
             remaining -= block
@@ -408,6 +449,9 @@ class GlobalCPTwin:
     live_dies : sequence of int, optional
         Dies that work (wafer faults): homes spread over them and Algorithm 1 never picks
         another (default: every die).
+    wafer_costs : WaferCosts, optional
+        Algorithm 1's costs die by die and route by route (default: ``costs`` on every die,
+        transfers by Manhattan hops); ``costs`` stays the RTL's ROM.
 
     Raises
     ------
@@ -418,7 +462,7 @@ class GlobalCPTwin:
     def __init__(self, mesh_x: int, mesh_y: int, num_layers: int, num_experts: int,
                  costs: CostROM, *, block_size: int = 512, candidate_distance: int = 1,
                  min_candidates: int = 5, top_n_share: float = 0.2, count_bits: int = 16,
-                 live_dies=None):
+                 live_dies=None, wafer_costs: WaferCosts | None = None):
         for name, value in (("mesh_x", mesh_x), ("mesh_y", mesh_y), ("num_layers", num_layers),
                             ("num_experts", num_experts), ("block_size", block_size),
                             ("min_candidates", min_candidates), ("count_bits", count_bits)):
@@ -439,7 +483,6 @@ class GlobalCPTwin:
         self.num_dies = self.mesh_x * self.mesh_y
         self.num_layers = int(num_layers)
         self.num_experts = int(num_experts)
-        self.costs = costs
         self.block_size = int(block_size)
         self.candidate_distance = int(candidate_distance)
         self.min_candidates = int(min_candidates)
@@ -462,13 +505,31 @@ class GlobalCPTwin:
         self.edt_clear_replicas()
         self._heatmap = np.zeros((self.num_layers, self.num_experts, self.num_experts),
                                  dtype=np.int64)
-        self._is_float = costs.frac_bits is None
-        dtype = np.float64 if self._is_float else np.int64
-        self._compute = np.asarray(costs.compute, dtype=dtype)
-        self._zero = dtype(0)
+        self._set_costs(costs, wafer_costs)
         size = self.num_experts * self.num_dies
         self._out = (np.empty(size, np.int64), np.empty(size, np.int64),
                      np.empty(size, np.int64))
+
+    def _set_costs(self, costs: CostROM, wafer_costs: WaferCosts | None) -> None:
+        """``costs``: the one ROM the RTL allocator loads (the wafer's nominal die and link);
+        ``wafer_costs``: the tables the allocator reads, die by die (default: ``costs`` on every
+        die). ``one_rom``: whether the RTL's single ROM gives the same tables."""
+        uniform = WaferCosts.uniform(costs, self.mesh_x, self.mesh_y)
+        if wafer_costs is None:
+            wafer_costs = uniform
+        elif not isinstance(wafer_costs, WaferCosts):
+            raise TypeError(f"wafer_costs must be a WaferCosts, not {wafer_costs!r}")
+        elif (wafer_costs.hbm_read.shape != (self.num_dies,)
+              or wafer_costs.transfer.shape != (self.num_dies, self.num_dies)
+              or wafer_costs.compute.shape[0] != self.num_dies
+              or wafer_costs.frac_bits != costs.frac_bits):
+            raise ValueError(f"wafer_costs must have one row per die ({self.num_dies}) and "
+                             f"the frac_bits of costs ({costs.frac_bits})")
+        self.costs = costs
+        self.wafer_costs = wafer_costs
+        self.one_rom = wafer_costs.same_as(uniform)
+        self._is_float = costs.frac_bits is None
+        self._zero = (np.float64 if self._is_float else np.int64)(0)
 
     # ---- EDT ----------------------------------------------------------------------------
     def _check_layer_expert(self, layer, expert):
@@ -610,12 +671,10 @@ class GlobalCPTwin:
                              f"{counts.shape}")
         if (counts < 0).any():
             raise ValueError("counts must be zero or more")
-        c = self.costs
+        c = self.wafer_costs
         out_e, out_d, out_t = self._out
         rows = _allocate_kernel(counts, self._presence[layer], self._home, self._alive,
-                                self._coord_x,
-                                self._coord_y, self.candidate_distance, self.block_size,
-                                self.min_candidates, self._zero + c.hbm_read,
-                                self._zero + c.transfer_base, self._zero + c.transfer_per_hop,
-                                self._compute, self._zero, out_e, out_d, out_t)
+                                self._coord_x, self._coord_y, self.candidate_distance,
+                                self.block_size, self.min_candidates, c.hbm_read, c.transfer,
+                                c.compute, self._zero, out_e, out_d, out_t)
         return out_e[:rows].copy(), out_d[:rows].copy(), out_t[:rows].copy()
