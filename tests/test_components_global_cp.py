@@ -281,3 +281,9 @@ def test_heatmap_add_pairs_counts_every_pair_of_every_layer_and_saturates():
     assert cp.heatmap_row(0, 1).tolist() == [0, 0, 3, 0]      # 2 + 4 saturates at 3
     with pytest.raises(ValueError, match="expert id 5, outside 0..3"):
         cp.heatmap_add_pairs(rows + 4, [0], rows, [1])
+    # a bad id in the second pair: the first pair is not counted either (nothing changes)
+    before = [cp.heatmap_row(layer, e).tolist() for layer in (0, 1) for e in range(4)]
+    bad = np.concatenate([rows, rows + 4])
+    with pytest.raises(ValueError, match="expert id 5, outside 0..3"):
+        cp.heatmap_add_pairs(bad, [0, 2], rows, [1, 1])
+    assert [cp.heatmap_row(layer, e).tolist() for layer in (0, 1) for e in range(4)] == before

@@ -85,30 +85,35 @@ def home_placement(num_experts: int, live_dies) -> np.ndarray:
 
 
 @njit(cache=True)
+def _first_bad_id(prev_rows, prev_index, cur_rows, cur_index, num_experts):
+    """An expert id outside ``0..num_experts - 1`` in the rows the pairs use, else -1."""
+    for j in range(prev_index.shape[0]):
+        for rows, r in ((prev_rows, prev_index[j]), (cur_rows, cur_index[j])):
+            for layer in range(rows.shape[1]):
+                for a in range(rows.shape[2]):
+                    e = rows[r, layer, a]
+                    if e < 0 or e >= num_experts:
+                        return e
+    return -1
+
+
+@njit(cache=True)
 def _add_pairs(heatmap, prev_rows, prev_index, cur_rows, cur_index):
     """For each ``j``, every expert of row ``prev_index[j]`` of ``prev_rows`` followed by
     every expert of row ``cur_index[j]`` of ``cur_rows`` adds one to ``heatmap[l, i, j]`` of
-    each MoE layer ``l`` (the caller saturates at the counter's maximum afterwards: all
-    increments are positive, so that equals saturating each). Returns an expert id outside
-    the heatmap if one is met (nothing after it is added), else -1."""
-    num_layers = prev_rows.shape[1]
-    num_experts = heatmap.shape[1]
+    each MoE layer ``l`` (ids checked beforehand by :func:`_first_bad_id`; the caller
+    saturates at the counter's maximum afterwards: all increments are positive, so that equals
+    saturating each). Layer by layer, so that one layer's table stays in cache."""
     k = prev_rows.shape[2]
-    for j in range(prev_index.shape[0]):
-        p = prev_index[j]
-        c = cur_index[j]
-        for layer in range(num_layers):
-            for a in range(k):      # the ids are checked once per row, not once per pair
-                before, after = prev_rows[p, layer, a], cur_rows[c, layer, a]
-                if before < 0 or before >= num_experts:
-                    return before
-                if after < 0 or after >= num_experts:
-                    return after
+    for layer in range(prev_rows.shape[1]):
+        table = heatmap[layer]
+        for j in range(prev_index.shape[0]):
+            p = prev_index[j]
+            c = cur_index[j]
             for a in range(k):
-                i = prev_rows[p, layer, a]
+                row = table[prev_rows[p, layer, a]]
                 for b in range(k):
-                    heatmap[layer, i, cur_rows[c, layer, b]] += 1
-    return -1
+                    row[cur_rows[c, layer, b]] += 1
 
 
 @attrs.frozen
@@ -503,8 +508,11 @@ class GlobalCPTwin:
         self._presence = np.zeros((self.num_layers, self.num_experts, self.num_dies),
                                   dtype=np.bool_)
         self.edt_clear_replicas()
+        # int32 counters while they fit (half the memory traffic of the pair counting): a
+        # cell gains at most top-k squared per pair, and heatmap_add_pairs saturates often
+        # enough that the sum never overflows
         self._heatmap = np.zeros((self.num_layers, self.num_experts, self.num_experts),
-                                 dtype=np.int64)
+                                 dtype=np.int32 if self.count_bits <= 30 else np.int64)
         self._set_costs(costs, wafer_costs)
         size = self.num_experts * self.num_dies
         self._out = (np.empty(size, np.int64), np.empty(size, np.int64),
@@ -612,10 +620,15 @@ class GlobalCPTwin:
         prev_index = check_int_array("prev_index", prev_index, 0, max(1, len(prev_rows)))
         cur_index = check_int_array("cur_index", cur_index, 0, max(1, len(cur_rows)),
                                     length=len(prev_index))
-        bad = _add_pairs(self._heatmap, prev_rows, prev_index, cur_rows, cur_index)
-        np.minimum(self._heatmap, self._count_max, out=self._heatmap)   # saturating counters
-        if bad >= 0 or bad < -1:
+        bad = _first_bad_id(prev_rows, prev_index, cur_rows, cur_index, self.num_experts)
+        if bad != -1:
             raise ValueError(f"token rows hold expert id {bad}, outside 0..{self.num_experts - 1}")
+        top_k = max(1, prev_rows.shape[2] * cur_rows.shape[2])
+        chunk = (int(np.iinfo(self._heatmap.dtype).max) - self._count_max) // top_k
+        for lo in range(0, len(prev_index), chunk):
+            hi = lo + chunk
+            _add_pairs(self._heatmap, prev_rows, prev_index[lo:hi], cur_rows, cur_index[lo:hi])
+            np.minimum(self._heatmap, self._count_max, out=self._heatmap)   # saturating
 
     def heatmap_row(self, layer: int, expert: int) -> np.ndarray:
         """Copy of row ``H[layer, expert, :]``."""
