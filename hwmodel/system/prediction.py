@@ -99,13 +99,15 @@ class PredictionUnits:
             self.predictor_keep = np.zeros(len(task_e), np.bool_)
             self.cp_en[:] = False
         words = self._pack(self.cp_en, self.is_local)
-        for d in np.flatnonzero(np.bincount(task_d, minlength=N)).tolist():
-            index = np.flatnonzero(words[d] != self.registers[d, :self.model_words])
-            if len(index):      # the Local CP writes only the registers that change
-                self.pdus[d].write_words(index, words[d, index])
-                if self.streams is not None:
-                    self._record(("pdu", d), [("write_word", i, w) for i, w in
-                                              zip(index.tolist(), words[d, index].tolist())])
+        # the Local CPs of the dies with tasks write only the registers that change
+        changed = words != self.registers[:, :self.model_words]
+        changed &= (np.bincount(task_d, minlength=N) > 0)[:, None]
+        for d in np.flatnonzero(changed.any(axis=1)).tolist():
+            index = np.flatnonzero(changed[d])
+            self.pdus[d].write_words(index, words[d, index])
+            if self.streams is not None:
+                self._record(("pdu", d), [("write_word", i, w) for i, w in
+                                          zip(index.tolist(), words[d, index].tolist())])
         if self.streams is not None:
             self._record_queries(task_e, task_d)
         self._redirect(layer, task_e, task_d)

@@ -131,7 +131,7 @@ class PDUTwin:
         """
         indices = check_int_array("indices", indices, 0, self.num_words)
         words = check_int_array("words", words, 0, 1 << WORD_BITS, length=len(indices))
-        if len(np.unique(indices)) == len(indices):
+        if len(indices) < 2 or (indices[1:] > indices[:-1]).all():    # distinct (ascending)
             self._words[indices] = words
         else:                       # a register written twice keeps the later word
             for index, word in zip(indices.tolist(), words.tolist()):
