@@ -13,8 +13,8 @@ from numba import njit
 
 from .params import BITS_PER_EXPERT, EXPERTS_PER_WORD
 
-__all__ = ["CP_EN", "IS_LOCAL", "copies_on_arrival", "expert_bits", "holds_local_copies",
-           "holds_local_copy"]
+__all__ = ["CP_EN", "IS_LOCAL", "copies_on_arrival", "copy_arrivals", "expert_bits",
+           "holds_local_copies", "holds_local_copy"]
 
 #: Bit of ``cp_en`` within an expert's field (copy this expert when it passes by).
 CP_EN = 1
@@ -46,3 +46,21 @@ def holds_local_copies(registers, dies, experts):
     """:func:`holds_local_copy` of each pair ``(dies[i], experts[i])``, as a bool array."""
     out = [holds_local_copy(registers, dies[i], experts[i]) for i in range(dies.shape[0])]
     return np.array(out, np.bool_) if out else np.zeros(0, np.bool_)
+
+
+@njit(cache=True)
+def copy_arrivals(registers, die, experts):
+    """Remote slices of ``experts`` arrive on die ``die`` in order: each that
+    :func:`copies_on_arrival` is copied and sets its ``is_local`` bit (so a later arrival of the
+    same expert is not copied again). Updates ``registers`` in place; returns the copied
+    experts in order."""
+    copied = np.empty(experts.shape[0], np.int64)
+    n = 0
+    for i in range(experts.shape[0]):
+        e = experts[i]
+        if copies_on_arrival(registers, die, e):
+            registers[die, e // EXPERTS_PER_WORD] |= IS_LOCAL << (
+                BITS_PER_EXPERT * (e % EXPERTS_PER_WORD))
+            copied[n] = e
+            n += 1
+    return copied[:n]

@@ -22,6 +22,7 @@ import numpy as np
 
 from ...tb.checks import check_int, check_int_array
 from .compiled import CP_EN, IS_LOCAL, expert_bits
+from .compiled import copy_arrivals as _copy_arrivals
 from .params import EXPERTS_PER_WORD, WORD_BITS, PDULayout
 
 __all__ = ["EXPERTS_PER_WORD", "WORD_BITS", "PDUTwin", "pack_words"]
@@ -173,20 +174,11 @@ class PDUTwin:
         arrival of the same expert is not copied again. Returns the copied experts in order.
 
         The same answers and final state as ``should_copy`` + ``set_local`` per arrival (the
-        RTL's ``QUERY`` / ``SET_LOCAL`` commands), evaluated on arrays after one check.
+        RTL's ``QUERY`` / ``SET_LOCAL`` commands), compiled (:func:`.compiled.copy_arrivals`)
+        after one check of the array.
         """
         experts = check_int_array("experts", experts, 0, self._num_experts)
-        words = self._words.copy()
-        bits = words[experts // EXPERTS_PER_WORD] >> (2 * (experts % EXPERTS_PER_WORD))
-        candidate = (bits & 3) == 1                     # cp_en and not is_local
-        # only the first arrival of an expert copies: it sets is_local for the later ones
-        _, first = np.unique(experts[candidate], return_index=True)
-        copied = experts[np.sort(np.flatnonzero(candidate)[first])]
-        if len(copied):
-            np.bitwise_or.at(words, copied // EXPERTS_PER_WORD,
-                             2 << (2 * (copied % EXPERTS_PER_WORD)))
-            self._words[:] = words
-        return copied.tolist()
+        return _copy_arrivals(self._words.reshape(1, -1), 0, experts).tolist()
 
     def set_local(self, expert: int) -> None:
         """Note that a local copy of ``expert`` now exists."""
