@@ -227,7 +227,7 @@ def test_allocator_costs_read_each_dies_hbm_and_each_routes_links_by_hand():
                                        + B / (nominal.hbm.bandwidth_GBps * 0.9)) * 256)
     # die 0 -> die 2 is (0,0) -> (0,1) -> (0,2): the slow link 0-1, then a nominal one
     hop = nominal.d2d.hop_latency_ns
-    assert costs.transfer[0, 2] == (round(2 * 1000 * 256) + round(2 * hop * 256)
+    assert costs.transfer[0, 2] == ((2 * 1000 * 256) + round(2 * hop * 256)
                                     + round(B / (500 * 0.9) * 256))
     # die 1 -> die 2 avoids it: the uniform ROM's transfer over one hop
     assert costs.transfer[1, 2] == gcp.costs.transfer(1)

@@ -99,8 +99,8 @@ def test_a_redirected_read_uses_the_page_the_atu_returns(monkeypatch):
     """An ATU that returns the page after the right one makes the replay stop: the data there
     is not the expert's."""
     from hwmodel.components.atu.twin import ATUTwin
-    lookup = ATUTwin.lookup
-    monkeypatch.setattr(ATUTwin, "lookup", lambda self, index, addr: (
+    lookup = ATUTwin.lookup_many
+    monkeypatch.setattr(ATUTwin, "lookup_many", lambda self, index, addr: (
         lookup(self, index, addr)[0], lookup(self, index, addr)[1] + 1))
     with pytest.raises(AssertionError, match="ATU of die .* redirects expert .* to page"):
         _pred_run(COPYING)

@@ -65,10 +65,11 @@ class PredictionUnits:
         self.is_local = np.zeros((N, E), np.bool_)
         # registers that hold this model's experts (the rest of a larger PDU stays 0)
         self.model_words = -(-E // EXPERTS_PER_WORD)
-        # replica pages written on each die: page -> (layer, expert) whose weights it holds
-        self.replica_pages: list[dict[int, tuple[int, int]]] = [{} for _ in range(N)]
+        # the replicas each die's HBM holds (written by a copy, dropped by an eviction), at
+        # the ATU map's replica page of (layer, expert)
+        self.replica_held = np.zeros((N, len(self.moe_layers), E), np.bool_)
         self._shift = 2 * np.arange(EXPERTS_PER_WORD, dtype=np.int64)
-        self._addr: dict[tuple[int, int], int] = {}
+        self._addr: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.tie_rule = replay.params.tie_rule
         cap = replay.params.replica_capacity_bytes
         self.capacity = None if cap is None else int(cap // replay.model.expert_bytes)
@@ -127,21 +128,32 @@ class PredictionUnits:
         ATU: the page it returns must hold that expert's replica (else the data is wrong)."""
         local = holds_local_copies(self.registers, task_d, task_e)
         redirect = (self.home[task_e] != task_d) & local
-        for e, d in zip(task_e[redirect].tolist(), task_d[redirect].tolist()):
-            hit, page = self.atus[(d, layer)].lookup(e, self._remote_addr(layer, e))
+        experts, dies = task_e[redirect], task_d[redirect]
+        home_addr, replica_page = self._addresses(layer)
+        for d in np.unique(dies).tolist():
+            mine = experts[dies == d]       # this die's redirected reads, in task order
+            hits, pages = self.atus[(d, layer)].lookup_many(mine, home_addr[mine])
             if self.streams is not None:
-                self._record(("atu", d, layer), [("lookup", e, self._remote_addr(layer, e),
-                                                  (hit, page))])
-            if not hit:
-                raise AssertionError(f"ATU of die {d} misses the replica of expert {e} "
-                                     f"(layer {self.moe_layers[layer]})")
-            held = self.replica_pages[d].get(page)
-            if held != (layer, e):
-                raise AssertionError(f"ATU of die {d} redirects expert {e} (layer "
-                                     f"{self.moe_layers[layer]}) to page {page:#x}, which "
-                                     f"holds {held}")
+                self._record(("atu", d, layer), [
+                    ("lookup", e, a, (bool(h), p)) for e, a, h, p in
+                    zip(mine.tolist(), home_addr[mine].tolist(), hits.tolist(), pages.tolist())])
+            wrong = ~hits | (pages != replica_page[mine]) | ~self.replica_held[d, layer, mine]
+            if wrong.any():
+                i = int(np.argmax(wrong))
+                self._wrong_redirect(d, layer, int(mine[i]), bool(hits[i]), int(pages[i]))
             if self.capacity is not None:
-                self.lru[d].move_to_end((layer, e))
+                for e in mine.tolist():
+                    self.lru[d].move_to_end((layer, e))
+
+    def _wrong_redirect(self, die, layer, expert, hit, page):
+        where = f"expert {expert} (layer {self.moe_layers[layer]})"
+        if not hit:
+            raise AssertionError(f"ATU of die {die} misses the replica of {where}")
+        held = ("its replica" if self.replica_held[die, layer, expert]
+                else "no replica of it")
+        raise AssertionError(f"ATU of die {die} redirects {where} to page {page:#x}; die "
+                             f"{die} holds {held} at page "
+                             f"{self._addresses(layer)[1][expert]:#x}")
 
     def _pack(self, cp_en, is_local):
         """PDU register words of every die (``pack_words`` layout), shape (dies, words)."""
@@ -153,11 +165,17 @@ class PredictionUnits:
                 << self._shift).sum(2)
 
     def _remote_addr(self, layer, expert):
-        key = (layer, expert)
-        addr = self._addr.get(key)
-        if addr is None:
-            addr = self._addr[key] = self.amap.home_address(self.moe_layers[layer], expert)
-        return addr
+        return int(self._addresses(layer)[0][expert])
+
+    def _addresses(self, layer):
+        """Per expert of ``layer``: its home address (what an ATU entry translates) and the
+        local page of a replica (the ATU map's, made once per layer)."""
+        if layer not in self._addr:
+            moe = self.moe_layers[layer]
+            self._addr[layer] = (
+                np.array([self.amap.home_address(moe, e) for e in range(self.E)], np.int64),
+                np.array([self.amap.replica_address(moe, e) for e in range(self.E)], np.int64))
+        return self._addr[layer]
 
     # -------------------------------------------------------------- after the layer (flow 4)
     def report(self, layer, dups, task_e, task_d, task_t):
@@ -180,8 +198,8 @@ class PredictionUnits:
                     page_bits=self.amap.layout.page_bits)
             for e in stats.duplicated_experts:
                 self.pdus[d].set_local(e)
-                page = self.amap.replica_address(self.moe_layers[layer], e)
-                self.replica_pages[d][page] = (layer, e)    # the PDU's copy lands here
+                page = int(self._addresses(layer)[1][e])
+                self.replica_held[d, layer, e] = True       # the PDU's copy lands at page
                 atu.insert(e, self._remote_addr(layer, e), page)
                 if self.streams is not None:
                     self._record(("pdu", d), [("set_local", e)])
@@ -204,7 +222,7 @@ class PredictionUnits:
         self.atus[(d, layer)].invalidate(e)
         if self.streams is not None:
             self._record(("atu", d, layer), [("invalidate", e)])
-        del self.replica_pages[d][self.amap.replica_address(self.moe_layers[layer], e)]
+        self.replica_held[d, layer, e] = False
         self.gcp.edt_clear_present(layer, e, d)
         if layer == self.layer:     # the PDU table holds the current layer's bits
             w = e // EXPERTS_PER_WORD

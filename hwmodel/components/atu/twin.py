@@ -31,7 +31,7 @@ import math
 import attrs
 import numpy as np
 
-from ...tb.checks import check_int, index_bits
+from ...tb.checks import check_int, check_int_array, index_bits
 from .params import MATRICES_PER_EXPERT, PAGE_BYTES, PAPER, PAPER_PAGE_BITS, ATULayout
 
 __all__ = [
@@ -195,9 +195,12 @@ class ATUTwin:
         self._num_entries = self.layout.entries
         self._remote_limit = 1 << self.layout.remote_addr_bits
         self._local_limit = 1 << self.layout.local_addr_bits
-        self._valid = [False] * self._num_entries
-        self._remote = [0] * self._num_entries
-        self._local = [0] * self._num_entries
+        if self.layout.remote_addr_bits > 62:
+            raise ValueError(f"ATU remote addresses of {self.layout.remote_addr_bits} bits: the "
+                             f"twin holds at most 62")
+        self._valid = np.zeros(self._num_entries, np.bool_)
+        self._remote = np.zeros(self._num_entries, np.int64)
+        self._local = np.zeros(self._num_entries, np.int64)
 
     @property
     def num_entries(self) -> int:
@@ -232,9 +235,17 @@ class ATUTwin:
         """
         index = self._index(index)
         remote_addr = check_int("remote_addr", remote_addr, 0, self._remote_limit)
-        if self._valid[index] and self._remote[index] == remote_addr:
-            return True, self._local[index]
-        return False, 0
+        hits, local = self.lookup_many(np.array([index]), np.array([remote_addr]))
+        return bool(hits[0]), int(local[0])
+
+    def lookup_many(self, indices, remote_addrs) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`lookup` of each pair ``(indices[i], remote_addrs[i])``, checked once as
+        arrays: ``(hits, local_addrs)`` (bool and int64 arrays; 0 on a miss)."""
+        indices = check_int_array("indices", indices, 0, self._num_entries)
+        remote = check_int_array("remote_addrs", remote_addrs, 0, self._remote_limit,
+                                 length=len(indices))
+        hits = self._valid[indices] & (self._remote[indices] == remote)
+        return hits, np.where(hits, self._local[indices], 0)
 
     def invalidate(self, index: int) -> None:
         """Clear the valid bit of entry ``index``."""
@@ -242,17 +253,17 @@ class ATUTwin:
 
     def invalidate_all(self) -> None:
         """Clear every valid bit (a new layer's expert ids reuse the entries)."""
-        self._valid = [False] * self._num_entries
+        self._valid[:] = False
 
     def valid_entries(self) -> list[tuple[int, int, int]]:
         """``(index, remote_addr, local_addr)`` of every valid entry, index ascending: the
         inserts that rebuild this table's state from an empty one."""
-        return [(i, self._remote[i], self._local[i])
-                for i, valid in enumerate(self._valid) if valid]
+        return [(i, int(self._remote[i]), int(self._local[i]))
+                for i in np.flatnonzero(self._valid).tolist()]
 
     def entry(self, index: int) -> int:
         """The entry word, in the documented bit layout."""
         index = self._index(index)
         local_bits = self.layout.local_addr_bits
         return ((int(self._valid[index]) << (self.layout.remote_addr_bits + local_bits))
-                | (self._remote[index] << local_bits) | self._local[index])
+                | (int(self._remote[index]) << local_bits) | int(self._local[index]))
