@@ -83,8 +83,11 @@ NS_PER_CYCLE = 4            # 250 MHz
 
 
 def test_global_cp_allo_delay_by_hand(tiny):
-    delays, spans, _ = _delays(tiny, "allo", "global-cp")
+    delays, spans, result = _delays(tiny, "allo", "global-cp")
     assert delays == [ALLOC_CYCLES * NS_PER_CYCLE] * 2          # 124 ns before each layer
+    assert result.counts["cp_allocator_cycles"] == 2 * 27
+    assert result.counts["cp_command_cycles"] == 2 * 4
+    assert result.counts["control_delay_ns"] == 2 * 124
     free_delays, free_spans, _ = _delays(tiny, "allo", "free")
     assert free_delays == [0, 0]
     assert spans == free_spans                                   # the layer itself unchanged
@@ -151,7 +154,7 @@ def test_vectorised_allocator_cycles_equal_the_model(seed):
     presence[np.arange(experts), home] = True
     bitmaps = [int(sum(1 << int(d) for d in np.flatnonzero(row))) for row in presence]
     rows = int(rng.integers(1, 60))
-    kwargs = dict(block_size=512, candidate_distance=1, min_candidates=5)
+    kwargs = {"block_size": 512, "candidate_distance": 1, "min_candidates": 5}
     expected = allocator_cycle_model(counts, [None] * rows, mesh_x=mesh_x, mesh_y=mesh_y,
                                      presence=bitmaps, **kwargs)
     assert allocator_cycles(counts, rows, home=home, presence=presence, mesh_y=mesh_y,
@@ -172,7 +175,7 @@ def test_bad_host_value_names_its_yaml_path(tmp_path):
 
 def test_cli_rejects_a_bad_control_in_one_line():
     run = subprocess.run([sys.executable, "-m", "hwmodel", "replay", "--control", "gpu"],
-                         capture_output=True, text=True)
+                         check=False, capture_output=True, text=True)
     assert run.returncode == 2
     assert run.stdout == ""
     assert len(run.stderr.strip().splitlines()) == 1 and "gpu" in run.stderr

@@ -152,7 +152,8 @@ class ControlPath:
     candidate_distance: int = 1
     min_candidates: int = 5
     pending_reports: int = 0
-    total_ns: int = 0
+    totals: dict = attrs.field(factory=lambda: dict.fromkeys(
+        ("report", "allocator", "predictor", "command"), 0) | {"host_ns": 0.0, "delay_ns": 0})
 
     @property
     def clock_MHz(self) -> float:
@@ -164,27 +165,35 @@ class ControlPath:
         of the layer, (E, N) bool, as the allocator read them)."""
         cp, num_experts = self.wafer.global_cp, len(counts)
         rows, groups = len(task_e), len(np.unique(task_d))
-        cycles = 2 * self.pending_reports
+        parts = {"report": 2 * self.pending_reports, "allocator": 0, "predictor": 0,
+                 "command": cp.command_cycles_per_task * rows if self.allocates else 0}
         host_ns = 0.0
         if self.allocates and self.mode == "host-cpu":
             host_ns = host_allocation_ns(self.wafer.host, num_experts=num_experts,
                                          num_dies=presence.shape[1],
                                          active=int(np.count_nonzero(counts)), rows=rows)
         elif self.allocates:
-            cycles += 1 + allocator_cycles(
+            parts["allocator"] = 1 + allocator_cycles(
                 counts, rows, home=self.home, presence=presence, mesh_y=self.wafer.mesh_y,
                 block_size=self.block_size, candidate_distance=self.candidate_distance,
                 min_candidates=self.min_candidates)
-        if self.allocates:
-            cycles += cp.command_cycles_per_task * rows
         if self.predicts:
             predict = predictor_cycles(rows, groups, num_experts) if decode else 0
-            cycles += max(num_experts + 1, predict)
-            cycles += groups * -(-2 * num_experts // cp.command_word_bits)
+            parts["predictor"] = max(num_experts + 1, predict)
+            parts["command"] += groups * -(-2 * num_experts // cp.command_word_bits)
         self.pending_reports = 0
-        delay = cycles_to_ns(cycles, self.clock_MHz) + math.ceil(host_ns)
-        self.total_ns += delay
+        delay = cycles_to_ns(sum(parts.values()), self.clock_MHz) + math.ceil(host_ns)
+        for key, value in parts.items():
+            self.totals[key] += value
+        self.totals["host_ns"] += host_ns
+        self.totals["delay_ns"] += delay
         return delay
+
+    def counts(self) -> dict:
+        """Totals over the run, for the result's ``counts``: Global CP cycles per part
+        (``cp_<part>_cycles``), the host's ns and the launch delay in ns."""
+        return {f"cp_{key}_cycles" if key not in ("host_ns", "delay_ns") else
+                f"control_{key}": value for key, value in self.totals.items()}
 
     def reported(self, dups) -> None:
         """The Local CPs report the layer's copies (``dups`` rows: die, expert, slice): one

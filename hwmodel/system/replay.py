@@ -325,7 +325,8 @@ class _Run:
                     "remote_hbm_reads": int(counters[Counter.REMOTE_HBM_READS]),
                     "local_hbm_reads": int(counters[Counter.LOCAL_HBM_READS]),
                     "replicas": round(dups_total),
-                    "replica_evictions": units.evictions if units else 0},
+                    "replica_evictions": units.evictions if units else 0,
+                    **(self.control.counts() if self.control else {})},
             per_layer=self.per_layer,
             per_die={"local_read_bytes": stats[:, DieStat.LOCAL_READ_BYTES].tolist(),
                      "remote_read_served_bytes":
