@@ -86,21 +86,22 @@ def fig15_table(results) -> str:
 
 
 def cp_table(results) -> str:
-    """Global CP cycles per MoE layer (allo+pred; means over the prefill and decode layers)
-    and the decode time it adds."""
+    """Global CP cycles per decode layer (allo+pred; means over the decode layers) and the
+    decode time it adds."""
     header = (f"{'model':>15} {'wafer':>9} {'alloc cyc':>9} {'pred cyc':>9} {'cmd cyc':>8} "
-              f"{'us/layer':>8} {'decode +%':>9}")
+              f"{'all cyc':>8} {'us/layer':>8} {'decode +%':>9}")
     lines = [header]
     for r in results:
         if r["control"] != "global-cp":
             continue
         key = (r["wafer"], r["model"], r["strategy"])
-        layers = r["layers"]          # prefill and decode: means over every layer run
-        lines.append(f"{r['model']:>15} {r['wafer']:>9} "
-                     f"{r['cp_allocator_cycles'] / layers:9.0f} "
-                     f"{r['cp_predictor_cycles'] / layers:9.0f} "
-                     f"{r['cp_command_cycles'] / layers:8.0f} "
-                     f"{r['control_delay_ns'] / layers / 1e3:8.2f} "
+        n = r["decode_layers"]
+        part = {p: r.get(f"cp_decode_{p}_cycles", 0) / n
+                for p in ("allocator", "predictor", "command", "report")}
+        lines.append(f"{r['model']:>15} {r['wafer']:>9} {part['allocator']:9.0f} "
+                     f"{part['predictor']:9.0f} {part['command']:8.0f} "
+                     f"{sum(part.values()):8.0f} "
+                     f"{r['control_decode_delay_ns'] / n / 1e3:8.2f} "
                      f"{overhead(results, key, 'global-cp', 'free'):8.2f}%")
     return "\n".join(lines)
 

@@ -85,9 +85,10 @@ NS_PER_CYCLE = 4            # 250 MHz
 def test_global_cp_allo_delay_by_hand(tiny):
     delays, spans, result = _delays(tiny, "allo", "global-cp")
     assert delays == [ALLOC_CYCLES * NS_PER_CYCLE] * 2          # 124 ns before each layer
-    assert result.counts["cp_allocator_cycles"] == 2 * 27
-    assert result.counts["cp_command_cycles"] == 2 * 4
-    assert result.counts["control_delay_ns"] == 2 * 124
+    for stage in ("prefill", "decode"):
+        assert result.counts[f"cp_{stage}_allocator_cycles"] == 27
+        assert result.counts[f"cp_{stage}_command_cycles"] == 4
+        assert result.counts[f"control_{stage}_delay_ns"] == 124
     free_delays, free_spans, _ = _delays(tiny, "allo", "free")
     assert free_delays == [0, 0]
     assert spans == free_spans                                   # the layer itself unchanged

@@ -152,8 +152,7 @@ class ControlPath:
     candidate_distance: int = 1
     min_candidates: int = 5
     pending_reports: int = 0
-    totals: dict = attrs.field(factory=lambda: dict.fromkeys(
-        ("report", "allocator", "predictor", "command"), 0) | {"host_ns": 0.0, "delay_ns": 0})
+    totals: dict = attrs.field(factory=dict)
 
     @property
     def clock_MHz(self) -> float:
@@ -183,17 +182,19 @@ class ControlPath:
             parts["command"] += groups * -(-2 * num_experts // cp.command_word_bits)
         self.pending_reports = 0
         delay = cycles_to_ns(sum(parts.values()), self.clock_MHz) + math.ceil(host_ns)
-        for key, value in parts.items():
-            self.totals[key] += value
-        self.totals["host_ns"] += host_ns
-        self.totals["delay_ns"] += delay
+        stage = "decode" if decode else "prefill"
+        for key, value in [*parts.items(), ("host_ns", host_ns), ("delay_ns", delay)]:
+            name = (f"cp_{stage}_{key}_cycles" if key in parts
+                    else f"control_{stage}_{key}")
+            self.totals[name] = self.totals.get(name, 0) + value
         return delay
 
     def counts(self) -> dict:
-        """Totals over the run, for the result's ``counts``: Global CP cycles per part
-        (``cp_<part>_cycles``), the host's ns and the launch delay in ns."""
-        return {f"cp_{key}_cycles" if key not in ("host_ns", "delay_ns") else
-                f"control_{key}": value for key, value in self.totals.items()}
+        """Totals over the run, for the result's ``counts``, per stage (prefill, decode):
+        Global CP cycles per part (``cp_<stage>_<part>_cycles``, parts report, allocator,
+        predictor, command), the host's ns (``control_<stage>_host_ns``) and the launch
+        delay (``control_<stage>_delay_ns``)."""
+        return dict(sorted(self.totals.items()))
 
     def reported(self, dups) -> None:
         """The Local CPs report the layer's copies (``dups`` rows: die, expert, slice): one
