@@ -15,7 +15,12 @@ from hwmodel.config import ConfigError
 from hwmodel.models import load_model
 from hwmodel.params import load_wafer
 from hwmodel.system import Replay, ReplayParams
-from hwmodel.system.control import allocator_cycles, cycles_to_ns, predictor_cycles
+from hwmodel.system.control import (
+    allocator_cycles,
+    control_path,
+    cycles_to_ns,
+    predictor_cycles,
+)
 from hwmodel.topologies.wafer import build_wafer
 from hwmodel.traces import TraceStore
 
@@ -109,6 +114,22 @@ def test_host_cpu_delay_by_hand(tiny):
     13 ns; host 100 + 2 x 10 ns; then the Global CP sends the 2 tasks (4 cycles = 16 ns)."""
     delays, _, _ = _delays(tiny, "allo", "host-cpu")
     assert delays == [2000 + 13 + 120 + 16] * 2
+
+
+def test_copy_reports_are_paid_at_the_next_launch(tiny):
+    """pred (no allocation on the CP): 3 slice copies of expert 0 on die 1 and one of expert
+    1 on die 0 are 2 copied (die, expert) pairs, 2 SET_PRESENT cycles each; then the prefill
+    launch pays the EDT scan (E + 1 = 3) and one PDU word per die with tasks (2): 9 cycles,
+    36 ns at 250 MHz; the reports are paid once."""
+    wafer = tiny[0].params
+    path = control_path("global-cp", wafer, np.array([0, 1]), allocates=False, predicts=True,
+                        params=ReplayParams())
+    path.reported(np.array([[1, 0, 0], [1, 0, 1], [1, 0, 2], [0, 1, 0]]))
+    presence = np.eye(2, dtype=bool)
+    launch = {"counts": np.array([1, 1]), "task_e": np.array([0, 1]),
+              "task_d": np.array([1, 0]), "presence": presence, "decode": False}
+    assert path.launch_ns(**launch) == (4 + 3 + 2) * NS_PER_CYCLE
+    assert path.launch_ns(**launch) == (3 + 2) * NS_PER_CYCLE
 
 
 def test_strategies_without_global_cp_never_pay(tiny):
