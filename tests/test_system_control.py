@@ -121,8 +121,7 @@ def test_copy_reports_are_paid_at_the_next_launch(tiny):
     1 on die 0 are 2 copied (die, expert) pairs, 2 SET_PRESENT cycles each; then the prefill
     launch pays the EDT scan (E + 1 = 3) and one PDU word per die with tasks (2): 9 cycles,
     36 ns at 250 MHz; the reports are paid once."""
-    wafer = tiny[0].params
-    path = control_path("global-cp", wafer, np.array([0, 1]), allocates=False, predicts=True,
+    path = control_path("global-cp", tiny[0], np.array([0, 1]), allocates=False, predicts=True,
                         params=ReplayParams())
     path.reported(np.array([[1, 0, 0], [1, 0, 1], [1, 0, 2], [0, 1, 0]]))
     presence = np.eye(2, dtype=bool)

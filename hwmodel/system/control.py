@@ -133,8 +133,14 @@ class ControlPath:
     ----------
     mode : str
         ``"global-cp"`` or ``"host-cpu"``.
-    wafer : hwmodel.params.WaferParams
-        Its ``global_cp`` and ``host`` parameters and the clock.
+    cp : hwmodel.params.GlobalCPParams
+        The Global CP's parameters (the graph node's).
+    host : hwmodel.params.HostParams
+        The host and its PCIe link (``wafer.host``).
+    clock_MHz : float
+        The Global CP's clock (resolved: its own, else the wafer's).
+    mesh_y : int
+        Dies along y (die id ``y + x * mesh_y``).
     home : array of int
         Home die per expert.
     allocates, predicts : bool
@@ -144,7 +150,10 @@ class ControlPath:
     """
 
     mode: str
-    wafer: object
+    cp: object
+    host: object
+    clock_MHz: float
+    mesh_y: int
     home: np.ndarray
     allocates: bool
     predicts: bool
@@ -154,26 +163,21 @@ class ControlPath:
     pending_reports: int = 0
     totals: dict = attrs.field(factory=dict)
 
-    @property
-    def clock_MHz(self) -> float:
-        cp = self.wafer.global_cp
-        return self.wafer.clock_MHz if cp.clock_MHz is None else cp.clock_MHz
-
     def launch_ns(self, counts, task_e, task_d, presence, *, decode: bool) -> int:
         """ns the layer's launch waits for the control path (``presence``: the EDT's bitmaps
         of the layer, (E, N) bool, as the allocator read them)."""
-        cp, num_experts = self.wafer.global_cp, len(counts)
+        cp, num_experts = self.cp, len(counts)
         rows, groups = len(task_e), len(np.unique(task_d))
         parts = {"report": 2 * self.pending_reports, "allocator": 0, "predictor": 0,
                  "command": cp.command_cycles_per_task * rows if self.allocates else 0}
         host_ns = 0.0
         if self.allocates and self.mode == "host-cpu":
-            host_ns = host_allocation_ns(self.wafer.host, num_experts=num_experts,
+            host_ns = host_allocation_ns(self.host, num_experts=num_experts,
                                          num_dies=presence.shape[1],
                                          active=int(np.count_nonzero(counts)), rows=rows)
         elif self.allocates:
             parts["allocator"] = 1 + allocator_cycles(
-                counts, rows, home=self.home, presence=presence, mesh_y=self.wafer.mesh_y,
+                counts, rows, home=self.home, presence=presence, mesh_y=self.mesh_y,
                 block_size=self.block_size, candidate_distance=self.candidate_distance,
                 min_candidates=self.min_candidates)
         if self.predicts:
@@ -205,10 +209,17 @@ class ControlPath:
 
 def control_path(mode: str, wafer, home, *, allocates: bool, predicts: bool,
                  params) -> ControlPath | None:
-    """The run's :class:`ControlPath` (None: ``free``, or a strategy without the Global CP)."""
+    """The run's :class:`ControlPath` (None: ``free``, or a strategy without the Global CP).
+
+    ``wafer`` is the built graph (:class:`hwmodel.topologies.wafer.Wafer`): the Global CP's
+    parameters are its node's, the host's and the clock the wafer's.
+    """
     if mode == "free" or not (allocates or predicts):
         return None
-    return ControlPath(mode, wafer, np.asarray(home), allocates, predicts,
+    cp = wafer.global_cp.params
+    clock = wafer.params.clock_MHz if cp.clock_MHz is None else cp.clock_MHz
+    return ControlPath(mode, cp, wafer.params.host, clock, wafer.mesh.y_dies, np.asarray(home),
+                       allocates, predicts,
                        block_size=params.block_size,
                        candidate_distance=params.candidate_distance,
                        min_candidates=params.min_candidates)

@@ -228,7 +228,7 @@ class _Run:
         last_prefill = int(store.prefill_len[-1]) if len(store) else 0
         quirks = replay.params.artefact_quirks
         self.stage0 = "prefill" if (not quirks or last_prefill > 1) else "decode"
-        self.control = control_path(replay.params.control, replay.wafer.params, self.tables.home,
+        self.control = control_path(replay.params.control, replay.wafer, self.tables.home,
                                     allocates=isinstance(strategy.allocation, Algorithm1),
                                     predicts=strategy.predicts, params=replay.params)
 
