@@ -200,3 +200,24 @@ def test_cli_rejects_a_bad_control_in_one_line():
     assert run.returncode == 2
     assert run.stdout == ""
     assert len(run.stderr.strip().splitlines()) == 1 and "gpu" in run.stderr
+
+
+def test_cli_control_adds_the_hand_worked_delay(tiny, tmp_path):
+    """hwmodel replay --control global-cp: the decode time read back from the CSV row's
+    throughput (2 requests x 128 tokens / decode) grows by one launch delay (124 ns: the
+    decode step's single MoE layer) over --control free."""
+    store = tiny[2]
+    (tmp_path / "model.yaml").write_text(TINY_MODEL)
+    (tmp_path / "wafer.yaml").write_text(TINY_WAFER)
+    store.save(tmp_path / "tiny.store")
+    decode_ns = {}
+    for control in ("free", "global-cp"):
+        run = subprocess.run(
+            [sys.executable, "-m", "hwmodel", "replay", "--trace", str(tmp_path / "tiny.store"),
+             "--model", str(tmp_path / "model.yaml"), "--wafer", str(tmp_path / "wafer.yaml"),
+             "--strategy", "allo", "--control", control, "--quiet", "--jobs", "1"],
+            check=False, capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        throughput = float(run.stdout.strip().splitlines()[-1].split(",")[-1])
+        decode_ns[control] = 2 * 128 / throughput * 1e9
+    assert decode_ns["global-cp"] - decode_ns["free"] == pytest.approx(124, abs=1e-3)
