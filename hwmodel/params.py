@@ -31,6 +31,7 @@ __all__ = [
     "DieParams",
     "GlobalCPParams",
     "HBMParams",
+    "HostParams",
     "LLCParams",
     "WaferParams",
     "load_wafer",
@@ -112,6 +113,41 @@ class GlobalCPParams:
                                  validator=positive)
     heatmap_count_bits: int = param("bits of one heatmap counter", default=16,
                                     validator=positive)
+    clock_MHz: float | None = param(
+        "the Global CP's clock, for its latency in the replay's control='global-cp' (null: "
+        "the wafer's clock_MHz; the paper gives none, its units sit in the dies' domain)",
+        default=None, validator=attrs.validators.optional(positive))
+    command_cycles_per_task: int = param(
+        "cycles to send one (expert, die, tokens) task to a Local CP (assumed: one 64-bit "
+        "command word out, one cycle for the Local CP to take it; the paper gives none)",
+        default=2, validator=positive)
+    command_word_bits: int = param("bits per cycle of the command link to the Local CPs "
+                                   "(a die's PDU bits go out in words this wide)",
+                                   default=64, validator=positive)
+
+
+@attrs.frozen
+class HostParams:
+    """The host CPU and its PCIe link to the wafer (the study's Fig. 15: Algorithm 1 on the
+    host). Defaults: PCIe 5.0 x16, 32 GT/s x 16 lanes with 128b/130b coding = 63 GB/s per
+    direction (PCI-SIG, PCIe Base Specification 5.0), rounded to the usual 64 GB/s; ~1 us
+    round trip (one way 500 ns) for a small DMA between a host and a GPU."""
+    pcie_bandwidth_GBps: float = param("PCIe bandwidth per direction (bytes/ns)", default=64.0,
+                                       validator=positive)
+    pcie_latency_ns: float = param("one-way PCIe latency of a transfer", default=500.0,
+                                   validator=non_negative)
+    count_bytes: int = param("bytes of one expert's token count sent up with its EDT entry",
+                             default=4, validator=positive)
+    task_bytes: int = param("bytes of one plan task (expert, die, tokens) sent down",
+                            default=8, validator=positive)
+    allocator_ns_per_layer: float = param(
+        "host time of Algorithm 1 per MoE layer, fixed part (measured: "
+        "benchmarks/bench_host_allocator.py --requests 4096 --iterations 8)", default=5644.0,
+        validator=non_negative)
+    allocator_ns_per_expert: float = param(
+        "host time of Algorithm 1 per active expert of the layer (measured: "
+        "benchmarks/bench_host_allocator.py, as above)", default=126.2,
+        validator=non_negative)
 
 
 _DIE_NAME = re.compile(r"die_(\d+)_(\d+)")
@@ -174,6 +210,8 @@ class WaferParams:
                              validator=positive)
     die: DieParams = param("every die's parameters", factory=DieParams)
     global_cp: GlobalCPParams = param("the Global CP", factory=GlobalCPParams)
+    host: HostParams = param("the host CPU and its PCIe link (Algorithm 1 on the host)",
+                             factory=HostParams)
     dies: dict[str, Any] = param("per-die overrides: die name (die_X_Y) -> partial die "
                                  "parameters laid over 'die'", factory=dict)
     links: dict[str, Any] = param("per-link overrides: link name (link_A_B, die ids A < B) "

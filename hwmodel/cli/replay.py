@@ -340,6 +340,8 @@ def _main(args) -> int:
             raise ValueError(f"--replica-GB: expected a finite size >= 0, not "
                              f"{args.replica_GB!r}")
         params = attrs.evolve(params, replica_capacity_bytes=int(args.replica_GB * 1e9))
+    if args.control is not None:
+        params = attrs.evolve(params, control=args.control)
     if args.rtl is not None:
         from .cosim import run_cosim
         return run_cosim(args, wafers, strategies, params, batch)
@@ -389,6 +391,10 @@ def register(subparsers) -> None:
     p.add_argument("--replica-GB", type=float, default=None,
                    help="bound each die's replica region to this many GB (1e9 bytes; LRU "
                         "eviction; None: unbounded, as in the paper)")
+    p.add_argument("--control", default=None,
+                   help="what each MoE layer's launch waits for: free (the paper), global-cp "
+                        "(the Global CP's cycles) or host-cpu (Algorithm 1 on the host over "
+                        "PCIe; the study's Fig. 15) (None: the --params file's, else free)")
     p.add_argument("--ignore-capacity", action="store_true",
                    help="replay even if the model's experts exceed the wafer's usable HBM")
     p.add_argument("--jobs", type=int, default=2,

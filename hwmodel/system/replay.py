@@ -33,6 +33,7 @@ import numpy as np
 
 from ..components.global_cp import FRAC_BITS, GlobalCPTwin
 from ..config import ConfigError, fraction, param, positive
+from .control import CONTROL_MODES, control_path
 from .engine import Counter, DieStat, LayerKernel, LayerStat, Prediction, Tasks
 from .lowering import Tables, allocator_costs, check_unit_sizes, lower
 from .prediction import PredictionUnits
@@ -76,11 +77,17 @@ class ReplayParams:
                                   "the last request; predictor's per-die expert list)",
                                   default=True)
     clock_MHz: float | None = param("clock for cycle counts (null: the wafer's)", default=None)
+    control: str = param("what a MoE layer's launch waits for (hwmodel.system.control): "
+                         "'free' (nothing, the paper), 'global-cp' (the Global CP's cycles) "
+                         "or 'host-cpu' (Algorithm 1 on the host over PCIe)", default="free")
 
     def __attrs_post_init__(self):
         if self.allocator_arith not in ("fixed", "float"):
             raise ConfigError("allocator_arith", f"expected 'fixed' or 'float', not "
                               f"{self.allocator_arith!r}")
+        if self.control not in CONTROL_MODES:
+            raise ConfigError("control", f"expected one of {', '.join(CONTROL_MODES)}, not "
+                              f"{self.control!r}")
         if self.tie_rule not in ("stable", "numpy"):
             raise ConfigError("tie_rule", f"expected 'stable' or 'numpy', not "
                               f"{self.tie_rule!r}")
@@ -222,6 +229,9 @@ class _Run:
         quirks = replay.params.artefact_quirks
         self.stage0 = "prefill" if (not quirks or last_prefill > 1) else "decode"
         self.uses_algorithm1 = isinstance(strategy.allocation, Algorithm1)
+        self.control = control_path(replay.params.control, replay.wafer, self.tables.home,
+                                    allocates=self.uses_algorithm1,
+                                    predicts=strategy.predicts, params=replay.params)
         self.cosim = cosim
         if cosim is not None:
             cosim.bind(self)
@@ -277,15 +287,19 @@ class _Run:
             self.units.launch(layer, task_e, task_d, copy_ok, replay.params.artefact_quirks)
         prediction = Prediction(enabled=self.units is not None, copy_ok=copy_ok,
                                 registers=self.pdu_registers)
-        end, stall, dups = self.kernel.run(self.t, layer, Tasks(task_e, task_d, task_t, remote),
+        start = self.t if self.control is None else self.t + self.control.launch_ns(
+            counts, task_e, task_d, self.gcp.presence_matrix(layer), decode=stage == "decode")
+        end, stall, dups = self.kernel.run(start, layer, Tasks(task_e, task_d, task_t, remote),
                                            prediction, num_experts=replay.E,
                                            slices=self.slices)
         if self.units is not None and len(dups):
             self.units.report(layer, dups, task_e, task_d, task_t)
+            if self.control is not None:
+                self.control.reported(dups)
         if tap is not None:
             tap.after_layer(it, layer, counts, (task_e, task_d, task_t), dups)
         self.per_layer.append({"iteration": it, "layer": int(replay.store.moe_layers[layer]),
-                               "stage": stage, "start_ns": self.t, "end_ns": end,
+                               "stage": stage, "start_ns": start, "end_ns": end,
                                "tasks": len(task_e), "remote_tasks": int(remote.sum()),
                                "dups": len(dups)})
         self.t = end
@@ -322,7 +336,8 @@ class _Run:
                     "remote_hbm_reads": int(counters[Counter.REMOTE_HBM_READS]),
                     "local_hbm_reads": int(counters[Counter.LOCAL_HBM_READS]),
                     "replicas": round(dups_total),
-                    "replica_evictions": units.evictions if units else 0},
+                    "replica_evictions": units.evictions if units else 0,
+                    **(self.control.counts() if self.control else {})},
             per_layer=self.per_layer,
             per_die={"local_read_bytes": stats[:, DieStat.LOCAL_READ_BYTES].tolist(),
                      "remote_read_served_bytes":

@@ -229,6 +229,7 @@ class Wafer(Component):
         return WaferParams(
             name=self.params.name, mesh_x=self.mesh.x_dies, mesh_y=self.mesh.y_dies,
             clock_MHz=self.params.clock_MHz, die=base, global_cp=self.global_cp.params,
+            host=self.params.host,
             dies={name: diff for name, diff in dies.items() if diff},
             links={name: diff for name, diff in links.items() if diff},
             dead_dies=tuple(die.name for die in self.dies if not die.alive),
