@@ -164,7 +164,7 @@ def run_atu_twin(transactions, num_entries: int = 512, *, num_dies: int = PAPER.
 
 def simulate_atu(transactions, num_entries: int = 512, *, num_dies: int = PAPER.num_dies,
                  page_bits: int = PAPER.page_bits, vcd=None, back_pressure: int = 0,
-                 max_cycles: int | None = None):
+                 max_cycles: int | None = None, engine: str = "pysim"):
     """Run ``transactions`` (see :func:`run_atu_twin`) through the RTL.
 
     Parameters
@@ -172,6 +172,8 @@ def simulate_atu(transactions, num_entries: int = 512, *, num_dies: int = PAPER.
     back_pressure : int
         The response consumer waits this many cycles between responses (0: always ready), to
         exercise the stall path.
+    engine : {"pysim", "cxxrtl"}
+        Amaranth's Python simulator or the compiled one (:mod:`hwmodel.rtlsim`).
 
     Returns
     -------
@@ -184,4 +186,5 @@ def simulate_atu(transactions, num_entries: int = 512, *, num_dies: int = PAPER.
     expected = sum(c["op"] == ATUOp.LOOKUP for c in commands)
     return run_command_stream(dut, commands, expected,
                               lambda r: (bool(r.hit), int(r.local)),
-                              back_pressure=back_pressure, max_cycles=max_cycles, vcd=vcd)
+                              back_pressure=back_pressure, max_cycles=max_cycles, vcd=vcd,
+                              engine=engine)

@@ -131,10 +131,14 @@ def run_pdu_twin(transactions, num_experts: int = 512) -> list[tuple[bool, bool]
 
 
 def simulate_pdu(transactions, num_experts: int = 512, *, vcd=None, back_pressure: int = 0,
-                 max_cycles: int | None = None):
-    """Run ``transactions`` (see :func:`run_pdu_twin`) through the RTL; ``(results, cycles)``."""
+                 max_cycles: int | None = None, engine: str = "pysim"):
+    """Run ``transactions`` (see :func:`run_pdu_twin`) through the RTL; ``(results, cycles)``.
+
+    ``engine``: ``"pysim"`` (Amaranth's simulator) or ``"cxxrtl"`` (:mod:`hwmodel.rtlsim`).
+    """
     commands = [_command(t, num_experts) for t in transactions]
     expected = sum(c["op"] == PDUOp.QUERY for c in commands)
     return run_command_stream(PDU(num_experts), commands, expected,
                               lambda r: (bool(r.cp_en), bool(r.is_local)),
-                              back_pressure=back_pressure, max_cycles=max_cycles, vcd=vcd)
+                              back_pressure=back_pressure, max_cycles=max_cycles, vcd=vcd,
+                              engine=engine)
