@@ -32,16 +32,16 @@ def rom(block_size=4):
 
 @pytest.mark.parametrize("back_pressure", [0, 2])
 def test_atu_engines_agree_with_each_other_and_the_twin(back_pressure):
-    layout = ATULayout(entries=16)
+    layout = ATULayout(entries=64)
     tx = stimuli.atu_transactions(np.random.default_rng(1), 150, layout)
-    results, _ = both(simulate_atu, tx, 16, back_pressure=back_pressure)
-    assert results == run_atu_twin(tx, 16)
+    results, _ = both(simulate_atu, tx, 64, back_pressure=back_pressure)
+    assert results == run_atu_twin(tx, 64)
 
 
 def test_atu_compiled_does_one_lookup_per_cycle_with_fixed_latency():
     # 80 commands accepted on 80 consecutive edges; the last response LOOKUP_LATENCY later.
     tx = [("insert", i, i, i + 1) for i in range(40)] + [("lookup", i, i) for i in range(40)]
-    results, cycles = simulate_atu(tx, engine="cxxrtl")
+    results, cycles = simulate_atu(tx, 64, engine="cxxrtl")
     assert results == [(True, i + 1) for i in range(40)]
     assert cycles == 80 + LOOKUP_LATENCY
 
@@ -83,10 +83,14 @@ def test_predictor_engines_agree_with_each_other_and_the_twin():
         assert bitmap == twin.predict(0, range(len(group)))
 
 
-def test_top_n_engines_agree():
-    rows = [[5, 1, 5, 0, 9, 9], [0, 0, 0, 0, 0, 1]]
-    chosen, _ = both(simulate_top_n, rows, 6, top_n=2)
-    assert chosen == [(4, 5), (0, 5)]    # the two 9s; then the 1, and the lowest-id 0
+def test_top_n_engines_agree_on_a_hand_worked_row():
+    # 24 experts: n = ceil(0.2 * 24) = 5. The two 9s, the two 5s, then the lowest-id 2.
+    row = [0] * 24
+    row[3] = row[20] = 9
+    row[1] = row[7] = 5
+    row[10] = row[11] = 2
+    chosen, _ = both(simulate_top_n, [row], 24)
+    assert chosen == [(1, 3, 7, 10, 20)]
 
 
 def test_allocator_engines_agree_with_each_other_and_the_twin():
@@ -108,10 +112,9 @@ def test_local_cp_engines_agree_with_each_other_and_the_twin():
 
 
 def test_local_cp_compiled_waits_for_busy_slots():
-    # 8 tasks on 4 slots: the second round waits for slot 0 (busy sm_latency cycles).
-    layer = ([(e, 1, 0) for e in range(8)], None, None)
-    _, _, fast = simulate_local_cp([layer], num_sm_slots=4, num_experts=8, sm_latency=1,
-                                   engine="cxxrtl")
-    _, _, slow = simulate_local_cp([layer], num_sm_slots=4, num_experts=8, sm_latency=40,
-                                   engine="cxxrtl")
+    # 6 tasks on 3 slots: the second round waits for slot 0 (busy sm_latency cycles).
+    layer = ([(e, 1, 0) for e in range(6)], None, None)
+    kwargs = {"die": 2, "num_sm_slots": 3, "num_experts": 16, "num_dies": 4, "engine": "cxxrtl"}
+    _, _, fast = simulate_local_cp([layer], sm_latency=1, **kwargs)
+    _, _, slow = simulate_local_cp([layer], sm_latency=40, **kwargs)
     assert slow - fast >= 39
