@@ -24,6 +24,7 @@ from amaranth.hdl import Shape, ShapeCastable
 from amaranth.lib import data
 
 from ..tb.checks import check_int
+from . import build
 from .build import RTLSimError, cache_dir, compile_component, load_library
 
 __all__ = ["ENGINES", "RTLSimError", "StreamRun", "StreamSink", "StreamSource", "cache_dir",

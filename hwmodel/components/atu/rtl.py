@@ -16,6 +16,7 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory, MemoryData
 from amaranth.lib.wiring import In, Out
 
+from ...rtlsim import check_engine
 from ...tb import run_command_stream, run_twin
 from ...tb.checks import check_int, check_transaction
 from .params import PAPER, ATULayout
@@ -181,6 +182,7 @@ def simulate_atu(transactions, num_entries: int = 512, *, num_dies: int = PAPER.
         The lookups' ``(hit, local)``, as :func:`run_atu_twin`.
     cycles : int
     """
+    check_engine(engine)    # before the design exists: an unused design warns
     dut = ATU(num_entries, num_dies=num_dies, page_bits=page_bits)
     commands = [_command(t, dut.layout) for t in transactions]
     expected = sum(c["op"] == ATUOp.LOOKUP for c in commands)

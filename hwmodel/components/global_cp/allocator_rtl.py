@@ -531,6 +531,7 @@ def simulate_allocator(layers, *, mesh_x: int, mesh_y: int, num_experts: int, co
     cycles : list of int
         Per layer, cycles from its first item accepted to its last task sent.
     """
+    check_engine(engine)    # before the design exists: an unused design warns
     n_dies = check_int("mesh_x", mesh_x, 1) * check_int("mesh_y", mesh_y, 1)
     home = home_dies(num_experts, n_dies)
     items = []
@@ -557,7 +558,7 @@ def simulate_allocator(layers, *, mesh_x: int, mesh_y: int, num_experts: int, co
                     count_bits=count_bits)
     total_blocks = sum(c // block_size + 1 for layer in layers for c in layer if c)
     limit = 200 + sum(len(li) * (70 + 2 * n_dies) for li in items) + total_blocks * (n_dies + 2)
-    if check_engine(engine) == "cxxrtl":
+    if engine == "cxxrtl":
         return _compiled_allocator(dut, items, limit, vcd)
     plans = [[] for _ in layers]
     first_accept = []

@@ -265,6 +265,7 @@ def simulate_predict(groups, num_experts, top_n=None, count_bits=16, *, vcd=None
         Per group, the ``cp_en`` bitmap (bit ``j``: expert ``j``).
     cycles : int
     """
+    check_engine(engine)    # before the design exists: an unused design warns
     beats = []
     for g, group in enumerate(groups):
         if len(group) == 0:
@@ -280,7 +281,7 @@ def simulate_predict(groups, num_experts, top_n=None, count_bits=16, *, vcd=None
     dut = TopNPredictor(num_experts, top_n, count_bits)
     rows = sum(len(group) for group in groups)
     limit = 100 + rows * (num_experts + 2) + 2 * len(groups)
-    if check_engine(engine) == "cxxrtl":
+    if engine == "cxxrtl":
         run = run_streams(dut, [StreamSource("row", beats)], [StreamSink("top", len(groups))],
                           max_cycles=limit, vcd=vcd)
         return run.received["top"], run.cycles
@@ -345,6 +346,7 @@ def simulate_edt(transactions, num_experts=512, *, num_dies=PAPER.num_dies, vcd=
         which has no error response, would leave the home bit set. Checked before the
         simulation starts, with the twin's message.
     """
+    check_engine(engine)    # before the design exists: an unused design warns
     commands = []
     homes: dict[int, int] = {}    # the RTL table's home field per entry (reset content: 0)
     for i, t in enumerate(transactions):

@@ -263,11 +263,12 @@ def simulate_local_cp(layers, *, die=0, num_sm_slots=4, num_experts=512, sm_late
         As :func:`run_local_cp_twin`.
     cycles : int
     """
+    check_engine(engine)    # before the design exists: an unused design warns
     prepared = _layers(layers, num_experts, num_dies)
     dut = LocalCP(die, num_sm_slots, num_experts, num_dies=num_dies)
     total = sum(len(words) + len(tasks) + 1 for tasks, words in prepared)
     limit = max_cycles or 200 + total * (12 + sm_latency + num_sm_slots)
-    if check_engine(engine) == "cxxrtl":
+    if engine == "cxxrtl":
         stats, sm_tasks, dups, cycles = _compiled_local_cp(dut, prepared, sm_latency, limit, vcd)
         return _split_dups(die, stats, dups), sm_tasks, cycles
     stats, sm_tasks = [], [[] for _ in range(num_sm_slots)]
