@@ -162,7 +162,7 @@ def run_twin(twin, transactions, validate, answers: str) -> list:
 
 def run_command_stream(dut, commands, responses: int, decode, *, back_pressure: int = 0,
                        max_cycles: int | None = None, cycles_per_command: int = 4,
-                       vcd: str | Path | None = None):
+                       vcd: str | Path | None = None, engine: str = "pysim"):
     """Drive a unit with one command stream and one response stream; ``(results, cycles)``.
 
     The units that answer queries (ATU, PDU, EDT) share this shape: ``dut.cmd`` takes
@@ -176,7 +176,17 @@ def run_command_stream(dut, commands, responses: int, decode, *, back_pressure: 
     max_cycles : int or None
         Watchdog limit; by default ``100 + cycles_per_command * len(commands) *
         (1 + back_pressure)``.
+    engine : {"pysim", "cxxrtl"}
+        Amaranth's Python simulator, or the design compiled by Yosys CXXRTL
+        (:mod:`hwmodel.rtlsim`): same results, same cycle count.
     """
+    limit = max_cycles or 100 + cycles_per_command * len(commands) * (1 + back_pressure)
+    from ..rtlsim import StreamSink, StreamSource, check_engine, run_streams
+    if check_engine(engine) == "cxxrtl":
+        run = run_streams(dut, [StreamSource("cmd", commands)],
+                          [StreamSink("resp", responses, initial_wait=back_pressure,
+                                      gap=back_pressure)], max_cycles=limit, vcd=vcd)
+        return [decode(payload) for payload in run.received["resp"]], run.cycles
     results = []
 
     async def producer(ctx):
@@ -189,7 +199,6 @@ def run_command_stream(dut, commands, responses: int, decode, *, back_pressure: 
                 await wait_cycles(ctx, back_pressure)
             results.append(decode(await stream_get(ctx, dut.resp)))
 
-    limit = max_cycles or 100 + cycles_per_command * len(commands) * (1 + back_pressure)
     cycles = run_scenario(dut, producer, consumer, max_cycles=limit, vcd=vcd)
     return results, cycles
 

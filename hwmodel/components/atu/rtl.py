@@ -16,6 +16,7 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory, MemoryData
 from amaranth.lib.wiring import In, Out
 
+from ...rtlsim import check_engine
 from ...tb import run_command_stream, run_twin
 from ...tb.checks import check_int, check_transaction
 from .params import PAPER, ATULayout
@@ -164,7 +165,7 @@ def run_atu_twin(transactions, num_entries: int = 512, *, num_dies: int = PAPER.
 
 def simulate_atu(transactions, num_entries: int = 512, *, num_dies: int = PAPER.num_dies,
                  page_bits: int = PAPER.page_bits, vcd=None, back_pressure: int = 0,
-                 max_cycles: int | None = None):
+                 max_cycles: int | None = None, engine: str = "pysim"):
     """Run ``transactions`` (see :func:`run_atu_twin`) through the RTL.
 
     Parameters
@@ -172,6 +173,8 @@ def simulate_atu(transactions, num_entries: int = 512, *, num_dies: int = PAPER.
     back_pressure : int
         The response consumer waits this many cycles between responses (0: always ready), to
         exercise the stall path.
+    engine : {"pysim", "cxxrtl"}
+        Amaranth's Python simulator or the compiled one (:mod:`hwmodel.rtlsim`).
 
     Returns
     -------
@@ -179,9 +182,11 @@ def simulate_atu(transactions, num_entries: int = 512, *, num_dies: int = PAPER.
         The lookups' ``(hit, local)``, as :func:`run_atu_twin`.
     cycles : int
     """
+    check_engine(engine)    # before the design exists: an unused design warns
     dut = ATU(num_entries, num_dies=num_dies, page_bits=page_bits)
     commands = [_command(t, dut.layout) for t in transactions]
     expected = sum(c["op"] == ATUOp.LOOKUP for c in commands)
     return run_command_stream(dut, commands, expected,
                               lambda r: (bool(r.hit), int(r.local)),
-                              back_pressure=back_pressure, max_cycles=max_cycles, vcd=vcd)
+                              back_pressure=back_pressure, max_cycles=max_cycles, vcd=vcd,
+                              engine=engine)

@@ -49,6 +49,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory, MemoryData
 from amaranth.lib.wiring import In, Out
 
+from ...rtlsim import StreamSink, StreamSource, check_engine, run_streams
 from ...tb import run_scenario
 from ...tb.checks import check_int, index_bits
 from .params import EDTLayout
@@ -511,7 +512,7 @@ def allocator_cycle_model(counts, plan, *, mesh_x: int, mesh_y: int, presence=No
 def simulate_allocator(layers, *, mesh_x: int, mesh_y: int, num_experts: int, costs: CostROM,
                        block_size: int = 512, candidate_distance: int = 1,
                        min_candidates: int = 5, presence=None, count_bits: int = 24,
-                       vcd=None):
+                       vcd=None, engine: str = "pysim"):
     """Run the layers' token counts through :class:`Allocator` (one simulation).
 
     Parameters
@@ -520,6 +521,8 @@ def simulate_allocator(layers, *, mesh_x: int, mesh_y: int, num_experts: int, co
         Per layer, ``num_experts`` token counts (at least one non-zero).
     presence : sequence of sequence of int, optional
         Per layer, the EDT presence bitmap of every expert (default: home die only).
+    engine : {"pysim", "cxxrtl"}
+        Amaranth's Python simulator or the compiled one (:mod:`hwmodel.rtlsim`).
 
     Returns
     -------
@@ -528,6 +531,7 @@ def simulate_allocator(layers, *, mesh_x: int, mesh_y: int, num_experts: int, co
     cycles : list of int
         Per layer, cycles from its first item accepted to its last task sent.
     """
+    check_engine(engine)    # before the design exists: an unused design warns
     n_dies = check_int("mesh_x", mesh_x, 1) * check_int("mesh_y", mesh_y, 1)
     home = home_dies(num_experts, n_dies)
     items = []
@@ -552,6 +556,10 @@ def simulate_allocator(layers, *, mesh_x: int, mesh_y: int, num_experts: int, co
     dut = Allocator(mesh_x, mesh_y, num_experts, costs, block_size=block_size,
                     candidate_distance=candidate_distance, min_candidates=min_candidates,
                     count_bits=count_bits)
+    total_blocks = sum(c // block_size + 1 for layer in layers for c in layer if c)
+    limit = 200 + sum(len(li) * (70 + 2 * n_dies) for li in items) + total_blocks * (n_dies + 2)
+    if engine == "cxxrtl":
+        return _compiled_allocator(dut, items, limit, vcd)
     plans = [[] for _ in layers]
     first_accept = []
     last_task = []
@@ -587,7 +595,23 @@ def simulate_allocator(layers, *, mesh_x: int, mesh_y: int, num_experts: int, co
                     last_task.append(edge)
                     break
 
-    total_blocks = sum(c // block_size + 1 for layer in layers for c in layer if c)
-    limit = 200 + sum(len(li) * (70 + 2 * n_dies) for li in items) + total_blocks * (n_dies + 2)
     run_scenario(dut, producer, consumer, max_cycles=limit, vcd=vcd)
+    return plans, [b - a + 1 for a, b in zip(first_accept, last_task)]
+
+
+def _compiled_allocator(dut, items, limit, vcd):
+    """:func:`simulate_allocator`'s run on the compiled design: one source of expert items,
+    one sink of tasks counted by their ``last`` bit, per-layer cycles from the transfer edges."""
+    flat = [payload for layer_items in items for payload in layer_items]
+    run = run_streams(dut, [StreamSource("experts", flat)],
+                      [StreamSink("tasks", len(items), end_field="last")],
+                      max_cycles=limit, vcd=vcd)
+    plans, last_task, layer = [[] for _ in items], [], 0
+    for task, edge in zip(run.received["tasks"], run.received_edges["tasks"]):
+        plans[layer].append((int(task.expert), int(task.die), int(task.tokens)))
+        if task.last:
+            last_task.append(edge)
+            layer += 1
+    starts = np.cumsum([0] + [len(layer_items) for layer_items in items[:-1]])
+    first_accept = [run.sent_edges["experts"][start] for start in starts]
     return plans, [b - a + 1 for a, b in zip(first_accept, last_task)]

@@ -24,6 +24,7 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory, MemoryData
 from amaranth.lib.wiring import In, Out
 
+from ...rtlsim import StreamSink, StreamSource, check_engine, run_streams
 from ...tb import run_command_stream, run_scenario, stream_get, stream_put
 from ...tb.checks import check_int
 from .params import PAPER, EDTLayout
@@ -246,7 +247,8 @@ class TopNPredictor(wiring.Component):
         return m
 
 
-def simulate_predict(groups, num_experts, top_n=None, count_bits=16, *, vcd=None):
+def simulate_predict(groups, num_experts, top_n=None, count_bits=16, *, vcd=None,
+                     engine="pysim"):
     """Push per-die groups of heatmap rows through :class:`TopNPredictor`.
 
     Parameters
@@ -254,6 +256,8 @@ def simulate_predict(groups, num_experts, top_n=None, count_bits=16, *, vcd=None
     groups : sequence of sequence of rows
         Per die, the heatmap rows (``num_experts`` counts each) of the experts it runs (at
         least one row per group).
+    engine : {"pysim", "cxxrtl"}
+        Amaranth's Python simulator or the compiled one (:mod:`hwmodel.rtlsim`).
 
     Returns
     -------
@@ -261,6 +265,7 @@ def simulate_predict(groups, num_experts, top_n=None, count_bits=16, *, vcd=None
         Per group, the ``cp_en`` bitmap (bit ``j``: expert ``j``).
     cycles : int
     """
+    check_engine(engine)    # before the design exists: an unused design warns
     beats = []
     for g, group in enumerate(groups):
         if len(group) == 0:
@@ -274,6 +279,12 @@ def simulate_predict(groups, num_experts, top_n=None, count_bits=16, *, vcd=None
                           "last": last} for j, c in enumerate(row))
     # built after the checks: a design never simulated warns (UnusedElaboratable)
     dut = TopNPredictor(num_experts, top_n, count_bits)
+    rows = sum(len(group) for group in groups)
+    limit = 100 + rows * (num_experts + 2) + 2 * len(groups)
+    if engine == "cxxrtl":
+        run = run_streams(dut, [StreamSource("row", beats)], [StreamSink("top", len(groups))],
+                          max_cycles=limit, vcd=vcd)
+        return run.received["top"], run.cycles
     bitmaps = []
 
     async def producer(ctx):
@@ -284,13 +295,12 @@ def simulate_predict(groups, num_experts, top_n=None, count_bits=16, *, vcd=None
         for _ in groups:
             bitmaps.append(int(await stream_get(ctx, dut.top)))
 
-    rows = sum(len(group) for group in groups)
-    cycles = run_scenario(dut, producer, consumer, vcd=vcd,
-                          max_cycles=100 + rows * (num_experts + 2) + 2 * len(groups))
+    cycles = run_scenario(dut, producer, consumer, vcd=vcd, max_cycles=limit)
     return bitmaps, cycles
 
 
-def simulate_top_n(rows, num_experts, top_n=None, count_bits=16, *, vcd=None):
+def simulate_top_n(rows, num_experts, top_n=None, count_bits=16, *, vcd=None,
+                   engine="pysim"):
     """Top-n of each heatmap row alone (one row per group of :func:`simulate_predict`).
 
     Returns
@@ -300,11 +310,12 @@ def simulate_top_n(rows, num_experts, top_n=None, count_bits=16, *, vcd=None):
     cycles : int
     """
     bitmaps, cycles = simulate_predict([[row] for row in rows], num_experts, top_n, count_bits,
-                                       vcd=vcd)
+                                       vcd=vcd, engine=engine)
     return [tuple(j for j in range(num_experts) if b >> j & 1) for b in bitmaps], cycles
 
 
-def simulate_edt(transactions, num_experts=512, *, num_dies=PAPER.num_dies, vcd=None):
+def simulate_edt(transactions, num_experts=512, *, num_dies=PAPER.num_dies, vcd=None,
+                 engine="pysim"):
     """Run EDT transactions through :class:`EDT`; the twin's EDT calls, one command each.
 
     Parameters
@@ -317,6 +328,8 @@ def simulate_edt(transactions, num_experts=512, *, num_dies=PAPER.num_dies, vcd=
         Table entries.
     num_dies : int
         Dies on the wafer (home and die fields, presence bitmap: :class:`~.params.EDTLayout`).
+    engine : {"pysim", "cxxrtl"}
+        Amaranth's Python simulator or the compiled one (:mod:`hwmodel.rtlsim`).
 
     Returns
     -------
@@ -333,6 +346,7 @@ def simulate_edt(transactions, num_experts=512, *, num_dies=PAPER.num_dies, vcd=
         which has no error response, would leave the home bit set. Checked before the
         simulation starts, with the twin's message.
     """
+    check_engine(engine)    # before the design exists: an unused design warns
     commands = []
     homes: dict[int, int] = {}    # the RTL table's home field per entry (reset content: 0)
     for i, t in enumerate(transactions):
@@ -365,4 +379,4 @@ def simulate_edt(transactions, num_experts=512, *, num_dies=PAPER.num_dies, vcd=
     dut = EDT(num_experts, num_dies=num_dies)
     return run_command_stream(dut, commands, reads,
                               lambda entry: (int(entry.home), int(entry.presence)),
-                              cycles_per_command=3, vcd=vcd)
+                              cycles_per_command=3, vcd=vcd, engine=engine)

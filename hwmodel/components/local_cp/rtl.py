@@ -17,6 +17,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ...rtlsim import StreamSink, StreamSource, check_engine, run_streams
 from ...tb import run_scenario, stream_get, stream_put, wait_cycles
 from ...tb.checks import check_int
 from ..pdu.rtl import PDU, PDUOp
@@ -248,11 +249,13 @@ def run_local_cp_twin(layers, *, die=0, num_sm_slots=4, num_experts=512,
 
 
 def simulate_local_cp(layers, *, die=0, num_sm_slots=4, num_experts=512, sm_latency=3,
-                      num_dies=PAPER.num_dies, vcd=None, max_cycles=None):
+                      num_dies=PAPER.num_dies, vcd=None, max_cycles=None, engine="pysim"):
     """Run ``layers`` (see :func:`run_local_cp_twin`) through the RTL.
 
     Each SM slot is modelled by a testbench that accepts a task, is busy ``sm_latency + slot``
     cycles (so slots finish out of order) and pulses its ``sm_done`` bit.
+    ``engine``: ``"pysim"`` (Amaranth's simulator) or ``"cxxrtl"`` (:mod:`hwmodel.rtlsim`,
+    the same SM model in C++).
 
     Returns
     -------
@@ -260,8 +263,14 @@ def simulate_local_cp(layers, *, die=0, num_sm_slots=4, num_experts=512, sm_late
         As :func:`run_local_cp_twin`.
     cycles : int
     """
+    check_engine(engine)    # before the design exists: an unused design warns
     prepared = _layers(layers, num_experts, num_dies)
     dut = LocalCP(die, num_sm_slots, num_experts, num_dies=num_dies)
+    total = sum(len(words) + len(tasks) + 1 for tasks, words in prepared)
+    limit = max_cycles or 200 + total * (12 + sm_latency + num_sm_slots)
+    if engine == "cxxrtl":
+        stats, sm_tasks, dups, cycles = _compiled_local_cp(dut, prepared, sm_latency, limit, vcd)
+        return _split_dups(die, stats, dups), sm_tasks, cycles
     stats, sm_tasks = [], [[] for _ in range(num_sm_slots)]
     dups: list[list[int]] = []
 
@@ -297,14 +306,39 @@ def simulate_local_cp(layers, *, die=0, num_sm_slots=4, num_experts=512, sm_late
                 ctx.set(dut.sm_done[i], 0)
         return run
 
-    total = sum(len(words) + len(tasks) + 1 for tasks, words in prepared)
-    limit = max_cycles or 200 + total * (12 + sm_latency + num_sm_slots)
     cycles = run_scenario(dut, producer, stats_consumer, max_cycles=limit, vcd=vcd,
                           background=[dup_consumer] + [sm_model(i) for i in range(num_sm_slots)])
-    # Split the duplicated experts by layer, using each layer's duplication count.
+    return _split_dups(die, stats, dups), sm_tasks, cycles
+
+
+def _split_dups(die, stats, dups):
+    """Split the duplicated experts by layer, using each layer's duplication count."""
     result, start = [], 0
     for tasks_, tokens, remote, n_dups in stats:
         result.append(LocalCPStats(die, tasks_, tokens, remote, n_dups,
                                    tuple(dups[start:start + n_dups])))
         start += n_dups
-    return result, sm_tasks, cycles
+    return result
+
+
+def _compiled_local_cp(dut, prepared, sm_latency, limit, vcd):
+    """:func:`simulate_local_cp`'s run on the compiled design: the same producer, consumers
+    and SM models (slot ``i`` busy ``sm_latency + i`` cycles, then one ``sm_done`` pulse)."""
+    commands = []
+    for tasks, words in prepared:
+        commands += [{"kind": LocalCPKind.CONFIG, "index": index, "word": word}
+                     for index, word in enumerate(words)]
+        commands += [{"kind": LocalCPKind.TASK, "index": t.expert, "tokens": t.tokens,
+                      "source_die": t.source_die} for t in tasks]
+        commands.append({"kind": LocalCPKind.END})
+    slots = range(len(dut.sm))
+    sinks = [StreamSink("stats", len(prepared)), StreamSink("dup", None)]
+    # stream_get, then wait_cycles(sm_latency + i), then one cycle with sm_done high
+    sinks += [StreamSink(f"sm__{i}", None, gap=sm_latency + i + 1, pulse=("sm_done", i))
+              for i in slots]
+    run = run_streams(dut, [StreamSource("cmd", commands)], sinks, max_cycles=limit, vcd=vcd)
+    stats = [(int(m.tasks), int(m.tokens), int(m.remote_tasks), int(m.duplications))
+             for m in run.received["stats"]]
+    sm_tasks = [[SMTask(i, int(m.expert), int(m.tokens), bool(m.remote), bool(m.copy))
+                 for m in run.received[f"sm__{i}"]] for i in slots]
+    return stats, sm_tasks, [int(d) for d in run.received["dup"]], run.cycles

@@ -11,6 +11,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ...rtlsim import check_engine
 from ...tb import run_command_stream, run_twin
 from ...tb.checks import check_int, check_transaction
 from .params import PAPER, WORD_BITS, PDULayout
@@ -131,10 +132,15 @@ def run_pdu_twin(transactions, num_experts: int = 512) -> list[tuple[bool, bool]
 
 
 def simulate_pdu(transactions, num_experts: int = 512, *, vcd=None, back_pressure: int = 0,
-                 max_cycles: int | None = None):
-    """Run ``transactions`` (see :func:`run_pdu_twin`) through the RTL; ``(results, cycles)``."""
+                 max_cycles: int | None = None, engine: str = "pysim"):
+    """Run ``transactions`` (see :func:`run_pdu_twin`) through the RTL; ``(results, cycles)``.
+
+    ``engine``: ``"pysim"`` (Amaranth's simulator) or ``"cxxrtl"`` (:mod:`hwmodel.rtlsim`).
+    """
+    check_engine(engine)    # before the design exists: an unused design warns
     commands = [_command(t, num_experts) for t in transactions]
     expected = sum(c["op"] == PDUOp.QUERY for c in commands)
     return run_command_stream(PDU(num_experts), commands, expected,
                               lambda r: (bool(r.cp_en), bool(r.is_local)),
-                              back_pressure=back_pressure, max_cycles=max_cycles, vcd=vcd)
+                              back_pressure=back_pressure, max_cycles=max_cycles, vcd=vcd,
+                              engine=engine)
