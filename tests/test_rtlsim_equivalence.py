@@ -24,7 +24,7 @@ def test_atu_512_entries_equals_the_twin_for_thousands_of_cycles(num_dies):
     results, cycles = simulate_atu(tx, 512, num_dies=num_dies, back_pressure=1,
                                    engine="cxxrtl")
     assert results == run_atu_twin(tx, 512, num_dies=num_dies)
-    assert cycles >= 4000 and sum(hit for hit, _ in results) > 100
+    assert cycles >= 4000 and sum(hit for hit, _ in results) > 50
 
 
 @pytest.mark.parametrize("num_experts", [128, 256, 384, 512])
