@@ -5,9 +5,11 @@ Run: ``python benchmarks/bench_rtlsim.py [--scale 1] [--cold]``.
 Per unit (the sizes of ``tests/test_rtlsim_engines.py``, so a warm cache has them): simulated
 cycles, pysim and cxxrtl wall time of the ``simulate_*`` call (elaboration, RTLIL export and
 result decoding included on both sides), cycles per second and their ratio, the load time of
-the cached library (export + hash + ``dlopen``), and with ``--cold`` the build time into an
-empty cache (Yosys ``write_cxxrtl`` + ``g++ -O2``). Both engines must return the same results
-and cycle count, or the script stops. Peak RSS of the process is printed at the end.
+the cached library (export + hash + ``dlopen``), the compiled simulation alone (``core``: the
+C++ loop, no packing or decoding, from :data:`hwmodel.rtlsim.PROFILE`) and with ``--cold`` the
+build time into an empty cache (Yosys ``write_cxxrtl`` + ``g++ -O2``). Both engines must return
+the same results and cycle count, or the script stops. Peak RSS is printed at the end. The
+allocator's cycles are the sum of its per-layer cycles (the run itself is a little longer).
 """
 
 import argparse
@@ -25,7 +27,7 @@ from hwmodel.components.global_cp.allocator_rtl import Allocator, simulate_alloc
 from hwmodel.components.global_cp.rtl import EDT, TopNPredictor, simulate_edt, simulate_predict
 from hwmodel.components.local_cp.rtl import LocalCP, simulate_local_cp
 from hwmodel.components.pdu.rtl import PDU, simulate_pdu
-from hwmodel.rtlsim import build, stimuli
+from hwmodel.rtlsim import PROFILE, build, stimuli
 
 
 def _rom():
@@ -73,23 +75,28 @@ def main() -> None:
                         help="also time a build of each design into an empty cache")
     args = parser.parse_args()
     print(f"{'unit':<10} {'cycles':>8} {'pysim s':>8} {'cxxrtl s':>9} {'pysim c/s':>10} "
-          f"{'cxxrtl c/s':>11} {'ratio':>6} {'load s':>7} {'build s':>8}")
+          f"{'cxxrtl c/s':>11} {'ratio':>6} {'core c/s':>11} {'core ratio':>10} {'load s':>7} "
+          f"{'build s':>8}")
     for name, design, simulate, cycles_of in units(args.scale):
         cold = "-"
         if args.cold:
             with tempfile.TemporaryDirectory() as tmp:
                 os.environ[build.CACHE_ENV] = tmp
-                cold = f"{timed(lambda: build.compile_component(design()))[1]:8.1f}"
+                cold = f"{timed(lambda d=design: build.compile_component(d()))[1]:8.1f}"
                 del os.environ[build.CACHE_ENV]
         build.compile_component(design())                    # warm the shared cache
-        _, load = timed(lambda: build.load_library(build.compile_component(design())))
-        reference, pysim = timed(lambda: simulate("pysim"))
-        compiled, cxxrtl = timed(lambda: simulate("cxxrtl"))
+        _, load = timed(lambda d=design: build.load_library(build.compile_component(d())))
+        reference, pysim = timed(lambda run=simulate: run("pysim"))
+        before = dict(PROFILE)
+        compiled, cxxrtl = timed(lambda run=simulate: run("cxxrtl"))
+        core_cycles = PROFILE["cycles"] - before["cycles"]
+        core = core_cycles / max(PROFILE["seconds"] - before["seconds"], 1e-9)
         if compiled != reference:
             raise SystemExit(f"{name}: cxxrtl and pysim disagree")
         cycles = cycles_of(reference)
         print(f"{name:<10} {cycles:8d} {pysim:8.2f} {cxxrtl:9.3f} {cycles / pysim:10,.0f} "
-              f"{cycles / cxxrtl:11,.0f} {pysim / cxxrtl:6.0f} {load:7.3f} {cold:>8}")
+              f"{cycles / cxxrtl:11,.0f} {pysim / cxxrtl:6.0f} {core:11,.0f} "
+              f"{core / (cycles / pysim):10,.0f} {load:7.3f} {cold:>8}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS {peak:.0f} MB")
 

@@ -30,8 +30,8 @@ from ..tb.checks import check_int
 from . import build
 from .build import RTLSimError, cache_dir, compile_component, load_library
 
-__all__ = ["ENGINES", "RTLSimError", "StreamRun", "StreamSink", "StreamSource", "cache_dir",
-           "check_engine", "compile_component", "run_streams"]
+__all__ = ["ENGINES", "PROFILE", "RTLSimError", "StreamRun", "StreamSink", "StreamSource",
+           "build", "cache_dir", "check_engine", "compile_component", "run_streams"]
 
 #: Totals over every :func:`run_streams` of this process (read by benchmarks/bench_rtlsim.py):
 #: ``runs``, simulated ``cycles`` and ``seconds`` of compiled simulation alone.
