@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import ctypes
 import time
+from collections import namedtuple
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -100,7 +100,9 @@ class StreamRun:
     cycles : int
         Clock edges until the last source or counted sink finished (``run_scenario``'s count).
     received : dict of str to list
-        Per sink, its payloads: ``data.Const`` views for struct layouts, ints otherwise.
+        Per sink, its payloads: ints for plain shapes, named tuples of ints for structs of
+        unsigned fields (read ``r.hit`` as on pysim's ``data.Const``), ``data.Const`` views
+        for other layouts.
     received_edges, sent_edges : dict of str to list of int
         Per sink / source, the edge (1 = first rising edge) of each transfer.
     seconds : float
@@ -127,7 +129,6 @@ def _layout(dut, name: str):
     return _port(dut, name).payload.shape()
 
 
-@cache
 def _field_plan(layout):
     """For a struct layout: the payload of no field set, and per top-level field of a plain or
     enum shape its ``(offset, mask)``, both read from the ``data.Layout`` (``layout.const``
@@ -142,11 +143,17 @@ def _field_plan(layout):
     return base, plan
 
 
-def _pack_one(layout, payload) -> int:
+def _packer(layout):
+    """A function payload -> int for the port shape ``layout``."""
     if not isinstance(layout, ShapeCastable):
-        return int(payload)
-    if isinstance(payload, dict) and isinstance(layout, (data.StructLayout, type)):
-        base, plan = _field_plan(layout)
+        return int
+    if not isinstance(layout, (data.StructLayout, type)):
+        return lambda payload: layout.const(payload).as_value().value
+    base, plan = _field_plan(layout)
+
+    def pack(payload) -> int:
+        if not isinstance(payload, dict):
+            return layout.const(payload).as_value().value
         value = base
         for name, item in payload.items():
             if name not in plan or not isinstance(item, int | Enum):
@@ -157,25 +164,41 @@ def _pack_one(layout, payload) -> int:
                 return layout.const(payload).as_value().value   # Amaranth's own error
             value = value & ~(mask << offset) | item << offset
         return value
-    return layout.const(payload).as_value().value
+    return pack
 
 
 def _pack(layout, payloads, chunks: int) -> np.ndarray:
     """Payloads as a ``(len, chunks)`` array of little-endian 32-bit words."""
     words = np.zeros((len(payloads), chunks), dtype=np.uint32)
+    pack = _packer(layout)
     for i, payload in enumerate(payloads):
-        value = _pack_one(layout, payload)
+        value = pack(payload)
         if value >> (32 * chunks):
             raise ValueError(f"payload {payload!r} does not fit in {chunks * 32} bits")
         words[i] = np.frombuffer(value.to_bytes(4 * chunks, "little"), dtype="<u4")
     return words
 
 
+def _unpacker(layout):
+    """A function int -> payload for the port shape ``layout``: ints for plain shapes; for a
+    struct of plain unsigned fields a named tuple of ints (fields read like ``data.Const``'s:
+    ``r.hit``), built from the layout's offsets; ``layout.from_bits`` otherwise."""
+    if not isinstance(layout, ShapeCastable):
+        return int
+    struct = data.Layout.cast(layout)
+    if not isinstance(struct, data.StructLayout) or any(
+            isinstance(member.shape, ShapeCastable) or Shape.cast(member.shape).signed
+            for _, member in struct):
+        return layout.from_bits
+    fields = [(name, member.offset, (1 << member.width) - 1) for name, member in struct]
+    record = namedtuple("Payload", [name for name, _, _ in fields])
+    return lambda raw: record(*(raw >> offset & mask for _, offset, mask in fields))
+
+
 def _unpack(layout, words: np.ndarray) -> list:
     raw = [int.from_bytes(row.astype("<u4").tobytes(), "little") for row in words]
-    if isinstance(layout, ShapeCastable):
-        return [layout.from_bits(value) for value in raw]
-    return raw
+    unpack = _unpacker(layout)
+    return [unpack(value) for value in raw]
 
 
 def _end_bit(layout, end_field) -> int:
