@@ -9,6 +9,7 @@ import pytest
 from hwmodel.components.atu.params import ATULayout
 from hwmodel.components.atu.rtl import run_atu_twin, simulate_atu
 from hwmodel.components.global_cp import GlobalCPTwin, build_cost_rom
+from hwmodel.components.global_cp.allocator_rtl import simulate_allocator
 from hwmodel.components.global_cp.rtl import simulate_edt, simulate_predict
 from hwmodel.components.local_cp.rtl import run_local_cp_twin, simulate_local_cp
 from hwmodel.components.pdu.rtl import run_pdu_twin, simulate_pdu
@@ -56,17 +57,32 @@ def test_edt_equals_a_reference_table_for_thousands_of_cycles(num_experts, num_d
 def test_predictor_equals_the_twin_for_thousands_of_cycles(num_experts):
     groups = stimuli.predictor_groups(np.random.default_rng(num_experts), 6, num_experts)
     bitmaps, cycles = simulate_predict(groups, num_experts, engine="cxxrtl")
-    rom = build_cost_rom(expert_bytes=1 << 20, hidden_dim=64, expert_ffn_dim=64,
-                         matrices_per_expert=3, hbm_bandwidth_GBps=3350, hbm_latency_ns=300,
-                         link_bandwidth_GBps=1741, hop_latency_ns=200, peak_TFLOPS=1000,
-                         block_size=4)
     for group, bitmap in zip(groups, bitmaps):
-        twin = GlobalCPTwin(2, 2, 1, num_experts, rom, block_size=4)
+        twin = GlobalCPTwin(2, 2, 1, num_experts, _rom(), block_size=4)
         matrix = np.zeros((num_experts, num_experts), dtype=np.int64)
         matrix[:len(group)] = group
         twin.heatmap_add_matrix(0, matrix)
         assert bitmap == twin.predict(0, range(len(group)))
     assert cycles >= sum(len(group) for group in groups) * num_experts
+
+
+def _rom():
+    return build_cost_rom(expert_bytes=1 << 20, hidden_dim=64, expert_ffn_dim=64,
+                          matrices_per_expert=3, hbm_bandwidth_GBps=3350, hbm_latency_ns=300,
+                          link_bandwidth_GBps=1741, hop_latency_ns=200, peak_TFLOPS=1000,
+                          block_size=4)
+
+
+def test_allocator_3x8_dies_128_experts_equals_the_twin_for_thousands_of_cycles():
+    # Llama-4's shape on tsmc-sow. 5 x 5 and 8 x 8 dies with 256-384 experts take tens of
+    # minutes to compile (docs/rtl.md): their equivalence stays with pysim.
+    layers = stimuli.allocator_layers(np.random.default_rng(128), 6, 128, active=24,
+                                      max_tokens=20)
+    plans, cycles = simulate_allocator(layers, mesh_x=3, mesh_y=8, num_experts=128,
+                                       costs=_rom(), block_size=4, engine="cxxrtl")
+    twin = GlobalCPTwin(3, 8, 1, 128, _rom(), block_size=4)
+    assert plans == [twin.allocate(0, counts) for counts in layers]
+    assert sum(cycles) > 2000
 
 
 @pytest.mark.parametrize("num_dies", [24, 64])
