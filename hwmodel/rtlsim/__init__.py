@@ -15,8 +15,11 @@ two to three orders of magnitude faster.
 from __future__ import annotations
 
 import ctypes
+import time
+from collections import namedtuple
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +30,12 @@ from ..tb.checks import check_int
 from . import build
 from .build import RTLSimError, cache_dir, compile_component, load_library
 
-__all__ = ["ENGINES", "RTLSimError", "StreamRun", "StreamSink", "StreamSource", "cache_dir",
-           "check_engine", "compile_component", "run_streams"]
+__all__ = ["ENGINES", "PROFILE", "RTLSimError", "StreamRun", "StreamSink", "StreamSource",
+           "build", "cache_dir", "check_engine", "compile_component", "run_streams"]
+
+#: Totals over every :func:`run_streams` of this process (read by benchmarks/bench_rtlsim.py):
+#: ``runs``, simulated ``cycles`` and ``seconds`` of compiled simulation alone.
+PROFILE = {"runs": 0, "cycles": 0, "seconds": 0.0}
 
 #: Simulation engines accepted by the units' ``simulate_*`` functions.
 ENGINES = ("pysim", "cxxrtl")
@@ -93,12 +100,17 @@ class StreamRun:
     cycles : int
         Clock edges until the last source or counted sink finished (``run_scenario``'s count).
     received : dict of str to list
-        Per sink, its payloads: ``data.Const`` views for struct layouts, ints otherwise.
+        Per sink, its payloads: ints for plain shapes, named tuples of ints for structs of
+        unsigned fields (read ``r.hit`` as on pysim's ``data.Const``), ``data.Const`` views
+        for other layouts.
     received_edges, sent_edges : dict of str to list of int
         Per sink / source, the edge (1 = first rising edge) of each transfer.
+    seconds : float
+        Wall time of the compiled simulation alone (no build, packing or decoding).
     """
 
     cycles: int
+    seconds: float = 0.0
     received: dict = field(default_factory=dict)
     received_edges: dict = field(default_factory=dict)
     sent_edges: dict = field(default_factory=dict)
@@ -117,23 +129,76 @@ def _layout(dut, name: str):
     return _port(dut, name).payload.shape()
 
 
+def _field_plan(layout):
+    """For a struct layout: the payload of no field set, and per top-level field of a plain or
+    enum shape its ``(offset, mask)``, both read from the ``data.Layout`` (``layout.const``
+    per payload costs ~200 us, 80% of a compiled run)."""
+    struct = data.Layout.cast(layout)
+    base = layout.const({}).as_value().value
+    plan = {}
+    for name, member in struct:
+        if isinstance(member.shape, ShapeCastable) and not isinstance(member.shape, type(Enum)):
+            continue    # nested layouts: packed by layout.const
+        plan[name] = (member.offset, (1 << member.width) - 1)
+    return base, plan
+
+
+def _packer(layout):
+    """A function payload -> int for the port shape ``layout``."""
+    if not isinstance(layout, ShapeCastable):
+        return int
+    if not isinstance(layout, (data.StructLayout, type)):
+        return lambda payload: layout.const(payload).as_value().value
+    base, plan = _field_plan(layout)
+
+    def pack(payload) -> int:
+        if not isinstance(payload, dict):
+            return layout.const(payload).as_value().value
+        value = base
+        for name, item in payload.items():
+            if name not in plan or not isinstance(item, int | Enum):
+                return layout.const(payload).as_value().value
+            offset, mask = plan[name]
+            item = item.value if isinstance(item, Enum) else item
+            if not 0 <= item <= mask:
+                return layout.const(payload).as_value().value   # Amaranth's own error
+            value = value & ~(mask << offset) | item << offset
+        return value
+    return pack
+
+
 def _pack(layout, payloads, chunks: int) -> np.ndarray:
     """Payloads as a ``(len, chunks)`` array of little-endian 32-bit words."""
     words = np.zeros((len(payloads), chunks), dtype=np.uint32)
-    castable = isinstance(layout, ShapeCastable)
+    pack = _packer(layout)
     for i, payload in enumerate(payloads):
-        value = layout.const(payload).as_value().value if castable else int(payload)
+        value = pack(payload)
         if value >> (32 * chunks):
             raise ValueError(f"payload {payload!r} does not fit in {chunks * 32} bits")
         words[i] = np.frombuffer(value.to_bytes(4 * chunks, "little"), dtype="<u4")
     return words
 
 
+def _unpacker(layout):
+    """A function int -> payload for the port shape ``layout``: ints for plain shapes; for a
+    struct of plain unsigned fields a named tuple of ints (fields read like ``data.Const``'s:
+    ``r.hit``), built from the layout's offsets; ``layout.from_bits`` otherwise."""
+    if not isinstance(layout, ShapeCastable):
+        return int
+    struct = data.Layout.cast(layout)
+    if not isinstance(struct, data.StructLayout) or any(
+            isinstance(member.shape, ShapeCastable) or Shape.cast(member.shape).signed
+            for _, member in struct):
+        return layout.from_bits
+    fields = [(name, member.offset, (1 << member.width) - 1) for name, member in struct]
+    record = namedtuple("Payload", [name for name, _, _ in fields])
+    return lambda raw: record(*(raw >> offset & mask for _, offset, mask in fields))
+
+
 def _unpack(layout, words: np.ndarray) -> list:
     raw = [int.from_bytes(row.astype("<u4").tobytes(), "little") for row in words]
-    if isinstance(layout, ShapeCastable):
-        return [layout.from_bits(value) for value in raw]
-    return raw
+    unpack = _unpacker(layout)
+    return [unpack(value) for value in raw]
 
 
 def _end_bit(layout, end_field) -> int:
@@ -218,9 +283,16 @@ def run_streams(dut, sources: Sequence[StreamSource], sinks: Sequence[StreamSink
             _add_sink(lib, handle, dut, sink)
         if vcd is not None and lib.rtlsim_open_vcd(handle, str(vcd).encode()) != 0:
             raise OSError(f"cannot write the waveform {vcd}")
+        start = time.perf_counter()
         cycles = lib.rtlsim_run(handle, max_cycles)
+        seconds = time.perf_counter() - start
         if cycles < 0:
             raise TimeoutError(f"simulation did not finish within {max_cycles} cycles")
-        return _collect(lib, handle, dut, sinks, sources, cycles)
+        run = _collect(lib, handle, dut, sinks, sources, cycles)
+        run.seconds = seconds
+        PROFILE["runs"] += 1
+        PROFILE["cycles"] += cycles
+        PROFILE["seconds"] += seconds
+        return run
     finally:
         lib.rtlsim_destroy(handle)

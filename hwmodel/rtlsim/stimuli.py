@@ -16,15 +16,22 @@ __all__ = ["allocator_layers", "atu_transactions", "edt_transactions", "local_cp
 
 
 def atu_transactions(rng, count: int, layout) -> list[tuple]:
-    """ATU inserts, lookups (half of them), invalidates; ``layout``: an ``ATULayout``."""
+    """ATU inserts, lookups (half of them), invalidates; ``layout``: an ``ATULayout``.
+
+    Lookups mostly revisit an index inserted before (with its address or another one from a
+    small pool), so hits, misses on address and misses on invalid entries all occur."""
     pool = rng.integers(0, 1 << layout.remote_addr_bits, size=8).tolist()
+    inserted = [0]
     out = []
     for kind in rng.random(count):
         index = int(rng.integers(layout.entries))
         if kind < 0.3:
+            inserted.append(index)
             out.append(("insert", index, pool[rng.integers(8)],
                         int(rng.integers(1 << layout.local_addr_bits))))
         elif kind < 0.8:
+            if rng.random() < 0.8:
+                index = inserted[int(rng.integers(max(0, len(inserted) - 16), len(inserted)))]
             out.append(("lookup", index, pool[rng.integers(8)]))
         elif kind < 0.99:
             out.append(("invalidate", index))
