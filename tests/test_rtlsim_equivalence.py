@@ -18,12 +18,18 @@ from hwmodel.rtlsim import stimuli
 pytestmark = pytest.mark.slow
 
 
+# Each size runs thousands of cycles; one size per unit runs on the compiled RTL and the others
+# on pysim (a new size costs a compile of about a minute on a fresh machine).
+def _engine(compiled: bool) -> str:
+    return "cxxrtl" if compiled else "pysim"
+
+
 @pytest.mark.parametrize("num_dies", [24, 25, 64])
 def test_atu_512_entries_equals_the_twin_for_thousands_of_cycles(num_dies):
     layout = ATULayout(entries=512, num_dies=num_dies)
     tx = stimuli.atu_transactions(np.random.default_rng(num_dies), 4000, layout)
     results, cycles = simulate_atu(tx, 512, num_dies=num_dies, back_pressure=1,
-                                   engine="cxxrtl")
+                                   engine=_engine(num_dies == 24))
     assert results == run_atu_twin(tx, 512, num_dies=num_dies)
     assert cycles >= 4000 and sum(hit for hit, _ in results) > 50
 
@@ -31,7 +37,8 @@ def test_atu_512_entries_equals_the_twin_for_thousands_of_cycles(num_dies):
 @pytest.mark.parametrize("num_experts", [128, 256, 384, 512])
 def test_pdu_equals_the_twin_for_thousands_of_cycles(num_experts):
     tx = stimuli.pdu_transactions(np.random.default_rng(num_experts), 4000, num_experts)
-    results, cycles = simulate_pdu(tx, num_experts, back_pressure=1, engine="cxxrtl")
+    results, cycles = simulate_pdu(tx, num_experts, back_pressure=1,
+                                   engine=_engine(num_experts == 512))
     assert results == run_pdu_twin(tx, num_experts)
     assert cycles >= 4000 and len(set(results)) >= 3
 
@@ -39,7 +46,8 @@ def test_pdu_equals_the_twin_for_thousands_of_cycles(num_experts):
 @pytest.mark.parametrize("num_experts, num_dies", [(128, 24), (256, 25), (384, 64)])
 def test_edt_equals_a_reference_table_for_thousands_of_cycles(num_experts, num_dies):
     tx = stimuli.edt_transactions(np.random.default_rng(num_dies), 3000, num_experts, num_dies)
-    reads, cycles = simulate_edt(tx, num_experts, num_dies=num_dies, engine="cxxrtl")
+    reads, cycles = simulate_edt(tx, num_experts, num_dies=num_dies,
+                                 engine=_engine(num_dies == 64))
     home, presence, expected = [0] * num_experts, [0] * num_experts, []
     for op, expert, *rest in tx:       # the EDT as a table: home and presence bits per entry
         if op == "write":
@@ -56,7 +64,7 @@ def test_edt_equals_a_reference_table_for_thousands_of_cycles(num_experts, num_d
 @pytest.mark.parametrize("num_experts", [128, 256, 384])
 def test_predictor_equals_the_twin_for_thousands_of_cycles(num_experts):
     groups = stimuli.predictor_groups(np.random.default_rng(num_experts), 6, num_experts)
-    bitmaps, cycles = simulate_predict(groups, num_experts, engine="cxxrtl")
+    bitmaps, cycles = simulate_predict(groups, num_experts, engine=_engine(num_experts == 128))
     for group, bitmap in zip(groups, bitmaps):
         twin = GlobalCPTwin(2, 2, 1, num_experts, _rom(), block_size=4)
         matrix = np.zeros((num_experts, num_experts), dtype=np.int64)
@@ -91,7 +99,8 @@ def test_local_cp_512_experts_equals_the_twin_for_thousands_of_cycles(num_dies):
                                      tasks_per_layer=40)
     kwargs = {"die": num_dies - 1, "num_sm_slots": 4, "num_experts": 512,
               "num_dies": num_dies}
-    stats, sm_tasks, cycles = simulate_local_cp(layers, engine="cxxrtl", **kwargs)
+    stats, sm_tasks, cycles = simulate_local_cp(layers, engine=_engine(num_dies == 64),
+                                                **kwargs)
     assert (stats, sm_tasks) == run_local_cp_twin(layers, **kwargs)
     assert cycles >= 8 * (64 + 40)
 
