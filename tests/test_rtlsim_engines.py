@@ -75,12 +75,7 @@ def test_predictor_engines_agree_with_each_other_and_the_twin():
     num_experts = 24
     groups = stimuli.predictor_groups(np.random.default_rng(4), 5, num_experts)
     bitmaps, _ = both(simulate_predict, groups, num_experts)
-    for group, bitmap in zip(groups, bitmaps):
-        twin = GlobalCPTwin(2, 2, 1, num_experts, rom(), block_size=4)
-        matrix = np.zeros((num_experts, num_experts), dtype=np.int64)
-        matrix[:len(group)] = group
-        twin.heatmap_add_matrix(0, matrix)
-        assert bitmap == twin.predict(0, range(len(group)))
+    assert bitmaps == stimuli.predictor_twin_bitmaps(groups, num_experts, rom())
 
 
 def test_top_n_engines_agree_on_a_hand_worked_row():

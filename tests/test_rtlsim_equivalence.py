@@ -65,12 +65,7 @@ def test_edt_equals_a_reference_table_for_thousands_of_cycles(num_experts, num_d
 def test_predictor_equals_the_twin_for_thousands_of_cycles(num_experts):
     groups = stimuli.predictor_groups(np.random.default_rng(num_experts), 6, num_experts)
     bitmaps, cycles = simulate_predict(groups, num_experts, engine=_engine(num_experts == 128))
-    for group, bitmap in zip(groups, bitmaps):
-        twin = GlobalCPTwin(2, 2, 1, num_experts, _rom(), block_size=4)
-        matrix = np.zeros((num_experts, num_experts), dtype=np.int64)
-        matrix[:len(group)] = group
-        twin.heatmap_add_matrix(0, matrix)
-        assert bitmap == twin.predict(0, range(len(group)))
+    assert bitmaps == stimuli.predictor_twin_bitmaps(groups, num_experts, _rom())
     assert cycles >= sum(len(group) for group in groups) * num_experts
 
 

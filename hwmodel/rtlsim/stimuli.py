@@ -11,8 +11,15 @@ import numpy as np
 
 from ..components.pdu.params import WORD_BITS, PDULayout
 
-__all__ = ["allocator_layers", "atu_transactions", "edt_transactions", "local_cp_layers",
-           "pdu_transactions", "predictor_groups"]
+__all__ = [
+    "allocator_layers",
+    "atu_transactions",
+    "edt_transactions",
+    "local_cp_layers",
+    "pdu_transactions",
+    "predictor_groups",
+    "predictor_twin_bitmaps",
+]
 
 
 def atu_transactions(rng, count: int, layout) -> list[tuple]:
@@ -83,6 +90,20 @@ def predictor_groups(rng, groups: int, num_experts: int, rows_per_group: int = 3
     top = min(1 << count_bits, 64)
     return [[rng.integers(0, top, size=num_experts).tolist()
              for _ in range(int(rng.integers(1, rows_per_group + 1)))] for _ in range(groups)]
+
+
+def predictor_twin_bitmaps(groups, num_experts: int, costs) -> list[int]:
+    """The Global CP twin's ``cp_en`` bitmap of each group of :func:`predictor_groups` (the
+    group's rows loaded as heatmap rows 0, 1, ..., predicted for experts 0, 1, ...)."""
+    from ..components.global_cp import GlobalCPTwin
+    bitmaps = []
+    for group in groups:
+        twin = GlobalCPTwin(2, 2, 1, num_experts, costs, block_size=4)
+        matrix = np.zeros((num_experts, num_experts), dtype=np.int64)
+        matrix[:len(group)] = group
+        twin.heatmap_add_matrix(0, matrix)
+        bitmaps.append(twin.predict(0, range(len(group))))
+    return bitmaps
 
 
 def allocator_layers(rng, layers: int, num_experts: int, active: int = 16,
