@@ -34,7 +34,9 @@ from pathlib import Path
 import attrs
 import numpy as np
 
+from ..components.global_cp.twin import presence_bitmaps
 from ..components.pdu.params import PDULayout
+from .prediction import copies_by_die
 
 __all__ = ["ENGINES", "UNITS", "CoSim", "CoSimMismatch", "Window", "parse_units",
            "parse_window"]
@@ -303,7 +305,7 @@ class CoSim:
 
     def _keep_allocation(self, iteration, layer, counts, plan) -> None:
         job = self._job("allocator")
-        presence = _bitmaps(self._presence_before)
+        presence = presence_bitmaps(self._presence_before)
         job.inputs.append((np.asarray(counts).tolist(), presence))
         twin = [(int(e), int(d), int(t)) for e, d, t in zip(*plan)]
         job.checks.append(_Check(Where(iteration, layer, Phase.ALLOCATOR, _GLOBAL_CP, 0),
@@ -315,7 +317,7 @@ class CoSim:
         as set/clear read-modify-writes; read the changed entries back."""
         gcp, job = self._run.gcp, self._job("edt")
         before, after = self._presence_before, gcp.presence_matrix(layer)
-        bits_before, bits_after = _bitmaps(before), _bitmaps(after)
+        bits_before, bits_after = presence_bitmaps(before), presence_bitmaps(after)
         n = 0
 
         def read(e, bits):
@@ -374,9 +376,7 @@ class CoSim:
         units = self._run.units
         task_e, task_d, task_t = plan
         home = units.home
-        copied = {}
-        for d, e in np.asarray(dups)[:, :2].tolist() if len(dups) else []:
-            copied.setdefault(d, set()).add(e)
+        copied = copies_by_die(dups)
         for d in np.unique(task_d).tolist():
             if not self.window.takes_die(d):
                 continue
@@ -444,12 +444,6 @@ def _units_used(run) -> tuple[str, ...]:
     if run.units is not None:
         used |= {"edt", "predictor", "pdu", "atu", "local_cp"}
     return tuple(u for u in UNITS if u in used)
-
-
-def _bitmaps(presence) -> list[int]:
-    """Presence rows (experts x dies, bool) as bitmaps (bit d = die d)."""
-    weights = [1 << d for d in range(presence.shape[1])]
-    return [sum(w for w, bit in zip(weights, row) if bit) for row in presence.tolist()]
 
 
 def _first_difference(job: _Job, answers):

@@ -16,7 +16,7 @@ from ..components.pdu.compiled import holds_local_copies
 from ..components.pdu.params import PDULayout
 from ..components.pdu.twin import EXPERTS_PER_WORD, PDUTwin
 
-__all__ = ["PredictionUnits"]
+__all__ = ["PredictionUnits", "copies_by_die"]
 
 
 class PredictionUnits:
@@ -180,10 +180,7 @@ class PredictionUnits:
     # -------------------------------------------------------------- after the layer (flow 4)
     def report(self, layer, dups, task_e, task_d, task_t):
         """Local CPs report their copies; PDU, ATU, EDT (and the replica LRU) follow."""
-        copied: dict[int, set] = {}
-        for d, e in dups[:, :2].tolist():
-            copied.setdefault(d, set()).add(e)
-        for d, experts in sorted(copied.items()):
+        for d, experts in sorted(copies_by_die(dups).items()):
             mask = task_d == d
             mine = task_e[mask]
             stats = self.local_cps[d].run_layer_arrays(mine, task_t[mask], self.home[mine],
@@ -241,3 +238,11 @@ def _numpy_top_n(gcp, layer):
         row = gcp.heatmap_row(layer, i).astype(np.float64)
         out[i, np.argsort(row)[-n:]] = True
     return out
+
+
+def copies_by_die(dups) -> dict[int, set]:
+    """The data path's copies of a layer (rows ``(die, expert, ...)``) as die -> experts."""
+    copied: dict[int, set] = {}
+    for d, e in (np.asarray(dups)[:, :2].tolist() if len(dups) else []):
+        copied.setdefault(d, set()).add(e)
+    return copied

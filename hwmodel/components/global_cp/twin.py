@@ -57,7 +57,7 @@ from numba import njit
 from ...tb.checks import check_int_array
 
 __all__ = ["FRAC_BITS", "CostROM", "GlobalCPTwin", "WaferCosts", "build_cost_rom", "home_dies",
-           "home_placement", "predictor_inputs", "union_of_rows"]
+           "home_placement", "predictor_inputs", "presence_bitmaps", "union_of_rows"]
 
 #: Fractional bits of the allocator's fixed-point costs (units of 2**-FRAC_BITS ns).
 FRAC_BITS = 8
@@ -218,6 +218,12 @@ def build_cost_rom(*, expert_bytes: int, hidden_dim: int, expert_ffn_dim: int,
                    transfer_per_hop=round(per_hop * scale),
                    compute=np.asarray([c * scale for c in compute], dtype=np.int64),
                    frac_bits=frac_bits)
+
+
+def presence_bitmaps(presence) -> list[int]:
+    """Presence rows (experts x dies, bool) as EDT bitmaps, bit ``d`` = die ``d`` (any width)."""
+    rows = np.packbits(np.asarray(presence, np.bool_), axis=1, bitorder="little")
+    return [int.from_bytes(row.tobytes(), "little") for row in rows]
 
 
 @njit(cache=True)
@@ -554,8 +560,7 @@ class GlobalCPTwin:
     def edt_presence(self, layer: int, expert: int) -> int:
         """Presence bitmap of ``expert`` in ``layer`` (bit d set: die d holds its weights)."""
         self._check_layer_expert(layer, expert)
-        row = np.packbits(self._presence[layer, expert], bitorder="little")
-        return int.from_bytes(row.tobytes(), "little")
+        return presence_bitmaps(self._presence[layer, expert:expert + 1])[0]
 
     def edt_set_present(self, layer: int, expert: int, die: int) -> None:
         """Note that ``die`` now holds a copy of ``expert`` of ``layer`` (Local CP report)."""
