@@ -367,3 +367,20 @@ def test_no_wall_clock_timeouts_in_tests():
     keyword = "time" + "out="      # spelled apart so this file does not match itself
     for path in sorted((REPO / "tests").glob("test_*.py")):
         assert keyword not in path.read_text(), path.name
+
+
+def test_the_replay_command_reads_its_trace_once_for_all_its_runs(monkeypatch, capsys):
+    # A trace folder is parsed in full (235 requests: ~0.6 s); the checks and each of the
+    # runs in this process must share that one read, not repeat it per run.
+    import hwmodel.cli.replay as cli_replay
+    calls = []
+    real_open = cli_replay._open
+
+    def counting_open(*args):
+        calls.append(args)
+        return real_open(*args)
+    monkeypatch.setattr(cli_replay, "_open", counting_open)
+    assert main(["replay", "--model", "llama4-maverick", "--batch", "2", "--strategy",
+                 "base,ep,allo", "--jobs", "1", "--quiet"]) == 0
+    assert len(calls) == 1
+    assert capsys.readouterr().out.count("llama4,") == 3      # three CSV rows

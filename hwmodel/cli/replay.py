@@ -33,20 +33,45 @@ def _open(trace, batch, model_name):
     return store, load_model(name)
 
 
-def _one(job):
-    """One (wafer, strategy) run; any error comes back as a plain, picklable ValueError."""
+#: The trace a pool worker opened, keyed ``(trace, batch, model)``: a worker runs several jobs
+#: of one trace and reads it once (the pool ends with the call, so it never goes stale).
+_WORKER_TRACE: dict = {}
+
+
+def _one(job, opened=None):
+    """One (wafer, strategy) run; any error comes back as a plain, picklable ValueError.
+
+    ``opened``: the trace's ``(store, model)`` if the caller has it open already.
+    """
     try:
-        return _run_one(job)
+        return _run_one(job, opened)
     except (ValueError, OSError, EOFError) as error:
         raise ValueError(f"replay on {job[3]} ({job[4]}): {error}") from None
 
 
-def _run_one(job):
+def _open_for(job):
+    """The ``(store, model)`` of ``job``'s trace, errors worded as :func:`_one`'s."""
+    try:
+        return _open(*job[:3])
+    except (ValueError, OSError, EOFError) as error:
+        raise ValueError(f"replay on {job[3]} ({job[4]}): {error}") from None
+
+
+def _worker_one(job):
+    """:func:`_one` in a pool worker, which opens the job's trace once for all its jobs."""
+    key = job[:3]
+    if key not in _WORKER_TRACE:
+        _WORKER_TRACE.clear()
+        _WORKER_TRACE[key] = _open_for(job)
+    return _one(job, _WORKER_TRACE[key])
+
+
+def _run_one(job, opened=None):
     trace, batch, model_name, wafer_name, strategy, params = job
     from ..params import load_wafer
     from ..system import Replay
     from ..topologies.wafer import build_wafer
-    store, model = _open(trace, batch, model_name)
+    store, model = opened if opened is not None else _open(trace, batch, model_name)
     replay = Replay(wafer=build_wafer(load_wafer(wafer_name)), model=model, store=store,
                     params=params)
     return replay.run(strategy)
@@ -60,10 +85,12 @@ def _ignore_interrupt() -> None:
 
 
 def replay_strategies(trace, wafers, strategies, *, batch=None, model=None, params=None,
-                      jobs: int = 1, progress: bool = False):
+                      jobs: int = 1, progress: bool = False, opened=None):
     """Run every (wafer, strategy) pair; results in that order (deterministic).
 
-    ``jobs > 1`` runs them on that many processes (each reopens the trace).
+    ``jobs > 1`` runs them on that many processes (each opens the trace once). ``opened``:
+    the trace's ``(store, model)`` as :func:`check_inputs` opened it, for runs in this process
+    (else it is opened once here).
     """
     work = [(trace, batch, model, w, s, params) for w in wafers for s in strategies]
     bar = None
@@ -75,7 +102,8 @@ def replay_strategies(trace, wafers, strategies, *, batch=None, model=None, para
             return _run_pool(work, jobs, bar)
         results = []
         for job in work:
-            results.append(_one(job))
+            opened = opened or _open_for(job)
+            results.append(_one(job, opened))
             if bar:
                 bar.update()
         return results
@@ -92,7 +120,7 @@ def _run_pool(work, jobs, bar):
     done = {}
     pool = ProcessPoolExecutor(max_workers=jobs, initializer=_ignore_interrupt)
     try:
-        futures = {pool.submit(_one, work[i]): i for i in order}
+        futures = {pool.submit(_worker_one, work[i]): i for i in order}
         for future in as_completed(futures):
             done[futures[future]] = future.result()
             if bar:
@@ -284,8 +312,9 @@ def _split_list(text: str, option: str) -> list[str]:
 def check_inputs(args):
     """Validate everything in the parent, before any worker starts.
 
-    Returns ``(wafers, strategies, batch)``: the wafer names, the strategies and the batch size
-    (the built-in batch's size when no trace is given).
+    Returns ``(wafers, strategies, batch, opened)``: the wafer names, the strategies, the batch
+    size (the built-in batch's size when no trace is given) and the trace's ``(store, model)``
+    as opened for the checks (the runs in this process reuse it).
 
     Raises
     ------
@@ -321,7 +350,8 @@ def check_inputs(args):
     for wafer in built.values():
         if not args.ignore_capacity:
             check_experts_fit(model, wafer)
-    return wafers, strategies, args.batch or (DEFAULT_BATCH if args.trace is None else None)
+    batch = args.batch or (DEFAULT_BATCH if args.trace is None else None)
+    return wafers, strategies, batch, (store, model)
 
 
 def _main(args) -> int:
@@ -332,7 +362,7 @@ def _main(args) -> int:
     from .outputs import check_output_dir
     if args.out:
         check_output_dir(args.out, "--out", args.force)
-    wafers, strategies, batch = check_inputs(args)
+    wafers, strategies, batch, opened = check_inputs(args)
     params = (load_yaml(ReplayParams, args.params, path="replay") if args.params
               else ReplayParams())
     if args.replica_GB is not None:
@@ -349,7 +379,7 @@ def _main(args) -> int:
         raise ValueError("--window and --vcd go with --rtl UNITS")
     results = replay_strategies(args.trace, wafers, strategies, batch=batch,
                                 model=args.model, params=params, jobs=args.jobs,
-                                progress=not args.quiet)
+                                progress=not args.quiet, opened=opened)
     names = [w for w in wafers for _ in strategies]
     print(summary_table(results, names))
     print()
