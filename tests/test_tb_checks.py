@@ -2,12 +2,13 @@
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hwmodel.tb.checks import check_int, check_int_array, index_bits
 
 
+@settings(deadline=None)    # the first call loads the compiled range check
 @given(st.lists(st.integers(-3, 12), max_size=10))
 def test_check_int_array_accepts_and_refuses_like_check_int(values):
     def per_element():
@@ -24,6 +25,23 @@ def test_check_int_array_accepts_and_refuses_like_check_int(values):
     else:
         got = check_int_array("x", np.array(values, np.int64), 0, 10)
         assert got.dtype == np.int64 and got.tolist() == expected
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32,
+                                   np.int64, np.uint64])
+@pytest.mark.parametrize("lo, hi", [(0, 10), (3, 100), (None, 7), (2, None)])
+def test_check_int_array_bounds_are_exact_for_every_integer_dtype(dtype, lo, hi):
+    # the fast path compares each dtype with int64 bounds: one off at either end, or a
+    # bound ignored, would accept lo - 1 or hi, or refuse lo or hi - 1
+    edges = [v for v in (lo, hi) if v is not None]
+    for value in sorted({max(0, v + step) for v in edges for step in (-1, 0, 1)}):
+        ok = (lo is None or value >= lo) and (hi is None or value < hi)
+        array = np.array([value], dtype)
+        if ok:
+            assert check_int_array("x", array, lo, hi).tolist() == [value]
+        else:
+            with pytest.raises(ValueError, match=f"x\\[0\\] must be"):
+                check_int_array("x", array, lo, hi)
 
 
 @pytest.mark.parametrize("values, kind, error", [

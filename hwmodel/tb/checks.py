@@ -9,6 +9,7 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
+from numba import njit
 
 __all__ = ["check_bool", "check_int", "check_int_array", "check_transaction", "index_bits",
            "positive_int"]
@@ -74,6 +75,22 @@ def _item(name: str, i: int) -> str:
     return name.replace("{i}", str(i)) if "{i}" in name else f"{name}[{i}]"
 
 
+#: Integer dtypes whose values compare exactly with int64 bounds in compiled code.
+_EXACT_IN_INT64 = frozenset(np.dtype(t) for t in (np.int8, np.int16, np.int32, np.int64,
+                                                   np.uint8, np.uint16, np.uint32))
+_LOWEST, _HIGHEST = np.iinfo(np.int64).min, np.iinfo(np.int64).max
+
+
+@njit(cache=True)
+def _all_in_range(values, lo, hi):
+    """Whether every element is in ``[lo, hi)`` (at ``hi`` = int64's largest, that largest
+    value reads as out of range: the checked path then decides)."""
+    for value in values:
+        if value < lo or value >= hi:
+            return False
+    return True
+
+
 def check_int_array(name: str, values, lo: int | None = None, hi: int | None = None,
                     *, length: int | None = None) -> np.ndarray:
     """The bulk :func:`check_int`: ``values`` (1-D, integers) as an int64 array, checked once.
@@ -90,11 +107,11 @@ def check_int_array(name: str, values, lo: int | None = None, hi: int | None = N
     ValueError
         If its length is not ``length`` or an element is outside ``[lo, hi)``.
     """
-    # the bulk paths' usual case, an integer array in range: two reductions, no temporaries
-    if (type(values) is np.ndarray and values.ndim == 1 and values.dtype.kind in "iu"
+    # the bulk paths' usual case, an integer array in range: one compiled pass, no temporaries
+    if (type(values) is np.ndarray and values.ndim == 1 and values.dtype in _EXACT_IN_INT64
             and (length is None or len(values) == length)
-            and (not len(values) or ((lo is None or values.min() >= lo)
-                                     and (hi is None or values.max() < hi)))):
+            and _all_in_range(values, _LOWEST if lo is None else lo,
+                              _HIGHEST if hi is None else hi)):
         return values.astype(np.int64, copy=False)
     arr = np.asarray(values)
     if arr.ndim != 1:
