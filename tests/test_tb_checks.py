@@ -40,7 +40,7 @@ def test_check_int_array_bounds_are_exact_for_every_integer_dtype(dtype, lo, hi)
         if ok:
             assert check_int_array("x", array, lo, hi).tolist() == [value]
         else:
-            with pytest.raises(ValueError, match=f"x\\[0\\] must be"):
+            with pytest.raises(ValueError, match="x\\[0\\] must be"):
                 check_int_array("x", array, lo, hi)
 
 
