@@ -53,6 +53,13 @@ def test_edt_updates():
     cp.edt_clear_replicas()
     assert cp.presence_matrix(0).tolist() == [[True, False, False], [False, True, False],
                                               [False, False, True]]
+    cp.edt_set_present_many(0, [0, 2], 1)              # one die's report of two copies
+    assert [cp.edt_presence(0, e) for e in range(3)] == [0b011, 0b010, 0b110]
+    with pytest.raises(ValueError, match=r"experts\[1\] must be in \[0, 3\)"):
+        cp.edt_set_present_many(0, [1, 3], 0)
+    with pytest.raises(ValueError, match="die"):
+        cp.edt_set_present_many(0, [1], 3)
+    assert [cp.edt_presence(0, e) for e in range(3)] == [0b011, 0b010, 0b110]
     with pytest.raises(ValueError):
         cp.presence_matrix(0)[0, 1] = True              # read-only view
 

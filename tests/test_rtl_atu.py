@@ -1,6 +1,7 @@
 # amaranth: UnusedElaboratable=no
 """ATU: one suite on both the RTL and the twin, a Hypothesis agreement property, export."""
 
+import numpy as np
 import pytest
 from amaranth.back import verilog
 from hypothesis import HealthCheck, given, settings
@@ -184,3 +185,19 @@ wide_transaction = st.one_of(
 def test_rtl_equals_twin_at_64_dies_on_random_sequences(transactions):
     assert simulate_atu(transactions, 8, num_dies=64)[0] == \
         run_atu_twin(transactions, 8, num_dies=64)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 7), st.integers(0, 1000), st.integers(0, 1000)),
+                max_size=12))
+def test_insert_many_equals_insert_of_each_in_order(triples):
+    # an index inserted twice keeps its later translation, as two inserts would
+    one, bulk = ATUTwin(8), ATUTwin(8)
+    for index, remote, local in triples:
+        one.insert(index, remote, local)
+    bulk.insert_many(*(np.array(column, np.int64).reshape(-1) for column in zip(*triples))
+                     if triples else ([], [], []))
+    assert [bulk.entry(i) for i in range(8)] == [one.entry(i) for i in range(8)]
+    with pytest.raises(ValueError, match=r"indices\[1\] must be in \[0, 8\)"):
+        bulk.insert_many([0, 8], [1, 1], [1, 1])
+    assert [bulk.entry(i) for i in range(8)] == [one.entry(i) for i in range(8)]

@@ -1,6 +1,7 @@
 # amaranth: UnusedElaboratable=no
 """PDU: one suite on both the RTL and the twin, a Hypothesis agreement property, export."""
 
+import numpy as np
 import pytest
 from amaranth.back import verilog
 from hypothesis import HealthCheck, given, settings
@@ -139,3 +140,20 @@ def test_graph_node_table_port_has_the_rtl_command_width():
         rtl = PDU(experts)
         width = rtl.signature.members["cmd"].signature.members["payload"].shape.size
         assert PDUUnit(experts=experts).ports["table"].width == width == bits
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 0xFFFF), min_size=4, max_size=4),
+       st.lists(st.integers(0, 31), max_size=20))
+def test_set_local_many_equals_set_local_of_each(words, experts):
+    # two experts of one register word must both be set (a plain fancy |= keeps one)
+    one, bulk = PDUTwin(32), PDUTwin(32)
+    one.load_words(words)
+    bulk.load_words(words)
+    for e in experts:
+        one.set_local(e)
+    bulk.set_local_many(np.array(experts, np.int64))
+    assert bulk.words == one.words
+    with pytest.raises(ValueError, match=r"experts\[1\] must be in \[0, 32\)"):
+        bulk.set_local_many([0, 32])
+    assert bulk.words == one.words          # refused whole: nothing changed

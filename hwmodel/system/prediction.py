@@ -164,9 +164,6 @@ class PredictionUnits:
         return (vals.reshape(self.N, self.model_words, EXPERTS_PER_WORD)
                 << self._shift).sum(2)
 
-    def _remote_addr(self, layer, expert):
-        return int(self._addresses(layer)[0][expert])
-
     def _addresses(self, layer):
         """Per expert of ``layer``: its home address (what an ATU entry translates) and the
         local page of a replica (the ATU map's, made once per layer)."""
@@ -193,17 +190,20 @@ class PredictionUnits:
                 atu = self.atus[(d, layer)] = ATUTwin(
                     num_entries=self.atu_entries[d], num_dies=self.N,
                     page_bits=self.amap.layout.page_bits)
-            for e in stats.duplicated_experts:
-                self.pdus[d].set_local(e)
-                page = int(self._addresses(layer)[1][e])
-                self.replica_held[d, layer, e] = True       # the PDU's copy lands at page
-                atu.insert(e, self._remote_addr(layer, e), page)
-                if self.streams is not None:
-                    self._record(("pdu", d), [("set_local", e)])
-                    self._record(("atu", d, layer), [("insert", e, self._remote_addr(layer, e),
-                                                      page)])
-                self.gcp.edt_set_present(layer, e, d)
-                if self.capacity is not None:
+            copied = np.array(stats.duplicated_experts, np.int64)
+            home_addr, replica_page = self._addresses(layer)
+            self.pdus[d].set_local_many(copied)
+            self.replica_held[d, layer, copied] = True       # each copy lands at its page
+            atu.insert_many(copied, home_addr[copied], replica_page[copied])
+            self.gcp.edt_set_present_many(layer, copied, d)
+            if self.streams is not None:
+                self._record(("pdu", d), [("set_local", e) for e in copied.tolist()])
+                self._record(("atu", d, layer), [
+                    ("insert", e, a, p) for e, a, p in zip(
+                        copied.tolist(), home_addr[copied].tolist(),
+                        replica_page[copied].tolist())])
+            if self.capacity is not None:
+                for e in copied.tolist():
                     self.lru[d][(layer, e)] = None
                     while len(self.lru[d]) > self.capacity:
                         self._evict(d)

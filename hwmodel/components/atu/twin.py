@@ -228,6 +228,19 @@ class ATUTwin:
         self._remote[index] = remote_addr
         self._local[index] = local_addr
 
+    def insert_many(self, indices, remote_addrs, local_addrs) -> None:
+        """:meth:`insert` of each triple, in order, checked once as arrays (nothing changes
+        if one is bad); an index given twice keeps its last triple."""
+        indices = check_int_array("indices", indices, 0, self._num_entries)
+        remote = check_int_array("remote_addrs", remote_addrs, 0, self._remote_limit,
+                                 length=len(indices))
+        local = check_int_array("local_addrs", local_addrs, 0, self._local_limit,
+                                length=len(indices))
+        last = len(indices) - 1 - np.unique(indices[::-1], return_index=True)[1]
+        self._valid[indices[last]] = True
+        self._remote[indices[last]] = remote[last]
+        self._local[indices[last]] = local[last]
+
     def lookup(self, index: int, remote_addr: int) -> tuple[bool, int]:
         """``(hit, local_addr)``: hit when entry ``index`` is valid and holds ``remote_addr``.
 

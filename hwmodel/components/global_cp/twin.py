@@ -569,6 +569,14 @@ class GlobalCPTwin:
             raise ValueError(f"die must be in 0..{self.num_dies - 1}, not {die!r}")
         self._presence[layer, expert, die] = True
 
+    def edt_set_present_many(self, layer: int, experts, die: int) -> None:
+        """:meth:`edt_set_present` of each of ``experts`` (one die's report), checked once."""
+        self._check_layer_expert(layer, 0)
+        experts = check_int_array("experts", experts, 0, self.num_experts)
+        if not 0 <= die < self.num_dies:
+            raise ValueError(f"die must be in 0..{self.num_dies - 1}, not {die!r}")
+        self._presence[layer, experts, die] = True
+
     def edt_clear_present(self, layer: int, expert: int, die: int) -> None:
         """Note that ``die`` dropped its copy of ``expert`` of ``layer`` (a replica evicted
         from a bounded replica region). The home die's bit cannot be cleared."""

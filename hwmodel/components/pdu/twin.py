@@ -185,6 +185,14 @@ class PDUTwin:
         expert = check_int("expert", expert, 0, self._num_experts)
         self._words[expert // EXPERTS_PER_WORD] |= 2 << (2 * (expert % EXPERTS_PER_WORD))
 
+    def set_local_many(self, experts) -> None:
+        """:meth:`set_local` of each of ``experts``, checked once as an array."""
+        experts = check_int_array("experts", experts, 0, self._num_experts)
+        bits = np.zeros(self.num_words, np.int64)
+        np.bitwise_or.at(bits, experts // EXPERTS_PER_WORD,
+                         2 << (2 * (experts % EXPERTS_PER_WORD)))
+        self._words |= bits
+
     def clear(self) -> None:
         """Clear every bit (a new layer)."""
         self._words[:] = 0
