@@ -157,3 +157,15 @@ def test_set_local_many_equals_set_local_of_each(words, experts):
     with pytest.raises(ValueError, match=r"experts\[1\] must be in \[0, 32\)"):
         bulk.set_local_many([0, 32])
     assert bulk.words == one.words          # refused whole: nothing changed
+
+
+def test_pack_registers_packs_each_die_row_alone_with_a_zero_tail():
+    from hwmodel.components.pdu.compiled import pack_registers
+    # 20 experts fill 2.5 registers; row 1 is expert 19's is_local only: register 2, bit 7
+    cp_en = np.zeros((2, 20), np.bool_)
+    is_local = np.zeros((2, 20), np.bool_)
+    cp_en[0, [0, 9]] = True
+    is_local[0, 9] = True
+    is_local[1, 19] = True
+    out = pack_registers(cp_en, is_local, np.full((2, 4), -1, np.int64))
+    assert out.tolist() == [[0b1, 0b1100, 0, 0], [0, 0, 1 << 7, 0]]

@@ -12,7 +12,7 @@ from ..components.atu import AddressMap, ATUTwin
 from ..components.global_cp import GlobalCPTwin
 from ..components.global_cp.twin import predictor_inputs, union_of_rows
 from ..components.local_cp.twin import LocalCPTwin
-from ..components.pdu.compiled import holds_local_copies
+from ..components.pdu.compiled import holds_local_copies, pack_registers
 from ..components.pdu.params import PDULayout
 from ..components.pdu.twin import EXPERTS_PER_WORD, PDUTwin
 
@@ -68,7 +68,6 @@ class PredictionUnits:
         # the replicas each die's HBM holds (written by a copy, dropped by an eviction), at
         # the ATU map's replica page of (layer, expert)
         self.replica_held = np.zeros((N, len(self.moe_layers), E), np.bool_)
-        self._shift = 2 * np.arange(EXPERTS_PER_WORD, dtype=np.int64)
         self._addr: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.tie_rule = replay.params.tie_rule
         cap = replay.params.replica_capacity_bytes
@@ -156,13 +155,8 @@ class PredictionUnits:
                              f"{self._addresses(layer)[1][expert]:#x}")
 
     def _pack(self, cp_en, is_local):
-        """PDU register words of every die (``pack_words`` layout), shape (dies, words)."""
-        vals = cp_en.astype(np.int64) | (is_local.astype(np.int64) << 1)
-        pad = self.model_words * EXPERTS_PER_WORD - self.E
-        if pad:
-            vals = np.pad(vals, ((0, 0), (0, pad)))
-        return (vals.reshape(self.N, self.model_words, EXPERTS_PER_WORD)
-                << self._shift).sum(2)
+        """PDU register words of every die (the PDU's layout), shape (dies, words)."""
+        return pack_registers(cp_en, is_local, np.empty((self.N, self.model_words), np.int64))
 
     def _addresses(self, layer):
         """Per expert of ``layer``: its home address (what an ATU entry translates) and the

@@ -14,7 +14,7 @@ from numba import njit
 from .params import BITS_PER_EXPERT, EXPERTS_PER_WORD
 
 __all__ = ["CP_EN", "IS_LOCAL", "copies_on_arrival", "copy_arrivals", "expert_bits",
-           "holds_local_copies", "holds_local_copy"]
+           "holds_local_copies", "holds_local_copy", "pack_registers"]
 
 #: Bit of ``cp_en`` within an expert's field (copy this expert when it passes by).
 CP_EN = 1
@@ -39,6 +39,19 @@ def holds_local_copy(registers, die, expert):
 def copies_on_arrival(registers, die, expert):
     """``cp_en and not is_local``: an arriving slice of ``expert`` is copied on die ``die``."""
     return expert_bits(registers, die, expert) == CP_EN
+
+
+@njit(cache=True)
+def pack_registers(cp_en, is_local, out):
+    """Write the register words of each row's ``cp_en`` / ``is_local`` bits (bool arrays of
+    shape (rows, experts)) into ``out`` (int64, shape (rows, words)); words past the experts
+    are 0. The layout all configuration paths use (one register per eight experts)."""
+    out[:] = 0
+    for row in range(cp_en.shape[0]):
+        for e in range(cp_en.shape[1]):
+            bits = CP_EN * cp_en[row, e] + IS_LOCAL * is_local[row, e]
+            out[row, e // EXPERTS_PER_WORD] |= bits << (BITS_PER_EXPERT * (e % EXPERTS_PER_WORD))
+    return out
 
 
 @njit(cache=True)

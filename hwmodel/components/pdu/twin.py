@@ -21,13 +21,11 @@ from collections.abc import Iterable
 import numpy as np
 
 from ...tb.checks import check_int, check_int_array
-from .compiled import CP_EN, IS_LOCAL, expert_bits
+from .compiled import CP_EN, IS_LOCAL, expert_bits, pack_registers
 from .compiled import copy_arrivals as _copy_arrivals
 from .params import EXPERTS_PER_WORD, WORD_BITS, PDULayout
 
 __all__ = ["EXPERTS_PER_WORD", "WORD_BITS", "PDUTwin", "pack_words"]
-
-_SHIFTS = 2 * np.arange(EXPERTS_PER_WORD, dtype=np.int64)
 
 
 def _as_bits(name: str, value, num_experts: int) -> np.ndarray:
@@ -65,12 +63,10 @@ def pack_words(cp_en, is_local, num_experts: int = 512) -> list[int]:
     num_experts : int
     """
     num_experts = check_int("num_experts", num_experts, 1)
-    vals = (_as_bits("cp_en", cp_en, num_experts).astype(np.int64)
-            | (_as_bits("is_local", is_local, num_experts).astype(np.int64) << 1))
-    pad = -num_experts % EXPERTS_PER_WORD
-    if pad:
-        vals = np.concatenate([vals, np.zeros(pad, np.int64)])
-    return (vals.reshape(-1, EXPERTS_PER_WORD) << _SHIFTS).sum(axis=1).tolist()
+    words = np.empty((1, -(-num_experts // EXPERTS_PER_WORD)), np.int64)
+    return pack_registers(_as_bits("cp_en", cp_en, num_experts)[None, :],
+                          _as_bits("is_local", is_local, num_experts)[None, :],
+                          words)[0].tolist()
 
 
 class PDUTwin:
