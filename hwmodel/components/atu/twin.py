@@ -30,6 +30,7 @@ import math
 
 import attrs
 import numpy as np
+from numba import njit
 
 from ...tb.checks import check_int, check_int_array, index_bits
 from .params import MATRICES_PER_EXPERT, PAGE_BYTES, PAPER, PAPER_PAGE_BITS, ATULayout
@@ -172,6 +173,15 @@ class AddressMap:
         return self._page(layer, expert, matrix, home=False)
 
 
+@njit(cache=True)
+def _store_entries(valid, remote, local, indices, remote_addrs, local_addrs):
+    """Entry ``indices[i]`` := (valid, ``remote_addrs[i]``, ``local_addrs[i]``), in order."""
+    for i in range(indices.shape[0]):
+        valid[indices[i]] = True
+        remote[indices[i]] = remote_addrs[i]
+        local[indices[i]] = local_addrs[i]
+
+
 class ATUTwin:
     """Transaction-level twin of :class:`hwmodel.components.atu.ATU`.
 
@@ -236,10 +246,7 @@ class ATUTwin:
                                  length=len(indices))
         local = check_int_array("local_addrs", local_addrs, 0, self._local_limit,
                                 length=len(indices))
-        last = len(indices) - 1 - np.unique(indices[::-1], return_index=True)[1]
-        self._valid[indices[last]] = True
-        self._remote[indices[last]] = remote[last]
-        self._local[indices[last]] = local[last]
+        _store_entries(self._valid, self._remote, self._local, indices, remote, local)
 
     def lookup(self, index: int, remote_addr: int) -> tuple[bool, int]:
         """``(hit, local_addr)``: hit when entry ``index`` is valid and holds ``remote_addr``.

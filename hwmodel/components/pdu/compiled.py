@@ -14,7 +14,7 @@ from numba import njit
 from .params import BITS_PER_EXPERT, EXPERTS_PER_WORD
 
 __all__ = ["CP_EN", "IS_LOCAL", "copies_on_arrival", "copy_arrivals", "expert_bits",
-           "holds_local_copies", "holds_local_copy", "pack_registers"]
+           "holds_local_copies", "holds_local_copy", "pack_registers", "set_is_local"]
 
 #: Bit of ``cp_en`` within an expert's field (copy this expert when it passes by).
 CP_EN = 1
@@ -61,6 +61,19 @@ def holds_local_copies(registers, dies, experts):
     return np.array(out, np.bool_) if out else np.zeros(0, np.bool_)
 
 
+@njit(cache=True, inline="always")
+def _set_is_local(registers, die, expert):
+    registers[die, expert // EXPERTS_PER_WORD] |= IS_LOCAL << (
+        BITS_PER_EXPERT * (expert % EXPERTS_PER_WORD))
+
+
+@njit(cache=True)
+def set_is_local(registers, die, experts):
+    """Set the ``is_local`` bit of each of ``experts`` in die ``die``'s PDU (copies made)."""
+    for i in range(experts.shape[0]):
+        _set_is_local(registers, die, experts[i])
+
+
 @njit(cache=True)
 def copy_arrivals(registers, die, experts):
     """Remote slices of ``experts`` arrive on die ``die`` in order: each that
@@ -72,8 +85,7 @@ def copy_arrivals(registers, die, experts):
     for i in range(experts.shape[0]):
         e = experts[i]
         if copies_on_arrival(registers, die, e):
-            registers[die, e // EXPERTS_PER_WORD] |= IS_LOCAL << (
-                BITS_PER_EXPERT * (e % EXPERTS_PER_WORD))
+            _set_is_local(registers, die, e)
             copied[n] = e
             n += 1
     return copied[:n]

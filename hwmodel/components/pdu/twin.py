@@ -21,7 +21,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from ...tb.checks import check_int, check_int_array
-from .compiled import CP_EN, IS_LOCAL, expert_bits, pack_registers
+from .compiled import CP_EN, IS_LOCAL, expert_bits, pack_registers, set_is_local
 from .compiled import copy_arrivals as _copy_arrivals
 from .params import EXPERTS_PER_WORD, WORD_BITS, PDULayout
 
@@ -178,16 +178,12 @@ class PDUTwin:
 
     def set_local(self, expert: int) -> None:
         """Note that a local copy of ``expert`` now exists."""
-        expert = check_int("expert", expert, 0, self._num_experts)
-        self._words[expert // EXPERTS_PER_WORD] |= 2 << (2 * (expert % EXPERTS_PER_WORD))
+        self.set_local_many([check_int("expert", expert, 0, self._num_experts)])
 
     def set_local_many(self, experts) -> None:
         """:meth:`set_local` of each of ``experts``, checked once as an array."""
         experts = check_int_array("experts", experts, 0, self._num_experts)
-        bits = np.zeros(self.num_words, np.int64)
-        np.bitwise_or.at(bits, experts // EXPERTS_PER_WORD,
-                         2 << (2 * (experts % EXPERTS_PER_WORD)))
-        self._words |= bits
+        set_is_local(self._words.reshape(1, -1), 0, experts)
 
     def clear(self) -> None:
         """Clear every bit (a new layer)."""
