@@ -10,6 +10,7 @@ cycles per second, then the whole run's wall time and peak RSS.
 """
 
 import argparse
+import os
 import resource
 import sys
 import time
@@ -23,8 +24,8 @@ from hwmodel.system.cosim import CoSim, parse_units, parse_window
 from hwmodel.topologies.wafer import build_wafer
 from hwmodel.traces import open_batch
 
-LLAMA = (Path(__file__).resolve().parents[1].parent / "shared" / "traces" / "profiling_result"
-         / "meta-llama" / "Llama-4-Maverick-17B-128E-Instruct")
+SHARED = Path(os.environ.get("HWMODEL_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
+LLAMA = SHARED / "traces/profiling_result/meta-llama/Llama-4-Maverick-17B-128E-Instruct"
 
 
 def main() -> None:

@@ -55,7 +55,7 @@ def test_watchdog_raises_the_pysim_timeout_error():
 def test_unknown_engine_and_port_are_refused_by_name():
     with pytest.raises(ValueError, match="engine must be one of pysim, cxxrtl, not 'verilator'"):
         simulate_pdu([("query", 1)], 32, engine="verilator")
-    with pytest.raises(AttributeError, match="nope"):
+    with pytest.raises(ValueError, match="^the design has no stream port 'nope'$"):
         run_streams(PDU(32), [StreamSource("nope", [0])], [StreamSink("resp", 0)])
 
 
