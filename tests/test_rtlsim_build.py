@@ -3,6 +3,8 @@
 
 import pytest
 
+from hwmodel import rtlsim
+from hwmodel.components.local_cp.rtl import LocalCP, simulate_local_cp
 from hwmodel.components.pdu.rtl import PDU, simulate_pdu
 from hwmodel.rtlsim import RTLSimError, StreamSink, StreamSource, build, run_streams
 
@@ -66,3 +68,40 @@ def test_vcd_of_the_compiled_run_holds_the_ports(tmp_path):
     assert "$var wire 1" in text and "cmd__valid" in text and "resp__payload" in text
     # 3 edges (2 commands, 1 cycle of latency) sampled twice each: last time stamp 2500 ps
     assert "#2500" in text and "#3000" not in text
+
+
+# ------------------------------------------------------------------ one design per process
+def test_design_identity_separates_every_parameter_and_a_patched_class():
+    assert rtlsim.design_identity(PDU(32)) == rtlsim.design_identity(PDU(32))
+    assert rtlsim.design_identity(PDU(32)) != rtlsim.design_identity(PDU(64))
+    same = {"num_sm_slots": 3, "num_experts": 16, "num_dies": 4}
+    # the die id is only an attribute (no port width changes): it must still separate them
+    assert rtlsim.design_identity(LocalCP(1, **same)) != rtlsim.design_identity(LocalCP(2, **same))
+    assert rtlsim.design_identity(LocalCP(2, **same)) == rtlsim.design_identity(LocalCP(2, **same))
+    patched = type("PDU", (PDU,), {})      # e.g. a planted bug: a copy of the class
+    assert rtlsim.design_identity(patched(32)) != rtlsim.design_identity(PDU(32))
+
+
+def test_two_local_cps_of_different_dies_do_not_share_a_simulator():
+    # Three tasks from die 1 (20 + 30 + 50 tokens), no prediction: on die 1 all are local,
+    # on die 2 all three are remote. A memo keyed without the die would give die 1 the
+    # simulator built for die 2 (or the reverse) and count 3 remote tasks on both.
+    layer = ([(5, 20, 1), (6, 30, 1), (7, 50, 1)], None, None)
+    kwargs = {"num_sm_slots": 3, "num_experts": 16, "num_dies": 4, "engine": "cxxrtl"}
+    on_2, _, _ = simulate_local_cp([layer], die=2, **kwargs)
+    on_1, _, _ = simulate_local_cp([layer], die=1, **kwargs)
+    assert [(s.die, s.tasks, s.tokens, s.remote_tasks) for s in on_2 + on_1] == [
+        (2, 3, 100, 3), (1, 3, 100, 0)]
+
+
+def test_a_reused_design_starts_each_run_from_reset_like_pysim(monkeypatch):
+    # Run 1 sets expert 3's is_local then queries it: (cp_en 0, is_local 1). Run 2 only
+    # queries: a fresh PDU answers (0, 0); a simulator left in run 1's state would say (0, 1).
+    first, second = [("set_local", 3), ("query", 3)], [("query", 3)]
+    assert simulate_pdu(first, 32, engine="cxxrtl") == ([(False, True)], 3)
+    monkeypatch.setattr(rtlsim, "compile_component",
+                        lambda *a: pytest.fail("exported again: the design was not reused"))
+    for _ in range(2):
+        assert simulate_pdu(second, 32, engine="cxxrtl") == simulate_pdu(second, 32) == (
+            [(False, False)], 2)
+        assert simulate_pdu(first, 32, engine="cxxrtl") == simulate_pdu(first, 32)
