@@ -44,6 +44,17 @@ def test_source_locations_do_not_change_the_cache_key():
     assert build.design_key(build._strip(text)) != build.design_key(text.replace("x", "y"))
 
 
+def test_optimisation_level_is_in_the_cache_key_and_checked(monkeypatch):
+    text = "module \\top\nend\n"
+    monkeypatch.setenv(build.OPT_ENV, "-O2")
+    optimised = build.design_key(text)
+    monkeypatch.delenv(build.OPT_ENV)
+    assert build.design_key(text) != optimised
+    monkeypatch.setenv(build.OPT_ENV, "-O9")
+    with pytest.raises(RTLSimError, match=r"^HWMODEL_RTLSIM_OPT='-O9': expected one of -O0, "):
+        simulate_pdu([("query", 1)], 32, engine="cxxrtl")
+
+
 def test_watchdog_raises_the_pysim_timeout_error():
     # 20 queries need 21 edges (one response per cycle, one cycle of latency).
     tx = [("query", 1)] * 20

@@ -275,11 +275,11 @@ def design_identity(dut):
 
 def _design(dut) -> _Design:
     """The loaded design of ``dut``: exported, built or loaded once per design and process."""
+    dut._MustUse__used = True   # handed to the simulator (and elaborated once per design)
     key = design_identity(dut)
     if key is not None:
-        key = (cache_dir(), *key)       # another cache folder: built (or loaded) there
+        key = (cache_dir(), *build._cxxflags(), *key)   # another folder or level: built there
     if key is not None and key in _DESIGNS:
-        dut._MustUse__used = True       # this very design was elaborated when first built
         return _DESIGNS[key]
     design = _Design(load_library(compile_component(dut)), dut)
     if key is not None:
