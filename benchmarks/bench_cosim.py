@@ -6,7 +6,8 @@
 Runs the shared Llama-4 requests on tsmc-sow twice under one strategy: once with the twins, once
 with ``--rtl all`` over the window (default: every iteration). Checks that both give the same CSV
 row and prints, per unit, the simulations, the answers compared, the cycles, the seconds and the
-cycles per second, then the whole run's wall time and peak RSS.
+cycles per second, then the whole run's wall time and peak RSS. The trace is looked up under
+``$HWMODEL_SHARED`` (else ``../shared`` beside the checkout), as the tests do.
 """
 
 import argparse

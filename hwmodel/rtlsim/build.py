@@ -98,8 +98,8 @@ OPT_ENV = "HWMODEL_RTLSIM_OPT"
 OPT_LEVELS = ("-O0", "-Og", "-O1", "-O2", "-O3")
 
 # -O0 by default: a full-size unit (a 512-entry ATU) compiles in ~50 s instead of ~300 s at -O2
-# on this machine, but the simulation loop runs 5-50 times slower (docs/rtl.md, "Compiled
-# simulation"): HWMODEL_RTLSIM_OPT=-O2 for long runs of designs already built.
+# on this machine, but the simulation loop runs 26-160 times slower on the small units
+# (docs/rtl.md, "Compiled simulation"): HWMODEL_RTLSIM_OPT=-O2 for long runs.
 
 
 def _cxxflags() -> list[str]:
