@@ -6,10 +6,12 @@
 Runs the shared Llama-4 requests on tsmc-sow twice under one strategy: once with the twins, once
 with ``--rtl all`` over the window (default: every iteration). Checks that both give the same CSV
 row and prints, per unit, the simulations, the answers compared, the cycles, the seconds and the
-cycles per second, then the whole run's wall time and peak RSS.
+cycles per second, then the whole run's wall time and peak RSS. The trace is looked up under
+``$HWMODEL_SHARED`` (else ``../shared`` beside the checkout), as the tests do.
 """
 
 import argparse
+import os
 import resource
 import sys
 import time
@@ -23,8 +25,8 @@ from hwmodel.system.cosim import CoSim, parse_units, parse_window
 from hwmodel.topologies.wafer import build_wafer
 from hwmodel.traces import open_batch
 
-LLAMA = (Path(__file__).resolve().parents[1].parent / "shared" / "traces" / "profiling_result"
-         / "meta-llama" / "Llama-4-Maverick-17B-128E-Instruct")
+SHARED = Path(os.environ.get("HWMODEL_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
+LLAMA = SHARED / "traces/profiling_result/meta-llama/Llama-4-Maverick-17B-128E-Instruct"
 
 
 def main() -> None:

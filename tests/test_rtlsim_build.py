@@ -3,6 +3,8 @@
 
 import pytest
 
+from hwmodel import rtlsim
+from hwmodel.components.local_cp.rtl import LocalCP, simulate_local_cp
 from hwmodel.components.pdu.rtl import PDU, simulate_pdu
 from hwmodel.rtlsim import RTLSimError, StreamSink, StreamSource, build, run_streams
 
@@ -42,6 +44,17 @@ def test_source_locations_do_not_change_the_cache_key():
     assert build.design_key(build._strip(text)) != build.design_key(text.replace("x", "y"))
 
 
+def test_optimisation_level_is_in_the_cache_key_and_checked(monkeypatch):
+    text = "module \\top\nend\n"
+    monkeypatch.setenv(build.OPT_ENV, "-O2")
+    optimised = build.design_key(text)
+    monkeypatch.delenv(build.OPT_ENV)
+    assert build.design_key(text) != optimised
+    monkeypatch.setenv(build.OPT_ENV, "-O9")
+    with pytest.raises(RTLSimError, match=r"^HWMODEL_RTLSIM_OPT='-O9': expected one of -O0, "):
+        simulate_pdu([("query", 1)], 32, engine="cxxrtl")
+
+
 def test_watchdog_raises_the_pysim_timeout_error():
     # 20 queries need 21 edges (one response per cycle, one cycle of latency).
     tx = [("query", 1)] * 20
@@ -55,7 +68,7 @@ def test_watchdog_raises_the_pysim_timeout_error():
 def test_unknown_engine_and_port_are_refused_by_name():
     with pytest.raises(ValueError, match="engine must be one of pysim, cxxrtl, not 'verilator'"):
         simulate_pdu([("query", 1)], 32, engine="verilator")
-    with pytest.raises(AttributeError, match="nope"):
+    with pytest.raises(ValueError, match="^the design has no stream port 'nope'$"):
         run_streams(PDU(32), [StreamSource("nope", [0])], [StreamSink("resp", 0)])
 
 
@@ -66,3 +79,40 @@ def test_vcd_of_the_compiled_run_holds_the_ports(tmp_path):
     assert "$var wire 1" in text and "cmd__valid" in text and "resp__payload" in text
     # 3 edges (2 commands, 1 cycle of latency) sampled twice each: last time stamp 2500 ps
     assert "#2500" in text and "#3000" not in text
+
+
+# ------------------------------------------------------------------ one design per process
+def test_design_identity_separates_every_parameter_and_a_patched_class():
+    assert rtlsim.design_identity(PDU(32)) == rtlsim.design_identity(PDU(32))
+    assert rtlsim.design_identity(PDU(32)) != rtlsim.design_identity(PDU(64))
+    same = {"num_sm_slots": 3, "num_experts": 16, "num_dies": 4}
+    # the die id is only an attribute (no port width changes): it must still separate them
+    assert rtlsim.design_identity(LocalCP(1, **same)) != rtlsim.design_identity(LocalCP(2, **same))
+    assert rtlsim.design_identity(LocalCP(2, **same)) == rtlsim.design_identity(LocalCP(2, **same))
+    patched = type("PDU", (PDU,), {})      # e.g. a planted bug: a copy of the class
+    assert rtlsim.design_identity(patched(32)) != rtlsim.design_identity(PDU(32))
+
+
+def test_two_local_cps_of_different_dies_do_not_share_a_simulator():
+    # Three tasks from die 1 (20 + 30 + 50 tokens), no prediction: on die 1 all are local,
+    # on die 2 all three are remote. A memo keyed without the die would give die 1 the
+    # simulator built for die 2 (or the reverse) and count 3 remote tasks on both.
+    layer = ([(5, 20, 1), (6, 30, 1), (7, 50, 1)], None, None)
+    kwargs = {"num_sm_slots": 3, "num_experts": 16, "num_dies": 4, "engine": "cxxrtl"}
+    on_2, _, _ = simulate_local_cp([layer], die=2, **kwargs)
+    on_1, _, _ = simulate_local_cp([layer], die=1, **kwargs)
+    assert [(s.die, s.tasks, s.tokens, s.remote_tasks) for s in on_2 + on_1] == [
+        (2, 3, 100, 3), (1, 3, 100, 0)]
+
+
+def test_a_reused_design_starts_each_run_from_reset_like_pysim(monkeypatch):
+    # Run 1 sets expert 3's is_local then queries it: (cp_en 0, is_local 1). Run 2 only
+    # queries: a fresh PDU answers (0, 0); a simulator left in run 1's state would say (0, 1).
+    first, second = [("set_local", 3), ("query", 3)], [("query", 3)]
+    assert simulate_pdu(first, 32, engine="cxxrtl") == ([(False, True)], 3)
+    monkeypatch.setattr(rtlsim, "compile_component",
+                        lambda *a: pytest.fail("exported again: the design was not reused"))
+    for _ in range(2):
+        assert simulate_pdu(second, 32, engine="cxxrtl") == simulate_pdu(second, 32) == (
+            [(False, False)], 2)
+        assert simulate_pdu(first, 32, engine="cxxrtl") == simulate_pdu(first, 32)

@@ -15,9 +15,10 @@ two to three orders of magnitude faster.
 from __future__ import annotations
 
 import ctypes
+import pickle
 import time
 from collections import namedtuple
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -31,7 +32,8 @@ from . import build
 from .build import RTLSimError, cache_dir, compile_component, load_library
 
 __all__ = ["ENGINES", "PROFILE", "RTLSimError", "StreamRun", "StreamSink", "StreamSource",
-           "build", "cache_dir", "check_engine", "compile_component", "run_streams"]
+           "build", "cache_dir", "check_engine", "compile_component", "design_identity",
+           "run_streams"]
 
 #: Totals over every :func:`run_streams` of this process (read by benchmarks/bench_rtlsim.py):
 #: ``runs``, simulated ``cycles`` and ``seconds`` of compiled simulation alone.
@@ -167,16 +169,17 @@ def _packer(layout):
     return pack
 
 
-def _pack(layout, payloads, chunks: int) -> np.ndarray:
-    """Payloads as a ``(len, chunks)`` array of little-endian 32-bit words."""
-    words = np.zeros((len(payloads), chunks), dtype=np.uint32)
-    pack = _packer(layout)
-    for i, payload in enumerate(payloads):
-        value = pack(payload)
-        if value >> (32 * chunks):
-            raise ValueError(f"payload {payload!r} does not fit in {chunks * 32} bits")
-        words[i] = np.frombuffer(value.to_bytes(4 * chunks, "little"), dtype="<u4")
-    return words
+def _pack(pack, payloads, chunks: int) -> np.ndarray:
+    """Payloads as a ``(len, chunks)`` array of little-endian 32-bit words (``pack``: payload
+    -> int, from :func:`_packer`)."""
+    values = [pack(payload) for payload in payloads]
+    size = 4 * chunks
+    try:
+        raw = b"".join(value.to_bytes(size, "little") for value in values)
+    except OverflowError:
+        bad = next(p for p, v in zip(payloads, values) if v < 0 or v >> (8 * size))
+        raise ValueError(f"payload {bad!r} does not fit in {chunks * 32} bits") from None
+    return np.frombuffer(raw, dtype="<u4").reshape(len(values), chunks)
 
 
 def _unpacker(layout):
@@ -195,9 +198,13 @@ def _unpacker(layout):
     return lambda raw: record(*(raw >> offset & mask for _, offset, mask in fields))
 
 
-def _unpack(layout, words: np.ndarray) -> list:
-    raw = [int.from_bytes(row.astype("<u4").tobytes(), "little") for row in words]
-    unpack = _unpacker(layout)
+def _unpack(unpack, words: np.ndarray) -> list:
+    """Rows of 32-bit words as payloads (``unpack``: int -> payload, from :func:`_unpacker`)."""
+    if words.shape[1] == 1:
+        raw = words[:, 0].tolist()
+    else:
+        data, size = words.astype("<u4").tobytes(), 4 * words.shape[1]
+        raw = [int.from_bytes(data[i:i + size], "little") for i in range(0, len(data), size)]
     return [unpack(value) for value in raw]
 
 
@@ -210,39 +217,104 @@ def _end_bit(layout, end_field) -> int:
     return member.offset
 
 
-def _add_source(lib, handle, dut, source: StreamSource) -> None:
-    layout = _layout(dut, source.name)
-    width = lib.rtlsim_payload_width(handle, source.name.encode())
-    if width < 0:
-        raise ValueError(f"the design has no stream port {source.name!r}")
-    words = _pack(layout, list(source.payloads), (width + 31) // 32 or 1)
+@dataclass(frozen=True)
+class _Port:
+    """A stream port of a loaded design: its payload shape, 32-bit chunks and converters."""
+
+    layout: object
+    chunks: int
+    pack: Callable
+    unpack: Callable
+
+
+class _Design:
+    """A compiled design loaded in this process, with its ports' converters built once."""
+
+    def __init__(self, lib: ctypes.CDLL, dut):
+        self.lib, self._dut, self._ports = lib, dut, {}
+        self._probe = lib.rtlsim_create()       # answers payload widths; never stepped
+
+    def port(self, name: str) -> _Port:
+        """The stream port ``name``; ``ValueError`` if the design has none."""
+        if name not in self._ports:
+            width = self.lib.rtlsim_payload_width(self._probe, name.encode())
+            if width < 0:
+                raise ValueError(f"the design has no stream port {name!r}")
+            layout = _layout(self._dut, name)
+            self._ports[name] = _Port(layout, (width + 31) // 32 or 1, _packer(layout),
+                                      _unpacker(layout))
+        return self._ports[name]
+
+
+#: Designs loaded by this process, by :func:`design_identity`.
+_DESIGNS: dict = {}
+
+# Instance attributes that are not design parameters: Amaranth's use tracking (a traceback of
+# the construction site) and the ports (built from the signature, which is in the key).
+_NOT_PARAMETERS = {"_MustUse__used", "_MustUse__context", "_MustUse__silence",
+                   "_Component__signature"}
+
+
+def design_identity(dut):
+    """A key equal for two components exactly when they elaborate to the same design, or None.
+
+    The key is the class (the object itself: a patched copy of a class is another design), the
+    signature's text, and the pickled instance attributes other than the ports: every
+    constructor parameter a design keeps (``_die``, ``layout``, a cost ROM, memory contents)
+    is there. Elaboration must depend on nothing else (no mutable module state); a component
+    whose attributes do not pickle gets None (no reuse: it is exported and hashed every call).
+    """
+    signature = dut.signature
+    state = {name: value for name, value in vars(dut).items()
+             if name not in _NOT_PARAMETERS and name not in signature.members}
+    try:
+        return type(dut), repr(signature), pickle.dumps(state, protocol=5)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        return None
+
+
+def _design(dut) -> _Design:
+    """The loaded design of ``dut``: exported, built or loaded once per design and process."""
+    dut._MustUse__used = True   # handed to the simulator (and elaborated once per design)
+    key = design_identity(dut)
+    if key is not None:
+        key = (cache_dir(), *build._cxxflags(), *key)   # another folder or level: built there
+    if key is not None and key in _DESIGNS:
+        return _DESIGNS[key]
+    design = _Design(load_library(compile_component(dut)), dut)
+    if key is not None:
+        _DESIGNS[key] = design
+    return design
+
+
+def _add_source(design: _Design, handle, source: StreamSource) -> None:
+    port = design.port(source.name)
+    words = _pack(port.pack, list(source.payloads), port.chunks)
     pointer = words.ctypes.data_as(ctypes.POINTER(ctypes.c_uint32))
-    lib.rtlsim_add_source(handle, source.name.encode(), pointer, len(words))
+    design.lib.rtlsim_add_source(handle, source.name.encode(), pointer, len(words))
 
 
-def _add_sink(lib, handle, dut, sink: StreamSink) -> None:
+def _add_sink(design: _Design, handle, sink: StreamSink) -> None:
     count = -1 if sink.count is None else check_int("count", sink.count, 0)
-    end_bit = _end_bit(_layout(dut, sink.name), sink.end_field)
+    end_bit = _end_bit(design.port(sink.name).layout, sink.end_field)
     pulse, bit = sink.pulse if sink.pulse is not None else ("", 0)
-    status = lib.rtlsim_add_sink(handle, sink.name.encode(), count, end_bit,
-                                 check_int("initial_wait", sink.initial_wait, 0),
-                                 check_int("gap", sink.gap, 0), pulse.encode(), bit)
-    if status == -1:
-        raise ValueError(f"the design has no stream port {sink.name!r}")
+    status = design.lib.rtlsim_add_sink(handle, sink.name.encode(), count, end_bit,
+                                        check_int("initial_wait", sink.initial_wait, 0),
+                                        check_int("gap", sink.gap, 0), pulse.encode(), bit)
     if status == -2:
         raise ValueError(f"pulse {sink.pulse!r}: no such input port bit")
 
 
-def _collect(lib, handle, dut, sinks, sources, cycles) -> StreamRun:
-    run = StreamRun(cycles)
+def _collect(design: _Design, handle, sinks, sources, cycles) -> StreamRun:
+    lib, run = design.lib, StreamRun(cycles)
     for i, sink in enumerate(sinks):
+        port = design.port(sink.name)
         n = lib.rtlsim_sink_count(handle, i)
-        width = lib.rtlsim_payload_width(handle, sink.name.encode())
-        words = np.zeros((n, (width + 31) // 32 or 1), dtype=np.uint32)
+        words = np.zeros((n, port.chunks), dtype=np.uint32)
         edges = np.zeros(n, dtype=np.uint64)
         lib.rtlsim_sink_read(handle, i, words.ctypes.data_as(ctypes.POINTER(ctypes.c_uint32)),
                              edges.ctypes.data_as(ctypes.POINTER(ctypes.c_uint64)))
-        run.received[sink.name] = _unpack(_layout(dut, sink.name), words)
+        run.received[sink.name] = _unpack(port.unpack, words)
         run.received_edges[sink.name] = edges.tolist()
     for i, source in enumerate(sources):
         edges = np.zeros(len(source.payloads), dtype=np.uint64)
@@ -274,13 +346,14 @@ def run_streams(dut, sources: Sequence[StreamSource], sinks: Sequence[StreamSink
         After ``max_cycles`` edges, as pysim's watchdog.
     """
     max_cycles = check_int("max_cycles", max_cycles, 1)
-    lib = load_library(compile_component(dut))
+    design = _design(dut)
+    lib = design.lib
     handle = lib.rtlsim_create()
     try:
         for source in sources:
-            _add_source(lib, handle, dut, source)
+            _add_source(design, handle, source)
         for sink in sinks:
-            _add_sink(lib, handle, dut, sink)
+            _add_sink(design, handle, sink)
         if vcd is not None and lib.rtlsim_open_vcd(handle, str(vcd).encode()) != 0:
             raise OSError(f"cannot write the waveform {vcd}")
         start = time.perf_counter()
@@ -288,7 +361,7 @@ def run_streams(dut, sources: Sequence[StreamSource], sinks: Sequence[StreamSink
         seconds = time.perf_counter() - start
         if cycles < 0:
             raise TimeoutError(f"simulation did not finish within {max_cycles} cycles")
-        run = _collect(lib, handle, dut, sinks, sources, cycles)
+        run = _collect(design, handle, sinks, sources, cycles)
         run.seconds = seconds
         PROFILE["runs"] += 1
         PROFILE["cycles"] += cycles

@@ -80,7 +80,7 @@ def _tool_versions() -> str:
 def design_key(rtlil_text: str) -> str:
     """Hash of the design, the driver source and the tool versions (the cache file name)."""
     digest = hashlib.sha256()
-    for part in (rtlil_text, DRIVER_SOURCE.read_text(), _tool_versions(), " ".join(_CXXFLAGS)):
+    for part in (rtlil_text, DRIVER_SOURCE.read_text(), _tool_versions(), " ".join(_cxxflags())):
         digest.update(part.encode())
         digest.update(b"\0")
     return digest.hexdigest()[:32]
@@ -93,10 +93,21 @@ def _run(command, cwd, what):
                           f"{(done.stderr or done.stdout)[-2000:]}")
 
 
-# -O0: a full-size unit (a 512-entry ATU) compiles in ~50 s instead of ~300 s at -O2 on this
-# machine, and the simulation loop stays orders of magnitude faster than pysim; the whole-call
-# time is dominated by Python around it (docs/rtl.md, "Compiled simulation").
-_CXXFLAGS = ["-std=c++14", "-O0", "-fPIC"]
+#: Environment variable choosing g++'s optimisation level (one of :data:`OPT_LEVELS`).
+OPT_ENV = "HWMODEL_RTLSIM_OPT"
+OPT_LEVELS = ("-O0", "-Og", "-O1", "-O2", "-O3")
+
+# -O0 by default: a full-size unit (a 512-entry ATU) compiles in ~50 s instead of ~300 s at -O2
+# on this machine, but the simulation loop runs 26-160 times slower on the small units
+# (docs/rtl.md, "Compiled simulation"): HWMODEL_RTLSIM_OPT=-O2 for long runs.
+
+
+def _cxxflags() -> list[str]:
+    """The compiler flags: C++14, position-independent, ``$HWMODEL_RTLSIM_OPT`` (or -O0)."""
+    level = os.environ.get(OPT_ENV) or "-O0"
+    if level not in OPT_LEVELS:
+        raise RTLSimError(f"{OPT_ENV}={level!r}: expected one of {', '.join(OPT_LEVELS)}")
+    return ["-std=c++14", level, "-fPIC"]
 
 
 def _support_objects() -> list[Path]:
@@ -124,7 +135,7 @@ def _atomic_compile(arguments, target: Path, files=None) -> None:
             # Relative paths and cwd: the WebAssembly Yosys only sees its working directory.
             _run([_yosys(), "-q", "-p", "read_rtlil design.il; write_cxxrtl design.cc"], tmp,
                  "Yosys write_cxxrtl")
-        _run([_compiler(), *_CXXFLAGS, "-I", str(_runtime_include()), *arguments,
+        _run([_compiler(), *_cxxflags(), "-I", str(_runtime_include()), *arguments,
               "-o", "out"], tmp, "g++")
         os.replace(tmp / "out", target)
 
