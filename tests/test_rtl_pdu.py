@@ -116,13 +116,22 @@ def test_bulk_writes_reject_bad_input_and_leave_the_table(call, kind, error):
     assert pdu.words == (7, 0, 0, 0)
 
 
-@settings(max_examples=40, deadline=None)
-@given(st.lists(st.integers(0, 0xFFFF), min_size=4, max_size=4),
-       st.lists(st.integers(0, 31), max_size=20))
-def test_copy_arrivals_equals_should_copy_then_set_local(words, arrivals):
+TABLES_AND_EXPERTS = given(st.lists(st.integers(0, 0xFFFF), min_size=4, max_size=4),
+                           st.lists(st.integers(0, 31), max_size=20))
+
+
+def _two_twins(words):
+    """Two 32-expert PDU twins holding ``words``: one driven per item, one in bulk."""
     one, bulk = PDUTwin(32), PDUTwin(32)
     one.load_words(words)
     bulk.load_words(words)
+    return one, bulk
+
+
+@settings(max_examples=40, deadline=None)
+@TABLES_AND_EXPERTS
+def test_copy_arrivals_equals_should_copy_then_set_local(words, arrivals):
+    one, bulk = _two_twins(words)
     expected = []
     for e in arrivals:
         if one.should_copy(e):
@@ -143,13 +152,10 @@ def test_graph_node_table_port_has_the_rtl_command_width():
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.integers(0, 0xFFFF), min_size=4, max_size=4),
-       st.lists(st.integers(0, 31), max_size=20))
+@TABLES_AND_EXPERTS
 def test_set_local_many_equals_set_local_of_each(words, experts):
     # two experts of one register word must both be set (a plain fancy |= keeps one)
-    one, bulk = PDUTwin(32), PDUTwin(32)
-    one.load_words(words)
-    bulk.load_words(words)
+    one, bulk = _two_twins(words)
     for e in experts:
         one.set_local(e)
     bulk.set_local_many(np.array(experts, np.int64))
