@@ -7,6 +7,7 @@ link heat map) and :func:`run_default`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -38,23 +39,26 @@ def _open(trace, batch, model_name):
 _WORKER_TRACE: dict = {}
 
 
-def _one(job, opened=None):
-    """One (wafer, strategy) run; any error comes back as a plain, picklable ValueError.
-
-    ``opened``: the trace's ``(store, model)`` if the caller has it open already.
-    """
+@contextlib.contextmanager
+def _errors_of(job):
+    """Any input error of ``job`` as a plain, picklable one-line ValueError naming its run."""
     try:
-        return _run_one(job, opened)
+        yield
     except (ValueError, OSError, EOFError) as error:
         raise ValueError(f"replay on {job[3]} ({job[4]}): {error}") from None
+
+
+def _one(job, opened=None):
+    """One (wafer, strategy) run (errors: :func:`_errors_of`). ``opened``: the trace's
+    ``(store, model)`` if the caller has it open already."""
+    with _errors_of(job):
+        return _run_one(job, opened)
 
 
 def _open_for(job):
-    """The ``(store, model)`` of ``job``'s trace, errors worded as :func:`_one`'s."""
-    try:
+    """The ``(store, model)`` of ``job``'s trace (errors: :func:`_errors_of`)."""
+    with _errors_of(job):
         return _open(*job[:3])
-    except (ValueError, OSError, EOFError) as error:
-        raise ValueError(f"replay on {job[3]} ({job[4]}): {error}") from None
 
 
 def _worker_one(job):

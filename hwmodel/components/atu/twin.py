@@ -234,9 +234,7 @@ class ATUTwin:
         index = self._index(index)
         remote_addr = check_int("remote_addr", remote_addr, 0, self._remote_limit)
         local_addr = check_int("local_addr", local_addr, 0, self._local_limit)
-        self._valid[index] = True
-        self._remote[index] = remote_addr
-        self._local[index] = local_addr
+        self.insert_many(np.array([index]), np.array([remote_addr]), np.array([local_addr]))
 
     def insert_many(self, indices, remote_addrs, local_addrs) -> None:
         """:meth:`insert` of each triple, in order, checked once as arrays (nothing changes

@@ -565,9 +565,7 @@ class GlobalCPTwin:
     def edt_set_present(self, layer: int, expert: int, die: int) -> None:
         """Note that ``die`` now holds a copy of ``expert`` of ``layer`` (Local CP report)."""
         self._check_layer_expert(layer, expert)
-        if not 0 <= die < self.num_dies:
-            raise ValueError(f"die must be in 0..{self.num_dies - 1}, not {die!r}")
-        self._presence[layer, expert, die] = True
+        self.edt_set_present_many(layer, np.array([expert]), die)
 
     def edt_set_present_many(self, layer: int, experts, die: int) -> None:
         """:meth:`edt_set_present` of each of ``experts`` (one die's report), checked once."""
