@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path, PurePosixPath
 
+from . import trace_record
 from .outputs import add_force_option, check_output_dir, check_output_file, output_dir
 
 _FORMATTER = argparse.ArgumentDefaultsHelpFormatter
@@ -83,6 +84,8 @@ def register(subparsers) -> None:
     export.add_argument("store", help="store file")
     _add_output(export, "folder; request i goes to <output>/<request id>")
     export.set_defaults(func=_export)
+
+    trace_record.add_parser(commands, _add_output, _FORMATTER)
 
 
 def _convert(args) -> int:
