@@ -170,6 +170,9 @@ def load_model(name: str, device: str = "cpu", dtype: str = "auto",
               "float16": torch.float16}
     if dtype not in dtypes:
         raise ValueError(f"--dtype {dtype!r}: expected one of {', '.join(dtypes)}")
+    # Loading shows the caller's progress (hwmodel.cli.progress), not transformers' own bars;
+    # its warnings (weights not found in the checkpoint...) still show.
+    transformers.utils.logging.disable_progress_bar()
     model = transformers.AutoModelForCausalLM.from_pretrained(
         name, dtype=dtypes[dtype], trust_remote_code=trust_remote_code)
     model.to(device).eval()
@@ -405,7 +408,7 @@ class Recorder:
                     break
                 tokens = torch.tensor([[generated[-1]]], dtype=torch.long, device=device)
                 output = self.model(input_ids=tokens, use_cache=True,
-                                    **{self._cache_argument: output.past_key_values})
+                                    **{self._cache_argument: _cache(output)})
                 decode.append(self._take(1, where, step)[0])
                 generated.append(int(output.logits[0, -1].argmax()))
         k = prefill.shape[2]
@@ -414,6 +417,12 @@ class Recorder:
         return RecordedRequest(where=where, prefill=prefill, decode=decode_rows,
                                prompt_ids=tuple(int(i) for i in prompt_ids),
                                generated_ids=tuple(generated))
+
+
+def _cache(output):
+    """The key-value cache of a forward pass's output (``cache`` from transformers 5.25 on,
+    ``past_key_values`` before)."""
+    return output["cache"] if "cache" in output else output["past_key_values"]
 
 
 # ---------------------------------------------------------------------------------- output
