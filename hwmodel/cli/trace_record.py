@@ -106,8 +106,14 @@ def _stop_ids(model) -> tuple[int, ...]:
 
 
 def run(args) -> int:
-    from ..traces.record import (Recorder, check_batch, import_backend, load_model,
-                                 load_select, write_request)
+    from ..traces.record import (
+        Recorder,
+        check_batch,
+        import_backend,
+        load_model,
+        load_select,
+        write_request,
+    )
     from .trace import _output
     out = check_output_dir(_output(args), "output", args.force)
     _check_numbers(args)

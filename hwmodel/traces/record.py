@@ -36,8 +36,18 @@ import orjson
 
 from .store import id_dtype
 
-__all__ = ["INSTALL", "Prompt", "RecordedRequest", "Recorder", "import_backend", "load_model",
-           "check_batch", "read_prompts", "request_json", "write_request"]
+__all__ = [
+    "INSTALL",
+    "Prompt",
+    "RecordedRequest",
+    "Recorder",
+    "check_batch",
+    "import_backend",
+    "load_model",
+    "read_prompts",
+    "request_json",
+    "write_request",
+]
 
 #: The command that installs what recording needs.
 INSTALL = "pip install 'hwmodel[record]'"
@@ -207,9 +217,10 @@ def load_select(spec: str) -> Callable:
     except (ImportError, FileNotFoundError) as error:
         raise ValueError(f"--select {spec!r}: cannot import {module_name} ({error}); expected "
                          "an importable module or a .py file") from None
-    if not callable(getattr(module, function, None)):
+    chosen = getattr(module, function, None)
+    if chosen is None or not callable(chosen):
         raise ValueError(f"--select {spec!r}: {module_name} has no function {function!r}")
-    return getattr(module, function)
+    return chosen
 
 
 def decoder_layers(model):
