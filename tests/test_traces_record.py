@@ -318,7 +318,12 @@ def test_cli_bad_input_is_one_line(saved_model, tmp_path, capsys):
     base = ("trace", "record", saved_model)
     err = _error(capsys, *base, tmp_path / "o1", "--prompts", ids, "--router", "*.nothing",
                  "--quiet")
-    assert "'*.nothing' matches no module" in err
+    assert "'*.nothing' matches no module under model.layers.N" in err
+    err = _error(capsys, *base, tmp_path / "o1", "--prompts", ids, "--router",
+                 "model.layers.*.mlp.*", "--quiet")
+    # Layer 0 is the dense one: its MLP's projections all match the glob.
+    assert "layer 0 has two routers, model.layers.0.mlp.gate_proj and " \
+        "model.layers.0.mlp.up_proj; expected one" in err
     select = tmp_path / "shift.py"
     select.write_text("def ids(module, args, output):\n    return output[2] + 100\n")
     err = _error(capsys, *base, tmp_path / "o2", "--prompts", ids, "--select",

@@ -272,9 +272,10 @@ def find_routers(model, router: str | None = None) -> dict[int, tuple[str, objec
                                  "expected one (name it with --router GLOB)")
             found[index] = (path, module)
     if not found:
-        how = f"--router {router!r} matches" if router else "no module class ending in Router"
-        raise ValueError(f"{type(model).__name__}: {how} no module under {prefix}.N; expected "
-                         "the MoE router of each layer (name it with --router GLOB, e.g. "
+        what = (f"--router {router!r} matches no module" if router
+                else "no module has a class name ending in Router")
+        raise ValueError(f"{type(model).__name__}: {what} under {prefix}.N; expected the MoE "
+                         "router of each layer (name it with --router GLOB, e.g. "
                          f"'{prefix}.*.mlp.gate')")
     return found
 
@@ -314,7 +315,8 @@ def expert_count(model) -> int | None:
 @attrs.frozen
 class RecordedRequest:
     """One recorded request: prompt rows ``(P, moe, k)``, decode rows ``(D, moe, k)``, the
-    prompt's token ids and the generated ones (``D + 1``, or ``D`` after an end token)."""
+    prompt's token ids and the ``D + 1`` generated ones (each decode step feeds one back; the
+    last, or the end token, is not)."""
     where: str
     prefill: np.ndarray
     decode: np.ndarray
