@@ -89,7 +89,7 @@ def token_ids(prompt, tokenizer, chat: bool) -> list[int]:
     if chat:
         ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt.text}],
                                             add_generation_prompt=True, tokenize=True)
-        ids = ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids
+        ids = ids["input_ids"] if hasattr(ids, "keys") else ids   # a dict in transformers 5
     else:
         ids = tokenizer(prompt.text)["input_ids"]
     if not ids:
