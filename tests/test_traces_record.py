@@ -282,6 +282,7 @@ def _main(*argv):
     return main([str(a) for a in argv])
 
 
+@pytest.mark.slow
 def test_cli_records_text_and_token_id_prompts_alike(saved_model, tmp_path, capsys):
     from hwmodel.traces import open_batch
     text = tmp_path / "prompts.txt"
@@ -417,6 +418,7 @@ def test_dataset_prompts_read_the_column(monkeypatch):
         dataset_prompts("org/mmlu", "test", "question")
 
 
+@pytest.mark.slow
 def test_docs_example_runs(tmp_path, monkeypatch, capsys):
     """docs/traces.md "Record your own traces": the Python block, then the first shell block's
     commands, print what the docs say."""
