@@ -207,11 +207,11 @@ def load_select(spec: str) -> Callable:
         raise ValueError(f"--select {spec!r}: expected MODULE:FUNCTION or FILE.py:FUNCTION")
     try:
         if module_name.endswith(".py"):
-            loader = importlib.util.spec_from_file_location("hwmodel_record_select", module_name)
-            if loader is None:
+            found = importlib.util.spec_from_file_location("hwmodel_record_select", module_name)
+            if found is None:
                 raise ImportError(module_name)
-            module = importlib.util.module_from_spec(loader)
-            loader.loader.exec_module(module)
+            module = importlib.util.module_from_spec(found)
+            found.loader.exec_module(module)
         else:
             module = importlib.import_module(module_name)
     except (ImportError, FileNotFoundError) as error:
@@ -223,6 +223,12 @@ def load_select(spec: str) -> Callable:
     return chosen
 
 
+def _text_config(model):
+    """The config of the model's language part (the whole config for a text-only model)."""
+    config = model.config
+    return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+
 def decoder_layers(model):
     """``(path, layers)``: the model's list of decoder layers (``num_hidden_layers`` long).
 
@@ -232,8 +238,7 @@ def decoder_layers(model):
         No module list of that length.
     """
     torch, _ = import_backend()
-    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") \
-        else model.config
+    config = _text_config(model)
     count = config.num_hidden_layers
     lists = [(name, module) for name, module in model.named_modules()
              if isinstance(module, torch.nn.ModuleList) and len(module) == count]
@@ -302,8 +307,7 @@ def router_ids(module, args, output):
 
 def expert_count(model) -> int | None:
     """The number of routed experts in the model's config, or None if it names none."""
-    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") \
-        else model.config
+    config = _text_config(model)
     for key in _EXPERT_COUNT_KEYS:
         value = getattr(config, key, None)
         if isinstance(value, int) and value > 0:
