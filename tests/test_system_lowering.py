@@ -186,6 +186,46 @@ def test_no_strategy_uses_a_dead_die(strategy):
     assert all(result.per_link[i]["bytes"] == 0 for i in dead_links)
 
 
+@pytest.mark.parametrize(("fault", "mark", "crossing"), [
+    ({"dead_links": ("link_3_4",)}, lambda wafer: setattr(wafer.link(3, 4), "alive", False),
+     (7, 0)),
+    ({"dead_dies": ("die_1_3",)}, lambda wafer: setattr(wafer.die("die_1_3"), "alive", False),
+     (3, 19))])
+def test_a_fault_marked_on_the_built_graph_changes_routes_and_result(fault, mark, crossing):
+    """The graph is the one source of liveness: a link or die marked dead on the built wafer
+    gives the routes, tables and result of the same fault given in the parameters, and not
+    the healthy wafer's. ``crossing``: a pair whose XY route uses the fault (base runs expert
+    0, home die 0, on die 7, so its bytes go 0 -> 7 over link 3-4; die 11 = (1, 3) lies on
+    the XY route (0, 3) -> (2, 3))."""
+    store = _tiny_store([([0, 55, 56], [0])])
+    marked = _wafer()
+    mark(marked)
+    from_params = _wafer(**fault)
+    healthy = _wafer()
+    for s, d in (crossing, (2, 12), (0, 23)):
+        assert marked.mesh.route_links(s, d) == from_params.mesh.route_links(s, d)
+    assert marked.mesh.route_links(*crossing) != healthy.mesh.route_links(*crossing)
+    tables = lower(marked, LLAMA, max_tokens=2)
+    expected = lower(from_params, LLAMA, max_tokens=2)
+    for name, table in zip(tables._fields, tables):
+        assert np.array_equal(table, getattr(expected, name)), name
+    _, marked_json = _run(marked, store, "base")
+    _, params_json = _run(from_params, store, "base")
+    _, healthy_json = _run(healthy, store, "base")
+    assert marked_json == params_json
+    assert marked_json != healthy_json
+
+
+def test_a_graph_fault_that_cuts_a_die_off_is_refused_naming_it():
+    """die_0_0 of tsmc-sow has two links (to die 1 and die 8): both dead on the graph leave
+    it alive but unreachable, which the lowering refuses instead of routing nothing."""
+    wafer = _wafer()
+    wafer.link(0, 1).alive = False
+    wafer.link(0, 8).alive = False
+    with pytest.raises(ConfigError, match="no live route from die_0_0 to die_0_1"):
+        lower(wafer, LLAMA, max_tokens=2)
+
+
 def test_wafer_from_dict_with_faults_builds():
     params = from_dict(WaferParams, {"mesh_x": 2, "mesh_y": 2, "dead_links": ["link_0_1"]})
     wafer = build_wafer(params)

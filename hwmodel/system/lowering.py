@@ -135,8 +135,22 @@ def _route_latency(start, flat, hop_ns, rate, num_dies, nbytes):
     return out
 
 
+def _check_connected(mesh, length: np.ndarray) -> None:
+    """Every two live dies of ``mesh`` are joined by a live route (else name two that are
+    not: the graph's liveness may have been changed after the parameters were checked)."""
+    alive = mesh.die_alive
+    cut = np.argwhere((length < 0) & alive[:, None] & alive[None, :])
+    if len(cut):
+        src, dst = (int(d) for d in cut[0])
+        raise ConfigError("dead_dies/dead_links",
+                          f"no live route from {mesh.die_name(src)} to {mesh.die_name(dst)} "
+                          f"on {mesh!r}; expected every two live dies to be joined")
+
+
 def _route_tables(wafer, slice_bytes: float, request_bytes: np.ndarray):
-    start, flat, length = wafer.mesh.all_routes()
+    mesh = wafer.mesh   # the graph's liveness (hwmodel.topologies.wafer.Wafer.mesh)
+    start, flat, length = mesh.all_routes()
+    _check_connected(mesh, length)
     hop_ns = np.array([int(link.params.hop_latency_ns) for link in wafer.links], np.int64)
     rate = np.array([link.params.bandwidth_GBps * link.params.efficiency
                      for link in wafer.links], np.float64)
