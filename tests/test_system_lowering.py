@@ -3,6 +3,7 @@ numbers, and only where they are used (issue: one wafer, one truth). Hand-worked
 at system level, per-die and per-link overrides, faults."""
 
 import json
+import math
 
 import attrs
 import numpy as np
@@ -132,6 +133,39 @@ def test_route_latency_uses_each_links_own_parameters():
     assert tables.request_ns[7, 0] == 6 * 200 + 1000 + 1
     assert tables.data_ns[0, 7] == 6 * 200 + 1000 + -(-slice_bytes // 90)
     assert tables.data_ns[0, 2] == 2 * 200 + -(-slice_bytes // (1741 * 0.9))  # off the slow link
+
+
+# --------------------------------------------------------------------------- HBM efficiency
+# one Llama-4 slice: 5120 x 8192 x 2 B = 83,886,080 B; HBM latency 300 ns, peak 3350 B/ns
+def _slice_ns(efficiency):
+    return 300 + math.ceil(83_886_080 / (3350.0 * efficiency))
+
+
+def test_an_hbm_efficiency_override_means_what_it_says():
+    """Llama-4's preset runs dies at 0.85; a die set to 0.9 (the wafer's nominal value) runs at
+    0.9, one set to 0.89 at 0.89 (slower than 0.9), an untouched die at the model's 0.85."""
+    wafer = _wafer(dies={"die_0_2": {"hbm": {"efficiency": 0.9}},
+                         "die_0_3": {"hbm": {"efficiency": 0.89}}})
+    replay = Replay(wafer=wafer, model=LLAMA, store=_tiny_store([([0], [0])]))
+    hbm = replay.tables.hbm_slice_ns
+    assert (hbm[2], hbm[3], hbm[5]) == (_slice_ns(0.9), _slice_ns(0.89), _slice_ns(0.85))
+    assert hbm[3] > hbm[2] > 0 and hbm[5] > hbm[3]
+
+
+def test_the_replays_hbm_efficiency_replaces_the_models_but_not_a_dies_own():
+    wafer = _wafer(dies={"die_0_2": {"hbm": {"efficiency": 0.9}}})
+    params = ReplayParams(hbm_efficiency=0.5)
+    replay = Replay(wafer=wafer, model=LLAMA, store=_tiny_store([([0], [0])]), params=params)
+    assert replay.tables.hbm_slice_ns[2] == _slice_ns(0.9)
+    assert replay.tables.hbm_slice_ns[0] == _slice_ns(0.5)
+
+
+def test_a_model_without_an_hbm_efficiency_keeps_the_wafers():
+    """The model's contribution lives in its preset: without one, every die keeps its own."""
+    plain = attrs.evolve(LLAMA, hbm_efficiency=None)
+    tables = lower(_wafer(), plain, max_tokens=1, hbm_efficiency=plain.hbm_efficiency)
+    assert set(tables.hbm_slice_ns.tolist()) == {_slice_ns(0.9)}
+    assert LLAMA.hbm_efficiency == 0.85   # SPEC section 3: the artefact's Llama-4 value
 
 
 # --------------------------------------------------------------------------- faults

@@ -36,8 +36,8 @@ from ..components.global_cp import (
 )
 from ..config import ConfigError
 
-__all__ = ["Tables", "allocator_costs", "check_unit_sizes", "hbm_efficiency_of", "home_placement",
-           "lower"]
+__all__ = ["Tables", "allocator_costs", "check_unit_sizes", "hbm_efficiencies",
+           "home_placement", "lower"]
 
 
 class Tables(NamedTuple):
@@ -64,13 +64,24 @@ class Tables(NamedTuple):
     act_bytes_per_token: float
 
 
-def hbm_efficiency_of(die_hbm, nominal_hbm, replay_efficiency: float | None) -> float:
-    """A die's HBM efficiency: its own where it overrides the wafer's nominal die, else the
-    replay's (the artefact's per-model value) if one is set, else the die's."""
-    own = die_hbm.params.efficiency
-    if replay_efficiency is None or own != nominal_hbm.efficiency:
-        return own
-    return replay_efficiency
+def hbm_efficiencies(wafer, model_efficiency: float | None) -> tuple[float, ...]:
+    """Each die's HBM efficiency, resolved once: a die whose parameters set
+    ``hbm.efficiency`` keeps it (whatever its value); every other die runs at
+    ``model_efficiency`` (the model preset's, or the replay's override) if one is given, else
+    at its own (the wafer's nominal) value."""
+    def sets_its_own(die) -> bool:
+        override = wafer.params.dies.get(die.name) or {}
+        return "efficiency" in (override.get("hbm") or {})
+    return tuple(die.hbm.params.efficiency
+                 if model_efficiency is None or sets_its_own(die) else float(model_efficiency)
+                 for die in wafer.dies)
+
+
+class _Keyed(NamedTuple):
+    """A unit and the key its table row depends on (its parameters and what the replay adds)."""
+
+    unit: object
+    params: tuple
 
 
 def _rows_by_component(components, row_of) -> tuple[np.ndarray, np.ndarray]:
@@ -91,15 +102,16 @@ def _rows_by_component(components, row_of) -> tuple[np.ndarray, np.ndarray]:
 def _die_tables(wafer, model, max_tokens: int, efficiency: float | None, slice_bytes: float):
     dies = wafer.dies
     act = (model.hidden_dim + model.expert_ffn_dim) * model.dtype_bytes
-    nominal_hbm = wafer.params.die.hbm
     tokens = range(max_tokens + 1)
 
-    def hbm_rows(hbm):
-        eff = hbm_efficiency_of(hbm, nominal_hbm, efficiency)
+    def hbm_rows(hbm_and_efficiency):
+        hbm, eff = hbm_and_efficiency.unit, hbm_and_efficiency.params[1]
         return [hbm.access_latency_ns(slice_bytes, eff)] + [
             hbm.access_latency_ns(slice_bytes + act * t, eff) for t in tokens]
 
-    hbm, hbm_of_die = _rows_by_component([d.hbm for d in dies], hbm_rows)
+    hbm, hbm_of_die = _rows_by_component(
+        [_Keyed(d.hbm, (d.hbm.params, eff))
+         for d, eff in zip(dies, hbm_efficiencies(wafer, efficiency))], hbm_rows)
     compute, compute_of_die = _rows_by_component(
         [d.compute for d in dies],
         lambda unit: [unit.slice_latency_ns(t, model) for t in tokens])
@@ -172,7 +184,8 @@ def lower(wafer, model, *, max_tokens: int, hbm_efficiency: float | None = None)
     max_tokens : int
         Largest token count of one task (table length).
     hbm_efficiency : float, optional
-        The replay's HBM efficiency for dies that keep the wafer's nominal value.
+        The model's HBM efficiency (its preset's or the replay's override), for the dies that
+        do not set their own (:func:`hbm_efficiencies`).
     """
     slice_bytes = model.expert_bytes / model.matrices_per_expert
     die = _die_tables(wafer, model, max_tokens, hbm_efficiency, slice_bytes)

@@ -45,8 +45,6 @@ __all__ = ["ARTEFACT_NAMES", "STRATEGIES", "Replay", "ReplayParams", "ReplayResu
 
 #: The paper's five strategies (SPEC section 6), in the order of its Fig. 12.
 STRATEGIES = ("base", "ep", "allo", "pred", "allo+pred")
-#: HBM efficiency the artefact uses per model when none is configured (SPEC section 3).
-ARTEFACT_HBM_EFFICIENCY = {"llama4-maverick": 0.85}
 
 
 @attrs.frozen
@@ -65,8 +63,8 @@ class ReplayParams:
         "replica region of a die's HBM in bytes, whole experts, LRU eviction (null: "
         "unbounded, as in the paper)", default=None)
     hbm_efficiency: float | None = param(
-        "HBM efficiency override (null: the artefact's per-model value, 0.85 for Llama-4, "
-        "else the wafer's)", default=None)
+        "HBM efficiency of the dies that do not set their own (null: the model preset's, "
+        "0.85 for Llama-4, else the wafer's)", default=None)
     max_iterations: int = param("iterations replayed: the prefill plus decode steps",
                                 default=128, validator=positive)
     allocator_arith: str = param("'fixed' (the Global CP twin's integer ROM) or 'float' "
@@ -132,7 +130,7 @@ class Replay:
         self.clock_MHz = (self.params.clock_MHz if self.params.clock_MHz is not None
                           else wafer.params.clock_MHz)
         eff = self.params.hbm_efficiency
-        self.hbm_efficiency = ARTEFACT_HBM_EFFICIENCY.get(model.name) if eff is None else eff
+        self.hbm_efficiency = model.hbm_efficiency if eff is None else eff
         self.slice_bytes = model.expert_bytes / model.matrices_per_expert
         self.workload = Workload(store, self.params.max_iterations)
         self._tables: Tables | None = None
