@@ -26,7 +26,6 @@ from .store import ResultsStore
 
 __all__ = ["PUBLISHED", "comparisons", "load_results", "write_report"]
 
-ORDER = ("base", "ep", "allo", "pred", "allo+pred")
 MODEL_LABELS = {"deepseek-v3": "DeepSeek", "kimi-k2": "Kimi", "llama4-maverick": "Llama-4",
                 "qwen3-235b": "Qwen"}
 
@@ -121,8 +120,20 @@ def _pyplot():
 
 
 def _strategies(runs) -> list[str]:
+    """The strategies of ``runs`` in the registry's order (the paper's five first, then
+    plug-ins); a strategy the registry does not know (a plug-in not installed here) last, by
+    name."""
+    from ..system import strategy_names
     present = {r["strategy"] for r in runs}
-    return [s for s in ORDER if s in present]
+    known = [s for s in strategy_names() if s in present]
+    return known + sorted(present - set(known))
+
+
+def _rank(strategy: str) -> int:
+    """The strategy's place in the registry (a stable marker and dash per strategy)."""
+    from ..system import strategy_names
+    names = strategy_names()
+    return names.index(strategy) if strategy in names else len(names)
 
 
 def _save(fig, path, legend_below: bool = False) -> Path:
@@ -208,6 +219,7 @@ def batch_scaling(runs, path) -> Path | None:
         for col, wafer in enumerate(wafers):
             ax = axes[row][col]
             for strategy in _strategies(runs):
+                index = _rank(strategy)
                 points = defaultdict(list)
                 for r in runs:
                     if (r["model"], r["wafer"], r["strategy"]) == (model, wafer, strategy):
@@ -215,8 +227,8 @@ def batch_scaling(runs, path) -> Path | None:
                 xs = sorted(points)
                 # strategies often coincide: distinct markers and dashes keep each visible
                 ax.plot(xs, [mean(points[x]) for x in xs], label=strategy,
-                        marker="os^vD"[ORDER.index(strategy)], markerfacecolor="none",
-                        linestyle=("-", "--", "-.", ":", "-")[ORDER.index(strategy)])
+                        marker="os^vD"[index % 5], markerfacecolor="none",
+                        linestyle=("-", "--", "-.", ":", "-")[index % 5])
             ax.set_xscale("log", base=2)
             batches = sorted({r["batch"] for r in runs})
             ax.set_xticks(batches, [str(b) for b in batches])

@@ -141,7 +141,8 @@ def _ignore_sigint():
 
 def _heaviest_first(tasks):
     # prediction runs and big batches take longest: start them first so the workers end together
-    return sorted(tasks, key=lambda t: ("pred" not in t["strategy"], -t["batch"]))
+    from ..system import get_strategy
+    return sorted(tasks, key=lambda t: (not get_strategy(t["strategy"]).predicts, -t["batch"]))
 
 
 def _on_pool(tasks, jobs, commit):

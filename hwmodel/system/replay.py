@@ -38,13 +38,13 @@ from .engine import Counter, DieStat, LayerKernel, LayerStat, Prediction, Tasks
 from .lowering import Tables, allocator_costs, check_unit_sizes, lower
 from .prediction import PredictionUnits
 from .results import ARTEFACT_NAMES, ReplayResult
-from .strategies import Algorithm1, LayerView, Strategy, get_strategy
+from .strategies import PAPER_STRATEGIES, LayerView, Strategy, get_strategy
 from .workload import Workload
 
 __all__ = ["ARTEFACT_NAMES", "STRATEGIES", "Replay", "ReplayParams", "ReplayResult"]
 
 #: The paper's five strategies (SPEC section 6), in the order of its Fig. 12.
-STRATEGIES = ("base", "ep", "allo", "pred", "allo+pred")
+STRATEGIES = PAPER_STRATEGIES
 
 
 @attrs.frozen
@@ -183,7 +183,7 @@ class Replay:
 
 def uses_global_cp(strategy: Strategy) -> bool:
     """Whether the Global CP twin takes part: Algorithm 1 or the prediction path."""
-    return strategy.predicts or isinstance(strategy.allocation, Algorithm1)
+    return strategy.uses_global_cp
 
 
 def _stat_columns(acc) -> dict:
@@ -226,7 +226,7 @@ class _Run:
         last_prefill = int(store.prefill_len[-1]) if len(store) else 0
         quirks = replay.params.artefact_quirks
         self.stage0 = "prefill" if (not quirks or last_prefill > 1) else "decode"
-        self.uses_algorithm1 = isinstance(strategy.allocation, Algorithm1)
+        self.uses_algorithm1 = strategy.allocates
         self.control = control_path(replay.params.control, replay.wafer, self.tables.home,
                                     allocates=self.uses_algorithm1,
                                     predicts=strategy.predicts, params=replay.params)
