@@ -21,12 +21,12 @@ kernel takes as one argument).
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import numpy as np
 from numba import njit
 
+from ..components.d2d import message_latency_ns
 from ..components.global_cp import (
     CostROM,
     WaferCosts,
@@ -129,9 +129,14 @@ def _die_tables(wafer, model, max_tokens: int, efficiency: float | None, slice_b
         "act_bytes_per_token": float(act)}
 
 
+#: The one message latency formula (hwmodel.components.d2d), compiled for the route loop.
+_message_latency_ns = njit(cache=True)(message_latency_ns)
+
+
 @njit(cache=True)
 def _route_latency(start, flat, hop_ns, rate, num_dies, nbytes):
-    """``sum(hop_ns) + ceil(nbytes[s] / min(rate))`` over each route s -> d (0: no links)."""
+    """:func:`~hwmodel.components.d2d.message_latency_ns` of each route s -> d over its links'
+    hop latencies and slowest rate, for a message of ``nbytes[s]`` (0: no links)."""
     out = np.zeros((num_dies, num_dies), np.int64)
     for s in range(num_dies):
         for d in range(num_dies):
@@ -143,7 +148,7 @@ def _route_latency(start, flat, hop_ns, rate, num_dies, nbytes):
             for j in range(lo, hi):
                 total += hop_ns[flat[j]]
                 slowest = min(slowest, rate[flat[j]])
-            out[s, d] = total + math.ceil(nbytes[s] / slowest)
+            out[s, d] = _message_latency_ns(total, slowest, nbytes[s])
     return out
 
 
