@@ -463,8 +463,9 @@ def _bounded_reader(path: Path):
 
 
 def _list_file(path: Path):
-    """Entries of a list file; each names a request file inside the list file's folder (a
-    relative path without ``..``), once."""
+    """Entries of a list file, each a request file named once: a path relative to the list
+    file's folder (``..`` allowed) or an absolute one. Reading what the user names is theirs
+    to decide; what hwmodel writes is confined where it writes (``trace export``)."""
     if path.stat().st_size > MAX_REQUEST_BYTES:
         raise TraceError(f"{path}: list file of {path.stat().st_size} bytes; expected at most "
                          f"{MAX_REQUEST_BYTES}")
@@ -478,17 +479,14 @@ def _list_file(path: Path):
         entry = line.strip()
         if not entry or entry.startswith("#"):
             continue
-        target = Path(entry)
-        if target.is_absolute() or ".." in target.parts:
-            raise TraceError(f"{path}:{number}: {entry!r} leaves the list file's folder; "
-                             "expected a relative path without '..'")
-        if entry in seen:
-            raise TraceError(f"{path}:{number}: {entry!r} already listed on line "
-                             f"{seen[entry]}; expected each request once")
-        seen[entry] = number
-        target = path.parent / target
+        target = path.parent / entry     # an absolute entry stays itself
         if not target.is_file():
             raise FileNotFoundError(f"{path}:{number}: no such request file: {entry}")
+        same = target.resolve()
+        if same in seen:
+            raise TraceError(f"{path}:{number}: {entry!r} already listed on line "
+                             f"{seen[same]}; expected each request once")
+        seen[same] = number
         yield entry, str(target), _bounded_reader(target)
 
 
