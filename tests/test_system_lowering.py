@@ -135,6 +135,19 @@ def test_route_latency_uses_each_links_own_parameters():
     assert tables.data_ns[0, 2] == 2 * 200 + -(-slice_bytes // (1741 * 0.9))  # off the slow link
 
 
+def test_a_request_message_has_the_size_of_its_sending_die():
+    """die_0_7 sends 15,670-byte requests (ceil(15,670 / (1741 x 0.9)) = 11 ns of payload),
+    every other die the preset's 16 bytes (1 ns). Between dies 7 and 0 (7 hops along y): 7 ->
+    0 pays 1400 + 11, 0 -> 7 pays 1400 + 1, and a slice costs the same both ways."""
+    wafer = _wafer(dies={"die_0_7": {"d2d": {"request_bytes": 15_670}}})
+    tables = lower(wafer, LLAMA, max_tokens=1)
+    assert tables.request_bytes[7] == 15_670 and tables.request_bytes[0] == 16
+    assert tables.request_ns[7, 0] == 7 * 200 + 11
+    assert tables.request_ns[0, 7] == 7 * 200 + 1
+    assert tables.request_ns[7, 6] == 200 + 11 and tables.request_ns[6, 7] == 200 + 1
+    assert tables.data_ns[7, 0] == tables.data_ns[0, 7]
+
+
 # --------------------------------------------------------------------------- HBM efficiency
 # one Llama-4 slice: 5120 x 8192 x 2 B = 83,886,080 B; HBM latency 300 ns, peak 3350 B/ns
 def _slice_ns(efficiency):
