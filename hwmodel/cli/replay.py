@@ -375,7 +375,8 @@ def register(subparsers) -> None:
     p.add_argument("--wafer", default="tsmc-sow",
                    help="wafer preset(s) or YAML file(s), comma separated")
     p.add_argument("--strategy", default="all",
-                   help="'all' or comma list of base,ep,allo,pred,allo+pred")
+                   help="'all' (every registered strategy, plug-ins included) or a comma "
+                        "list of names: base,ep,allo,pred,allo+pred or a plug-in's")
     p.add_argument("--batch", type=int, default=None,
                    help=f"use the first BATCH requests in batch order (None: the whole trace, "
                         f"or {DEFAULT_BATCH} requests of the built-in batch)")
