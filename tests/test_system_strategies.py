@@ -10,8 +10,14 @@ from conftest import REPO, subprocess_env
 from test_system_replay import _replay, _tiny_store
 
 from hwmodel.models import load_model
-from hwmodel.system import (STRATEGIES, Replay, Strategy, get_strategy, register_strategy,
-                            strategy_names)
+from hwmodel.system import (
+    STRATEGIES,
+    Replay,
+    Strategy,
+    get_strategy,
+    register_strategy,
+    strategy_names,
+)
 from hwmodel.system.strategies import FirstAppearance
 from hwmodel.topologies.wafer import wafer_from
 from hwmodel.traces.synth import default_batch

@@ -99,7 +99,7 @@ def test_every_detour_is_a_shortest_live_path(seed):
             path = mesh.route(src, dst)
             assert len(path) - 1 == dist[dst], (src, dst, path)
             assert path[0] == src and path[-1] == dst
-            for a, b in zip(path, path[1:]):
+            for a, b in itertools.pairwise(path):
                 assert layout.hop_count(a, b) == 1 and b not in dead_dies
                 assert (min(a, b), max(a, b)) not in dead_pairs
             detours += dist[dst] > layout.hop_count(src, dst)
