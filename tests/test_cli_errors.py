@@ -388,3 +388,22 @@ def test_the_replay_command_reads_its_trace_once_for_all_its_runs(monkeypatch, c
                  "base,ep,allo", "--jobs", "1", "--quiet"]) == 0
     assert len(calls) == 1
     assert capsys.readouterr().out.count("llama4,") == 3      # three CSV rows
+
+
+def test_the_replay_command_builds_each_wafer_once(monkeypatch, capsys, tmp_path):
+    """Two wafers, two strategies, outputs with heat maps, in this process: the checks, the
+    four runs and the heat maps share one build of each wafer (issue 21 point 4)."""
+    from hwmodel.topologies import wafer as wafer_module
+    built = []
+    real_init = wafer_module.Wafer.__init__
+
+    def counting_init(self, params, *args, **kwargs):
+        built.append(params.name)
+        real_init(self, params, *args, **kwargs)
+    monkeypatch.setattr(wafer_module.Wafer, "__init__", counting_init)
+    assert main(["replay", "--model", "llama4-maverick", "--batch", "1", "--wafer",
+                 "tsmc-sow,dojo", "--strategy", "base,ep", "--jobs", "1", "--quiet",
+                 "-o", str(tmp_path / "out")]) == 0
+    assert sorted(built) == ["dojo", "tsmc-sow"]
+    assert len(list((tmp_path / "out").glob("links-*.png"))) >= 2   # heat maps were drawn
+    capsys.readouterr()
