@@ -339,3 +339,20 @@ def test_the_allocator_rtl_refuses_a_wafer_its_one_rom_cannot_hold():
                     model=LLAMA, store=_tiny_store([([0], [1])]))
     with pytest.raises(ValueError, match="loads one cost ROM"):
         replay.run("allo", cosim=CoSim(("allocator",), parse_window("it=0")))
+
+
+def test_a_graph_fault_reaches_the_pool_workers():
+    """A wafer killed on the graph and handed to replay_strategies: the jobs sent to worker
+    processes carry the graph's liveness, so two processes give the in-process results, which
+    are those of the same fault in the parameters."""
+    from hwmodel.cli.replay import replay_strategies
+    marked = _wafer()
+    marked.link(3, 4).alive = False
+    runs = {"trace": None, "strategies": ["base", "ep"], "batch": 1,
+            "model": "llama4-maverick", "params": ReplayParams(max_iterations=2)}
+    pooled = replay_strategies(wafers={"w": marked}, jobs=2, **runs)
+    local = replay_strategies(wafers={"w": marked}, jobs=1, **runs)
+    from_params = replay_strategies(wafers={"w": _wafer(dead_links=("link_3_4",))}, **runs)
+    healthy = replay_strategies(wafers={"w": _wafer()}, **runs)
+    rows = [[r.row() for r in results] for results in (pooled, local, from_params, healthy)]
+    assert rows[0] == rows[1] == rows[2] != rows[3]

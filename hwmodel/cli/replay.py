@@ -13,7 +13,7 @@ import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from .runs import DEFAULT_BATCH, ReplayJob, _labels, open_trace, summary_table
+from .runs import DEFAULT_BATCH, ReplayJob, _labels, open_trace, summary_table, wafer_params_of
 
 __all__ = ["DEFAULT_BATCH", "check_inputs", "register", "replay_strategies", "run_default",
            "summary_table", "write_outputs"]
@@ -81,9 +81,9 @@ def replay_strategies(trace, wafers, strategies, *, batch=None, model=None, para
     from ..params import load_wafer
     from ..topologies.wafer import build_wafer
     built = dict(wafers) if isinstance(wafers, dict) else {}
-    work = replay_jobs(trace, {name: built[name].params if name in built else load_wafer(name)
-                               for name in wafers}, strategies, batch=batch, model=model,
-                       params=params)
+    work = replay_jobs(trace, {name: wafer_params_of(built[name]) if name in built
+                               else load_wafer(name) for name in wafers},
+                       strategies, batch=batch, model=model, params=params)
     bar = None
     if progress:
         from tqdm import tqdm

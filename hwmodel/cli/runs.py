@@ -11,7 +11,7 @@ import attrs
 
 from ..params import WaferParams
 
-__all__ = ["DEFAULT_BATCH", "ReplayJob", "open_trace", "summary_table"]
+__all__ = ["DEFAULT_BATCH", "ReplayJob", "open_trace", "summary_table", "wafer_params_of"]
 
 #: Requests of the built-in synthetic batch when no ``--trace`` is given.
 DEFAULT_BATCH = 64
@@ -37,6 +37,14 @@ def open_trace(trace, batch, model_name):
     if not name:
         raise ValueError(f"the trace {trace} names no model preset; pass --model")
     return store, load_model(name)
+
+
+def wafer_params_of(wafer) -> WaferParams:
+    """What a job carries of a built wafer: the parameters it was built from (per-die
+    overrides as written) with the graph's liveness (``alive`` flags), the one source of which
+    dies and links work."""
+    graph = wafer.graph_params()
+    return attrs.evolve(wafer.params, dead_dies=graph.dead_dies, dead_links=graph.dead_links)
 
 
 @attrs.frozen
