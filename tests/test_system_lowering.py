@@ -173,6 +173,18 @@ def test_the_replays_hbm_efficiency_replaces_the_models_but_not_a_dies_own():
     assert replay.tables.hbm_slice_ns[0] == _slice_ns(0.5)
 
 
+def test_a_dies_own_hbm_efficiency_survives_the_parameter_dump(tmp_path):
+    """The dump of the graph rebuilds the same replay: die_0_2's own 0.9, equal to the nominal
+    value, is written out, so it still runs at 0.9 and not at the model's 0.85."""
+    wafer = _wafer(dies={"die_0_2": {"hbm": {"efficiency": 0.9}}})
+    wafer.dump_params(tmp_path / "w.yaml")
+    again = build_wafer(load_wafer(tmp_path / "w.yaml"))
+    store = _tiny_store([([0], [0])])
+    tables = Replay(wafer=again, model=LLAMA, store=store).tables
+    assert (tables.hbm_slice_ns[2], tables.hbm_slice_ns[5]) == (_slice_ns(0.9), _slice_ns(0.85))
+    assert again.graph_params() == wafer.graph_params()
+
+
 def test_a_model_without_an_hbm_efficiency_keeps_the_wafers():
     """The model's contribution lives in its preset: without one, every die keeps its own."""
     plain = attrs.evolve(LLAMA, hbm_efficiency=None)

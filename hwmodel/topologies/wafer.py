@@ -33,7 +33,7 @@ from ..components.local_cp.node import LocalCPUnit
 from ..components.pdu.node import PDUUnit
 from ..config import dump_yaml
 from ..graph import Component, Link, Port
-from ..params import DieParams, WaferParams, difference, load_wafer
+from ..params import DieParams, WaferParams, difference, load_wafer, overlay
 from .mesh import Mesh
 
 __all__ = ["Die", "Wafer", "build_die", "build_wafer", "wafer_from"]
@@ -243,7 +243,8 @@ class Wafer(Component):
         ``load_wafer`` of the dump builds the same graph.
         """
         base = self.params.die
-        dies = {die.name: difference(die.die_params(), base) for die in self.dies}
+        dies = {die.name: overlay(difference(die.die_params(), base), self._set_by_die(die))
+                for die in self.dies}
         links = {link.name: difference(link.params, base.d2d) for link in self.links}
         return WaferParams(
             name=self.params.name, mesh_x=self.layout.x_dies, mesh_y=self.layout.y_dies,
@@ -253,6 +254,15 @@ class Wafer(Component):
             links={name: diff for name, diff in links.items() if diff},
             dead_dies=tuple(die.name for die in self.dies if not die.alive),
             dead_links=tuple(link.name for link in self.links if not link.alive))
+
+    def _set_by_die(self, die: Die) -> dict:
+        """What the die's own parameters set that keeps a meaning even where it equals the
+        nominal value: its HBM efficiency, which the model's does not replace (see
+        :func:`hwmodel.system.lowering.hbm_efficiencies`)."""
+        written = (self.params.dies.get(die.name) or {}).get("hbm") or {}
+        if "efficiency" not in written:
+            return {}
+        return {"hbm": {"efficiency": die.hbm.params.efficiency}}
 
     def dump_params(self, file=None) -> str:
         """YAML of :meth:`graph_params` under a ``wafer:`` key (loadable by ``load_wafer``)."""
