@@ -61,6 +61,12 @@ def _bucket_table(instance, attribute, value):
                          f"the last null, not {bounds + [None]!r}")
 
 
+def _optional_fraction(instance, attribute, value):
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                              or not 0 < value <= 1):
+        raise ValueError(f"{attribute.name} must be null or in (0, 1], not {value!r}")
+
+
 @attrs.frozen
 class MoEModel:
     """The shape of a Mixture-of-Experts LLM as far as expert routing and weights go.
@@ -83,6 +89,9 @@ class MoEModel:
         Token-count buckets -> share of peak compute (the artefact's table, SPEC section 6).
     hf_ids : tuple of str
         Hugging Face ids (``<org>/<model>``) of the checkpoints this shape describes.
+    hbm_efficiency : float or None
+        Share of the HBM peak the model's expert reads reach on the dies that do not set their
+        own (the study's artefact: 0.85 for Llama-4); None keeps the wafer's.
     """
     name: str = param("preset or user name")
     num_layers: int = param("all transformer layers, dense ones included", validator=positive)
@@ -102,6 +111,10 @@ class MoEModel:
     hf_ids: tuple[str, ...] = param("Hugging Face ids <org>/<model> of the checkpoints",
                                     default=())
     notes: str = param("where the numbers come from", default="")
+    hbm_efficiency: float | None = param(
+        "share of the HBM peak this model's expert reads reach, on every die that does not "
+        "set its own efficiency (null: the wafer's)", default=None,
+        validator=_optional_fraction)
 
     def __attrs_post_init__(self):
         if self.moe_layers[0] < 0 or self.moe_layers[-1] >= self.num_layers:

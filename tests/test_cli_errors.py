@@ -12,8 +12,10 @@ import pytest
 from hwmodel.cli import main
 from hwmodel.cli.outputs import atomic_file, output_dir
 from hwmodel.cli.replay import _one, summary_table
+from hwmodel.cli.runs import ReplayJob
 from hwmodel.cli.trace import export_name
 from hwmodel.models import load_model
+from hwmodel.params import load_wafer
 from hwmodel.system.capacity import check_experts_fit, expert_set_bytes, usable_hbm_bytes
 from hwmodel.topologies import wafer_from
 from hwmodel.traces import TraceStore, open_batch
@@ -56,7 +58,7 @@ def test_replay_typos_are_caught_before_the_workers(capsys, argv, expected):
 def test_a_worker_error_travels_back_as_a_picklable_one_liner():
     # ConfigError's own constructor cannot be unpickled: the pool would report BrokenProcessPool.
     with pytest.raises(ValueError) as caught:
-        _one((None, 1, "nosuchmodel", "tsmc-sow", "base", None))
+        _one(ReplayJob(None, 1, "nosuchmodel", "tsmc-sow", load_wafer("tsmc-sow"), "base"))
     error = pickle.loads(pickle.dumps(caught.value))
     assert type(error) is ValueError
     assert str(error).startswith("replay on tsmc-sow (base): model: unknown model preset")
@@ -373,14 +375,35 @@ def test_the_replay_command_reads_its_trace_once_for_all_its_runs(monkeypatch, c
     # A trace folder is parsed in full (235 requests: ~0.6 s); the checks and each of the
     # runs in this process must share that one read, not repeat it per run.
     import hwmodel.cli.replay as cli_replay
+    import hwmodel.cli.runs as cli_runs
     calls = []
-    real_open = cli_replay._open
+    real_open = cli_runs.open_trace
 
     def counting_open(*args):
         calls.append(args)
         return real_open(*args)
-    monkeypatch.setattr(cli_replay, "_open", counting_open)
+    monkeypatch.setattr(cli_runs, "open_trace", counting_open)
+    monkeypatch.setattr(cli_replay, "open_trace", counting_open)
     assert main(["replay", "--model", "llama4-maverick", "--batch", "2", "--strategy",
                  "base,ep,allo", "--jobs", "1", "--quiet"]) == 0
     assert len(calls) == 1
     assert capsys.readouterr().out.count("llama4,") == 3      # three CSV rows
+
+
+def test_the_replay_command_builds_each_wafer_once(monkeypatch, capsys, tmp_path):
+    """Two wafers, two strategies, outputs with heat maps, in this process: the checks, the
+    four runs and the heat maps share one build of each wafer (issue 21 point 4)."""
+    from hwmodel.topologies import wafer as wafer_module
+    built = []
+    real_init = wafer_module.Wafer.__init__
+
+    def counting_init(self, params, *args, **kwargs):
+        built.append(params.name)
+        real_init(self, params, *args, **kwargs)
+    monkeypatch.setattr(wafer_module.Wafer, "__init__", counting_init)
+    assert main(["replay", "--model", "llama4-maverick", "--batch", "1", "--wafer",
+                 "tsmc-sow,dojo", "--strategy", "base,ep", "--jobs", "1", "--quiet",
+                 "-o", str(tmp_path / "out")]) == 0
+    assert sorted(built) == ["dojo", "tsmc-sow"]
+    assert len(list((tmp_path / "out").glob("links-*.png"))) >= 2   # heat maps were drawn
+    capsys.readouterr()

@@ -46,3 +46,17 @@ def test_two_node_all_to_all_bytes_and_time_by_hand():
     # Busiest sender per class: 24 B over NVLink (GPU 0 out, GPU 1 back), 16 B over the NIC.
     assert result.intra_time_ns == pytest.approx(24 / 450 + 1000)
     assert result.inter_time_ns == pytest.approx(16 / 50 + 5000)
+
+
+def test_all_to_all_pays_each_link_latency_once_per_layer_that_moves_data():
+    """The two-node case above over three layers, the middle one idle: each class's time is the
+    busiest sender's time per layer plus the latency, for each of the two busy layers."""
+    cluster = build_cluster(ClusterParams(num_nodes=2, gpus_per_node=2))
+    model = attrs.evolve(QWEN, hidden_dim=4)
+    shares = np.repeat(np.eye(4)[None], 3, axis=0)
+    sources = np.zeros((3, 4, 4))
+    sources[0, 0] = sources[2, 0] = [1, 3, 2, 0]
+    result = all_to_all(sources, shares, model, cluster)
+    assert result.intra_bytes == 2 * 2 * 3 * 8
+    assert result.intra_time_ns == pytest.approx(2 * (24 / 450 + 1000))
+    assert result.inter_time_ns == pytest.approx(2 * (16 / 50 + 5000))

@@ -87,6 +87,25 @@ def test_kmeans_grouping_is_identical_under_a_seed():
     assert np.array_equal(runs[0].shares, runs[1].shares)
 
 
+def test_kmeans_grouping_follows_the_seed_where_the_data_allow():
+    """Four training requests, each using its own expert: the vectors are orthonormal, so
+    every split into two groups has the same k-means inertia (2 by hand: 2-2 splits give
+    4 x 0.5, 3-1 splits 3 x 2/3) and nothing in the data prefers one. The seed must then
+    decide: over eight seeds at least two groupings appear (a seed that is dropped on its
+    way to k-means gives one grouping for all)."""
+    train = np.eye(4, 8)
+    extra = {"train_vectors": train, "train_counts": train[:, None, :],
+             "batch_vectors": train}
+    groupings = set()
+    for seed in range(8):
+        placement = make_policy("locality").place(
+            _context([[1] * 8], num_nodes=2, gpus_per_node=2, extra=extra, seed=seed))
+        nodes = placement.request_node   # each training request's own vector: its group
+        groupings.add(frozenset(frozenset(np.flatnonzero(nodes == n).tolist())
+                                for n in set(nodes.tolist())))
+    assert len(groupings) >= 2
+
+
 @pytest.fixture(scope="module")
 def synthetic_tables():
     store = default_batch("qwen3-235b", requests=64, seed=1)
@@ -104,3 +123,15 @@ def test_oracles_bound_every_policy_on_the_test_batches(synthetic_tables):
             assert time["best"] <= time[policy] * (1 + 1e-12)
             assert time["worst"] >= time[policy] * (1 - 1e-12)
         assert time["best"] < time["default"] < time["worst"]
+
+
+def test_speedup_vs_default_is_default_time_over_the_policys(synthetic_tables):
+    """best is faster than default and worst slower (the oracle bounds above): their speedups
+    lie on either side of 1, default's is 1, and every one is default's time over its own."""
+    for table in synthetic_tables:
+        time = {row["policy"]: row["moe_time_us"] for row in table}
+        speedup = {row["policy"]: row["speedup_vs_default"] for row in table}
+        assert speedup["default"] == 1.0
+        assert speedup["best"] > 1.0 > speedup["worst"]
+        for policy, value in speedup.items():
+            assert value == pytest.approx(time["default"] / time[policy], rel=1e-12)

@@ -37,3 +37,19 @@ def test_prefill_split_keeps_the_first_half_and_replays_the_rest():
         assert np.array_equal(split.prefill_ids(r), store.prefill_ids(r)[:keep])
         assert np.array_equal(split.decode_ids(r),
                               store.prefill_ids(r)[keep:keep + split.decode_len[r]])
+
+
+def test_grouped_requests_start_on_their_own_nodes_gpus():
+    """Two nodes of two GPUs; the placement sends requests 0 and 2 to node 1 and request 1 to
+    node 0. By hand: node 1's requests take its GPUs in turn (2, 3), node 0's its GPU 0; every
+    token row follows its request. Without groups, requests are dealt over all GPUs."""
+    from hwmodel.cluster import build_cluster
+    from hwmodel.cluster.params import ClusterParams
+    from hwmodel.cluster.placement.base import Placement
+    from hwmodel.cluster.replay import _source_gpu
+    cluster = build_cluster(ClusterParams(num_nodes=2, gpus_per_node=2))
+    requests = np.array([0, 0, 1, 2, 2, 1])
+    grouped = Placement(np.ones((1, 4, 4)) / 4, request_node=np.array([1, 0, 1]))
+    assert _source_gpu(requests, grouped, cluster).tolist() == [2, 2, 0, 3, 3, 0]
+    dealt = Placement(np.ones((1, 4, 4)) / 4)
+    assert _source_gpu(requests, dealt, cluster).tolist() == [0, 0, 1, 2, 2, 1]

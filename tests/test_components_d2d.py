@@ -4,6 +4,7 @@ hand through the replay's event kernel."""
 from fractions import Fraction
 from math import ceil
 
+import attrs
 import pytest
 from kernel_tables import make_tables, run_layer
 
@@ -86,3 +87,29 @@ def test_second_transfer_waits_for_the_first_on_a_shared_link():
     # alone, expert 1 would finish at 148 and expert 0 at 10 + 41 + 40 + 90 + 7 = 188
     alone_kernel, _, _ = _line_kernel()
     assert _run(alone_kernel, [0], [2]) == 188
+
+
+def test_the_lowering_and_the_link_give_one_latency_for_every_route():
+    """One formula: on tsmc-sow every route's request and slice latency in the replay's
+    tables equals the link's own ``transfer_latency_ns`` over the route's hops (16-byte
+    requests, Llama-4 slices); with one slow link, the routes over it pay its rate once."""
+    from hwmodel.models import load_model
+    from hwmodel.system.lowering import lower
+    llama = load_model("llama4-maverick")
+    slice_bytes = llama.expert_bytes / llama.matrices_per_expert
+    wafer = build_wafer(load_wafer("tsmc-sow"))
+    tables = lower(wafer, llama, max_tokens=1)
+    link = wafer.links[0]
+    for s in range(wafer.num_dies):
+        for d in range(wafer.num_dies):
+            hops = wafer.hop_count(s, d)
+            expect_request = link.transfer_latency_ns(hops, 16) if hops else 0
+            expect_data = link.transfer_latency_ns(hops, slice_bytes) if hops else 0
+            assert (tables.request_ns[s, d], tables.data_ns[s, d]) == (expect_request,
+                                                                       expect_data)
+    slow = attrs.evolve(load_wafer("tsmc-sow"), links={"link_3_4": {"bandwidth_GBps": 100.0}})
+    tables = lower(build_wafer(slow), llama, max_tokens=1)
+    # die 7 -> die 0 runs along y over 7 links, link 3-4 among them: 7 x 200 ns + the slice at
+    # 100 x 0.9 B/ns (hand: 83,886,080 / 90 = 932,067.6 -> 932,068)
+    assert tables.data_ns[7, 0] == 7 * 200 + 932_068
+    assert tables.data_ns[8, 16] == link.transfer_latency_ns(1, slice_bytes)   # off the link

@@ -56,6 +56,37 @@ def test_hand_worked_lru_sequence():
         SetAssociativeLRU(1, 0)
 
 
+def test_kernel_tag_store_is_lru_by_hand():
+    """The compiled kernel's own tag store on the hand case above (tags a..f = 1..6): storing
+    a again refreshes it, so d evicts b (LRU), where first-in-first-out would evict a; a lookup
+    refreshes nothing, so f evicts d."""
+    tags = np.full((1, 2, 2), -1, np.int64)
+    fill = np.zeros((1, 2), np.int64)
+    sets, ways = np.array([2]), np.array([2])
+
+    def store(expert, tag):
+        _llc_store(tags, fill, sets, ways, 0, tag, expert)
+
+    def lines(s):
+        return tuple(tags[0, s, :fill[0, s]].tolist())
+    a, b, c, d, e, f = range(1, 7)
+    store(0, a)
+    store(2, b)
+    store(1, c)
+    assert lines(0) == (a, b) and lines(1) == (c,)
+    store(0, a)
+    assert lines(0) == (b, a)
+    store(4, d)
+    assert lines(0) == (a, d)
+    assert [_llc_check(tags, sets, ways, 0, t, x) for x, t in ((0, a), (2, b), (4, d))] == [
+        True, False, True]
+    store(6, e)
+    assert lines(0) == (d, e)
+    assert _llc_check(tags, sets, ways, 0, d, 4)
+    store(8, f)
+    assert lines(0) == (e, f) and lines(1) == (c,)
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.booleans(), st.integers(0, 9), st.integers(0, 5)), max_size=60),
        st.integers(1, 3), st.integers(1, 3))

@@ -59,9 +59,15 @@ def test_comparisons_match_hand_worked_ratios(results):
     assert measured["throughput allo+pred / base, kimi-k2"] is None  # no Kimi run
     assert measured["throughput pred / base, average"] == pytest.approx(3.0)
     # summed hops: base 4 x 1000, pred 2 x 250 + 2 x 150
-    assert measured["hop reduction pred (base hops / pred hops)"] == pytest.approx(4000 / 800)
-    assert math.isinf(measured["hop reduction allo+pred (base hops / allo+pred hops)"])
-    assert measured["hop reduction allo (base hops / allo hops)"] is None  # only failed
+    summed = "hop reduction {0}, summed (all base hops / all {0} hops)".format
+    assert measured[summed("pred")] == pytest.approx(4000 / 800)
+    assert math.isinf(measured[summed("allo+pred")])
+    assert measured[summed("allo")] is None  # only failed
+    # per-run ratios: pred 1000/250 twice and 1000/150 twice; allo+pred 0 hops counts as 1
+    per_run = "hop reduction {0}, mean of per-run ratios (base hops / {0} hops, as hops.png)"
+    assert measured[per_run.format("pred")] == pytest.approx((4 + 4 + 20 / 3 + 20 / 3) / 4)
+    assert measured[per_run.format("allo+pred")] == pytest.approx(1000.0)
+    assert measured[per_run.format("allo")] is None
     # over ep: 4096 -> (700/700 + 800/700) / 2; 16384 -> (700/350 + 800/350) / 2
     assert measured["throughput allo+pred / ep at batch 4096"] == pytest.approx(1500 / 1400)
     assert measured["throughput allo+pred / ep at batch 16384"] == pytest.approx(1500 / 700)

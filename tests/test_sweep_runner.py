@@ -129,21 +129,34 @@ def test_progress_estimates_time_left_from_the_mean_run(monkeypatch):
     assert out.getvalue().startswith("[1/4] 1 failed, 0h00m30s elapsed, ~0h01m30s left")
 
 
+# The sweep command with a results store that interrupts the command (SIGINT to itself, as
+# Ctrl-C would) right after its first commit: the interrupt always lands while runs remain.
+INTERRUPT_AFTER_FIRST_COMMIT = """
+import os, signal, sys
+from hwmodel.cli import main
+from hwmodel.sweep import store
+
+put = store.ResultsStore.put
+def put_then_interrupt(self, *args):
+    put(self, *args)
+    os.kill(os.getpid(), signal.SIGINT)
+store.ResultsStore.put = put_then_interrupt
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def test_interrupted_sweep_resumes_with_only_missing_runs(reference, tmp_path):
     grid = _write_grid(tmp_path)
     results = tmp_path / "r.sqlite"
-    process = _cli("sweep", str(grid), "-o", str(results), "--jobs", "1")
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if _stored(results) >= 1:
-            break
-        time.sleep(0.02)
-    process.send_signal(signal.SIGINT)
+    process = subprocess.Popen(
+        [sys.executable, "-c", INTERRUPT_AFTER_FIRST_COMMIT, "sweep", str(grid), "-o",
+         str(results), "--jobs", "1"], env=_env(), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
     _, err = process.communicate()
     assert process.returncode == 130, err
     assert "Traceback" not in err and "interrupted" in err
     done = len(_rows(results))
-    assert 1 <= done < RUNS, "interrupt came too late to test resumption"
+    assert done == 1   # exactly the run committed before the interrupt
     with ResultsStore(results) as store:
         first_costs = store.costs()
     rerun = _cli("sweep", str(grid), "-o", str(results), "--jobs", "1", "--quiet")
@@ -154,6 +167,49 @@ def test_interrupted_sweep_resumes_with_only_missing_runs(reference, tmp_path):
         costs = store.costs()
     assert all(costs[key] == cost for key, cost in first_costs.items())  # not run again
     assert _rows(results) == _rows(reference / "r.sqlite")
+
+
+def test_retry_failed_runs_exactly_the_failed_runs(reference, tmp_path):
+    """Batch 5's cached store is corrupted: its 4 runs fail. Repaired, a plain rerun runs
+    nothing (failures are recorded answers), --retry-failed runs those 4 and only those, and
+    the store then equals the uninterrupted sweep's."""
+    grid = load_grid(_write_grid(tmp_path))
+    tasks = prepare(grid, tmp_path / "cache")
+    broken = Path(next(t["store"] for t in tasks if t["batch"] == 5))
+    good = broken.read_bytes()
+    broken.write_bytes(b"not a store")
+    results = tmp_path / "r.sqlite"
+    run_sweep(grid, results, tmp_path / "cache", jobs=1, log=None)
+    with ResultsStore(results) as store:
+        ok_costs = store.costs()
+        failed = {r["key"] for r in store.runs("failed")}
+    assert len(failed) == RUNS // 2
+    broken.write_bytes(good)
+    plain = run_sweep(grid, results, tmp_path / "cache", jobs=1, log=None)
+    assert (plain.skipped, plain.executed) == (RUNS, 0)
+    retried = run_sweep(grid, results, tmp_path / "cache", jobs=1, log=None, retry_failed=True)
+    assert (retried.skipped, retried.executed, retried.failures) == (RUNS // 2, RUNS // 2, [])
+    with ResultsStore(results) as store:
+        costs = store.costs()
+        assert {r["key"] for r in store.runs("failed")} == set()
+    for key in set(ok_costs) - failed:
+        assert costs[key] == ok_costs[key]   # the runs that had succeeded were not run again
+    assert _rows(results) == _rows(reference / "r.sqlite")
+
+
+def test_a_runs_key_changes_with_its_replay_parameters(tmp_path):
+    """Keys hash the replay parameters: max_iterations 2 and 3 share no key; spelling out a
+    default (block_size 512) keeps every key."""
+    _write_grid(tmp_path)
+
+    def keys(params: str) -> set:
+        (tmp_path / "g.yaml").write_text(GRID.replace("{{max_iterations: 2}}", params)
+                                         .format(wafer="w23.yaml"))
+        return {t["key"] for t in prepare(load_grid(tmp_path / "g.yaml"), tmp_path / "cache")}
+    two = keys("{{max_iterations: 2}}")
+    assert len(two) == RUNS
+    assert not two & keys("{{max_iterations: 3}}")
+    assert keys("{{max_iterations: 2, block_size: 512}}") == two
 
 
 def test_killed_worker_loses_only_its_run(reference, tmp_path):

@@ -3,6 +3,7 @@ numbers, and only where they are used (issue: one wafer, one truth). Hand-worked
 at system level, per-die and per-link overrides, faults."""
 
 import json
+import math
 
 import attrs
 import numpy as np
@@ -134,6 +135,64 @@ def test_route_latency_uses_each_links_own_parameters():
     assert tables.data_ns[0, 2] == 2 * 200 + -(-slice_bytes // (1741 * 0.9))  # off the slow link
 
 
+def test_a_request_message_has_the_size_of_its_sending_die():
+    """die_0_7 sends 15,670-byte requests (ceil(15,670 / (1741 x 0.9)) = 11 ns of payload),
+    every other die the preset's 16 bytes (1 ns). Between dies 7 and 0 (7 hops along y): 7 ->
+    0 pays 1400 + 11, 0 -> 7 pays 1400 + 1, and a slice costs the same both ways."""
+    wafer = _wafer(dies={"die_0_7": {"d2d": {"request_bytes": 15_670}}})
+    tables = lower(wafer, LLAMA, max_tokens=1)
+    assert tables.request_bytes[7] == 15_670 and tables.request_bytes[0] == 16
+    assert tables.request_ns[7, 0] == 7 * 200 + 11
+    assert tables.request_ns[0, 7] == 7 * 200 + 1
+    assert tables.request_ns[7, 6] == 200 + 11 and tables.request_ns[6, 7] == 200 + 1
+    assert tables.data_ns[7, 0] == tables.data_ns[0, 7]
+
+
+# --------------------------------------------------------------------------- HBM efficiency
+# one Llama-4 slice: 5120 x 8192 x 2 B = 83,886,080 B; HBM latency 300 ns, peak 3350 B/ns
+def _slice_ns(efficiency):
+    return 300 + math.ceil(83_886_080 / (3350.0 * efficiency))
+
+
+def test_an_hbm_efficiency_override_means_what_it_says():
+    """Llama-4's preset runs dies at 0.85; a die set to 0.9 (the wafer's nominal value) runs at
+    0.9, one set to 0.89 at 0.89 (slower than 0.9), an untouched die at the model's 0.85."""
+    wafer = _wafer(dies={"die_0_2": {"hbm": {"efficiency": 0.9}},
+                         "die_0_3": {"hbm": {"efficiency": 0.89}}})
+    replay = Replay(wafer=wafer, model=LLAMA, store=_tiny_store([([0], [0])]))
+    hbm = replay.tables.hbm_slice_ns
+    assert (hbm[2], hbm[3], hbm[5]) == (_slice_ns(0.9), _slice_ns(0.89), _slice_ns(0.85))
+    assert hbm[3] > hbm[2] > 0 and hbm[5] > hbm[3]
+
+
+def test_the_replays_hbm_efficiency_replaces_the_models_but_not_a_dies_own():
+    wafer = _wafer(dies={"die_0_2": {"hbm": {"efficiency": 0.9}}})
+    params = ReplayParams(hbm_efficiency=0.5)
+    replay = Replay(wafer=wafer, model=LLAMA, store=_tiny_store([([0], [0])]), params=params)
+    assert replay.tables.hbm_slice_ns[2] == _slice_ns(0.9)
+    assert replay.tables.hbm_slice_ns[0] == _slice_ns(0.5)
+
+
+def test_a_dies_own_hbm_efficiency_survives_the_parameter_dump(tmp_path):
+    """The dump of the graph rebuilds the same replay: die_0_2's own 0.9, equal to the nominal
+    value, is written out, so it still runs at 0.9 and not at the model's 0.85."""
+    wafer = _wafer(dies={"die_0_2": {"hbm": {"efficiency": 0.9}}})
+    wafer.dump_params(tmp_path / "w.yaml")
+    again = build_wafer(load_wafer(tmp_path / "w.yaml"))
+    store = _tiny_store([([0], [0])])
+    tables = Replay(wafer=again, model=LLAMA, store=store).tables
+    assert (tables.hbm_slice_ns[2], tables.hbm_slice_ns[5]) == (_slice_ns(0.9), _slice_ns(0.85))
+    assert again.graph_params() == wafer.graph_params()
+
+
+def test_a_model_without_an_hbm_efficiency_keeps_the_wafers():
+    """The model's contribution lives in its preset: without one, every die keeps its own."""
+    plain = attrs.evolve(LLAMA, hbm_efficiency=None)
+    tables = lower(_wafer(), plain, max_tokens=1, hbm_efficiency=plain.hbm_efficiency)
+    assert set(tables.hbm_slice_ns.tolist()) == {_slice_ns(0.9)}
+    assert LLAMA.hbm_efficiency == 0.85   # SPEC section 3: the artefact's Llama-4 value
+
+
 # --------------------------------------------------------------------------- faults
 def test_base_never_uses_a_dead_die_and_routes_around_it():
     """dead die_0_7 on tsmc-sow: base's round robin skips it (no bytes, no work), homes
@@ -184,6 +243,46 @@ def test_no_strategy_uses_a_dead_die(strategy):
     assert sum(result.per_die["local_read_bytes"]) > 0
     dead_links = [i for i, (a, b) in enumerate(wafer.mesh.links) if dead in (a, b)]
     assert all(result.per_link[i]["bytes"] == 0 for i in dead_links)
+
+
+@pytest.mark.parametrize(("fault", "mark", "crossing"), [
+    ({"dead_links": ("link_3_4",)}, lambda wafer: setattr(wafer.link(3, 4), "alive", False),
+     (7, 0)),
+    ({"dead_dies": ("die_1_3",)}, lambda wafer: setattr(wafer.die("die_1_3"), "alive", False),
+     (3, 19))])
+def test_a_fault_marked_on_the_built_graph_changes_routes_and_result(fault, mark, crossing):
+    """The graph is the one source of liveness: a link or die marked dead on the built wafer
+    gives the routes, tables and result of the same fault given in the parameters, and not
+    the healthy wafer's. ``crossing``: a pair whose XY route uses the fault (base runs expert
+    0, home die 0, on die 7, so its bytes go 0 -> 7 over link 3-4; die 11 = (1, 3) lies on
+    the XY route (0, 3) -> (2, 3))."""
+    store = _tiny_store([([0, 55, 56], [0])])
+    marked = _wafer()
+    mark(marked)
+    from_params = _wafer(**fault)
+    healthy = _wafer()
+    for s, d in (crossing, (2, 12), (0, 23)):
+        assert marked.mesh.route_links(s, d) == from_params.mesh.route_links(s, d)
+    assert marked.mesh.route_links(*crossing) != healthy.mesh.route_links(*crossing)
+    tables = lower(marked, LLAMA, max_tokens=2)
+    expected = lower(from_params, LLAMA, max_tokens=2)
+    for name, table in zip(tables._fields, tables):
+        assert np.array_equal(table, getattr(expected, name)), name
+    _, marked_json = _run(marked, store, "base")
+    _, params_json = _run(from_params, store, "base")
+    _, healthy_json = _run(healthy, store, "base")
+    assert marked_json == params_json
+    assert marked_json != healthy_json
+
+
+def test_a_graph_fault_that_cuts_a_die_off_is_refused_naming_it():
+    """die_0_0 of tsmc-sow has two links (to die 1 and die 8): both dead on the graph leave
+    it alive but unreachable, which the lowering refuses instead of routing nothing."""
+    wafer = _wafer()
+    wafer.link(0, 1).alive = False
+    wafer.link(0, 8).alive = False
+    with pytest.raises(ConfigError, match="no live route from die_0_0 to die_0_1"):
+        lower(wafer, LLAMA, max_tokens=2)
 
 
 def test_wafer_from_dict_with_faults_builds():
@@ -252,3 +351,20 @@ def test_the_allocator_rtl_refuses_a_wafer_its_one_rom_cannot_hold():
                     model=LLAMA, store=_tiny_store([([0], [1])]))
     with pytest.raises(ValueError, match="loads one cost ROM"):
         replay.run("allo", cosim=CoSim(("allocator",), parse_window("it=0")))
+
+
+def test_a_graph_fault_reaches_the_pool_workers():
+    """A wafer killed on the graph and handed to replay_strategies: the jobs sent to worker
+    processes carry the graph's liveness, so two processes give the in-process results, which
+    are those of the same fault in the parameters."""
+    from hwmodel.cli.replay import replay_strategies
+    marked = _wafer()
+    marked.link(3, 4).alive = False
+    runs = {"trace": None, "strategies": ["base", "ep"], "batch": 1,
+            "model": "llama4-maverick", "params": ReplayParams(max_iterations=2)}
+    pooled = replay_strategies(wafers={"w": marked}, jobs=2, **runs)
+    local = replay_strategies(wafers={"w": marked}, jobs=1, **runs)
+    from_params = replay_strategies(wafers={"w": _wafer(dead_links=("link_3_4",))}, **runs)
+    healthy = replay_strategies(wafers={"w": _wafer()}, **runs)
+    rows = [[r.row() for r in results] for results in (pooled, local, from_params, healthy)]
+    assert rows[0] == rows[1] == rows[2] != rows[3]

@@ -137,11 +137,18 @@ def test_gzip_archive_and_list_sources(tmp_path, tiny):
     with pytest.raises(TraceError, match=r"batch.txt:4: 'subj/12.json.gz' already listed on "
                                          r"line 1; expected each request once"):
         open_batch(listing, model=tiny)
-    # entries stay inside the list file's folder
-    for entry in ("../subj/5.json", str(tmp_path / "subj" / "5.json")):
-        listing.write_text(entry + "\n")
-        with pytest.raises(TraceError, match=r"batch.txt:1: .* leaves the list file's folder"):
-            open_batch(listing, model=tiny)
+    # entries may name files anywhere: relative with '..' or absolute (issue 21 point 15);
+    # one file under two spellings is still one request listed twice
+    (tmp_path / "lists").mkdir()
+    elsewhere = tmp_path / "lists" / "batch.txt"
+    elsewhere.write_text(f"../subj/5.json\n{tmp_path / 'subj' / '12.json.gz'}\n")
+    across = open_batch(elsewhere, model=tiny)
+    assert across.request_ids == ["../subj/5.json", str(tmp_path / "subj" / "12.json.gz")]
+    assert across.prefill_len.tolist() == [1, 3] and across.decode_len.tolist() == [1, 2]
+    assert np.array_equal(across.ids, from_dir.ids)   # the folder's order: 5, then 12
+    elsewhere.write_text(f"../subj/5.json\n{tmp_path / 'subj' / '5.json'}\n")
+    with pytest.raises(TraceError, match=r"batch.txt:2: .* already listed on line 1"):
+        open_batch(elsewhere, model=tiny)
     listing.write_text("subj/7.json\n")
     with pytest.raises(FileNotFoundError, match=r"batch.txt:1: no such request file: subj/7"):
         open_batch(listing)

@@ -43,16 +43,18 @@ def _check(args, wafers, strategies):
     return units, window
 
 
-def run_cosim(args, wafers, strategies, params, batch) -> int:
-    """Replay one (wafer, strategy) with the window's units as RTL; print the result."""
-    from ..params import load_wafer
+def run_cosim(args, wafers, strategies, params, opened) -> int:
+    """Replay one (wafer, strategy) with the window's units as RTL; print the result.
+
+    ``wafers``: ``{name: built Wafer}`` and ``opened``: the trace's ``(store, model)``, as
+    :func:`hwmodel.cli.replay.check_inputs` made them (neither is made again here).
+    """
     from ..system import Replay
     from ..system.cosim import CoSim, CoSimMismatch
-    from ..topologies.wafer import build_wafer
-    from .replay import _open, summary_table
+    from .runs import summary_table
     units, window = _check(args, wafers, strategies)
-    store, model = _open(args.trace, batch, args.model)
-    replay = Replay(wafer=build_wafer(load_wafer(wafers[0])), model=model, store=store,
+    store, model = opened
+    replay = Replay(wafer=next(iter(wafers.values())), model=model, store=store,
                     params=params)
     bars = _Bars(enabled=not args.quiet)
     cosim = CoSim(units, window, engine=args.rtl_engine, vcd_dir=args.vcd,
@@ -64,7 +66,7 @@ def run_cosim(args, wafers, strategies, params, batch) -> int:
         print(f"hwmodel: error: {mismatch}", file=sys.stderr)
         return 1
     bars.close()
-    print(summary_table([result], wafers))
+    print(summary_table([result], list(wafers)))
     print()
     print(result.row())
     print()

@@ -13,72 +13,44 @@ import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
+from .runs import DEFAULT_BATCH, ReplayJob, _labels, open_trace, summary_table, wafer_params_of
+
 __all__ = ["DEFAULT_BATCH", "check_inputs", "register", "replay_strategies", "run_default",
            "summary_table", "write_outputs"]
 
-#: Requests of the built-in synthetic batch when no ``--trace`` is given.
-DEFAULT_BATCH = 64
-
-
-def _open(trace, batch, model_name):
-    from ..models import load_model
-    from ..traces import open_batch
-    if trace is None:
-        from ..traces.synth import default_batch
-        store = default_batch(model_name or "llama4-maverick", requests=batch or DEFAULT_BATCH)
-    else:
-        store = open_batch(trace, model=model_name, limit=batch)
-    name = model_name or store.model
-    if not name:
-        raise ValueError(f"the trace {trace} names no model preset; pass --model")
-    return store, load_model(name)
-
-
-#: The trace a pool worker opened, keyed ``(trace, batch, model)``: a worker runs several jobs
-#: of one trace and reads it once (the pool ends with the call, so it never goes stale).
+#: The trace a pool worker opened, keyed by :attr:`ReplayJob.trace_key`: a worker runs several
+#: jobs of one trace and reads it once (the pool ends with the call, so it never goes stale).
 _WORKER_TRACE: dict = {}
 
 
 @contextlib.contextmanager
-def _errors_of(job):
+def _errors_of(job: ReplayJob):
     """Any input error of ``job`` as a plain, picklable one-line ValueError naming its run."""
     try:
         yield
     except (ValueError, OSError, EOFError) as error:
-        raise ValueError(f"replay on {job[3]} ({job[4]}): {error}") from None
+        raise ValueError(f"replay on {job.wafer_name} ({job.strategy}): {error}") from None
 
 
-def _one(job, opened=None):
+def _one(job: ReplayJob, opened=None, built=None):
     """One (wafer, strategy) run (errors: :func:`_errors_of`). ``opened``: the trace's
-    ``(store, model)`` if the caller has it open already."""
+    ``(store, model)``, ``built``: the wafer, if the caller has them already."""
     with _errors_of(job):
-        return _run_one(job, opened)
+        return job.run(opened, built)
 
 
-def _open_for(job):
+def _open_for(job: ReplayJob):
     """The ``(store, model)`` of ``job``'s trace (errors: :func:`_errors_of`)."""
     with _errors_of(job):
-        return _open(*job[:3])
+        return job.open()
 
 
-def _worker_one(job):
+def _worker_one(job: ReplayJob):
     """:func:`_one` in a pool worker, which opens the job's trace once for all its jobs."""
-    key = job[:3]
-    if key not in _WORKER_TRACE:
+    if job.trace_key not in _WORKER_TRACE:
         _WORKER_TRACE.clear()
-        _WORKER_TRACE[key] = _open_for(job)
-    return _one(job, _WORKER_TRACE[key])
-
-
-def _run_one(job, opened=None):
-    trace, batch, model_name, wafer_name, strategy, params = job
-    from ..params import load_wafer
-    from ..system import Replay
-    from ..topologies.wafer import build_wafer
-    store, model = opened if opened is not None else _open(trace, batch, model_name)
-    replay = Replay(wafer=build_wafer(load_wafer(wafer_name)), model=model, store=store,
-                    params=params)
-    return replay.run(strategy)
+        _WORKER_TRACE[job.trace_key] = _open_for(job)
+    return _one(job, _WORKER_TRACE[job.trace_key])
 
 
 def _ignore_interrupt() -> None:
@@ -88,15 +60,30 @@ def _ignore_interrupt() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def replay_jobs(trace, wafers: dict, strategies, *, batch=None, model=None,
+                params=None) -> list[ReplayJob]:
+    """The jobs of every (wafer, strategy) pair, in that order; ``wafers``:
+    ``{name: WaferParams}``."""
+    return [ReplayJob(trace, batch, model, name, wafer, strategy, params)
+            for name, wafer in wafers.items() for strategy in strategies]
+
+
 def replay_strategies(trace, wafers, strategies, *, batch=None, model=None, params=None,
                       jobs: int = 1, progress: bool = False, opened=None):
     """Run every (wafer, strategy) pair; results in that order (deterministic).
 
-    ``jobs > 1`` runs them on that many processes (each opens the trace once). ``opened``:
-    the trace's ``(store, model)`` as :func:`check_inputs` opened it, for runs in this process
-    (else it is opened once here).
+    ``wafers``: names (presets or YAML files), or ``{name: Wafer}`` as :func:`check_inputs`
+    built them. A wafer is built once: runs in this process share it, a pool worker builds
+    each job's wafer from the parameters the job carries. ``jobs > 1`` runs them on that many
+    processes (each opens the trace once). ``opened``: the trace's ``(store, model)`` as
+    :func:`check_inputs` opened it, for runs in this process (else it is opened once here).
     """
-    work = [(trace, batch, model, w, s, params) for w in wafers for s in strategies]
+    from ..params import load_wafer
+    from ..topologies.wafer import build_wafer
+    built = dict(wafers) if isinstance(wafers, dict) else {}
+    work = replay_jobs(trace, {name: wafer_params_of(built[name]) if name in built
+                               else load_wafer(name) for name in wafers},
+                       strategies, batch=batch, model=model, params=params)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -107,7 +94,9 @@ def replay_strategies(trace, wafers, strategies, *, batch=None, model=None, para
         results = []
         for job in work:
             opened = opened or _open_for(job)
-            results.append(_one(job, opened))
+            if job.wafer_name not in built:
+                built[job.wafer_name] = build_wafer(job.wafer)
+            results.append(_one(job, opened, built[job.wafer_name]))
             if bar:
                 bar.update()
         return results
@@ -120,7 +109,8 @@ def _run_pool(work, jobs, bar):
     """``work`` on ``jobs`` processes; results in the order of ``work``."""
     # heaviest runs first (prediction runs drive the twins layer by layer), so that the
     # processes finish together; results come back in the requested order.
-    order = sorted(range(len(work)), key=lambda i: "pred" not in work[i][4])
+    from ..system import get_strategy
+    order = sorted(range(len(work)), key=lambda i: not get_strategy(work[i].strategy).predicts)
     done = {}
     pool = ProcessPoolExecutor(max_workers=jobs, initializer=_ignore_interrupt)
     try:
@@ -140,41 +130,11 @@ def _run_pool(work, jobs, bar):
     return [done[i] for i in range(len(work))]
 
 
-def _labels(results, names):
-    """Per result, the wafer name it ran on (``names``), else its mesh ``XxY``."""
-    if names is None:
-        return [f"{r.mesh_x}x{r.mesh_y}" for r in results]
-    if len(names) != len(results):
-        raise ValueError(f"{len(names)} wafer names for {len(results)} results")
-    return list(names)
-
-
-def summary_table(results, names=None) -> str:
-    """One screen: per run, time, throughput, hops, and speedup/hop reduction over the same
-    wafer's ``base`` run. ``names`` (one wafer name per result) keeps two wafers of the same
-    mesh shape apart; the mesh columns and the strategy's CSV name are those of the CSV."""
-    from ..system.replay import ARTEFACT_NAMES
-    labels = _labels(results, names)
-    base = {w: r for w, r in zip(labels, results) if r.strategy == "base"}
-    width = max(6, *(len(w) for w in labels)) if labels else 6
-    lines = [(f"{'wafer':<{width}} {'x_chips':>7} {'y_chips':>7} {'strategy':>10} "
-              f"{'(in CSV)':>14} {'time ms':>10} {'decode ms':>10} {'tok/s':>8} {'hops':>9} "
-              f"{'speedup':>8} {'hop red.':>9}")]
-    for wafer, r in zip(labels, results):
-        b = base.get(wafer)
-        speed = f"{r.throughput / b.throughput:.2f}x" if b and b.throughput else "-"
-        red = (f"{b.hops / r.hops:.0f}x" if b and r.hops else ("no hops" if b else "-"))
-        csv_name = ARTEFACT_NAMES.get(r.strategy, r.strategy)
-        lines.append(f"{wafer:<{width}} {r.mesh_x:>7} {r.mesh_y:>7} {r.strategy:>10} "
-                     f"{csv_name:>14} {r.time_ns / 1e6:10.2f} {r.decode_ns / 1e6:10.2f} {r.throughput:8.0f} "
-                     f"{r.hops:9d} {speed:>8} {red:>9}")
-    return "\n".join(lines)
-
-
 def write_outputs(results, out_dir, plots: bool = True, names=None, title: str = "",
-                  progress: bool = False) -> list[Path]:
+                  progress: bool = False, wafers=None) -> list[Path]:
     """Write ``replay.csv`` (artefact columns), ``replay.json`` (breakdowns), and with
-    ``plots`` a Fig. 12-style plot (PNG + SVG) and one link-traffic heat map per run.
+    ``plots`` a Fig. 12-style plot (PNG + SVG) and one link-traffic heat map per run
+    (``wafers``: ``{name: Wafer}`` already built; the others are built from their names).
 
     The files are written into a temporary folder beside ``out_dir`` and moved in when all are
     complete (:func:`hwmodel.cli.outputs.output_dir`).
@@ -190,12 +150,9 @@ def write_outputs(results, out_dir, plots: bool = True, names=None, title: str =
         if plots and any(r.strategy == "base" for r in results):
             _fig12(results, labels, tmp / "speedup", title)
         if plots:
-            _heat_maps(results, labels, tmp, progress)
+            _heat_maps(results, labels, tmp, progress, wafers)
         names_written = sorted(p.relative_to(tmp) for p in tmp.rglob("*") if p.is_file())
     return [Path(out_dir) / n for n in names_written]
-
-
-STRATEGY_ORDER = ("base", "ep", "allo", "pred", "allo+pred")
 
 
 def _fig12(results, labels, stem, title) -> list[Path]:
@@ -208,7 +165,8 @@ def _fig12(results, labels, stem, title) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     wafers = list(dict.fromkeys(labels))
-    strategies = [s for s in STRATEGY_ORDER if any(r.strategy == s for r in results)]
+    from ..system import strategy_names
+    strategies = [s for s in strategy_names() if any(r.strategy == s for r in results)]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     width = 0.8 / max(1, len(wafers))
     finite = [1.0]
@@ -265,12 +223,13 @@ def _with_base(results, labels):
     return [(r, base[w]) for w, r in zip(labels, results) if w in base]
 
 
-def _heat_maps(results, labels, out, progress=False) -> list[Path]:
-    """One link-traffic heat map per run with traffic, PNG and SVG, named by wafer name."""
+def _heat_maps(results, labels, out, progress=False, wafers=None) -> list[Path]:
+    """One link-traffic heat map per run with traffic, PNG and SVG, named by wafer name
+    (``wafers``: ``{name: Wafer}`` already built)."""
     from ..diagrams import draw_wafer
     from ..topologies.wafer import wafer_from
     files = []
-    built = {}
+    built = dict(wafers or {})
     runs = list(zip(labels, results))
     if progress:
         from tqdm import tqdm
@@ -316,7 +275,8 @@ def _split_list(text: str, option: str) -> list[str]:
 def check_inputs(args):
     """Validate everything in the parent, before any worker starts.
 
-    Returns ``(wafers, strategies, batch, opened)``: the wafer names, the strategies, the batch
+    Returns ``(wafers, strategies, batch, opened)``: ``{name: built Wafer}``, the strategies,
+    the batch
     size (the built-in batch's size when no trace is given) and the trace's ``(store, model)``
     as opened for the checks (the runs in this process reuse it).
 
@@ -326,15 +286,16 @@ def check_inputs(args):
         One line naming the option, the bad value and what was expected.
     """
     from ..models import load_model
-    from ..system import STRATEGIES
+    from ..system import strategy_names
     from ..system.capacity import check_experts_fit
     from ..topologies.wafer import wafer_from
-    strategies = (list(STRATEGIES) if args.strategy == "all"
+    known = strategy_names()
+    strategies = (list(known) if args.strategy == "all"
                   else _split_list(args.strategy, "--strategy"))
     for s in strategies:
-        if s not in STRATEGIES:
+        if s not in known:
             raise ValueError(f"--strategy: unknown strategy {s!r}; expected 'all' or a "
-                             f"comma list of {', '.join(STRATEGIES)}")
+                             f"comma list of {', '.join(known)}")
     if args.jobs < 1:
         raise ValueError(f"--jobs {args.jobs}: expected a number of processes >= 1")
     if args.batch is not None and args.batch <= 0:
@@ -345,7 +306,7 @@ def check_inputs(args):
         # a named model is checked before the trace is read (that can take a while)
         for wafer in built.values():
             check_experts_fit(load_model(args.model), wafer)
-    store, model = _open(args.trace, args.batch, args.model)
+    store, model = open_trace(args.trace, args.batch, args.model)
     if len(store) == 0:
         raise ValueError(f"--trace {args.trace}: holds no requests; expected at least one")
     if args.batch is not None and args.batch > len(store):
@@ -355,7 +316,7 @@ def check_inputs(args):
         if not args.ignore_capacity:
             check_experts_fit(model, wafer)
     batch = args.batch or (DEFAULT_BATCH if args.trace is None else None)
-    return wafers, strategies, batch, (store, model)
+    return built, strategies, batch, (store, model)
 
 
 def _main(args) -> int:
@@ -378,13 +339,13 @@ def _main(args) -> int:
         params = attrs.evolve(params, control=args.control)
     if args.rtl is not None:
         from .cosim import run_cosim
-        return run_cosim(args, wafers, strategies, params, batch)
+        return run_cosim(args, wafers, strategies, params, opened)
     if args.window is not None or args.vcd is not None:
         raise ValueError("--window and --vcd go with --rtl UNITS")
     results = replay_strategies(args.trace, wafers, strategies, batch=batch,
                                 model=args.model, params=params, jobs=args.jobs,
                                 progress=not args.quiet, opened=opened)
-    names = [w for w in wafers for _ in strategies]
+    names = [name for name in wafers for _ in strategies]
     print(summary_table(results, names))
     print()
     print("\n".join(r.row() for r in results))
@@ -392,7 +353,7 @@ def _main(args) -> int:
         title = (f"{args.trace or 'built-in synthetic batch'}: batch {results[0].batch} on "
                  f"{', '.join(wafers)}")
         for f in write_outputs(results, args.out, plots=not args.no_plots, names=names,
-                               title=title, progress=not args.quiet):
+                               title=title, progress=not args.quiet, wafers=wafers):
             print(f"wrote {f}")
     return 0
 
@@ -414,7 +375,8 @@ def register(subparsers) -> None:
     p.add_argument("--wafer", default="tsmc-sow",
                    help="wafer preset(s) or YAML file(s), comma separated")
     p.add_argument("--strategy", default="all",
-                   help="'all' or comma list of base,ep,allo,pred,allo+pred")
+                   help="'all' (every registered strategy, plug-ins included) or a comma "
+                        "list of names: base,ep,allo,pred,allo+pred or a plug-in's")
     p.add_argument("--batch", type=int, default=None,
                    help=f"use the first BATCH requests in batch order (None: the whole trace, "
                         f"or {DEFAULT_BATCH} requests of the built-in batch)")

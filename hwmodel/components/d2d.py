@@ -4,8 +4,13 @@ A :class:`D2DLink` is a :class:`~hwmodel.graph.Link` (links are first-class edge
 carrying latency and bandwidth) that also carries the :class:`D2DParams` and its index in
 :attr:`hwmodel.topologies.mesh.Mesh.links`. A :class:`D2DController` is the die's end of the
 mesh: one router port per existing mesh neighbour; the die builder places the ATU and the PDU
-inside it. The analytical behaviour (network latency of a path, SPEC section 6) is added to these
-classes by the system model; this module declares their place in the graph.
+inside it.
+
+The network latency of a message (SPEC section 6) lives here, once:
+:func:`message_latency_ns` is the formula, ``sum(hop latency) + ceil(bytes / slowest rate)``;
+:meth:`D2DLink.transfer_latency_ns` applies it to a path of links of one kind, and the replay's
+lowering (:mod:`hwmodel.system.lowering`) compiles the same function and applies it to every
+route of the wafer, link by link.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from collections.abc import Sequence
 from ..graph import Component, GraphError, Link, Port
 from ..params import D2DParams
 
-__all__ = ["ROUTER_PORTS", "D2DController", "D2DLink", "transfer_latency_ns"]
+__all__ = ["ROUTER_PORTS", "D2DController", "D2DLink", "message_latency_ns",
+           "transfer_latency_ns"]
 
 #: Router port names, by the mesh direction they face.
 ROUTER_PORTS = ("x_minus", "x_plus", "y_minus", "y_plus")
@@ -73,12 +79,23 @@ class D2DLink(Link):
         return transfer_latency_ns(self.params, hops, nbytes)
 
 
+def message_latency_ns(hop_ns_total, slowest_rate, nbytes):
+    """Latency of a message over a path: the sum of its links' hop latencies (ns, integers)
+    plus ``ceil(nbytes / slowest_rate)``, the payload streamed once at the rate (bytes/ns,
+    bandwidth x efficiency) of the path's slowest link (cut-through; every link of the path is
+    held meanwhile, which is how contention arises).
+
+    Plain arithmetic, so that the lowering can compile it with numba unchanged.
+    """
+    return hop_ns_total + math.ceil(nbytes / slowest_rate)
+
+
 def transfer_latency_ns(params: D2DParams, hops: int, nbytes: float) -> int:
     """:meth:`D2DLink.transfer_latency_ns` from bare :class:`D2DParams`."""
     if hops < 0 or nbytes < 0:
         raise ValueError(f"hops ({hops!r}) and nbytes ({nbytes!r}) must be zero or more")
-    return int(params.hop_latency_ns) * hops + math.ceil(
-        nbytes / (params.bandwidth_GBps * params.efficiency))
+    return message_latency_ns(int(params.hop_latency_ns) * hops,
+                              params.bandwidth_GBps * params.efficiency, nbytes)
 
 
 class D2DController(Component):

@@ -1,7 +1,9 @@
 """A die's high-bandwidth memory (HBM) as a node of the component graph.
 
-The analytical behaviour (read and write latencies, SPEC section 6) is added to this class by
-the system model; this module declares its place in the graph: its ports and parameters.
+The class holds the memory's place in the graph (its ports and parameters) and its analytical
+behaviour (SPEC section 6): the read or write latency of a transfer,
+``latency + ceil(bytes / (bandwidth x efficiency))``, and the usable capacity. The replay's
+lowering (:mod:`hwmodel.system.lowering`) reads each die's latencies from here.
 """
 
 from __future__ import annotations

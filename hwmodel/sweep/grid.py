@@ -118,7 +118,7 @@ def _preset_or_path(name, base: Path) -> str:
 def _check_names(section, where, base: Path):
     from ..models import load_model
     from ..params import load_wafer
-    from ..system import STRATEGIES
+    from ..system import STRATEGIES, strategy_names
     models = [_preset_or_path(m, base) for m in _list(section, "models", where)]
     for name in models:
         load_model(name)
@@ -126,10 +126,11 @@ def _check_names(section, where, base: Path):
     for name in wafers:
         load_wafer(name)
     strategies = [str(s) for s in _list(section, "strategies", where, default=list(STRATEGIES))]
+    known = strategy_names()   # the registry's, plug-ins included
     for s in strategies:
-        if s not in STRATEGIES:
+        if s not in known:
             raise ConfigError("sweep.strategies", f"unknown strategy {s!r}; expected one of "
-                              f"{', '.join(STRATEGIES)}", where)
+                              f"{', '.join(known)}", where)
     return models, wafers, strategies
 
 

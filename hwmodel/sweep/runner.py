@@ -71,16 +71,19 @@ def prepare(grid: Grid, cache_dir, log=None) -> list[dict]:
 
 
 def _replay(task):
+    """The run of ``task``, from the very inputs its key hashes: the wafer and model
+    parameters and replay parameters of :func:`_inputs` (nothing is loaded again by name)."""
     from ..config import from_dict
-    from ..models import load_model
-    from ..params import load_wafer
+    from ..models import MoEModel
+    from ..params import WaferParams
     from ..system import Replay, ReplayParams
     from ..topologies.wafer import build_wafer
     from ..traces import TraceStore
-    params = from_dict(ReplayParams, json.loads(task["params"]), path="sweep.params")
-    replay = Replay(wafer=build_wafer(load_wafer(task["wafer_source"])),
-                    model=load_model(task["model"]), store=TraceStore.load(task["store"]),
-                    params=params)
+    inputs = json.loads(task["inputs"])
+    replay = Replay(wafer=build_wafer(from_dict(WaferParams, inputs["wafer"], path="wafer")),
+                    model=from_dict(MoEModel, inputs["model"], path="model"),
+                    store=TraceStore.load(task["store"]),
+                    params=from_dict(ReplayParams, inputs["replay"], path="sweep.params"))
     return replay.run(task["strategy"])
 
 
@@ -141,7 +144,8 @@ def _ignore_sigint():
 
 def _heaviest_first(tasks):
     # prediction runs and big batches take longest: start them first so the workers end together
-    return sorted(tasks, key=lambda t: ("pred" not in t["strategy"], -t["batch"]))
+    from ..system import get_strategy
+    return sorted(tasks, key=lambda t: (not get_strategy(t["strategy"]).predicts, -t["batch"]))
 
 
 def _on_pool(tasks, jobs, commit):

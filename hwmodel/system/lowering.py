@@ -21,12 +21,12 @@ kernel takes as one argument).
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import numpy as np
 from numba import njit
 
+from ..components.d2d import message_latency_ns
 from ..components.global_cp import (
     CostROM,
     WaferCosts,
@@ -36,8 +36,8 @@ from ..components.global_cp import (
 )
 from ..config import ConfigError
 
-__all__ = ["Tables", "allocator_costs", "check_unit_sizes", "hbm_efficiency_of", "home_placement",
-           "lower"]
+__all__ = ["Tables", "allocator_costs", "check_unit_sizes", "hbm_efficiencies",
+           "home_placement", "lower"]
 
 
 class Tables(NamedTuple):
@@ -64,13 +64,24 @@ class Tables(NamedTuple):
     act_bytes_per_token: float
 
 
-def hbm_efficiency_of(die_hbm, nominal_hbm, replay_efficiency: float | None) -> float:
-    """A die's HBM efficiency: its own where it overrides the wafer's nominal die, else the
-    replay's (the artefact's per-model value) if one is set, else the die's."""
-    own = die_hbm.params.efficiency
-    if replay_efficiency is None or own != nominal_hbm.efficiency:
-        return own
-    return replay_efficiency
+def hbm_efficiencies(wafer, model_efficiency: float | None) -> tuple[float, ...]:
+    """Each die's HBM efficiency, resolved once: a die whose parameters set
+    ``hbm.efficiency`` keeps it (whatever its value); every other die runs at
+    ``model_efficiency`` (the model preset's, or the replay's override) if one is given, else
+    at its own (the wafer's nominal) value."""
+    def sets_its_own(die) -> bool:
+        override = wafer.params.dies.get(die.name) or {}
+        return "efficiency" in (override.get("hbm") or {})
+    return tuple(die.hbm.params.efficiency
+                 if model_efficiency is None or sets_its_own(die) else float(model_efficiency)
+                 for die in wafer.dies)
+
+
+class _Keyed(NamedTuple):
+    """A unit and the key its table row depends on (its parameters and what the replay adds)."""
+
+    unit: object
+    params: tuple
 
 
 def _rows_by_component(components, row_of) -> tuple[np.ndarray, np.ndarray]:
@@ -91,15 +102,16 @@ def _rows_by_component(components, row_of) -> tuple[np.ndarray, np.ndarray]:
 def _die_tables(wafer, model, max_tokens: int, efficiency: float | None, slice_bytes: float):
     dies = wafer.dies
     act = (model.hidden_dim + model.expert_ffn_dim) * model.dtype_bytes
-    nominal_hbm = wafer.params.die.hbm
     tokens = range(max_tokens + 1)
 
-    def hbm_rows(hbm):
-        eff = hbm_efficiency_of(hbm, nominal_hbm, efficiency)
+    def hbm_rows(hbm_and_efficiency):
+        hbm, eff = hbm_and_efficiency.unit, hbm_and_efficiency.params[1]
         return [hbm.access_latency_ns(slice_bytes, eff)] + [
             hbm.access_latency_ns(slice_bytes + act * t, eff) for t in tokens]
 
-    hbm, hbm_of_die = _rows_by_component([d.hbm for d in dies], hbm_rows)
+    hbm, hbm_of_die = _rows_by_component(
+        [_Keyed(d.hbm, (d.hbm.params, eff))
+         for d, eff in zip(dies, hbm_efficiencies(wafer, efficiency))], hbm_rows)
     compute, compute_of_die = _rows_by_component(
         [d.compute for d in dies],
         lambda unit: [unit.slice_latency_ns(t, model) for t in tokens])
@@ -117,9 +129,14 @@ def _die_tables(wafer, model, max_tokens: int, efficiency: float | None, slice_b
         "act_bytes_per_token": float(act)}
 
 
+#: The one message latency formula (hwmodel.components.d2d), compiled for the route loop.
+_message_latency_ns = njit(cache=True)(message_latency_ns)
+
+
 @njit(cache=True)
 def _route_latency(start, flat, hop_ns, rate, num_dies, nbytes):
-    """``sum(hop_ns) + ceil(nbytes[s] / min(rate))`` over each route s -> d (0: no links)."""
+    """:func:`~hwmodel.components.d2d.message_latency_ns` of each route s -> d over its links'
+    hop latencies and slowest rate, for a message of ``nbytes[s]`` (0: no links)."""
     out = np.zeros((num_dies, num_dies), np.int64)
     for s in range(num_dies):
         for d in range(num_dies):
@@ -131,12 +148,26 @@ def _route_latency(start, flat, hop_ns, rate, num_dies, nbytes):
             for j in range(lo, hi):
                 total += hop_ns[flat[j]]
                 slowest = min(slowest, rate[flat[j]])
-            out[s, d] = total + math.ceil(nbytes[s] / slowest)
+            out[s, d] = _message_latency_ns(total, slowest, nbytes[s])
     return out
 
 
+def _check_connected(mesh, length: np.ndarray) -> None:
+    """Every two live dies of ``mesh`` are joined by a live route (else name two that are
+    not: the graph's liveness may have been changed after the parameters were checked)."""
+    alive = mesh.die_alive
+    cut = np.argwhere((length < 0) & alive[:, None] & alive[None, :])
+    if len(cut):
+        src, dst = (int(d) for d in cut[0])
+        raise ConfigError("dead_dies/dead_links",
+                          f"no live route from {mesh.die_name(src)} to {mesh.die_name(dst)} "
+                          f"on {mesh!r}; expected every two live dies to be joined")
+
+
 def _route_tables(wafer, slice_bytes: float, request_bytes: np.ndarray):
-    start, flat, length = wafer.mesh.all_routes()
+    mesh = wafer.mesh   # the graph's liveness (hwmodel.topologies.wafer.Wafer.mesh)
+    start, flat, length = mesh.all_routes()
+    _check_connected(mesh, length)
     hop_ns = np.array([int(link.params.hop_latency_ns) for link in wafer.links], np.int64)
     rate = np.array([link.params.bandwidth_GBps * link.params.efficiency
                      for link in wafer.links], np.float64)
@@ -158,7 +189,8 @@ def lower(wafer, model, *, max_tokens: int, hbm_efficiency: float | None = None)
     max_tokens : int
         Largest token count of one task (table length).
     hbm_efficiency : float, optional
-        The replay's HBM efficiency for dies that keep the wafer's nominal value.
+        The model's HBM efficiency (its preset's or the replay's override), for the dies that
+        do not set their own (:func:`hbm_efficiencies`).
     """
     slice_bytes = model.expert_bytes / model.matrices_per_expert
     die = _die_tables(wafer, model, max_tokens, hbm_efficiency, slice_bytes)

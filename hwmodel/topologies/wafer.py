@@ -33,7 +33,7 @@ from ..components.local_cp.node import LocalCPUnit
 from ..components.pdu.node import PDUUnit
 from ..config import dump_yaml
 from ..graph import Component, Link, Port
-from ..params import DieParams, WaferParams, difference, load_wafer
+from ..params import DieParams, WaferParams, difference, load_wafer, overlay
 from .mesh import Mesh
 
 __all__ = ["Die", "Wafer", "build_die", "build_wafer", "wafer_from"]
@@ -179,7 +179,10 @@ class Wafer(Component):
         if not isinstance(params, WaferParams):
             raise TypeError(f"params must be WaferParams, not {params!r}")
         super().__init__(name, params)
-        self.mesh = _mesh_of(params)
+        #: The mesh's geometry (ids, coordinates, link numbering), with no faults: liveness
+        #: lives on the graph (``die.alive``, ``link.alive``), see :attr:`mesh`.
+        self.layout = Mesh(params.mesh_x, params.mesh_y)
+        self._mesh_view: tuple | None = None
         self.dies: list[Die] = []
         self.links: list[D2DLink] = []
         self.command_links: list[Link] = []
@@ -187,7 +190,23 @@ class Wafer(Component):
 
     @property
     def num_dies(self) -> int:
-        return self.mesh.num_dies
+        return self.layout.num_dies
+
+    @property
+    def mesh(self) -> Mesh:
+        """The mesh as the graph has it: the dies and links whose ``alive`` is False are dead.
+
+        The graph is the one source of liveness: marking a die or a link dead on the built
+        wafer changes :attr:`mesh`, its routes and everything lowered from them. The view is
+        made again only when a flag changed.
+        """
+        dead = (tuple(d.die_id for d in self.dies if not d.alive),
+                tuple(link.index for link in self.links if not link.alive))
+        if self._mesh_view is None or self._mesh_view[0] != dead:
+            mesh = Mesh(self.layout.x_dies, self.layout.y_dies, dead_dies=dead[0],
+                        dead_links=dead[1])
+            self._mesh_view = (dead, mesh)
+        return self._mesh_view[1]
 
     def die(self, die: int | str | tuple[int, int]) -> Die:
         """A die by id, by name (``"die_2_1"``) or by ``(x, y)``."""
@@ -197,24 +216,24 @@ class Wafer(Component):
                 raise KeyError(f"{die!r} is not a die of {self.path}")
             return found
         if isinstance(die, tuple):
-            die = self.mesh.die_id(*die)
-        self.mesh._check_die(die)
+            die = self.layout.die_id(*die)
+        self.layout._check_die(die)
         return self.dies[die]
 
     def link(self, a: int, b: int) -> D2DLink:
         """The D2D link joining adjacent dies ``a`` and ``b``."""
-        return self.links[self.mesh.link_index(a, b)]
+        return self.links[self.layout.link_index(a, b)]
 
     def route(self, src: int, dst: int) -> list[Die]:
-        """Dies visited by the XY route from ``src`` to ``dst`` inclusive."""
+        """Dies visited by the route from ``src`` to ``dst`` inclusive (XY where alive)."""
         return [self.dies[d] for d in self.mesh.route(src, dst)]
 
     def route_links(self, src: int, dst: int) -> list[D2DLink]:
-        """The D2D links the XY route from ``src`` to ``dst`` uses, in order."""
+        """The D2D links the route from ``src`` to ``dst`` uses, in order (XY where alive)."""
         return [self.links[i] for i in self.mesh.route_links(src, dst)]
 
     def hop_count(self, src: int, dst: int) -> int:
-        return self.mesh.hop_count(src, dst)
+        return self.layout.hop_count(src, dst)
 
     def graph_params(self) -> WaferParams:
         """The wafer's parameters read back from the graph's components.
@@ -224,16 +243,26 @@ class Wafer(Component):
         ``load_wafer`` of the dump builds the same graph.
         """
         base = self.params.die
-        dies = {die.name: difference(die.die_params(), base) for die in self.dies}
+        dies = {die.name: overlay(difference(die.die_params(), base), self._set_by_die(die))
+                for die in self.dies}
         links = {link.name: difference(link.params, base.d2d) for link in self.links}
         return WaferParams(
-            name=self.params.name, mesh_x=self.mesh.x_dies, mesh_y=self.mesh.y_dies,
+            name=self.params.name, mesh_x=self.layout.x_dies, mesh_y=self.layout.y_dies,
             clock_MHz=self.params.clock_MHz, die=base, global_cp=self.global_cp.params,
             host=self.params.host,
             dies={name: diff for name, diff in dies.items() if diff},
             links={name: diff for name, diff in links.items() if diff},
             dead_dies=tuple(die.name for die in self.dies if not die.alive),
             dead_links=tuple(link.name for link in self.links if not link.alive))
+
+    def _set_by_die(self, die: Die) -> dict:
+        """What the die's own parameters set that keeps a meaning even where it equals the
+        nominal value: its HBM efficiency, which the model's does not replace (see
+        :func:`hwmodel.system.lowering.hbm_efficiencies`)."""
+        written = (self.params.dies.get(die.name) or {}).get("hbm") or {}
+        if "efficiency" not in written:
+            return {}
+        return {"hbm": {"efficiency": die.hbm.params.efficiency}}
 
     def dump_params(self, file=None) -> str:
         """YAML of :meth:`graph_params` under a ``wafer:`` key (loadable by ``load_wafer``)."""
@@ -264,7 +293,7 @@ def build_wafer(params: WaferParams) -> Wafer:
         The checked graph (every required port linked).
     """
     wafer = Wafer(params)
-    mesh = wafer.mesh
+    mesh = _mesh_of(params)   # the parameters' faults, copied onto the graph below
     for die_id in range(mesh.num_dies):
         die_params = params.die_params(mesh.die_name(die_id))
         die = wafer.add(build_die(die_params, mesh, die_id))

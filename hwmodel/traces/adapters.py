@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from .store import TraceError, TraceStore
+from .store import TraceError, TraceStore, stack_requests
 
 __all__ = ["FORMATS", "detect_format", "read_deepseek_csv", "read_flame_csv", "read_format",
            "read_switch_csv", "read_vllm_jsonl"]
@@ -140,7 +140,6 @@ def _resolve(model, where, *, num_layers, moe_layers, top_k, largest, num_expert
 
 def _store(requests, where, model, *, num_layers, moe_layers, top_k, notes, num_experts=None,
            hint=None):
-    from .reader import stack_requests
     largest = max((int(rows.max()) for _, _, pre, dec in requests for rows in (pre, dec)
                    if rows.size), default=0)
     name, num_layers, num_experts = _resolve(

@@ -30,7 +30,8 @@ import attrs
 import numpy as np
 import orjson
 
-from .store import MAX_DECODE_STEPS, TraceError, TraceStore, id_dtype, is_store_file
+from .adapters import detect_format, read_format
+from .store import TraceError, TraceStore, is_store_file, stack_requests
 
 #: Largest request file accepted (bytes of JSON, after decompression): the largest request of
 #: the shared dataset is a few MB, so 256 MB is a generous bound that still stops a runaway
@@ -462,8 +463,9 @@ def _bounded_reader(path: Path):
 
 
 def _list_file(path: Path):
-    """Entries of a list file; each names a request file inside the list file's folder (a
-    relative path without ``..``), once."""
+    """Entries of a list file, each a request file named once: a path relative to the list
+    file's folder (``..`` allowed) or an absolute one. Reading what the user names is theirs
+    to decide; what hwmodel writes is confined where it writes (``trace export``)."""
     if path.stat().st_size > MAX_REQUEST_BYTES:
         raise TraceError(f"{path}: list file of {path.stat().st_size} bytes; expected at most "
                          f"{MAX_REQUEST_BYTES}")
@@ -477,53 +479,18 @@ def _list_file(path: Path):
         entry = line.strip()
         if not entry or entry.startswith("#"):
             continue
-        target = Path(entry)
-        if target.is_absolute() or ".." in target.parts:
-            raise TraceError(f"{path}:{number}: {entry!r} leaves the list file's folder; "
-                             "expected a relative path without '..'")
-        if entry in seen:
-            raise TraceError(f"{path}:{number}: {entry!r} already listed on line "
-                             f"{seen[entry]}; expected each request once")
-        seen[entry] = number
-        target = path.parent / target
+        target = path.parent / entry     # an absolute entry stays itself
         if not target.is_file():
             raise FileNotFoundError(f"{path}:{number}: no such request file: {entry}")
+        same = target.resolve()
+        if same in seen:
+            raise TraceError(f"{path}:{number}: {entry!r} already listed on line "
+                             f"{seen[same]}; expected each request once")
+        seen[same] = number
         yield entry, str(target), _bounded_reader(target)
 
 
 # -------------------------------------------------------------------------------- batches
-def stack_requests(requests, *, model_name, num_layers, moe_layers, num_experts, top_k,
-                   notes="") -> TraceStore:
-    """A :class:`TraceStore` of ``[(request_id, source_path, prefill, decode), ...]``.
-
-    Decode steps past :data:`MAX_DECODE_STEPS` go to the store's cut section.
-    """
-    dtype = id_dtype(num_experts)
-    width = (len(moe_layers), top_k)
-    main, cut, ids, paths = [], [], [], []
-    prefill_len, decode_len, cut_len = [], [], []
-    for request_id, path, prefill, decode in requests:
-        main.append(prefill.astype(dtype, copy=False))
-        main.append(decode[:MAX_DECODE_STEPS].astype(dtype, copy=False))
-        cut.append(decode[MAX_DECODE_STEPS:].astype(dtype, copy=False))
-        prefill_len.append(len(prefill))
-        decode_len.append(min(len(decode), MAX_DECODE_STEPS))
-        cut_len.append(max(0, len(decode) - MAX_DECODE_STEPS))
-        ids.append(request_id)
-        paths.append(path)
-    empty = np.zeros((0, *width), dtype)
-    lengths = np.array(prefill_len, np.int64) + np.array(decode_len, np.int64)
-    return TraceStore(
-        model=model_name, num_layers=num_layers, moe_layers=moe_layers, top_k=top_k,
-        num_experts=num_experts, request_ids=ids, source_paths=paths,
-        prefill_len=np.array(prefill_len, np.int32), decode_len=np.array(decode_len, np.int32),
-        token_offset=np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]),
-        ids=np.concatenate(main) if main else empty,
-        cut_len=np.array(cut_len, np.int32),
-        cut_offset=np.concatenate([[0], np.cumsum(np.array(cut_len, np.int64))]),
-        cut_ids=np.concatenate(cut) if cut else empty, notes=notes)
-
-
 def open_batch(source, model=None, limit: int | None = None, progress: bool = False,
                mmap: bool = True, format: str | None = None) -> TraceStore:
     """A batch of requests as a :class:`TraceStore`.
@@ -554,7 +521,6 @@ def open_batch(source, model=None, limit: int | None = None, progress: bool = Fa
         token). FileNotFoundError for a missing source.
     """
     from ..models import load_model, model_from_path
-    from .adapters import detect_format, read_format
     source = Path(source)
     if limit is not None and limit < 1:
         raise ValueError(f"limit {limit}: expected a number of requests >= 1")

@@ -30,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ITERATION_CAP", "MAX_DECODE_STEPS", "STORE_VERSION", "TraceError", "TraceStore"]
+__all__ = ["ITERATION_CAP", "MAX_DECODE_STEPS", "STORE_VERSION", "TraceError", "TraceStore",
+           "stack_requests"]
 
 ITERATION_CAP = 128
 """Iterations replayed per request: the prefill and 127 decode steps (SPEC section 6)."""
@@ -436,3 +437,35 @@ def _map(file):
     if size == 0:
         return b""
     return mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+
+
+def stack_requests(requests, *, model_name, num_layers, moe_layers, num_experts, top_k,
+                   notes="") -> TraceStore:
+    """A :class:`TraceStore` of ``[(request_id, source_path, prefill, decode), ...]``.
+
+    Decode steps past :data:`MAX_DECODE_STEPS` go to the store's cut section.
+    """
+    dtype = id_dtype(num_experts)
+    width = (len(moe_layers), top_k)
+    main, cut, ids, paths = [], [], [], []
+    prefill_len, decode_len, cut_len = [], [], []
+    for request_id, path, prefill, decode in requests:
+        main.append(prefill.astype(dtype, copy=False))
+        main.append(decode[:MAX_DECODE_STEPS].astype(dtype, copy=False))
+        cut.append(decode[MAX_DECODE_STEPS:].astype(dtype, copy=False))
+        prefill_len.append(len(prefill))
+        decode_len.append(min(len(decode), MAX_DECODE_STEPS))
+        cut_len.append(max(0, len(decode) - MAX_DECODE_STEPS))
+        ids.append(request_id)
+        paths.append(path)
+    empty = np.zeros((0, *width), dtype)
+    lengths = np.array(prefill_len, np.int64) + np.array(decode_len, np.int64)
+    return TraceStore(
+        model=model_name, num_layers=num_layers, moe_layers=moe_layers, top_k=top_k,
+        num_experts=num_experts, request_ids=ids, source_paths=paths,
+        prefill_len=np.array(prefill_len, np.int32), decode_len=np.array(decode_len, np.int32),
+        token_offset=np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]),
+        ids=np.concatenate(main) if main else empty,
+        cut_len=np.array(cut_len, np.int32),
+        cut_offset=np.concatenate([[0], np.cumsum(np.array(cut_len, np.int64))]),
+        cut_ids=np.concatenate(cut) if cut else empty, notes=notes)
