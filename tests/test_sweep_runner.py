@@ -83,13 +83,13 @@ def test_every_run_is_stored_with_all_csv_columns(reference):
     assert {len(json.loads(r["per_link"])) for r in small} == {7}
 
 
-def test_rerun_does_nothing_and_force_does_everything(reference):
+def test_resume_does_nothing_and_rerun_does_everything(reference):
     grid = load_grid(reference / "grid.yaml")
     before = _rows(reference / "r.sqlite")
     again = run_sweep(grid, reference / "r.sqlite", reference / "cache", jobs=2, log=None)
     assert (again.skipped, again.executed) == (RUNS, 0)
     forced = run_sweep(grid, reference / "r.sqlite", reference / "cache", jobs=2, log=None,
-                       force=True)
+                       rerun=True)
     assert forced.executed == RUNS
     assert _rows(reference / "r.sqlite") == before  # deterministic: same bytes again
 

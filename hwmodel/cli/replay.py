@@ -327,7 +327,7 @@ def check_inputs(args):
     """
     from ..models import load_model
     from ..system import STRATEGIES
-    from ..system.capacity import check_experts_fit
+    from ..system.capacity import check_experts_fit, check_run
     from ..topologies.wafer import wafer_from
     strategies = (list(STRATEGIES) if args.strategy == "all"
                   else _split_list(args.strategy, "--strategy"))
@@ -346,14 +346,8 @@ def check_inputs(args):
         for wafer in built.values():
             check_experts_fit(load_model(args.model), wafer)
     store, model = _open(args.trace, args.batch, args.model)
-    if len(store) == 0:
-        raise ValueError(f"--trace {args.trace}: holds no requests; expected at least one")
-    if args.batch is not None and args.batch > len(store):
-        raise ValueError(f"--batch {args.batch}: the trace {args.trace} holds only "
-                         f"{len(store)} requests; expected a batch of at most {len(store)}")
     for wafer in built.values():
-        if not args.ignore_capacity:
-            check_experts_fit(model, wafer)
+        check_run(model, wafer, store, args.batch, args.trace, "--batch", args.ignore_capacity)
     batch = args.batch or (DEFAULT_BATCH if args.trace is None else None)
     return wafers, strategies, batch, (store, model)
 
@@ -401,10 +395,11 @@ def register(subparsers) -> None:
     """Add ``replay`` to the ``hwmodel`` command line."""
     import argparse
 
+    from .helpformat import HelpFormatter
     from .outputs import add_force_option
     p = subparsers.add_parser(
         "replay", help="replay expert-selection traces on a wafer (the paper's strategies)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         description="Trace replay of SPEC section 6: per-layer barrier, prefill plus decode, "
                     "strategies base, ep, allo, pred, allo+pred; prints the artefact's CSV "
                     "columns and a summary table.")

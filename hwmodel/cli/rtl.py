@@ -6,10 +6,11 @@ import argparse
 import random
 import time
 
+from .helpformat import HelpFormatter
 from .outputs import add_force_option, atomic_file, check_output_file
 from .progress import elapsed
 
-_FORMATTER = argparse.ArgumentDefaultsHelpFormatter
+_FORMATTER = HelpFormatter
 
 UNITS = ("atu", "pdu", "local_cp", "edt", "predictor", "allocator")
 

@@ -364,16 +364,25 @@ def _failures(failed) -> str:
 def write_report(results, out_dir, command: str = "hwmodel report") -> list[Path]:
     """Write the PNG figures and ``report.html`` (figures embedded) into ``out_dir``.
 
+    The files are written into a temporary folder and moved in when all are complete
+    (:func:`hwmodel.cli.outputs.output_dir`).
+
     Raises
     ------
     ValueError
         The store holds no successful run, or is not a results store.
     """
+    from ..cli.outputs import output_dir
     ok, failed, sweeps = load_results(results)
     if not ok:
         raise ValueError(f"{results}: no successful run to report ({len(failed)} failed)")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    with output_dir(out_dir) as tmp:
+        names = _write_pages(results, tmp, ok, failed, sweeps, command)
+    return [Path(out_dir) / name for name in names]
+
+
+def _write_pages(results, out: Path, ok, failed, sweeps, command) -> list[str]:
+    """Write the figures and ``report.html`` into ``out``; their names."""
     files, sections = [], []
     for name, title, draw, published in FIGURES:
         path = draw(ok, out / name)
@@ -397,4 +406,4 @@ def write_report(results, out_dir, command: str = "hwmodel report") -> list[Path
             "</body></html>")
     files.append(out / "report.html")
     files[-1].write_text(page)
-    return files
+    return [path.name for path in files]
