@@ -428,7 +428,7 @@ def register(subparsers) -> None:
                    help="replay even if the model's experts exceed the wafer's usable HBM")
     p.add_argument("--jobs", type=int, default=2,
                    help="processes for several runs (results are identical)")
-    p.add_argument("-o", "--out", default=None,
+    p.add_argument("-o", "--out", default=None, metavar="DIR",
                    help="folder for replay.csv, replay.json, speedup.png/.svg and link heat "
                         "maps (None: print only)")
     add_force_option(p)

@@ -47,21 +47,23 @@ def _main(args) -> int:
 
 def register(subparsers) -> None:
     """Add ``sweep`` to the ``hwmodel`` command line."""
+    from .helpformat import HelpFormatter
     p = subparsers.add_parser(
-        "sweep", help="run a grid of replays (models x traces x batches x wafers x params x "
+        "sweep", formatter_class=HelpFormatter, help="run a grid of replays (models x traces x batches x wafers x params x "
                       "strategies) into a resumable SQLite results store",
         description="Expand GRID.yaml into runs, build each trace store once (cached by "
                     "content), run what the results store lacks on a local process pool or "
                     "on Ray, committing each run as it ends. Exit code 1 if a run failed.")
     p.add_argument("grid", help="grid YAML with a top-level 'sweep:' mapping (docs/sweep.md)")
-    p.add_argument("-o", "--out", default="sweep/results.sqlite", help="SQLite results store (default: sweep/results.sqlite)")
-    p.add_argument("--cache", default=None,
-                   help="trace-store cache folder (default: trace-cache beside --out)")
+    p.add_argument("-o", "--out", default="sweep/results.sqlite", metavar="FILE",
+                   help="SQLite results store, created or resumed")
+    p.add_argument("--cache", default=None, metavar="DIR",
+                   help="trace-store cache folder (None: trace-cache beside --out)")
     p.add_argument("--jobs", type=int, default=None,
-                   help=f"local worker processes (default: all {os.cpu_count()} cores)")
-    p.add_argument("--ray", default=None, metavar="auto|ADDRESS",
+                   help=f"local worker processes (None: all {os.cpu_count()} cores)")
+    p.add_argument("--ray", default=None, metavar="auto|local|ADDRESS",
                    help="run on a Ray cluster: 'auto' (the running one), 'local' (start one) "
-                        "or an address such as 10.0.0.1:6379; needs hwmodel[ray] (default: "
+                        "or an address such as 10.0.0.1:6379; needs hwmodel[ray] (None: "
                         "the local process pool)")
     p.add_argument("--rerun", action="store_true", help="run again the runs already stored")
     # the old spelling of --rerun: refused with a line naming --rerun (--force means

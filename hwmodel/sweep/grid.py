@@ -17,7 +17,8 @@ from ..config import ConfigError
 
 __all__ = ["Grid", "Run", "TraceSpec", "load_grid", "parse_grid"]
 
-_KEYS = ("models", "traces", "batches", "wafers", "strategies", "params", "seed")
+_KEYS = ("models", "traces", "batches", "wafers", "strategies", "params", "seed",
+         "ignore_capacity")
 
 #: Most runs a grid may expand to. The paper's grid is 120 runs of several seconds each; 10,000
 #: is days of work on a workstation, and a typo (an axis of thousands) is refused with its count
@@ -64,10 +65,16 @@ class Run:
 
 @attrs.frozen
 class Grid:
-    """An expanded grid: its runs, in order, and the file it came from."""
+    """An expanded grid: its runs, in order, and the file it came from.
+
+    ``ignore_capacity`` runs a model whose experts exceed a wafer's usable HBM (as ``hwmodel
+    replay --ignore-capacity``; the paper replays Kimi-K2 so); otherwise such a run is stored
+    as failed with the reason. It changes no result, so it is not part of a run's key.
+    """
 
     runs: tuple
     source: str
+    ignore_capacity: bool = False
 
 
 def _list(section: dict, key: str, where: str, default=None) -> list:
@@ -204,11 +211,15 @@ def parse_grid(data, where: str = "<grid>", base: Path | str = ".") -> Grid:
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError("sweep.seed", f"expected an integer >= 0, not {seed!r}", where)
     _check_size(section, [models, sources, batches, wafers, strategies], where)
+    ignore_capacity = section.get("ignore_capacity", False)
+    if not isinstance(ignore_capacity, bool):
+        raise ConfigError("sweep.ignore_capacity", f"expected true or false, not "
+                          f"{ignore_capacity!r}", where)
     combos = _param_axes(section, where)
     runs = tuple(Run(TraceSpec(model, batch, path, seed, like), wafer, strategy, combo)
                  for model in models for path, like in sources for batch in batches
                  for wafer in wafers for combo in combos for strategy in strategies)
-    return Grid(runs=runs, source=where)
+    return Grid(runs=runs, source=where, ignore_capacity=ignore_capacity)
 
 
 def load_grid(path) -> Grid:

@@ -66,7 +66,7 @@ def prepare(grid: Grid, cache_dir, log=None) -> list[dict]:
                       "strategy": run.strategy, "params": json.dumps(run.params_dict(),
                                                                     sort_keys=True),
                       "trace": run.trace.label(), "trace_sha256": digest,
-                      "batch": run.trace.batch})
+                      "batch": run.trace.batch, "ignore_capacity": grid.ignore_capacity})
     return tasks
 
 
@@ -82,7 +82,8 @@ def _replay(task):
     wafer, model = build_wafer(load_wafer(task["wafer_source"])), load_model(task["model"])
     store = TraceStore.load(task["store"])
     # the checks 'hwmodel replay' makes: a run it would refuse is stored as failed, not ok
-    check_run(model, wafer, store, task["batch"], task["trace"])
+    check_run(model, wafer, store, task["batch"], task["trace"],
+              ignore_capacity=task.get("ignore_capacity", False))
     replay = Replay(wafer=wafer, model=model, store=store, params=params)
     return replay.run(task["strategy"])
 

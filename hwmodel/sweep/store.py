@@ -71,7 +71,7 @@ def _check_tables(db, path: Path) -> None:
             "SELECT name FROM sqlite_master WHERE type = 'table'")}
         if "runs" in tables:
             columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
-            missing = sorted(set(_RUN_COLUMNS) - columns)
+            missing = [name for name in _RUN_COLUMNS if name not in columns]
             if missing:
                 raise _not_a_store(path, f"its table 'runs' lacks column {missing[0]!r}")
     except sqlite3.DatabaseError as error:
