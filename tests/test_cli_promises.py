@@ -346,22 +346,41 @@ def _wait_for(predicate, what: str, seconds: float = 120):
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
 def test_pool_workers_die_with_a_sigkilled_driver(tmp_path):
-    grid = tiny_grid(tmp_path, strategies="base, ep, allo, pred")
+    # 15 runs: the driver is still feeding the pool when it is killed
+    grid = tiny_grid(tmp_path, strategies="base, ep, allo, pred, allo+pred")
+    grid.write_text(grid.read_text().replace("batches: [4]", "batches: [16, 17, 18]")
+                    .replace("max_iterations: 2", "max_iterations: 16"))
     driver = _cli("sweep", str(grid), "-o", str(tmp_path / "r.sqlite"), "--jobs", "2",
                   "--quiet")
     try:
-        command = Path(f"/proc/{driver.pid}/cmdline").read_bytes()
-
         def workers():
-            # the pool's forked workers share the driver's command line
+            # the pool's forked workers share the driver's command line (read now: right
+            # after Popen it may still be this process's, before the exec)
+            command = Path(f"/proc/{driver.pid}/cmdline").read_bytes()
             found = [c for c in _children(driver.pid)
                      if Path(f"/proc/{c}/cmdline").read_bytes() == command]
             return found if len(found) == 2 else None
         pool = _wait_for(workers, "the two pool workers")
+        _wait_for(lambda: _committed(tmp_path / "r.sqlite"), "a first run committed")
     finally:
         driver.kill()                                      # SIGKILL, as kill -9
-        driver.communicate()
-    _wait_for(lambda: not any(_alive(pid) for pid in pool), "the workers to end", seconds=10)
+        driver.wait()             # (not communicate: a surviving worker holds its pipes)
+        driver.stdout.close()
+        driver.stderr.close()
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in pool) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    survivors = [pid for pid in pool if _alive(pid)]
+    for pid in survivors:                                  # leave no orphan behind
+        os.kill(pid, signal.SIGKILL)
+    assert survivors == [], "pool workers outlived their SIGKILLed driver"
+
+
+def _committed(path: Path) -> int:
+    try:
+        return len(rows(path))
+    except sqlite3.OperationalError:   # not created yet
+        return 0
 
 
 def _locked_by_other(path: Path) -> bool:
