@@ -1,4 +1,4 @@
-"""``hwmodel place``: expert placement on GPU clusters (SPEC section 9).
+"""``hwmodel place``: expert placement on GPU clusters (docs/cluster.md).
 
 Replays a trace's decode in batches through a cluster and placement policies, prints the table
 and writes ``place.csv``, ``place.json`` and Fig. 17-style plots to ``--out``. ``--diagram``
@@ -139,10 +139,12 @@ def _plot(table, path, title) -> None:
         ax.set_xlabel("decode batch (tokens)")
         ax.set_title(label)
     axes[0].axhline(1.0, color="grey", linewidth=0.8)
-    axes[1].set_ylim(bottom=0.6)
-    axes[1].legend(fontsize=7, ncol=4, loc="lower left")
+    axes[1].set_ylim(bottom=0)   # bars start at zero, so their heights compare
+    # one legend below both panels: inside a panel it covers bars
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, fontsize=8, ncol=min(len(policies), 8), loc="lower center")
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.12 if len(policies) > 8 else 0.08, 1, 1))
     fig.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(fig)
 

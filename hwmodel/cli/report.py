@@ -25,7 +25,7 @@ def register(subparsers) -> None:
         "report", formatter_class=HelpFormatter, help="write the HTML reproduction report (and PNGs) of a sweep's results",
         description="Fig. 12 (throughput over base), hop reduction, Fig. 14 (DRAM by kind), "
                     "scaling with batch size and link heat maps from a results store of "
-                    "'hwmodel sweep', each beside the published numbers (SPEC section 7).")
+                    "'hwmodel sweep', each beside the published numbers (docs/sweep.md).")
     p.add_argument("results", help="SQLite results store written by 'hwmodel sweep'")
     p.add_argument("-o", "--out", default="report", metavar="DIR",
                    help="folder for report.html and PNGs")
