@@ -431,3 +431,37 @@ def test_two_sweeps_at_once_run_every_run_once(tmp_path):
     assert rows(store) == rows(reference / "r.sqlite")
     with ResultsStore(store) as results:
         assert len(results.costs()) == 2                   # each run executed once
+
+
+# ---------------------------------------------------------------- 7. seen as a new user
+def test_replay_svg_is_the_same_bytes_every_time(tmp_path):
+    from hwmodel.cli.replay import replay_strategies, write_outputs
+    results = replay_strategies(None, ["dojo"], ["base", "ep"], batch=1,
+                                model="llama4-maverick")
+    for out in ("a", "b"):
+        write_outputs(results, tmp_path / out, names=["dojo", "dojo"], title="t")
+    svg = (tmp_path / "a" / "speedup.svg").read_bytes()
+    assert svg == (tmp_path / "b" / "speedup.svg").read_bytes()   # ids from svg.hashsalt
+    assert b"0 hops" in svg
+
+
+@pytest.mark.parametrize(("command", "shown", "hidden"), [
+    (["place"], ["-o DIR", "--quiet", "--force", "(default: dgx-h100)", "(default: 1)"],
+     ["--progress"]),
+    (["sweep"], ["-o FILE", "--rerun", "auto|local|ADDRESS", "(default: sweep/results.sqlite)"],
+     ["--force"]),
+    (["report"], ["-o DIR", "--force", "(default: report)"], []),
+    (["replay"], ["-o DIR", "(default: 2)"], []),
+    (["params"], ["--wafer NAME|FILE", "(default: tsmc-sow)", "-o FILE"], ["--preset"]),
+    (["diagram"], ["--wafer NAME|FILE", "(default: tsmc-sow)"], ["--preset"]),
+    (["rtl", "sim"], ["--vcd DIR"], []),
+    (["rtl", "verilog"], ["-o FILE"], []),
+])
+def test_help_speaks_one_grammar(capsys, command, shown, hidden):
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for part in shown:
+        assert part in text, (command, part)
+    for part in [*hidden, "(default: None)", "(default: False)"]:
+        assert part not in text, (command, part)
