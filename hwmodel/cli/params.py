@@ -12,8 +12,8 @@ from pathlib import Path
 
 from ..params import WAFER_PRESETS, load_wafer
 from ..topologies.wafer import Wafer, build_wafer
-from .outputs import add_force_option, atomic_file, check_output_file
 from .helpformat import HelpFormatter
+from .outputs import add_force_option, atomic_file, check_output_file
 
 __all__ = ["DEFAULT_PRESET", "add_wafer_options", "register", "tree_text", "wafer_from_args"]
 

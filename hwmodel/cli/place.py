@@ -191,7 +191,6 @@ def _main(args) -> int:
 
 
 def register(subparsers) -> None:
-    import argparse
 
     from .helpformat import HelpFormatter
     from .outputs import add_force_option

@@ -400,7 +400,6 @@ def _main(args) -> int:
 
 def register(subparsers) -> None:
     """Add ``replay`` to the ``hwmodel`` command line."""
-    import argparse
 
     from .helpformat import HelpFormatter
     from .outputs import add_force_option

@@ -75,9 +75,9 @@ def _replay(task):
     from ..models import load_model
     from ..params import load_wafer
     from ..system import Replay, ReplayParams
+    from ..system.capacity import check_run
     from ..topologies.wafer import build_wafer
     from ..traces import TraceStore
-    from ..system.capacity import check_run
     params = from_dict(ReplayParams, json.loads(task["params"]), path="sweep.params")
     wafer, model = build_wafer(load_wafer(task["wafer_source"])), load_model(task["model"])
     store = TraceStore.load(task["store"])
