@@ -419,13 +419,13 @@ def test_two_sweeps_at_once_run_every_run_once(tmp_path):
     first.send_signal(signal.SIGSTOP)       # it cannot end while the second one starts
     try:
         second = _cli("sweep", str(grid), "-o", str(store), "--jobs", "1", "--quiet")
-        out, err = second.communicate(timeout=300)
+        out, err = second.communicate()
     finally:
         first.send_signal(signal.SIGCONT)
     assert second.returncode == 2 and out == "", err
     assert err.startswith("hwmodel: error: ") and err.count("\n") == 1
     assert "another 'hwmodel sweep' is running on this results store" in err
-    out, err = first.communicate(timeout=300)
+    out, err = first.communicate()
     assert first.returncode == 0, err
     assert "2 runs in the grid: 0 already stored, 2 executed, 0 failed" in out
     assert rows(store) == rows(reference / "r.sqlite")
