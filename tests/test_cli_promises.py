@@ -200,16 +200,27 @@ def test_sweep_stores_a_batch_larger_than_its_trace_as_failed(tmp_path):
     assert failed["error"].endswith("holds only 2 requests; expected a batch of at most 2")
 
 
-def test_sweep_refuses_a_model_that_does_not_fit_unless_the_grid_says_so(tmp_path):
-    grid = ("sweep:\n  models: [kimi-k2]\n  batches: [1]\n  wafers: [tsmc-sow]\n"
-            "  strategies: [ep]\n  params: {max_iterations: 1}\n")
-    (tmp_path / "g.yaml").write_text(grid)
+KIMI_GRID = ("sweep:\n  models: [kimi-k2]\n  batches: [1]\n  wafers: [tsmc-sow]\n"
+             "  strategies: [ep]\n  params: {max_iterations: 1}\n")
+
+
+def test_sweep_stores_a_model_that_does_not_fit_as_failed(tmp_path):
+    (tmp_path / "g.yaml").write_text(KIMI_GRID)
     outcome = run_sweep(load_grid(tmp_path / "g.yaml"), tmp_path / "r.sqlite",
                         tmp_path / "cache", jobs=1, log=None)
     assert len(outcome.failures) == 1
+    # Kimi-K2: 3 x 7168 x 2048 x 2 B x 384 experts x 60 MoE layers = 2029.4 GB; tsmc-sow:
+    # 24 dies x 80 GB x 0.9 = 1728.0 GB (the replay command's words)
     error = outcome.failures[0][1]
     assert "2029.4 GB" in error and "1728.0 GB" in error and "tsmc-sow (24 dies)" in error
-    (tmp_path / "g.yaml").write_text(grid + "  ignore_capacity: true\n")
+
+
+@pytest.mark.slow
+def test_grid_ignore_capacity_runs_it_under_the_same_key(tmp_path):
+    (tmp_path / "g.yaml").write_text(KIMI_GRID)
+    run_sweep(load_grid(tmp_path / "g.yaml"), tmp_path / "r.sqlite", tmp_path / "cache",
+              jobs=1, log=None)
+    (tmp_path / "g.yaml").write_text(KIMI_GRID + "  ignore_capacity: true\n")
     forced = load_grid(tmp_path / "g.yaml")
     assert forced.ignore_capacity
     outcome = run_sweep(forced, tmp_path / "r2.sqlite", tmp_path / "cache", jobs=1, log=None)
