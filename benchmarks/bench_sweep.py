@@ -6,7 +6,7 @@
 Runs the grid into ``OUT/results.sqlite`` (trace stores cached in ``OUT/trace-cache``) and prints
 the wall time of trace preparation and of the runs, CPU seconds, the peak RSS of the driver and
 of the largest worker, and per-run wall times from the store's ``costs`` table. A second call
-with the same ``--out`` measures a resume (nothing to do) unless ``--force``.
+with the same ``--out`` measures a resume (nothing to do) unless ``--rerun``.
 """
 
 import argparse
@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--out", default="/tmp/bench-sweep")
     parser.add_argument("--jobs", type=int, default=os.cpu_count())
     parser.add_argument("--ray", default=None, help="Ray address (or 'local')")
-    parser.add_argument("--force", action="store_true")
+    parser.add_argument("--rerun", action="store_true")
     args = parser.parse_args()
     out = Path(args.out)
     grid = load_grid(args.grid)
@@ -41,7 +41,7 @@ def main() -> None:
     prepare(grid, out / "trace-cache", log=sys.stderr)  # builds the trace stores once
     t1 = time.perf_counter()
     outcome = run_sweep(grid, out / "results.sqlite", out / "trace-cache", jobs=args.jobs,
-                        ray_address=args.ray, force=args.force,
+                        ray_address=args.ray, rerun=args.rerun,
                         command=" ".join(sys.argv), log=sys.stderr)
     t2 = time.perf_counter()
     with ResultsStore(out / "results.sqlite") as store:

@@ -175,3 +175,6 @@ def test_faults_and_overrides_are_drawn(tmp_path):
     assert [i for i, c in edges.items() if "dead" in c] == ["d2d_9_10"]
     assert [i for i, c in edges.items() if "override" in c] == ["d2d_3_4"]
     assert len(nodes) == 24 + 1 and len(edges) == 37      # every die, the CP, every link
+    # the dead die_2_7 (id 2 x 8 + 7 = 23) joins die 15 (die_1_7) and die 22 (die_2_6):
+    # its two working links carry nothing and are not drawn as live
+    assert sorted(i for i, c in edges.items() if "unused" in c) == ["d2d_15_23", "d2d_22_23"]

@@ -22,7 +22,9 @@ GRID = """sweep:
   strategies: [base, allo+pred]
   params: {{max_iterations: 2}}
 """
-WAFER = "wafer:\n  name: w23\n  mesh_x: 2\n  mesh_y: 3\n"
+# 6 dies of 160 GB (144 GB usable): Llama-4's 773 GB of experts fit, as 'replay' demands
+WAFER = ("wafer:\n  name: w23\n  mesh_x: 2\n  mesh_y: 3\n"
+         "  die:\n    hbm: {capacity_bytes: 160000000000}\n")
 RUNS = 2 * 2 * 2  # batches x wafers x strategies
 
 
@@ -83,13 +85,13 @@ def test_every_run_is_stored_with_all_csv_columns(reference):
     assert {len(json.loads(r["per_link"])) for r in small} == {7}
 
 
-def test_rerun_does_nothing_and_force_does_everything(reference):
+def test_resume_does_nothing_and_rerun_does_everything(reference):
     grid = load_grid(reference / "grid.yaml")
     before = _rows(reference / "r.sqlite")
     again = run_sweep(grid, reference / "r.sqlite", reference / "cache", jobs=2, log=None)
     assert (again.skipped, again.executed) == (RUNS, 0)
     forced = run_sweep(grid, reference / "r.sqlite", reference / "cache", jobs=2, log=None,
-                       force=True)
+                       rerun=True)
     assert forced.executed == RUNS
     assert _rows(reference / "r.sqlite") == before  # deterministic: same bytes again
 
@@ -99,7 +101,7 @@ def test_run_key_follows_the_content_of_a_user_wafer(reference, tmp_path):
     (tmp_path / "grid.yaml").write_text(GRID.format(wafer="w23.yaml"))
     keys = {t["key"] for t in prepare(load_grid(tmp_path / "grid.yaml"), reference / "cache")}
     assert keys == {r[0] for r in _rows(reference / "r.sqlite")}  # same inputs, same keys
-    (tmp_path / "w23.yaml").write_text(WAFER + "  die:\n    d2d: {hop_latency_ns: 150.0}\n")
+    (tmp_path / "w23.yaml").write_text(WAFER + "    d2d: {hop_latency_ns: 150.0}\n")
     changed = {t["key"] for t in prepare(load_grid(tmp_path / "grid.yaml"), reference / "cache")}
     assert len(keys & changed) == RUNS // 2  # only the dojo runs keep their keys
 

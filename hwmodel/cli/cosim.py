@@ -75,8 +75,18 @@ def run_cosim(args, wafers, strategies, params, opened) -> int:
 
 
 def cosim_table(summary: dict[str, dict], engine: str) -> str:
-    """The co-simulation's figures per unit: simulations, answers compared, cycles, time."""
-    lines = [f"RTL ({engine}) equals the twins on every answer in the window:",
+    """The co-simulation's figures per unit: simulations, answers compared, cycles, time.
+
+    The heading claims equality only for what was compared: a window whose units saw no
+    transaction (a window on a dead die, say) says that nothing was compared."""
+    idle = [unit for unit, row in summary.items() if not row["answers"]]
+    if len(idle) == len(summary):
+        heading = (f"RTL ({engine}): no answer was compared in the window (its units got no "
+                   "transaction; a dead die, for one, gets none), so nothing is claimed:")
+    else:
+        heading = (f"RTL ({engine}) equals the twins on every answer in the window"
+                   + (f" (none compared for {', '.join(idle)})" if idle else "") + ":")
+    lines = [heading,
              (f"{'unit':<10} {'sims':>5} {'answers':>8} {'cycles':>9} {'seconds':>8} "
               f"{'cycles/s':>9}")]
     for unit, row in summary.items():

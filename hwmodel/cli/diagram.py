@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from ..diagrams import FORMATS, draw_component, draw_die, draw_wafer
+from .helpformat import HelpFormatter
 from .outputs import add_force_option, check_output_file
 from .params import add_wafer_options, wafer_from_args
 
@@ -59,7 +60,7 @@ def register(subparsers) -> None:
     """Add ``diagram`` to the ``hwmodel`` command line."""
     parser = subparsers.add_parser(
         "diagram", help="draw the wafer, a die or a component (Graphviz SVG or PNG)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         description="Draw an architecture diagram from the component graph with Graphviz. "
                     "The DOT source is kept next to the image (same name, .dot).")
     add_wafer_options(parser)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..params import WAFER_PRESETS, load_wafer
 from ..topologies.wafer import Wafer, build_wafer
+from .helpformat import HelpFormatter
 from .outputs import add_force_option, atomic_file, check_output_file
 
 __all__ = ["DEFAULT_PRESET", "add_wafer_options", "register", "tree_text", "wafer_from_args"]
@@ -21,18 +22,17 @@ DEFAULT_PRESET = "tsmc-sow"
 
 
 def add_wafer_options(parser: argparse.ArgumentParser) -> None:
-    """Add the mutually exclusive ``--preset NAME`` and ``--wafer FILE`` options."""
+    """Add ``--wafer NAME|FILE`` (and ``--preset NAME``, its older, hidden spelling)."""
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--preset", choices=WAFER_PRESETS, default=None,
-                       help=f"built-in wafer preset (SPEC section 3); None: {DEFAULT_PRESET}")
-    group.add_argument("--wafer", metavar="NAME|FILE", default=None,
+    group.add_argument("--wafer", metavar="NAME|FILE", default=DEFAULT_PRESET,
                        help=f"wafer preset ({', '.join(WAFER_PRESETS)}) or YAML file with a "
                             "top-level 'wafer:' mapping (e.g. examples/mesh-8x8.yaml, or the "
                             "output of 'hwmodel params')")
+    group.add_argument("--preset", choices=WAFER_PRESETS, default=None, help=argparse.SUPPRESS)
 
 
 def wafer_from_args(args: argparse.Namespace) -> Wafer:
-    """Build the wafer named by ``--preset`` or ``--wafer`` (default :data:`DEFAULT_PRESET`).
+    """Build the wafer named by ``--wafer`` (or ``--preset``; default :data:`DEFAULT_PRESET`).
 
     Raises
     ------
@@ -41,13 +41,11 @@ def wafer_from_args(args: argparse.Namespace) -> Wafer:
     ConfigError
         On a bad value in the file (naming file, YAML path and value).
     """
-    wafer = getattr(args, "wafer", None)
-    if wafer is not None:
-        if wafer not in WAFER_PRESETS and not Path(wafer).exists():
-            raise FileNotFoundError(f"wafer file {wafer!r} does not exist; expected a preset "
-                                    f"({', '.join(WAFER_PRESETS)}) or a YAML file")
-        return build_wafer(load_wafer(wafer))
-    return build_wafer(load_wafer(getattr(args, "preset", None) or DEFAULT_PRESET))
+    wafer = getattr(args, "preset", None) or getattr(args, "wafer", None) or DEFAULT_PRESET
+    if wafer not in WAFER_PRESETS and not Path(wafer).exists():
+        raise FileNotFoundError(f"wafer file {wafer!r} does not exist; expected a preset "
+                                f"({', '.join(WAFER_PRESETS)}) or a YAML file")
+    return build_wafer(load_wafer(wafer))
 
 
 def tree_text(wafer: Wafer) -> str:
@@ -95,7 +93,7 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "params", aliases=["show"],
         help="print a wafer's parameters as YAML, read back from its component graph",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         description="Build the wafer's component graph and print its parameters as YAML, read "
                     "back from the graph's components. The output loads again with --wafer "
                     "and builds an identical system.")

@@ -1,4 +1,4 @@
-"""``hwmodel place``: expert placement on GPU clusters (SPEC section 9).
+"""``hwmodel place``: expert placement on GPU clusters (docs/cluster.md).
 
 Replays a trace's decode in batches through a cluster and placement policies, prints the table
 and writes ``place.csv``, ``place.json`` and Fig. 17-style plots to ``--out``. ``--diagram``
@@ -17,6 +17,10 @@ __all__ = ["register", "write_outputs"]
 
 DEFAULT_CLUSTER = "dgx-h100"
 DEFAULT_BATCHES = "64,256,1024,4096,16384"
+#: Most requests synthesised when no ``--trace`` is given: four times the largest batch of
+#: Fig. 17 (16,384 tokens, one decode token per request), so a typo such as ``--batch
+#: 100000000000`` is refused before numpy is asked for the memory.
+MAX_SYNTH_REQUESTS = 65536
 
 
 def _batches(text: str) -> list[int]:
@@ -27,6 +31,31 @@ def _batches(text: str) -> list[int]:
     if min(values) < 1:
         raise ValueError(f"--batch: batch sizes must be positive, not {text!r}")
     return values
+
+
+def _check_counts(args, batches) -> None:
+    """Refuse ``--requests``/``--replicas`` values that would be ignored or meaningless, and a
+    synthetic trace beyond :data:`MAX_SYNTH_REQUESTS`."""
+    if args.requests is not None and args.requests < 1:
+        raise ValueError(f"--requests {args.requests}: expected a number of requests >= 1")
+    if args.replicas < 1:
+        raise ValueError(f"--replicas {args.replicas}: expected extra expert slots per GPU "
+                         ">= 1 (with none, dup would equal default)")
+    if args.trace is None:
+        requests = args.requests if args.requests is not None else max(batches)
+        option = "--requests" if args.requests is not None else "--batch"
+        if requests > MAX_SYNTH_REQUESTS:
+            raise ValueError(f"{option} {requests}: a synthetic trace of {requests:,} requests "
+                             f"is too large; expected at most {MAX_SYNTH_REQUESTS:,}")
+
+
+def _check_batches_fit(store, batches, source) -> None:
+    """Refuse a batch larger than the trace's decode tokens: the table would print the batch
+    asked for beside fewer tokens actually replayed."""
+    have = int(store.decode_len.sum())
+    if max(batches) > have:
+        raise ValueError(f"--batch {max(batches)}: {source} holds only {have:,} decode "
+                         f"tokens; expected batches of at most {have:,}")
 
 
 def _policies(text: str) -> list[str]:
@@ -46,8 +75,9 @@ def _open_trace(args, batches):
     from ..traces.adapters import detect_format, read_format
     if args.trace is None:
         from ..traces.synth import synthesize
-        store = synthesize(None, model=args.model or "qwen3-235b",
-                           requests=args.requests or max(batches), seed=args.seed)
+        requests = args.requests if args.requests is not None else max(batches)
+        store = synthesize(None, model=args.model or "qwen3-235b", requests=requests,
+                           seed=args.seed)
     else:
         if not Path(args.trace).exists():
             raise FileNotFoundError(f"--trace: {args.trace!r} does not exist")
@@ -59,23 +89,28 @@ def _open_trace(args, batches):
         raise ValueError(f"--trace {args.trace} names no model preset; pass --model")
     if not store.decode_len.any():
         store = split_prefill(store)
+    _check_batches_fit(store, batches, f"the trace {args.trace}" if args.trace else
+                       "the synthetic trace")
     return store, load_model(name)
 
 
 def write_outputs(table, out_dir, title: str = "") -> list[Path]:
-    """Write ``place.csv``, ``place.json`` and ``place.png`` (Fig. 17 style) to ``out_dir``."""
+    """Write ``place.csv``, ``place.json`` and ``place.png`` (Fig. 17 style) to ``out_dir``.
+
+    The files are written into a temporary folder and moved in when all are complete
+    (:func:`hwmodel.cli.outputs.output_dir`)."""
     from ..cluster.replay import COLUMNS
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    from .outputs import output_dir
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(table)
-    files = [out / "place.csv", out / "place.json", out / "place.png"]
-    files[0].write_text(buffer.getvalue())
-    files[1].write_text(json.dumps(table, indent=1))
-    _plot(table, files[2], title)
-    return files
+    names = ("place.csv", "place.json", "place.png")
+    with output_dir(out_dir) as tmp:
+        (tmp / names[0]).write_text(buffer.getvalue())
+        (tmp / names[1]).write_text(json.dumps(table, indent=1))
+        _plot(table, tmp / names[2], title)
+    return [Path(out_dir) / name for name in names]
 
 
 def _plot(table, path, title) -> None:
@@ -104,10 +139,12 @@ def _plot(table, path, title) -> None:
         ax.set_xlabel("decode batch (tokens)")
         ax.set_title(label)
     axes[0].axhline(1.0, color="grey", linewidth=0.8)
-    axes[1].set_ylim(bottom=0.6)
-    axes[1].legend(fontsize=7, ncol=4, loc="lower left")
+    axes[1].set_ylim(bottom=0)   # bars start at zero, so their heights compare
+    # one legend below both panels: inside a panel it covers bars
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, fontsize=8, ncol=min(len(policies), 8), loc="lower center")
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.12 if len(policies) > 8 else 0.08, 1, 1))
     fig.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(fig)
 
@@ -128,8 +165,12 @@ def _main(args) -> int:
     from ..cluster import build_cluster, load_cluster
     from ..cluster.replay import replay
     from ..config import dump_yaml
+    from .outputs import check_output_dir
     policies = _policies(args.policy)
     batches = _batches(args.batch)
+    _check_counts(args, batches)
+    if args.out is not None:
+        check_output_dir(args.out, "--out", args.force)
     cluster = build_cluster(load_cluster(args.cluster))
     if args.params:
         sys.stdout.write(dump_yaml(cluster.params, root="cluster"))
@@ -140,7 +181,7 @@ def _main(args) -> int:
         return 0
     store, model = _open_trace(args, batches)
     table = replay(store, cluster, model, policies, batches, replicas_per_gpu=args.replicas,
-                   seed=args.seed, progress=args.progress or sys.stderr.isatty())
+                   seed=args.seed, progress=not args.quiet and sys.stderr.isatty())
     print(_format_table(table))
     if args.out is not None:
         title = f"{model.name} on {cluster.params.name}"
@@ -150,33 +191,40 @@ def _main(args) -> int:
 
 
 def register(subparsers) -> None:
+
+    from .helpformat import HelpFormatter
+    from .outputs import add_force_option
     parser = subparsers.add_parser(
         "place", help="expert placement on GPU clusters (Remap, Dup, EPLB, locality ...)",
+        formatter_class=HelpFormatter,
         description="Replay a trace's decode batches through a GPU cluster and placement "
                     "policies: MoE time, GPU load, all-to-all bytes and time.")
-    parser.add_argument("--cluster", default=DEFAULT_CLUSTER,
+    parser.add_argument("--cluster", default=DEFAULT_CLUSTER, metavar="NAME|FILE",
                         help="cluster preset (dgx-h100, dgx-h100-8node) or YAML file with a "
-                             f"top-level 'cluster:' mapping (default {DEFAULT_CLUSTER})")
+                             "top-level 'cluster:' mapping")
     parser.add_argument("--policy", default="all",
                         help="'all' or a comma-separated list of policies")
     parser.add_argument("--batch", default=DEFAULT_BATCHES,
-                        help=f"decode batch sizes in tokens (default {DEFAULT_BATCHES})")
+                        help="decode batch sizes in tokens, comma separated")
     parser.add_argument("--trace", default=None,
                         help="any trace source hwmodel reads (store, JSON tree, DeepSeek CSV "
-                             "folder ...); default: a synthetic batch of --model")
+                             "folder ...) (None: a synthetic batch of --model)")
     parser.add_argument("--model", default=None,
-                        help="model preset or YAML (default: the trace's; qwen3-235b when "
+                        help="model preset or YAML (None: the trace's; qwen3-235b when "
                              "synthesising)")
     parser.add_argument("--requests", type=int, default=None,
-                        help="synthetic requests (default: the largest batch)")
+                        help="synthetic requests (None: the largest batch)")
     parser.add_argument("--replicas", type=int, default=1,
-                        help="extra expert slots per GPU for Dup (R, default 1)")
+                        help="extra expert slots per GPU for Dup (R)")
     parser.add_argument("--seed", type=int, default=0, help="seed (synthesis, random, k-means)")
-    parser.add_argument("-o", "--out", type=Path, default=None,
-                        help="folder for place.csv, place.json and place.png")
+    parser.add_argument("-o", "--out", type=Path, default=None, metavar="DIR",
+                        help="folder for place.csv, place.json and place.png (None: print "
+                             "only)")
+    add_force_option(parser)
     parser.add_argument("--diagram", type=Path, default=None, metavar="FILE",
                         help="draw the cluster graph to FILE (.svg or .png) and stop")
     parser.add_argument("--params", action="store_true",
                         help="print the cluster's parameters as YAML and stop")
-    parser.add_argument("--progress", action="store_true", help="progress bar over batches (default: on a terminal)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bar (it shows on a terminal)")
     parser.set_defaults(func=_main)

@@ -191,13 +191,15 @@ def _fig12(results, labels, stem, title) -> list[Path]:
         axes[0].bar(xs, speed, width, label=wafer, color=colour)
         axes[1].bar(xs, hop, width, label=wafer, color=colour)
     axes[0].set_ylim(0, max(1.0, *(r.throughput / b.throughput for r, b in _with_base(
-        results, labels) if b.throughput)) * 1.35)   # headroom for the legend
+        results, labels) if b.throughput)) * 1.1)
     axes[1].set_yscale("log")
     top = max(finite) * 4
     for x, m in zero_hops:
         axes[1].bar([x], [top], width, color="white", edgecolor=f"C{m}", hatch="//")
-        axes[1].text(x, top * 1.1, "0 hops", ha="center", va="bottom", fontsize=8)
-    axes[1].set_ylim(0.5, top * 3)
+        # upright inside its own bar: side by side labels of several wafers never collide
+        axes[1].text(x, top / 1.3, "0 hops", ha="center", va="top", rotation=90, fontsize=7,
+                     bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
+    axes[1].set_ylim(0.5, top * 1.5)
     centres = [i + width * (len(wafers) - 1) / 2 for i in range(len(strategies))]
     for ax, label in zip(axes, ("throughput speedup over base (x)",
                                 "hop reduction over base (x, log)")):
@@ -205,13 +207,18 @@ def _fig12(results, labels, stem, title) -> list[Path]:
         ax.set_xticklabels(strategies)
         ax.set_xlabel("strategy")
         ax.set_ylabel(label)
-        ax.legend(title="wafer", loc="upper left")
+    # one legend below both panels: inside a panel it covers bars
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, title="wafer", loc="lower center", ncol=max(1, len(wafers)),
+               fontsize=8)
     fig.suptitle(title or "replay: speedup and hop reduction over base")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     paths = []
     for suffix in (".png", ".svg"):
         path = Path(str(stem) + suffix)
-        fig.savefig(path, dpi=120, metadata={"Date": None} if suffix == ".svg" else None)
+        # a fixed hash salt makes the SVG's element ids, hence its bytes, the same every run
+        with matplotlib.rc_context({"svg.hashsalt": "hwmodel"}):
+            fig.savefig(path, dpi=120, metadata={"Date": None} if suffix == ".svg" else None)
         paths.append(path)
     plt.close(fig)
     return paths
@@ -287,7 +294,7 @@ def check_inputs(args):
     """
     from ..models import load_model
     from ..system import strategy_names
-    from ..system.capacity import check_experts_fit
+    from ..system.capacity import check_experts_fit, check_run
     from ..topologies.wafer import wafer_from
     known = strategy_names()
     strategies = (list(known) if args.strategy == "all"
@@ -307,14 +314,8 @@ def check_inputs(args):
         for wafer in built.values():
             check_experts_fit(load_model(args.model), wafer)
     store, model = open_trace(args.trace, args.batch, args.model)
-    if len(store) == 0:
-        raise ValueError(f"--trace {args.trace}: holds no requests; expected at least one")
-    if args.batch is not None and args.batch > len(store):
-        raise ValueError(f"--batch {args.batch}: the trace {args.trace} holds only "
-                         f"{len(store)} requests; expected a batch of at most {len(store)}")
     for wafer in built.values():
-        if not args.ignore_capacity:
-            check_experts_fit(model, wafer)
+        check_run(model, wafer, store, args.batch, args.trace, "--batch", args.ignore_capacity)
     batch = args.batch or (DEFAULT_BATCH if args.trace is None else None)
     return built, strategies, batch, (store, model)
 
@@ -360,13 +361,13 @@ def _main(args) -> int:
 
 def register(subparsers) -> None:
     """Add ``replay`` to the ``hwmodel`` command line."""
-    import argparse
 
+    from .helpformat import HelpFormatter
     from .outputs import add_force_option
     p = subparsers.add_parser(
         "replay", help="replay expert-selection traces on a wafer (the paper's strategies)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Trace replay of SPEC section 6: per-layer barrier, prefill plus decode, "
+        formatter_class=HelpFormatter,
+        description="Trace replay (docs/replay.md): per-layer barrier, prefill plus decode, "
                     "strategies base, ep, allo, pred, allo+pred; prints the artefact's CSV "
                     "columns and a summary table.")
     p.add_argument("--trace", default=None,
@@ -395,7 +396,7 @@ def register(subparsers) -> None:
                    help="replay even if the model's experts exceed the wafer's usable HBM")
     p.add_argument("--jobs", type=int, default=2,
                    help="processes for several runs (results are identical)")
-    p.add_argument("-o", "--out", default=None,
+    p.add_argument("-o", "--out", default=None, metavar="DIR",
                    help="folder for replay.csv, replay.json, speedup.png/.svg and link heat "
                         "maps (None: print only)")
     add_force_option(p)

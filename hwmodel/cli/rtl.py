@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import random
 import time
 
+from .helpformat import HelpFormatter
 from .outputs import add_force_option, atomic_file, check_output_file
 from .progress import elapsed
 
-_FORMATTER = argparse.ArgumentDefaultsHelpFormatter
+_FORMATTER = HelpFormatter
 
 UNITS = ("atu", "pdu", "local_cp", "edt", "predictor", "allocator")
 
@@ -121,15 +121,22 @@ def _scenario(unit: str, vcd):
 
 
 def _sim(args) -> int:
+    from pathlib import Path
+
+    from .outputs import check_output_dir
+    wave = None
     if args.vcd:
-        check_output_file(args.vcd, "--vcd", args.force)
+        wave = check_output_file(Path(args.vcd) / f"{args.unit}.vcd", "--vcd", args.force)
+        check_output_dir(args.vcd, "--vcd", force=True)   # a folder, written into
     start = time.perf_counter()
     with elapsed(f"simulating {args.unit} RTL", enabled=not args.quiet):
-        agree, cycles, n = _scenario(args.unit, args.vcd)
+        if wave is not None:
+            wave.parent.mkdir(parents=True, exist_ok=True)
+        agree, cycles, n = _scenario(args.unit, None if wave is None else str(wave))
     seconds = time.perf_counter() - start
     print(f"{args.unit}: {n} transactions, {cycles} cycles, RTL {'==' if agree else '!='} "
           f"reference, {cycles / seconds:,.0f} simulated cycles/s"
-          + (f", waveform in {args.vcd}" if args.vcd else ""))
+          + (f", waveform in {wave}" if wave else ""))
     return 0 if agree else 1
 
 
@@ -170,14 +177,15 @@ def register(subparsers) -> None:
     sim = sub.add_parser("sim", help="simulate a seeded random scenario on the RTL and check it "
                          "against the Python twin", formatter_class=_FORMATTER)
     _common(sim)
-    sim.add_argument("--vcd", default=None,
-                     help="write a VCD waveform to this file (None: no waveform)")
+    sim.add_argument("--vcd", default=None, metavar="DIR",
+                     help="write the VCD waveform to DIR/UNIT.vcd (None: no waveform)")
     add_force_option(sim)
     sim.set_defaults(func=_sim)
     ver = sub.add_parser("verilog", help="export the unit as Verilog through Yosys",
                          formatter_class=_FORMATTER)
     _common(ver)
-    ver.add_argument("-o", "--output", "--out", required=True, help="Verilog file to write")
+    ver.add_argument("-o", "--out", "--output", dest="output", required=True, metavar="FILE",
+                     help="Verilog file to write")
     add_force_option(ver)
     ver.set_defaults(func=_verilog)
     area = sub.add_parser("area", help="Yosys synth + stat: cells, flip-flops, SRAM bits",

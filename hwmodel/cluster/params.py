@@ -11,7 +11,7 @@ from pathlib import Path
 
 import attrs
 
-from ..config import fraction, load_preset, non_negative, param, positive
+from ..config import ConfigError, fraction, load_preset, non_negative, param, positive
 
 __all__ = ["CLUSTER_PRESETS", "ClusterParams", "GPUParams", "LinkParams", "load_cluster"]
 
@@ -47,6 +47,13 @@ def _network() -> LinkParams:
     return LinkParams(bandwidth_GBps=50.0, latency_ns=5000.0)
 
 
+#: Most GPUs a cluster may have. Every GPU holds at least one expert of every MoE layer (the
+#: experts split evenly over the GPUs), and the largest model preset has 384 experts; 4,096
+#: GPUs leaves room for bigger models while a typo such as 800,000 GPUs is refused instead of
+#: filling the memory with their graph.
+MAX_CLUSTER_GPUS = 4096
+
+
 @attrs.frozen
 class ClusterParams:
     """A cluster of identical nodes; each node holds GPUs on one NVSwitch and one NIC per GPU."""
@@ -56,6 +63,12 @@ class ClusterParams:
     gpu: GPUParams = param("every GPU's parameters", factory=GPUParams)
     nvlink: LinkParams = param("GPU to NVSwitch link inside a node", factory=_nvlink)
     network: LinkParams = param("NIC to the inter-node switch", factory=_network)
+
+    def __attrs_post_init__(self):
+        if self.num_gpus > MAX_CLUSTER_GPUS:
+            raise ConfigError("num_nodes", f"{self.num_nodes} nodes x {self.gpus_per_node} "
+                              f"GPUs = {self.num_gpus:,} GPUs; expected at most "
+                              f"{MAX_CLUSTER_GPUS:,}")
 
     @property
     def num_gpus(self) -> int:

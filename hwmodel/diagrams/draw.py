@@ -138,6 +138,10 @@ def wafer_dot(wafer: Wafer, *, link_values: Mapping[int, float] | None = None,
         if not link.alive:
             attrs.update({"class": "d2d dead", "style": "dashed", "color": "#c00000",
                           "label": "dead", "tooltip": f"{link.name}: dead"})
+        elif not (wafer.dies[a].alive and wafer.dies[b].alive):
+            # a working link of a dead die: nothing is sent over it (not drawn as live)
+            attrs.update({"class": "d2d unused", "style": "dotted", "color": "#999999",
+                          "penwidth": "1", "tooltip": f"{link.name}: joins a dead die"})
         elif peak is None and link.params != wafer.params.die.d2d:
             attrs.update({"class": "d2d override", "color": "#b8860b", "penwidth": "3",
                           "label": f"{link.latency_ns:g} ns\n{link.bandwidth_GBps:g} GB/s"})

@@ -17,7 +17,13 @@ from ..config import ConfigError
 
 __all__ = ["Grid", "Run", "TraceSpec", "load_grid", "parse_grid"]
 
-_KEYS = ("models", "traces", "batches", "wafers", "strategies", "params", "seed")
+_KEYS = ("models", "traces", "batches", "wafers", "strategies", "params", "seed",
+         "ignore_capacity")
+
+#: Most runs a grid may expand to. The paper's grid is 120 runs of several seconds each; 10,000
+#: is days of work on a workstation, and a typo (an axis of thousands) is refused with its count
+#: before the runs are listed, instead of a driver that fills the memory.
+MAX_GRID_RUNS = 10_000
 
 
 @attrs.frozen
@@ -59,10 +65,16 @@ class Run:
 
 @attrs.frozen
 class Grid:
-    """An expanded grid: its runs, in order, and the file it came from."""
+    """An expanded grid: its runs, in order, and the file it came from.
+
+    ``ignore_capacity`` runs a model whose experts exceed a wafer's usable HBM (as ``hwmodel
+    replay --ignore-capacity``; the paper replays Kimi-K2 so); otherwise such a run is stored
+    as failed with the reason. It changes no result, so it is not part of a run's key.
+    """
 
     runs: tuple
     source: str
+    ignore_capacity: bool = False
 
 
 def _list(section: dict, key: str, where: str, default=None) -> list:
@@ -72,7 +84,17 @@ def _list(section: dict, key: str, where: str, default=None) -> list:
     values = value if isinstance(value, list) else [value]
     if not values:
         raise ConfigError(f"sweep.{key}", "expected a non-empty list, not []", where)
+    _once(values, f"sweep.{key}", where)
     return values
+
+
+def _once(values, key: str, where) -> None:
+    """Refuse a value listed twice: its runs would be one run, counted twice."""
+    seen = []
+    for value in values:
+        if value in seen:
+            raise ConfigError(key, f"{value!r} listed twice; expected each value once", where)
+        seen.append(value)
 
 
 def _positive_ints(values, key, where) -> list[int]:
@@ -144,12 +166,27 @@ def _param_axes(section, where) -> list[tuple]:
                           f"{params!r}", where)
     names = sorted(params)
     axes = [params[n] if isinstance(params[n], list) else [params[n]] for n in names]
+    for name, axis in zip(names, axes):
+        _once(axis, f"sweep.params.{name}", where)
     combos = []
     for values in itertools.product(*axes):
         combo = dict(zip(names, values))
         from_dict(ReplayParams, combo, path="sweep.params", source=where)  # validates
         combos.append(tuple(sorted(combo.items())))
     return combos
+
+
+def _check_size(section, axes, where) -> None:
+    """Refuse a grid of more than :data:`MAX_GRID_RUNS` runs, counted before expanding it."""
+    params = section.get("params")
+    params = params if isinstance(params, dict) else {}
+    total = 1
+    for length in [len(a) for a in axes] + [len(v) if isinstance(v, list) else 1
+                                            for v in params.values()]:
+        total *= length
+    if total > MAX_GRID_RUNS:
+        raise ConfigError("sweep", f"the grid expands to {total:,} runs; expected at most "
+                          f"{MAX_GRID_RUNS:,} (split it into several grids)", where)
 
 
 def parse_grid(data, where: str = "<grid>", base: Path | str = ".") -> Grid:
@@ -174,11 +211,16 @@ def parse_grid(data, where: str = "<grid>", base: Path | str = ".") -> Grid:
     seed = section.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError("sweep.seed", f"expected an integer >= 0, not {seed!r}", where)
+    _check_size(section, [models, sources, batches, wafers, strategies], where)
+    ignore_capacity = section.get("ignore_capacity", False)
+    if not isinstance(ignore_capacity, bool):
+        raise ConfigError("sweep.ignore_capacity", f"expected true or false, not "
+                          f"{ignore_capacity!r}", where)
     combos = _param_axes(section, where)
     runs = tuple(Run(TraceSpec(model, batch, path, seed, like), wafer, strategy, combo)
                  for model in models for path, like in sources for batch in batches
                  for wafer in wafers for combo in combos for strategy in strategies)
-    return Grid(runs=runs, source=where)
+    return Grid(runs=runs, source=where, ignore_capacity=ignore_capacity)
 
 
 def load_grid(path) -> Grid:

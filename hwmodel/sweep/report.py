@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 import sqlite3
 from collections import defaultdict
 from pathlib import Path
@@ -163,11 +164,21 @@ def _ratio_bars(runs, ratios, path, title, log=False) -> Path | None:
     labels = [f"{MODEL_LABELS.get(m, m)}\n{w}" for m, w in groups] + ["average"]
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(labels)), 3.9))
     width = 0.8 / max(1, len(strategies))
-    for i, strategy in enumerate(strategies):
+    bars = {}
+    for strategy in strategies:
         values = [mean([v for r, v in ratios[strategy] if (r["model"], r["wafer"]) == g] or [0])
                   for g in groups]
-        values.append(mean([v for _, v in ratios[strategy]] or [0]))
-        ax.bar([x + i * width for x in range(len(labels))], values, width, label=strategy)
+        bars[strategy] = values + [mean([v for _, v in ratios[strategy]] or [0])]
+    finite = [v for values in bars.values() for v in values if math.isfinite(v) and v > 0]
+    top = max(finite, default=1.0) * 4
+    for i, strategy in enumerate(strategies):
+        xs = [x + i * width for x in range(len(labels))]
+        values = bars[strategy]
+        ax.bar(xs, [v if math.isfinite(v) else 0 for v in values], width, label=strategy,
+               color=f"C{i}")
+        for x, value in zip(xs, values):
+            if not math.isfinite(value):
+                _no_hops_bar(ax, x, top, width, f"C{i}")
     ax.set_xticks([x + width * (len(strategies) - 1) / 2 for x in range(len(labels))])
     ax.set_xticklabels(labels, fontsize=8)
     ax.axhline(1.0, color="grey", linewidth=0.8)
@@ -178,6 +189,14 @@ def _ratio_bars(runs, ratios, path, title, log=False) -> Path | None:
     fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=len(strategies),
                fontsize=8)
     return _save(fig, path, legend_below=True)
+
+
+def _no_hops_bar(ax, x, top, width, colour) -> None:
+    """An infinite reduction (the strategy sent nothing): a hatched bar to the top of the
+    axis, marked "0 hops" upright inside it."""
+    ax.bar([x], [top], width, color="white", edgecolor=colour, hatch="//")
+    ax.text(x, top / 1.3, "0 hops", ha="center", va="top", rotation=90, fontsize=7,
+            bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
 
 
 def fig12(runs, path) -> Path:
@@ -191,8 +210,9 @@ def _hop_ratios(runs) -> dict:
 
 
 def hop_reduction(runs, path) -> Path:
-    return _ratio_bars(runs, _hop_ratios(runs), path, "hop reduction over base (log scale)",
-                       log=True)
+    # a run with zero hops has an infinite reduction: drawn as a hatched "0 hops" bar
+    ratios = _ratios(runs, lambda r, b: b["hops"] / r["hops"] if r["hops"] else math.inf)
+    return _ratio_bars(runs, ratios, path, "hop reduction over base (log scale)", log=True)
 
 
 def fig14(runs, path) -> Path:
@@ -391,16 +411,25 @@ def _failures(failed) -> str:
 def write_report(results, out_dir, command: str = "hwmodel report") -> list[Path]:
     """Write the PNG figures and ``report.html`` (figures embedded) into ``out_dir``.
 
+    The files are written into a temporary folder and moved in when all are complete
+    (:func:`hwmodel.cli.outputs.output_dir`).
+
     Raises
     ------
     ValueError
         The store holds no successful run, or is not a results store.
     """
+    from ..cli.outputs import output_dir
     ok, failed, sweeps = load_results(results)
     if not ok:
         raise ValueError(f"{results}: no successful run to report ({len(failed)} failed)")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    with output_dir(out_dir) as tmp:
+        names = _write_pages(results, tmp, ok, failed, sweeps, command)
+    return [Path(out_dir) / name for name in names]
+
+
+def _write_pages(results, out: Path, ok, failed, sweeps, command) -> list[str]:
+    """Write the figures and ``report.html`` into ``out``; their names."""
     files, sections = [], []
     for name, title, draw, published in FIGURES:
         path = draw(ok, out / name)
@@ -424,4 +453,4 @@ def write_report(results, out_dir, command: str = "hwmodel report") -> list[Path
             "</body></html>")
     files.append(out / "report.html")
     files[-1].write_text(page)
-    return files
+    return [path.name for path in files]

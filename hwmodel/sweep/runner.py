@@ -24,7 +24,7 @@ from .cache import trace_store
 from .grid import Grid
 from .store import ResultsStore
 
-__all__ = ["Progress", "SweepOutcome", "execute_run", "prepare", "run_sweep"]
+__all__ = ["Progress", "SweepOutcome", "check_ray", "execute_run", "prepare", "run_sweep"]
 
 
 def _version() -> str:
@@ -66,7 +66,7 @@ def prepare(grid: Grid, cache_dir, log=None) -> list[dict]:
                       "strategy": run.strategy, "params": json.dumps(run.params_dict(),
                                                                     sort_keys=True),
                       "trace": run.trace.label(), "trace_sha256": digest,
-                      "batch": run.trace.batch})
+                      "batch": run.trace.batch, "ignore_capacity": grid.ignore_capacity})
     return tasks
 
 
@@ -77,12 +77,17 @@ def _replay(task):
     from ..models import MoEModel
     from ..params import WaferParams
     from ..system import Replay, ReplayParams
+    from ..system.capacity import check_run
     from ..topologies.wafer import build_wafer
     from ..traces import TraceStore
     inputs = json.loads(task["inputs"])
-    replay = Replay(wafer=build_wafer(from_dict(WaferParams, inputs["wafer"], path="wafer")),
-                    model=from_dict(MoEModel, inputs["model"], path="model"),
-                    store=TraceStore.load(task["store"]),
+    wafer = build_wafer(from_dict(WaferParams, inputs["wafer"], path="wafer"))
+    model = from_dict(MoEModel, inputs["model"], path="model")
+    store = TraceStore.load(task["store"])
+    # the checks 'hwmodel replay' makes: a run it would refuse is stored as failed, not ok
+    check_run(model, wafer, store, task["batch"], task["trace"],
+              ignore_capacity=task.get("ignore_capacity", False))
+    replay = Replay(wafer=wafer, model=model, store=store,
                     params=from_dict(ReplayParams, inputs["replay"], path="sweep.params"))
     return replay.run(task["strategy"])
 
@@ -137,9 +142,40 @@ def _clock(seconds: float) -> str:
     return f"{minutes // 60}h{minutes % 60:02d}m{seconds:02d}s"
 
 
-def _ignore_sigint():
-    # Ctrl-C is the parent's to handle: it stops the pool; a worker must not die mid-commit
+#: ``prctl`` option that sends the calling process a signal when its parent dies (Linux).
+_PR_SET_PDEATHSIG = 1
+#: Seconds between two looks at the parent where ``prctl`` is not available.
+_PARENT_POLL_S = 1.0
+
+
+def _die_with_parent(parent: int) -> None:
+    """End this worker when the driver ``parent`` dies, even by SIGKILL.
+
+    On Linux the kernel sends SIGKILL on the parent's death (``PR_SET_PDEATHSIG``); elsewhere a
+    daemon thread watches the parent id. Either way a worker never outlives its driver, blocked
+    on a pipe nobody will write to again."""
+    import ctypes
+    import threading
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        armed = libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        armed = False
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+    if not armed:
+        def watch():
+            while os.getppid() == parent:
+                time.sleep(_PARENT_POLL_S)
+            os._exit(1)
+        threading.Thread(target=watch, name="watch-parent", daemon=True).start()
+
+
+def _init_worker(parent: int) -> None:
+    """Pool worker initializer: Ctrl-C is the parent's to handle (it stops the pool; a worker
+    must not die mid-commit), and the worker dies with its parent (:func:`_die_with_parent`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent)
 
 
 def _heaviest_first(tasks):
@@ -149,7 +185,8 @@ def _heaviest_first(tasks):
 
 
 def _on_pool(tasks, jobs, commit):
-    pool = ProcessPoolExecutor(max_workers=jobs, initializer=_ignore_sigint)
+    pool = ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker,
+                               initargs=(os.getpid(),))
     try:
         pending = {pool.submit(execute_run, t) for t in _heaviest_first(tasks)}
         while pending:
@@ -164,6 +201,42 @@ def _on_pool(tasks, jobs, commit):
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown()
+
+
+#: Seconds to wait for a Ray head at an address before calling it unreachable.
+RAY_CONNECT_TIMEOUT_S = 10.0
+
+
+def check_ray(address: str, timeout: float = RAY_CONNECT_TIMEOUT_S) -> None:
+    """Refuse ``--ray ADDRESS`` at once if Ray is not installed or nothing listens there.
+
+    ``auto`` and ``local`` are left to Ray (it finds or starts the cluster); an address
+    ``[ray://]HOST:PORT`` must accept a TCP connection within ``timeout`` seconds, since
+    ``ray.init`` would otherwise retry for minutes.
+
+    Raises
+    ------
+    ValueError
+        One line naming the address and what was expected.
+    """
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise ValueError(f"--ray {address}: Ray is not installed; install it with "
+                         "pip install 'hwmodel[ray]', or omit --ray to use the local "
+                         "process pool") from None
+    if address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"--ray {address!r}: expected 'auto', 'local' or HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ValueError(f"--ray {address}: no Ray head answers there ({reason} within "
+                         f"{timeout:g} s); expected the address of a running Ray cluster") \
+            from None
 
 
 def _on_ray(tasks, address, jobs, commit, log):
@@ -205,23 +278,29 @@ class SweepOutcome:
         return "\n".join(lines)
 
 
-def _select(tasks, recorded, force, retry_failed):
-    if force:
+def _select(tasks, recorded, rerun, retry_failed):
+    if rerun:
         return tasks
     keep = {"ok"} if retry_failed else {"ok", "failed"}
     return [t for t in tasks if recorded.get(t["key"]) not in keep]
 
 
 def run_sweep(grid: Grid, results, cache_dir, *, jobs: int | None = None,
-              ray_address: str | None = None, force: bool = False, retry_failed: bool = False,
+              ray_address: str | None = None, rerun: bool = False, retry_failed: bool = False,
               command: str = "", log=sys.stderr) -> SweepOutcome:
     """Run what the results store lacks of ``grid``; each run is committed as it ends.
 
+    ``rerun`` runs every run again, ``retry_failed`` those stored as failed. The store is held
+    exclusively for the sweep's life (a second sweep on it gets
+    :class:`~hwmodel.sweep.store.StoreBusy`), so no run is executed twice at once.
+
     Raises KeyboardInterrupt after stopping the workers (runs in flight are lost).
     """
-    tasks = prepare(grid, cache_dir, log=log)
-    with ResultsStore(results) as store:
-        todo = _select(tasks, store.status(), force, retry_failed)
+    if ray_address:
+        check_ray(ray_address)
+    with ResultsStore(results, exclusive=True) as store:
+        tasks = prepare(grid, cache_dir, log=log)
+        todo = _select(tasks, store.status(), rerun, retry_failed)
         store.record_sweep(datetime.now(UTC).isoformat(timespec="seconds"), command,
                            grid.source, _versions())
         progress = Progress(len(todo), log)

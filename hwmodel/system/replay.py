@@ -33,6 +33,7 @@ import numpy as np
 
 from ..components.global_cp import FRAC_BITS, GlobalCPTwin
 from ..config import ConfigError, fraction, param, positive
+from ..params import HBMParams, WaferParams
 from .control import CONTROL_MODES, control_path
 from .engine import Counter, DieStat, LayerKernel, LayerStat, Prediction, Tasks
 from .lowering import Tables, allocator_costs, check_unit_sizes, lower
@@ -47,12 +48,31 @@ __all__ = ["ARTEFACT_NAMES", "STRATEGIES", "Replay", "ReplayParams", "ReplayResu
 STRATEGIES = PAPER_STRATEGIES
 
 
+def _as_in(cls, name: str):
+    """The validator of field ``name`` of ``cls``, for an optional override of it: one check
+    per quantity, whether it comes from a wafer YAML or from a replay's parameters."""
+    return attrs.validators.optional(attrs.fields_dict(cls)[name].validator)
+
+
+#: Largest ``block_size``: Algorithm 1 keeps a cost for every block size up to twice it, so a
+#: typo such as 100000000 would build tables of gigabytes. 2**20 tokens is 2,048 times the
+#: paper's 512 and more tokens than any expert of a served batch receives in one layer.
+MAX_BLOCK_SIZE = 1 << 20
+
+
+def _block_size(instance, attribute, value):
+    positive(instance, attribute, value)
+    if value > MAX_BLOCK_SIZE:
+        raise ValueError(f"{attribute.name} must be at most {MAX_BLOCK_SIZE} tokens, not "
+                         f"{value!r}")
+
+
 @attrs.frozen
 class ReplayParams:
     """Parameters of a replay; the defaults are the paper's (its artefact's) values."""
 
     block_size: int = param("tokens per allocation block of Algorithm 1 (also the split "
-                            "threshold floor)", default=512, validator=positive)
+                            "threshold floor)", default=512, validator=_block_size)
     candidate_distance: int = param("remote candidates lie within this Manhattan distance "
                                     "(hops) of the home die", default=1)
     min_candidates: int = param("candidates kept at least, per expert", default=5,
@@ -64,7 +84,8 @@ class ReplayParams:
         "unbounded, as in the paper)", default=None)
     hbm_efficiency: float | None = param(
         "HBM efficiency of the dies that do not set their own (null: the model preset's, "
-        "0.85 for Llama-4, else the wafer's)", default=None)
+        "0.85 for Llama-4, else the wafer's)", default=None,
+        validator=_as_in(HBMParams, "efficiency"))
     max_iterations: int = param("iterations replayed: the prefill plus decode steps",
                                 default=128, validator=positive)
     allocator_arith: str = param("'fixed' (the Global CP twin's integer ROM) or 'float' "
@@ -74,7 +95,8 @@ class ReplayParams:
     artefact_quirks: bool = param("reproduce the artefact's quirks (stage of iteration 0 from "
                                   "the last request; predictor's per-die expert list)",
                                   default=True)
-    clock_MHz: float | None = param("clock for cycle counts (null: the wafer's)", default=None)
+    clock_MHz: float | None = param("clock for cycle counts (null: the wafer's)", default=None,
+                                    validator=_as_in(WaferParams, "clock_MHz"))
     control: str = param("what a MoE layer's launch waits for (hwmodel.system.control): "
                          "'free' (nothing, the paper), 'global-cp' (the Global CP's cycles) "
                          "or 'host-cpu' (Algorithm 1 on the host over PCIe)", default="free")

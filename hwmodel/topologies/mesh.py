@@ -177,9 +177,15 @@ class Mesh:
 
     def all_routes(self):
         """Every pair's route at once: ``(start, flat, length)``, see
-        :func:`hwmodel.topologies.routing.all_routes`."""
-        return routing.all_routes(self._x, self._y, self.die_alive, self.link_alive,
-                                  self._link_x, self._link_y)
+        :func:`hwmodel.topologies.routing.all_routes`.
+
+        Computed once per mesh (its dead dies and links are fixed when it is built) and
+        shared by the replay's tables and the allocator's costs: callers must not modify
+        the arrays."""
+        if getattr(self, "_all_routes", None) is None:
+            self._all_routes = routing.all_routes(self._x, self._y, self.die_alive,
+                                                  self.link_alive, self._link_x, self._link_y)
+        return self._all_routes
 
     def neighbours(self, die: int) -> list[int]:
         """Dies one link away, in ascending id order."""

@@ -127,27 +127,42 @@ def _route(src, dst, x_dies, y_dies, die_alive, link_alive, link_x, link_y, out)
 
 
 @njit(cache=True)
-def _all_routes(x_dies, y_dies, die_alive, link_alive, link_x, link_y):
+def _route_lengths(x_dies, y_dies, die_alive, link_alive, link_x, link_y):
+    """Links per route, every pair (:data:`NO_ROUTE` where no live path exists)."""
     num_dies = x_dies * y_dies
-    start = np.zeros(num_dies * num_dies + 1, np.int64)
     length = np.empty((num_dies, num_dies), np.int64)
     buffer = np.empty(num_dies, np.int64)
-    flat = np.empty(max(1, num_dies * num_dies * (x_dies + y_dies)), np.int32)
-    n = 0
     for src in range(num_dies):
         for dst in range(num_dies):
-            hops = _route(src, dst, x_dies, y_dies, die_alive, link_alive, link_x, link_y,
-                          buffer)
-            length[src, dst] = hops
-            for j in range(max(hops, 0)):
-                if n >= flat.shape[0]:
-                    grown = np.empty(2 * flat.shape[0], np.int32)
-                    grown[:n] = flat[:n]
-                    flat = grown
-                flat[n] = buffer[j]
-                n += 1
-            start[src * num_dies + dst + 1] = n
-    return start, flat[:n].copy(), length
+            length[src, dst] = _route(src, dst, x_dies, y_dies, die_alive, link_alive, link_x,
+                                      link_y, buffer)
+    return length
+
+
+@njit(cache=True)
+def _fill_routes(x_dies, y_dies, die_alive, link_alive, link_x, link_y, start, flat):
+    """Every pair's links into ``flat`` at the offsets ``start`` (sized by the lengths)."""
+    num_dies = x_dies * y_dies
+    buffer = np.empty(num_dies, np.int64)
+    for src in range(num_dies):
+        for dst in range(num_dies):
+            first = start[src * num_dies + dst]
+            hops = start[src * num_dies + dst + 1] - first
+            if hops:
+                _route(src, dst, x_dies, y_dies, die_alive, link_alive, link_x, link_y, buffer)
+                flat[first:first + hops] = buffer[:hops]
+
+
+def _all_routes(x_dies, y_dies, die_alive, link_alive, link_x, link_y):
+    # two passes (lengths, then links) so that ``flat`` is allocated once at its exact size:
+    # on a 64 x 64 mesh it holds 700 million links, and a growing buffer plus its final copy
+    # doubled the peak memory
+    length = _route_lengths(x_dies, y_dies, die_alive, link_alive, link_x, link_y)
+    start = np.zeros(length.size + 1, np.int64)
+    np.cumsum(np.maximum(length, 0).ravel(), out=start[1:])
+    flat = np.empty(int(start[-1]), np.int32)
+    _fill_routes(x_dies, y_dies, die_alive, link_alive, link_x, link_y, start, flat)
+    return start, flat, length
 
 
 def route(src: int, dst: int, x_dies: int, y_dies: int, die_alive: np.ndarray,
