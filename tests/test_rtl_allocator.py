@@ -165,13 +165,15 @@ def test_real_trace_window_allocator_and_predictor_equal_the_twins(llama4_traces
             plan = gcp.allocate(layer, counts_all[layer])
             task_e = np.array([e for e, _, _ in plan])
             task_d = np.array([d for _, d, _ in plan])
-            units.launch(layer, task_e, task_d, True, False)   # the replay's predictor path
+            task_t = np.array([t for _, _, t in plan])
+            units.launch(layer, task_e, task_d, task_t, True, False)   # the replay's path
             groups = {}
             for d in range(24):
                 mine = task_e[task_d == d]
                 if len(mine):
                     bits = gcp.predict(layer, mine)
-                    assert bits == sum(1 << j for j in np.flatnonzero(units.cp_en[d]).tolist())
+                    # the cp_en bits die d's Local CP wrote into its PDU
+                    assert bits == sum(1 << j for j in range(128) if units.pdus[d].query(j)[0])
                     groups[d] = ([gcp.heatmap_row(layer, int(e)).tolist() for e in mine], bits)
             window.append((plan, groups))
     assert len(layers) == 48

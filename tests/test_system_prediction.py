@@ -28,8 +28,14 @@ def _launch(quirks: bool):
     units = PredictionUnits(replay, gcp)
     task_e = np.array([0, 1, 5], np.int64)
     task_d = np.array([1, 1, 1], np.int64)
-    units.launch(LAYER, task_e, task_d, True, quirks)
+    units.launch(LAYER, task_e, task_d, np.ones(3, np.int64), True, quirks)
     return units
+
+
+def _pdu_bits(units, die):
+    """``(cp_en, is_local)`` of every expert as die ``die``'s PDU answers its queries."""
+    answers = np.array([units.pdus[die].query(e) for e in range(units.E)], bool)
+    return answers[:, 0], answers[:, 1]
 
 
 def test_top_n_is_a_fifth_of_the_experts_with_ties_by_id():
@@ -37,30 +43,39 @@ def test_top_n_is_a_fifth_of_the_experts_with_ties_by_id():
     units = _launch(quirks=False)
     n = math.ceil(0.2 * 128)
     assert n == 26
-    cp_en = units.cp_en[1]
+    cp_en = _pdu_bits(units, 1)[0]
     assert cp_en[[100, 101, 105]].all()
     assert cp_en[:n - 1].all() and not cp_en[n - 1:100].any()
-    assert not units.cp_en[0].any()                   # a die without tasks copies nothing
+    assert not _pdu_bits(units, 0)[0].any()           # a die without tasks copies nothing
 
 
 def test_artefact_quirk_stops_a_dies_list_at_the_expert_equal_to_its_id():
     """With the quirk, die 1's list stops growing once it holds expert 1: 5's successor is
     left out."""
     units = _launch(quirks=True)
-    assert units.cp_en[1][[100, 101]].all()
-    assert not units.cp_en[1][105]
+    cp_en = _pdu_bits(units, 1)[0]
+    assert cp_en[[100, 101]].all()
+    assert not cp_en[105]
 
 
 @pytest.mark.parametrize("quirks", [False, True])
 def test_pdu_registers_hold_the_prediction(quirks):
     """Die 1's PDU words pack cp_en (bit 0) and is_local (bit 1) of 8 experts per 16-bit
-    register: expert e in word e // 8 at bits 2 (e mod 8) and 2 (e mod 8) + 1."""
+    register: expert e in word e // 8 at bits 2 (e mod 8) and 2 (e mod 8) + 1. By hand:
+    cp_en = the top-n rows of 0, 1 (and 5 without the quirk): ids 0-24, 100, 101 (105);
+    is_local = die 1's own experts 5-9 (128 // 24 = 5 per die) and 121 (experts 120-127 go
+    to die e mod 24), and the two its Local CP copied at the launch (0 and 1: remote, cp_en
+    set, not local)."""
     units = _launch(quirks)
     words = units.pdus[1].words
-    for expert in (0, 5, 100, 101, 105, 127):
+    cp_en = set(range(25)) | {100, 101} | (set() if quirks else {105})
+    is_local = set(range(5, 10)) | {121} | {0, 1}
+    for expert in range(128):
         bits = words[expert // 8] >> (2 * (expert % 8))
-        assert bits & 1 == units.cp_en[1][expert]
-        assert (bits >> 1) & 1 == units.is_local[1][expert]
+        assert bits & 1 == (expert in cp_en), expert
+        assert (bits >> 1) & 1 == (expert in is_local), expert
+    assert units.reports[1].duplicated_experts == (0, 1)
+    assert np.flatnonzero(units.copy[1]).tolist() == [0, 1]
 
 
 # ------------------------------------------------------------- the units decide (system level)
@@ -123,7 +138,10 @@ def test_rtl_answers_the_replays_own_unit_streams():
     assert rtl == answers
     assert {(False, False), (True, False), (True, True)} <= set(answers)   # copy, then redirect
     atu = streams[("atu", 7, 0)]
-    assert [t[0] for t in atu] == ["insert"] + ["lookup"] * 4
+    # every remote read asks the ATU: the prefill's and the first decode step's miss, the
+    # copy is inserted after that step, the 4 later steps hit
+    assert [t[0] for t in atu] == ["lookup", "lookup", "insert"] + ["lookup"] * 4
+    assert [t[3][0] for t in atu if t[0] == "lookup"] == [False, False] + [True] * 4
     page_bits = PredictionUnits(replay, replay.global_cp()).amap.layout.page_bits
     rtl, _ = simulate_atu([t[:3] if t[0] == "lookup" else t for t in atu],
                           num_entries=replay.wafer.die(7).atu.entries, num_dies=24,

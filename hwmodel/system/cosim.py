@@ -36,7 +36,6 @@ import numpy as np
 
 from ..components.global_cp.twin import presence_bitmaps
 from ..components.pdu.params import PDULayout
-from .prediction import copies_by_die
 
 __all__ = ["ENGINES", "UNITS", "CoSim", "CoSimMismatch", "Window", "parse_units",
            "parse_window"]
@@ -277,9 +276,9 @@ class CoSim:
                     self._saved_streams.setdefault(key, []).extend(transactions)
             self._keep_streams(iteration, layer, streams)
             if "predictor" in self.units and run.units.predictor_keep.any():
-                self._keep_prediction(iteration, layer, task_e, task_d)
+                self._keep_prediction(iteration, layer, task_e, task_d, streams)
             if "local_cp" in self.units:
-                self._keep_local_cps(iteration, layer, plan, dups)
+                self._keep_local_cps(iteration, layer, streams)
 
     # ------------------------------------------------------------------ what each unit saw
     def _job(self, unit: str, die: int = _GLOBAL_CP) -> _Job:
@@ -343,7 +342,8 @@ class CoSim:
         """The layer's PDU and ATU transactions with the twins' answers."""
         for key, transactions in streams.items():
             unit, die = key[0], key[1]
-            if unit not in self.units or not self.window.takes_die(die):
+            if (unit not in ("pdu", "atu") or unit not in self.units
+                    or not self.window.takes_die(die)):
                 continue
             job = self._job(unit, die)
             phase = Phase.PDU if unit == "pdu" else Phase.ATU
@@ -358,8 +358,9 @@ class CoSim:
                 else:
                     job.inputs.append(t)
 
-    def _keep_prediction(self, iteration, layer, task_e, task_d) -> None:
-        """Each die's group of heatmap rows (the predictor's inputs) and its ``cp_en``."""
+    def _keep_prediction(self, iteration, layer, task_e, task_d, streams) -> None:
+        """Each die's group of heatmap rows (the predictor's inputs) and its ``cp_en`` (as
+        the die's Local CP wrote it into the PDU)."""
         units, gcp, job = self._run.units, self._run.gcp, self._job("predictor")
         keep = units.predictor_keep
         for d in np.unique(task_d[keep]).tolist():
@@ -367,30 +368,20 @@ class CoSim:
                 continue
             experts = task_e[keep & (task_d == d)].tolist()
             job.inputs.append([gcp.heatmap_row(layer, e).tolist() for e in experts])
-            bits = sum(1 << j for j in np.flatnonzero(units.cp_en[d]).tolist())
+            (_, cp_en, _, _), = streams[("local_cp", d)]
+            bits = sum(1 << j for j in np.flatnonzero(cp_en).tolist())
             job.checks.append(_Check(Where(iteration, layer, Phase.PREDICTOR, d, 0),
                                      ("predict", tuple(experts)), bits))
 
-    def _keep_local_cps(self, iteration, layer, plan, dups) -> None:
-        """Each die's tasks through its Local CP twin; its copies must be the data path's."""
-        units = self._run.units
-        task_e, task_d, task_t = plan
-        home = units.home
-        copied = copies_by_die(dups)
-        for d in np.unique(task_d).tolist():
+    def _keep_local_cps(self, iteration, layer, streams) -> None:
+        """Each die's layer as its Local CP twin took it: tasks, PDU bits and report."""
+        dies = sorted(key[1] for key in streams if key[0] == "local_cp")
+        for d in dies:
             if not self.window.takes_die(d):
                 continue
-            mask = task_d == d
-            mine = task_e[mask]
-            stats = units.local_cps[d].run_layer_arrays(mine, task_t[mask], home[mine],
-                                                        units.cp_en[d], units.is_local[d])
-            if set(stats.duplicated_experts) != copied.get(d, set()):
-                raise AssertionError(f"die {d}: Local CP copies {stats.duplicated_experts} "
-                                     f"differ from the data path's "
-                                     f"{sorted(copied.get(d, ()))}")
+            (tasks, cp_en, is_local, stats), = streams[("local_cp", d)]
             job = self._job("local_cp", d)
-            tasks = list(zip(mine.tolist(), task_t[mask].tolist(), home[mine].tolist()))
-            job.inputs.append((tasks, units.cp_en[d].copy(), units.is_local[d].copy()))
+            job.inputs.append((tasks, cp_en, is_local))
             job.checks.append(_Check(Where(iteration, layer, Phase.LOCAL_CP, d, 0),
                                      ("layer", f"{len(tasks)} tasks"), stats))
 

@@ -216,8 +216,9 @@ class _Run:
         N, E = replay.N, replay.E
         self.units = (PredictionUnits(replay, self.gcp, record=record_units)
                       if strategy.predicts else None)
-        self.pdu_registers = (self.units.registers if self.units
-                              else np.zeros((N, max(1, E)), np.int64))
+        no_decisions = np.zeros((N, max(1, E)), np.bool_)
+        self.redirect = self.units.redirect if self.units else no_decisions
+        self.copy = self.units.copy if self.units else no_decisions
         self.per_layer: list[dict] = []
         self.t = self.prefill_ns = 0
         self.last_stage = None
@@ -283,18 +284,21 @@ class _Run:
         task_e, task_d, task_t = self.strategy.allocation.plan(view)
         remote = (task_d != self.tables.home[task_e]).astype(np.int64)
         copy_ok = self.units is not None and stage == "decode"
+        tasks = Tasks(task_e, task_d, task_t, remote)
         if self.units is not None:
-            self.units.launch(layer, task_e, task_d, copy_ok, replay.params.artefact_quirks)
+            # the dies run their tasks in their Local CPs' dispatch order
+            order = self.units.launch(layer, task_e, task_d, task_t, copy_ok,
+                                      replay.params.artefact_quirks)
+            tasks = Tasks(*(column[order] for column in tasks))
         prediction = Prediction(enabled=self.units is not None, copy_ok=copy_ok,
-                                registers=self.pdu_registers)
+                                redirect=self.redirect, copy=self.copy)
         start = self.t if self.control is None else self.t + self.control.launch_ns(
             counts, task_e, task_d, self.gcp.presence_matrix(layer), decode=stage == "decode")
-        end, stall, dups = self.kernel.run(start, layer, Tasks(task_e, task_d, task_t, remote),
-                                           prediction, num_experts=replay.E,
-                                           slices=self.slices)
-        if self.units is not None and len(dups):
-            self.units.report(layer, dups, task_e, task_d, task_t)
-            if self.control is not None:
+        end, stall, dups = self.kernel.run(start, layer, tasks, prediction,
+                                           num_experts=replay.E, slices=self.slices)
+        if self.units is not None:
+            self.units.report(layer)
+            if self.control is not None and len(dups):
                 self.control.reported(dups)
         if tap is not None:
             tap.after_layer(it, layer, counts, (task_e, task_d, task_t), dups)

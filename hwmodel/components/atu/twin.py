@@ -166,6 +166,17 @@ class AddressMap:
         die, slot = self.home(expert)
         return self.layout.hbm_address(die, self._page(layer, slot, matrix, home=True))
 
+    def layer_addresses(self, layer: int) -> tuple[np.ndarray, np.ndarray]:
+        """Every expert's :meth:`home_address` and :meth:`replica_address` of ``layer``
+        (matrix 0, the address an ATU entry translates), as two int64 arrays indexed by
+        expert id."""
+        self._check(layer, 0)
+        home_pages = self._page(layer, self._slots, 0, home=True)
+        homes = (self._homes << self.layout.page_bits) | home_pages
+        replicas = self._page(layer, np.arange(self.num_experts, dtype=np.int64), 0,
+                              home=False)
+        return homes.astype(np.int64), np.asarray(replicas, np.int64)
+
     def replica_address(self, layer: int, expert: int, matrix: int = 0) -> int:
         """Local page (:attr:`layout`) of the replica of ``matrix`` of ``expert`` of ``layer``."""
         self._check(layer, matrix)
