@@ -82,7 +82,7 @@ def test_pdu_registers_hold_the_prediction(quirks):
 def _pred_run(store_requests, **params):
     replay = Replay(wafer=build_wafer(load_wafer("tsmc-sow")),
                     model=load_model("llama4-maverick"), store=_tiny_store(store_requests),
-                    params=ReplayParams(max_iterations=6, **params))
+                    params=ReplayParams(**{"max_iterations": 6, **params}))
     return replay.run("pred")
 
 
@@ -119,6 +119,63 @@ def test_a_redirected_read_uses_the_page_the_atu_returns(monkeypatch):
         lookup(self, index, addr)[0], lookup(self, index, addr)[1] + 1))
     with pytest.raises(AssertionError, match="ATU of die .* redirects expert .* to page"):
         _pred_run(COPYING)
+
+
+def test_an_atu_that_misses_changes_the_answer(monkeypatch):
+    """The ATU decides redirects: an ATU that never hits leaves the copies (3 slices x 24
+    layers at decode step 1, the PDU's decision) but no read is served by them; steps 2-5
+    read expert 100 from its home die again, so the run takes longer."""
+    from hwmodel.components.atu.twin import ATUTwin
+    normal = _pred_run(COPYING)
+    monkeypatch.setattr(ATUTwin, "lookup_many", lambda self, index, addr: (
+        np.zeros(len(index), bool), np.zeros(len(index), np.int64)))
+    missing = _pred_run(COPYING)
+    assert missing.counts["replicas"] == 3 * 24
+    assert missing.counts["replica_reads"] == 0
+    assert missing.counts["remote_hbm_reads"] + missing.counts["remote_llc_hits"] == (
+        normal.counts["remote_hbm_reads"] + normal.counts["remote_llc_hits"] + 4 * 3 * 24)
+    assert missing.time_ns > normal.time_ns
+
+
+def test_the_kernel_copies_what_the_local_cp_decides(monkeypatch):
+    """A Local CP whose PDU answers "no copy" to every arrival decides no copy, and the data
+    path makes none although die 7's PDU registers hold cp_en for expert 100."""
+    from hwmodel.components.pdu.twin import PDUTwin
+    monkeypatch.setattr(PDUTwin, "copy_arrivals", lambda self, experts: [])
+    result = _pred_run(COPYING)
+    assert result.counts["replicas"] == 0 and result.counts["replica_reads"] == 0
+
+
+def test_the_kernel_runs_each_die_in_its_local_cps_dispatch_order(monkeypatch):
+    """30 experts in one prompt: base puts the i-th on die (i + 7) mod 24, so dies 7-12 get
+    two tasks. A Local CP that dispatches its tasks last first makes the kernel run each die's
+    tasks reversed, in the plan's positions of that die."""
+    from hwmodel.components.local_cp.twin import LocalCPTwin
+    from hwmodel.system.engine import LayerKernel
+    run = LayerKernel.run
+    seen = []
+
+    def spy(self, t0, layer, tasks, prediction, **kw):
+        seen.append((tasks.expert.tolist(), tasks.die.tolist()))
+        return run(self, t0, layer, tasks, prediction, **kw)
+    monkeypatch.setattr(LayerKernel, "run", spy)
+    store = [(list(range(30)), [])]
+    _pred_run(store, max_iterations=1)
+    plan_order, seen[:] = list(seen), []
+    dispatch = LocalCPTwin.dispatch_layer
+
+    def last_first(self, *args):
+        stats, order = dispatch(self, *args)
+        return stats, order[::-1].copy()
+    monkeypatch.setattr(LocalCPTwin, "dispatch_layer", last_first)
+    _pred_run(store, max_iterations=1)
+    assert len(seen) == len(plan_order) == 24
+    for (experts, dies), (got_experts, got_dies) in zip(plan_order, seen):
+        assert got_dies == dies
+        for d in range(24):
+            mine = [e for e, x in zip(experts, dies) if x == d]
+            assert [e for e, x in zip(got_experts, got_dies) if x == d] == mine[::-1]
+        assert sorted(np.bincount(dies).tolist())[-6:] == [2] * 6     # dies 7-12
 
 
 def test_rtl_answers_the_replays_own_unit_streams():
