@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hwmodel.components.local_cp import LocalCP, LocalCPStats, LocalCPTwin, TaskDescriptor
-from hwmodel.components.local_cp.rtl import run_local_cp_twin, simulate_local_cp
+from hwmodel.components.local_cp.sim import run_local_cp_twin, simulate_local_cp
 
 
 def rtl(layers, **kwargs):

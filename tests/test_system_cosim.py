@@ -2,6 +2,7 @@
 transactions as the twins did, and a bug planted in one unit's RTL stops the run with a message
 naming the transaction."""
 
+import importlib
 import inspect
 import re
 
@@ -43,12 +44,15 @@ def llama4_64():
 
 def planted(monkeypatch, module, name: str, old: str, new: str) -> None:
     """Replace class ``name`` of ``module`` by a copy whose source has ``old`` -> ``new`` (the
-    rest of the module, its enums and layouts, stays the same objects)."""
+    rest of the module, its enums and layouts, stays the same objects), there and in the
+    unit's simulation harness (``sim.py`` beside it), which builds the design."""
     source = inspect.getsource(getattr(module, name))
     assert source.count(old) == 1, old
     namespace = dict(module.__dict__)
     exec(compile(source.replace(old, new), module.__file__, "exec"), namespace)  # noqa: S102
-    monkeypatch.setattr(module, name, namespace[name])
+    harness = importlib.import_module(module.__name__.rsplit(".", 1)[0] + ".sim")
+    for where in (module, harness):
+        monkeypatch.setattr(where, name, namespace[name])
 
 
 # ------------------------------------------------------------------ window and unit specs

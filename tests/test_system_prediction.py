@@ -178,11 +178,66 @@ def test_the_kernel_runs_each_die_in_its_local_cps_dispatch_order(monkeypatch):
         assert sorted(np.bincount(dies).tolist())[-6:] == [2] * 6     # dies 7-12
 
 
+def _units_of_run(monkeypatch, store_requests, **params):
+    """The :class:`PredictionUnits` a ``pred`` replay built, after the run."""
+    made = []
+    init = PredictionUnits.__init__
+
+    def keep(self, *args, **kw):
+        init(self, *args, **kw)
+        made.append(self)
+    monkeypatch.setattr(PredictionUnits, "__init__", keep)
+    result = _pred_run(store_requests, **params)
+    return made[0], result
+
+
+def test_each_replica_sits_at_its_address_map_page_by_hand(monkeypatch):
+    """Die 7's ATU after the copying run: one valid entry per MoE layer, expert 100, worked
+    out from the address map's rules (not from the map): 4 KiB pages, a weight matrix is
+    5120 x 8192 x 2 B = 20480 pages; 31-bit pages (the regions need under 2**30) under a
+    5-bit die id. Expert 100's home is die 20 (128 // 24 = 5 per die), slot 0 of 6 (dies
+    0-7 also hold one of experts 120-127), so its home page in MoE layer m is (6 m + 0) x 3 x
+    20480; its replica on die 7 is in the upper half, at 2**30 + (128 m + 100) x 3 x 20480."""
+    units, _ = _units_of_run(monkeypatch, COPYING)
+    matrix_pages = 5120 * 8192 * 2 // 4096
+    assert matrix_pages == 20480
+    for index, moe_layer in enumerate(range(1, 48, 2)):
+        home_page = (6 * moe_layer + 0) * 3 * matrix_pages
+        replica_page = (1 << 30) + (128 * moe_layer + 100) * 3 * matrix_pages
+        assert units.atus[(7, index)].valid_entries() == [
+            (100, (20 << 31) | home_page, replica_page)]
+
+
+def test_an_eviction_clears_the_pdus_is_local_and_keeps_cp_en():
+    """A replica region of one expert: die 1's Local CP copies experts 0 and 1 (remote, home
+    die 0, both in the predictor's cp_en); after the report the least recently used copy
+    (expert 0, copied first) is evicted: the PDU keeps cp_en = 1 but is_local = 0 for it,
+    its ATU entry is invalid and the EDT drops die 1 from its presence; expert 1 stays."""
+    model = load_model("llama4-maverick")
+    replay = Replay(wafer=build_wafer(load_wafer("tsmc-sow")), model=model,
+                    store=_tiny_store([([0], [])]),
+                    params=ReplayParams(artefact_quirks=False,
+                                        replica_capacity_bytes=model.expert_bytes))
+    gcp = replay.global_cp()
+    units = PredictionUnits(replay, gcp)
+    units.launch(LAYER, np.array([0, 1, 5]), np.array([1, 1, 1]), np.ones(3, np.int64), True,
+                 False)
+    assert units.reports[1].duplicated_experts == (0, 1)
+    units.report(LAYER)
+    assert units.evictions == 1
+    assert units.pdus[1].query(0) == (True, False)
+    assert units.pdus[1].query(1) == (True, True)
+    home_addr, page = units.amap.home_address(1, 1), units.amap.replica_address(1, 1)
+    assert units.atus[(1, LAYER)].valid_entries() == [(1, home_addr, page)]
+    assert gcp.edt_presence(LAYER, 0) == 1 << 0            # home die 0 only
+    assert gcp.edt_presence(LAYER, 1) == (1 << 0) | (1 << 1)
+
+
 def test_rtl_answers_the_replays_own_unit_streams():
     """The PDU and ATU RTL, fed the transactions die 7's twins took in a replay, give the
     twins' answers (a window: the whole copying run, 6 iterations x 24 layers)."""
-    from hwmodel.components.atu.rtl import simulate_atu
-    from hwmodel.components.pdu.rtl import simulate_pdu
+    from hwmodel.components.atu.sim import simulate_atu
+    from hwmodel.components.pdu.sim import simulate_pdu
     replay = Replay(wafer=build_wafer(load_wafer("tsmc-sow")),
                     model=load_model("llama4-maverick"), store=_tiny_store(COPYING),
                     params=ReplayParams(max_iterations=6))

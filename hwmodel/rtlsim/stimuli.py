@@ -98,7 +98,7 @@ def predictor_twin_bitmaps(groups, num_experts: int, costs) -> list[int]:
     from ..components.global_cp import GlobalCPTwin
     bitmaps = []
     for group in groups:
-        twin = GlobalCPTwin(2, 2, 1, num_experts, costs, block_size=4)
+        twin = GlobalCPTwin.for_mesh(2, 2, 1, num_experts, costs, block_size=4)
         matrix = np.zeros((num_experts, num_experts), dtype=np.int64)
         matrix[:len(group)] = group
         twin.heatmap_add_matrix(0, matrix)

@@ -34,7 +34,7 @@ from pathlib import Path
 import attrs
 import numpy as np
 
-from ..components.global_cp.twin import presence_bitmaps
+from ..components.global_cp.edt import presence_bitmaps
 from ..components.pdu.params import PDULayout
 
 __all__ = ["ENGINES", "UNITS", "CoSim", "CoSimMismatch", "Window", "parse_units",
@@ -448,7 +448,7 @@ def _first_difference(job: _Job, answers):
 
 
 def _simulate_pdu(cosim: CoSim, job: _Job):
-    from ..components.pdu.rtl import simulate_pdu
+    from ..components.pdu.sim import simulate_pdu
     experts = cosim._run.replay.wafer.dies[job.die].pdu.experts
     return simulate_pdu(job.inputs, experts, vcd=cosim._vcd(job), **cosim._engine())
 
@@ -456,7 +456,7 @@ def _simulate_pdu(cosim: CoSim, job: _Job):
 def _simulate_atu(cosim: CoSim, job: _Job):
     """One ATU simulation per die: each (die, layer) table in turn, from its start state
     (``invalidate_all`` then the valid entries it had when the window began)."""
-    from ..components.atu.rtl import simulate_atu
+    from ..components.atu.sim import simulate_atu
     replay, units = cosim._run.replay, cosim._run.units
     tables: dict[int, list] = {}
     for t in job.inputs:
@@ -476,21 +476,21 @@ def _simulate_atu(cosim: CoSim, job: _Job):
 
 
 def _simulate_edt(cosim: CoSim, job: _Job):
-    from ..components.global_cp.rtl import simulate_edt
+    from ..components.global_cp.sim import simulate_edt
     replay = cosim._run.replay
     return simulate_edt(job.inputs, replay.wafer.params.global_cp.edt_entries,
                         num_dies=replay.N, vcd=cosim._vcd(job), **cosim._engine())
 
 
 def _simulate_predictor(cosim: CoSim, job: _Job):
-    from ..components.global_cp.rtl import simulate_predict
+    from ..components.global_cp.sim import simulate_predict
     gcp = cosim._run.gcp
     return simulate_predict(job.inputs, gcp.num_experts, gcp.top_n_count, gcp.count_bits,
                             vcd=cosim._vcd(job), **cosim._engine())
 
 
 def _simulate_allocator(cosim: CoSim, job: _Job):
-    from ..components.global_cp.allocator_rtl import simulate_allocator
+    from ..components.global_cp.sim import simulate_allocator
     replay, gcp = cosim._run.replay, cosim._run.gcp
     plans, cycles = simulate_allocator(
         [counts for counts, _ in job.inputs], mesh_x=replay.mesh.x_dies,
@@ -502,7 +502,7 @@ def _simulate_allocator(cosim: CoSim, job: _Job):
 
 
 def _simulate_local_cp(cosim: CoSim, job: _Job):
-    from ..components.local_cp.rtl import simulate_local_cp
+    from ..components.local_cp.sim import simulate_local_cp
     replay = cosim._run.replay
     stats, _, cycles = simulate_local_cp(job.inputs, die=job.die, num_sm_slots=_SM_SLOTS,
                                          num_experts=replay.E, num_dies=replay.N,

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..components.atu import AddressMap, ATUTwin
 from ..components.global_cp import GlobalCPTwin
-from ..components.global_cp.twin import predictor_inputs, union_of_rows
+from ..components.global_cp.predictor import predictor_inputs, union_of_rows
 from ..components.local_cp.twin import LocalCPStats, LocalCPTwin
 from ..components.pdu.compiled import pack_registers
 from ..components.pdu.params import PDULayout

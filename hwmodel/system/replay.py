@@ -31,7 +31,13 @@ from collections.abc import Callable
 import attrs
 import numpy as np
 
-from ..components.global_cp import FRAC_BITS, GlobalCPTwin
+from ..components.global_cp import (
+    FRAC_BITS,
+    AllocatorTwin,
+    EDTTwin,
+    GlobalCPTwin,
+    PredictorTwin,
+)
 from ..config import ConfigError, fraction, param, positive
 from .control import CONTROL_MODES, control_path
 from .engine import Counter, DieStat, LayerKernel, LayerStat, Prediction, Tasks
@@ -152,19 +158,23 @@ class Replay:
         return self.tables.home
 
     def global_cp(self) -> GlobalCPTwin:
-        """A fresh Global CP twin; Algorithm 1's costs read each die's HBM and compute and each
-        route's links (:func:`~hwmodel.system.lowering.allocator_costs`)."""
+        """A fresh Global CP twin: its EDT over the live dies, its predictor (heatmap counters
+        of the wafer's width) and its allocator, whose costs read each die's HBM and compute
+        and each route's links (:func:`~hwmodel.system.lowering.allocator_costs`)."""
+        params = self.params
         rom, costs = allocator_costs(
-            self.wafer, self.model, block_size=self.params.block_size,
-            frac_bits=None if self.params.allocator_arith == "float" else FRAC_BITS)
-        return GlobalCPTwin(self.mesh.x_dies, self.mesh.y_dies, self.L, self.E, rom,
-                            block_size=self.params.block_size,
-                            candidate_distance=self.params.candidate_distance,
-                            min_candidates=self.params.min_candidates,
-                            top_n_share=self.params.top_n_share,
-                            count_bits=self.wafer.params.global_cp.heatmap_count_bits
-                            if self.params.tie_rule == "stable" else 62,
-                            live_dies=self.live_dies, wafer_costs=costs)
+            self.wafer, self.model, block_size=params.block_size,
+            frac_bits=None if params.allocator_arith == "float" else FRAC_BITS)
+        edt = EDTTwin(self.L, self.E, self.N, live_dies=self.live_dies)
+        count_bits = (self.wafer.params.global_cp.heatmap_count_bits
+                      if params.tie_rule == "stable" else 62)
+        predictor = PredictorTwin(self.L, self.E, top_n_share=params.top_n_share,
+                                  count_bits=count_bits)
+        allocator = AllocatorTwin(self.mesh.x_dies, self.mesh.y_dies, edt, rom,
+                                  block_size=params.block_size,
+                                  candidate_distance=params.candidate_distance,
+                                  min_candidates=params.min_candidates, wafer_costs=costs)
+        return GlobalCPTwin(edt, predictor, allocator)
 
     def run(self, strategy: str | Strategy,
             progress: Callable[[int, int], None] | None = None, *,

@@ -32,7 +32,7 @@ import attrs
 import numpy as np
 from numba import njit
 
-from ...tb.checks import check_int, check_int_array, index_bits
+from ...checks import check_int, check_int_array, index_bits
 from .params import MATRICES_PER_EXPERT, PAGE_BYTES, PAPER, PAPER_PAGE_BITS, ATULayout
 
 __all__ = [
@@ -110,7 +110,7 @@ class AddressMap:
     _slots: np.ndarray = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self):
-        from ..global_cp.twin import home_placement
+        from ..global_cp.edt import home_placement
         live = range(self.num_dies) if self.live_dies is None else self.live_dies
         homes = home_placement(self.num_experts, live)
         if homes.max() >= self.num_dies:

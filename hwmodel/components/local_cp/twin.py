@@ -22,7 +22,7 @@ from collections.abc import Iterable
 import attrs
 import numpy as np
 
-from ...tb.checks import check_int, check_int_array
+from ...checks import check_int, check_int_array
 from ..pdu.twin import PDUTwin
 from .params import PAPER, TOKEN_BITS, LocalCPLayout
 

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from ...tb.checks import check_int, check_int_array
+from ...checks import check_int, check_int_array
 from .compiled import CP_EN, IS_LOCAL, expert_bits, pack_registers, set_is_local
 from .compiled import copy_arrivals as _copy_arrivals
 from .params import EXPERTS_PER_WORD, WORD_BITS, PDULayout
