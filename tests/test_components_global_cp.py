@@ -316,5 +316,7 @@ def test_the_twins_defaults_are_the_papers_and_the_replays():
     replay = ReplayParams()
     assert {name: getattr(replay, name) for name in paper if name != "count_bits"} == {
         name: value for name, value in paper.items() if name != "count_bits"}
-    twin = _line(ROM, block_size=512)
-    assert (twin.candidate_distance, twin.min_candidates, twin.top_n_count) == (1, 5, 1)
+    rom = attrs.evolve(ROM, compute=np.zeros(1024, np.int64))
+    twin = GlobalCPTwin.for_mesh(1, 3, 1, 3, rom)
+    assert (twin.block_size, twin.candidate_distance, twin.min_candidates) == (512, 1, 5)
+    assert (twin.top_n_count, twin.count_bits) == (1, 16)       # ceil(0.2 x 3) = 1

@@ -94,6 +94,33 @@ def test_the_first_difference_is_the_earliest_transaction():
     assert Where(1, 23, Phase.ATU, 0, 0) < Where(2, 0, Phase.ALLOCATOR, -1, 0)
 
 
+def test_check_names_the_earliest_mismatch_and_compares_every_answer(monkeypatch):
+    """Two PDU simulations whose first answers agree: die 1's third answer differs (MoE layer
+    index 1), die 3's second (index 0). Die 1 is simulated first, but the mismatch named is
+    die 3's, the earliest in replay order; all six answers were compared."""
+    from hwmodel.system import cosim as cosim_module
+    cosim = CoSim(("pdu",), parse_window("it=0"))
+    cosim.moe_layers = [1, 3]
+    twin = [(False, False), (True, False), (True, True)]
+    rtl = {1: twin[:2] + [(False, True)], 3: [twin[0], (False, True), twin[2]]}
+    for die, layer in ((1, 1), (3, 0)):
+        job = cosim._job("pdu", die)
+        job.checks = [cosim_module._Check(Where(0, layer, Phase.PDU, die, i), ("query", i), a)
+                      for i, a in enumerate(twin)]
+    order = []
+
+    def simulate(cosim, job):
+        order.append(job.die)
+        return rtl[job.die], 10
+    monkeypatch.setitem(cosim_module._SIMULATE, "pdu", simulate)
+    with pytest.raises(CoSimMismatch) as caught:
+        cosim.check()
+    assert order == [1, 3]
+    assert caught.value.where == Where(0, 0, Phase.PDU, 3, 1)
+    assert (caught.value.twin, caught.value.rtl) == ((True, False), (False, True))
+    assert cosim.summary["pdu"]["answers"] == 6
+
+
 # ------------------------------------------------------------------ the RTL in the loop
 def test_every_unit_of_pred_answers_as_its_twin_and_the_replay_is_unchanged(llama4_64):
     plain = llama4_64.run("pred")
