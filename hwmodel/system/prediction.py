@@ -14,7 +14,7 @@ from ..components.global_cp.predictor import predictor_inputs, union_of_rows
 from ..components.local_cp.twin import LocalCPStats, LocalCPTwin
 from ..components.pdu.compiled import pack_registers
 from ..components.pdu.params import PDULayout
-from ..components.pdu.twin import EXPERTS_PER_WORD, PDUTwin
+from ..components.pdu.twin import EXPERTS_PER_WORD, PDUTwin, without_is_local
 
 __all__ = ["PredictionUnits"]
 
@@ -235,7 +235,7 @@ class PredictionUnits:
         self.gcp.edt_clear_present(layer, e, d)
         if layer == self.layer:     # the PDU table holds the current layer's bits
             w = e // EXPERTS_PER_WORD
-            word = int(self.pdus[d].read_words([w])[0]) & ~(2 << (2 * (e % EXPERTS_PER_WORD)))
+            word = without_is_local(int(self.pdus[d].read_words([w])[0]), e)
             self.pdus[d].write_word(w, word)
             if self.streams is not None:
                 self._record(("pdu", d), [("write_word", w, word)])

@@ -38,6 +38,12 @@ from ..components.global_cp import (
     GlobalCPTwin,
     PredictorTwin,
 )
+from ..components.global_cp.params import (
+    PAPER_BLOCK_SIZE,
+    PAPER_CANDIDATE_DISTANCE,
+    PAPER_MIN_CANDIDATES,
+    PAPER_TOP_N_SHARE,
+)
 from ..config import ConfigError, fraction, param, positive
 from .control import CONTROL_MODES, control_path
 from .engine import Counter, DieStat, LayerKernel, LayerStat, Prediction, Tasks
@@ -60,13 +66,15 @@ class ReplayParams:
     """Parameters of a replay; the defaults are the paper's (its artefact's) values."""
 
     block_size: int = param("tokens per allocation block of Algorithm 1 (also the split "
-                            "threshold floor)", default=512, validator=positive)
+                            "threshold floor)", default=PAPER_BLOCK_SIZE, validator=positive)
     candidate_distance: int = param("remote candidates lie within this Manhattan distance "
-                                    "(hops) of the home die", default=1)
-    min_candidates: int = param("candidates kept at least, per expert", default=5,
-                                validator=positive)
+                                    "(hops) of the home die",
+                                    default=PAPER_CANDIDATE_DISTANCE)
+    min_candidates: int = param("candidates kept at least, per expert",
+                                default=PAPER_MIN_CANDIDATES, validator=positive)
     top_n_share: float = param("predictor keeps the top ceil(share x E) successors of an "
-                               "expert in the heatmap", default=0.2, validator=fraction)
+                               "expert in the heatmap", default=PAPER_TOP_N_SHARE,
+                               validator=fraction)
     replica_capacity_bytes: int | None = param(
         "replica region of a die's HBM in bytes, whole experts, LRU eviction (null: "
         "unbounded, as in the paper)", default=None)

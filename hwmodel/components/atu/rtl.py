@@ -73,7 +73,7 @@ class ATU(wiring.Component):
         One response per lookup, ``LOOKUP_LATENCY`` cycles after it is accepted.
     """
 
-    def __init__(self, num_entries: int = 512, *, num_dies: int = PAPER.num_dies,
+    def __init__(self, num_entries: int = PAPER.entries, *, num_dies: int = PAPER.num_dies,
                  page_bits: int = PAPER.page_bits):
         self.layout = ATULayout(entries=check_int("num_entries", num_entries, 1),
                                 num_dies=num_dies, page_bits=page_bits)

@@ -30,7 +30,7 @@ def _command(transaction, layout):
     return {"op": _OPS[op], "index": index, "remote": remote, "local": local}
 
 
-def run_atu_twin(transactions, num_entries: int = 512, *, num_dies: int = PAPER.num_dies,
+def run_atu_twin(transactions, num_entries: int = PAPER.entries, *, num_dies: int = PAPER.num_dies,
                  page_bits: int = PAPER.page_bits) -> list[tuple[bool, int]]:
     """Apply ``transactions`` to an :class:`ATUTwin`; return the lookups' ``(hit, local)``.
 
@@ -41,7 +41,7 @@ def run_atu_twin(transactions, num_entries: int = 512, *, num_dies: int = PAPER.
     return run_twin(twin, transactions, lambda t: _command(t, twin.layout), "lookup")
 
 
-def simulate_atu(transactions, num_entries: int = 512, *, num_dies: int = PAPER.num_dies,
+def simulate_atu(transactions, num_entries: int = PAPER.entries, *, num_dies: int = PAPER.num_dies,
                  page_bits: int = PAPER.page_bits, vcd=None, back_pressure: int = 0,
                  max_cycles: int | None = None, engine: str = "pysim"):
     """Run ``transactions`` (see :func:`run_atu_twin`) through the RTL.

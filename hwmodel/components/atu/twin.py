@@ -209,7 +209,7 @@ class ATUTwin:
         On a non-integer or out-of-range argument, naming it.
     """
 
-    def __init__(self, num_entries: int = 512, *, num_dies: int = PAPER.num_dies,
+    def __init__(self, num_entries: int = PAPER.entries, *, num_dies: int = PAPER.num_dies,
                  page_bits: int = PAPER.page_bits):
         self.layout = ATULayout(entries=check_int("num_entries", num_entries, 1),
                                 num_dies=num_dies, page_bits=page_bits)

@@ -52,7 +52,12 @@ from amaranth.lib.wiring import In, Out
 from ...checks import check_int, index_bits
 from .allocator import CostROM
 from .edt import home_dies
-from .params import EDTLayout
+from .params import (
+    PAPER_BLOCK_SIZE,
+    PAPER_CANDIDATE_DISTANCE,
+    PAPER_MIN_CANDIDATES,
+    EDTLayout,
+)
 from .rtl import insert_sorted
 
 __all__ = ["Allocator", "allocator_cycle_model"]
@@ -89,8 +94,10 @@ class Allocator(wiring.Component):
     """
 
     def __init__(self, mesh_x: int, mesh_y: int, num_experts: int, costs: CostROM, *,
-                 block_size: int = 512, candidate_distance: int = 1, min_candidates: int = 5,
-                 count_bits: int = 24, cost_bits: int = 48):
+                 block_size: int = PAPER_BLOCK_SIZE,
+                 candidate_distance: int = PAPER_CANDIDATE_DISTANCE,
+                 min_candidates: int = PAPER_MIN_CANDIDATES, count_bits: int = 24,
+                 cost_bits: int = 48):
         self._mesh_x = check_int("mesh_x", mesh_x, 1)
         self._mesh_y = check_int("mesh_y", mesh_y, 1)
         self._num_dies = self._mesh_x * self._mesh_y
@@ -448,8 +455,9 @@ class Allocator(wiring.Component):
 
 
 def allocator_cycle_model(counts, plan, *, mesh_x: int, mesh_y: int, presence=None,
-                          block_size: int = 512, candidate_distance: int = 1,
-                          min_candidates: int = 5) -> int:
+                          block_size: int = PAPER_BLOCK_SIZE,
+                          candidate_distance: int = PAPER_CANDIDATE_DISTANCE,
+                          min_candidates: int = PAPER_MIN_CANDIDATES) -> int:
     """Cycles one layer takes in :class:`Allocator`, from its counts and resulting plan.
 
     Parameters

@@ -25,7 +25,7 @@ from amaranth.lib.memory import Memory, MemoryData
 from amaranth.lib.wiring import In, Out
 
 from ...checks import check_int
-from .params import PAPER, EDTLayout
+from .params import HEATMAP_COUNT_BITS, PAPER, EDTLayout
 
 __all__ = [
     "EDT",
@@ -91,7 +91,7 @@ class EDT(wiring.Component):
     :meth:`GlobalCPTwin.edt_clear_present` does).
     """
 
-    def __init__(self, num_experts: int = 512, *, num_dies: int = PAPER.num_dies):
+    def __init__(self, num_experts: int = PAPER.entries, *, num_dies: int = PAPER.num_dies):
         self.layout = EDTLayout(entries=check_int("num_experts", num_experts, 1),
                                 num_dies=num_dies)
         self._num_experts = self.layout.entries
@@ -189,7 +189,8 @@ class TopNPredictor(wiring.Component):
         Bit ``j`` set iff expert ``j`` is in the top ``n`` of one of the die's rows.
     """
 
-    def __init__(self, num_experts: int = 512, top_n: int | None = None, count_bits: int = 16):
+    def __init__(self, num_experts: int = PAPER.entries, top_n: int | None = None,
+                 count_bits: int = HEATMAP_COUNT_BITS):
         self._num_experts = check_int("num_experts", num_experts, 1, 4097)
         if top_n is None:
             top_n = math.ceil(0.2 * num_experts)

@@ -12,12 +12,18 @@ from ...tb import run_command_stream, run_scenario, stream_get, stream_put
 from .allocator import CostROM
 from .allocator_rtl import Allocator
 from .edt import home_dies
-from .params import PAPER
+from .params import (
+    HEATMAP_COUNT_BITS,
+    PAPER,
+    PAPER_BLOCK_SIZE,
+    PAPER_CANDIDATE_DISTANCE,
+    PAPER_MIN_CANDIDATES,
+)
 from .rtl import EDT, EDTOp, TopNPredictor
 
 __all__ = ["simulate_allocator", "simulate_edt", "simulate_predict", "simulate_top_n"]
 
-def simulate_predict(groups, num_experts, top_n=None, count_bits=16, *, vcd=None,
+def simulate_predict(groups, num_experts, top_n=None, count_bits=HEATMAP_COUNT_BITS, *, vcd=None,
                      engine="pysim"):
     """Push per-die groups of heatmap rows through :class:`TopNPredictor`.
 
@@ -69,7 +75,7 @@ def simulate_predict(groups, num_experts, top_n=None, count_bits=16, *, vcd=None
     return bitmaps, cycles
 
 
-def simulate_top_n(rows, num_experts, top_n=None, count_bits=16, *, vcd=None,
+def simulate_top_n(rows, num_experts, top_n=None, count_bits=HEATMAP_COUNT_BITS, *, vcd=None,
                    engine="pysim"):
     """Top-n of each heatmap row alone (one row per group of :func:`simulate_predict`).
 
@@ -84,7 +90,7 @@ def simulate_top_n(rows, num_experts, top_n=None, count_bits=16, *, vcd=None,
     return [tuple(j for j in range(num_experts) if b >> j & 1) for b in bitmaps], cycles
 
 
-def simulate_edt(transactions, num_experts=512, *, num_dies=PAPER.num_dies, vcd=None,
+def simulate_edt(transactions, num_experts=PAPER.entries, *, num_dies=PAPER.num_dies, vcd=None,
                  engine="pysim"):
     """Run EDT transactions through :class:`EDT`; the twin's EDT calls, one command each.
 
@@ -150,9 +156,13 @@ def simulate_edt(transactions, num_experts=512, *, num_dies=PAPER.num_dies, vcd=
     return run_command_stream(dut, commands, reads,
                               lambda entry: (int(entry.home), int(entry.presence)),
                               cycles_per_command=3, vcd=vcd, engine=engine)
+
+
 def simulate_allocator(layers, *, mesh_x: int, mesh_y: int, num_experts: int, costs: CostROM,
-                       block_size: int = 512, candidate_distance: int = 1,
-                       min_candidates: int = 5, presence=None, count_bits: int = 24,
+                       block_size: int = PAPER_BLOCK_SIZE,
+                       candidate_distance: int = PAPER_CANDIDATE_DISTANCE,
+                       min_candidates: int = PAPER_MIN_CANDIDATES, presence=None,
+                       count_bits: int = 24,
                        vcd=None, engine: str = "pysim"):
     """Run the layers' token counts through :class:`Allocator` (one simulation).
 

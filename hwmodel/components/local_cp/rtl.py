@@ -90,7 +90,8 @@ class LocalCP(wiring.Component):
         One message per layer, after ``END`` and the last completion.
     """
 
-    def __init__(self, die: int = 0, num_sm_slots: int = 4, num_experts: int = 512, *,
+    def __init__(self, die: int = 0, num_sm_slots: int = PAPER.sm_slots,
+                 num_experts: int = PAPER.experts, *,
                  num_dies: int = PAPER.num_dies):
         self.layout = LocalCPLayout(
             num_dies=num_dies, experts=check_int("num_experts", num_experts, 1),

@@ -29,7 +29,7 @@ def _layers(layers, num_experts, num_dies):
     return out
 
 
-def run_local_cp_twin(layers, *, die=0, num_sm_slots=4, num_experts=512,
+def run_local_cp_twin(layers, *, die=0, num_sm_slots=PAPER.sm_slots, num_experts=PAPER.experts,
                       num_dies=PAPER.num_dies):
     """Run ``layers`` on a :class:`LocalCPTwin`.
 
@@ -54,7 +54,8 @@ def run_local_cp_twin(layers, *, die=0, num_sm_slots=4, num_experts=512,
     return stats, sm_tasks
 
 
-def simulate_local_cp(layers, *, die=0, num_sm_slots=4, num_experts=512, sm_latency=3,
+def simulate_local_cp(layers, *, die=0, num_sm_slots=PAPER.sm_slots, num_experts=PAPER.experts,
+                      sm_latency=3,
                       num_dies=PAPER.num_dies, vcd=None, max_cycles=None, engine="pysim"):
     """Run ``layers`` (see :func:`run_local_cp_twin`) through the RTL.
 

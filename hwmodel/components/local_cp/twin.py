@@ -111,7 +111,8 @@ class LocalCPTwin:
     (1, (7,))
     """
 
-    def __init__(self, die: int, num_sm_slots: int = 4, num_experts: int = 512, *,
+    def __init__(self, die: int, num_sm_slots: int = PAPER.sm_slots,
+                 num_experts: int = PAPER.experts, *,
                  num_dies: int = PAPER.num_dies, pdu: PDUTwin | None = None):
         if pdu is None:
             pdu = PDUTwin(num_experts)

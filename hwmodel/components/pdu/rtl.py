@@ -12,7 +12,7 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...checks import check_int
-from .params import PAPER, WORD_BITS, PDULayout
+from .params import BITS_PER_EXPERT, PAPER, WORD_BITS, PDULayout
 
 __all__ = [
     "PDU",
@@ -63,7 +63,7 @@ class PDU(wiring.Component):
         One ``(cp_en, is_local)`` per query.
     """
 
-    def __init__(self, num_experts: int = 512):
+    def __init__(self, num_experts: int = PAPER.experts):
         self.layout = PDULayout(experts=check_int("num_experts", num_experts, 1))
         self._num_experts = self.layout.experts
         super().__init__({"cmd": In(stream.Signature(command_layout(self.layout))),
@@ -83,7 +83,7 @@ class PDU(wiring.Component):
         cmd = self.cmd.payload
         expert = cmd.index[:max(1, (self._num_experts - 1).bit_length())]
         word_index = cmd.index[:max(1, (self.num_words - 1).bit_length())]
-        bits = table.bit_select(expert * 2, 2)
+        bits = table.bit_select(expert * BITS_PER_EXPERT, BITS_PER_EXPERT)
 
         advance = ~self.resp.valid | self.resp.ready
         accept = self.cmd.valid & advance
@@ -92,7 +92,7 @@ class PDU(wiring.Component):
             with m.Case(PDUOp.WRITE):
                 m.d.sync += table.word_select(word_index, WORD_BITS).eq(cmd.word)
             with m.Case(PDUOp.SET_LOCAL):
-                m.d.sync += table.bit_select(expert * 2 + 1, 1).eq(1)
+                m.d.sync += table.bit_select(expert * BITS_PER_EXPERT + 1, 1).eq(1)
             with m.Case(PDUOp.CLEAR):
                 m.d.sync += table.eq(0)
         with m.If(advance):

@@ -5,7 +5,7 @@ from the design so that the system model, which imports the twin, loads no simul
 from ...checks import check_int, check_transaction
 from ...rtlsim import check_engine
 from ...tb import run_command_stream, run_twin
-from .params import WORD_BITS, PDULayout
+from .params import PAPER, WORD_BITS, PDULayout
 from .rtl import PDU, PDUOp
 from .twin import PDUTwin
 
@@ -26,7 +26,7 @@ def _command(transaction, num_experts):
     return {"op": _OPS[op], "index": index, "word": 0}
 
 
-def run_pdu_twin(transactions, num_experts: int = 512) -> list[tuple[bool, bool]]:
+def run_pdu_twin(transactions, num_experts: int = PAPER.experts) -> list[tuple[bool, bool]]:
     """Apply ``transactions`` to a :class:`PDUTwin`; return the queries' ``(cp_en, is_local)``.
 
     A transaction is ``("write_word", index, word)``, ``("query", expert)``,
@@ -35,7 +35,7 @@ def run_pdu_twin(transactions, num_experts: int = 512) -> list[tuple[bool, bool]
     return run_twin(PDUTwin(num_experts), transactions, lambda t: _command(t, num_experts), "query")
 
 
-def simulate_pdu(transactions, num_experts: int = 512, *, vcd=None, back_pressure: int = 0,
+def simulate_pdu(transactions, num_experts: int = PAPER.experts, *, vcd=None, back_pressure: int = 0,
                  max_cycles: int | None = None, engine: str = "pysim"):
     """Run ``transactions`` (see :func:`run_pdu_twin`) through the RTL; ``(results, cycles)``.
 
