@@ -38,10 +38,8 @@ def unit_speeds() -> None:
 
 
 def allocator_cycles(batch: int) -> None:
-    from hwmodel.components.global_cp.allocator_rtl import (
-        allocator_cycle_model,
-        simulate_allocator,
-    )
+    from hwmodel.components.global_cp.allocator_rtl import allocator_cycle_model
+    from hwmodel.components.global_cp.sim import simulate_allocator
     from hwmodel.models import load_model
     from hwmodel.params import load_wafer
     from hwmodel.system import Replay

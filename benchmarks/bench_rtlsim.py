@@ -23,12 +23,16 @@ import time
 import numpy as np
 
 from hwmodel.components.atu.params import ATULayout
-from hwmodel.components.atu.rtl import ATU, simulate_atu
+from hwmodel.components.atu.rtl import ATU
+from hwmodel.components.atu.sim import simulate_atu
 from hwmodel.components.global_cp import build_cost_rom
-from hwmodel.components.global_cp.allocator_rtl import Allocator, simulate_allocator
-from hwmodel.components.global_cp.rtl import EDT, TopNPredictor, simulate_edt, simulate_predict
-from hwmodel.components.local_cp.rtl import LocalCP, simulate_local_cp
-from hwmodel.components.pdu.rtl import PDU, simulate_pdu
+from hwmodel.components.global_cp.allocator_rtl import Allocator
+from hwmodel.components.global_cp.rtl import EDT, TopNPredictor
+from hwmodel.components.global_cp.sim import simulate_allocator, simulate_edt, simulate_predict
+from hwmodel.components.local_cp.rtl import LocalCP
+from hwmodel.components.local_cp.sim import simulate_local_cp
+from hwmodel.components.pdu.rtl import PDU
+from hwmodel.components.pdu.sim import simulate_pdu
 from hwmodel.rtlsim import PROFILE, build, stimuli
 
 

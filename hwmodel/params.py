@@ -96,7 +96,9 @@ class DieParams:
     llc: LLCParams = param("last-level cache", factory=LLCParams)
     hbm: HBMParams = param("high-bandwidth memory", factory=HBMParams)
     d2d: D2DParams = param("die-to-die links leaving this die", factory=D2DParams)
-    atu_entries: int = param("address translation unit entries (68 bits each)", default=512,
+    atu_entries: int = param("address translation unit entries (valid + remote address + "
+                             "local page each, widths from the wafer and model: 68 bits on "
+                             "up to 32 dies with 31-bit pages)", default=512,
                              validator=positive)
     pdu_experts: int = param("prediction unit experts (2 bits each)", default=512,
                              validator=positive)
@@ -105,7 +107,9 @@ class DieParams:
 @attrs.frozen
 class GlobalCPParams:
     """The wafer's Global command processor (EDT, heatmap, allocator, predictor)."""
-    edt_entries: int = param("expert distribution table entries (72 bits each)", default=512,
+    edt_entries: int = param("expert distribution table entries (home die id + one "
+                             "presence bit per die, byte-aligned: 72 bits on 64 dies, 32 on "
+                             "24 or 25)", default=512,
                              validator=positive)
     heatmap_layers: int = param("layers the cross-token heatmap covers", default=100,
                                 validator=positive)

@@ -43,5 +43,5 @@ def run_layer(kernel: LayerKernel, experts, dies, tokens=None):
     t = np.ones(len(e), np.int64) if tokens is None else np.asarray(tokens, np.int64)
     remote = (d != kernel.tables.home[e]).astype(np.int64)
     N, E = kernel.num_dies, len(kernel.tables.home)
-    off = Prediction(False, False, np.zeros((N, 1), np.int64))
+    off = Prediction(False, False, np.zeros((N, 1), np.bool_), np.zeros((N, 1), np.bool_))
     return kernel.run(0, 0, Tasks(e, d, t, remote), off, num_experts=E, slices=1)

@@ -23,7 +23,7 @@ ROM = CostROM(hbm_read=10, transfer_base=5, transfer_per_hop=2,
 def _line(rom=ROM, **kw):
     """Dies 0, 1, 2 in a line (mesh 1 x 3), 3 experts: expert e lives on die e."""
     kw.setdefault("block_size", 4)
-    return GlobalCPTwin(1, 3, 1, 3, rom, **kw)
+    return GlobalCPTwin.for_mesh(1, 3, 1, 3, rom, **kw)
 
 
 # ------------------------------------------------------------------------------- EDT
@@ -66,7 +66,7 @@ def test_edt_updates():
 
 # ------------------------------------------------------------------ heatmap, predictor
 def test_top_n_ties_by_count_then_expert_id():
-    cp = GlobalCPTwin(1, 2, 1, 5, ROM, block_size=4, top_n_share=0.4)   # n = ceil(2.0) = 2
+    cp = GlobalCPTwin.for_mesh(1, 2, 1, 5, ROM, block_size=4, top_n_share=0.4)   # n = ceil(2.0) = 2
     assert cp.top_n_count == 2
     for successor, count in ((0, 3), (1, 5), (2, 5), (4, 3)):
         cp.heatmap_add(0, 0, successor, count)
@@ -83,7 +83,7 @@ def test_top_n_ties_by_count_then_expert_id():
 
 
 def test_heatmap_counters_saturate():
-    cp = GlobalCPTwin(1, 2, 1, 4, ROM, block_size=4, count_bits=2)
+    cp = GlobalCPTwin.for_mesh(1, 2, 1, 4, ROM, block_size=4, count_bits=2)
     cp.heatmap_add(0, 1, 2, 2)
     cp.heatmap_add(0, 1, 2, 5)
     cp.heatmap_add_matrix(0, np.full((4, 4), 9))
@@ -91,7 +91,7 @@ def test_heatmap_counters_saturate():
 
 
 def test_predict_is_the_union_of_top_n_rows():
-    cp = GlobalCPTwin(1, 2, 1, 5, ROM, block_size=4, top_n_share=0.2)     # n = 1
+    cp = GlobalCPTwin.for_mesh(1, 2, 1, 5, ROM, block_size=4, top_n_share=0.2)     # n = 1
     cp.heatmap_add(0, 0, 3, 4)
     cp.heatmap_add(0, 2, 1, 4)
     assert cp.predict(0, [0]) == 1 << 3
@@ -168,7 +168,7 @@ def test_wide_wafer_edt_and_allocation(mesh_x, mesh_y):
     # on die 0 (the bit farthest from the last die's, beyond any 64-bit word) costs 12 there
     # too and sorts first (estimate 0): it takes the block.
     last = mesh_x * mesh_y - 1
-    cp = GlobalCPTwin(mesh_x, mesh_y, 1, last + 1, ROM, block_size=4)
+    cp = GlobalCPTwin.for_mesh(mesh_x, mesh_y, 1, last + 1, ROM, block_size=4)
     counts = [0] * last + [4]
     assert cp.edt_home(last) == last and cp.edt_presence(0, last) == 1 << last
     assert cp.allocate(0, counts) == [(last, last, 4)]
@@ -210,8 +210,8 @@ def test_fixed_point_constants_within_half_an_lsb(model):
 def test_fixed_point_plans_equal_float_on_random_counts():
     """Estimates after k charges differ by at most k * 2**-9 ns: far below the gaps between
     real candidates, so plans agree (random DeepSeek-V3-sized layers on a 3 x 8 mesh)."""
-    fixed = GlobalCPTwin(3, 8, 1, 256, build_cost_rom(**_rom_args("deepseek-v3")))
-    flt = GlobalCPTwin(3, 8, 1, 256, build_cost_rom(**_rom_args("deepseek-v3"),
+    fixed = GlobalCPTwin.for_mesh(3, 8, 1, 256, build_cost_rom(**_rom_args("deepseek-v3")))
+    flt = GlobalCPTwin.for_mesh(3, 8, 1, 256, build_cost_rom(**_rom_args("deepseek-v3"),
                                                      frac_bits=None))
     rng = np.random.default_rng(7)
     for scale in (5, 60, 400, 3000):
@@ -223,7 +223,7 @@ def test_fixed_point_plans_equal_float_on_random_counts():
 def test_top_n_matrix_equals_row_by_row_top_n(count_bits):
     """The batched top-n (a partition on unique keys) equals :meth:`top_n` on every row, on
     heatmaps full of ties."""
-    cp = GlobalCPTwin(1, 2, 1, 40, ROM, block_size=4, count_bits=count_bits)
+    cp = GlobalCPTwin.for_mesh(1, 2, 1, 40, ROM, block_size=4, count_bits=count_bits)
     rng = np.random.default_rng(count_bits)
     cp.heatmap_add_matrix(0, rng.integers(0, 4, (40, 40)))
     matrix = cp.top_n_matrix(0)
@@ -238,8 +238,8 @@ def test_dead_dies_hold_no_home_and_are_never_allocated():
     rom = build_cost_rom(**_rom_args("deepseek-v3"))
     live = [0, 1, 2, 3, 5, 6, 7, 8]
     counts = np.full(256, 4000, np.int64)
-    healthy = GlobalCPTwin(3, 3, 1, 256, rom)
-    faulty = GlobalCPTwin(3, 3, 1, 256, rom, live_dies=live)
+    healthy = GlobalCPTwin.for_mesh(3, 3, 1, 256, rom)
+    faulty = GlobalCPTwin.for_mesh(3, 3, 1, 256, rom, live_dies=live)
     assert [faulty.edt_home(e) for e in (0, 31, 32, 127, 128, 255)] == [0, 0, 1, 3, 5, 8]
     assert 4 in set(healthy.allocate_arrays(0, counts)[1].tolist())
     _, dies, tokens = faulty.allocate_arrays(0, counts)
@@ -277,7 +277,7 @@ def test_heatmap_add_pairs_counts_every_pair_of_every_layer_and_saturates():
     layer 0; 0 -> 3, 0 -> 0, 3 -> 3, 3 -> 0 in layer 1. With 2-bit counters, adding the same
     pair twice more saturates 1 -> 2 at 3."""
     rom = build_cost_rom(**_rom_args("deepseek-v3"))
-    cp = GlobalCPTwin(2, 2, 2, 4, rom, count_bits=2)
+    cp = GlobalCPTwin.for_mesh(2, 2, 2, 4, rom, count_bits=2)
     rows = np.array([[[1, 2], [0, 3]], [[2, 2], [3, 0]]], np.uint8)
     cp.heatmap_add_pairs(rows, [0], rows, [1])
     assert cp.heatmap_row(0, 1).tolist() == [0, 0, 2, 0]
@@ -294,3 +294,29 @@ def test_heatmap_add_pairs_counts_every_pair_of_every_layer_and_saturates():
     with pytest.raises(ValueError, match="expert id 5, outside 0..3"):
         cp.heatmap_add_pairs(bad, [0, 2], rows, [1, 1])
     assert [cp.heatmap_row(layer, e).tolist() for layer in (0, 1) for e in range(4)] == before
+
+
+def test_the_twins_defaults_are_the_papers_and_the_replays():
+    """Algorithm 1 hands out blocks of 512 tokens to at least 5 candidates within 1 hop of the
+    home die, and the predictor keeps the top ceil(0.2 E) successors (SPEC section 6) with
+    16-bit counters (Table II): the defaults of each part, of the composition and of
+    ReplayParams are these values."""
+    import inspect
+
+    from hwmodel.components.global_cp import AllocatorTwin, PredictorTwin
+    from hwmodel.system import ReplayParams
+    paper = {"block_size": 512, "candidate_distance": 1, "min_candidates": 5,
+             "top_n_share": 0.2, "count_bits": 16}
+
+    def defaults(function):
+        return {name: p.default for name, p in inspect.signature(function).parameters.items()
+                if name in paper}
+    assert defaults(GlobalCPTwin.for_mesh) == paper
+    assert {**defaults(AllocatorTwin), **defaults(PredictorTwin)} == paper
+    replay = ReplayParams()
+    assert {name: getattr(replay, name) for name in paper if name != "count_bits"} == {
+        name: value for name, value in paper.items() if name != "count_bits"}
+    rom = attrs.evolve(ROM, compute=np.zeros(1024, np.int64))
+    twin = GlobalCPTwin.for_mesh(1, 3, 1, 3, rom)
+    assert (twin.block_size, twin.candidate_distance, twin.min_candidates) == (512, 1, 5)
+    assert (twin.top_n_count, twin.count_bits) == (1, 16)       # ceil(0.2 x 3) = 1

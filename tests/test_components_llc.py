@@ -127,7 +127,7 @@ def _two_die_tables(home: int) -> Tables:
 def _run_twice(tables):
     kernel = LayerKernel(tables, num_links=1)
     one = np.ones(1, np.int64)
-    off = Prediction(False, False, np.zeros((2, 1), np.int64))
+    off = Prediction(False, False, np.zeros((2, 1), np.bool_), np.zeros((2, 1), np.bool_))
     remote = (one * 0 != tables.home).astype(np.int64)
     ends = []
     t = 0

@@ -8,12 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hwmodel.components.global_cp import CostROM, GlobalCPTwin
-from hwmodel.components.global_cp.allocator_rtl import (
-    Allocator,
-    allocator_cycle_model,
-    simulate_allocator,
-)
-from hwmodel.components.global_cp.rtl import simulate_predict
+from hwmodel.components.global_cp.allocator_rtl import Allocator, allocator_cycle_model
+from hwmodel.components.global_cp.sim import simulate_allocator, simulate_predict
 
 
 def small_rom(hbm, base, per_hop, compute):
@@ -30,7 +26,7 @@ def test_hand_worked_1x3_splits_the_last_block_to_a_remote_neighbour():
     rom = small_rom(10, 5, 1, [4 * t for t in range(4)])
     counts = [0, 0, 6]
     expected = [(2, 1, 2), (2, 2, 4)]
-    twin = GlobalCPTwin(1, 3, 1, 3, rom, block_size=2, min_candidates=2)
+    twin = GlobalCPTwin.for_mesh(1, 3, 1, 3, rom, block_size=2, min_candidates=2)
     assert twin.allocate(0, counts) == expected
     plans, cycles = simulate_allocator([counts], mesh_x=1, mesh_y=3, num_experts=3, costs=rom,
                                        block_size=2, min_candidates=2)
@@ -40,12 +36,24 @@ def test_hand_worked_1x3_splits_the_last_block_to_a_remote_neighbour():
     assert cycles == [20]
 
 
+def test_a_cost_tie_goes_to_the_local_die_in_the_rtl_as_in_the_twin():
+    """The twin's hand case (tests/test_components_global_cp.py): a line of 3 dies, free
+    transfers, compute 6t, one block of 4 tokens of expert 1 (home die 1). Local die 1 costs
+    max(24, 10) = 24; remote die 0 costs max(10 + 10, 0 + 24) = 24: a tie, die 0 first in
+    candidate order (estimate 0 < 10), and the tie goes to the local die."""
+    rom = CostROM(hbm_read=10, transfer_base=0, transfer_per_hop=0,
+                  compute=np.arange(8, dtype=np.int64) * 6, frac_bits=0)
+    plans, _ = simulate_allocator([[0, 4, 0]], mesh_x=1, mesh_y=3, num_experts=3, costs=rom,
+                                  block_size=4)
+    assert plans == [[(1, 1, 4)]]
+
+
 def test_hand_worked_2x2_keeps_one_candidate_and_breaks_estimate_ties_by_die():
     # 2x2: die (x, y) = y + 2x; expert e on die e. Expert 1 (2 tokens) on die 1: candidates
     # die 0 and die 3 (one hop, estimate 0 + 6 each: die 0 first) and die 1 (local, 10).
     # min_candidates 1 and split 2 // 4 = 0 keep only die 0, which takes the expert.
     rom = small_rom(10, 4, 2, [3 * t for t in range(8)])
-    twin = GlobalCPTwin(2, 2, 1, 4, rom, block_size=4, min_candidates=1)
+    twin = GlobalCPTwin.for_mesh(2, 2, 1, 4, rom, block_size=4, min_candidates=1)
     layers = [[0, 2, 0, 0], [0, 2, 0, 0], [1, 2, 0, 0]]
     presence = [[1 << e for e in range(4)]] * 3
     presence[1] = [1, 0b1010, 4, 8]          # a replica of expert 1 on die 3: local, estimate 0
@@ -94,7 +102,7 @@ def scenarios(draw):
 @given(scenarios())
 def test_allocator_equals_twin_and_cycle_model_on_random_layers(scenario):
     mesh, num_experts, rom, knobs, layers, extra = scenario
-    twin = GlobalCPTwin(*mesh, 1, num_experts, rom, **knobs)
+    twin = GlobalCPTwin.for_mesh(*mesh, 1, num_experts, rom, **knobs)
     home = [twin.edt_home(e) for e in range(num_experts)]
     presence = [[bits | 1 << home[e] for e, bits in enumerate(layer)] for layer in extra]
     plans, cycles = simulate_allocator(layers, mesh_x=mesh[0], mesh_y=mesh[1],
@@ -165,13 +173,15 @@ def test_real_trace_window_allocator_and_predictor_equal_the_twins(llama4_traces
             plan = gcp.allocate(layer, counts_all[layer])
             task_e = np.array([e for e, _, _ in plan])
             task_d = np.array([d for _, d, _ in plan])
-            units.launch(layer, task_e, task_d, True, False)   # the replay's predictor path
+            task_t = np.array([t for _, _, t in plan])
+            units.launch(layer, task_e, task_d, task_t, True, False)   # the replay's path
             groups = {}
             for d in range(24):
                 mine = task_e[task_d == d]
                 if len(mine):
                     bits = gcp.predict(layer, mine)
-                    assert bits == sum(1 << j for j in np.flatnonzero(units.cp_en[d]).tolist())
+                    # the cp_en bits die d's Local CP wrote into its PDU
+                    assert bits == sum(1 << j for j in range(128) if units.pdus[d].query(j)[0])
                     groups[d] = ([gcp.heatmap_row(layer, int(e)).tolist() for e in mine], bits)
             window.append((plan, groups))
     assert len(layers) == 48
@@ -199,7 +209,7 @@ def test_allocator_at_paper_and_64_die_sizes_equals_the_twin(mesh):
     rng = np.random.default_rng(num_dies)
     counts = rng.choice([0, 1, 2, 3, 5, 8], size=num_experts).tolist()
     counts[num_experts - 1] = 7
-    twin = GlobalCPTwin(*mesh, 1, num_experts, rom, block_size=4)
+    twin = GlobalCPTwin.for_mesh(*mesh, 1, num_experts, rom, block_size=4)
     for expert, die in [(num_experts - 1, num_dies - 1), (num_dies - 1, num_dies - 2),
                         (0, num_dies - 1)]:
         twin.edt_set_present(0, expert, die)

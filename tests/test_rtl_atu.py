@@ -8,7 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hwmodel.components.atu import ATU, AddressMap, ATUTwin, hbm_address, split_address
-from hwmodel.components.atu.rtl import LOOKUP_LATENCY, run_atu_twin, simulate_atu
+from hwmodel.components.atu.rtl import LOOKUP_LATENCY
+from hwmodel.components.atu.sim import run_atu_twin, simulate_atu
 
 
 def rtl(transactions, num_entries=512):

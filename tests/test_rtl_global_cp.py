@@ -10,13 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hwmodel.components.global_cp import GlobalCPTwin, build_cost_rom
-from hwmodel.components.global_cp.rtl import (
-    EDT,
-    EDTOp,
-    simulate_edt,
-    simulate_predict,
-    simulate_top_n,
-)
+from hwmodel.components.global_cp.rtl import EDT, EDTOp
+from hwmodel.components.global_cp.sim import simulate_edt, simulate_predict, simulate_top_n
 from hwmodel.tb import run_command_stream
 
 
@@ -25,7 +20,7 @@ def twin(num_experts, mesh=(2, 2)):
                          matrices_per_expert=3, hbm_bandwidth_GBps=3350, hbm_latency_ns=300,
                          link_bandwidth_GBps=1741, hop_latency_ns=200, peak_TFLOPS=1000,
                          block_size=4)
-    return GlobalCPTwin(mesh[0], mesh[1], 1, num_experts, rom, block_size=4)
+    return GlobalCPTwin.for_mesh(mesh[0], mesh[1], 1, num_experts, rom, block_size=4)
 
 
 def test_predictor_breaks_ties_by_lower_expert_id():

@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hwmodel.components.local_cp import LocalCP, LocalCPStats, LocalCPTwin, TaskDescriptor
-from hwmodel.components.local_cp.rtl import run_local_cp_twin, simulate_local_cp
+from hwmodel.components.local_cp.sim import run_local_cp_twin, simulate_local_cp
 
 
 def rtl(layers, **kwargs):
@@ -101,6 +101,31 @@ def test_run_layer_arrays_equals_the_per_transaction_calls(one_layer, slots, die
     got = bulk.run_layer_arrays(table[:, 0], table[:, 1], table[:, 2], cp_bits, loc_bits)
     assert got == expected == reference.finish()
     assert bulk.pdu.words == reference.pdu.words     # copies set is_local in the PDU too
+
+
+@settings(max_examples=40, deadline=None)
+@given(layer, st.integers(1, 3), st.integers(0, 3))
+def test_dispatch_layer_on_a_given_pdu_equals_the_per_transaction_calls(one_layer, slots, die):
+    """A Local CP handed its die's PDU, written register by register beforehand, dispatches
+    in arrival order and leaves the state and report of configure_pdu + dispatch/complete
+    per task + finish; the PDU it was handed is the one it changed."""
+    import numpy as np
+
+    from hwmodel.components.pdu import PDUTwin, pack_words
+    tasks, cp, loc = one_layer
+    reference = LocalCPTwin(die, slots, 16)
+    reference.configure_pdu(sorted(cp), sorted(loc))
+    for t in tasks:
+        reference.complete(reference.dispatch(TaskDescriptor(*t)).slot)
+    pdu = PDUTwin(16)
+    for i, word in enumerate(pack_words(sorted(cp), sorted(loc), 16)):
+        pdu.write_word(i, word)
+    shared = LocalCPTwin(die, slots, pdu=pdu)
+    table = np.array(tasks, np.int64).reshape(-1, 3)
+    stats, order = shared.dispatch_layer(table[:, 0], table[:, 1], table[:, 2])
+    assert stats == reference.finish()
+    assert order.tolist() == list(range(len(tasks)))
+    assert shared.pdu is pdu and pdu.words == reference.pdu.words
 
 
 def test_run_layer_arrays_validates_before_changing_anything():

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hwmodel.components.pdu import PDU, PDUTwin, pack_words
-from hwmodel.components.pdu.rtl import run_pdu_twin, simulate_pdu
+from hwmodel.components.pdu.sim import run_pdu_twin, simulate_pdu
 
 
 def rtl(transactions, num_experts=512):

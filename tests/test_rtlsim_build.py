@@ -4,8 +4,10 @@
 import pytest
 
 from hwmodel import rtlsim
-from hwmodel.components.local_cp.rtl import LocalCP, simulate_local_cp
-from hwmodel.components.pdu.rtl import PDU, simulate_pdu
+from hwmodel.components.local_cp.rtl import LocalCP
+from hwmodel.components.local_cp.sim import simulate_local_cp
+from hwmodel.components.pdu.rtl import PDU
+from hwmodel.components.pdu.sim import simulate_pdu
 from hwmodel.rtlsim import RTLSimError, StreamSink, StreamSource, build, run_streams
 
 

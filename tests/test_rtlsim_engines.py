@@ -6,12 +6,17 @@ import numpy as np
 import pytest
 
 from hwmodel.components.atu.params import ATULayout
-from hwmodel.components.atu.rtl import LOOKUP_LATENCY, run_atu_twin, simulate_atu
+from hwmodel.components.atu.rtl import LOOKUP_LATENCY
+from hwmodel.components.atu.sim import run_atu_twin, simulate_atu
 from hwmodel.components.global_cp import GlobalCPTwin, build_cost_rom
-from hwmodel.components.global_cp.allocator_rtl import simulate_allocator
-from hwmodel.components.global_cp.rtl import simulate_edt, simulate_predict, simulate_top_n
-from hwmodel.components.local_cp.rtl import run_local_cp_twin, simulate_local_cp
-from hwmodel.components.pdu.rtl import run_pdu_twin, simulate_pdu
+from hwmodel.components.global_cp.sim import (
+    simulate_allocator,
+    simulate_edt,
+    simulate_predict,
+    simulate_top_n,
+)
+from hwmodel.components.local_cp.sim import run_local_cp_twin, simulate_local_cp
+from hwmodel.components.pdu.sim import run_pdu_twin, simulate_pdu
 from hwmodel.rtlsim import stimuli
 
 
@@ -94,7 +99,7 @@ def test_allocator_engines_agree_with_each_other_and_the_twin():
                                       max_tokens=20)
     plans, _ = both(simulate_allocator, layers, mesh_x=2, mesh_y=2, num_experts=num_experts,
                     costs=costs, block_size=4)
-    twin = GlobalCPTwin(2, 2, 1, num_experts, costs, block_size=4)
+    twin = GlobalCPTwin.for_mesh(2, 2, 1, num_experts, costs, block_size=4)
     assert plans == [twin.allocate(0, counts) for counts in layers]
 
 

@@ -7,12 +7,11 @@ import numpy as np
 import pytest
 
 from hwmodel.components.atu.params import ATULayout
-from hwmodel.components.atu.rtl import run_atu_twin, simulate_atu
+from hwmodel.components.atu.sim import run_atu_twin, simulate_atu
 from hwmodel.components.global_cp import GlobalCPTwin, build_cost_rom
-from hwmodel.components.global_cp.allocator_rtl import simulate_allocator
-from hwmodel.components.global_cp.rtl import simulate_edt, simulate_predict
-from hwmodel.components.local_cp.rtl import run_local_cp_twin, simulate_local_cp
-from hwmodel.components.pdu.rtl import run_pdu_twin, simulate_pdu
+from hwmodel.components.global_cp.sim import simulate_allocator, simulate_edt, simulate_predict
+from hwmodel.components.local_cp.sim import run_local_cp_twin, simulate_local_cp
+from hwmodel.components.pdu.sim import run_pdu_twin, simulate_pdu
 from hwmodel.rtlsim import stimuli
 
 pytestmark = pytest.mark.slow
@@ -83,7 +82,7 @@ def test_allocator_3x8_dies_128_experts_equals_the_twin_for_thousands_of_cycles(
                                       max_tokens=20)
     plans, cycles = simulate_allocator(layers, mesh_x=3, mesh_y=8, num_experts=128,
                                        costs=_rom(), block_size=4, engine="cxxrtl")
-    twin = GlobalCPTwin(3, 8, 1, 128, _rom(), block_size=4)
+    twin = GlobalCPTwin.for_mesh(3, 8, 1, 128, _rom(), block_size=4)
     assert plans == [twin.allocate(0, counts) for counts in layers]
     assert sum(cycles) > 2000
 

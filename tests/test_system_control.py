@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from hwmodel.components.global_cp.allocator_rtl import allocator_cycle_model
-from hwmodel.components.global_cp.rtl import simulate_predict
-from hwmodel.components.global_cp.twin import home_dies
+from hwmodel.components.global_cp.edt import home_dies
+from hwmodel.components.global_cp.sim import simulate_predict
 from hwmodel.config import ConfigError
 from hwmodel.models import load_model
 from hwmodel.params import load_wafer
@@ -221,3 +221,17 @@ def test_cli_control_adds_the_hand_worked_delay(tiny, tmp_path):
         throughput = float(run.stdout.strip().splitlines()[-1].split(",")[-1])
         decode_ns[control] = 2 * 128 / throughput * 1e9
     assert decode_ns["global-cp"] - decode_ns["free"] == pytest.approx(124, abs=1e-3)
+
+
+def test_prediction_sends_one_pdu_command_group_per_die_with_tasks(tiny):
+    """Three tasks on two dies (die 0 runs both experts): the Global CP sends each die with
+    tasks its 2 x E = 4 PDU bits in one 64-bit word, 2 words in all (not one per task); the
+    decode predictor takes 3 rows x (E + 1) + 2 dies = 11 cycles. 13 cycles of 4 ns."""
+    wafer = tiny[0]
+    path = control_path("global-cp", wafer, np.array([0, 1]), allocates=False, predicts=True,
+                        params=ReplayParams())
+    delay = path.launch_ns(np.array([1, 2]), np.array([0, 1, 1]), np.array([0, 0, 1]),
+                           np.eye(2, dtype=bool), decode=True)
+    assert path.totals["cp_decode_command_cycles"] == 2
+    assert path.totals["cp_decode_predictor_cycles"] == 11
+    assert delay == 13 * NS_PER_CYCLE

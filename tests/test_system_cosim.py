@@ -2,6 +2,7 @@
 transactions as the twins did, and a bug planted in one unit's RTL stops the run with a message
 naming the transaction."""
 
+import importlib
 import inspect
 import re
 
@@ -43,12 +44,15 @@ def llama4_64():
 
 def planted(monkeypatch, module, name: str, old: str, new: str) -> None:
     """Replace class ``name`` of ``module`` by a copy whose source has ``old`` -> ``new`` (the
-    rest of the module, its enums and layouts, stays the same objects)."""
+    rest of the module, its enums and layouts, stays the same objects), there and in the
+    unit's simulation harness (``sim.py`` beside it), which builds the design."""
     source = inspect.getsource(getattr(module, name))
     assert source.count(old) == 1, old
     namespace = dict(module.__dict__)
     exec(compile(source.replace(old, new), module.__file__, "exec"), namespace)  # noqa: S102
-    monkeypatch.setattr(module, name, namespace[name])
+    harness = importlib.import_module(module.__name__.rsplit(".", 1)[0] + ".sim")
+    for where in (module, harness):
+        monkeypatch.setattr(where, name, namespace[name])
 
 
 # ------------------------------------------------------------------ window and unit specs
@@ -88,6 +92,33 @@ def test_the_first_difference_is_the_earliest_transaction():
     assert a < Where(2, 1, Phase.ALLOCATOR, -1, 0)
     assert Where(2, 0, Phase.PDU, 5, 7) < a
     assert Where(1, 23, Phase.ATU, 0, 0) < Where(2, 0, Phase.ALLOCATOR, -1, 0)
+
+
+def test_check_names_the_earliest_mismatch_and_compares_every_answer(monkeypatch):
+    """Two PDU simulations whose first answers agree: die 1's third answer differs (MoE layer
+    index 1), die 3's second (index 0). Die 1 is simulated first, but the mismatch named is
+    die 3's, the earliest in replay order; all six answers were compared."""
+    from hwmodel.system import cosim as cosim_module
+    cosim = CoSim(("pdu",), parse_window("it=0"))
+    cosim.moe_layers = [1, 3]
+    twin = [(False, False), (True, False), (True, True)]
+    rtl = {1: twin[:2] + [(False, True)], 3: [twin[0], (False, True), twin[2]]}
+    for die, layer in ((1, 1), (3, 0)):
+        job = cosim._job("pdu", die)
+        job.checks = [cosim_module._Check(Where(0, layer, Phase.PDU, die, i), ("query", i), a)
+                      for i, a in enumerate(twin)]
+    order = []
+
+    def simulate(cosim, job):
+        order.append(job.die)
+        return rtl[job.die], 10
+    monkeypatch.setitem(cosim_module._SIMULATE, "pdu", simulate)
+    with pytest.raises(CoSimMismatch) as caught:
+        cosim.check()
+    assert order == [1, 3]
+    assert caught.value.where == Where(0, 0, Phase.PDU, 3, 1)
+    assert (caught.value.twin, caught.value.rtl) == ((True, False), (False, True))
+    assert cosim.summary["pdu"]["answers"] == 6
 
 
 # ------------------------------------------------------------------ the RTL in the loop

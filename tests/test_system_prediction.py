@@ -28,8 +28,14 @@ def _launch(quirks: bool):
     units = PredictionUnits(replay, gcp)
     task_e = np.array([0, 1, 5], np.int64)
     task_d = np.array([1, 1, 1], np.int64)
-    units.launch(LAYER, task_e, task_d, True, quirks)
+    units.launch(LAYER, task_e, task_d, np.ones(3, np.int64), True, quirks)
     return units
+
+
+def _pdu_bits(units, die):
+    """``(cp_en, is_local)`` of every expert as die ``die``'s PDU answers its queries."""
+    answers = np.array([units.pdus[die].query(e) for e in range(units.E)], bool)
+    return answers[:, 0], answers[:, 1]
 
 
 def test_top_n_is_a_fifth_of_the_experts_with_ties_by_id():
@@ -37,37 +43,46 @@ def test_top_n_is_a_fifth_of_the_experts_with_ties_by_id():
     units = _launch(quirks=False)
     n = math.ceil(0.2 * 128)
     assert n == 26
-    cp_en = units.cp_en[1]
+    cp_en = _pdu_bits(units, 1)[0]
     assert cp_en[[100, 101, 105]].all()
     assert cp_en[:n - 1].all() and not cp_en[n - 1:100].any()
-    assert not units.cp_en[0].any()                   # a die without tasks copies nothing
+    assert not _pdu_bits(units, 0)[0].any()           # a die without tasks copies nothing
 
 
 def test_artefact_quirk_stops_a_dies_list_at_the_expert_equal_to_its_id():
     """With the quirk, die 1's list stops growing once it holds expert 1: 5's successor is
     left out."""
     units = _launch(quirks=True)
-    assert units.cp_en[1][[100, 101]].all()
-    assert not units.cp_en[1][105]
+    cp_en = _pdu_bits(units, 1)[0]
+    assert cp_en[[100, 101]].all()
+    assert not cp_en[105]
 
 
 @pytest.mark.parametrize("quirks", [False, True])
 def test_pdu_registers_hold_the_prediction(quirks):
     """Die 1's PDU words pack cp_en (bit 0) and is_local (bit 1) of 8 experts per 16-bit
-    register: expert e in word e // 8 at bits 2 (e mod 8) and 2 (e mod 8) + 1."""
+    register: expert e in word e // 8 at bits 2 (e mod 8) and 2 (e mod 8) + 1. By hand:
+    cp_en = the top-n rows of 0, 1 (and 5 without the quirk): ids 0-24, 100, 101 (105);
+    is_local = die 1's own experts 5-9 (128 // 24 = 5 per die) and 121 (experts 120-127 go
+    to die e mod 24), and the two its Local CP copied at the launch (0 and 1: remote, cp_en
+    set, not local)."""
     units = _launch(quirks)
     words = units.pdus[1].words
-    for expert in (0, 5, 100, 101, 105, 127):
+    cp_en = set(range(25)) | {100, 101} | (set() if quirks else {105})
+    is_local = set(range(5, 10)) | {121} | {0, 1}
+    for expert in range(128):
         bits = words[expert // 8] >> (2 * (expert % 8))
-        assert bits & 1 == units.cp_en[1][expert]
-        assert (bits >> 1) & 1 == units.is_local[1][expert]
+        assert bits & 1 == (expert in cp_en), expert
+        assert (bits >> 1) & 1 == (expert in is_local), expert
+    assert units.reports[1].duplicated_experts == (0, 1)
+    assert np.flatnonzero(units.copy[1]).tolist() == [0, 1]
 
 
 # ------------------------------------------------------------- the units decide (system level)
 def _pred_run(store_requests, **params):
     replay = Replay(wafer=build_wafer(load_wafer("tsmc-sow")),
                     model=load_model("llama4-maverick"), store=_tiny_store(store_requests),
-                    params=ReplayParams(max_iterations=6, **params))
+                    params=ReplayParams(**{"max_iterations": 6, **params}))
     return replay.run("pred")
 
 
@@ -106,11 +121,123 @@ def test_a_redirected_read_uses_the_page_the_atu_returns(monkeypatch):
         _pred_run(COPYING)
 
 
+def test_an_atu_that_misses_changes_the_answer(monkeypatch):
+    """The ATU decides redirects: an ATU that never hits leaves the copies (3 slices x 24
+    layers at decode step 1, the PDU's decision) but no read is served by them; steps 2-5
+    read expert 100 from its home die again, so the run takes longer."""
+    from hwmodel.components.atu.twin import ATUTwin
+    normal = _pred_run(COPYING)
+    monkeypatch.setattr(ATUTwin, "lookup_many", lambda self, index, addr: (
+        np.zeros(len(index), bool), np.zeros(len(index), np.int64)))
+    missing = _pred_run(COPYING)
+    assert missing.counts["replicas"] == 3 * 24
+    assert missing.counts["replica_reads"] == 0
+    assert missing.counts["remote_hbm_reads"] + missing.counts["remote_llc_hits"] == (
+        normal.counts["remote_hbm_reads"] + normal.counts["remote_llc_hits"] + 4 * 3 * 24)
+    assert missing.time_ns > normal.time_ns
+
+
+def test_the_kernel_copies_what_the_local_cp_decides(monkeypatch):
+    """A Local CP whose PDU answers "no copy" to every arrival decides no copy, and the data
+    path makes none although die 7's PDU registers hold cp_en for expert 100."""
+    from hwmodel.components.pdu.twin import PDUTwin
+    monkeypatch.setattr(PDUTwin, "copy_arrivals", lambda self, experts: [])
+    result = _pred_run(COPYING)
+    assert result.counts["replicas"] == 0 and result.counts["replica_reads"] == 0
+
+
+def test_the_kernel_runs_each_die_in_its_local_cps_dispatch_order(monkeypatch):
+    """30 experts in one prompt: base puts the i-th on die (i + 7) mod 24, so dies 7-12 get
+    two tasks. A Local CP that dispatches its tasks last first makes the kernel run each die's
+    tasks reversed, in the plan's positions of that die."""
+    from hwmodel.components.local_cp.twin import LocalCPTwin
+    from hwmodel.system.engine import LayerKernel
+    run = LayerKernel.run
+    seen = []
+
+    def spy(self, t0, layer, tasks, prediction, **kw):
+        seen.append((tasks.expert.tolist(), tasks.die.tolist()))
+        return run(self, t0, layer, tasks, prediction, **kw)
+    monkeypatch.setattr(LayerKernel, "run", spy)
+    store = [(list(range(30)), [])]
+    _pred_run(store, max_iterations=1)
+    plan_order, seen[:] = list(seen), []
+    dispatch = LocalCPTwin.dispatch_layer
+
+    def last_first(self, *args):
+        stats, order = dispatch(self, *args)
+        return stats, order[::-1].copy()
+    monkeypatch.setattr(LocalCPTwin, "dispatch_layer", last_first)
+    _pred_run(store, max_iterations=1)
+    assert len(seen) == len(plan_order) == 24
+    for (experts, dies), (got_experts, got_dies) in zip(plan_order, seen):
+        assert got_dies == dies
+        for d in range(24):
+            mine = [e for e, x in zip(experts, dies) if x == d]
+            assert [e for e, x in zip(got_experts, got_dies) if x == d] == mine[::-1]
+        assert sorted(np.bincount(dies).tolist())[-6:] == [2] * 6     # dies 7-12
+
+
+def _units_of_run(monkeypatch, store_requests, **params):
+    """The :class:`PredictionUnits` a ``pred`` replay built, after the run."""
+    made = []
+    init = PredictionUnits.__init__
+
+    def keep(self, *args, **kw):
+        init(self, *args, **kw)
+        made.append(self)
+    monkeypatch.setattr(PredictionUnits, "__init__", keep)
+    result = _pred_run(store_requests, **params)
+    return made[0], result
+
+
+def test_each_replica_sits_at_its_address_map_page_by_hand(monkeypatch):
+    """Die 7's ATU after the copying run: one valid entry per MoE layer, expert 100, worked
+    out from the address map's rules (not from the map): 4 KiB pages, a weight matrix is
+    5120 x 8192 x 2 B = 20480 pages; 31-bit pages (the regions need under 2**30) under a
+    5-bit die id. Expert 100's home is die 20 (128 // 24 = 5 per die), slot 0 of 6 (dies
+    0-7 also hold one of experts 120-127), so its home page in MoE layer m is (6 m + 0) x 3 x
+    20480; its replica on die 7 is in the upper half, at 2**30 + (128 m + 100) x 3 x 20480."""
+    units, _ = _units_of_run(monkeypatch, COPYING)
+    matrix_pages = 5120 * 8192 * 2 // 4096
+    assert matrix_pages == 20480
+    for index, moe_layer in enumerate(range(1, 48, 2)):
+        home_page = (6 * moe_layer + 0) * 3 * matrix_pages
+        replica_page = (1 << 30) + (128 * moe_layer + 100) * 3 * matrix_pages
+        assert units.atus[(7, index)].valid_entries() == [
+            (100, (20 << 31) | home_page, replica_page)]
+
+
+def test_an_eviction_clears_the_pdus_is_local_and_keeps_cp_en():
+    """A replica region of one expert: die 1's Local CP copies experts 0 and 1 (remote, home
+    die 0, both in the predictor's cp_en); after the report the least recently used copy
+    (expert 0, copied first) is evicted: the PDU keeps cp_en = 1 but is_local = 0 for it,
+    its ATU entry is invalid and the EDT drops die 1 from its presence; expert 1 stays."""
+    model = load_model("llama4-maverick")
+    replay = Replay(wafer=build_wafer(load_wafer("tsmc-sow")), model=model,
+                    store=_tiny_store([([0], [])]),
+                    params=ReplayParams(artefact_quirks=False,
+                                        replica_capacity_bytes=model.expert_bytes))
+    gcp = replay.global_cp()
+    units = PredictionUnits(replay, gcp)
+    units.launch(LAYER, np.array([0, 1, 5]), np.array([1, 1, 1]), np.ones(3, np.int64), True,
+                 False)
+    assert units.reports[1].duplicated_experts == (0, 1)
+    units.report(LAYER)
+    assert units.evictions == 1
+    assert units.pdus[1].query(0) == (True, False)
+    assert units.pdus[1].query(1) == (True, True)
+    home_addr, page = units.amap.home_address(1, 1), units.amap.replica_address(1, 1)
+    assert units.atus[(1, LAYER)].valid_entries() == [(1, home_addr, page)]
+    assert gcp.edt_presence(LAYER, 0) == 1 << 0            # home die 0 only
+    assert gcp.edt_presence(LAYER, 1) == (1 << 0) | (1 << 1)
+
+
 def test_rtl_answers_the_replays_own_unit_streams():
     """The PDU and ATU RTL, fed the transactions die 7's twins took in a replay, give the
     twins' answers (a window: the whole copying run, 6 iterations x 24 layers)."""
-    from hwmodel.components.atu.rtl import simulate_atu
-    from hwmodel.components.pdu.rtl import simulate_pdu
+    from hwmodel.components.atu.sim import simulate_atu
+    from hwmodel.components.pdu.sim import simulate_pdu
     replay = Replay(wafer=build_wafer(load_wafer("tsmc-sow")),
                     model=load_model("llama4-maverick"), store=_tiny_store(COPYING),
                     params=ReplayParams(max_iterations=6))
@@ -123,7 +250,10 @@ def test_rtl_answers_the_replays_own_unit_streams():
     assert rtl == answers
     assert {(False, False), (True, False), (True, True)} <= set(answers)   # copy, then redirect
     atu = streams[("atu", 7, 0)]
-    assert [t[0] for t in atu] == ["insert"] + ["lookup"] * 4
+    # every remote read asks the ATU: the prefill's and the first decode step's miss, the
+    # copy is inserted after that step, the 4 later steps hit
+    assert [t[0] for t in atu] == ["lookup", "lookup", "insert"] + ["lookup"] * 4
+    assert [t[3][0] for t in atu if t[0] == "lookup"] == [False, False] + [True] * 4
     page_bits = PredictionUnits(replay, replay.global_cp()).amap.layout.page_bits
     rtl, _ = simulate_atu([t[:3] if t[0] == "lookup" else t for t in atu],
                           num_entries=replay.wafer.die(7).atu.entries, num_dies=24,

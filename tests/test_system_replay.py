@@ -148,8 +148,8 @@ def test_fixed_point_allocator_plans_equal_float(llama_store):
     kw = {"expert_bytes": model.expert_bytes, "hidden_dim": 5120, "expert_ffn_dim": 8192,
               "matrices_per_expert": 3, "hbm_bandwidth_GBps": 3350, "hbm_latency_ns": 300,
               "link_bandwidth_GBps": 1741, "hop_latency_ns": 200, "peak_TFLOPS": 1000}
-    fixed = GlobalCPTwin(3, 8, 24, 128, build_cost_rom(**kw))
-    flt = GlobalCPTwin(3, 8, 24, 128, build_cost_rom(**kw, frac_bits=None))
+    fixed = GlobalCPTwin.for_mesh(3, 8, 24, 128, build_cost_rom(**kw))
+    flt = GlobalCPTwin.for_mesh(3, 8, 24, 128, build_cost_rom(**kw, frac_bits=None))
     differ = total = 0
     for it in (0, 1, 50, 100):
         rows, _ = replay.workload.rows(it)
@@ -158,3 +158,16 @@ def test_fixed_point_allocator_plans_equal_float(llama_store):
             total += 1
             differ += fixed.allocate(layer, counts[layer]) != flt.allocate(layer, counts[layer])
     assert differ == 0, f"{differ} of {total} plans differ"
+
+
+@pytest.mark.parametrize("last_prompt, quirks, stage", [
+    (1, True, "decode"), (2, True, "prefill"), (1, False, "prefill")])
+def test_stage_of_iteration_0_is_the_last_requests_with_the_quirk(last_prompt, quirks, stage):
+    """The artefact takes iteration 0's stage from the batch's last request, and a one-token
+    prompt counts as decode; without its quirks iteration 0 is the prefill. A decode stage
+    0 leaves no prefill time (``prefill_ns`` marks the first prefill-to-decode switch)."""
+    store = _tiny_store([([3, 4, 5], [6]), ([7] * last_prompt, [8])])
+    result = _replay(store, max_iterations=2, artefact_quirks=quirks).run("base")
+    first = [row["stage"] for row in result.per_layer if row["iteration"] == 0]
+    assert first == [stage] * 24
+    assert (result.prefill_ns == 0) == (stage == "decode")

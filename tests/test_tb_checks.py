@@ -1,11 +1,11 @@
-"""hwmodel.tb.checks: the bulk check equals the per-element check, messages name the element."""
+"""hwmodel.checks: the bulk check equals the per-element check, messages name the element."""
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hwmodel.tb.checks import check_int, check_int_array, index_bits
+from hwmodel.checks import check_int, check_int_array, index_bits
 
 
 @settings(deadline=None)    # the first call loads the compiled range check

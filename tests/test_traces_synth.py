@@ -5,7 +5,7 @@ import pytest
 
 from hwmodel.traces import TraceStore, open_batch
 from hwmodel.traces.analysis import summarize
-from hwmodel.traces.synth import default_batch, synthesize
+from hwmodel.traces.synth import builtin_model, default_batch, sample, synthesize
 
 
 def test_default_batch_is_seeded_and_needs_no_shared(tmp_path):
@@ -177,3 +177,14 @@ def test_stage_filtered_transition_counts_by_hand():
     assert layer_transition_counts(store, 0, "prefill")[[0, 1], [3, 3]].tolist() == [1, 1]
     with pytest.raises(ValueError, match="stage 'warmup'"):
         token_transition_counts(store, 0, "warmup")
+
+
+def test_sample_with_two_seeds_draws_two_batches():
+    """``sample`` itself takes the seed: the same seed gives the same batch, another seed
+    another batch (expert ids and request lengths), from one fitted model."""
+    synth = builtin_model("llama4-maverick")
+    first, again, other = (sample(synth, 8, seed=s) for s in (0, 0, 1))
+    assert np.array_equal(first.ids, again.ids)
+    assert np.array_equal(first.prefill_len, again.prefill_len)
+    assert not (np.array_equal(first.ids, other.ids)
+                and np.array_equal(first.prefill_len, other.prefill_len))

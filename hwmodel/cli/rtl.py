@@ -54,7 +54,7 @@ def _scenario(unit: str, vcd):
     """A seeded random scenario through the RTL and the twin: (agree, cycles, transactions)."""
     rng = random.Random(0)
     if unit == "atu":
-        from ..components.atu.rtl import run_atu_twin, simulate_atu
+        from ..components.atu.sim import run_atu_twin, simulate_atu
         tx = []
         for _ in range(400):
             i = rng.randrange(512)
@@ -63,21 +63,21 @@ def _scenario(unit: str, vcd):
         got, cycles = simulate_atu(tx, vcd=vcd)
         return got == run_atu_twin(tx), cycles, len(tx)
     if unit == "pdu":
-        from ..components.pdu.rtl import run_pdu_twin, simulate_pdu
+        from ..components.pdu.sim import run_pdu_twin, simulate_pdu
         tx = [("write_word", i, rng.randrange(1 << 16)) for i in range(64)]
         tx += [rng.choice([("query", rng.randrange(512)), ("set_local", rng.randrange(512))])
                for _ in range(400)]
         got, cycles = simulate_pdu(tx, vcd=vcd)
         return got == run_pdu_twin(tx), cycles, len(tx)
     if unit == "local_cp":
-        from ..components.local_cp.rtl import run_local_cp_twin, simulate_local_cp
+        from ..components.local_cp.sim import run_local_cp_twin, simulate_local_cp
         layers = [([(rng.randrange(512), rng.randrange(1, 600), rng.randrange(4))
                     for _ in range(40)], rng.sample(range(512), 100), rng.sample(range(512), 20))
                   for _ in range(2)]
         stats, sm_tasks, cycles = simulate_local_cp(layers, die=1, vcd=vcd)
         return (stats, sm_tasks) == run_local_cp_twin(layers, die=1), cycles, 80
     if unit == "edt":
-        from ..components.global_cp.rtl import simulate_edt
+        from ..components.global_cp.sim import simulate_edt
         presence = {}
         tx = []
         for e in range(64):
@@ -102,7 +102,7 @@ def _scenario(unit: str, vcd):
         got, cycles = simulate_edt(tx, vcd=vcd)
         return got == expected, cycles, len(tx)
     if unit == "allocator":
-        from ..components.global_cp.allocator_rtl import simulate_allocator
+        from ..components.global_cp.sim import simulate_allocator
         gcp, workload = _llama4_global_cp()
         layers = []
         for it in (1, 2):      # two decode steps, every MoE layer with tokens
@@ -113,7 +113,7 @@ def _scenario(unit: str, vcd):
                                            vcd=vcd)
         agree = plans == [gcp.allocate(layer, c) for layer, c in layers]
         return agree, sum(cycles), len(layers)
-    from ..components.global_cp.rtl import simulate_top_n
+    from ..components.global_cp.sim import simulate_top_n
     rows = [[rng.randrange(6) for _ in range(32)] for _ in range(4)]
     got, cycles = simulate_top_n(rows, 32, vcd=vcd)
     expected = [tuple(sorted(sorted(range(32), key=lambda j: (-row[j], j))[:7])) for row in rows]

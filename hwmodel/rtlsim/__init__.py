@@ -27,7 +27,7 @@ import numpy as np
 from amaranth.hdl import Shape, ShapeCastable
 from amaranth.lib import data
 
-from ..tb.checks import check_int
+from ..checks import check_int
 from . import build
 from .build import RTLSimError, cache_dir, compile_component, load_library
 

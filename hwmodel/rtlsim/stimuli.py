@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..components.global_cp.params import HEATMAP_COUNT_BITS
 from ..components.pdu.params import WORD_BITS, PDULayout
 
 __all__ = [
@@ -85,7 +86,7 @@ def edt_transactions(rng, count: int, num_experts: int, num_dies: int) -> list[t
 
 
 def predictor_groups(rng, groups: int, num_experts: int, rows_per_group: int = 3,
-                     count_bits: int = 16) -> list[list[list[int]]]:
+                     count_bits: int = HEATMAP_COUNT_BITS) -> list[list[list[int]]]:
     """Per die, 1..``rows_per_group`` heatmap rows of small counts (many ties)."""
     top = min(1 << count_bits, 64)
     return [[rng.integers(0, top, size=num_experts).tolist()
@@ -98,7 +99,7 @@ def predictor_twin_bitmaps(groups, num_experts: int, costs) -> list[int]:
     from ..components.global_cp import GlobalCPTwin
     bitmaps = []
     for group in groups:
-        twin = GlobalCPTwin(2, 2, 1, num_experts, costs, block_size=4)
+        twin = GlobalCPTwin.for_mesh(2, 2, 1, num_experts, costs, block_size=4)
         matrix = np.zeros((num_experts, num_experts), dtype=np.int64)
         matrix[:len(group)] = group
         twin.heatmap_add_matrix(0, matrix)

@@ -48,7 +48,12 @@ from fractions import Fraction
 import attrs
 import numpy as np
 
-from ..components.global_cp.params import EDTLayout
+from ..components.global_cp.params import (
+    PAPER_BLOCK_SIZE,
+    PAPER_CANDIDATE_DISTANCE,
+    PAPER_MIN_CANDIDATES,
+    EDTLayout,
+)
 
 __all__ = ["CONTROL_MODES", "ControlPath", "allocator_cycles", "control_path",
            "cycles_to_ns", "host_allocation_ns", "predictor_cycles"]
@@ -157,9 +162,9 @@ class ControlPath:
     home: np.ndarray
     allocates: bool
     predicts: bool
-    block_size: int = 512
-    candidate_distance: int = 1
-    min_candidates: int = 5
+    block_size: int = PAPER_BLOCK_SIZE
+    candidate_distance: int = PAPER_CANDIDATE_DISTANCE
+    min_candidates: int = PAPER_MIN_CANDIDATES
     pending_reports: int = 0
     totals: dict = attrs.field(factory=dict)
 

@@ -34,9 +34,8 @@ from pathlib import Path
 import attrs
 import numpy as np
 
-from ..components.global_cp.twin import presence_bitmaps
+from ..components.global_cp.edt import presence_bitmaps
 from ..components.pdu.params import PDULayout
-from .prediction import copies_by_die
 
 __all__ = ["ENGINES", "UNITS", "CoSim", "CoSimMismatch", "Window", "parse_units",
            "parse_window"]
@@ -277,9 +276,9 @@ class CoSim:
                     self._saved_streams.setdefault(key, []).extend(transactions)
             self._keep_streams(iteration, layer, streams)
             if "predictor" in self.units and run.units.predictor_keep.any():
-                self._keep_prediction(iteration, layer, task_e, task_d)
+                self._keep_prediction(iteration, layer, task_e, task_d, streams)
             if "local_cp" in self.units:
-                self._keep_local_cps(iteration, layer, plan, dups)
+                self._keep_local_cps(iteration, layer, streams)
 
     # ------------------------------------------------------------------ what each unit saw
     def _job(self, unit: str, die: int = _GLOBAL_CP) -> _Job:
@@ -343,7 +342,8 @@ class CoSim:
         """The layer's PDU and ATU transactions with the twins' answers."""
         for key, transactions in streams.items():
             unit, die = key[0], key[1]
-            if unit not in self.units or not self.window.takes_die(die):
+            if (unit not in ("pdu", "atu") or unit not in self.units
+                    or not self.window.takes_die(die)):
                 continue
             job = self._job(unit, die)
             phase = Phase.PDU if unit == "pdu" else Phase.ATU
@@ -358,8 +358,9 @@ class CoSim:
                 else:
                     job.inputs.append(t)
 
-    def _keep_prediction(self, iteration, layer, task_e, task_d) -> None:
-        """Each die's group of heatmap rows (the predictor's inputs) and its ``cp_en``."""
+    def _keep_prediction(self, iteration, layer, task_e, task_d, streams) -> None:
+        """Each die's group of heatmap rows (the predictor's inputs) and its ``cp_en`` (as
+        the die's Local CP wrote it into the PDU)."""
         units, gcp, job = self._run.units, self._run.gcp, self._job("predictor")
         keep = units.predictor_keep
         for d in np.unique(task_d[keep]).tolist():
@@ -367,30 +368,20 @@ class CoSim:
                 continue
             experts = task_e[keep & (task_d == d)].tolist()
             job.inputs.append([gcp.heatmap_row(layer, e).tolist() for e in experts])
-            bits = sum(1 << j for j in np.flatnonzero(units.cp_en[d]).tolist())
+            (_, cp_en, _, _), = streams[("local_cp", d)]
+            bits = sum(1 << j for j in np.flatnonzero(cp_en).tolist())
             job.checks.append(_Check(Where(iteration, layer, Phase.PREDICTOR, d, 0),
                                      ("predict", tuple(experts)), bits))
 
-    def _keep_local_cps(self, iteration, layer, plan, dups) -> None:
-        """Each die's tasks through its Local CP twin; its copies must be the data path's."""
-        units = self._run.units
-        task_e, task_d, task_t = plan
-        home = units.home
-        copied = copies_by_die(dups)
-        for d in np.unique(task_d).tolist():
+    def _keep_local_cps(self, iteration, layer, streams) -> None:
+        """Each die's layer as its Local CP twin took it: tasks, PDU bits and report."""
+        dies = sorted(key[1] for key in streams if key[0] == "local_cp")
+        for d in dies:
             if not self.window.takes_die(d):
                 continue
-            mask = task_d == d
-            mine = task_e[mask]
-            stats = units.local_cps[d].run_layer_arrays(mine, task_t[mask], home[mine],
-                                                        units.cp_en[d], units.is_local[d])
-            if set(stats.duplicated_experts) != copied.get(d, set()):
-                raise AssertionError(f"die {d}: Local CP copies {stats.duplicated_experts} "
-                                     f"differ from the data path's "
-                                     f"{sorted(copied.get(d, ()))}")
+            (tasks, cp_en, is_local, stats), = streams[("local_cp", d)]
             job = self._job("local_cp", d)
-            tasks = list(zip(mine.tolist(), task_t[mask].tolist(), home[mine].tolist()))
-            job.inputs.append((tasks, units.cp_en[d].copy(), units.is_local[d].copy()))
+            job.inputs.append((tasks, cp_en, is_local))
             job.checks.append(_Check(Where(iteration, layer, Phase.LOCAL_CP, d, 0),
                                      ("layer", f"{len(tasks)} tasks"), stats))
 
@@ -457,7 +448,7 @@ def _first_difference(job: _Job, answers):
 
 
 def _simulate_pdu(cosim: CoSim, job: _Job):
-    from ..components.pdu.rtl import simulate_pdu
+    from ..components.pdu.sim import simulate_pdu
     experts = cosim._run.replay.wafer.dies[job.die].pdu.experts
     return simulate_pdu(job.inputs, experts, vcd=cosim._vcd(job), **cosim._engine())
 
@@ -465,7 +456,7 @@ def _simulate_pdu(cosim: CoSim, job: _Job):
 def _simulate_atu(cosim: CoSim, job: _Job):
     """One ATU simulation per die: each (die, layer) table in turn, from its start state
     (``invalidate_all`` then the valid entries it had when the window began)."""
-    from ..components.atu.rtl import simulate_atu
+    from ..components.atu.sim import simulate_atu
     replay, units = cosim._run.replay, cosim._run.units
     tables: dict[int, list] = {}
     for t in job.inputs:
@@ -485,21 +476,21 @@ def _simulate_atu(cosim: CoSim, job: _Job):
 
 
 def _simulate_edt(cosim: CoSim, job: _Job):
-    from ..components.global_cp.rtl import simulate_edt
+    from ..components.global_cp.sim import simulate_edt
     replay = cosim._run.replay
     return simulate_edt(job.inputs, replay.wafer.params.global_cp.edt_entries,
                         num_dies=replay.N, vcd=cosim._vcd(job), **cosim._engine())
 
 
 def _simulate_predictor(cosim: CoSim, job: _Job):
-    from ..components.global_cp.rtl import simulate_predict
+    from ..components.global_cp.sim import simulate_predict
     gcp = cosim._run.gcp
     return simulate_predict(job.inputs, gcp.num_experts, gcp.top_n_count, gcp.count_bits,
                             vcd=cosim._vcd(job), **cosim._engine())
 
 
 def _simulate_allocator(cosim: CoSim, job: _Job):
-    from ..components.global_cp.allocator_rtl import simulate_allocator
+    from ..components.global_cp.sim import simulate_allocator
     replay, gcp = cosim._run.replay, cosim._run.gcp
     plans, cycles = simulate_allocator(
         [counts for counts, _ in job.inputs], mesh_x=replay.mesh.x_dies,
@@ -511,7 +502,7 @@ def _simulate_allocator(cosim: CoSim, job: _Job):
 
 
 def _simulate_local_cp(cosim: CoSim, job: _Job):
-    from ..components.local_cp.rtl import simulate_local_cp
+    from ..components.local_cp.sim import simulate_local_cp
     replay = cosim._run.replay
     stats, _, cycles = simulate_local_cp(job.inputs, die=job.die, num_sm_slots=_SM_SLOTS,
                                          num_experts=replay.E, num_dies=replay.N,

@@ -25,8 +25,6 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from ..components.pdu.compiled import copies_on_arrival, holds_local_copy
-
 if TYPE_CHECKING:
     from .lowering import Tables
 
@@ -310,11 +308,14 @@ class Tasks(NamedTuple):
 
 
 class Prediction(NamedTuple):
-    """What the data path asks of the dies' PDUs (SPEC section 3, flow 2)."""
-    enabled: bool                # reads may be served by replicas (PDU ``is_local``)
+    """The units' decisions the data path follows (SPEC section 3, flows 2-3), made at the
+    layer's launch (:class:`hwmodel.system.prediction.PredictionUnits`)."""
+    enabled: bool                # reads may be served by replicas
     copy_ok: bool                # arriving slices may be copied (decode only)
-    registers: np.ndarray        # (dies, words) int64: each die's PDU registers as it holds
-                                 # them (layout of hwmodel.components.pdu.params)
+    redirect: np.ndarray         # (dies, experts) bool: the die's ATU redirects a remote
+                                 # read of the expert to its local replica
+    copy: np.ndarray             # (dies, experts) bool: the die's Local CP copies the
+                                 # expert's arriving slices (its PDU's cp_en, not is_local)
 
 
 class Events(NamedTuple):
@@ -377,7 +378,7 @@ class KernelState(NamedTuple):
 # ------------------------------------------------------------------------- layer kernel
 @njit(cache=True)
 def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
-              pred, copy_ok, pdu_registers, num_experts, slices,
+              pred, copy_ok, redirect, copy, num_experts, slices,
               route_start, route_flat, route_len,
               lat_llc_hit, lat_llc_miss, lat_llc_write, lat_req, lat_data, lat_hbm_slice,
               lat_local_read, hbm_of_die, lat_compute, compute_of_die, slice_bytes,
@@ -459,7 +460,7 @@ def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
             if pred:
                 if _llc_check(llc_tags, num_sets, num_ways, d, tag, e):
                     ch_kind[c] = K_LLC_HIT
-                elif holds_local_copy(pdu_registers, d, e):
+                elif d == h or redirect[d, e]:
                     ch_kind[c] = K_LOCAL
                     if d != h:
                         counters[Counter.REPLICA_READS] += 1
@@ -521,7 +522,7 @@ def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
             first = route_start[h * num_dies + d]
             for j in range(hops):
                 link_bytes[route_flat[first + j]] += slice_bytes
-            if pred and copy_ok and copies_on_arrival(pdu_registers, d, e):
+            if pred and copy_ok and copy[d, e]:
                 new_evs[0] = EV_DUP_STORE
                 new_evs[1] = EV_COMPUTE
                 n_new = 2
@@ -680,7 +681,7 @@ def _run_layer(st, t0, layer, tasks, pred, num_experts, slices):
     tb, ev, res, ch, out = st.tables, st.events, st.resources, st.chains, st.outputs
     n_ev = _simulate(
         t0, layer, tasks.expert, tasks.die, tasks.tokens, tb.home, tasks.remote,
-        pred.enabled, pred.copy_ok, pred.registers, num_experts, slices,
+        pred.enabled, pred.copy_ok, pred.redirect, pred.copy, num_experts, slices,
         tb.route_start, tb.route_flat, tb.route_len,
         tb.llc_hit_ns, tb.llc_miss_ns, tb.llc_write_ns, tb.request_ns, tb.data_ns,
         tb.hbm_slice_ns, tb.local_read_ns, tb.hbm_of_die, tb.compute_ns, tb.compute_of_die,

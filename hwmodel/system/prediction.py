@@ -10,29 +10,36 @@ import numpy as np
 
 from ..components.atu import AddressMap, ATUTwin
 from ..components.global_cp import GlobalCPTwin
-from ..components.global_cp.twin import predictor_inputs, union_of_rows
-from ..components.local_cp.twin import LocalCPTwin
-from ..components.pdu.compiled import holds_local_copies, pack_registers
+from ..components.global_cp.predictor import predictor_inputs, union_of_rows
+from ..components.local_cp.twin import LocalCPStats, LocalCPTwin
+from ..components.pdu.compiled import pack_registers
 from ..components.pdu.params import PDULayout
-from ..components.pdu.twin import EXPERTS_PER_WORD, PDUTwin
+from ..components.pdu.twin import EXPERTS_PER_WORD, PDUTwin, without_is_local
 
-__all__ = ["PredictionUnits", "copies_by_die"]
+__all__ = ["PredictionUnits"]
 
 
 class PredictionUnits:
     """The prediction path of every die, driven through its twins (SPEC section 3, flows 1-4).
 
-    Per die: a :class:`PDUTwin` (its register table), a :class:`LocalCPTwin` and one
-    :class:`ATUTwin` per MoE layer (entries are indexed by expert id within a layer); the
-    Global CP twin's EDT holds presence. The kernel reads ``cp_en`` / ``is_local`` as arrays
-    equal to the PDU tables; every copy it makes is checked against the Local CP's decision.
+    Per die: a :class:`PDUTwin` (its register table), a :class:`LocalCPTwin` that writes and
+    asks that PDU, and one :class:`ATUTwin` per MoE layer (entries are indexed by expert id
+    within a layer); the Global CP twin's EDT holds presence. The units decide, and the event
+    kernel reads their decisions for the layer (:attr:`redirect`, :attr:`copy`):
+
+    * at a layer launch the Global CP's predictor (``cp_en``) and EDT (``is_local``) configure
+      the PDU of each die with tasks; the die's Local CP dispatches its tasks (the kernel runs
+      them in its order) and its PDU decides which remote experts are copied;
+    * every remote read asks the die's ATU: it is redirected to the local replica exactly when
+      the ATU hits (the page it returns must be the address map's replica page);
+    * after the layer the Local CP's report drives the ATU inserts and the EDT's presence.
 
     Efficiency without changing results: the predictor's ``cp_en`` of all dies comes from one
     matrix product; the PDU words of all dies are packed with numpy, and a die's PDU is written
     only where a 16-bit register changes (register state is the same as a full ``configure``),
     through the twins' bulk transactions (``PDUTwin.write_words``,
-    ``LocalCPTwin.run_layer_arrays``: arguments validated once per call as arrays, same state
-    as the per-register / per-task calls the RTL is compared with).
+    ``LocalCPTwin.dispatch_layer``, ``ATUTwin.lookup_many``: arguments validated once per call
+    as arrays, same state as the per-register / per-task calls the RTL is compared with).
 
     Bounded replica region (``replica_capacity_bytes``): each die keeps its replicated experts
     in LRU order (use = an ATU hit at a layer launch, or the copy itself). A copy that
@@ -50,25 +57,24 @@ class PredictionUnits:
         dies = replay.wafer.dies
         # each unit sized by its own node of the graph (check_unit_sizes made sure E fits)
         num_words = max(PDULayout(experts=die.pdu.experts).num_words for die in dies)
-        # each die's PDU keeps its registers in its row of this array, which the event
-        # kernel reads for its copy and redirect decisions: the PDU's own state, no copy
+        # each die's PDU keeps its registers in its row of this array: the PDU's own state
         self.registers = np.zeros((N, num_words), np.int64)
         self.pdus = [PDUTwin(num_experts=die.pdu.experts, registers=self.registers[d])
                      for d, die in enumerate(dies)]
         self.atu_entries = [die.atu.entries for die in dies]
-        self.local_cps = [LocalCPTwin(die=d, num_experts=E, num_dies=N) for d in range(N)]
+        self.local_cps = [LocalCPTwin(die=d, num_dies=N, pdu=self.pdus[d]) for d in range(N)]
         self.atus: dict[tuple[int, int], ATUTwin] = {}
         self.amap = AddressMap(num_dies=N, num_experts=E, num_layers=replay.model.num_layers,
                                slice_bytes=int(replay.slice_bytes),
                                live_dies=replay.live_dies.tolist())
-        self.cp_en = np.zeros((N, E), np.bool_)
-        self.is_local = np.zeros((N, E), np.bool_)
+        # the units' decisions for the layer being run, per (die, expert), which the event
+        # kernel reads: the ATU redirects a remote read, the Local CP copies arriving data
+        self.redirect = np.zeros((N, E), np.bool_)
+        self.copy = np.zeros((N, E), np.bool_)
+        # each die's Local CP report of the layer being run
+        self.reports: dict[int, LocalCPStats] = {}
         # registers that hold this model's experts (the rest of a larger PDU stays 0)
         self.model_words = -(-E // EXPERTS_PER_WORD)
-        # the replicas each die's HBM holds (written by a copy, dropped by an eviction), at
-        # the ATU map's replica page of (layer, expert)
-        self.replica_held = np.zeros((N, len(self.moe_layers), E), np.bool_)
-        self._addr: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self.tie_rule = replay.params.tie_rule
         cap = replay.params.replica_capacity_bytes
         self.capacity = None if cap is None else int(cap // replay.model.expert_bytes)
@@ -79,29 +85,39 @@ class PredictionUnits:
         self.predictor_keep = np.zeros(0, np.bool_)
         # with ``record``: every transaction each unit's twin took, and its answer, in the
         # transaction format of the unit's RTL harness (``run_pdu_twin``, ``run_atu_twin``),
-        # keyed ("pdu", die) and ("atu", die, layer)
+        # keyed ("pdu", die) and ("atu", die, layer); ("local_cp", die) holds each layer's
+        # (tasks, cp_en, is_local, report) as the Local CP RTL takes and answers them
         self.streams: dict[tuple, list] | None = {} if record else None
 
     # ---------------------------------------------------------------- layer launch (flow 1)
-    def launch(self, layer, task_e, task_d, copy_ok, quirks):
-        """Global CP predictor -> PDU tables of the dies with tasks; ATU redirects."""
+    def launch(self, layer, task_e, task_d, task_t, copy_ok, quirks) -> np.ndarray:
+        """Global CP -> PDU tables of the dies with tasks; the Local CPs dispatch their tasks
+        (and decide the copies); the ATUs decide the redirects.
+
+        Returns
+        -------
+        numpy.ndarray of int64
+            The plan's task indices in the order the kernel runs them: each die's tasks
+            take the plan's positions of that die's tasks, in its Local CP's dispatch order.
+        """
         N = self.N
         self.layer = layer
-        self.is_local[:] = self.gcp.presence_matrix(layer).T
+        is_local = self.gcp.presence_matrix(layer).T
         if copy_ok:
             top = (self.gcp.top_n_matrix(layer) if self.tie_rule == "stable"
                    else _numpy_top_n(self.gcp, layer))
             # the artefact's per-die expert list (plan order = expert id ascending) stops
             # growing, with its quirk, once it holds the expert whose id equals the die id
             self.predictor_keep = predictor_inputs(task_e, task_d, N, quirks)
-            union_of_rows(task_e, task_d, self.predictor_keep, top, self.cp_en)
+            cp_en = np.zeros((N, self.E), np.bool_)
+            union_of_rows(task_e, task_d, self.predictor_keep, top, cp_en)
         else:
             self.predictor_keep = np.zeros(len(task_e), np.bool_)
-            self.cp_en[:] = False
-        words = self._pack(self.cp_en, self.is_local)
+            cp_en = np.zeros((N, self.E), np.bool_)
+        words = pack_registers(cp_en, is_local, np.empty((N, self.model_words), np.int64))
         # the Local CPs of the dies with tasks write only the registers that change
-        changed = words != self.registers[:, :self.model_words]
-        changed &= (np.bincount(task_d, minlength=N) > 0)[:, None]
+        with_tasks = np.bincount(task_d, minlength=N) > 0
+        changed = (words != self.registers[:, :self.model_words]) & with_tasks[:, None]
         for d in np.flatnonzero(changed.any(axis=1)).tolist():
             index = np.flatnonzero(changed[d])
             self.pdus[d].write_words(index, words[d, index])
@@ -110,7 +126,32 @@ class PredictionUnits:
                                           zip(index.tolist(), words[d, index].tolist())])
         if self.streams is not None:
             self._record_queries(task_e, task_d)
+        order = self._dispatch(task_e, task_d, task_t, cp_en, is_local)
         self._redirect(layer, task_e, task_d)
+        return order
+
+    def _dispatch(self, task_e, task_d, task_t, cp_en, is_local) -> np.ndarray:
+        """Each die's Local CP dispatches its tasks on its PDU: the copies it decides become
+        :attr:`copy`; returns the kernel's task order (see :meth:`launch`)."""
+        self.copy[:] = False
+        self.reports = {}
+        order = np.arange(len(task_e), dtype=np.int64)
+        for d in np.unique(task_d).tolist():
+            mine = np.flatnonzero(task_d == d)
+            experts = task_e[mine]
+            stats, dispatched = self.local_cps[d].dispatch_layer(
+                experts, task_t[mine], self.home[experts])
+            order[mine] = mine[dispatched]
+            self.reports[d] = stats
+            copied = list(stats.duplicated_experts)
+            self.copy[d, copied] = True
+            if self.streams is not None:
+                self._record(("pdu", d), [("set_local", e) for e in copied])
+                tasks = list(zip(experts.tolist(), task_t[mine].tolist(),
+                                 self.home[experts].tolist()))
+                self._record(("local_cp", d), [(tasks, cp_en[d].copy(), is_local[d].copy(),
+                                                stats)])
+        return order
 
     def _record(self, key, transactions) -> None:
         if self.streams is not None:
@@ -118,80 +159,58 @@ class PredictionUnits:
 
     def _record_queries(self, task_e, task_d) -> None:
         """What the data path asks each die's PDU about its tasks' experts, with the answers
-        (the register read-out the kernel uses)."""
+        (the register read-out as the Local CP finds it)."""
         for e, d in zip(task_e.tolist(), task_d.tolist()):
             self._record(("pdu", d), [("query", e, self.pdus[d].query(e))])
 
+    def _atu(self, die, layer) -> ATUTwin:
+        """Die ``die``'s ATU table of ``layer`` (empty until the first copy)."""
+        atu = self.atus.get((die, layer))
+        if atu is None:
+            atu = self.atus[(die, layer)] = ATUTwin(
+                num_entries=self.atu_entries[die], num_dies=self.N,
+                page_bits=self.amap.layout.page_bits)
+        return atu
+
     def _redirect(self, layer, task_e, task_d):
-        """Reads of a remote expert whose PDU ``is_local`` bit is set go through the die's
-        ATU: the page it returns must hold that expert's replica (else the data is wrong)."""
-        local = holds_local_copies(self.registers, task_d, task_e)
-        redirect = (self.home[task_e] != task_d) & local
-        experts, dies = task_e[redirect], task_d[redirect]
-        home_addr, replica_page = self._addresses(layer)
+        """Every remote read goes through its die's ATU: a hit redirects it to the local
+        replica (:attr:`redirect`). The page the ATU returns must be the address map's
+        replica page of the expert, else the data read would not be the expert's."""
+        self.redirect[:] = False
+        remote = self.home[task_e] != task_d
+        experts, dies = task_e[remote], task_d[remote]
+        home_addr, replica_page = self.amap.layer_addresses(self.moe_layers[layer])
         for d in np.unique(dies).tolist():
-            mine = experts[dies == d]       # this die's redirected reads, in task order
-            hits, pages = self.atus[(d, layer)].lookup_many(mine, home_addr[mine])
+            mine = experts[dies == d]       # this die's remote reads, in task order
+            hits, pages = self._atu(d, layer).lookup_many(mine, home_addr[mine])
             if self.streams is not None:
                 self._record(("atu", d, layer), [
                     ("lookup", e, a, (bool(h), p)) for e, a, h, p in
                     zip(mine.tolist(), home_addr[mine].tolist(), hits.tolist(), pages.tolist())])
-            wrong = ~hits | (pages != replica_page[mine]) | ~self.replica_held[d, layer, mine]
+            wrong = hits & (pages != replica_page[mine])
             if wrong.any():
                 i = int(np.argmax(wrong))
-                self._wrong_redirect(d, layer, int(mine[i]), bool(hits[i]), int(pages[i]))
+                raise AssertionError(
+                    f"ATU of die {d} redirects expert {int(mine[i])} (layer "
+                    f"{self.moe_layers[layer]}) to page {int(pages[i]):#x}; its replica is at "
+                    f"page {int(replica_page[mine[i]]):#x}")
+            self.redirect[d, mine[hits]] = True
             if self.capacity is not None:
-                for e in mine.tolist():
+                for e in mine[hits].tolist():
                     self.lru[d].move_to_end((layer, e))
 
-    def _wrong_redirect(self, die, layer, expert, hit, page):
-        where = f"expert {expert} (layer {self.moe_layers[layer]})"
-        if not hit:
-            raise AssertionError(f"ATU of die {die} misses the replica of {where}")
-        held = ("its replica" if self.replica_held[die, layer, expert]
-                else "no replica of it")
-        raise AssertionError(f"ATU of die {die} redirects {where} to page {page:#x}; die "
-                             f"{die} holds {held} at page "
-                             f"{self._addresses(layer)[1][expert]:#x}")
-
-    def _pack(self, cp_en, is_local):
-        """PDU register words of every die (the PDU's layout), shape (dies, words)."""
-        return pack_registers(cp_en, is_local, np.empty((self.N, self.model_words), np.int64))
-
-    def _addresses(self, layer):
-        """Per expert of ``layer``: its home address (what an ATU entry translates) and the
-        local page of a replica (the ATU map's, made once per layer)."""
-        if layer not in self._addr:
-            moe = self.moe_layers[layer]
-            self._addr[layer] = (
-                np.array([self.amap.home_address(moe, e) for e in range(self.E)], np.int64),
-                np.array([self.amap.replica_address(moe, e) for e in range(self.E)], np.int64))
-        return self._addr[layer]
-
     # -------------------------------------------------------------- after the layer (flow 4)
-    def report(self, layer, dups, task_e, task_d, task_t):
-        """Local CPs report their copies; PDU, ATU, EDT (and the replica LRU) follow."""
-        for d, experts in sorted(copies_by_die(dups).items()):
-            mask = task_d == d
-            mine = task_e[mask]
-            stats = self.local_cps[d].run_layer_arrays(mine, task_t[mask], self.home[mine],
-                                                       self.cp_en[d], self.is_local[d])
-            if set(stats.duplicated_experts) != experts:
-                raise AssertionError(f"die {d}: Local CP copies {stats.duplicated_experts} "
-                                     f"differ from the data path's {sorted(experts)}")
-            atu = self.atus.get((d, layer))
-            if atu is None:
-                atu = self.atus[(d, layer)] = ATUTwin(
-                    num_entries=self.atu_entries[d], num_dies=self.N,
-                    page_bits=self.amap.layout.page_bits)
+    def report(self, layer):
+        """The Local CPs report the layer's copies: the ATU, the EDT (and the replica LRU)
+        follow."""
+        home_addr, replica_page = self.amap.layer_addresses(self.moe_layers[layer])
+        for d, stats in sorted(self.reports.items()):
+            if not stats.duplicated_experts:
+                continue
             copied = np.array(stats.duplicated_experts, np.int64)
-            home_addr, replica_page = self._addresses(layer)
-            self.pdus[d].set_local_many(copied)
-            self.replica_held[d, layer, copied] = True       # each copy lands at its page
-            atu.insert_many(copied, home_addr[copied], replica_page[copied])
+            self._atu(d, layer).insert_many(copied, home_addr[copied], replica_page[copied])
             self.gcp.edt_set_present_many(layer, copied, d)
             if self.streams is not None:
-                self._record(("pdu", d), [("set_local", e) for e in copied.tolist()])
                 self._record(("atu", d, layer), [
                     ("insert", e, a, p) for e, a, p in zip(
                         copied.tolist(), home_addr[copied].tolist(),
@@ -213,11 +232,10 @@ class PredictionUnits:
         self.atus[(d, layer)].invalidate(e)
         if self.streams is not None:
             self._record(("atu", d, layer), [("invalidate", e)])
-        self.replica_held[d, layer, e] = False
         self.gcp.edt_clear_present(layer, e, d)
         if layer == self.layer:     # the PDU table holds the current layer's bits
             w = e // EXPERTS_PER_WORD
-            word = int(self.pdus[d].read_words([w])[0]) & ~(2 << (2 * (e % EXPERTS_PER_WORD)))
+            word = without_is_local(int(self.pdus[d].read_words([w])[0]), e)
             self.pdus[d].write_word(w, word)
             if self.streams is not None:
                 self._record(("pdu", d), [("write_word", w, word)])
@@ -232,11 +250,3 @@ def _numpy_top_n(gcp, layer):
         row = gcp.heatmap_row(layer, i).astype(np.float64)
         out[i, np.argsort(row)[-n:]] = True
     return out
-
-
-def copies_by_die(dups) -> dict[int, set]:
-    """The data path's copies of a layer (rows ``(die, expert, ...)``) as die -> experts."""
-    copied: dict[int, set] = {}
-    for d, e in (np.asarray(dups)[:, :2].tolist() if len(dups) else []):
-        copied.setdefault(d, set()).add(e)
-    return copied

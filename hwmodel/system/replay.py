@@ -31,7 +31,19 @@ from collections.abc import Callable
 import attrs
 import numpy as np
 
-from ..components.global_cp import FRAC_BITS, GlobalCPTwin
+from ..components.global_cp import (
+    FRAC_BITS,
+    AllocatorTwin,
+    EDTTwin,
+    GlobalCPTwin,
+    PredictorTwin,
+)
+from ..components.global_cp.params import (
+    PAPER_BLOCK_SIZE,
+    PAPER_CANDIDATE_DISTANCE,
+    PAPER_MIN_CANDIDATES,
+    PAPER_TOP_N_SHARE,
+)
 from ..config import ConfigError, fraction, param, positive
 from ..params import HBMParams, WaferParams
 from .control import CONTROL_MODES, control_path
@@ -72,13 +84,16 @@ class ReplayParams:
     """Parameters of a replay; the defaults are the paper's (its artefact's) values."""
 
     block_size: int = param("tokens per allocation block of Algorithm 1 (also the split "
-                            "threshold floor)", default=512, validator=_block_size)
+                            "threshold floor)", default=PAPER_BLOCK_SIZE,
+                            validator=_block_size)
     candidate_distance: int = param("remote candidates lie within this Manhattan distance "
-                                    "(hops) of the home die", default=1)
-    min_candidates: int = param("candidates kept at least, per expert", default=5,
-                                validator=positive)
+                                    "(hops) of the home die",
+                                    default=PAPER_CANDIDATE_DISTANCE)
+    min_candidates: int = param("candidates kept at least, per expert",
+                                default=PAPER_MIN_CANDIDATES, validator=positive)
     top_n_share: float = param("predictor keeps the top ceil(share x E) successors of an "
-                               "expert in the heatmap", default=0.2, validator=fraction)
+                               "expert in the heatmap", default=PAPER_TOP_N_SHARE,
+                               validator=fraction)
     replica_capacity_bytes: int | None = param(
         "replica region of a die's HBM in bytes, whole experts, LRU eviction (null: "
         "unbounded, as in the paper)", default=None)
@@ -172,19 +187,23 @@ class Replay:
         return self.tables.home
 
     def global_cp(self) -> GlobalCPTwin:
-        """A fresh Global CP twin; Algorithm 1's costs read each die's HBM and compute and each
-        route's links (:func:`~hwmodel.system.lowering.allocator_costs`)."""
+        """A fresh Global CP twin: its EDT over the live dies, its predictor (heatmap counters
+        of the wafer's width) and its allocator, whose costs read each die's HBM and compute
+        and each route's links (:func:`~hwmodel.system.lowering.allocator_costs`)."""
+        params = self.params
         rom, costs = allocator_costs(
-            self.wafer, self.model, block_size=self.params.block_size,
-            frac_bits=None if self.params.allocator_arith == "float" else FRAC_BITS)
-        return GlobalCPTwin(self.mesh.x_dies, self.mesh.y_dies, self.L, self.E, rom,
-                            block_size=self.params.block_size,
-                            candidate_distance=self.params.candidate_distance,
-                            min_candidates=self.params.min_candidates,
-                            top_n_share=self.params.top_n_share,
-                            count_bits=self.wafer.params.global_cp.heatmap_count_bits
-                            if self.params.tie_rule == "stable" else 62,
-                            live_dies=self.live_dies, wafer_costs=costs)
+            self.wafer, self.model, block_size=params.block_size,
+            frac_bits=None if params.allocator_arith == "float" else FRAC_BITS)
+        edt = EDTTwin(self.L, self.E, self.N, live_dies=self.live_dies)
+        count_bits = (self.wafer.params.global_cp.heatmap_count_bits
+                      if params.tie_rule == "stable" else 62)
+        predictor = PredictorTwin(self.L, self.E, top_n_share=params.top_n_share,
+                                  count_bits=count_bits)
+        allocator = AllocatorTwin(self.mesh.x_dies, self.mesh.y_dies, edt, rom,
+                                  block_size=params.block_size,
+                                  candidate_distance=params.candidate_distance,
+                                  min_candidates=params.min_candidates, wafer_costs=costs)
+        return GlobalCPTwin(edt, predictor, allocator)
 
     def run(self, strategy: str | Strategy,
             progress: Callable[[int, int], None] | None = None, *,
@@ -236,8 +255,9 @@ class _Run:
         N, E = replay.N, replay.E
         self.units = (PredictionUnits(replay, self.gcp, record=record_units)
                       if strategy.predicts else None)
-        self.pdu_registers = (self.units.registers if self.units
-                              else np.zeros((N, max(1, E)), np.int64))
+        no_decisions = np.zeros((N, max(1, E)), np.bool_)
+        self.redirect = self.units.redirect if self.units else no_decisions
+        self.copy = self.units.copy if self.units else no_decisions
         self.per_layer: list[dict] = []
         self.t = self.prefill_ns = 0
         self.last_stage = None
@@ -303,18 +323,21 @@ class _Run:
         task_e, task_d, task_t = self.strategy.allocation.plan(view)
         remote = (task_d != self.tables.home[task_e]).astype(np.int64)
         copy_ok = self.units is not None and stage == "decode"
+        tasks = Tasks(task_e, task_d, task_t, remote)
         if self.units is not None:
-            self.units.launch(layer, task_e, task_d, copy_ok, replay.params.artefact_quirks)
+            # the dies run their tasks in their Local CPs' dispatch order
+            order = self.units.launch(layer, task_e, task_d, task_t, copy_ok,
+                                      replay.params.artefact_quirks)
+            tasks = Tasks(*(column[order] for column in tasks))
         prediction = Prediction(enabled=self.units is not None, copy_ok=copy_ok,
-                                registers=self.pdu_registers)
+                                redirect=self.redirect, copy=self.copy)
         start = self.t if self.control is None else self.t + self.control.launch_ns(
             counts, task_e, task_d, self.gcp.presence_matrix(layer), decode=stage == "decode")
-        end, stall, dups = self.kernel.run(start, layer, Tasks(task_e, task_d, task_t, remote),
-                                           prediction, num_experts=replay.E,
-                                           slices=self.slices)
-        if self.units is not None and len(dups):
-            self.units.report(layer, dups, task_e, task_d, task_t)
-            if self.control is not None:
+        end, stall, dups = self.kernel.run(start, layer, tasks, prediction,
+                                           num_experts=replay.E, slices=self.slices)
+        if self.units is not None:
+            self.units.report(layer)
+            if self.control is not None and len(dups):
                 self.control.reported(dups)
         if tap is not None:
             tap.after_layer(it, layer, counts, (task_e, task_d, task_t), dups)

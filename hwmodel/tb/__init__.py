@@ -18,7 +18,7 @@ from pathlib import Path
 from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
-from .checks import check_bool, check_int, check_int_array
+from ..checks import check_bool, check_int, check_int_array
 
 __all__ = [
     "CLOCK_PERIOD_S",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import attrs
 
-from ...tb.checks import check_int, index_bits, positive_int
+from ...checks import check_int, index_bits, positive_int
 
 __all__ = ["MATRICES_PER_EXPERT", "PAGE_BYTES", "PAPER", "PAPER_PAGE_BITS", "ATULayout"]
 

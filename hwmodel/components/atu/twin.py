@@ -32,7 +32,7 @@ import attrs
 import numpy as np
 from numba import njit
 
-from ...tb.checks import check_int, check_int_array, index_bits
+from ...checks import check_int, check_int_array, index_bits
 from .params import MATRICES_PER_EXPERT, PAGE_BYTES, PAPER, PAPER_PAGE_BITS, ATULayout
 
 __all__ = [
@@ -110,7 +110,7 @@ class AddressMap:
     _slots: np.ndarray = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self):
-        from ..global_cp.twin import home_placement
+        from ..global_cp.edt import home_placement
         live = range(self.num_dies) if self.live_dies is None else self.live_dies
         homes = home_placement(self.num_experts, live)
         if homes.max() >= self.num_dies:
@@ -166,6 +166,17 @@ class AddressMap:
         die, slot = self.home(expert)
         return self.layout.hbm_address(die, self._page(layer, slot, matrix, home=True))
 
+    def layer_addresses(self, layer: int) -> tuple[np.ndarray, np.ndarray]:
+        """Every expert's :meth:`home_address` and :meth:`replica_address` of ``layer``
+        (matrix 0, the address an ATU entry translates), as two int64 arrays indexed by
+        expert id."""
+        self._check(layer, 0)
+        home_pages = self._page(layer, self._slots, 0, home=True)
+        homes = (self._homes << self.layout.page_bits) | home_pages
+        replicas = self._page(layer, np.arange(self.num_experts, dtype=np.int64), 0,
+                              home=False)
+        return homes.astype(np.int64), np.asarray(replicas, np.int64)
+
     def replica_address(self, layer: int, expert: int, matrix: int = 0) -> int:
         """Local page (:attr:`layout`) of the replica of ``matrix`` of ``expert`` of ``layer``."""
         self._check(layer, matrix)
@@ -198,7 +209,7 @@ class ATUTwin:
         On a non-integer or out-of-range argument, naming it.
     """
 
-    def __init__(self, num_entries: int = 512, *, num_dies: int = PAPER.num_dies,
+    def __init__(self, num_entries: int = PAPER.entries, *, num_dies: int = PAPER.num_dies,
                  page_bits: int = PAPER.page_bits):
         self.layout = ATULayout(entries=check_int("num_entries", num_entries, 1),
                                 num_dies=num_dies, page_bits=page_bits)

@@ -49,14 +49,18 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory, MemoryData
 from amaranth.lib.wiring import In, Out
 
-from ...rtlsim import StreamSink, StreamSource, check_engine, run_streams
-from ...tb import run_scenario
-from ...tb.checks import check_int, index_bits
-from .params import EDTLayout
+from ...checks import check_int, index_bits
+from .allocator import CostROM
+from .edt import home_dies
+from .params import (
+    PAPER_BLOCK_SIZE,
+    PAPER_CANDIDATE_DISTANCE,
+    PAPER_MIN_CANDIDATES,
+    EDTLayout,
+)
 from .rtl import insert_sorted
-from .twin import CostROM, home_dies
 
-__all__ = ["Allocator", "allocator_cycle_model", "simulate_allocator"]
+__all__ = ["Allocator", "allocator_cycle_model"]
 
 def _bits(n: int) -> int:
     return index_bits(n)
@@ -90,8 +94,10 @@ class Allocator(wiring.Component):
     """
 
     def __init__(self, mesh_x: int, mesh_y: int, num_experts: int, costs: CostROM, *,
-                 block_size: int = 512, candidate_distance: int = 1, min_candidates: int = 5,
-                 count_bits: int = 24, cost_bits: int = 48):
+                 block_size: int = PAPER_BLOCK_SIZE,
+                 candidate_distance: int = PAPER_CANDIDATE_DISTANCE,
+                 min_candidates: int = PAPER_MIN_CANDIDATES, count_bits: int = 24,
+                 cost_bits: int = 48):
         self._mesh_x = check_int("mesh_x", mesh_x, 1)
         self._mesh_y = check_int("mesh_y", mesh_y, 1)
         self._num_dies = self._mesh_x * self._mesh_y
@@ -449,8 +455,9 @@ class Allocator(wiring.Component):
 
 
 def allocator_cycle_model(counts, plan, *, mesh_x: int, mesh_y: int, presence=None,
-                          block_size: int = 512, candidate_distance: int = 1,
-                          min_candidates: int = 5) -> int:
+                          block_size: int = PAPER_BLOCK_SIZE,
+                          candidate_distance: int = PAPER_CANDIDATE_DISTANCE,
+                          min_candidates: int = PAPER_MIN_CANDIDATES) -> int:
     """Cycles one layer takes in :class:`Allocator`, from its counts and resulting plan.
 
     Parameters
@@ -507,111 +514,3 @@ def allocator_cycle_model(counts, plan, *, mesh_x: int, mesh_y: int, presence=No
             blocks += 1
         cycles += 2 + max(n, split) + blocks * (keep + 1) + keep
     return cycles
-
-
-def simulate_allocator(layers, *, mesh_x: int, mesh_y: int, num_experts: int, costs: CostROM,
-                       block_size: int = 512, candidate_distance: int = 1,
-                       min_candidates: int = 5, presence=None, count_bits: int = 24,
-                       vcd=None, engine: str = "pysim"):
-    """Run the layers' token counts through :class:`Allocator` (one simulation).
-
-    Parameters
-    ----------
-    layers : sequence of sequence of int
-        Per layer, ``num_experts`` token counts (at least one non-zero).
-    presence : sequence of sequence of int, optional
-        Per layer, the EDT presence bitmap of every expert (default: home die only).
-    engine : {"pysim", "cxxrtl"}
-        Amaranth's Python simulator or the compiled one (:mod:`hwmodel.rtlsim`).
-
-    Returns
-    -------
-    plans : list of list of (expert, die, tokens)
-        Per layer, in the twin's plan order.
-    cycles : list of int
-        Per layer, cycles from its first item accepted to its last task sent.
-    """
-    check_engine(engine)    # before the design exists: an unused design warns
-    n_dies = check_int("mesh_x", mesh_x, 1) * check_int("mesh_y", mesh_y, 1)
-    home = home_dies(num_experts, n_dies)
-    items = []
-    for li, counts in enumerate(layers):
-        counts = [check_int(f"layers[{li}][{e}]", c, 0, 1 << count_bits)
-                  for e, c in enumerate(counts)]
-        if len(counts) != num_experts:
-            raise ValueError(f"layers[{li}] has {len(counts)} counts, expected {num_experts}")
-        active = [e for e, c in enumerate(counts) if c]
-        if not active:
-            raise ValueError(f"layers[{li}] has no active expert (the CP skips such layers)")
-        layer_items = []
-        for e in active:
-            bits = (1 << int(home[e])) if presence is None else int(presence[li][e])
-            if not bits >> int(home[e]) & 1 or not 0 < bits < 1 << n_dies:
-                raise ValueError(f"presence[{li}][{e}] = {bits:#x} must hold home die "
-                                 f"{int(home[e])} and only dies below {n_dies}")
-            layer_items.append({"expert": e, "tokens": counts[e], "home": int(home[e]),
-                                "presence": bits, "last": int(e == active[-1])})
-        items.append(layer_items)
-    # built after the checks: a design never simulated would warn (UnusedElaboratable)
-    dut = Allocator(mesh_x, mesh_y, num_experts, costs, block_size=block_size,
-                    candidate_distance=candidate_distance, min_candidates=min_candidates,
-                    count_bits=count_bits)
-    total_blocks = sum(c // block_size + 1 for layer in layers for c in layer if c)
-    limit = 200 + sum(len(li) * (70 + 2 * n_dies) for li in items) + total_blocks * (n_dies + 2)
-    if engine == "cxxrtl":
-        return _compiled_allocator(dut, items, limit, vcd)
-    plans = [[] for _ in layers]
-    first_accept = []
-    last_task = []
-
-    # Producer and consumer count their own clock edges (both start at edge 0), so a layer's
-    # cycles are exact: from the edge its first item is accepted to the edge of its last task.
-    async def producer(ctx):
-        edge = 0
-        for layer_items in items:
-            for n, payload in enumerate(layer_items):
-                ctx.set(dut.experts.payload, payload)
-                ctx.set(dut.experts.valid, 1)
-                while True:
-                    _, _, ready = await ctx.tick().sample(dut.experts.ready)
-                    edge += 1
-                    if ready:
-                        break
-                if n == 0:
-                    first_accept.append(edge)
-                ctx.set(dut.experts.valid, 0)
-
-    async def consumer(ctx):
-        edge = 0
-        ctx.set(dut.tasks.ready, 1)
-        for li in range(len(items)):
-            while True:
-                _, _, valid, task = await ctx.tick().sample(dut.tasks.valid, dut.tasks.payload)
-                edge += 1
-                if not valid:
-                    continue
-                plans[li].append((int(task.expert), int(task.die), int(task.tokens)))
-                if task.last:
-                    last_task.append(edge)
-                    break
-
-    run_scenario(dut, producer, consumer, max_cycles=limit, vcd=vcd)
-    return plans, [b - a + 1 for a, b in zip(first_accept, last_task)]
-
-
-def _compiled_allocator(dut, items, limit, vcd):
-    """:func:`simulate_allocator`'s run on the compiled design: one source of expert items,
-    one sink of tasks counted by their ``last`` bit, per-layer cycles from the transfer edges."""
-    flat = [payload for layer_items in items for payload in layer_items]
-    run = run_streams(dut, [StreamSource("experts", flat)],
-                      [StreamSink("tasks", len(items), end_field="last")],
-                      max_cycles=limit, vcd=vcd)
-    plans, last_task, layer = [[] for _ in items], [], 0
-    for task, edge in zip(run.received["tasks"], run.received_edges["tasks"]):
-        plans[layer].append((int(task.expert), int(task.die), int(task.tokens)))
-        if task.last:
-            last_task.append(edge)
-            layer += 1
-    starts = np.cumsum([0] + [len(layer_items) for layer_items in items[:-1]])
-    first_accept = [run.sent_edges["experts"][start] for start in starts]
-    return plans, [b - a + 1 for a, b in zip(first_accept, last_task)]

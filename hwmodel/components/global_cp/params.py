@@ -14,12 +14,27 @@ This is the one definition the Global CP's graph node, twin and RTL read:
 
 from __future__ import annotations
 
+import numbers
+
 import attrs
 
+from ...checks import check_int, index_bits, positive_int
 from ...config import ConfigError
-from ...tb.checks import check_int, index_bits, positive_int
 
-__all__ = ["PAPER", "EDTLayout", "check_fits"]
+__all__ = ["HEATMAP_COUNT_BITS", "PAPER", "PAPER_BLOCK_SIZE", "PAPER_CANDIDATE_DISTANCE",
+           "PAPER_MIN_CANDIDATES", "PAPER_TOP_N_SHARE", "EDTLayout", "check_fits",
+           "check_positive_ints"]
+
+#: Bits of one saturating heatmap counter (the paper's 16-bit counters: 50 MB for 100 layers
+#: of 512 x 512); the default of the predictor's twin and RTL.
+HEATMAP_COUNT_BITS = 16
+#: Algorithm 1 as the study's artefact runs it (SPEC section 6): tokens per allocation block,
+#: the Manhattan distance (hops) within which remote candidates lie, candidates kept at least.
+PAPER_BLOCK_SIZE = 512
+PAPER_CANDIDATE_DISTANCE = 1
+PAPER_MIN_CANDIDATES = 5
+#: The predictor keeps the top ``ceil(0.2 x E)`` successors of an expert (SPEC section 6).
+PAPER_TOP_N_SHARE = 0.2
 
 
 _POSITIVE = positive_int("EDTLayout")
@@ -71,8 +86,6 @@ class EDTLayout:
 PAPER = EDTLayout()
 
 
-
-
 def check_fits(wafer, *, num_experts: int, num_moe_layers: int,
                source: str | None = None) -> None:
     """Check that the unit sizes a wafer carries hold a model (call at replay set-up).
@@ -112,3 +125,12 @@ def check_fits(wafer, *, num_experts: int, num_moe_layers: int,
         if have < need:
             raise ConfigError(path, f"{have} is too small: {what} needs at least {need}",
                               source)
+
+
+def check_positive_ints(**values) -> None:
+    """``TypeError`` / ``ValueError`` naming the first value that is not an integer >= 1."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{name} must be an integer, not {value!r}")
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1, not {value!r}")

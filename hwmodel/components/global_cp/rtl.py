@@ -24,10 +24,8 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory, MemoryData
 from amaranth.lib.wiring import In, Out
 
-from ...rtlsim import StreamSink, StreamSource, check_engine, run_streams
-from ...tb import run_command_stream, run_scenario, stream_get, stream_put
-from ...tb.checks import check_int
-from .params import PAPER, EDTLayout
+from ...checks import check_int
+from .params import HEATMAP_COUNT_BITS, PAPER, EDTLayout
 
 __all__ = [
     "EDT",
@@ -37,9 +35,6 @@ __all__ = [
     "TopNPredictor",
     "command_layout",
     "entry_layout",
-    "simulate_edt",
-    "simulate_predict",
-    "simulate_top_n",
 ]
 
 class EDTOp(enum.Enum, shape=2):
@@ -96,7 +91,7 @@ class EDT(wiring.Component):
     :meth:`GlobalCPTwin.edt_clear_present` does).
     """
 
-    def __init__(self, num_experts: int = 512, *, num_dies: int = PAPER.num_dies):
+    def __init__(self, num_experts: int = PAPER.entries, *, num_dies: int = PAPER.num_dies):
         self.layout = EDTLayout(entries=check_int("num_experts", num_experts, 1),
                                 num_dies=num_dies)
         self._num_experts = self.layout.entries
@@ -194,7 +189,8 @@ class TopNPredictor(wiring.Component):
         Bit ``j`` set iff expert ``j`` is in the top ``n`` of one of the die's rows.
     """
 
-    def __init__(self, num_experts: int = 512, top_n: int | None = None, count_bits: int = 16):
+    def __init__(self, num_experts: int = PAPER.entries, top_n: int | None = None,
+                 count_bits: int = HEATMAP_COUNT_BITS):
         self._num_experts = check_int("num_experts", num_experts, 1, 4097)
         if top_n is None:
             top_n = math.ceil(0.2 * num_experts)
@@ -245,138 +241,3 @@ class TopNPredictor(wiring.Component):
                     m.d.sync += union.eq(0)
                     m.next = "ROW"
         return m
-
-
-def simulate_predict(groups, num_experts, top_n=None, count_bits=16, *, vcd=None,
-                     engine="pysim"):
-    """Push per-die groups of heatmap rows through :class:`TopNPredictor`.
-
-    Parameters
-    ----------
-    groups : sequence of sequence of rows
-        Per die, the heatmap rows (``num_experts`` counts each) of the experts it runs (at
-        least one row per group).
-    engine : {"pysim", "cxxrtl"}
-        Amaranth's Python simulator or the compiled one (:mod:`hwmodel.rtlsim`).
-
-    Returns
-    -------
-    bitmaps : list of int
-        Per group, the ``cp_en`` bitmap (bit ``j``: expert ``j``).
-    cycles : int
-    """
-    check_engine(engine)    # before the design exists: an unused design warns
-    beats = []
-    for g, group in enumerate(groups):
-        if len(group) == 0:
-            raise ValueError(f"groups[{g}] has no row (a die without experts needs no call)")
-        for r, row in enumerate(group):
-            if len(row) != num_experts:
-                raise ValueError(f"groups[{g}][{r}] has {len(row)} counts, expected "
-                                 f"{num_experts}")
-            last = int(r == len(group) - 1)
-            beats.extend({"count": check_int(f"groups[{g}][{r}][{j}]", c, 0, 1 << count_bits),
-                          "last": last} for j, c in enumerate(row))
-    # built after the checks: a design never simulated warns (UnusedElaboratable)
-    dut = TopNPredictor(num_experts, top_n, count_bits)
-    rows = sum(len(group) for group in groups)
-    limit = 100 + rows * (num_experts + 2) + 2 * len(groups)
-    if engine == "cxxrtl":
-        run = run_streams(dut, [StreamSource("row", beats)], [StreamSink("top", len(groups))],
-                          max_cycles=limit, vcd=vcd)
-        return run.received["top"], run.cycles
-    bitmaps = []
-
-    async def producer(ctx):
-        for beat in beats:
-            await stream_put(ctx, dut.row, beat)
-
-    async def consumer(ctx):
-        for _ in groups:
-            bitmaps.append(int(await stream_get(ctx, dut.top)))
-
-    cycles = run_scenario(dut, producer, consumer, vcd=vcd, max_cycles=limit)
-    return bitmaps, cycles
-
-
-def simulate_top_n(rows, num_experts, top_n=None, count_bits=16, *, vcd=None,
-                   engine="pysim"):
-    """Top-n of each heatmap row alone (one row per group of :func:`simulate_predict`).
-
-    Returns
-    -------
-    chosen : list of tuple of int
-        Per row, the chosen expert ids in ascending order.
-    cycles : int
-    """
-    bitmaps, cycles = simulate_predict([[row] for row in rows], num_experts, top_n, count_bits,
-                                       vcd=vcd, engine=engine)
-    return [tuple(j for j in range(num_experts) if b >> j & 1) for b in bitmaps], cycles
-
-
-def simulate_edt(transactions, num_experts=512, *, num_dies=PAPER.num_dies, vcd=None,
-                 engine="pysim"):
-    """Run EDT transactions through :class:`EDT`; the twin's EDT calls, one command each.
-
-    Parameters
-    ----------
-    transactions : sequence of tuple
-        ``("write", expert, home, presence)`` (an entry loaded at a layer switch),
-        ``("read", expert)``, ``("set_present", expert, die)`` or
-        ``("clear_present", expert, die)``.
-    num_experts : int
-        Table entries.
-    num_dies : int
-        Dies on the wafer (home and die fields, presence bitmap: :class:`~.params.EDTLayout`).
-    engine : {"pysim", "cxxrtl"}
-        Amaranth's Python simulator or the compiled one (:mod:`hwmodel.rtlsim`).
-
-    Returns
-    -------
-    reads : list of (int, int)
-        ``(home, presence)`` of every ``read``, in order.
-    cycles : int
-
-    Raises
-    ------
-    ValueError
-        On an unknown operation, an out-of-range field, or a ``clear_present`` of the home die
-        of the entry as last written (entries are all zero before their first ``write``, so
-        home 0): the twin's :meth:`GlobalCPTwin.edt_clear_present` raises there, and the RTL,
-        which has no error response, would leave the home bit set. Checked before the
-        simulation starts, with the twin's message.
-    """
-    check_engine(engine)    # before the design exists: an unused design warns
-    commands = []
-    homes: dict[int, int] = {}    # the RTL table's home field per entry (reset content: 0)
-    for i, t in enumerate(transactions):
-        if not isinstance(t, (tuple, list)) or not t:
-            raise ValueError(f"transactions[{i}] must be a tuple (op, expert, ...), not {t!r}")
-        op, *rest = t
-        arity = {"write": 3, "read": 1, "set_present": 2, "clear_present": 2}.get(op)
-        if arity is None:
-            raise ValueError(f"transactions[{i}]: EDT transaction must start with 'write', "
-                             f"'read', 'set_present' or 'clear_present', not {t!r}")
-        if len(rest) != arity:
-            raise ValueError(f"transactions[{i}]: {op!r} takes {arity} fields, not {t!r}")
-        expert = check_int("expert", rest[0], 0, num_experts)
-        if op == "write":
-            home = check_int("home", rest[1], 0, num_dies)
-            commands.append({"op": EDTOp.WRITE, "expert": expert, "home": home,
-                             "presence": check_int("presence", rest[2], 0, 1 << num_dies)})
-            homes[expert] = home
-        elif op == "read":
-            commands.append({"op": EDTOp.READ, "expert": expert})
-        else:
-            die = check_int("die", rest[1], 0, num_dies)
-            if op == "clear_present" and die == homes.get(expert, 0):
-                raise ValueError(f"die {die} is the home of expert {expert}: its copy is not a "
-                                 f"replica and cannot be cleared")
-            commands.append({"op": EDTOp.SET_PRESENT if op == "set_present"
-                             else EDTOp.CLEAR_PRESENT, "expert": expert, "die": die})
-    reads = sum(c["op"] == EDTOp.READ for c in commands)
-    # built after the checks: a design never simulated warns (UnusedElaboratable)
-    dut = EDT(num_experts, num_dies=num_dies)
-    return run_command_stream(dut, commands, reads,
-                              lambda entry: (int(entry.home), int(entry.presence)),
-                              cycles_per_command=3, vcd=vcd, engine=engine)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import attrs
 
-from ...tb.checks import index_bits, positive_int
+from ...checks import index_bits, positive_int
 
 __all__ = ["COUNT_BITS", "PAPER", "TOKEN_BITS", "LocalCPLayout"]
 

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 import attrs
 import numpy as np
 
-from ...tb.checks import check_int, check_int_array
+from ...checks import check_int, check_int_array
 from ..pdu.twin import PDUTwin
 from .params import PAPER, TOKEN_BITS, LocalCPLayout
 
@@ -93,10 +93,15 @@ class LocalCPTwin:
     num_sm_slots : int
         SM slots tasks are dispatched to (round-robin).
     num_experts : int
-        Experts per layer (PDU table size).
+        Experts per layer (PDU table size) of the PDU made when ``pdu`` is None (a given
+        ``pdu`` brings its own size).
     num_dies : int
         Dies on the wafer: ``die`` and every task's ``source_die`` are below it
         (:class:`~.params.LocalCPLayout`).
+    pdu : PDUTwin, optional
+        The die's PDU, which this Local CP writes and asks (default: a PDU of its own with
+        ``num_experts`` experts). The replay hands each die's Local CP that die's PDU, so the
+        copy decisions and the PDU state are one.
 
     Examples
     --------
@@ -106,13 +111,18 @@ class LocalCPTwin:
     (1, (7,))
     """
 
-    def __init__(self, die: int, num_sm_slots: int = 4, num_experts: int = 512, *,
-                 num_dies: int = PAPER.num_dies):
-        self.layout = LocalCPLayout(num_dies=num_dies, experts=num_experts,
+    def __init__(self, die: int, num_sm_slots: int = PAPER.sm_slots,
+                 num_experts: int = PAPER.experts, *,
+                 num_dies: int = PAPER.num_dies, pdu: PDUTwin | None = None):
+        if pdu is None:
+            pdu = PDUTwin(num_experts)
+        elif not isinstance(pdu, PDUTwin):
+            raise TypeError(f"pdu must be a PDUTwin, not {pdu!r}")
+        self.layout = LocalCPLayout(num_dies=num_dies, experts=pdu.num_experts,
                                     sm_slots=check_int("num_sm_slots", num_sm_slots, 1, 65))
         self._die = check_int("die", die, 0, self.layout.num_dies)
         self._num_sm_slots = self.layout.sm_slots
-        self.pdu = PDUTwin(num_experts)
+        self.pdu = pdu
         self._begin()
 
     @property
@@ -222,6 +232,35 @@ class LocalCPTwin:
         sources = check_int_array(_names[2], source_dies, 0, self.layout.num_dies,
                                   length=n)
         self.configure_pdu(cp_en, is_local)
+        return self._dispatch_checked(experts, tokens, sources)[0]
+
+    def dispatch_layer(self, experts, tokens, source_dies) -> tuple[LocalCPStats, np.ndarray]:
+        """A layer's tasks (three arrays, as :meth:`run_layer_arrays`) on the PDU as it stands.
+
+        The layer's counters start from zero but the PDU is not written (its table was
+        configured by the caller, e.g. register by register): every task is dispatched, the
+        PDU decides each remote task's copy (``cp_en and not is_local``; a copy sets
+        ``is_local``), every task completes.
+
+        Returns
+        -------
+        stats : LocalCPStats
+            The layer's statistics message (copies in the order they were made).
+        order : numpy.ndarray of int64
+            The task indices in the order they were handed to the SM slots (the order the
+            die runs them).
+        """
+        experts = check_int_array("experts", experts, 0, self.num_experts)
+        n = len(experts)
+        tokens = check_int_array("tokens", tokens, 0, 1 << TOKEN_BITS, length=n)
+        sources = check_int_array("source_dies", source_dies, 0, self.layout.num_dies,
+                                  length=n)
+        self._begin()
+        return self._dispatch_checked(experts, tokens, sources)
+
+    def _dispatch_checked(self, experts, tokens, sources):
+        """Dispatch checked task arrays in arrival order (slot ``i % num_sm_slots``)."""
+        n = len(experts)
         remote = sources != self._die
         # the remote tasks' copy decisions, in task order (PDU query, set_local on a copy)
         dups = self.pdu.copy_arrivals(experts[remote])
@@ -230,4 +269,4 @@ class LocalCPTwin:
         self._tokens = int(tokens.sum())
         self._remote = int(remote.sum())
         self._dups = dups
-        return self.finish()
+        return self.finish(), np.arange(n, dtype=np.int64)

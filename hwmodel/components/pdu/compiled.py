@@ -1,9 +1,10 @@
-"""The PDU's register read-out, compiled: the decision the data path asks of a die's PDU when
-a remote slice arrives or a read is looked up (SPEC section 3, flow 2).
+"""The PDU's register read-out and updates, compiled: the decision a die's PDU gives when a
+remote slice arrives (SPEC section 3, flow 2), on register words in the layout of
+:mod:`.params` (one row per die).
 
-The replay's event kernel calls these on the register words the PDU twins hold (one row per
-die, the layout of :mod:`.params`), so the copy and redirect decisions are the PDU's own.
-:meth:`hwmodel.components.pdu.twin.PDUTwin.query` reads the same bits.
+:class:`hwmodel.components.pdu.twin.PDUTwin` keeps its registers in such a row and answers
+through these functions (``query``, ``copy_arrivals``, ``set_local_many``); the replay's
+all-dies table writes pack their words with :func:`pack_registers`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from numba import njit
 from .params import BITS_PER_EXPERT, EXPERTS_PER_WORD
 
 __all__ = ["CP_EN", "IS_LOCAL", "copies_on_arrival", "copy_arrivals", "expert_bits",
-           "holds_local_copies", "holds_local_copy", "pack_registers", "set_is_local"]
+           "pack_registers", "set_is_local"]
 
 #: Bit of ``cp_en`` within an expert's field (copy this expert when it passes by).
 CP_EN = 1
@@ -27,12 +28,6 @@ def expert_bits(registers, die, expert):
     """The two bits (``cp_en``, ``is_local`` << 1) of ``expert`` in die ``die``'s PDU."""
     word = registers[die, expert // EXPERTS_PER_WORD]
     return (word >> (BITS_PER_EXPERT * (expert % EXPERTS_PER_WORD))) & (CP_EN | IS_LOCAL)
-
-
-@njit(cache=True, inline="always")
-def holds_local_copy(registers, die, expert):
-    """``is_local``: reads of ``expert`` on die ``die`` are served by a local copy."""
-    return (expert_bits(registers, die, expert) & IS_LOCAL) != 0
 
 
 @njit(cache=True, inline="always")
@@ -52,13 +47,6 @@ def pack_registers(cp_en, is_local, out):
             bits = CP_EN * cp_en[row, e] + IS_LOCAL * is_local[row, e]
             out[row, e // EXPERTS_PER_WORD] |= bits << (BITS_PER_EXPERT * (e % EXPERTS_PER_WORD))
     return out
-
-
-@njit(cache=True)
-def holds_local_copies(registers, dies, experts):
-    """:func:`holds_local_copy` of each pair ``(dies[i], experts[i])``, as a bool array."""
-    out = [holds_local_copy(registers, dies[i], experts[i]) for i in range(dies.shape[0])]
-    return np.array(out, np.bool_) if out else np.zeros(0, np.bool_)
 
 
 @njit(cache=True, inline="always")

@@ -20,12 +20,12 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from ...tb.checks import check_int, check_int_array
+from ...checks import check_int, check_int_array
 from .compiled import CP_EN, IS_LOCAL, expert_bits, pack_registers, set_is_local
 from .compiled import copy_arrivals as _copy_arrivals
-from .params import EXPERTS_PER_WORD, WORD_BITS, PDULayout
+from .params import BITS_PER_EXPERT, EXPERTS_PER_WORD, PAPER, WORD_BITS, PDULayout
 
-__all__ = ["EXPERTS_PER_WORD", "WORD_BITS", "PDUTwin", "pack_words"]
+__all__ = ["EXPERTS_PER_WORD", "WORD_BITS", "PDUTwin", "pack_words", "without_is_local"]
 
 
 def _as_bits(name: str, value, num_experts: int) -> np.ndarray:
@@ -53,7 +53,7 @@ def _as_bits(name: str, value, num_experts: int) -> np.ndarray:
     return bits
 
 
-def pack_words(cp_en, is_local, num_experts: int = 512) -> list[int]:
+def pack_words(cp_en, is_local, num_experts: int = PAPER.experts) -> list[int]:
     """The 16-bit register words that configure ``cp_en`` and ``is_local`` (see module doc).
 
     Parameters
@@ -69,6 +69,13 @@ def pack_words(cp_en, is_local, num_experts: int = 512) -> list[int]:
                           words)[0].tolist()
 
 
+def without_is_local(word: int, expert: int) -> int:
+    """``word``, the register that holds ``expert``, with that expert's ``is_local`` bit
+    cleared (``cp_en`` and the other experts' bits kept): what a replica's eviction writes
+    back."""
+    return word & ~(IS_LOCAL << (BITS_PER_EXPERT * (expert % EXPERTS_PER_WORD)))
+
+
 class PDUTwin:
     """Transaction-level twin of :class:`hwmodel.components.pdu.PDU`.
 
@@ -82,7 +89,7 @@ class PDUTwin:
         its event kernel reads). Default: the twin's own, all zero.
     """
 
-    def __init__(self, num_experts: int = 512, *, registers: np.ndarray | None = None):
+    def __init__(self, num_experts: int = PAPER.experts, *, registers: np.ndarray | None = None):
         self.layout = PDULayout(experts=check_int("num_experts", num_experts, 1))
         self._num_experts = self.layout.experts
         if registers is None:

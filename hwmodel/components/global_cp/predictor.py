@@ -1,0 +1,206 @@
+"""Python twin of the Global CP's cross-token heatmap and top-n predictor, the RTL's
+:class:`~hwmodel.components.global_cp.rtl.TopNPredictor`.
+
+Per MoE layer an ``E x E`` table of saturating counters, ``H[l, i, j]`` = how often a token
+chose expert ``i`` and the next token chose ``j`` (SPEC section 3). The predictor's ``cp_en`` of
+a die is the union of the top ``n = ceil(top_n_share x E)`` successors of the experts the die
+runs: counts descending, ties broken by expert id ascending (stable and documented; the
+artefact's numpy quicksort breaks ties arbitrarily).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from ...checks import check_int_array
+from .params import HEATMAP_COUNT_BITS, PAPER_TOP_N_SHARE, check_positive_ints
+
+__all__ = ["PredictorTwin", "predictor_inputs", "union_of_rows"]
+
+
+@njit(cache=True)
+def _first_bad_id(prev_rows, prev_index, cur_rows, cur_index, num_experts):
+    """An expert id outside ``0..num_experts - 1`` in the rows the pairs use, else -1."""
+    for j in range(prev_index.shape[0]):
+        for rows, r in ((prev_rows, prev_index[j]), (cur_rows, cur_index[j])):
+            for layer in range(rows.shape[1]):
+                for a in range(rows.shape[2]):
+                    e = rows[r, layer, a]
+                    if e < 0 or e >= num_experts:
+                        return e
+    return -1
+
+
+@njit(cache=True)
+def _add_pairs(heatmap, prev_rows, prev_index, cur_rows, cur_index):
+    """For each ``j``, every expert of row ``prev_index[j]`` of ``prev_rows`` followed by
+    every expert of row ``cur_index[j]`` of ``cur_rows`` adds one to ``heatmap[l, i, j]`` of
+    each MoE layer ``l`` (ids checked beforehand by :func:`_first_bad_id`; the caller
+    saturates at the counter's maximum afterwards: all increments are positive, so that equals
+    saturating each). Layer by layer, so that one layer's table stays in cache."""
+    k = prev_rows.shape[2]
+    for layer in range(prev_rows.shape[1]):
+        table = heatmap[layer]
+        for j in range(prev_index.shape[0]):
+            p = prev_index[j]
+            c = cur_index[j]
+            for a in range(k):
+                row = table[prev_rows[p, layer, a]]
+                for b in range(k):
+                    row[cur_rows[c, layer, b]] += 1
+
+
+
+@njit(cache=True)
+def predictor_inputs(task_expert, task_die, num_dies, stop_at_die_id):
+    """Which tasks' experts the predictor reads for their die, in plan order (a bool mask).
+
+    Die ``d``'s group is the experts of its tasks in plan order (expert id ascending). With
+    ``stop_at_die_id`` (the study's artefact's quirk) a die's group stops growing once it holds
+    the expert whose id equals the die id. The RTL predictor is fed exactly these rows.
+    """
+    keep = np.zeros(task_expert.shape[0], np.bool_)
+    stopped = np.zeros(num_dies, np.bool_)
+    for k in range(task_expert.shape[0]):
+        d = task_die[k]
+        if stopped[d]:
+            continue
+        keep[k] = True
+        if stop_at_die_id and task_expert[k] == d:
+            stopped[d] = True
+    return keep
+
+
+@njit(cache=True)
+def union_of_rows(task_expert, task_die, keep, top, out):
+    """Predictor ``cp_en`` of every die: ``out[d]`` = OR of ``top[e]`` over the kept tasks
+    (:func:`predictor_inputs`) of die ``d``; ``top`` is the top-n matrix (experts x experts)."""
+    out[:, :] = False
+    for k in range(task_expert.shape[0]):
+        if not keep[k]:
+            continue
+        d = task_die[k]
+        e = task_expert[k]
+        for j in range(top.shape[1]):
+            if top[e, j]:
+                out[d, j] = True
+
+
+
+
+class PredictorTwin:
+    """Transaction-level twin of the heatmap and the top-n predictor of every MoE layer.
+
+    Parameters
+    ----------
+    num_layers : int
+        MoE layers (one heatmap each).
+    num_experts : int
+        Routed experts per layer.
+    top_n_share : float
+        The predictor keeps ``ceil(top_n_share * E)`` successors per expert.
+    count_bits : int
+        Bits of one heatmap counter (saturating).
+
+    Raises
+    ------
+    TypeError, ValueError
+        On a bad parameter, naming it.
+    """
+
+    def __init__(self, num_layers: int, num_experts: int, *,
+                 top_n_share: float = PAPER_TOP_N_SHARE,
+                 count_bits: int = HEATMAP_COUNT_BITS):
+        check_positive_ints(num_layers=num_layers, num_experts=num_experts, count_bits=count_bits)
+        if not 0 < top_n_share <= 1:
+            raise ValueError(f"top_n_share must be in (0, 1], not {top_n_share!r}")
+        self.num_layers = int(num_layers)
+        self.num_experts = int(num_experts)
+        self.top_n_share = float(top_n_share)
+        self.top_n_count = math.ceil(self.top_n_share * self.num_experts)
+        self.count_bits = int(count_bits)
+        self._count_max = (1 << self.count_bits) - 1
+        # int32 counters while they fit (half the memory traffic of the pair counting): a
+        # cell gains at most top-k squared per pair, and add_pairs saturates often enough
+        # that the sum never overflows
+        self._heatmap = np.zeros((self.num_layers, self.num_experts, self.num_experts),
+                                 dtype=np.int32 if self.count_bits <= 30 else np.int64)
+
+    def _check_layer_expert(self, layer, expert):
+        if not 0 <= layer < self.num_layers:
+            raise ValueError(f"layer must be in 0..{self.num_layers - 1}, not {layer!r}")
+        if not 0 <= expert < self.num_experts:
+            raise ValueError(f"expert must be in 0..{self.num_experts - 1}, not {expert!r}")
+
+    def add(self, layer: int, prev_expert: int, next_expert: int, count: int = 1) -> None:
+        """Add ``count`` to ``H[layer, prev, next]`` (saturating)."""
+        self._check_layer_expert(layer, prev_expert)
+        self._check_layer_expert(layer, next_expert)
+        value = self._heatmap[layer, prev_expert, next_expert] + count
+        self._heatmap[layer, prev_expert, next_expert] = min(value, self._count_max)
+
+    def add_matrix(self, layer: int, counts: np.ndarray) -> None:
+        """Add a whole ``E x E`` matrix of pair counts to a layer (bulk :meth:`add`)."""
+        self._check_layer_expert(layer, 0)
+        np.minimum(self._heatmap[layer] + counts, self._count_max, out=self._heatmap[layer])
+
+    def add_pairs(self, prev_rows, prev_index, cur_rows, cur_index) -> None:
+        """Add the cross-token pairs of token rows (tokens, MoE layers, top-k) to every
+        layer's heatmap: for each ``j``, token ``prev_index[j]`` of ``prev_rows`` followed by
+        token ``cur_index[j]`` of ``cur_rows`` (bulk :meth:`add`, compiled)."""
+        prev_rows, cur_rows = np.asarray(prev_rows), np.asarray(cur_rows)
+        for name, rows in (("prev_rows", prev_rows), ("cur_rows", cur_rows)):
+            if rows.ndim != 3 or rows.shape[1] != self.num_layers:
+                raise ValueError(f"{name} must have shape (tokens, {self.num_layers}, top-k), "
+                                 f"not {rows.shape}")
+        prev_index = check_int_array("prev_index", prev_index, 0, max(1, len(prev_rows)))
+        cur_index = check_int_array("cur_index", cur_index, 0, max(1, len(cur_rows)),
+                                    length=len(prev_index))
+        bad = _first_bad_id(prev_rows, prev_index, cur_rows, cur_index, self.num_experts)
+        if bad != -1:
+            raise ValueError(f"token rows hold expert id {bad}, outside 0..{self.num_experts - 1}")
+        top_k = max(1, prev_rows.shape[2] * cur_rows.shape[2])
+        chunk = (int(np.iinfo(self._heatmap.dtype).max) - self._count_max) // top_k
+        for lo in range(0, len(prev_index), chunk):
+            hi = lo + chunk
+            _add_pairs(self._heatmap, prev_rows, prev_index[lo:hi], cur_rows, cur_index[lo:hi])
+            np.minimum(self._heatmap, self._count_max, out=self._heatmap)   # saturating
+
+    def row(self, layer: int, expert: int) -> np.ndarray:
+        """Copy of row ``H[layer, expert, :]``."""
+        self._check_layer_expert(layer, expert)
+        return self._heatmap[layer, expert].copy()
+
+    def top_n(self, layer: int, expert: int) -> tuple[int, ...]:
+        """Most frequent successors of ``expert``: count descending, expert id ascending."""
+        self._check_layer_expert(layer, expert)
+        row = self._heatmap[layer, expert]
+        order = np.argsort(-row, kind="stable")
+        return tuple(int(e) for e in order[:self.top_n_count])
+
+    def top_n_matrix(self, layer: int) -> np.ndarray:
+        """Boolean ``E x E``: ``M[i, j]`` when ``j`` is in ``top_n(layer, i)`` (all rows)."""
+        self._check_layer_expert(layer, 0)
+        num, n = self.num_experts, self.top_n_count
+        heat = self._heatmap[layer]
+        out = np.zeros((num, num), dtype=bool)
+        if (self._count_max + 1) * num < 1 << 62:
+            # one unique key per entry, ascending = (count descending, id ascending): the n
+            # smallest keys are the top-n, found by a partition (no full sort needed)
+            key = (self._count_max - heat) * num + np.arange(num, dtype=np.int64)
+            order = np.argpartition(key, n - 1, axis=1)[:, :n]
+        else:
+            order = np.argsort(-heat, axis=1, kind="stable")[:, :n]
+        np.put_along_axis(out, order, True, axis=1)
+        return out
+
+    def predict(self, layer: int, die_experts) -> int:
+        """``cp_en`` bitmap of one die: union of :meth:`top_n` of the experts it runs."""
+        bits = 0
+        for expert in die_experts:
+            for successor in self.top_n(layer, int(expert)):
+                bits |= 1 << successor
+        return bits
