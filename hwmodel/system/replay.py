@@ -36,6 +36,8 @@ from ..config import ConfigError, fraction, param, positive
 from .control import CONTROL_MODES, control_path
 from .engine import Counter, DieStat, LayerKernel, LayerStat, Prediction, Tasks
 from .lowering import Tables, allocator_costs, check_unit_sizes, lower
+from .memory_budget import ATTENTION_PLACEMENTS
+from .physical import paper_mode_note, run_budget, switches_on
 from .prediction import PredictionUnits
 from .results import ARTEFACT_NAMES, ReplayResult
 from .strategies import Algorithm1, LayerView, Strategy, get_strategy
@@ -80,6 +82,13 @@ class ReplayParams:
     control: str = param("what a MoE layer's launch waits for (hwmodel.system.control): "
                          "'free' (nothing, the paper), 'global-cp' (the Global CP's cycles) "
                          "or 'host-cpu' (Algorithm 1 on the host over PCIe)", default="free")
+    # physical switches (hwmodel.system.physical, docs/physical.md): off is the paper
+    hbm_budget: bool = param("physical switch: each die's HBM holds its experts, hosted "
+                             "weights and its requests' KV cache; replicas get what is left",
+                             default=False)
+    attention_placement: str = param("physical mode: where attention and the other non-expert "
+                                     "weights live, 'layer-sharded' or 'data-parallel'",
+                                     default="layer-sharded")
 
     def __attrs_post_init__(self):
         if self.allocator_arith not in ("fixed", "float"):
@@ -88,6 +97,10 @@ class ReplayParams:
         if self.control not in CONTROL_MODES:
             raise ConfigError("control", f"expected one of {', '.join(CONTROL_MODES)}, not "
                               f"{self.control!r}")
+        if self.attention_placement not in ATTENTION_PLACEMENTS:
+            raise ConfigError("attention_placement", f"expected one of "
+                              f"{', '.join(ATTENTION_PLACEMENTS)}, not "
+                              f"{self.attention_placement!r}")
         if self.tie_rule not in ("stable", "numpy"):
             raise ConfigError("tie_rule", f"expected 'stable' or 'numpy', not "
                               f"{self.tie_rule!r}")
@@ -235,12 +248,17 @@ class _Run:
         self.cosim = cosim
         if cosim is not None:
             cosim.bind(self)
+        # physical mode (hwmodel.system.physical): the HBM budget the replicas get, or None
+        self.budget = run_budget(replay)
 
     def execute(self, progress) -> ReplayResult:
         wl = self.replay.workload
         prev_rows = prev_requests = None
         for it in range(wl.num_iterations):
             rows, requests = wl.rows(it)
+            if self.budget is not None and self.units is not None:    # physical: hbm_budget
+                self.units.set_capacity(self.budget.replica_slots(
+                    it, self.replay.params.replica_capacity_bytes))
             if self.units is not None:
                 self._feed_heatmap(it, rows, requests, prev_rows, prev_requests)
             counts_all = wl.counts(rows)
@@ -315,6 +333,8 @@ class _Run:
         decode_ns = self.t - self.prefill_ns
         batch = len(replay.store)
         units = self.units
+        replicas_held = units.replicas_held() if units else [0] * replay.N
+        note = paper_mode_note(replay, replicas_held)
         return ReplayResult(
             model=replay.model.name, strategy=self.strategy.name, mesh_x=replay.mesh.x_dies,
             mesh_y=replay.mesh.y_dies, batch=batch,
@@ -344,8 +364,8 @@ class _Run:
                          stats[:, DieStat.REMOTE_READ_SERVED_BYTES].tolist(),
                      "replica_write_bytes": replica_bytes.tolist(),
                      "byte_hops_sent": stats[:, DieStat.BYTE_HOPS_SENT].tolist(),
-                     "replicas_held": (units.replicas_held() if units
-                                       else [0] * replay.N)},
+                     "replicas_held": replicas_held},
             per_link=[{"dies": list(pair), "bytes": float(b)}
                       for pair, b in zip(replay.mesh.links, kernel.link_bytes)],
-            unit_streams=(units.streams or {}) if units else {})
+            unit_streams=(units.streams or {}) if units else {},
+            physical=switches_on(replay.params), notes=[note] if note else [])

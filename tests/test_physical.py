@@ -1,0 +1,251 @@
+"""Physical mode (issue 17): the switch framework, the models' attention shapes and the HBM
+budget, worked by hand on a one-request Llama-4 trace (the one of tests/test_system_replica.py).
+
+The hand-worked die: under ``pred`` (base allocation) that request's expert 0 runs on die 7
+(``die_0_7``) of tsmc-sow, which copies expert 0 of each of the 24 MoE layers at the first
+decode step. Die 7's budget, layer-sharded (layer l on live die l mod 24, so die 7 hosts layers
+7 and 31, both MoE):
+
+* resident experts: homes are floor(e / 5) for the first 120 experts and e mod 24 for the
+  other 8 (SPEC section 6), so experts 35-39 and 127: 6 x 24 layers x 251,658,240 B;
+* hosted weights, per layer: attention 2 x 5120 x 40 x 128 + 2 x 5120 x 8 x 128 = 62,914,560
+  weights, BF16 125,829,120 B, plus one shared expert 3 x 5120 x 8192 x 2 = 251,658,240 B:
+  2 x 377,487,360 = 754,974,720 B;
+* KV cache: 2 layers x (2 x 8 KV heads x 128 x 2 B = 4,096 B) x context, the context being
+  2 + s tokens at step s (s = 0 the prefill): 16,384 B, then 24,576, 32,768, 40,960 B.
+"""
+
+import json
+
+import attrs
+import numpy as np
+import pytest
+from test_system_replay import _tiny_store
+
+from hwmodel.cli import main
+from hwmodel.config import ConfigError, from_dict
+from hwmodel.models import AttentionShape, load_model
+from hwmodel.params import load_wafer
+from hwmodel.system import Replay, ReplayParams
+from hwmodel.system.memory_budget import context_tokens, hbm_budget
+from hwmodel.system.physical import PHYSICAL_SWITCHES, all_switches_on, switches_on
+from hwmodel.system.results import CSV_HEADER, csv_lines
+from hwmodel.topologies.wafer import build_wafer
+
+EXPERT = 251_658_240                                  # one Llama-4 expert, bytes
+DIE7_FIXED = 6 * 24 * EXPERT + 2 * (2 * 62_914_560 + EXPERT)
+KV_STEP = 2 * 4096                                    # die 7's KV growth per token of context
+
+
+def kv7(step):
+    return KV_STEP * (2 + step)
+
+
+def wafer_with_die7(tmp_path, capacity):
+    """tsmc-sow whose die 7 has ``capacity`` bytes of HBM, none of it reserved."""
+    path = tmp_path / "w.yaml"
+    path.write_text("wafer:\n  name: sow7\n  mesh_x: 3\n  mesh_y: 8\n  die:\n"
+                    "    hbm: {bandwidth_GBps: 3350.0, capacity_bytes: 80000000000}\n"
+                    "    compute: {peak_TFLOPS: 1000.0}\n    d2d: {bandwidth_GBps: 1741.0}\n"
+                    f"  dies:\n    die_0_7: {{hbm: {{capacity_bytes: {capacity}, "
+                    "reserved_fraction: 0.0}}\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def store():
+    """One request: a 2-token prompt and 3 decode steps, all on expert 0."""
+    return _tiny_store([([0, 0], [0, 0, 0])])
+
+
+def run(store, wafer="tsmc-sow", strategy="pred", **params):
+    return Replay(wafer=build_wafer(load_wafer(wafer)), model=load_model("llama4-maverick"),
+                  store=store, params=ReplayParams(**params)).run(strategy)
+
+
+def comparable(result):
+    out = result.to_json()
+    out.pop("wall_s")
+    out.pop("physical", None)
+    return out
+
+
+# ------------------------------------------------------------------ the switch framework
+def test_switches_are_off_by_default_and_physical_mode_turns_all_on():
+    assert switches_on(ReplayParams()) == ()
+    assert switches_on(all_switches_on(ReplayParams())) == tuple(PHYSICAL_SWITCHES)
+    assert all_switches_on(ReplayParams()).hbm_budget is True
+
+
+def test_a_switch_is_a_sweep_axis_and_a_bad_placement_is_refused():
+    assert from_dict(ReplayParams, {"hbm_budget": True}).hbm_budget is True
+    with pytest.raises(ConfigError, match="attention_placement"):
+        ReplayParams(attention_placement="everywhere")
+
+
+def test_outputs_record_the_switches(store):
+    paper, physical = run(store, strategy="base"), run(store, strategy="base", hbm_budget=True)
+    assert "physical" not in paper.to_json()             # paper JSON: unchanged keys
+    assert physical.to_json()["physical"] == ["hbm_budget"]
+    assert csv_lines([paper]) == [CSV_HEADER, paper.row()]
+    lines = csv_lines([paper, physical])
+    assert lines[0] == CSV_HEADER + ",physical"
+    assert lines[1] == paper.row() + "," and lines[2] == physical.row() + ",hbm_budget"
+
+
+# ------------------------------------------------------------------ model shapes (SPEC 10)
+@pytest.mark.parametrize("name, kv", [("deepseek-v3", 1152), ("kimi-k2", 1152),
+                                      ("qwen3-235b", 2048), ("llama4-maverick", 4096)])
+def test_kv_bytes_per_token_and_layer_are_the_spec_table(name, kv):
+    assert load_model(name).kv_bytes_per_token_layer == kv
+
+
+def test_deepseek_8k_context_is_about_058_GB():
+    m = load_model("deepseek-v3")
+    assert 8192 * m.num_layers * m.kv_bytes_per_token_layer == pytest.approx(0.58e9, rel=0.01)
+
+
+@pytest.mark.parametrize("name, vocab, published", [
+    ("deepseek-v3", 129_280, 671e9), ("qwen3-235b", 151_936, 235e9),
+    ("llama4-maverick", 202_048, 400e9)])
+def test_weights_add_up_to_the_published_parameter_count(name, vocab, published):
+    """Routed experts + attention, dense and shared weights + embeddings and output head
+    (2 x vocab x hidden, from config.json) give the model's published size within 0.5 %."""
+    m = load_model(name)
+    routed = m.num_experts * m.num_moe_layers * m.expert_bytes
+    total = (routed + sum(m.layer_weight_bytes())) / m.dtype_bytes + 2 * vocab * m.hidden_dim
+    assert total == pytest.approx(published, rel=0.005)
+
+
+def test_mla_weights_by_hand():
+    """DeepSeek-V3: q_a 7168x1536, q_b 1536x128x192, kv_a 7168x576, kv_b 512x128x256,
+    o 128x128x7168."""
+    m = load_model("deepseek-v3")
+    hand = (7168 * 1536 + 1536 * 128 * 192 + 7168 * 576 + 512 * 128 * 256 + 128 * 128 * 7168)
+    assert m.attention.weight_count(m.hidden_dim) == hand == 187_105_280
+
+
+def test_attention_shape_needs_its_kind_fields():
+    with pytest.raises(ValueError, match="num_kv_heads"):
+        AttentionShape(kind="gqa", num_heads=8, head_dim=64)
+    with pytest.raises(ValueError, match="kind"):
+        AttentionShape(kind="mha", num_heads=8)
+
+
+# ------------------------------------------------------------------ the budget by hand
+def test_context_grows_by_a_token_a_step_and_is_freed_when_a_request_ends():
+    class S:
+        prefill_len = np.array([3, 5])
+        decode_len = np.array([2, 0])
+    assert context_tokens(S, 4).tolist() == [[3, 5], [4, 0], [5, 0], [0, 0]]
+
+
+def test_layer_sharded_budget_of_die_7_by_hand(store):
+    replay = Replay(wafer=build_wafer(load_wafer("tsmc-sow")),
+                    model=load_model("llama4-maverick"), store=store)
+    b = hbm_budget(replay.wafer, replay.model, store, replay.home, replay.live_dies, 4)
+    assert b.experts[7] + b.weights[7] == DIE7_FIXED
+    assert b.kv[:, 7].tolist() == [kv7(s) for s in range(4)]
+    assert b.usable[7] == 72_000_000_000
+    # die 0 hosts layers 0 and 24, both dense: attention + 3 x 5120 x 16384 x 2 each
+    assert b.weights[0] == 2 * (2 * 62_914_560 + 3 * 5120 * 16384 * 2)
+
+
+def test_data_parallel_puts_all_weights_and_a_request_on_its_die(store):
+    two = _tiny_store([([0, 0], [0]), ([1], [1, 1])])
+    replay = Replay(wafer=build_wafer(load_wafer("tsmc-sow")),
+                    model=load_model("llama4-maverick"), store=two)
+    b = hbm_budget(replay.wafer, replay.model, two, replay.home, replay.live_dies, 3,
+                   "data-parallel")
+    all_layers = 48 * 2 * 62_914_560 + 24 * EXPERT + 24 * 3 * 5120 * 16384 * 2
+    assert set(b.weights.tolist()) == {all_layers}
+    per_token = 48 * 4096
+    assert b.kv[:, 0].tolist() == [2 * per_token, 3 * per_token, 0]     # request 0: die 0
+    assert b.kv[:, 1].tolist() == [1 * per_token, 2 * per_token, 3 * per_token]
+    assert not b.kv[:, 2:].any()
+
+
+# ------------------------------------------------------------------ the switch acts
+def test_a_growing_kv_cache_fills_the_last_replica_slot(store, tmp_path):
+    """Die 7 has room for one replica at steps 1 and 2; at step 3 the KV cache has grown
+    by 8,192 B and the slot is gone. Step 1: 24 copies, each evicting the previous (23);
+    step 2: 24 copies, 24 evictions; step 3: the held replica is evicted (1), each of the
+    24 copies is evicted at once (24). Nothing is held at the end."""
+    capacity = DIE7_FIXED + kv7(1) + EXPERT + KV_STEP
+    r = run(store, wafer_with_die7(tmp_path, capacity), hbm_budget=True)
+    assert r.counts["replicas"] == 3 * 24 * 3
+    assert r.counts["replica_evictions"] == 23 + 24 + 1 + 24
+    assert r.per_die["replicas_held"][7] == 0
+    one_slot = run(store, replica_capacity_bytes=EXPERT)      # the same region, never shrunk
+    assert one_slot.counts["replica_evictions"] == 23 + 24 + 24
+    assert one_slot.per_die["replicas_held"][7] == 1
+
+
+def test_a_kv_cache_that_fills_the_hbm_leaves_no_room_for_replicas(store, tmp_path):
+    capacity = DIE7_FIXED + kv7(3) + EXPERT - 1           # never room for a whole expert
+    r = run(store, wafer_with_die7(tmp_path, capacity), hbm_budget=True)
+    assert r.counts["replica_evictions"] == 3 * 24
+    assert sum(r.per_die["replicas_held"]) == 0
+    assert r.counts["replica_reads"] == 0
+    assert r.throughput < run(store, wafer_with_die7(tmp_path, capacity)).throughput
+
+
+def test_a_budget_with_room_for_every_replica_changes_nothing(store):
+    """Invariance: tsmc-sow's 72 GB leave die 7 room for far more than 24 replicas, and base
+    makes none: the switch cannot act, the results are the paper's."""
+    for strategy in ("pred", "base"):
+        paper, physical = run(store, strategy=strategy), run(store, strategy=strategy,
+                                                             hbm_budget=True)
+        assert comparable(paper) == comparable(physical)
+        assert physical.physical == ("hbm_budget",) and paper.physical == ()
+
+
+def test_a_batch_that_does_not_fit_is_refused_with_the_numbers(store, tmp_path):
+    capacity = DIE7_FIXED + kv7(3) - 1                    # one byte short at step 3
+    with pytest.raises(ValueError, match=r"die 7 .* at iteration 3\), more than its "
+                                         r"36\.99 GB"):
+        run(store, wafer_with_die7(tmp_path, capacity), hbm_budget=True)
+
+
+def test_cli_refuses_it_in_one_line_and_writes_nothing(store, tmp_path, capsys):
+    from test_cli_errors import error_line
+    trace = store.save(tmp_path / "one.store")
+    wafer = wafer_with_die7(tmp_path, DIE7_FIXED + kv7(3) - 1)
+    code = main(["replay", "--trace", str(trace), "--wafer", str(wafer), "--strategy", "pred",
+                 "--mode", "physical", "--quiet", "-o", str(tmp_path / "out")])
+    error_line(capsys, code, ["hbm_budget", "die 7", "36.99 GB"])
+    assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------ the paper-mode warning
+def test_paper_mode_says_when_its_replicas_exceed_the_hbm(store, tmp_path):
+    """Die 7 keeps 24 replicas (6.04 GB) where 10 experts' worth (2.52 GB) is left."""
+    capacity = DIE7_FIXED + kv7(3) + 10 * EXPERT
+    r = run(store, wafer_with_die7(tmp_path, capacity))
+    assert len(r.notes) == 1
+    assert ("die 7 of wafer sow7 holds 6.04 GB of replicas (24 experts) but only 2.52 GB of "
+            "its 39.51 GB usable HBM") in r.notes[0]
+    assert "hbm_budget" in r.notes[0]
+    assert "notes" not in r.to_json()
+    assert run(store, wafer_with_die7(tmp_path, capacity + 14 * EXPERT)).notes == []
+
+
+def test_cli_prints_the_warning_on_stderr_and_keeps_stdout(store, tmp_path, capsys):
+    trace = store.save(tmp_path / "one.store")
+    wafer = wafer_with_die7(tmp_path, DIE7_FIXED + kv7(3) + 10 * EXPERT)
+    assert main(["replay", "--trace", str(trace), "--wafer", str(wafer), "--strategy", "pred",
+                 "--quiet"]) == 0
+    out = capsys.readouterr()
+    assert "warning: " in out.err and "6.04 GB of replicas" in out.err
+    assert "warning:" not in out.out and "hbm_budget" not in out.out
+
+
+def test_physical_cli_csv_and_json_name_the_switch(store, tmp_path, capsys):
+    trace = store.save(tmp_path / "one.store")
+    out_dir = tmp_path / "out"
+    assert main(["replay", "--trace", str(trace), "--strategy", "base", "--mode", "physical",
+                 "--quiet", "--no-plots", "-o", str(out_dir)]) == 0
+    csv = (out_dir / "replay.csv").read_text().splitlines()
+    assert csv[0].endswith(",physical") and csv[1].endswith(",hbm_budget")
+    assert json.loads((out_dir / "replay.json").read_text())[0]["physical"] == ["hbm_budget"]
+    assert attrs.fields_dict(ReplayParams)["hbm_budget"].default is False
