@@ -249,3 +249,39 @@ def test_physical_cli_csv_and_json_name_the_switch(store, tmp_path, capsys):
     assert csv[0].endswith(",physical") and csv[1].endswith(",hbm_budget")
     assert json.loads((out_dir / "replay.json").read_text())[0]["physical"] == ["hbm_budget"]
     assert attrs.fields_dict(ReplayParams)["hbm_budget"].default is False
+
+
+# ------------------------------------------------------------------ the sweep report
+def test_report_keeps_physical_runs_out_of_the_paper_comparison(tmp_path):
+    """A store with paper runs (allo+pred 7x base) and physical ones (2x): the published
+    comparison is the paper runs' 7x; the runs table names the physical runs' switch."""
+    from hwmodel.sweep import ResultsStore
+    from hwmodel.sweep.report import write_report
+
+    def put(store, strategy, throughput, physical):
+        summary = {"mesh_x": 5, "mesh_y": 5, "throughput": throughput, "hops": 10,
+                   "local_dram_read_GiB": 1.0, "remote_dram_read_GiB": 1.0,
+                   "local_dram_write_GiB": 0.0}
+        params = {"hbm_budget": True} if physical else {}
+        if physical:
+            summary["physical"] = ["hbm_budget"]
+        row = ",".join(["deepseek", strategy, "5", "5", "4096"] + ["0"] * 14
+                       + [f"{throughput:.0f}"])
+        store.put({"key": f"{strategy}-{physical}", "status": "ok", "model": "deepseek-v3",
+                   "trace": "t", "trace_sha256": "h", "batch": 4096, "wafer": "dojo",
+                   "strategy": strategy, "params": json.dumps(params), "inputs": "{}",
+                   "hwmodel_version": "0", "row": row, "summary": json.dumps(summary),
+                   "per_link": json.dumps([{"dies": [0, 1], "bytes": 10.0}])},
+                  {"wall_s": 1.0})
+
+    path = tmp_path / "r.sqlite"
+    with ResultsStore(path) as store:
+        put(store, "base", 100.0, False)
+        put(store, "allo+pred", 700.0, False)
+        put(store, "base", 100.0, True)
+        put(store, "allo+pred", 200.0, True)
+    page = [f for f in write_report(path, tmp_path / "rep") if f.name == "report.html"][0]
+    html = page.read_text()
+    assert "2 physical-mode runs</b> (switches hbm_budget" in html
+    assert "<td>throughput allo+pred / base, average</td><td>6.63</td><td>7.00</td>" in html
+    assert "<th>physical</th>" in html and "<td>200</td><td>hbm_budget</td>" in html

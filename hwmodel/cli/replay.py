@@ -297,6 +297,7 @@ def run_default(out_dir="hwmodel-out", stream=None, progress: bool = True) -> li
                                 model="llama4-maverick", progress=progress)
     names = ["tsmc-sow"] * len(results)
     print(summary_table(results, names), file=stream)
+    _print_notes(results, names)
     title = f"built-in synthetic Llama-4 batch of {DEFAULT_BATCH} requests on tsmc-sow"
     return write_outputs(results, out_dir, names=names, title=title, progress=progress)
 
@@ -362,6 +363,7 @@ def _main(args) -> int:
 
     from ..config import load_yaml
     from ..system import ReplayParams
+    from ..system.physical import switches_on
     from ..system.results import csv_lines
     from .outputs import check_output_dir
     if args.out:
@@ -386,6 +388,8 @@ def _main(args) -> int:
                                 model=args.model, params=params, jobs=args.jobs,
                                 progress=not args.quiet, opened=opened)
     names = [w for w in wafers for _ in strategies]
+    if switches_on(params):
+        print(f"physical mode: switches on: {', '.join(switches_on(params))}")
     print(summary_table(results, names))
     print()
     print("\n".join(csv_lines(results)[1:]))
