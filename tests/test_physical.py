@@ -75,6 +75,7 @@ def test_switches_are_off_by_default_and_physical_mode_turns_all_on():
     assert switches_on(ReplayParams()) == ()
     assert switches_on(all_switches_on(ReplayParams())) == tuple(PHYSICAL_SWITCHES)
     assert all_switches_on(ReplayParams()).hbm_budget is True
+    assert all_switches_on(ReplayParams()).token_dispatch is True
 
 
 def test_a_switch_is_a_sweep_axis_and_a_bad_placement_is_refused():
@@ -246,8 +247,9 @@ def test_physical_cli_csv_and_json_name_the_switch(store, tmp_path, capsys):
     assert main(["replay", "--trace", str(trace), "--strategy", "base", "--mode", "physical",
                  "--quiet", "--no-plots", "-o", str(out_dir)]) == 0
     csv = (out_dir / "replay.csv").read_text().splitlines()
-    assert csv[0].endswith(",physical") and csv[1].endswith(",hbm_budget")
-    assert json.loads((out_dir / "replay.json").read_text())[0]["physical"] == ["hbm_budget"]
+    assert csv[0].endswith(",physical") and csv[1].endswith(",hbm_budget+token_dispatch")
+    assert json.loads((out_dir / "replay.json").read_text())[0]["physical"] == [
+        "hbm_budget", "token_dispatch"]
     assert attrs.fields_dict(ReplayParams)["hbm_budget"].default is False
 
 
@@ -285,3 +287,44 @@ def test_report_keeps_physical_runs_out_of_the_paper_comparison(tmp_path):
     assert "2 physical-mode runs</b> (switches hbm_budget" in html
     assert "<td>throughput allo+pred / base, average</td><td>6.63</td><td>7.00</td>" in html
     assert "<th>physical</th>" in html and "<td>200</td><td>hbm_budget</td>" in html
+
+
+# ------------------------------------------------------------------ token dispatch (counted)
+def mesh_distance(a, b, mesh_y=8):
+    """Hops between dies a and b of a healthy mesh (id = y + x * mesh_y): Manhattan."""
+    return abs(a // mesh_y - b // mesh_y) + abs(a % mesh_y - b % mesh_y)
+
+
+def test_layer_sharded_dispatch_by_hand():
+    """ep, one 2-token prompt on experts 0 and 10 (homes 0 and 2), prefill only. MoE layer
+    l (1, 3, ..., 47) starts on die l mod 24; each token goes there -> home and back."""
+    r = run(_tiny_store([([0, 10], [])]), strategy="ep", max_iterations=1, token_dispatch=True)
+    hosts = [layer % 24 for layer in range(1, 48, 2)]
+    hops = sum(2 * (mesh_distance(h, 0) + mesh_distance(h, 2)) for h in hosts)
+    remote = sum(2 * ((h != 0) + (h != 2)) for h in hosts)
+    assert r.counts["dispatch_messages"] == 24 * 2 * 2
+    assert r.counts["dispatch_hops"] == hops
+    assert r.counts["dispatch_remote_messages"] == remote
+    assert r.counts["dispatch_bytes"] == remote * 5120 * 2
+    assert r.counts["dispatch_byte_hops"] == hops * 5120 * 2
+
+
+def test_data_parallel_dispatch_by_hand():
+    """Request 0 (2 prompt tokens on expert 10, home die 2) starts on die 0, request 1 (one
+    token on expert 0, home die 0) on die 1: per layer 2 x 2 x 2 + 1 x 2 x 1 = 10 hops."""
+    store = _tiny_store([([10, 10], []), ([0], [])])
+    r = run(store, strategy="ep", max_iterations=1, token_dispatch=True,
+            attention_placement="data-parallel")
+    assert r.counts["dispatch_hops"] == 24 * 10
+    assert r.counts["dispatch_remote_messages"] == 24 * 6
+
+
+def test_dispatch_is_counted_only_and_moves_no_other_output(store):
+    """Invariance: the switch adds its counters and changes nothing else (it is not timed)."""
+    paper = comparable(run(store))
+    counted = comparable(run(store, token_dispatch=True))
+    added = {k: counted["counts"].pop(k) for k in list(counted["counts"])
+             if k.startswith("dispatch_")}
+    assert set(added) == {"dispatch_messages", "dispatch_remote_messages", "dispatch_hops",
+                          "dispatch_bytes", "dispatch_byte_hops"}
+    assert counted == paper

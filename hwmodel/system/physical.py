@@ -23,6 +23,8 @@ __all__ = ["PHYSICAL_SWITCHES", "all_switches_on", "paper_mode_note", "run_budge
 PHYSICAL_SWITCHES = {
     "hbm_budget": "each die's HBM holds its experts, hosted attention, dense and shared weights "
                   "and its requests' KV cache; replicas get what is left",
+    "token_dispatch": "each token's activations travel from its attention die to its experts' "
+                      "dies and back: counted in messages, hops and bytes (not timed yet)",
 }
 
 

@@ -34,6 +34,7 @@ import numpy as np
 from ..components.global_cp import FRAC_BITS, GlobalCPTwin
 from ..config import ConfigError, fraction, param, positive
 from .control import CONTROL_MODES, control_path
+from .dispatch import TokenDispatch
 from .engine import Counter, DieStat, LayerKernel, LayerStat, Prediction, Tasks
 from .lowering import Tables, allocator_costs, check_unit_sizes, lower
 from .memory_budget import ATTENTION_PLACEMENTS
@@ -86,6 +87,9 @@ class ReplayParams:
     hbm_budget: bool = param("physical switch: each die's HBM holds its experts, hosted "
                              "weights and its requests' KV cache; replicas get what is left",
                              default=False)
+    token_dispatch: bool = param("physical switch: count the activations each token sends "
+                                 "from its attention die to its experts' dies and back (hops, "
+                                 "bytes; not timed yet)", default=False)
     attention_placement: str = param("physical mode: where attention and the other non-expert "
                                      "weights live, 'layer-sharded' or 'data-parallel'",
                                      default="layer-sharded")
@@ -250,12 +254,15 @@ class _Run:
             cosim.bind(self)
         # physical mode (hwmodel.system.physical): the HBM budget the replicas get, or None
         self.budget = run_budget(replay)
+        self.dispatch = TokenDispatch(replay) if replay.params.token_dispatch else None
+        self.requests = None
 
     def execute(self, progress) -> ReplayResult:
         wl = self.replay.workload
         prev_rows = prev_requests = None
         for it in range(wl.num_iterations):
             rows, requests = wl.rows(it)
+            self.requests = requests
             if self.budget is not None and self.units is not None:    # physical: hbm_budget
                 self.units.set_capacity(self.budget.replica_slots(
                     it, self.replay.params.replica_capacity_bytes))
@@ -300,6 +307,8 @@ class _Run:
                          home=self.tables.home, live_dies=replay.live_dies, global_cp=self.gcp)
         task_e, task_d, task_t = self.strategy.allocation.plan(view)
         remote = (task_d != self.tables.home[task_e]).astype(np.int64)
+        if self.dispatch is not None:                                 # physical: token_dispatch
+            self.dispatch.layer(layer, rows, self.requests, task_e, task_d, task_t)
         copy_ok = self.units is not None and stage == "decode"
         if self.units is not None:
             self.units.launch(layer, task_e, task_d, copy_ok, replay.params.artefact_quirks)
@@ -357,7 +366,8 @@ class _Run:
                     "local_hbm_reads": int(counters[Counter.LOCAL_HBM_READS]),
                     "replicas": round(dups_total),
                     "replica_evictions": units.evictions if units else 0,
-                    **(self.control.counts() if self.control else {})},
+                    **(self.control.counts() if self.control else {}),
+                    **(self.dispatch.totals if self.dispatch else {})},
             per_layer=self.per_layer,
             per_die={"local_read_bytes": stats[:, DieStat.LOCAL_READ_BYTES].tolist(),
                      "remote_read_served_bytes":
