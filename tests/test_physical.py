@@ -218,6 +218,12 @@ def test_cli_refuses_it_in_one_line_and_writes_nothing(store, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_cli_refuses_an_unknown_mode(capsys):
+    from test_cli_errors import error_line
+    code = main(["replay", "--strategy", "base", "--mode", "fast", "--quiet"])
+    error_line(capsys, code, ["--mode 'fast'", "expected 'paper' or 'physical'"])
+
+
 # ------------------------------------------------------------------ the paper-mode warning
 def test_paper_mode_says_when_its_replicas_exceed_the_hbm(store, tmp_path):
     """Die 7 keeps 24 replicas (6.04 GB) where 10 experts' worth (2.52 GB) is left."""
