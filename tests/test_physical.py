@@ -288,7 +288,7 @@ def test_report_keeps_physical_runs_out_of_the_paper_comparison(tmp_path):
         put(store, "allo+pred", 700.0, False)
         put(store, "base", 100.0, True)
         put(store, "allo+pred", 200.0, True)
-    page = [f for f in write_report(path, tmp_path / "rep") if f.name == "report.html"][0]
+    page = next(f for f in write_report(path, tmp_path / "rep") if f.name == "report.html")
     html = page.read_text()
     assert "2 physical-mode runs</b> (switches hbm_budget" in html
     assert "<td>throughput allo+pred / base, average</td><td>6.63</td><td>7.00</td>" in html
