@@ -334,3 +334,23 @@ def test_dispatch_is_counted_only_and_moves_no_other_output(store):
     assert set(added) == {"dispatch_messages", "dispatch_remote_messages", "dispatch_hops",
                           "dispatch_bytes", "dispatch_byte_hops"}
     assert counted == paper
+
+
+def test_a_switch_is_a_sweep_axis_recorded_in_the_store(tmp_path):
+    """A grid whose params axis is the switch gives one paper and one physical run; the store
+    row of the physical run names it (params and summary), the paper one does not."""
+    from hwmodel.sweep import ResultsStore, load_grid, run_sweep
+    (tmp_path / "grid.yaml").write_text(
+        "sweep:\n  models: [llama4-maverick]\n  batches: [4]\n  wafers: [dojo]\n"
+        "  strategies: [base]\n  params: {max_iterations: 2, hbm_budget: [false, true]}\n")
+    outcome = run_sweep(load_grid(tmp_path / "grid.yaml"), tmp_path / "r.sqlite",
+                        tmp_path / "cache", jobs=1, log=None)
+    assert (outcome.executed, outcome.failures) == (2, [])
+    with ResultsStore(tmp_path / "r.sqlite") as store:
+        runs = store.runs("ok")
+    physical = [json.loads(r["summary"]).get("physical") for r in runs]
+    params = [json.loads(r["params"]).get("hbm_budget") for r in runs]
+    assert sorted(map(str, physical)) == ["None", "['hbm_budget']"]
+    assert {str(p): s for p, s in zip(params, physical)} == {"False": None,
+                                                             "True": ["hbm_budget"]}
+    assert len({r["row"] for r in runs}) == 1           # the switch cannot act on base
