@@ -354,3 +354,19 @@ def test_a_switch_is_a_sweep_axis_recorded_in_the_store(tmp_path):
     assert {str(p): s for p, s in zip(params, physical)} == {"False": None,
                                                              "True": ["hbm_budget"]}
     assert len({r["row"] for r in runs}) == 1           # the switch cannot act on base
+
+
+def test_the_python_examples_of_docs_physical_run(capsys):
+    """docs/physical.md's Python blocks run as written; the dispatch one prints its figures."""
+    import re
+
+    from conftest import REPO
+    text = (REPO / "docs" / "physical.md").read_text()
+    found = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+    assert len(found) == 2
+    for code in found:
+        exec(compile(code, "docs/physical.md", "exec"), {})  # noqa: S102 (the docs are the test)
+    out = capsys.readouterr().out
+    assert "('hbm_budget', 'token_dispatch')" in out
+    assert "'dispatch_remote_messages': 73236, 'dispatch_hops': 268594" in out
+    assert "'dispatch_remote_messages': 72994, 'dispatch_hops': 266462" in out
