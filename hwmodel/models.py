@@ -3,7 +3,9 @@
 A :class:`MoEModel` carries what the system model and the trace reader need to know about a
 model: its layers, which of them are MoE layers, the routed experts and top-k, the shape and size
 of one expert's weights, and the compute-utilisation table of the study's artefact (SPEC section
-6). Shared experts are not in the traces and not modelled.
+6). Shared experts are not in the traces and not modelled in paper mode; physical mode
+(``docs/physical.md``) reads the attention shape, the dense layers and the shared experts, which
+the presets carry with their source (the checkpoint's ``config.json``).
 
 Presets are YAML files in ``hwmodel/presets/models/`` with a top-level ``model:`` mapping;
 :func:`load_model` takes a preset name or any YAML file of the same form. Each preset lists the
@@ -20,7 +22,15 @@ import attrs
 
 from .config import load_preset, param, positive
 
-__all__ = ["MODEL_PRESETS", "MoEModel", "UtilisationBucket", "load_model", "model_from_path"]
+__all__ = ["ATTENTION_KINDS", "MODEL_PRESETS", "AttentionShape", "MoEModel", "UtilisationBucket",
+           "load_model", "model_from_path"]
+
+#: Attention kinds the physical mode knows: DeepSeek's multi-head latent attention, grouped-query.
+ATTENTION_KINDS = ("mla", "gqa")
+#: Fields each attention kind needs (the checkpoint's ``config.json`` names in parentheses).
+_ATTENTION_FIELDS = {"mla": ("kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim",
+                             "v_head_dim"),
+                     "gqa": ("num_kv_heads", "head_dim")}
 
 
 @attrs.frozen
@@ -42,6 +52,68 @@ class UtilisationBucket:
 
     def __iter__(self):
         return iter((self.max_tokens, self.utilisation))
+
+
+def _optional_positive(instance, attribute, value):
+    if value is not None and (isinstance(value, bool) or value <= 0):
+        raise ValueError(f"{attribute.name} must be null or greater than zero, not {value!r}")
+
+
+@attrs.frozen
+class AttentionShape:
+    """One attention layer's shape, as far as its weights and KV cache go (physical mode).
+
+    ``kind`` is ``mla`` (multi-head latent attention: the cache holds the compressed latent,
+    ``kv_lora_rank``, plus the shared rope key, ``qk_rope_head_dim``, per token and layer) or
+    ``gqa`` (grouped-query attention: the cache holds a key and a value of ``head_dim`` per KV
+    head). Weights: the query, key/value and output projections (norms are left out: they are
+    a few kB per layer).
+    """
+    kind: str = param("'mla' (multi-head latent attention) or 'gqa' (grouped-query)")
+    num_heads: int = param("query heads (num_attention_heads)", validator=positive)
+    num_kv_heads: int | None = param("gqa: key/value heads (num_key_value_heads)",
+                                     default=None, validator=_optional_positive)
+    head_dim: int | None = param("gqa: width of one head (head_dim)", default=None,
+                                 validator=_optional_positive)
+    q_lora_rank: int | None = param("mla: rank of the query compression (null: queries are "
+                                    "projected directly)", default=None,
+                                    validator=_optional_positive)
+    kv_lora_rank: int | None = param("mla: width of the cached key/value latent",
+                                     default=None, validator=_optional_positive)
+    qk_nope_head_dim: int | None = param("mla: per-head query/key width without rope",
+                                         default=None, validator=_optional_positive)
+    qk_rope_head_dim: int | None = param("mla: per-head rope width (one rope key is cached)",
+                                         default=None, validator=_optional_positive)
+    v_head_dim: int | None = param("mla: per-head value width", default=None,
+                                   validator=_optional_positive)
+
+    def __attrs_post_init__(self):
+        if self.kind not in ATTENTION_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(ATTENTION_KINDS)}, not "
+                             f"{self.kind!r}")
+        missing = [f for f in _ATTENTION_FIELDS[self.kind] if getattr(self, f) is None]
+        if missing:
+            raise ValueError(f"{self.kind} attention needs {', '.join(missing)}; expected "
+                             "a positive integer for each")
+
+    def kv_values_per_token(self) -> int:
+        """Values cached per token and layer."""
+        if self.kind == "mla":
+            return self.kv_lora_rank + self.qk_rope_head_dim
+        return 2 * self.num_kv_heads * self.head_dim
+
+    def weight_count(self, hidden: int) -> int:
+        """Weights of one layer's attention projections (model width ``hidden``)."""
+        h = self.num_heads
+        if self.kind == "gqa":
+            q_and_o = 2 * hidden * h * self.head_dim
+            return q_and_o + 2 * hidden * self.num_kv_heads * self.head_dim
+        qk = self.qk_nope_head_dim + self.qk_rope_head_dim
+        q = (hidden * h * qk if self.q_lora_rank is None
+             else hidden * self.q_lora_rank + self.q_lora_rank * h * qk)
+        kv_down = hidden * (self.kv_lora_rank + self.qk_rope_head_dim)
+        kv_up = self.kv_lora_rank * h * (self.qk_nope_head_dim + self.v_head_dim)
+        return q + kv_down + kv_up + h * self.v_head_dim * hidden
 
 
 def _ascending_layers(instance, attribute, value):
@@ -92,6 +164,14 @@ class MoEModel:
     hbm_efficiency : float or None
         Share of the HBM peak the model's expert reads reach on the dies that do not set their
         own (the study's artefact: 0.85 for Llama-4); None keeps the wafer's.
+    attention : AttentionShape or None
+        Attention shape (physical mode's KV cache and attention weights; null: unknown).
+    dense_ffn_dim : int or None
+        Intermediate width of the dense layers' FFN (the layers not in ``moe_layers``).
+    shared_experts, shared_expert_ffn_dim : int, int or None
+        Shared experts per MoE layer and the intermediate width of each.
+    shape_source : str
+        Where ``attention``, ``dense_ffn_dim`` and the shared experts come from.
     """
     name: str = param("preset or user name")
     num_layers: int = param("all transformer layers, dense ones included", validator=positive)
@@ -115,6 +195,17 @@ class MoEModel:
         "share of the HBM peak this model's expert reads reach, on every die that does not "
         "set its own efficiency (null: the wafer's)", default=None,
         validator=_optional_fraction)
+    attention: AttentionShape | None = param(
+        "attention shape for physical mode's KV cache and weights (null: unknown)",
+        default=None)
+    dense_ffn_dim: int | None = param("intermediate width of the dense layers' FFN (null: "
+                                      "unknown, or no dense layer)", default=None,
+                                      validator=_optional_positive)
+    shared_experts: int = param("shared experts per MoE layer", default=0)
+    shared_expert_ffn_dim: int | None = param("intermediate width of one shared expert",
+                                              default=None, validator=_optional_positive)
+    shape_source: str = param("source of attention, dense_ffn_dim and the shared experts "
+                              "(the checkpoint's config.json)", default="")
 
     def __attrs_post_init__(self):
         if self.moe_layers[0] < 0 or self.moe_layers[-1] >= self.num_layers:
@@ -123,6 +214,8 @@ class MoEModel:
         if self.top_k > self.num_experts:
             raise ValueError(f"top_k ({self.top_k}) must not exceed num_experts "
                              f"({self.num_experts})")
+        if isinstance(self.shared_experts, bool) or self.shared_experts < 0:
+            raise ValueError(f"shared_experts must be 0 or more, not {self.shared_experts!r}")
 
     @property
     def num_moe_layers(self) -> int:
@@ -137,6 +230,32 @@ class MoEModel:
     def slice_bytes(self) -> int:
         """Bytes of one weight matrix of an expert (the unit moved and cached: a slice)."""
         return self.hidden_dim * self.expert_ffn_dim * self.dtype_bytes
+
+    def physical_shape_missing(self) -> list[str]:
+        """Fields physical mode needs that this model lacks (empty: it has them all)."""
+        missing = [] if self.attention is not None else ["attention"]
+        if self.num_layers > self.num_moe_layers and self.dense_ffn_dim is None:
+            missing.append("dense_ffn_dim")
+        if self.shared_experts and self.shared_expert_ffn_dim is None:
+            missing.append("shared_expert_ffn_dim")
+        return missing
+
+    @property
+    def kv_bytes_per_token_layer(self) -> int:
+        """KV-cache bytes of one token in one layer (``dtype_bytes`` per value)."""
+        return self.attention.kv_values_per_token() * self.dtype_bytes
+
+    def layer_weight_bytes(self) -> list[int]:
+        """Bytes of each layer's weights other than its routed experts: attention, plus the
+        dense FFN (a dense layer) or the shared experts (a MoE layer); gate, up and down
+        matrices as the routed experts'."""
+        attention = self.attention.weight_count(self.hidden_dim) * self.dtype_bytes
+        ffn = lambda width: self.matrices_per_expert * self.hidden_dim * width * self.dtype_bytes
+        shared = self.shared_experts * ffn(self.shared_expert_ffn_dim or 0)
+        dense = ffn(self.dense_ffn_dim or 0)
+        moe = set(self.moe_layers)
+        return [attention + (shared if layer in moe else dense)
+                for layer in range(self.num_layers)]
 
     def utilisation(self, tokens: int) -> float:
         """Compute utilisation for a task of ``tokens`` tokens (first bucket that holds it)."""

@@ -139,12 +139,11 @@ def write_outputs(results, out_dir, plots: bool = True, names=None, title: str =
     The files are written into a temporary folder beside ``out_dir`` and moved in when all are
     complete (:func:`hwmodel.cli.outputs.output_dir`).
     """
-    from ..system.replay import ReplayResult
+    from ..system.results import csv_lines
     from .outputs import output_dir
     labels = _labels(results, names)
     with output_dir(out_dir) as tmp:
-        (tmp / "replay.csv").write_text(ReplayResult.CSV_HEADER + "\n"
-                                        + "".join(r.row() + "\n" for r in results))
+        (tmp / "replay.csv").write_text("".join(line + "\n" for line in csv_lines(results)))
         records = [dict(r.to_json(), wafer=w) for w, r in zip(labels, results)]
         (tmp / "replay.json").write_text(json.dumps(records, indent=1))
         if plots and any(r.strategy == "base" for r in results):
@@ -264,6 +263,7 @@ def run_default(out_dir="hwmodel-out", stream=None, progress: bool = True) -> li
                                 model="llama4-maverick", progress=progress)
     names = ["tsmc-sow"] * len(results)
     print(summary_table(results, names), file=stream)
+    _print_notes(results, names)
     title = f"built-in synthetic Llama-4 batch of {DEFAULT_BATCH} requests on tsmc-sow"
     return write_outputs(results, out_dir, names=names, title=title, progress=progress)
 
@@ -325,6 +325,8 @@ def _main(args) -> int:
 
     from ..config import load_yaml
     from ..system import ReplayParams
+    from ..system.physical import switches_on
+    from ..system.results import csv_lines
     from .outputs import check_output_dir
     if args.out:
         check_output_dir(args.out, "--out", args.force)
@@ -338,6 +340,7 @@ def _main(args) -> int:
         params = attrs.evolve(params, replica_capacity_bytes=int(args.replica_GB * 1e9))
     if args.control is not None:
         params = attrs.evolve(params, control=args.control)
+    params = _physical_mode(args, params, wafers, opened)
     if args.rtl is not None:
         from .cosim import run_cosim
         return run_cosim(args, wafers, strategies, params, opened)
@@ -347,9 +350,12 @@ def _main(args) -> int:
                                 model=args.model, params=params, jobs=args.jobs,
                                 progress=not args.quiet, opened=opened)
     names = [name for name in wafers for _ in strategies]
+    if switches_on(params):
+        print(f"physical mode: switches on: {', '.join(switches_on(params))}")
     print(summary_table(results, names))
     print()
-    print("\n".join(r.row() for r in results))
+    print("\n".join(csv_lines(results)[1:]))
+    _print_notes(results, names)
     if args.out:
         title = (f"{args.trace or 'built-in synthetic batch'}: batch {results[0].batch} on "
                  f"{', '.join(wafers)}")
@@ -357,6 +363,30 @@ def _main(args) -> int:
                                title=title, progress=not args.quiet, wafers=wafers):
             print(f"wrote {f}")
     return 0
+
+
+def _physical_mode(args, params, wafers, opened):
+    """``--mode physical`` turns every physical switch on; a run the switches refuse (a batch
+    whose weights and KV cache do not fit) is refused here, before any run starts."""
+    from ..system import Replay
+    from ..system.physical import all_switches_on, run_budget, switches_on
+    if args.mode == "physical":
+        params = all_switches_on(params)
+    elif args.mode != "paper":
+        raise ValueError(f"--mode {args.mode!r}: expected 'paper' or 'physical'")
+    if switches_on(params):
+        store, model = opened
+        for wafer in wafers.values():
+            run_budget(Replay(wafer=wafer, model=model, store=store, params=params))
+    return params
+
+
+def _print_notes(results, names) -> None:
+    """Each run's notes (paper mode holding more than the HBM ...), one line each, on stderr
+    so that the summary and the CSV lines stay the paper's."""
+    for wafer, r in zip(_labels(results, names), results):
+        for note in r.notes:
+            print(f"warning: {wafer} {r.strategy}: {note}", file=sys.stderr)
 
 
 def register(subparsers) -> None:
@@ -388,6 +418,9 @@ def register(subparsers) -> None:
     p.add_argument("--replica-GB", type=float, default=None,
                    help="bound each die's replica region to this many GB (1e9 bytes; LRU "
                         "eviction; None: unbounded, as in the paper)")
+    p.add_argument("--mode", default="paper",
+                   help="paper (the study's idealised wafer) or physical (every physical "
+                        "switch on: hbm_budget; see docs/physical.md)")
     p.add_argument("--control", default=None,
                    help="what each MoE layer's launch waits for: free (the paper), global-cp "
                         "(the Global CP's cycles) or host-cpu (Algorithm 1 on the host over "

@@ -378,11 +378,33 @@ def _comparison_table(runs) -> str:
     return "\n".join(lines) + "</table>"
 
 
+def _paper_runs(ok) -> tuple[list[dict], str]:
+    """The runs the figures and the published comparison use, and a paragraph on the others:
+    physical-mode runs (issue 17) are never compared with the paper's numbers while the store
+    holds paper-mode runs; a store of physical runs only is reported as such."""
+    physical = [r for r in ok if r.get("physical")]
+    if not physical:
+        return ok, ""
+    switches = sorted({s for r in physical for s in r["physical"]})
+    paper = [r for r in ok if not r.get("physical")]
+    where = ("left out of the figures and of the published comparison (they are listed in "
+             "the last table)" if paper else "the only runs: every figure and comparison "
+             "below is of physical mode, not of the paper's idealised wafer")
+    note = (f"<p><b>{len(physical)} physical-mode runs</b> (switches "
+            f"{html.escape(', '.join(switches))}, docs/physical.md) are {where}.</p>")
+    return paper or ok, note
+
+
 def _runs_table(runs) -> str:
     from ..system import ReplayResult
-    header = "".join(f"<th>{h}</th>" for h in ReplayResult.CSV_HEADER.split(","))
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r["row"].split(","))
-                   + "</tr>" for r in sorted(runs, key=lambda r: r["row"]))
+    physical = any(r.get("physical") for r in runs)
+    columns = ReplayResult.CSV_HEADER.split(",") + (["physical"] if physical else [])
+    header = "".join(f"<th>{h}</th>" for h in columns)
+    cells = lambda r: r["row"].split(",") + (["+".join(r.get("physical") or ())]
+                                             if physical else [])
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells(r))
+                   + "</tr>" for r in sorted(runs, key=lambda r: (r["row"],
+                                                                  r.get("physical") or [])))
     return f"<div style='overflow-x:auto'><table><tr>{header}</tr>{rows}</table></div>"
 
 
@@ -431,8 +453,9 @@ def write_report(results, out_dir, command: str = "hwmodel report") -> list[Path
 def _write_pages(results, out: Path, ok, failed, sweeps, command) -> list[str]:
     """Write the figures and ``report.html`` into ``out``; their names."""
     files, sections = [], []
+    runs, physical_note = _paper_runs(ok)
     for name, title, draw, published in FIGURES:
-        path = draw(ok, out / name)
+        path = draw(runs, out / name)
         if path is None:
             sections.append(f"<h2>{title}</h2><p>Not drawn: {_NOT_DRAWN[name]}. "
                             f"{html.escape(published)}</p>")
@@ -444,7 +467,8 @@ def _write_pages(results, out: Path, ok, failed, sweeps, command) -> list[str]:
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>hwmodel reproduction "
             f"report</title><style>{_CSS}</style></head><body>"
             f"<h1>hwmodel reproduction report</h1>{_provenance(results, ok, failed, sweeps, command)}"
-            f"<h2>Published numbers against this sweep</h2>{_comparison_table(ok)}"
+            f"{physical_note}"
+            f"<h2>Published numbers against this sweep</h2>{_comparison_table(runs)}"
             f"<p>Throughput ratios: arithmetic mean over scenarios (model, trace, batch, mesh, "
             f"replay parameters). Hop reductions: summed base hops over summed strategy hops. "
             f"Green: within 0.8-1.25x of the published value.</p>"

@@ -77,7 +77,10 @@ class PredictionUnits:
         self.model_words = -(-E // EXPERTS_PER_WORD)
         self.tie_rule = replay.params.tie_rule
         cap = replay.params.replica_capacity_bytes
-        self.capacity = None if cap is None else int(cap // replay.model.expert_bytes)
+        # replicas each die may hold (None: unbounded); per die, so that the HBM budget
+        # (physical mode) can give each die what its HBM has left (``set_capacity``)
+        self.capacity = (None if cap is None
+                         else np.full(N, int(cap // replay.model.expert_bytes), np.int64))
         self.lru = [OrderedDict() for _ in range(N)]   # (layer, expert), least recent first
         self.evictions = 0
         self.layer = -1
@@ -218,8 +221,17 @@ class PredictionUnits:
             if self.capacity is not None:
                 for e in copied.tolist():
                     self.lru[d][(layer, e)] = None
-                    while len(self.lru[d]) > self.capacity:
+                    while len(self.lru[d]) > self.capacity[d]:
                         self._evict(d)
+
+    def set_capacity(self, slots) -> None:
+        """Bound each die's replica region to ``slots[d]`` whole experts (physical mode's HBM
+        budget, which shrinks as the KV cache grows); replicas beyond it are evicted, least
+        recently used first."""
+        self.capacity = np.asarray(slots, np.int64)
+        for d in range(self.N):
+            while len(self.lru[d]) > self.capacity[d]:
+                self._evict(d)
 
     def replicas_held(self) -> list[int]:
         """Replicated experts each die holds now (EDT presence bits off the home die)."""

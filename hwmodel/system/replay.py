@@ -47,8 +47,11 @@ from ..components.global_cp.params import (
 from ..config import ConfigError, fraction, param, positive
 from ..params import HBMParams, WaferParams
 from .control import CONTROL_MODES, control_path
+from .dispatch import TokenDispatch
 from .engine import Counter, DieStat, LayerKernel, LayerStat, Prediction, Tasks
 from .lowering import Tables, allocator_costs, check_unit_sizes, lower
+from .memory_budget import ATTENTION_PLACEMENTS
+from .physical import paper_mode_note, run_budget, switches_on
 from .prediction import PredictionUnits
 from .results import ARTEFACT_NAMES, ReplayResult
 from .strategies import PAPER_STRATEGIES, LayerView, Strategy, get_strategy
@@ -115,6 +118,16 @@ class ReplayParams:
     control: str = param("what a MoE layer's launch waits for (hwmodel.system.control): "
                          "'free' (nothing, the paper), 'global-cp' (the Global CP's cycles) "
                          "or 'host-cpu' (Algorithm 1 on the host over PCIe)", default="free")
+    # physical switches (hwmodel.system.physical, docs/physical.md): off is the paper
+    hbm_budget: bool = param("physical switch: each die's HBM holds its experts, hosted "
+                             "weights and its requests' KV cache; replicas get what is left",
+                             default=False)
+    token_dispatch: bool = param("physical switch: count the activations each token sends "
+                                 "from its attention die to its experts' dies and back (hops, "
+                                 "bytes; not timed yet)", default=False)
+    attention_placement: str = param("physical mode: where attention and the other non-expert "
+                                     "weights live, 'layer-sharded' or 'data-parallel'",
+                                     default="layer-sharded")
 
     def __attrs_post_init__(self):
         if self.allocator_arith not in ("fixed", "float"):
@@ -123,6 +136,10 @@ class ReplayParams:
         if self.control not in CONTROL_MODES:
             raise ConfigError("control", f"expected one of {', '.join(CONTROL_MODES)}, not "
                               f"{self.control!r}")
+        if self.attention_placement not in ATTENTION_PLACEMENTS:
+            raise ConfigError("attention_placement", f"expected one of "
+                              f"{', '.join(ATTENTION_PLACEMENTS)}, not "
+                              f"{self.attention_placement!r}")
         if self.tie_rule not in ("stable", "numpy"):
             raise ConfigError("tie_rule", f"expected 'stable' or 'numpy', not "
                               f"{self.tie_rule!r}")
@@ -275,12 +292,20 @@ class _Run:
         self.cosim = cosim
         if cosim is not None:
             cosim.bind(self)
+        # physical mode (hwmodel.system.physical): the HBM budget the replicas get, or None
+        self.budget = run_budget(replay)
+        self.dispatch = TokenDispatch(replay) if replay.params.token_dispatch else None
+        self.requests = None
 
     def execute(self, progress) -> ReplayResult:
         wl = self.replay.workload
         prev_rows = prev_requests = None
         for it in range(wl.num_iterations):
             rows, requests = wl.rows(it)
+            self.requests = requests
+            if self.budget is not None and self.units is not None:    # physical: hbm_budget
+                self.units.set_capacity(self.budget.replica_slots(
+                    it, self.replay.params.replica_capacity_bytes))
             if self.units is not None:
                 self._feed_heatmap(it, rows, requests, prev_rows, prev_requests)
             counts_all = wl.counts(rows)
@@ -322,6 +347,8 @@ class _Run:
                          home=self.tables.home, live_dies=replay.live_dies, global_cp=self.gcp)
         task_e, task_d, task_t = self.strategy.allocation.plan(view)
         remote = (task_d != self.tables.home[task_e]).astype(np.int64)
+        if self.dispatch is not None:                                 # physical: token_dispatch
+            self.dispatch.layer(layer, rows, self.requests, task_e, task_d, task_t)
         copy_ok = self.units is not None and stage == "decode"
         tasks = Tasks(task_e, task_d, task_t, remote)
         if self.units is not None:
@@ -358,6 +385,8 @@ class _Run:
         decode_ns = self.t - self.prefill_ns
         batch = len(replay.store)
         units = self.units
+        replicas_held = units.replicas_held() if units else [0] * replay.N
+        note = paper_mode_note(replay, replicas_held)
         return ReplayResult(
             model=replay.model.name, strategy=self.strategy.name, mesh_x=replay.mesh.x_dies,
             mesh_y=replay.mesh.y_dies, batch=batch,
@@ -380,15 +409,16 @@ class _Run:
                     "local_hbm_reads": int(counters[Counter.LOCAL_HBM_READS]),
                     "replicas": round(dups_total),
                     "replica_evictions": units.evictions if units else 0,
-                    **(self.control.counts() if self.control else {})},
+                    **(self.control.counts() if self.control else {}),
+                    **(self.dispatch.totals if self.dispatch else {})},
             per_layer=self.per_layer,
             per_die={"local_read_bytes": stats[:, DieStat.LOCAL_READ_BYTES].tolist(),
                      "remote_read_served_bytes":
                          stats[:, DieStat.REMOTE_READ_SERVED_BYTES].tolist(),
                      "replica_write_bytes": replica_bytes.tolist(),
                      "byte_hops_sent": stats[:, DieStat.BYTE_HOPS_SENT].tolist(),
-                     "replicas_held": (units.replicas_held() if units
-                                       else [0] * replay.N)},
+                     "replicas_held": replicas_held},
             per_link=[{"dies": list(pair), "bytes": float(b)}
                       for pair, b in zip(replay.mesh.links, kernel.link_bytes)],
-            unit_streams=(units.streams or {}) if units else {})
+            unit_streams=(units.streams or {}) if units else {},
+            physical=switches_on(replay.params), notes=[note] if note else [])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import attrs
 
-__all__ = ["ARTEFACT_MODELS", "ARTEFACT_NAMES", "CSV_HEADER", "ReplayResult"]
+__all__ = ["ARTEFACT_MODELS", "ARTEFACT_NAMES", "CSV_HEADER", "ReplayResult", "csv_lines"]
 
 #: Names the study's artefact prints in its CSV, by strategy.
 ARTEFACT_NAMES = {"base": "base", "ep": "norm_ep", "allo": "allo_only", "pred": "pred_only",
@@ -55,6 +55,11 @@ class ReplayResult:
     per_link: list = attrs.field(factory=list)
     #: with ``record_units``: each unit's transactions and answers (not in the JSON)
     unit_streams: dict = attrs.field(factory=dict, repr=False, eq=False)
+    #: physical switches that were on (empty: paper mode; then not in the JSON)
+    physical: tuple = attrs.field(default=(), converter=tuple)
+    #: one-line findings for the user, e.g. paper mode holding more than the HBM (not in
+    #: the JSON: printed after the summary)
+    notes: list = attrs.field(factory=list, repr=False, eq=False)
 
     @property
     def time_cycles(self) -> int:
@@ -81,7 +86,10 @@ class ReplayResult:
     def summary(self) -> dict:
         """Scalar outputs as a JSON-ready dict (no per-layer lists)."""
         out = attrs.asdict(self, filter=lambda a, v: a.name not in
-                           ("per_layer", "per_die", "per_link", "unit_streams"))
+                           ("per_layer", "per_die", "per_link", "unit_streams", "notes")
+                           and not (a.name == "physical" and not v))
+        if self.physical:
+            out["physical"] = list(self.physical)
         out["time_cycles"] = self.time_cycles
         out["decode_cycles"] = self.decode_cycles
         return out
@@ -91,3 +99,14 @@ class ReplayResult:
         out = self.summary()
         out.update(per_layer=self.per_layer, per_die=self.per_die, per_link=self.per_link)
         return out
+
+
+def csv_lines(results) -> list[str]:
+    """The artefact's CSV (header, then one line per result). When any result ran with physical
+    switches, a last column ``physical`` names them (``+``-joined; empty for paper mode), so a
+    physical row is never read as a paper one; paper-mode runs alone give the artefact's CSV."""
+    physical = any(r.physical for r in results)
+    if not physical:
+        return [CSV_HEADER] + [r.row() for r in results]
+    return ([CSV_HEADER + ",physical"]
+            + [r.row() + "," + "+".join(r.physical) for r in results])

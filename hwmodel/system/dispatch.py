@@ -1,0 +1,80 @@
+"""Token dispatch and combine, counted (physical mode's ``token_dispatch`` switch).
+
+In the paper, the activations of a token are simply present on the die that runs its expert.
+On a physical wafer each token's hidden state travels from the die where its attention ran to
+the die of each of its top-k experts (dispatch), and the expert's output travels back (combine).
+This first stage counts that traffic: messages, link crossings (hops), bytes and bytes x hops.
+It does not time it; the time joins the links-shared-by-bandwidth model.
+
+Where a token's attention runs follows ``attention_placement`` (as for the HBM budget,
+:mod:`hwmodel.system.memory_budget`):
+
+* ``layer-sharded``: every token of layer ``l`` starts on live die ``l mod A``;
+* ``data-parallel``: a token of request ``r`` starts on live die ``r mod A``.
+
+An expert whose tokens are split over several dies (Algorithm 1's blocks) takes them in token
+order: its first task gets its first ``task_t`` tokens (batch order, then token order), and so
+on. Hops are the route lengths of the wafer's routing (``Tables.route_len``), each way. A message
+whose source and destination are the same die crosses no link and moves no link bytes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["DISPATCH_COUNTS", "TokenDispatch"]
+
+#: The counters this switch adds to ``ReplayResult.counts``.
+DISPATCH_COUNTS = ("dispatch_messages", "dispatch_remote_messages", "dispatch_hops",
+                   "dispatch_bytes", "dispatch_byte_hops")
+
+
+class TokenDispatch:
+    """Dispatch and combine traffic of a run, layer by layer.
+
+    Parameters
+    ----------
+    replay : hwmodel.system.replay.Replay
+    """
+
+    def __init__(self, replay):
+        model, store = replay.model, replay.store
+        live = replay.live_dies
+        self.route_len = np.asarray(replay.tables.route_len, np.int64)
+        self.token_bytes = model.hidden_dim * model.dtype_bytes
+        self.layer_die = live[np.asarray(store.moe_layers, np.int64) % len(live)]
+        self.request_die = live[np.arange(len(store)) % len(live)]
+        self.sharded = replay.params.attention_placement == "layer-sharded"
+        self.totals = dict.fromkeys(DISPATCH_COUNTS, 0)
+
+    def layer(self, layer, rows, requests, task_e, task_d, task_t) -> None:
+        """Count one MoE layer's dispatch and combine (``rows`` and ``requests`` of the
+        iteration, the allocation's tasks)."""
+        if self.sharded:
+            src = np.full(len(task_e), self.layer_die[layer])
+            weight = task_t.astype(np.int64)
+            dest = task_d
+        else:
+            src, dest = self._token_pairs(layer, rows, requests, task_e, task_d, task_t)
+            weight = np.ones(len(src), np.int64)
+        there, back = self.route_len[src, dest], self.route_len[dest, src]
+        messages = 2 * int(weight.sum())
+        remote = 2 * int(weight[dest != src].sum())
+        hops = int((weight * (there + back)).sum())
+        self.totals["dispatch_messages"] += messages
+        self.totals["dispatch_remote_messages"] += remote
+        self.totals["dispatch_hops"] += hops
+        self.totals["dispatch_bytes"] += remote * self.token_bytes
+        self.totals["dispatch_byte_hops"] += hops * self.token_bytes
+
+    def _token_pairs(self, layer, rows, requests, task_e, task_d, task_t):
+        """Per (token, chosen expert): its attention die and its expert task's die."""
+        experts = np.asarray(rows[:, layer, :], np.int64).ravel()
+        src = np.repeat(self.request_die[requests], rows.shape[2])
+        by_expert = np.argsort(experts, kind="stable")        # experts ascending, token order
+        tasks = np.argsort(task_e, kind="stable")             # each expert's tasks in plan order
+        dest = np.repeat(task_d[tasks], task_t[tasks])
+        if len(dest) != len(experts):
+            raise AssertionError(f"layer {layer}: the plan's tasks hold {len(dest)} tokens, "
+                                 f"the trace {len(experts)}")
+        return src[by_expert], dest
