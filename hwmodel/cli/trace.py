@@ -54,9 +54,15 @@ def register(subparsers) -> None:
     convert.add_argument("--limit", type=int, default=None,
                          help="read only the first N requests (None: all)")
     convert.add_argument("--format", default=None,
-                         choices=["deepseek-csv", "vllm-jsonl", "flame-csv", "switch-csv"],
+                         choices=["deepseek-csv", "vllm-jsonl", "flame-csv", "switch-csv",
+                                  "gpt-oss-json"],
                          help="read another public format (None: detected from the first "
-                              "line; the dataset's JSON otherwise)")
+                              "line or, for JSON, an object being gpt-oss-json; the dataset's "
+                              "JSON otherwise)")
+    convert.add_argument("--prefill", default=None, choices=["from-decode", "synth"],
+                         help="decode-only gpt-oss-json: replay each request from its first "
+                              "decode step, or synthesise its prompt's rows from the batch's "
+                              "decode statistics (None: from-decode); noted in the store")
     convert.set_defaults(func=_convert)
 
     analyze = commands.add_parser("analyze", help="statistics of SPEC section 8: JSON + PNG",
@@ -90,7 +96,7 @@ def _convert(args) -> int:
     output = check_output_file(_output(args), "output", args.force)
     _positive("--limit", args.limit)
     store = open_batch(args.source, model=args.model, limit=args.limit, progress=True,
-                       format=args.format)
+                       format=args.format, prefill=args.prefill)
     store.save(output)
     print(f"{output}: {len(store)} requests, {store.num_rows} rows, model "
           f"{store.model or 'unknown'}, {store.cut_steps} decode steps past iteration 127 "
@@ -109,11 +115,12 @@ def _analyze(args) -> int:
         raise ValueError(f"{args.source}: holds no requests; expected at least one")
     with output_dir(output) as tmp:
         summary = write_report(store, tmp, plots=not args.no_plots)
+    rho = summary['prefill_vs_decode']['mean_spearman']
+    rho = f"{rho:.2f}" if rho == rho else "n/a (no prefill or no decode rows)"
     print(f"{output}/summary.json: layer-level top-20% coverage "
           f"{summary['layer_level']['mean_coverage']:.2f}, token-level "
-          f"{summary['token_level']['mean_coverage']:.2f}, prefill/decode rho "
-          f"{summary['prefill_vs_decode']['mean_spearman']:.2f}, hottest/mean "
-          f"{summary['popularity']['max']:.1f}")
+          f"{summary['token_level']['mean_coverage']:.2f}, prefill/decode rho {rho}, "
+          f"hottest/mean {summary['popularity']['max']:.1f}")
     return 0
 
 

@@ -493,7 +493,7 @@ def _list_file(path: Path):
 
 # -------------------------------------------------------------------------------- batches
 def stack_requests(requests, *, model_name, num_layers, moe_layers, num_experts, top_k,
-                   notes="") -> TraceStore:
+                   notes="", decode_only=False) -> TraceStore:
     """A :class:`TraceStore` of ``[(request_id, source_path, prefill, decode), ...]``.
 
     Decode steps past :data:`MAX_DECODE_STEPS` go to the store's cut section.
@@ -521,11 +521,12 @@ def stack_requests(requests, *, model_name, num_layers, moe_layers, num_experts,
         ids=np.concatenate(main) if main else empty,
         cut_len=np.array(cut_len, np.int32),
         cut_offset=np.concatenate([[0], np.cumsum(np.array(cut_len, np.int64))]),
-        cut_ids=np.concatenate(cut) if cut else empty, notes=notes)
+        cut_ids=np.concatenate(cut) if cut else empty, notes=notes, decode_only=decode_only)
 
 
 def open_batch(source, model=None, limit: int | None = None, progress: bool = False,
-               mmap: bool = True, format: str | None = None) -> TraceStore:
+               mmap: bool = True, format: str | None = None,
+               prefill: str | None = None) -> TraceStore:
     """A batch of requests as a :class:`TraceStore`.
 
     Parameters
@@ -544,8 +545,12 @@ def open_batch(source, model=None, limit: int | None = None, progress: bool = Fa
         Show a tqdm progress bar.
     format : str, optional
         Read ``source`` with an adapter of :mod:`hwmodel.traces.adapters` (``deepseek-csv``,
-        ``vllm-jsonl``, ``flame-csv``, ``switch-csv``). Default: detected from the file's (or
-        the folder's first file's) first line; the dataset's JSON otherwise.
+        ``vllm-jsonl``, ``flame-csv``, ``switch-csv``, ``gpt-oss-json``). Default: detected
+        from the file's (or the folder's first file's) first line, a JSON request that is an
+        object being ``gpt-oss-json``; the dataset's JSON otherwise.
+    prefill : str, optional
+        For the decode-only ``gpt-oss-json`` format: ``from-decode`` (default) or ``synth``
+        (:mod:`hwmodel.traces.gptoss`). Refused for any other source.
 
     Raises
     ------
@@ -561,7 +566,10 @@ def open_batch(source, model=None, limit: int | None = None, progress: bool = Fa
     if format is None and not (source.is_file() and is_store_file(source)):
         format = detect_format(source)
     if format is not None:
-        return read_format(source, format, model=model, limit=limit)
+        return read_format(source, format, model=model, limit=limit, prefill=prefill)
+    if prefill is not None:
+        raise ValueError(f"--prefill {prefill!r} applies to the decode-only gpt-oss-json "
+                         f"format; {source} is not one")
     if source.is_file() and is_store_file(source):
         store = TraceStore.load(source, mmap=mmap)
         store.check_ids()

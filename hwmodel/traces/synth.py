@@ -337,8 +337,12 @@ that the random stream, hence the output, does not depend on the machine."""
 
 
 def sample(synth: SynthModel, requests: int, seed: int = 0, progress: bool = False,
-           source: str = "synthetic") -> TraceStore:
+           source: str = "synthetic", *, prompt_lengths=None,
+           decode_lengths=None) -> TraceStore:
     """Draw ``requests`` requests from ``synth`` (seeded, deterministic).
+
+    ``prompt_lengths`` and ``decode_lengths`` (arrays of ``requests`` values), when given, fix
+    every request's lengths instead of drawing them from the model's samples.
 
     Requests are processed in chunks of about :data:`CHUNK_ROWS` rows, and inside a chunk layer
     after layer for every token at once, written straight into the preallocated ``ids``. One
@@ -350,8 +354,10 @@ def sample(synth: SynthModel, requests: int, seed: int = 0, progress: bool = Fal
     """
     rng = np.random.default_rng([seed, 3])
     layers, experts, top_k = len(synth.moe_layers), synth.num_experts, synth.top_k
-    prompt = rng.choice(synth.prompt_lengths, requests).astype(np.int64)
-    decode = np.minimum(rng.choice(synth.decode_lengths, requests), MAX_DECODE_STEPS)
+    prompt = (rng.choice(synth.prompt_lengths, requests) if prompt_lengths is None
+              else np.asarray(prompt_lengths)).astype(np.int64)
+    decode = np.minimum(rng.choice(synth.decode_lengths, requests) if decode_lengths is None
+                        else np.asarray(decode_lengths, np.int64), MAX_DECODE_STEPS)
     lengths = prompt + decode
     offset = np.concatenate([[0], np.cumsum(lengths)])
     rows = int(offset[-1])
@@ -373,7 +379,8 @@ def sample(synth: SynthModel, requests: int, seed: int = 0, progress: bool = Fal
         request_ids=[f"{source}/{i}" for i in range(requests)],
         source_paths=[source] * requests, prefill_len=prompt.astype(np.int32),
         decode_len=decode.astype(np.int32), token_offset=offset, ids=ids,
-        notes=f"synthetic ({source}), seed {seed}")
+        notes=f"synthetic ({source}), seed {seed}",
+        decode_only=not np.any(synth.prompt_lengths))   # fitted on a decode-only trace
 
 
 def _sample_chunk(out, lengths, prompt, synth, tables, rng):
