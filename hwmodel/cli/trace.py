@@ -7,6 +7,7 @@ it atomically; the output is the positional argument or ``-o/--out``.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path, PurePosixPath
 
@@ -115,8 +116,8 @@ def _analyze(args) -> int:
         raise ValueError(f"{args.source}: holds no requests; expected at least one")
     with output_dir(output) as tmp:
         summary = write_report(store, tmp, plots=not args.no_plots)
-    rho = summary['prefill_vs_decode']['mean_spearman']
-    rho = f"{rho:.2f}" if rho == rho else "n/a (no prefill or no decode rows)"
+    rho = summary["prefill_vs_decode"]["mean_spearman"]
+    rho = "n/a (no prefill or no decode rows)" if math.isnan(rho) else f"{rho:.2f}"
     print(f"{output}/summary.json: layer-level top-20% coverage "
           f"{summary['layer_level']['mean_coverage']:.2f}, token-level "
           f"{summary['token_level']['mean_coverage']:.2f}, prefill/decode rho {rho}, "
