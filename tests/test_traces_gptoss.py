@@ -232,3 +232,28 @@ def test_leader_fit_draws_distinct_rows_and_keeps_the_first_slots_skew():
     assert (ids[:, :, 0] == 0).all()
     assert np.isin(ids[:, :, 1], [1, 2]).all()
     assert (ids[:, :, 0] != ids[:, :, 1]).all()
+
+
+def test_synth_fit_option(tmp_path, capsys):
+    """--fit leader on a top-1 trace and --fit without --like are one-line errors; --fit
+    per-slot on a top-k trace gives today's fit (rows drawn slot by slot, not led)."""
+    write_gz(tmp_path / "s" / "a.json.gz", gptoss_request(first=3, tokens=6))
+    oss = open_batch(tmp_path / "s")
+    oss.save(tmp_path / "oss.hwt")
+    llama = tmp_path / "l" / "0.json"
+    llama.parent.mkdir()
+    llama.write_text(json.dumps([{str(j): None if j % 2 == 0 else [[3], [5]] for j in range(48)},
+                                 {str(j): None if j % 2 == 0 else [[4]] for j in range(48)}]))
+    code = main(["trace", "synth", str(tmp_path / "o.hwt"), "--like", str(llama),
+                 "--fit", "leader"])
+    error_line(capsys, code, ["fit 'leader' needs a top-k > 1 trace", "top-1"])
+    code = main(["trace", "synth", str(tmp_path / "o.hwt"), "--fit", "per-slot"])
+    error_line(capsys, code, ["--fit per-slot needs --like STORE"])
+    from hwmodel.traces.synth import fit, fit_leader, sample, synthesize
+    assert np.array_equal(synthesize(oss, requests=3, seed=2, fit_method="per-slot").ids,
+                          sample(fit(oss), 3, seed=2, source="like:gpt-oss-20b").ids)
+    assert np.array_equal(synthesize(oss, requests=3, seed=2).ids,
+                          sample(fit_leader(oss), 3, seed=2, source="like:gpt-oss-20b").ids)
+    assert main(["trace", "synth", str(tmp_path / "d.hwt"), "--like", str(tmp_path / "oss.hwt"),
+                 "--requests", "2"]) == 0
+    assert TraceStore.load(tmp_path / "d.hwt").decode_only   # fitted on decode steps only

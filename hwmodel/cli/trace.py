@@ -83,6 +83,10 @@ def register(subparsers) -> None:
                        help="target model preset or YAML (None: the fitted trace's shape)")
     synth.add_argument("--requests", type=int, default=256, help="requests to sample")
     synth.add_argument("--seed", type=int, default=0, help="random seed")
+    synth.add_argument("--fit", default="auto", choices=["auto", "leader", "per-slot"],
+                       help="how --like is fitted: leader (slot 0's chains + co-selection, for "
+                            "top-k > 1), per-slot (every slot alike); auto: leader for a "
+                            "top-k > 1 trace, per-slot for top-1")
     synth.set_defaults(func=_synth)
 
     export = commands.add_parser("export", help="write a store's requests back as dataset JSON",
@@ -130,9 +134,11 @@ def _synth(args) -> int:
     from ..traces.synth import synthesize
     output = check_output_file(_output(args), "output", args.force)
     _positive("--requests", args.requests)
+    if args.fit != "auto" and not args.like:
+        raise ValueError(f"--fit {args.fit} needs --like STORE (a trace to fit)")
     like = open_batch(args.like) if args.like else None
     store = synthesize(like, model=args.model, requests=args.requests, seed=args.seed,
-                       progress=True)
+                       progress=True, fit_method=args.fit)
     store.save(output)
     print(f"{output}: {len(store)} synthetic requests of {store.model}, "
           f"{store.num_rows} rows")

@@ -620,14 +620,28 @@ def _deduplicate(block, pop_row, tables, rng, experts):
     block[:, bad] = sub
 
 
+FITS = ("auto", "leader", "per-slot")
+"""How :func:`synthesize` fits ``like``: ``auto`` is ``leader`` (:func:`fit_leader`) for a
+top-k > 1 trace and ``per-slot`` (:func:`fit`, every slot alike) for a top-1 trace."""
+
+
 def synthesize(like: TraceStore | None = None, model=None, requests: int = 256,
-               seed: int = 0, progress: bool = False) -> TraceStore:
-    """A synthetic batch: fitted to ``like`` (or built in), in ``model``'s shape."""
+               seed: int = 0, progress: bool = False, fit_method: str = "auto") -> TraceStore:
+    """A synthetic batch: fitted to ``like`` (or built in), in ``model``'s shape.
+
+    ``fit_method`` is one of :data:`FITS`; ``leader`` needs a top-k > 1 ``like``.
+    """
+    if fit_method not in FITS:
+        raise ValueError(f"fit {fit_method!r}: expected one of {', '.join(FITS)}")
     if like is None:
         synth = builtin_model(model or "llama4-maverick", seed=seed)
         source = "builtin"
     else:
-        synth = fit_leader(like) if like.top_k > 1 else fit(like)
+        leader = fit_method == "leader" or (fit_method == "auto" and like.top_k > 1)
+        if leader and like.top_k < 2:
+            raise ValueError(f"fit 'leader' needs a top-k > 1 trace to fit; the trace is "
+                             f"top-{like.top_k}")
+        synth = fit_leader(like) if leader else fit(like)
         source = f"like:{like.model or 'trace'}"
         if model is not None:
             synth = reshape(synth, model, seed=seed)
