@@ -583,7 +583,10 @@ def _followers(synth, stage, layer, leader, previous_rows, first, top_k, rng):
     weight[np.arange(len(lead)), lead] = 0.0
     with np.errstate(divide="ignore"):
         key = np.log(weight) + rng.gumbel(size=weight.shape)
-    chosen = np.argsort(-key, axis=1, kind="stable")[:, :top_k - 1]
+    # the k - 1 largest keys (a linear partition), then in decreasing order
+    best = np.argpartition(-key, top_k - 2, axis=1)[:, :top_k - 1]
+    order = np.argsort(-np.take_along_axis(key, best, axis=1), axis=1, kind="stable")
+    chosen = np.take_along_axis(best, order, axis=1)
     return np.concatenate([leader[None, :], chosen.T.astype(leader.dtype)])
 
 
