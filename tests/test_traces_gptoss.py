@@ -257,3 +257,14 @@ def test_synth_fit_option(tmp_path, capsys):
     assert main(["trace", "synth", str(tmp_path / "d.hwt"), "--like", str(tmp_path / "oss.hwt"),
                  "--requests", "2"]) == 0
     assert TraceStore.load(tmp_path / "d.hwt").decode_only   # fitted on decode steps only
+
+
+def test_place_refuses_a_decode_only_trace(tmp_path, capsys):
+    """Remap, Dup and EPLB are guided by the prefill: on a decode-only trace they would all
+    silently equal the default layout."""
+    write_gz(tmp_path / "s" / "a.json.gz", gptoss_request(first=3, tokens=4))
+    open_batch(tmp_path / "s").save(tmp_path / "oss.hwt")
+    code = main(["place", "--trace", str(tmp_path / "oss.hwt"), "--batch", "4",
+                 "-o", str(tmp_path / "out")])
+    error_line(capsys, code, ["oss.hwt: no request has prefill rows", "--prefill synth"])
+    assert not (tmp_path / "out").exists()
