@@ -325,6 +325,9 @@ def _layer_bars(plt, layers, summary, out):
     axes[0].bar(positions, rho)
     axes[0].set_title("prefill vs decode popularity, per layer", fontsize=9)
     axes[0].set_ylabel("Spearman rho")
+    if all(v is None or math.isnan(v) for v in summary["prefill_vs_decode"]["spearman"]):
+        axes[0].text(0.5, 0.5, "not defined: the trace has no prefill rows\nor no decode rows",
+                     transform=axes[0].transAxes, ha="center", va="center", fontsize=9)
     axes[1].bar(positions, summary["popularity"]["max_over_mean"])
     axes[1].set_title("hottest expert over the mean, per layer", fontsize=9)
     axes[1].set_ylabel("hottest / mean selections")
