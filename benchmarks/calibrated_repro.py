@@ -16,12 +16,14 @@ JSON line per run and a table of the headline ratios. Usage::
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 import attrs
 
 from hwmodel.cli.replay import replay_strategies
 from hwmodel.traces import open_batch
+from hwmodel.traces.analysis import headline
 from hwmodel.traces.synth import builtin_model, fit_leader, reshape, sample, synthesize
 
 MODELS = ("deepseek-v3", "qwen3-235b", "kimi-k2")
@@ -68,7 +70,7 @@ def main():
             runs = replay_strategies(str(path), list(WAFERS), list(STRATEGIES), model=model,
                                      jobs=args.jobs)
             with open(results, "a") as file:
-                file.write(json.dumps({"key": [model, name], "runs": [
+                file.write(json.dumps({"key": [model, name], "batch": args.batch, "runs": [
                     {"wafer": w, "strategy": s, "throughput": r.throughput, "hops": r.hops}
                     for (w, s), r in zip([(w, s) for w in WAFERS for s in STRATEGIES], runs,
                                          strict=True)]}) + "\n")
@@ -77,18 +79,20 @@ def main():
 
 
 def table(results):
+    """The docs/sweep.md table of ``runs.jsonl`` (ratios are means over the meshes)."""
     rows = [json.loads(line) for line in results.read_text().splitlines()]
-    print("| model | synthesis | allo+pred/base | allo/base | pred/base | allo+pred/ep | "
-          "ep/base | hop red. allo |")
+    print("| model | synthesis | hottest / mean | allo+pred / base | pred / base | ep / base | "
+          "allo+pred / ep | pred hops, dojo |")
     print("|---|---|---|---|---|---|---|---|")
     for row in rows:
-        def ratio(a, b, runs=row["runs"]):
-            return _mean_ratio(runs, a, b)
-        hops = {s: sum(r["hops"] for r in row["runs"] if r["strategy"] == s) for s in STRATEGIES}
-        reduction = hops["base"] / hops["allo"] if hops["allo"] else float("inf")
-        print(f"| {row['key'][0]} | {row['key'][1]} | {ratio('allo+pred', 'base'):.2f} | "
-              f"{ratio('allo', 'base'):.2f} | {ratio('pred', 'base'):.2f} | "
-              f"{ratio('allo+pred', 'ep'):.2f} | {ratio('ep', 'base'):.2f} | {reduction:.1f} |")
+        model, name = row["key"]
+        runs = row["runs"]
+        store = results.parent / f"{model}-{name}-{row.get('batch', 256)}.hwt"
+        hottest = headline(open_batch(store))["hottest_over_mean"] if store.exists() else math.nan
+        hops = next(r["hops"] for r in runs if r["wafer"] == "dojo" and r["strategy"] == "pred")
+        print(f"| {model} | {name} | {hottest:.1f} | {_mean_ratio(runs, 'allo+pred', 'base'):.2f}"
+              f" | {_mean_ratio(runs, 'pred', 'base'):.2f} | {_mean_ratio(runs, 'ep', 'base'):.2f}"
+              f" | {_mean_ratio(runs, 'allo+pred', 'ep'):.2f} | {hops / 1e6:.2f} M |")
 
 
 def _mean_ratio(runs, a, b):
