@@ -266,7 +266,7 @@ class MoEModel:
 
 
 MODEL_PRESETS = ("deepseek-v3", "qwen3-235b", "kimi-k2", "llama4-maverick", "deepseek-v2-lite",
-                 "qwen1.5-moe-a2.7b")
+                 "qwen1.5-moe-a2.7b", "gpt-oss-20b")
 
 
 def load_model(name_or_path) -> MoEModel:

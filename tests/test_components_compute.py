@@ -21,11 +21,12 @@ SPEC_TABLES = {
     # no artefact table: the presets use deepseek's buckets as a stand-in (their notes say so)
     "deepseek-v2-lite": DEEPSEEK,
     "qwen1.5-moe-a2.7b": DEEPSEEK,
+    "gpt-oss-20b": DEEPSEEK,
 }
 SHAPES = {  # hidden, expert ffn (SPEC section 4; qwen1.5 from its HF config)
     "deepseek-v3": (7168, 2048), "kimi-k2": (7168, 2048), "qwen3-235b": (4096, 1536),
     "llama4-maverick": (5120, 8192), "deepseek-v2-lite": (2048, 1408),
-    "qwen1.5-moe-a2.7b": (2048, 1408),
+    "qwen1.5-moe-a2.7b": (2048, 1408), "gpt-oss-20b": (2880, 2880),
 }
 
 

@@ -14,6 +14,9 @@ SPEC_TABLE = {
     "deepseek-v2-lite": (27, 26, 64, 6, 17_301_504),
     # Not in SPEC: the traces README (24/24/60/4) and the HF config (2048 x 1408, 3 matrices).
     "qwen1.5-moe-a2.7b": (24, 24, 60, 4, 3 * 2048 * 1408 * 2),
+    # Not in SPEC section 4: openai/gpt-oss-20b config.json (24 layers all MoE, 32 experts,
+    # top-4, hidden 2880, intermediate 2880), BF16 x 3 matrices by the presets' convention.
+    "gpt-oss-20b": (24, 24, 32, 4, 49_766_400),
 }
 
 

@@ -87,6 +87,10 @@ def _open_trace(args, batches):
     name = args.model or store.model
     if not name:
         raise ValueError(f"--trace {args.trace} names no model preset; pass --model")
+    if not store.prefill_len.any():   # a decode-only trace: no guide for the policies
+        raise ValueError(f"--trace {args.trace}: no request has prefill rows (a decode-only "
+                         "trace); placement is guided by the prefill: convert it with "
+                         "'hwmodel trace convert --prefill synth' for a synthetic guide")
     if not store.decode_len.any():
         store = split_prefill(store)
     _check_batches_fit(store, batches, f"the trace {args.trace}" if args.trace else

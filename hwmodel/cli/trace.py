@@ -7,6 +7,7 @@ it atomically; the output is the positional argument or ``-o/--out``.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path, PurePosixPath
 
@@ -55,9 +56,15 @@ def register(subparsers) -> None:
     convert.add_argument("--limit", type=int, default=None,
                          help="read only the first N requests (None: all)")
     convert.add_argument("--format", default=None,
-                         choices=["deepseek-csv", "vllm-jsonl", "flame-csv", "switch-csv"],
+                         choices=["deepseek-csv", "vllm-jsonl", "flame-csv", "switch-csv",
+                                  "gpt-oss-json"],
                          help="read another public format (None: detected from the first "
-                              "line; the dataset's JSON otherwise)")
+                              "line or, for JSON, an object being gpt-oss-json; the dataset's "
+                              "JSON otherwise)")
+    convert.add_argument("--prefill", default=None, choices=["from-decode", "synth"],
+                         help="decode-only gpt-oss-json: replay each request from its first "
+                              "decode step, or synthesise its prompt's rows from the batch's "
+                              "decode statistics (None: from-decode); noted in the store")
     convert.set_defaults(func=_convert)
 
     analyze = commands.add_parser("analyze", help="statistics of SPEC section 8: JSON + PNG",
@@ -77,6 +84,10 @@ def register(subparsers) -> None:
                        help="target model preset or YAML (None: the fitted trace's shape)")
     synth.add_argument("--requests", type=int, default=256, help="requests to sample")
     synth.add_argument("--seed", type=int, default=0, help="random seed")
+    synth.add_argument("--fit", default="auto", choices=["auto", "leader", "per-slot"],
+                       help="how --like is fitted: leader (slot 0's chains + co-selection, for "
+                            "top-k > 1), per-slot (every slot alike); auto: leader for a "
+                            "top-k > 1 trace, per-slot for top-1")
     synth.set_defaults(func=_synth)
 
     export = commands.add_parser("export", help="write a store's requests back as dataset JSON",
@@ -93,7 +104,7 @@ def _convert(args) -> int:
     output = check_output_file(_output(args), "output", args.force)
     _positive("--limit", args.limit)
     store = open_batch(args.source, model=args.model, limit=args.limit, progress=True,
-                       format=args.format)
+                       format=args.format, prefill=args.prefill)
     store.save(output)
     print(f"{output}: {len(store)} requests, {store.num_rows} rows, model "
           f"{store.model or 'unknown'}, {store.cut_steps} decode steps past iteration 127 "
@@ -112,11 +123,12 @@ def _analyze(args) -> int:
         raise ValueError(f"{args.source}: holds no requests; expected at least one")
     with output_dir(output) as tmp:
         summary = write_report(store, tmp, plots=not args.no_plots)
+    rho = summary["prefill_vs_decode"]["mean_spearman"]
+    rho = "n/a (no prefill or no decode rows)" if math.isnan(rho) else f"{rho:.2f}"
     print(f"{output}/summary.json: layer-level top-20% coverage "
           f"{summary['layer_level']['mean_coverage']:.2f}, token-level "
-          f"{summary['token_level']['mean_coverage']:.2f}, prefill/decode rho "
-          f"{summary['prefill_vs_decode']['mean_spearman']:.2f}, hottest/mean "
-          f"{summary['popularity']['max']:.1f}")
+          f"{summary['token_level']['mean_coverage']:.2f}, prefill/decode rho {rho}, "
+          f"hottest/mean {summary['popularity']['max']:.1f}")
     return 0
 
 
@@ -125,9 +137,11 @@ def _synth(args) -> int:
     from ..traces.synth import synthesize
     output = check_output_file(_output(args), "output", args.force)
     _positive("--requests", args.requests)
+    if args.fit != "auto" and not args.like:
+        raise ValueError(f"--fit {args.fit} needs --like STORE (a trace to fit)")
     like = open_batch(args.like) if args.like else None
     store = synthesize(like, model=args.model, requests=args.requests, seed=args.seed,
-                       progress=True)
+                       progress=True, fit_method=args.fit)
     store.save(output)
     print(f"{output}: {len(store)} synthetic requests of {store.model}, "
           f"{store.num_rows} rows")

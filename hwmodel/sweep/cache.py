@@ -37,9 +37,11 @@ def _identity(path: str | None):
 
 def _spec_key(spec: TraceSpec) -> str:
     from .. import __version__
-    text = json.dumps({"model": spec.model, "batch": spec.batch, "seed": spec.seed,
-                       "source": _identity(spec.path), "like": _identity(spec.like),
-                       "hwmodel": __version__}, sort_keys=True)
+    key = {"model": spec.model, "batch": spec.batch, "seed": spec.seed,
+           "source": _identity(spec.path), "like": _identity(spec.like), "hwmodel": __version__}
+    if spec.like:   # a top-k > 1 source is fitted by the leader fit since issue 19
+        key["fit"] = "auto: leader for top-k > 1"
+    text = json.dumps(key, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 

@@ -171,6 +171,7 @@ class Replay:
         self.model = model
         self.store = store
         self.params = ReplayParams() if params is None else params
+        store.check_prefill()
         if int(store.num_experts) != model.num_experts or int(store.top_k) != model.top_k:
             raise ValueError(f"trace has {store.num_experts} experts, top-{store.top_k}; "
                              f"model {model.name} has {model.num_experts}, "

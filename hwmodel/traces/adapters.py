@@ -139,7 +139,7 @@ def _resolve(model, where, *, num_layers, moe_layers, top_k, largest, num_expert
 
 
 def _store(requests, where, model, *, num_layers, moe_layers, top_k, notes, num_experts=None,
-           hint=None):
+           hint=None, decode_only=False):
     largest = max((int(rows.max()) for _, _, pre, dec in requests for rows in (pre, dec)
                    if rows.size), default=0)
     name, num_layers, num_experts = _resolve(
@@ -147,7 +147,7 @@ def _store(requests, where, model, *, num_layers, moe_layers, top_k, notes, num_
         largest=largest, num_experts=num_experts, hint=hint)
     return stack_requests(requests, model_name=name, num_layers=num_layers,
                           moe_layers=tuple(moe_layers), num_experts=num_experts, top_k=top_k,
-                          notes=notes)
+                          notes=notes, decode_only=decode_only)
 
 
 # --------------------------------------------------------------------------- DeepSeek CSV
@@ -547,12 +547,19 @@ def read_switch_csv(source, model=None, limit: int | None = None) -> TraceStore:
     notes = ("switch-csv: decode only (no prefill), decoder MoE layers only (encoder absent), "
              f"recorded layers taken as {moe_layers}; logits and token ids checked, not kept")
     return _store(requests, str(source), model, num_layers=moe_layers[-1] + 1,
-                  moe_layers=moe_layers, top_k=1, num_experts=width, notes=notes)
+                  moe_layers=moe_layers, top_k=1, num_experts=width, notes=notes,
+                  decode_only=True)
 
 
 # ------------------------------------------------------------------------------ dispatch
+def _read_gptoss(source, model=None, limit=None, prefill="from-decode"):
+    from .gptoss import read_gptoss_json
+    return read_gptoss_json(source, model=model, limit=limit, prefill=prefill)
+
+
 FORMATS = {"deepseek-csv": read_deepseek_csv, "vllm-jsonl": read_vllm_jsonl,
-           "flame-csv": read_flame_csv, "switch-csv": read_switch_csv}
+           "flame-csv": read_flame_csv, "switch-csv": read_switch_csv,
+           "gpt-oss-json": _read_gptoss}
 _SWITCH_START = re.compile(r'^[^,\s]+,\s*0\s*,\s*"?\[\s*tensor\(')
 
 
@@ -573,8 +580,16 @@ def _sniff(path: Path) -> str | None:
 
 def detect_format(source) -> str | None:
     """The adapter format of ``source`` (a file, or a folder's first ``.csv``/``.jsonl`` file in
-    natural order), or None when it is not one (the dataset's JSON, a store, a list file)."""
+    natural order), or None when it is not one (the dataset's JSON, a store, a list file).
+
+    JSON requests (a ``.json``/``.json.gz`` file, or a folder's first request in batch order)
+    are ``gpt-oss-json`` when the file is a JSON object, the dataset's format (None) when not.
+    """
     source = Path(source)
+    if source.name.endswith((".json", ".json.gz")) or (
+            source.is_dir() and not any(p.name.endswith((".csv", ".jsonl"))
+                                        for p in source.iterdir() if p.is_file())):
+        return _sniff_json(source)
     if source.is_dir():
         entries = [p for p in source.iterdir() if p.is_file() and not p.name.startswith(".")]
         if any(p.name.endswith((".json", ".json.gz", ".tar.gz", ".tgz")) for p in entries):
@@ -587,10 +602,53 @@ def detect_format(source) -> str | None:
     return None
 
 
-def read_format(source, format: str, model=None, limit: int | None = None) -> TraceStore:
-    """Read ``source`` with the adapter named ``format`` (a key of :data:`FORMATS`)."""
+def _sniff_json(source: Path) -> str | None:
+    """``gpt-oss-json`` if the first JSON request of ``source`` (file or folder tree, not an
+    archive) is a JSON object, else None."""
+    from .gptoss import sniff_gptoss
+    if source.is_dir():
+        source = _first_request(source)
+        if source is None:
+            return None
+    if not source.is_file():
+        return None
+    with open(source, "rb") as file:
+        head = file.read(4096)
+    return "gpt-oss-json" if sniff_gptoss(head) else None
+
+
+def _first_request(folder: Path) -> Path | None:
+    """The first ``.json``/``.json.gz`` file of ``folder`` in batch order, sub-folders included
+    (archives are the dataset's: not looked into)."""
+    from .reader import _file_key
+    entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
+    files = sorted((p for p in entries if p.is_file() and p.name.endswith((".json", ".json.gz"))),
+                   key=lambda p: _file_key(p.name))
+    if files:
+        return files[0]
+    if any(p.is_file() and p.name.endswith((".tar.gz", ".tgz")) for p in entries):
+        return None
+    for sub in sorted((p for p in entries if p.is_dir()), key=lambda p: p.name):
+        found = _first_request(sub)
+        if found is not None:
+            return found
+    return None
+
+
+def read_format(source, format: str, model=None, limit: int | None = None,
+                prefill: str | None = None) -> TraceStore:
+    """Read ``source`` with the adapter named ``format`` (a key of :data:`FORMATS`).
+
+    ``prefill`` (``gpt-oss-json`` only, see :mod:`hwmodel.traces.gptoss`): what stands for the
+    unrecorded prefill; None is the format's default.
+    """
     if format not in FORMATS:
         raise ValueError(f"unknown trace format {format!r}; expected one of "
                          f"{', '.join(FORMATS)}")
-    return FORMATS[format](source, model=model, limit=limit)
+    if prefill is None:
+        return FORMATS[format](source, model=model, limit=limit)
+    if format != "gpt-oss-json":
+        raise ValueError(f"--prefill {prefill!r} applies to the decode-only gpt-oss-json "
+                         f"format, not {format}")
+    return FORMATS[format](source, model=model, limit=limit, prefill=prefill)
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from .store import TraceStore
 
-__all__ = ["coverage", "layer_counts", "layer_transition_counts", "pair_counts", "spearman",
+__all__ = ["HEADLINE", "coverage", "headline", "layer_counts", "layer_transition_counts", "pair_counts", "spearman",
            "summarize", "token_transition_counts", "top_overlap", "write_report"]
 
 
@@ -213,6 +213,39 @@ def summarize(store: TraceStore, share: float = 0.2) -> dict:
     return summary
 
 
+#: The headline statistics of :func:`headline`, with what each is, in table order.
+HEADLINE = {
+    "layer_coverage": "layer-level top-20% coverage (mean over layer pairs)",
+    "token_coverage": "token-level top-20% coverage (mean over layers)",
+    "token_diagonal": "token-level diagonal: same expert re-chosen (mean over layers)",
+    "hottest_over_mean": "hottest expert / mean, worst layer",
+    "slot0_hottest_over_mean": "hottest expert / mean in slot 0 alone, worst layer",
+    "pairs_top10_share": "co-activations carried by the top 10% of pairs (mean over layers)",
+    "pairs_brightest": "brightest pair / random-pair probability (mean over layers)",
+}
+
+
+def headline(store: TraceStore) -> dict:
+    """The SPEC section 8 statistics that top-k routing changes, one number each (:data:`HEADLINE`)."""
+    summary = summarize(store)
+    slot0 = layer_counts(_first_slot(store)).astype(np.float64)
+    pairs = summary["pairs"] or {}
+    return {
+        "layer_coverage": summary["layer_level"]["mean_coverage"],
+        "token_coverage": summary["token_level"]["mean_coverage"],
+        "token_diagonal": summary["token_level"]["mean_diagonal"],
+        "hottest_over_mean": summary["popularity"]["max"],
+        "slot0_hottest_over_mean": float((slot0.max(axis=1) / slot0.mean(axis=1)).max()),
+        "pairs_top10_share": pairs.get("mean_top10_share", math.nan),
+        "pairs_brightest": _mean(pairs.get("max_normalised", [math.nan])),
+    }
+
+
+def _first_slot(store):
+    from .synth import _slot_zero
+    return _slot_zero(store)
+
+
 def _mean(values):
     values = [v for v in values if not math.isnan(v)]
     return float(np.mean(values)) if values else float("nan")
@@ -292,6 +325,9 @@ def _layer_bars(plt, layers, summary, out):
     axes[0].bar(positions, rho)
     axes[0].set_title("prefill vs decode popularity, per layer", fontsize=9)
     axes[0].set_ylabel("Spearman rho")
+    if all(v is None or math.isnan(v) for v in summary["prefill_vs_decode"]["spearman"]):
+        axes[0].text(0.5, 0.5, "not defined: the trace has no prefill rows\nor no decode rows",
+                     transform=axes[0].transAxes, ha="center", va="center", fontsize=9)
     axes[1].bar(positions, summary["popularity"]["max_over_mean"])
     axes[1].set_title("hottest expert over the mean, per layer", fontsize=9)
     axes[1].set_ylabel("hottest / mean selections")

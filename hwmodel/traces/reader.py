@@ -492,7 +492,8 @@ def _list_file(path: Path):
 
 # -------------------------------------------------------------------------------- batches
 def open_batch(source, model=None, limit: int | None = None, progress: bool = False,
-               mmap: bool = True, format: str | None = None) -> TraceStore:
+               mmap: bool = True, format: str | None = None,
+               prefill: str | None = None) -> TraceStore:
     """A batch of requests as a :class:`TraceStore`.
 
     Parameters
@@ -511,8 +512,12 @@ def open_batch(source, model=None, limit: int | None = None, progress: bool = Fa
         Show a tqdm progress bar.
     format : str, optional
         Read ``source`` with an adapter of :mod:`hwmodel.traces.adapters` (``deepseek-csv``,
-        ``vllm-jsonl``, ``flame-csv``, ``switch-csv``). Default: detected from the file's (or
-        the folder's first file's) first line; the dataset's JSON otherwise.
+        ``vllm-jsonl``, ``flame-csv``, ``switch-csv``, ``gpt-oss-json``). Default: detected
+        from the file's (or the folder's first file's) first line, a JSON request that is an
+        object being ``gpt-oss-json``; the dataset's JSON otherwise.
+    prefill : str, optional
+        For the decode-only ``gpt-oss-json`` format: ``from-decode`` (default) or ``synth``
+        (:mod:`hwmodel.traces.gptoss`). Refused for any other source.
 
     Raises
     ------
@@ -527,7 +532,10 @@ def open_batch(source, model=None, limit: int | None = None, progress: bool = Fa
     if format is None and not (source.is_file() and is_store_file(source)):
         format = detect_format(source)
     if format is not None:
-        return read_format(source, format, model=model, limit=limit)
+        return read_format(source, format, model=model, limit=limit, prefill=prefill)
+    if prefill is not None:
+        raise ValueError(f"--prefill {prefill!r} applies to the decode-only gpt-oss-json "
+                         f"format; {source} is not one")
     if source.is_file() and is_store_file(source):
         store = TraceStore.load(source, mmap=mmap)
         store.check_ids()

@@ -93,11 +93,16 @@ class TraceStore:
         the JSON round trip is exact. Empty by default.
     notes : str
         Free text saying what the source lacked (adapters fill it in).
+    decode_only : bool
+        The source's format records decode steps only, so requests without prompt rows are
+        intended (``gpt-oss-json`` read with ``prefill="from-decode"``, ``switch-csv``).
+        Otherwise a request without prompt rows is refused by :meth:`check_prefill`. Saved as
+        an optional ``decode_only`` array, present only when true (older stores load as false).
     """
 
     def __init__(self, *, model, num_layers, moe_layers, top_k, num_experts, request_ids,
                  source_paths, prefill_len, decode_len, token_offset, ids, cut_len=None,
-                 cut_offset=None, cut_ids=None, notes=""):
+                 cut_offset=None, cut_ids=None, notes="", decode_only=False):
         self.model = str(model)
         self.num_layers = int(num_layers)
         self.moe_layers = np.asarray(moe_layers, dtype=np.int64)
@@ -118,6 +123,7 @@ class TraceStore:
         self.cut_offset = np.asarray(cut_offset, dtype=np.int64)
         self.cut_ids = cut_ids
         self.notes = str(notes)
+        self.decode_only = bool(decode_only)
         self._check_shapes()
 
     def _check_shapes(self):
@@ -173,6 +179,28 @@ class TraceStore:
         """Iterations of the batch in lockstep: 1 + the longest kept decode."""
         return 1 + int(self.decode_len.max(initial=0))
 
+    def check_prefill(self, where: str = "trace") -> None:
+        """Refuse a request without prompt rows unless the store is :attr:`decode_only`.
+
+        Iteration 0 of a request is its prefill (SPEC section 5); a request whose prefill is
+        missing would replay its first decode step as iteration 1 with nothing before it.
+
+        Raises
+        ------
+        TraceError
+            Naming ``where``, the request and its source.
+        """
+        if self.decode_only:
+            return
+        missing = np.flatnonzero(self.prefill_len == 0)
+        if len(missing):
+            first = int(missing[0])
+            raise TraceError(
+                f"{where}: request {self.request_ids[first]!r} ({self.source_paths[first]}) "
+                f"has no prefill rows (iteration 0 is missing; {len(missing)} of {len(self)} "
+                "requests); expected the prompt's rows first, or a decode-only format "
+                "(gpt-oss-json with prefill 'from-decode', switch-csv)")
+
     def prefill_ids(self, request: int) -> np.ndarray:
         """Rows ``(prefill_len, moe_layers, top_k)`` of a request's prompt."""
         start = self.token_offset[request]
@@ -222,7 +250,7 @@ class TraceStore:
             prefill_len=self.prefill_len[indices], decode_len=self.decode_len[indices],
             token_offset=np.concatenate([[0], np.cumsum(lengths)]), ids=ids,
             cut_len=cut_len, cut_offset=np.concatenate([[0], np.cumsum(cut_len, dtype=np.int64)]),
-            cut_ids=cut_ids, notes=self.notes)
+            cut_ids=cut_ids, notes=self.notes, decode_only=self.decode_only)
 
     @staticmethod
     def _gather(rows, offsets, indices):
@@ -273,13 +301,16 @@ class TraceStore:
         rid_blob, rid_off = _strings_to_blob(self.request_ids)
         src_blob, src_off = _strings_to_blob(self.source_paths)
         meta = np.array([self.num_layers, self.top_k, self.num_experts, ITERATION_CAP], np.int64)
-        return {"meta": meta, "model": model_blob, "notes": notes_blob,
-                "moe_layers": self.moe_layers, "request_ids": rid_blob,
-                "request_ids_off": rid_off, "source_paths": src_blob,
-                "source_paths_off": src_off, "prefill_len": self.prefill_len,
-                "decode_len": self.decode_len, "token_offset": self.token_offset,
-                "ids": self.ids, "cut_len": self.cut_len, "cut_offset": self.cut_offset,
-                "cut_ids": self.cut_ids}
+        arrays = {"meta": meta, "model": model_blob, "notes": notes_blob,
+                  "moe_layers": self.moe_layers, "request_ids": rid_blob,
+                  "request_ids_off": rid_off, "source_paths": src_blob,
+                  "source_paths_off": src_off, "prefill_len": self.prefill_len,
+                  "decode_len": self.decode_len, "token_offset": self.token_offset,
+                  "ids": self.ids, "cut_len": self.cut_len, "cut_offset": self.cut_offset,
+                  "cut_ids": self.cut_ids}
+        if self.decode_only:   # optional: stores without it stay byte-identical
+            arrays["decode_only"] = np.ones(1, np.uint8)
+        return arrays
 
     def save(self, path) -> Path:
         """Write the store to ``path`` (format version :data:`STORE_VERSION`); returns the path."""
@@ -374,7 +405,18 @@ class TraceStore:
                    prefill_len=arrays["prefill_len"], decode_len=arrays["decode_len"],
                    token_offset=arrays["token_offset"], ids=arrays["ids"],
                    cut_len=arrays["cut_len"], cut_offset=arrays["cut_offset"],
-                   cut_ids=arrays["cut_ids"], notes=bytes(arrays["notes"]).decode())
+                   cut_ids=arrays["cut_ids"], notes=bytes(arrays["notes"]).decode(),
+                   decode_only=_flag(arrays.get("decode_only")))
+
+
+def _flag(array) -> bool:
+    """The optional one-byte flag array: absent is false; anything but [0] or [1] is damage."""
+    if array is None:
+        return False
+    if array.shape != (1,) or int(array[0]) not in (0, 1):
+        raise TraceError(f"flag array of shape {array.shape} holding {array.tolist()[:4]}, "
+                         "expected one byte 0 or 1")
+    return bool(array[0])
 
 
 #: The arrays a version-1 store holds, and the dtype kinds each may have.
@@ -382,6 +424,8 @@ _REQUIRED = {"meta": "i", "model": "u", "notes": "u", "moe_layers": "i", "reques
              "request_ids_off": "i", "source_paths": "u", "source_paths_off": "i",
              "prefill_len": "i", "decode_len": "i", "token_offset": "i", "ids": "u",
              "cut_len": "i", "cut_offset": "i", "cut_ids": "u"}
+#: Optional arrays, and their dtype kinds.
+_OPTIONAL = {"decode_only": "u"}
 
 
 def _read_directory(buffer, count: int, path) -> dict:
@@ -407,7 +451,7 @@ def _read_directory(buffer, count: int, path) -> dict:
             raise TraceError(f"{path}: damaged store: array {name!r} has dtype "
                              f"{dtype!r}") from None
         shape = (d0, d1, d2)[:ndim]
-        if not 1 <= ndim <= 3 or min(shape) < 0 or dtype.kind != _REQUIRED.get(name, dtype.kind):
+        if not 1 <= ndim <= 3 or min(shape) < 0 or dtype.kind != {**_REQUIRED, **_OPTIONAL}.get(name, dtype.kind):
             raise TraceError(f"{path}: damaged store: array {name!r} has shape {shape} and "
                              f"dtype {dtype}")
         items = int(np.prod(shape, dtype=np.int64))
@@ -440,7 +484,7 @@ def _map(file):
 
 
 def stack_requests(requests, *, model_name, num_layers, moe_layers, num_experts, top_k,
-                   notes="") -> TraceStore:
+                   notes="", decode_only=False) -> TraceStore:
     """A :class:`TraceStore` of ``[(request_id, source_path, prefill, decode), ...]``.
 
     Decode steps past :data:`MAX_DECODE_STEPS` go to the store's cut section.
@@ -468,4 +512,5 @@ def stack_requests(requests, *, model_name, num_layers, moe_layers, num_experts,
         ids=np.concatenate(main) if main else empty,
         cut_len=np.array(cut_len, np.int32),
         cut_offset=np.concatenate([[0], np.cumsum(np.array(cut_len, np.int64))]),
-        cut_ids=np.concatenate(cut) if cut else empty, notes=notes)
+        cut_ids=np.concatenate(cut) if cut else empty, notes=notes,
+        decode_only=decode_only)

@@ -32,6 +32,12 @@ share a source expert in proportion to their popularity, except that a source ex
 self-transition stays on the diagonal. ``token_repeat`` is the source layer's. Top-k slots are
 filled independently and de-duplicated.
 
+Top-k > 1 (:func:`fit_leader`, what :func:`synthesize` fits on a top-k > 1 trace): the tables
+above describe slot 0 (the router's first choice, the *leader*) alone; the other ``k - 1``
+experts of a row are drawn without replacement, weighted by the leader's co-selection row times
+how much likelier than by popularity each expert follows the token's row at the previous layer
+and the previous token's leader. A top-1 trace is fitted by :func:`fit` as before.
+
 Built-in parameters (:func:`builtin_model`, used by :func:`default_batch` with no real trace):
 Zipf popularity with exponent 1.0 (prefill) and 1.1 (decode), per-layer random expert ids, the
 decode ranking the prefill ranking perturbed by log-normal noise (sigma
@@ -50,7 +56,8 @@ import numpy as np
 
 from .store import MAX_DECODE_STEPS, TraceStore, id_dtype
 
-__all__ = ["SynthModel", "builtin_model", "default_batch", "fit", "sample", "synthesize"]
+__all__ = ["SynthModel", "builtin_model", "default_batch", "fit", "fit_leader", "sample",
+           "synthesize"]
 
 
 STAGES = ("prefill", "decode")
@@ -78,14 +85,29 @@ class SynthModel:
     decode_lengths: np.ndarray       # samples, at most MAX_DECODE_STEPS
     token_weight: float = 0.45
     layer_weight: float = 0.45
+    co_selection: np.ndarray | None = None
+    """(2, L, E, E) or None. None: every slot of a row is drawn alike (the top-1 fit). Else the
+    *leader* fit (:func:`fit_leader`): the tables above describe slot 0 only, and slot 0's
+    expert ``i`` draws the row's other ``k - 1`` experts, weighted by ``co_selection[s, l, i]``
+    times the two locality ratios below."""
+    row_layer: np.ndarray | None = None
+    """(2, L, E, E), leader fit only: P(x at layer l | i in the token's row at layer l-1) over
+    the popularity of x (all slot pairs; layer 0: ones)."""
+    row_token: np.ndarray | None = None
+    """(2, L, E, E), leader fit only: P(x in the row | i the previous token's leader) over the
+    popularity of x (a request's first token: not used)."""
 
     def __attrs_post_init__(self):
         layers, experts = len(self.moe_layers), self.num_experts
-        for name, shape in (("prefill_popularity", (layers, experts)),
-                            ("decode_popularity", (layers, experts)),
-                            ("layer_transition", (2, layers, experts, experts)),
-                            ("token_transition", (2, layers, experts, experts)),
-                            ("token_repeat", (2, layers))):
+        shapes = (("prefill_popularity", (layers, experts)),
+                  ("decode_popularity", (layers, experts)),
+                  ("layer_transition", (2, layers, experts, experts)),
+                  ("token_transition", (2, layers, experts, experts)),
+                  ("token_repeat", (2, layers)))
+        if self.co_selection is not None:
+            shapes += tuple((name, (2, layers, experts, experts))
+                            for name in ("co_selection", "row_layer", "row_token"))
+        for name, shape in shapes:
             got = np.shape(getattr(self, name))
             if got != shape:
                 raise ValueError(f"SynthModel.{name}: shape {got}, expected {shape}")
@@ -149,6 +171,93 @@ def fit(store: TraceStore, smoothing: float = 0.01) -> SynthModel:
                       decode_lengths=np.asarray(store.decode_len, np.int64).copy())
 
 
+def _slot_zero(store: TraceStore) -> TraceStore:
+    """The store's first slot alone (the router's first choice), as a top-1 store (views)."""
+    return TraceStore(
+        model=store.model, num_layers=store.num_layers, moe_layers=store.moe_layers, top_k=1,
+        num_experts=store.num_experts, request_ids=store.request_ids,
+        source_paths=store.source_paths, prefill_len=store.prefill_len,
+        decode_len=store.decode_len, token_offset=store.token_offset, ids=store.ids[:, :, :1],
+        cut_len=store.cut_len, cut_offset=store.cut_offset, cut_ids=store.cut_ids[:, :, :1],
+        decode_only=store.decode_only)
+
+
+def fit_leader(store: TraceStore, smoothing: float = 0.01) -> SynthModel:
+    """Fit the *leader* model of a top-k > 1 trace (what ``--like`` a top-k > 1 store uses).
+
+    What top-k routing adds to a top-1 trace is fitted on top of :func:`fit` as follows. Slot 0
+    of a row (the router's first choice, the *leader*) gets every table of :func:`fit`, fitted
+    on slot 0 alone: its popularity per stage (so the hottest expert's skew is that of the
+    first slot, not of all k), its layer-to-layer and token-to-token transitions and its repeat
+    share. The other ``k - 1`` experts of a row are drawn, distinct, from the *co-selection*
+    table ``P(x in the row's other slots | leader i)`` per stage and layer, so the experts a
+    token picks together, and hence the pair statistics, the spread of load over the k slots
+    and the layer and token locality of the whole row, follow the leader's. ``smoothing`` adds
+    that share of the stage's follower popularity to every co-selection row.
+
+    The followers also take the whole row's locality: their weights are the co-selection row
+    of the leader times ``row_layer`` (how much more often than its popularity an expert
+    follows the token's row at the previous layer, averaged over that row's k experts) times
+    ``row_token`` (the same for the previous token's leader), and the ``k - 1`` followers are
+    drawn without replacement in proportion to those weights (Gumbel top-k).
+    """
+    from .analysis import _stage_mask
+    if store.top_k < 2:
+        raise ValueError(f"fit_leader needs a top-k > 1 trace, not top-{store.top_k}")
+    leader = fit(_slot_zero(store), smoothing=smoothing)
+    experts, layers = store.num_experts, len(store.moe_layers)
+    ids = np.asarray(store.ids, np.int64)
+    decode = _stage_mask(store)
+    co = np.zeros((2, layers, experts, experts))
+    for s, rows in enumerate((~decode, decode)):
+        if not rows.any():
+            rows = np.ones_like(rows)  # a stage without rows uses both stages' (as fit does)
+        part = ids[rows]
+        for j in range(layers):
+            index = part[:, j, :1] * experts + part[:, j, 1:]
+            counts = np.bincount(index.reshape(-1), minlength=experts * experts)
+            counts = counts.reshape(experts, experts).astype(np.float64)
+            followers = _normalise(counts.sum(axis=0))
+            table = _conditional(counts, followers)
+            co[s, j] = (1 - smoothing) * table + smoothing * followers
+            np.fill_diagonal(co[s, j], 0.0)   # the leader is never its own follower
+    row_layer, row_token = _row_ratios(store, smoothing)
+    return attrs.evolve(leader, top_k=store.top_k, co_selection=_normalise(co),
+                        row_layer=row_layer, row_token=row_token)
+
+
+def _ratio(counts, popularity):
+    """Row-conditional of ``counts`` over ``popularity`` (how much likelier than by chance)."""
+    return _conditional(counts, popularity) / np.maximum(popularity, 1e-9)
+
+
+def _row_ratios(store, smoothing):
+    """``row_layer`` and ``row_token`` of :func:`fit_leader`, both ``(2, L, E, E)``."""
+    from .analysis import _stage_mask, layer_counts, layer_transition_counts
+    experts, layers = store.num_experts, len(store.moe_layers)
+    ids = np.asarray(store.ids, np.int64)
+    decode = _stage_mask(store)
+    follows = np.ones(store.num_rows, bool)
+    follows[store.token_offset[:-1][store.token_offset[:-1] < store.num_rows]] = False
+    row_layer = np.ones((2, layers, experts, experts))
+    row_token = np.ones((2, layers, experts, experts))
+    for s, stage in enumerate(("prefill", "decode")):
+        rows = decode if s else ~decode
+        if not rows.any():
+            rows, stage = np.ones_like(rows), "all"
+        pop = _normalise(layer_counts(store, stage).astype(np.float64))
+        after = np.flatnonzero(follows & rows)
+        for j in range(layers):
+            if j:
+                counts = layer_transition_counts(store, j - 1, stage)
+                row_layer[s, j] = (1 - smoothing) * _ratio(counts, pop[j]) + smoothing
+            index = ids[after - 1, j, :1] * experts + ids[after, j, :]
+            counts = np.bincount(index.reshape(-1), minlength=experts * experts)
+            row_token[s, j] = ((1 - smoothing) * _ratio(counts.reshape(experts, experts), pop[j])
+                               + smoothing)
+    return row_layer, row_token
+
+
 def reshape(fitted: SynthModel, model, seed: int = 0) -> SynthModel:
     """Map a fitted model onto another model shape (layers, experts, top-k) by rank.
 
@@ -166,6 +275,9 @@ def reshape(fitted: SynthModel, model, seed: int = 0) -> SynthModel:
     token_t = np.empty((2, layers_t, experts_t, experts_t))
     fitted_pops = np.stack([fitted.prefill_popularity, fitted.decode_popularity])
     diagonal = np.arange(experts_t)
+    co = None if fitted.co_selection is None else np.empty((2, layers_t, experts_t, experts_t))
+    row_layer = None if co is None else np.ones_like(co)
+    row_token = None if co is None else np.ones_like(co)
     previous = None   # source expert of every target expert at the previous target layer
     for j, s in enumerate(src_layer):
         order = np.argsort(-(fitted_pops[0, s] + fitted_pops[1, s]), kind="stable")
@@ -183,6 +295,14 @@ def reshape(fitted: SynthModel, model, seed: int = 0) -> SynthModel:
             tok[siblings] = 0.0
             tok[diagonal, diagonal] = fitted.token_transition[st, s][source_of, source_of]
             token_t[st, j] = tok
+            if co is not None:   # followers spread like transitions; never the leader itself
+                co[st, j] = fitted.co_selection[st, s][np.ix_(source_of, source_of)] * spread
+                co[st, j, diagonal, diagonal] = 0.0
+                # ratios to popularity need no spreading: the matched experts' own
+                row_token[st, j] = fitted.row_token[st, s][np.ix_(source_of, source_of)]
+                if j:
+                    row_layer[st, j] = fitted.row_layer[st, max(s, 1)][
+                        np.ix_(previous, source_of)]
             if j:
                 layer_t[st, j] = (fitted.layer_transition[st, max(s, 1)][
                     np.ix_(previous, source_of)] * spread)
@@ -194,7 +314,9 @@ def reshape(fitted: SynthModel, model, seed: int = 0) -> SynthModel:
         moe_layers=tuple(target.moe_layers), num_experts=experts_t, top_k=target.top_k,
         prefill_popularity=_normalise(pops[0]), decode_popularity=_normalise(pops[1]),
         layer_transition=_normalise(layer_t), token_transition=_normalise(token_t),
-        token_repeat=np.asarray(fitted.token_repeat)[:, src_layer].copy())
+        token_repeat=np.asarray(fitted.token_repeat)[:, src_layer].copy(),
+        co_selection=None if co is None else _normalise(co), row_layer=row_layer,
+        row_token=row_token)
 
 
 def builtin_model(model="llama4-maverick", seed: int = 0) -> SynthModel:
@@ -337,8 +459,12 @@ that the random stream, hence the output, does not depend on the machine."""
 
 
 def sample(synth: SynthModel, requests: int, seed: int = 0, progress: bool = False,
-           source: str = "synthetic") -> TraceStore:
+           source: str = "synthetic", *, prompt_lengths=None,
+           decode_lengths=None) -> TraceStore:
     """Draw ``requests`` requests from ``synth`` (seeded, deterministic).
+
+    ``prompt_lengths`` and ``decode_lengths`` (arrays of ``requests`` values), when given, fix
+    every request's lengths instead of drawing them from the model's samples.
 
     Requests are processed in chunks of about :data:`CHUNK_ROWS` rows, and inside a chunk layer
     after layer for every token at once, written straight into the preallocated ``ids``. One
@@ -350,8 +476,10 @@ def sample(synth: SynthModel, requests: int, seed: int = 0, progress: bool = Fal
     """
     rng = np.random.default_rng([seed, 3])
     layers, experts, top_k = len(synth.moe_layers), synth.num_experts, synth.top_k
-    prompt = rng.choice(synth.prompt_lengths, requests).astype(np.int64)
-    decode = np.minimum(rng.choice(synth.decode_lengths, requests), MAX_DECODE_STEPS)
+    prompt = (rng.choice(synth.prompt_lengths, requests) if prompt_lengths is None
+              else np.asarray(prompt_lengths)).astype(np.int64)
+    decode = np.minimum(rng.choice(synth.decode_lengths, requests) if decode_lengths is None
+                        else np.asarray(decode_lengths, np.int64), MAX_DECODE_STEPS)
     lengths = prompt + decode
     offset = np.concatenate([[0], np.cumsum(lengths)])
     rows = int(offset[-1])
@@ -373,28 +501,31 @@ def sample(synth: SynthModel, requests: int, seed: int = 0, progress: bool = Fal
         request_ids=[f"{source}/{i}" for i in range(requests)],
         source_paths=[source] * requests, prefill_len=prompt.astype(np.int32),
         decode_len=decode.astype(np.int32), token_offset=offset, ids=ids,
-        notes=f"synthetic ({source}), seed {seed}")
+        notes=f"synthetic ({source}), seed {seed}",
+        decode_only=not np.any(synth.prompt_lengths))   # fitted on a decode-only trace
 
 
 def _sample_chunk(out, lengths, prompt, synth, tables, rng):
     """Fill ``out`` (rows of whole requests, ``(n, L, k)``) layer by layer, slot-major."""
     n, layers, top_k = out.shape
     experts = synth.num_experts
+    leads = synth.co_selection is not None
+    chained_slots = 1 if leads else top_k   # the leader fit chains slot 0 only
     starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
     position = np.arange(n) - starts
     first = position == 0
     stage = (position >= np.repeat(prompt, lengths)).astype(np.int32)   # 0 prompt, 1 decode
     pop_row = tables.pop_base + stage * layers
     block_row = stage * (layers * experts)       # + j * experts + expert: a transition row
-    index = np.arange(top_k * n, dtype=np.int32)
+    index = np.arange(chained_slots * n, dtype=np.int32)
     previous = None
     for j in range(layers):
-        word = rng.integers(0, 1 << 32, size=(top_k, n), dtype=np.uint32)
+        word = rng.integers(0, 1 << 32, size=(chained_slots, n), dtype=np.uint32)
         entry = (word & np.uint32(tables.RESOLUTION - 1)).astype(np.int32)
         word >>= np.uint32(tables.SHIFT)
         from_token = word < tables.token_limit[stage, j]
         from_token &= ~first
-        table_row = np.broadcast_to(pop_row + j, (top_k, n))
+        table_row = np.broadcast_to(pop_row + j, (chained_slots, n))
         if previous is not None:
             from_layer = (word < tables.layer_limit[stage, j]) & ~from_token
             table_row = np.where(from_layer, previous + (block_row + (tables.layer_base
@@ -404,11 +535,17 @@ def _sample_chunk(out, lengths, prompt, synth, tables, rng):
         if from_token.any():
             _follow_chains(drawn.reshape(-1), from_token.reshape(-1), entry.reshape(-1),
                            np.broadcast_to(block_row + (tables.token_base + j * experts),
-                                           (top_k, n)).reshape(-1), index, tables)
-        if top_k > 1:
+                                           (chained_slots, n)).reshape(-1), index, tables)
+        if leads:
+            leader = drawn[0]
+            drawn = _followers(synth, stage, j, leader, out[:, j - 1, :] if j else None,
+                               first, top_k, rng)
+            previous = leader[None, :].astype(np.int32)   # the leader's layer chain
+        elif top_k > 1:
             _deduplicate(drawn, pop_row + j, tables, rng, experts)
         out[:, j, :] = drawn.T
-        previous = drawn.astype(np.int32)
+        if not leads:
+            previous = drawn.astype(np.int32)
 
 
 def _follow_chains(flat, chained, entry, token_row, index, tables):
@@ -427,6 +564,30 @@ def _follow_chains(flat, chained, entry, token_row, index, tables):
         part = slots[start:end]
         parent = flat.take(part - 1).astype(np.int32)
         flat[part] = tables.draw(token_row.take(part) + parent, entry.take(part))
+
+
+def _followers(synth, stage, layer, leader, previous_rows, first, top_k, rng):
+    """Rows ``(k, n)``: each token's leader, then ``k - 1`` distinct experts drawn without
+    replacement with the weights of :func:`fit_leader` (Gumbel top-k: the largest
+    ``log w + G``, ``G`` standard Gumbel noise, in decreasing order)."""
+    lead = leader.astype(np.int64)
+    weight = np.asarray(synth.co_selection)[stage, layer, lead]            # (n, E)
+    if previous_rows is not None:   # one slot at a time: (n, E) memory, not (n, k, E)
+        ratios = np.asarray(synth.row_layer)
+        mean = sum(ratios[stage, layer, previous_rows[:, m].astype(np.int64)]
+                   for m in range(previous_rows.shape[1]))
+        weight = weight * (mean / previous_rows.shape[1])
+    before = np.concatenate([[0], lead[:-1]])
+    token = np.asarray(synth.row_token)[stage, layer, before]
+    weight = weight * np.where(first[:, None], 1.0, token)
+    weight[np.arange(len(lead)), lead] = 0.0
+    with np.errstate(divide="ignore"):
+        key = np.log(weight) + rng.gumbel(size=weight.shape)
+    # the k - 1 largest keys (a linear partition), then in decreasing order
+    best = np.argpartition(-key, top_k - 2, axis=1)[:, :top_k - 1]
+    order = np.argsort(-np.take_along_axis(key, best, axis=1), axis=1, kind="stable")
+    chosen = np.take_along_axis(best, order, axis=1)
+    return np.concatenate([leader[None, :], chosen.T.astype(leader.dtype)])
 
 
 def _duplicates(block):
@@ -462,14 +623,28 @@ def _deduplicate(block, pop_row, tables, rng, experts):
     block[:, bad] = sub
 
 
+FITS = ("auto", "leader", "per-slot")
+"""How :func:`synthesize` fits ``like``: ``auto`` is ``leader`` (:func:`fit_leader`) for a
+top-k > 1 trace and ``per-slot`` (:func:`fit`, every slot alike) for a top-1 trace."""
+
+
 def synthesize(like: TraceStore | None = None, model=None, requests: int = 256,
-               seed: int = 0, progress: bool = False) -> TraceStore:
-    """A synthetic batch: fitted to ``like`` (or built in), in ``model``'s shape."""
+               seed: int = 0, progress: bool = False, fit_method: str = "auto") -> TraceStore:
+    """A synthetic batch: fitted to ``like`` (or built in), in ``model``'s shape.
+
+    ``fit_method`` is one of :data:`FITS`; ``leader`` needs a top-k > 1 ``like``.
+    """
+    if fit_method not in FITS:
+        raise ValueError(f"fit {fit_method!r}: expected one of {', '.join(FITS)}")
     if like is None:
         synth = builtin_model(model or "llama4-maverick", seed=seed)
         source = "builtin"
     else:
-        synth = fit(like)
+        leader = fit_method == "leader" or (fit_method == "auto" and like.top_k > 1)
+        if leader and like.top_k < 2:
+            raise ValueError(f"fit 'leader' needs a top-k > 1 trace to fit; the trace is "
+                             f"top-{like.top_k}")
+        synth = fit_leader(like) if leader else fit(like)
         source = f"like:{like.model or 'trace'}"
         if model is not None:
             synth = reshape(synth, model, seed=seed)
