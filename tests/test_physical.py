@@ -96,7 +96,8 @@ def test_outputs_record_the_switches(store):
 
 # ------------------------------------------------------------------ model shapes (SPEC 10)
 @pytest.mark.parametrize("name, kv", [("deepseek-v3", 1152), ("kimi-k2", 1152),
-                                      ("qwen3-235b", 2048), ("llama4-maverick", 4096)])
+                                      ("qwen3-235b", 2048), ("llama4-maverick", 4096),
+                                      ("gpt-oss-20b", 2048)])
 def test_kv_bytes_per_token_and_layer_are_the_spec_table(name, kv):
     assert load_model(name).kv_bytes_per_token_layer == kv
 

@@ -67,7 +67,8 @@ def register(subparsers) -> None:
                               "decode statistics (None: from-decode); noted in the store")
     convert.set_defaults(func=_convert)
 
-    analyze = commands.add_parser("analyze", help="statistics of SPEC section 8: JSON + PNG",
+    analyze = commands.add_parser("analyze", help="the paper's trace statistics "
+                                  "(docs/traces.md#analyses): JSON + PNG",
                                   formatter_class=_FORMATTER)
     analyze.add_argument("source", help="store file or any trace source")
     _add_output(analyze, "folder for summary.json and the plots")
