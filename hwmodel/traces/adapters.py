@@ -52,7 +52,9 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from .store import TraceError, TraceStore, stack_requests
+from .files import _file_key
+from .gptoss import read_gptoss_json, sniff_gptoss
+from .store import TraceError, TraceStore, store_from_requests
 
 __all__ = ["FORMATS", "detect_format", "read_deepseek_csv", "read_flame_csv", "read_format",
            "read_switch_csv", "read_vllm_jsonl"]
@@ -98,56 +100,6 @@ def _id_row(value, where, top_k):
         raise TraceError(f"{where}: {len(value)} expert ids {value!r}, expected top-k {top_k} "
                          "(the first row)")
     return value
-
-
-def _resolve(model, where, *, num_layers, moe_layers, top_k, largest, num_experts=None,
-             hint=None):
-    """``(name, num_layers, num_experts)`` of the store: the given model's (checked), a preset
-    matching the data exactly (or named by ``hint``), or the data's own shape."""
-    from ..models import MODEL_PRESETS, load_model
-    candidates = []
-    if model is not None:
-        candidates = [load_model(model)]
-    else:
-        for name in MODEL_PRESETS:
-            preset = load_model(name)
-            if hint is not None:
-                if any(hf.lower().endswith("/" + hint.lower()) for hf in preset.hf_ids):
-                    candidates = [preset]
-                    break
-            elif (tuple(preset.moe_layers) == tuple(moe_layers) and preset.top_k == top_k
-                  and num_layers <= preset.num_layers
-                  and (num_experts == preset.num_experts if num_experts
-                       else largest < preset.num_experts)):
-                candidates.append(preset)
-    if len(candidates) == 1:
-        found = candidates[0]
-        problems = []
-        if found.top_k != top_k:
-            problems.append(f"top-k {top_k}, the model has {found.top_k}")
-        if not set(moe_layers) <= set(found.moe_layers):
-            problems.append(f"MoE layers {list(moe_layers)} are not all among the model's")
-        if largest >= found.num_experts or (num_experts or 0) > found.num_experts:
-            problems.append(f"expert ids up to {max(largest, (num_experts or 0) - 1)}, the "
-                            f"model has {found.num_experts} experts")
-        if problems:
-            if model is None:  # a hint that does not fit: keep the data's own shape
-                return "", num_layers, num_experts or largest + 1
-            raise TraceError(f"{where}: contradicts model {found.name}: " + "; ".join(problems))
-        return found.name, found.num_layers, found.num_experts
-    return "", num_layers, num_experts or largest + 1
-
-
-def _store(requests, where, model, *, num_layers, moe_layers, top_k, notes, num_experts=None,
-           hint=None, decode_only=False):
-    largest = max((int(rows.max()) for _, _, pre, dec in requests for rows in (pre, dec)
-                   if rows.size), default=0)
-    name, num_layers, num_experts = _resolve(
-        model, where, num_layers=num_layers, moe_layers=moe_layers, top_k=top_k,
-        largest=largest, num_experts=num_experts, hint=hint)
-    return stack_requests(requests, model_name=name, num_layers=num_layers,
-                          moe_layers=tuple(moe_layers), num_experts=num_experts, top_k=top_k,
-                          notes=notes, decode_only=decode_only)
 
 
 # --------------------------------------------------------------------------- DeepSeek CSV
@@ -254,7 +206,7 @@ def read_deepseek_csv(source, model=None, limit: int | None = None) -> TraceStor
             break
     notes = ("deepseek-csv: prefill only (no decode steps), no router scores; token text "
              "checked, not kept")
-    return _store(requests, str(source), model, num_layers=layers[-1] + 1, moe_layers=layers,
+    return store_from_requests(requests, str(source), model, num_layers=layers[-1] + 1, moe_layers=layers,
                   top_k=top_k, notes=notes)
 
 
@@ -340,7 +292,7 @@ def read_vllm_jsonl(source, model=None, warmup_passes: int = 2,
              "(no request identity, so no prefill/decode split); one layer only "
              f"({layer}); weights not kept")
     hint = (str(meta.get("model_id", "")).split("/")[-1] or None) if meta else None
-    return _store(requests, str(path), model, num_layers=layer + 1, moe_layers=[layer],
+    return store_from_requests(requests, str(path), model, num_layers=layer + 1, moe_layers=[layer],
                   top_k=top_k, notes=notes, hint=hint)
 
 
@@ -446,7 +398,7 @@ def read_flame_csv(source, model=None, limit: int | None = None) -> TraceStore:
     notes = (f"flame-csv: {count} sequences x {length} tokens, prefill only (pretraining "
              "forward pass, no decode); dense layers absent; experts ordered by router score "
              "descending, ties by id; scores not kept")
-    return _store(requests, str(source), model, num_layers=order[-1] + 1, moe_layers=order,
+    return store_from_requests(requests, str(source), model, num_layers=order[-1] + 1, moe_layers=order,
                   top_k=top_k, num_experts=experts, notes=notes)
 
 
@@ -546,14 +498,13 @@ def read_switch_csv(source, model=None, limit: int | None = None) -> TraceStore:
         moe_layers = list(range(1, 2 * layers, 2))
     notes = ("switch-csv: decode only (no prefill), decoder MoE layers only (encoder absent), "
              f"recorded layers taken as {moe_layers}; logits and token ids checked, not kept")
-    return _store(requests, str(source), model, num_layers=moe_layers[-1] + 1,
+    return store_from_requests(requests, str(source), model, num_layers=moe_layers[-1] + 1,
                   moe_layers=moe_layers, top_k=1, num_experts=width, notes=notes,
                   decode_only=True)
 
 
 # ------------------------------------------------------------------------------ dispatch
 def _read_gptoss(source, model=None, limit=None, prefill="from-decode"):
-    from .gptoss import read_gptoss_json
     return read_gptoss_json(source, model=model, limit=limit, prefill=prefill)
 
 
@@ -605,7 +556,6 @@ def detect_format(source) -> str | None:
 def _sniff_json(source: Path) -> str | None:
     """``gpt-oss-json`` if the first JSON request of ``source`` (file or folder tree, not an
     archive) is a JSON object, else None."""
-    from .gptoss import sniff_gptoss
     if source.is_dir():
         source = _first_request(source)
         if source is None:
@@ -620,7 +570,6 @@ def _sniff_json(source: Path) -> str | None:
 def _first_request(folder: Path) -> Path | None:
     """The first ``.json``/``.json.gz`` file of ``folder`` in batch order, sub-folders included
     (archives are the dataset's: not looked into)."""
-    from .reader import _file_key
     entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
     files = sorted((p for p in entries if p.is_file() and p.name.endswith((".json", ".json.gz"))),
                    key=lambda p: _file_key(p.name))

@@ -38,7 +38,8 @@ import re
 import numpy as np
 import orjson
 
-from .store import TraceError, stack_requests
+from .files import MAX_REQUEST_BYTES, _gunzip, request_sources
+from .store import TraceError, stack_requests, store_from_requests
 
 __all__ = ["PREFILL_CHOICES", "read_gptoss_json", "sniff_gptoss"]
 
@@ -114,7 +115,6 @@ def parse_gptoss(raw: bytes, where: str, expect: dict):
     ``num_experts`` and ``origin`` (where they come from); missing ones are filled in from this
     request.
     """
-    from .reader import MAX_REQUEST_BYTES, _gunzip
     if raw[:2] == b"\x1f\x8b":
         raw = _gunzip(raw, where)
     if len(raw) > MAX_REQUEST_BYTES:
@@ -197,8 +197,6 @@ def read_gptoss_json(source, model=None, limit: int | None = None,
         A damaged file or routing entry, naming the file, the token and the layer.
     """
     from ..models import load_model
-    from .adapters import _store
-    from .reader import request_sources
     if prefill not in PREFILL_CHOICES:
         raise ValueError(f"prefill {prefill!r}: expected one of {', '.join(PREFILL_CHOICES)}")
     given = model is not None
@@ -219,7 +217,7 @@ def read_gptoss_json(source, model=None, limit: int | None = None,
     layers = expect["layers"]
     notes = ("gpt-oss-json: real decode steps of top-k routing; router probabilities checked, "
              "not kept; ")
-    store = _store(requests, str(source), found, num_layers=layers[-1] + 1, moe_layers=layers,
+    store = store_from_requests(requests, str(source), found, num_layers=layers[-1] + 1, moe_layers=layers,
                    top_k=expect["top_k"], notes=notes + "prefill not recorded: requests replayed "
                    "from their first decode step (prefill 'from-decode')", decode_only=True)
     if prefill == "synth":

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["ITERATION_CAP", "MAX_DECODE_STEPS", "STORE_VERSION", "TraceError", "TraceStore",
-           "stack_requests"]
+           "stack_requests", "store_from_requests"]
 
 ITERATION_CAP = 128
 """Iterations replayed per request: the prefill and 127 decode steps (SPEC section 6)."""
@@ -514,3 +514,55 @@ def stack_requests(requests, *, model_name, num_layers, moe_layers, num_experts,
         cut_offset=np.concatenate([[0], np.cumsum(np.array(cut_len, np.int64))]),
         cut_ids=np.concatenate(cut) if cut else empty, notes=notes,
         decode_only=decode_only)
+
+
+def _resolve(model, where, *, num_layers, moe_layers, top_k, largest, num_experts=None,
+             hint=None):
+    """``(name, num_layers, num_experts)`` of the store: the given model's (checked), a preset
+    matching the data exactly (or named by ``hint``), or the data's own shape."""
+    from ..models import MODEL_PRESETS, load_model
+    candidates = []
+    if model is not None:
+        candidates = [load_model(model)]
+    else:
+        for name in MODEL_PRESETS:
+            preset = load_model(name)
+            if hint is not None:
+                if any(hf.lower().endswith("/" + hint.lower()) for hf in preset.hf_ids):
+                    candidates = [preset]
+                    break
+            elif (tuple(preset.moe_layers) == tuple(moe_layers) and preset.top_k == top_k
+                  and num_layers <= preset.num_layers
+                  and (num_experts == preset.num_experts if num_experts
+                       else largest < preset.num_experts)):
+                candidates.append(preset)
+    if len(candidates) == 1:
+        found = candidates[0]
+        problems = []
+        if found.top_k != top_k:
+            problems.append(f"top-k {top_k}, the model has {found.top_k}")
+        if not set(moe_layers) <= set(found.moe_layers):
+            problems.append(f"MoE layers {list(moe_layers)} are not all among the model's")
+        if largest >= found.num_experts or (num_experts or 0) > found.num_experts:
+            problems.append(f"expert ids up to {max(largest, (num_experts or 0) - 1)}, the "
+                            f"model has {found.num_experts} experts")
+        if problems:
+            if model is None:  # a hint that does not fit: keep the data's own shape
+                return "", num_layers, num_experts or largest + 1
+            raise TraceError(f"{where}: contradicts model {found.name}: " + "; ".join(problems))
+        return found.name, found.num_layers, found.num_experts
+    return "", num_layers, num_experts or largest + 1
+
+
+def store_from_requests(requests, where, model, *, num_layers, moe_layers, top_k, notes,
+                        num_experts=None, hint=None, decode_only=False):
+    """The :class:`TraceStore` of a format reader's ``requests``, named after the given model
+    (checked against the data), a preset the data match, or the data's own shape."""
+    largest = max((int(rows.max()) for _, _, pre, dec in requests for rows in (pre, dec)
+                   if rows.size), default=0)
+    name, num_layers, num_experts = _resolve(
+        model, where, num_layers=num_layers, moe_layers=moe_layers, top_k=top_k,
+        largest=largest, num_experts=num_experts, hint=hint)
+    return stack_requests(requests, model_name=name, num_layers=num_layers,
+                          moe_layers=tuple(moe_layers), num_experts=num_experts, top_k=top_k,
+                          notes=notes, decode_only=decode_only)
