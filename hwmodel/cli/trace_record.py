@@ -22,7 +22,8 @@ def add_parser(commands, add_output, formatter) -> None:
         help="record a Hugging Face MoE model's expert selections (needs hwmodel[record])",
         description="Run prompts through a transformers MoE model with greedy decoding and "
                     "write the experts its routers selected, one request file per prompt "
-                    "(SPEC section 5). Needs: pip install 'hwmodel[record]'.")
+                    "(docs/traces.md#record-your-own-traces). "
+                    "Needs: pip install 'hwmodel[record]'.")
     record.add_argument("model", help="Hugging Face model id or local model folder")
     add_output(record, "folder; prompt i goes to <output>/<i>.json")
     prompts = record.add_mutually_exclusive_group(required=True)

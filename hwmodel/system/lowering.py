@@ -1,7 +1,7 @@
 """Lowering: the built wafer graph and a model become the event kernel's input tables.
 
 Every latency the kernel uses is read here from the component that owns it, die by die and link
-by link (SPEC section 6):
+by link (docs/replay.md):
 
 * a die's LLC hit, miss and write latencies and its set count (line = one slice) from its
   :class:`~hwmodel.components.llc.LLC`;

@@ -1,4 +1,4 @@
-"""The prediction path of every die, driven through the units' twins (SPEC section 3, flows 1-4):
+"""The prediction path of every die, driven through the units' twins (docs/rtl.md, flows 1-4):
 the Global CP's predictor fills each die's PDU table at a layer launch, a die's ATU redirects
 reads of a replicated expert, and after the layer the Local CPs report their copies."""
 
@@ -20,7 +20,7 @@ __all__ = ["PredictionUnits"]
 
 
 class PredictionUnits:
-    """The prediction path of every die, driven through its twins (SPEC section 3, flows 1-4).
+    """The prediction path of every die, driven through its twins (docs/rtl.md, flows 1-4).
 
     Per die: a :class:`PDUTwin` (its register table), a :class:`LocalCPTwin` that writes and
     asks that PDU, and one :class:`ATUTwin` per MoE layer (entries are indexed by expert id

@@ -1,4 +1,4 @@
-"""Trace replay on a wafer: the paper's strategies, measured (SPEC sections 6-7).
+"""Trace replay on a wafer: the paper's strategies, measured (docs/replay.md).
 
 The wafer is the component graph built by :func:`hwmodel.topologies.wafer.build_wafer`. It is
 lowered (:mod:`hwmodel.system.lowering`) into the event kernel's tables, die by die and link by
@@ -59,7 +59,7 @@ from .workload import Workload
 
 __all__ = ["ARTEFACT_NAMES", "STRATEGIES", "Replay", "ReplayParams", "ReplayResult"]
 
-#: The paper's five strategies (SPEC section 6), in the order of its Fig. 12.
+#: The paper's five strategies (docs/replay.md), in the order of its Fig. 12.
 STRATEGIES = PAPER_STRATEGIES
 
 

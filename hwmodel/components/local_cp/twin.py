@@ -1,6 +1,6 @@
 """Python twin of the Local CP, the per-die command processor.
 
-Per MoE layer the Local CP of a die (SPEC section 3, flow (1)-(4)):
+Per MoE layer the Local CP of a die (docs/rtl.md, flow (1)-(4)):
 
 1. writes its PDU table with the Global CP's prediction (``cp_en``) and the experts already held
    locally (``is_local``), as 16-bit register words;
