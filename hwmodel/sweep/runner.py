@@ -206,13 +206,35 @@ def _on_pool(tasks, jobs, commit):
 #: Seconds to wait for a Ray head at an address before calling it unreachable.
 RAY_CONNECT_TIMEOUT_S = 10.0
 
+#: What an HTTP/2 client sends first (RFC 9113, section 3.4): the connection preface, then an
+#: empty SETTINGS frame (9-byte header: length 0, type 0x4, flags 0, stream 0).
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+#: Frame type of SETTINGS, the first frame an HTTP/2 server sends (RFC 9113, section 3.4).
+_HTTP2_SETTINGS = 4
 
-def check_ray(address: str, timeout: float = RAY_CONNECT_TIMEOUT_S) -> None:
-    """Refuse ``--ray ADDRESS`` at once if Ray is not installed or nothing listens there.
+
+def _answers_grpc(connection) -> bool:
+    """Whether the peer of an open TCP ``connection`` speaks HTTP/2 as a gRPC server (a Ray
+    head's GCS, or a Ray Client server, is one): it answers the client preface with a SETTINGS
+    frame. Socket timeouts are the caller's (set on ``connection``)."""
+    connection.sendall(_HTTP2_PREFACE)
+    header = b""
+    while len(header) < 9:
+        chunk = connection.recv(9 - len(header))
+        if not chunk:
+            return False
+        header += chunk
+    return header[3] == _HTTP2_SETTINGS
+
+
+def check_ray(address: str, timeout: float | None = None) -> None:
+    """Refuse ``--ray ADDRESS`` at once if Ray is not installed or no Ray head answers there.
 
     ``auto`` and ``local`` are left to Ray (it finds or starts the cluster); an address
-    ``[ray://]HOST:PORT`` must accept a TCP connection within ``timeout`` seconds, since
-    ``ray.init`` would otherwise retry for minutes.
+    ``[ray://]HOST:PORT`` must accept a TCP connection and answer as a gRPC server (as a Ray
+    head does), each within ``timeout`` seconds, since ``ray.init`` would otherwise retry for
+    minutes, printing a log line per attempt. ``timeout`` None is
+    :data:`RAY_CONNECT_TIMEOUT_S`.
 
     Raises
     ------
@@ -230,13 +252,19 @@ def check_ray(address: str, timeout: float = RAY_CONNECT_TIMEOUT_S) -> None:
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"--ray {address!r}: expected 'auto', 'local' or HOST:PORT")
+    expected = "expected the address of a running Ray cluster"
+    timeout = RAY_CONNECT_TIMEOUT_S if timeout is None else timeout
     try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
+        with socket.create_connection((host, int(port)), timeout=timeout) as connection:
+            connection.settimeout(timeout)
+            grpc = _answers_grpc(connection)
     except OSError as error:
         reason = error.strerror or type(error).__name__
         raise ValueError(f"--ray {address}: no Ray head answers there ({reason} within "
-                         f"{timeout:g} s); expected the address of a running Ray cluster") \
-            from None
+                         f"{timeout:g} s); {expected}") from None
+    if not grpc:
+        raise ValueError(f"--ray {address}: something listens there but does not answer as a "
+                         f"Ray head (no gRPC reply); {expected}")
 
 
 def _on_ray(tasks, address, jobs, commit, log):
