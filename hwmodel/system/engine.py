@@ -780,8 +780,20 @@ class LayerKernel:
     def link_bytes(self) -> np.ndarray:
         return self.outputs.link_bytes
 
+    def use_tables(self, tables) -> None:
+        """Run the next layers on ``tables`` (the same wafer's, now with its route tables:
+        :func:`~hwmodel.system.lowering.with_routes`); the caches, resources and outputs
+        carry on."""
+        self.tables = tables
+        self.max_res = max(1, int(tables.route_len.max(initial=0)))
+        self._allocate(self._cap_chains)
+
     def _grow(self, chains: int) -> None:
-        cap = max(chains, 2 * self._cap_chains)
+        self._allocate(max(chains, 2 * self._cap_chains))
+
+    def _allocate(self, cap: int) -> None:
+        """Event, wait-queue and chain arrays for ``cap`` chains (between layers: they hold
+        nothing from one layer to the next)."""
         self._cap_chains = cap
         ev = 8 * cap + 64
         wq = 2 * cap + 16
