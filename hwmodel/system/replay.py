@@ -373,8 +373,8 @@ class _Run:
                                            num_experts=replay.E, slices=self.slices)
         if self.units is not None:
             self.units.report(layer)
-            if self.control is not None and len(dups):
-                self.control.reported(dups)
+            if self.control is not None:
+                self.control.reported(self.units.reports.values())
         if tap is not None:
             tap.after_layer(it, layer, counts, (task_e, task_d, task_t), dups)
         self.per_layer.append({"iteration": it, "layer": int(replay.store.moe_layers[layer]),
