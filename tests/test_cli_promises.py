@@ -170,7 +170,7 @@ def test_ray_address_that_is_not_a_ray_head_is_refused_within_the_bound(reply, w
     head = _FakeHead(reply)
     try:
         with pytest.raises(ValueError, match=f"--ray 127.0.0.1:{head.port}: .*{why}"):
-            runner.check_ray(f"127.0.0.1:{head.port}", timeout=0.5)
+            runner.check_ray(f"127.0.0.1:{head.port}", 0.5)   # seconds
     finally:
         head.close()
 
@@ -182,7 +182,7 @@ def test_ray_address_answering_http2_passes_the_check():
     from hwmodel.sweep import runner
     head = _FakeHead(HTTP2_SETTINGS)
     try:
-        runner.check_ray(f"ray://127.0.0.1:{head.port}", timeout=5)
+        runner.check_ray(f"ray://127.0.0.1:{head.port}", 5)   # seconds
     finally:
         head.close()
 
