@@ -31,3 +31,12 @@ def test_every_cited_docs_page_exists():
     assert pages, "no module cites a docs page"
     missing = sorted(p for p in pages if not (ROOT / "docs" / p).is_file())
     assert missing == []
+
+
+def test_no_docs_page_cites_a_spec_section():
+    """The pages and the README name the paper or a page instead (docs/traces.md is another
+    change's, as its modules are)."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    cited = [page.name for page in pages if page.name != "traces.md"
+             and re.search(r"SPEC\s+sections?\b|\bthe SPEC\b", page.read_text())]
+    assert cited == []
