@@ -1,5 +1,6 @@
 """Wafer faults: each strategy's throughput and hops with 0, 1, 2 and 4 dead dies and with one
-dead link on the busiest route (prints a table; not a test; SPEC section 10, no paper result).
+dead link on the busiest route (prints a table; not a test;
+docs/replay.md#overrides-and-faults, no paper result).
 
     python benchmarks/bench_faults.py                          # tsmc-sow, DeepSeek-V3 4096
     python benchmarks/bench_faults.py --requests 512 --wafer dojo

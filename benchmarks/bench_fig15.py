@@ -18,7 +18,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-#: The study's Fig. 15 overheads of host-CPU allocation (SPEC section 9), percent.
+#: The study's Fig. 15 overheads of host-CPU allocation (docs/rtl.md), percent.
 PAPER = {("dojo", "deepseek-v3"): (5.2, 6.4), ("dojo", "qwen3-235b"): (11.1, 14.2),
          ("dojo-enhanced", "deepseek-v3"): (19.3, 23.8),
          ("dojo-enhanced", "qwen3-235b"): (42.0, 51.6)}

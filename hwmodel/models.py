@@ -1,9 +1,9 @@
-"""Mixture-of-Experts model shapes (SPEC section 4) and their YAML presets.
+"""Mixture-of-Experts model shapes (docs/traces.md#models) and their YAML presets.
 
 A :class:`MoEModel` carries what the system model and the trace reader need to know about a
 model: its layers, which of them are MoE layers, the routed experts and top-k, the shape and size
-of one expert's weights, and the compute-utilisation table of the study's artefact (SPEC section
-6). Shared experts are not in the traces and not modelled in paper mode; physical mode
+of one expert's weights, and the compute-utilisation table of the study's artefact
+(docs/replay.md). Shared experts are not in the traces and not modelled in paper mode; physical mode
 (``docs/physical.md``) reads the attention shape, the dense layers and the shared experts, which
 the presets carry with their source (the checkpoint's ``config.json``).
 
@@ -158,7 +158,7 @@ class MoEModel:
     dtype_bytes, matrices_per_expert : int
         Bytes per weight (2, BF16) and weight matrices per expert (3: gate, up, down).
     compute_utilisation : tuple of UtilisationBucket
-        Token-count buckets -> share of peak compute (the artefact's table, SPEC section 6).
+        Token-count buckets -> share of peak compute (the artefact's table, docs/replay.md).
     hf_ids : tuple of str
         Hugging Face ids (``<org>/<model>``) of the checkpoints this shape describes.
     hbm_efficiency : float or None

@@ -1,4 +1,4 @@
-"""Parameter classes of the wafer and its dies, and the wafer presets of SPEC section 3.
+"""Parameter classes of the wafer and its dies, and the wafer presets of docs/graph.md.
 
 All are frozen, keyword-only attrs classes loaded from YAML with :mod:`hwmodel.config`, so an
 unknown key, a wrong type or an impossible value is an error naming the file and the YAML path
@@ -205,7 +205,7 @@ class WaferParams:
     them for one die (e.g. ``die_1_2: {hbm: {bandwidth_GBps: 10}}``); every link has
     ``die.d2d``, except where ``links`` does the same for one link (``link_3_4:
     {hop_latency_ns: 1000}``). ``dead_dies`` and ``dead_links`` are faults: nothing runs on,
-    is stored on or is routed through them (SPEC section 10).
+    is stored on or is routed through them (docs/replay.md#overrides-and-faults).
     """
     name: str = param("preset or user name", default="custom")
     mesh_x: int = param("dies along x", validator=mesh_dimension)

@@ -123,6 +123,85 @@ def test_ray_address_that_times_out_names_the_bound(monkeypatch):
         runner.check_ray("10.0.0.1")
 
 
+class _FakeHead:
+    """A TCP server on localhost that answers each connection's first bytes with ``reply``,
+    then closes it (``reply`` None: holds it open and never sends a byte)."""
+
+    def __init__(self, reply):
+        import socket
+        import threading
+        self.reply = reply
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.held = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                connection, _ = self.server.accept()
+            except OSError:
+                return
+            if self.reply is None:
+                self.held.append(connection)
+                continue
+            connection.recv(64)
+            connection.sendall(self.reply)
+            connection.close()
+
+    def close(self):
+        for connection in self.held:
+            connection.close()
+        self.server.close()
+
+
+# An HTTP/2 server's first frame (RFC 9113 3.4): an empty SETTINGS frame, as gRPC servers send.
+HTTP2_SETTINGS = bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
+@pytest.mark.parametrize(("reply", "why"), [
+    (None, "TimeoutError within 0.5 s"),                  # accepts, then says nothing
+    (b"HTTP/1.1 400 Bad Request\r\n\r\n", "does not answer as a Ray head"),
+    (b"", "does not answer as a Ray head"),                # closes at once
+])
+def test_ray_address_that_is_not_a_ray_head_is_refused_within_the_bound(reply, why):
+    pytest.importorskip("ray")
+    from hwmodel.sweep import runner
+    head = _FakeHead(reply)
+    try:
+        with pytest.raises(ValueError, match=f"--ray 127.0.0.1:{head.port}: .*{why}"):
+            runner.check_ray(f"127.0.0.1:{head.port}", 0.5)   # seconds
+    finally:
+        head.close()
+
+
+def test_ray_address_answering_http2_passes_the_check():
+    """The probe accepts what a gRPC server (a Ray head's GCS) answers, so a real head is
+    not refused."""
+    pytest.importorskip("ray")
+    from hwmodel.sweep import runner
+    head = _FakeHead(HTTP2_SETTINGS)
+    try:
+        runner.check_ray(f"ray://127.0.0.1:{head.port}", 5)   # seconds
+    finally:
+        head.close()
+
+
+def test_sweep_on_a_silent_address_is_one_line_within_the_bound(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("ray")
+    from hwmodel.sweep import runner
+    monkeypatch.setattr(runner, "RAY_CONNECT_TIMEOUT_S", 0.5)
+    head = _FakeHead(None)
+    try:
+        code = main(["sweep", str(tiny_grid(tmp_path)), "-o", str(tmp_path / "r.sqlite"),
+                     "--ray", f"127.0.0.1:{head.port}"])
+    finally:
+        head.close()
+    error_line(capsys, code, [f"--ray 127.0.0.1:{head.port}", "no Ray head answers there",
+                              "within 0.5 s"])
+    assert not (tmp_path / "r.sqlite").exists()
+
+
 @pytest.mark.parametrize(("text", "expected"), [
     ("hbm_efficiency: 0", ["replay.hbm_efficiency", "must be in (0, 1], not 0.0"]),
     ("hbm_efficiency: 2.0", ["replay.hbm_efficiency", "must be in (0, 1], not 2.0"]),

@@ -99,17 +99,17 @@ def test_resume_does_nothing_and_rerun_does_everything(reference):
 def test_run_key_follows_the_content_of_a_user_wafer(reference, tmp_path):
     (tmp_path / "w23.yaml").write_text(WAFER)
     (tmp_path / "grid.yaml").write_text(GRID.format(wafer="w23.yaml"))
-    keys = {t["key"] for t in prepare(load_grid(tmp_path / "grid.yaml"), reference / "cache")}
+    keys = {t.key for t in prepare(load_grid(tmp_path / "grid.yaml"), reference / "cache")}
     assert keys == {r[0] for r in _rows(reference / "r.sqlite")}  # same inputs, same keys
     (tmp_path / "w23.yaml").write_text(WAFER + "    d2d: {hop_latency_ns: 150.0}\n")
-    changed = {t["key"] for t in prepare(load_grid(tmp_path / "grid.yaml"), reference / "cache")}
+    changed = {t.key for t in prepare(load_grid(tmp_path / "grid.yaml"), reference / "cache")}
     assert len(keys & changed) == RUNS // 2  # only the dojo runs keep their keys
 
 
 def test_failed_run_is_recorded_and_the_others_go_on(tmp_path):
     grid = load_grid(_write_grid(tmp_path))
     tasks = prepare(grid, tmp_path / "cache")
-    broken = next(t["store"] for t in tasks if t["batch"] == 5)
+    broken = next(t.store for t in tasks if t.batch == 5)
     Path(broken).write_bytes(b"not a store")  # a corrupted cache entry: its runs fail
     outcome = run_sweep(grid, tmp_path / "r.sqlite", tmp_path / "cache", jobs=2, log=None)
     assert (outcome.executed, len(outcome.failures)) == (RUNS, RUNS // 2)
@@ -177,7 +177,7 @@ def test_retry_failed_runs_exactly_the_failed_runs(reference, tmp_path):
     the store then equals the uninterrupted sweep's."""
     grid = load_grid(_write_grid(tmp_path))
     tasks = prepare(grid, tmp_path / "cache")
-    broken = Path(next(t["store"] for t in tasks if t["batch"] == 5))
+    broken = Path(next(t.store for t in tasks if t.batch == 5))
     good = broken.read_bytes()
     broken.write_bytes(b"not a store")
     results = tmp_path / "r.sqlite"
@@ -207,7 +207,7 @@ def test_a_runs_key_changes_with_its_replay_parameters(tmp_path):
     def keys(params: str) -> set:
         (tmp_path / "g.yaml").write_text(GRID.replace("{{max_iterations: 2}}", params)
                                          .format(wafer="w23.yaml"))
-        return {t["key"] for t in prepare(load_grid(tmp_path / "g.yaml"), tmp_path / "cache")}
+        return {t.key for t in prepare(load_grid(tmp_path / "g.yaml"), tmp_path / "cache")}
     two = keys("{{max_iterations: 2}}")
     assert len(two) == RUNS
     assert not two & keys("{{max_iterations: 3}}")

@@ -11,6 +11,7 @@ import pytest
 from hwmodel.components.global_cp.allocator_rtl import allocator_cycle_model
 from hwmodel.components.global_cp.edt import home_dies
 from hwmodel.components.global_cp.sim import simulate_predict
+from hwmodel.components.local_cp.twin import LocalCPStats
 from hwmodel.config import ConfigError
 from hwmodel.models import load_model
 from hwmodel.params import load_wafer
@@ -117,13 +118,16 @@ def test_host_cpu_delay_by_hand(tiny):
 
 
 def test_copy_reports_are_paid_at_the_next_launch(tiny):
-    """pred (no allocation on the CP): 3 slice copies of expert 0 on die 1 and one of expert
-    1 on die 0 are 2 copied (die, expert) pairs, 2 SET_PRESENT cycles each; then the prefill
-    launch pays the EDT scan (E + 1 = 3) and one PDU word per die with tasks (2): 9 cycles,
+    """pred (no allocation on the CP): the Local CP of die 1 reports a copy of expert 0,
+    that of die 0 one of expert 1: 2 copied (die, expert) pairs, 2 SET_PRESENT cycles each;
+    then the prefill launch pays the EDT scan (E + 1 = 3) and one PDU word per die with tasks (2): 9 cycles,
     36 ns at 250 MHz; the reports are paid once."""
     path = control_path("global-cp", tiny[0], np.array([0, 1]), allocates=False, predicts=True,
                         params=ReplayParams())
-    path.reported(np.array([[1, 0, 0], [1, 0, 1], [1, 0, 2], [0, 1, 0]]))
+    path.reported([LocalCPStats(die=0, tasks=1, tokens=1, remote_tasks=1, duplications=1,
+                                duplicated_experts=(1,)),
+                   LocalCPStats(die=1, tasks=1, tokens=3, remote_tasks=1, duplications=1,
+                                duplicated_experts=(0,))])
     presence = np.eye(2, dtype=bool)
     launch = {"counts": np.array([1, 1]), "task_e": np.array([0, 1]),
               "task_d": np.array([1, 0]), "presence": presence, "decode": False}

@@ -22,7 +22,7 @@ def add_parser(commands, add_output, formatter) -> None:
         help="record a Hugging Face MoE model's expert selections (needs hwmodel[record])",
         description="Run prompts through a transformers MoE model with greedy decoding and "
                     "write the experts its routers selected, one request file per prompt "
-                    "(the study's request format, docs/traces.md). "
+                    "(docs/traces.md#record-your-own-traces). "
                     "Needs: pip install 'hwmodel[record]'.")
     record.add_argument("model", help="Hugging Face model id or local model folder")
     add_output(record, "folder; prompt i goes to <output>/<i>.json")

@@ -1,4 +1,4 @@
-"""Parameter classes of a GPU cluster and its presets (SPEC section 9).
+"""Parameter classes of a GPU cluster and its presets (docs/cluster.md).
 
 Frozen, keyword-only attrs classes loaded from YAML by :mod:`hwmodel.config`, so a bad key or
 value is an error naming the file and the YAML path (``cluster.gpu.peak_TFLOPS``). Units are in

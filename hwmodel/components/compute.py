@@ -1,7 +1,7 @@
 """A die's streaming multiprocessors, seen as one compute unit, as a node of the graph.
 
 The analytical behaviour (GEMM time per expert slice from the peak throughput and a utilisation
-table, SPEC section 6) is added to this class by the system model; this module declares its
+table, docs/replay.md) is added to this class by the system model; this module declares its
 place in the graph: its ports and parameters.
 """
 
@@ -44,7 +44,7 @@ class Compute(Component):
         self.add_port(Port("cmd", "in", "cmd", message="Task",
                            doc="tasks from the Local CP"))
 
-    # ---- analytical model (SPEC section 6) ----------------------------------------------
+    # ---- analytical model (docs/replay.md) ----------------------------------------------
     def slice_latency_ns(self, tokens: int, model) -> int:
         """GEMM time of ``tokens`` tokens on one weight matrix of an expert of ``model``:
         ``ceil(2 x hidden x ffn x tokens / (peak x u(tokens)))`` ns, with the model's

@@ -6,7 +6,7 @@ carrying latency and bandwidth) that also carries the :class:`D2DParams` and its
 mesh: one router port per existing mesh neighbour; the die builder places the ATU and the PDU
 inside it.
 
-The network latency of a message (SPEC section 6) lives here, once:
+The network latency of a message (docs/replay.md) lives here, once:
 :func:`message_latency_ns` is the formula, ``sum(hop latency) + ceil(bytes / slowest rate)``;
 :meth:`D2DLink.transfer_latency_ns` applies it to a path of links of one kind, and the replay's
 lowering (:mod:`hwmodel.system.lowering`) compiles the same function and applies it to every
@@ -71,7 +71,7 @@ class D2DLink(Link):
         out.update(index=self.index, dies=self.dies)
         return out
 
-    # ---- analytical model (SPEC section 6) ----------------------------------------------
+    # ---- analytical model (docs/replay.md) ----------------------------------------------
     def transfer_latency_ns(self, hops: int, nbytes: float) -> int:
         """Latency of a message over ``hops`` links of this kind:
         ``hop_latency x hops + ceil(bytes / (bw x eff))`` (cut-through: the payload streams

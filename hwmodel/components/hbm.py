@@ -1,7 +1,7 @@
 """A die's high-bandwidth memory (HBM) as a node of the component graph.
 
 The class holds the memory's place in the graph (its ports and parameters) and its analytical
-behaviour (SPEC section 6): the read or write latency of a transfer,
+behaviour (docs/replay.md): the read or write latency of a transfer,
 ``latency + ceil(bytes / (bandwidth x efficiency))``, and the usable capacity. The replay's
 lowering (:mod:`hwmodel.system.lowering`) reads each die's latencies from here.
 """
@@ -46,7 +46,7 @@ class HBM(Component):
         self.add_port(Port("d2d", "in", "mem",
                            doc="remote reads and replica writes via the D2D controller"))
 
-    # ---- analytical model (SPEC section 6) ----------------------------------------------
+    # ---- analytical model (docs/replay.md) ----------------------------------------------
     def effective_bandwidth_GBps(self, efficiency: float | None = None) -> float:
         """Bandwidth achieved: peak x efficiency (``efficiency`` overrides the parameter)."""
         eff = self.params.efficiency if efficiency is None else efficiency

@@ -1,7 +1,7 @@
 """A die's last-level cache (LLC) as a node of the component graph.
 
 The class holds the cache's place in the graph (its ports and parameters, hit, miss and write
-latencies among them) and its analytical geometry (SPEC section 3): the set count for a line of
+latencies among them) and its analytical geometry (docs/rtl.md): the set count for a line of
 one slice. :class:`SetAssociativeLRU` is the reference of its replacement (set-associative LRU
 over expert slices), which the replay's compiled kernel (:mod:`hwmodel.system.engine`) runs for
 all dies at once; the lowering reads each die's latencies and geometry from here.
@@ -51,7 +51,7 @@ class LLC(Component):
         self.add_port(Port("miss_addr", "out", "addr", width=48,
                            doc="remote-expert miss addresses for ATU translation"))
 
-    # ---- analytical model (SPEC section 3) ----------------------------------------------
+    # ---- analytical model (docs/rtl.md) ----------------------------------------------
     def num_sets(self, line_bytes: float) -> int:
         """Sets of the cache when a line holds ``line_bytes`` (one slice): at least 1, as in
         the artefact (``capacity // (ways x line)``; Llama-4's 80 MiB slice gives 1 set)."""

@@ -1,6 +1,6 @@
 """The reproduction report of a sweep: PNG figures and one self-contained HTML page.
 
-Figures (SPEC section 7 is the source of the published numbers each is set beside):
+Figures (docs/sweep.md#the-report is the source of the published numbers each is set beside):
 
 * Fig. 12: throughput over ``base`` per model and mesh, with the averages;
 * hop reduction over ``base``;
@@ -30,7 +30,7 @@ __all__ = ["PUBLISHED", "comparisons", "load_results", "write_report"]
 MODEL_LABELS = {"deepseek-v3": "DeepSeek", "kimi-k2": "Kimi", "llama4-maverick": "Llama-4",
                 "qwen3-235b": "Qwen"}
 
-#: SPEC section 7 (paper v5, real traces, batches 4096/8192/16384): quantity -> value.
+#: docs/sweep.md#the-report (paper v5, real traces, batches 4096/8192/16384): quantity -> value.
 PUBLISHED = {
     ("speedup", "allo+pred", None): 6.63, ("speedup", "allo", None): 6.3,
     ("speedup", "pred", None): 3.0,
@@ -337,7 +337,7 @@ pre{white-space:pre-wrap}.far{background:#fde2e2}.near{background:#e2f5e2}"""
 
 FIGURES = (
     ("fig12.png", "Fig. 12: throughput over base", fig12,
-     ("Published (SPEC section 7): allo+pred 6.63x on average (DeepSeek 7.0, Kimi 8.2, "
+     ("Published (docs/sweep.md#the-report): allo+pred 6.63x on average (DeepSeek 7.0, Kimi 8.2, "
      "Llama-4 7.3, Qwen 4.1; dojo 6.0, tsmc-sow 7.5), allo 6.3x, pred 3.0x.")),
     ("hops.png", "Hop reduction over base", hop_reduction,
      ("Published: pred 4.5x, allo 142x, allo+pred more than 213x. The bars and their "
@@ -346,7 +346,7 @@ FIGURES = (
       "'average' bar is the mean of the per-configuration bars, while a ratio of summed "
       "hops is dominated by the runs with the most hops (the largest batches).")),
     ("fig14.png", "Fig. 14: DRAM reads and writes by kind", fig14,
-     "SPEC section 7 gives no DRAM figures to compare against; shown for inspection."),
+     "docs/sweep.md#the-report gives no DRAM figures to compare against; shown for inspection."),
     ("batch.png", "Scaling with batch size", batch_scaling,
      "Published: allo+pred is 1.44x ep at batch 16384 and about equal to ep at 4096."),
     ("links.png", "Link heat maps", link_heat_maps,

@@ -20,11 +20,15 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 
+import attrs
+
+from ..cli.runs import ReplayJob
 from .cache import trace_store
 from .grid import Grid
 from .store import ResultsStore
 
-__all__ = ["Progress", "SweepOutcome", "check_ray", "execute_run", "prepare", "run_sweep"]
+__all__ = ["Progress", "SweepOutcome", "SweepTask", "check_ray", "execute_run", "prepare",
+           "run_sweep"]
 
 
 def _version() -> str:
@@ -47,7 +51,89 @@ def _inputs(run, trace_sha256) -> dict:
             "hwmodel": _version()}
 
 
-def prepare(grid: Grid, cache_dir, log=None) -> list[dict]:
+@attrs.frozen
+class SweepTask:
+    """One run of a sweep: the typed :class:`~hwmodel.cli.runs.ReplayJob` that
+    ``hwmodel replay`` runs, plus what the results store records of it.
+
+    The job carries the wafer and replay parameters decoded from the very inputs the key
+    hashes (nothing is loaded again by name in a worker), and reads the run's cached trace
+    store. Tasks pickle to the pool's workers and to Ray.
+
+    Members
+    -------
+    key : str
+        SHA-256 of :attr:`inputs`: the run's identity in the results store.
+    inputs : str
+        Every input of the run as sorted JSON (:func:`_inputs`).
+    job : ReplayJob
+        Its trace is the cached store's path, its wafer name the wafer's own name.
+    trace_label : str
+        The trace as the grid names it.
+    trace_sha256 : str
+        Digest of the cached trace store.
+    wafer_source : str
+        The wafer as the grid names it (preset or YAML path).
+    params_text : str
+        The grid's replay parameters of the run, as sorted JSON (the store's ``params``).
+    ignore_capacity : bool
+        Run even if the model's experts exceed the wafer's usable HBM.
+    """
+
+    key: str
+    inputs: str = attrs.field(repr=False)
+    job: ReplayJob
+    trace_label: str
+    trace_sha256: str
+    wafer_source: str
+    params_text: str
+    ignore_capacity: bool = False
+
+    @property
+    def store(self) -> str:
+        """Path of the run's cached trace store."""
+        return self.job.trace
+
+    @property
+    def batch(self) -> int:
+        return self.job.batch
+
+    @property
+    def strategy(self) -> str:
+        return self.job.strategy
+
+    @property
+    def wafer(self) -> str:
+        """The wafer's own name (results name a wafer by it, not by its YAML's path)."""
+        return self.job.wafer_name
+
+    def record(self) -> dict:
+        """The identifying columns of the run's ``runs`` record."""
+        return {"key": self.key, "model": self.job.model, "trace": self.trace_label,
+                "trace_sha256": self.trace_sha256, "batch": self.batch, "wafer": self.wafer,
+                "strategy": self.strategy, "params": self.params_text, "inputs": self.inputs}
+
+
+def _task(run, grid: Grid, path, digest) -> SweepTask:
+    """The task of one grid run whose trace store is cached at ``path`` (digest ``digest``)."""
+    from ..config import from_dict
+    from ..params import WaferParams
+    from ..system import ReplayParams
+    inputs = _inputs(run, digest)
+    text = json.dumps(inputs, sort_keys=True)
+    job = ReplayJob(trace=str(path), batch=run.trace.batch, model=run.trace.model,
+                    wafer_name=inputs["wafer"]["name"],
+                    wafer=from_dict(WaferParams, inputs["wafer"], path="wafer"),
+                    strategy=run.strategy,
+                    params=from_dict(ReplayParams, inputs["replay"], path="sweep.params"))
+    return SweepTask(key=hashlib.sha256(text.encode()).hexdigest(), inputs=text, job=job,
+                     trace_label=run.trace.label(), trace_sha256=digest,
+                     wafer_source=run.wafer,
+                     params_text=json.dumps(run.params_dict(), sort_keys=True),
+                     ignore_capacity=grid.ignore_capacity)
+
+
+def prepare(grid: Grid, cache_dir, log=None) -> list[SweepTask]:
     """The grid's tasks: per run its key, inputs and cached trace store (built if absent)."""
     stores = {}
     tasks = []
@@ -56,48 +142,32 @@ def prepare(grid: Grid, cache_dir, log=None) -> list[dict]:
             if log:
                 print(f"trace store: {run.trace.label()}", file=log, flush=True)
             stores[run.trace] = trace_store(run.trace, cache_dir)
-        path, digest = stores[run.trace]
-        inputs = _inputs(run, digest)
-        text = json.dumps(inputs, sort_keys=True)
-        # results name a wafer by its own name, not by where its YAML happened to be
-        tasks.append({"key": hashlib.sha256(text.encode()).hexdigest(), "inputs": text,
-                      "store": str(path), "model": run.trace.model,
-                      "wafer": inputs["wafer"]["name"], "wafer_source": run.wafer,
-                      "strategy": run.strategy, "params": json.dumps(run.params_dict(),
-                                                                    sort_keys=True),
-                      "trace": run.trace.label(), "trace_sha256": digest,
-                      "batch": run.trace.batch, "ignore_capacity": grid.ignore_capacity})
+        tasks.append(_task(run, grid, *stores[run.trace]))
     return tasks
 
 
-def _replay(task):
-    """The run of ``task``, from the very inputs its key hashes: the wafer and model
-    parameters and replay parameters of :func:`_inputs` (nothing is loaded again by name)."""
+def _replay(task: SweepTask):
+    """The run of ``task``: its job on the wafer built once from the parameters it carries
+    and the model decoded from its inputs (nothing is loaded again by name)."""
     from ..config import from_dict
     from ..models import MoEModel
-    from ..params import WaferParams
-    from ..system import Replay, ReplayParams
     from ..system.capacity import check_run
     from ..topologies.wafer import build_wafer
     from ..traces import TraceStore
-    inputs = json.loads(task["inputs"])
-    wafer = build_wafer(from_dict(WaferParams, inputs["wafer"], path="wafer"))
-    model = from_dict(MoEModel, inputs["model"], path="model")
-    store = TraceStore.load(task["store"])
+    wafer = build_wafer(task.job.wafer)
+    model = from_dict(MoEModel, json.loads(task.inputs)["model"], path="model")
+    store = TraceStore.load(task.store)
     # the checks 'hwmodel replay' makes: a run it would refuse is stored as failed, not ok
-    check_run(model, wafer, store, task["batch"], task["trace"],
-              ignore_capacity=task.get("ignore_capacity", False))
-    replay = Replay(wafer=wafer, model=model, store=store,
-                    params=from_dict(ReplayParams, inputs["replay"], path="sweep.params"))
-    return replay.run(task["strategy"])
+    check_run(model, wafer, store, task.batch, task.trace_label,
+              ignore_capacity=task.ignore_capacity)
+    return task.job.run(opened=(store, model), built=wafer)
 
 
-def execute_run(task: dict) -> tuple[dict, dict]:
+def execute_run(task: SweepTask) -> tuple[dict, dict]:
     """Run one task; returns its ``runs`` record and its ``costs`` record. Never raises for
     a failing replay: the error is the record (one line, exception type first)."""
     start = time.perf_counter()
-    record = {name: task[name] for name in ("key", "model", "trace", "trace_sha256", "batch",
-                                            "wafer", "strategy", "params", "inputs")}
+    record = task.record()
     record["hwmodel_version"] = _version()
     try:
         result = _replay(task)
@@ -181,7 +251,7 @@ def _init_worker(parent: int) -> None:
 def _heaviest_first(tasks):
     # prediction runs and big batches take longest: start them first so the workers end together
     from ..system import get_strategy
-    return sorted(tasks, key=lambda t: (not get_strategy(t["strategy"]).predicts, -t["batch"]))
+    return sorted(tasks, key=lambda t: (not get_strategy(t.strategy).predicts, -t.batch))
 
 
 def _on_pool(tasks, jobs, commit):
@@ -206,13 +276,35 @@ def _on_pool(tasks, jobs, commit):
 #: Seconds to wait for a Ray head at an address before calling it unreachable.
 RAY_CONNECT_TIMEOUT_S = 10.0
 
+#: What an HTTP/2 client sends first (RFC 9113, section 3.4): the connection preface, then an
+#: empty SETTINGS frame (9-byte header: length 0, type 0x4, flags 0, stream 0).
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+#: Frame type of SETTINGS, the first frame an HTTP/2 server sends (RFC 9113, section 3.4).
+_HTTP2_SETTINGS = 4
 
-def check_ray(address: str, timeout: float = RAY_CONNECT_TIMEOUT_S) -> None:
-    """Refuse ``--ray ADDRESS`` at once if Ray is not installed or nothing listens there.
+
+def _answers_grpc(connection) -> bool:
+    """Whether the peer of an open TCP ``connection`` speaks HTTP/2 as a gRPC server (a Ray
+    head's GCS, or a Ray Client server, is one): it answers the client preface with a SETTINGS
+    frame. Socket timeouts are the caller's (set on ``connection``)."""
+    connection.sendall(_HTTP2_PREFACE)
+    header = b""
+    while len(header) < 9:
+        chunk = connection.recv(9 - len(header))
+        if not chunk:
+            return False
+        header += chunk
+    return header[3] == _HTTP2_SETTINGS
+
+
+def check_ray(address: str, timeout: float | None = None) -> None:
+    """Refuse ``--ray ADDRESS`` at once if Ray is not installed or no Ray head answers there.
 
     ``auto`` and ``local`` are left to Ray (it finds or starts the cluster); an address
-    ``[ray://]HOST:PORT`` must accept a TCP connection within ``timeout`` seconds, since
-    ``ray.init`` would otherwise retry for minutes.
+    ``[ray://]HOST:PORT`` must accept a TCP connection and answer as a gRPC server (as a Ray
+    head does), each within ``timeout`` seconds, since ``ray.init`` would otherwise retry for
+    minutes, printing a log line per attempt. ``timeout`` None is
+    :data:`RAY_CONNECT_TIMEOUT_S`.
 
     Raises
     ------
@@ -230,13 +322,19 @@ def check_ray(address: str, timeout: float = RAY_CONNECT_TIMEOUT_S) -> None:
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"--ray {address!r}: expected 'auto', 'local' or HOST:PORT")
+    expected = "expected the address of a running Ray cluster"
+    timeout = RAY_CONNECT_TIMEOUT_S if timeout is None else timeout
     try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
+        with socket.create_connection((host, int(port)), timeout=timeout) as connection:
+            connection.settimeout(timeout)
+            grpc = _answers_grpc(connection)
     except OSError as error:
         reason = error.strerror or type(error).__name__
         raise ValueError(f"--ray {address}: no Ray head answers there ({reason} within "
-                         f"{timeout:g} s); expected the address of a running Ray cluster") \
-            from None
+                         f"{timeout:g} s); {expected}") from None
+    if not grpc:
+        raise ValueError(f"--ray {address}: something listens there but does not answer as a "
+                         f"Ray head (no gRPC reply); {expected}")
 
 
 def _on_ray(tasks, address, jobs, commit, log):
@@ -258,8 +356,8 @@ def _on_ray(tasks, address, jobs, commit, log):
                 # a worker or node lost beyond Ray's retries: the run stays missing, so the
                 # next sweep does it; the others go on
                 if log:
-                    print(f"lost on Ray (not stored): {task['trace']} {task['wafer']} "
-                          f"{task['strategy']}: {type(error).__name__}", file=log, flush=True)
+                    print(f"lost on Ray (not stored): {task.trace_label} {task.wafer} "
+                          f"{task.strategy}: {type(error).__name__}", file=log, flush=True)
     finally:
         ray.shutdown()
 
@@ -282,7 +380,7 @@ def _select(tasks, recorded, rerun, retry_failed):
     if rerun:
         return tasks
     keep = {"ok"} if retry_failed else {"ok", "failed"}
-    return [t for t in tasks if recorded.get(t["key"]) not in keep]
+    return [t for t in tasks if recorded.get(t.key) not in keep]
 
 
 def run_sweep(grid: Grid, results, cache_dir, *, jobs: int | None = None,

@@ -1,4 +1,4 @@
-"""The wafer system model: trace replay of the paper's five strategies (SPEC sections 6-7).
+"""The wafer system model: trace replay of the paper's five strategies (docs/replay.md).
 
 See :mod:`hwmodel.system.replay` (the replay loop), :mod:`hwmodel.system.lowering` (wafer graph
 -> kernel tables), :mod:`hwmodel.system.strategies` (the strategy registry),

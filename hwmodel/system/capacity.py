@@ -1,10 +1,10 @@
 """Does a model's expert set fit a wafer's HBM?
 
-Every routed expert of every MoE layer lives in some die's HBM (SPEC section 6: experts are
+Every routed expert of every MoE layer lives in some die's HBM (docs/replay.md: experts are
 spread over the dies). A model whose experts need more bytes than the usable HBM of all dies
 (capacity minus the reserved share) cannot be served by that wafer; replaying it anyway gives a
 silent wrong answer, so the command line refuses it with :func:`check_experts_fit`. Dead dies
-store nothing (SPEC section 10), so only the live dies' HBM counts.
+store nothing (docs/replay.md#overrides-and-faults), so only the live dies' HBM counts.
 
 :func:`check_run` is the one check of a run's inputs that ``hwmodel replay`` and
 ``hwmodel sweep`` both make: a trace holding the requested batch, a model that fits the wafer.

@@ -205,11 +205,11 @@ class ControlPath:
         delay (``control_<stage>_delay_ns``)."""
         return dict(sorted(self.totals.items()))
 
-    def reported(self, dups) -> None:
-        """The Local CPs report the layer's copies (``dups`` rows: die, expert, slice): one
-        ``SET_PRESENT`` per copied (die, expert), paid at the next launch."""
-        self.pending_reports = len(np.unique(np.asarray(dups)[:, :2], axis=0)) if len(
-            dups) else 0
+    def reported(self, reports) -> None:
+        """The Local CPs' reports of the layer (:class:`LocalCPStats`, one per die with
+        tasks): one ``SET_PRESENT`` per expert a die reports copied, paid at the next
+        launch."""
+        self.pending_reports = sum(len(stats.duplicated_experts) for stats in reports)
 
 
 def control_path(mode: str, wafer, home, *, allocates: bool, predicts: bool,

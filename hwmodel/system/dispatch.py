@@ -40,7 +40,7 @@ class TokenDispatch:
     def __init__(self, replay):
         model, store = replay.model, replay.store
         live = replay.live_dies
-        self.route_len = np.asarray(replay.tables.route_len, np.int64)
+        self.route_len = np.asarray(replay.routed_tables().route_len, np.int64)
         self.token_bytes = model.hidden_dim * model.dtype_bytes
         self.layer_die = live[np.asarray(store.moe_layers, np.int64) % len(live)]
         self.request_die = live[np.arange(len(store)) % len(live)]

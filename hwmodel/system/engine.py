@@ -1,7 +1,7 @@
 """Compiled event kernel of the replay: one MoE layer (one barrier interval) per call.
 
 The Python layer (:mod:`hwmodel.system.replay`) owns strategies, twins and statistics; this
-module owns the discrete-event simulation of the per-slice chains of SPEC section 6 over flat
+module owns the discrete-event simulation of the per-slice chains of docs/replay.md over flat
 arrays, compiled with numba. Semantics (chosen to agree event for event with the study's
 artefact, see docs/replay.md):
 
@@ -285,7 +285,7 @@ class DieStat(enum.IntEnum):
 
 class LayerStat(enum.IntEnum):
     """Named slots of :attr:`Outputs.layer_stats` (float64): the artefact's per-layer
-    statistics, summed over the layers in order (SPEC section 6 outputs)."""
+    statistics, summed over the layers in order (docs/replay.md outputs)."""
     BUSY_SUM = 0            # sum over layers and dies of (last chain end - first start)
     BUSY_BOUND = 1          # sum over layers of (longest die's busy time x dies)
     MAX_OVER_MIN = 2        # sum over layers of max / min busy time of the working dies
@@ -308,7 +308,7 @@ class Tasks(NamedTuple):
 
 
 class Prediction(NamedTuple):
-    """The units' decisions the data path follows (SPEC section 3, flows 2-3), made at the
+    """The units' decisions the data path follows (docs/rtl.md, flows 2-3), made at the
     layer's launch (:class:`hwmodel.system.prediction.PredictionUnits`)."""
     enabled: bool                # reads may be served by replicas
     copy_ok: bool                # arriving slices may be copied (decode only)
@@ -780,8 +780,20 @@ class LayerKernel:
     def link_bytes(self) -> np.ndarray:
         return self.outputs.link_bytes
 
+    def use_tables(self, tables) -> None:
+        """Run the next layers on ``tables`` (the same wafer's, now with its route tables:
+        :func:`~hwmodel.system.lowering.with_routes`); the caches, resources and outputs
+        carry on."""
+        self.tables = tables
+        self.max_res = max(1, int(tables.route_len.max(initial=0)))
+        self._allocate(self._cap_chains)
+
     def _grow(self, chains: int) -> None:
-        cap = max(chains, 2 * self._cap_chains)
+        self._allocate(max(chains, 2 * self._cap_chains))
+
+    def _allocate(self, cap: int) -> None:
+        """Event, wait-queue and chain arrays for ``cap`` chains (between layers: they hold
+        nothing from one layer to the next)."""
         self._cap_chains = cap
         ev = 8 * cap + 64
         wq = 2 * cap + 16

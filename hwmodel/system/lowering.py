@@ -1,7 +1,7 @@
 """Lowering: the built wafer graph and a model become the event kernel's input tables.
 
 Every latency the kernel uses is read here from the component that owns it, die by die and link
-by link (SPEC section 6):
+by link (docs/replay.md):
 
 * a die's LLC hit, miss and write latencies and its set count (line = one slice) from its
   :class:`~hwmodel.components.llc.LLC`;
@@ -36,8 +36,8 @@ from ..components.global_cp import (
 )
 from ..config import ConfigError
 
-__all__ = ["Tables", "allocator_costs", "check_unit_sizes", "hbm_efficiencies",
-           "home_placement", "lower"]
+__all__ = ["Tables", "allocator_costs", "check_unit_sizes", "has_routes", "hbm_efficiencies",
+           "home_placement", "lower", "with_routes"]
 
 
 class Tables(NamedTuple):
@@ -152,16 +152,68 @@ def _route_latency(start, flat, hop_ns, rate, num_dies, nbytes):
     return out
 
 
+def _refuse_cut(mesh, src: int, dst: int) -> None:
+    raise ConfigError("dead_dies/dead_links",
+                      f"no live route from {mesh.die_name(src)} to {mesh.die_name(dst)} "
+                      f"on {mesh!r}; expected every two live dies to be joined")
+
+
 def _check_connected(mesh, length: np.ndarray) -> None:
     """Every two live dies of ``mesh`` are joined by a live route (else name two that are
     not: the graph's liveness may have been changed after the parameters were checked)."""
     alive = mesh.die_alive
     cut = np.argwhere((length < 0) & alive[:, None] & alive[None, :])
     if len(cut):
-        src, dst = (int(d) for d in cut[0])
-        raise ConfigError("dead_dies/dead_links",
-                          f"no live route from {mesh.die_name(src)} to {mesh.die_name(dst)} "
-                          f"on {mesh!r}; expected every two live dies to be joined")
+        _refuse_cut(mesh, *(int(d) for d in cut[0]))
+
+
+def _check_live_dies_joined(mesh) -> None:
+    """:func:`_check_connected` without route tables: a breadth-first search over the live
+    links from the first live die. It names the same two dies (the first live die and the
+    first live die it cannot reach), since links are undirected."""
+    alive = mesh.die_alive
+    live = np.flatnonzero(alive)
+    if len(live) == 0:
+        return
+    neighbours: list[list[int]] = [[] for _ in range(mesh.num_dies)]
+    for (a, b), up in zip(mesh.links, mesh.link_alive):
+        if up and alive[a] and alive[b]:
+            neighbours[a].append(b)
+            neighbours[b].append(a)
+    reached = np.zeros(mesh.num_dies, np.bool_)
+    frontier = [int(live[0])]
+    reached[live[0]] = True
+    while frontier:
+        following = []
+        for die in frontier:
+            for other in neighbours[die]:
+                if not reached[other]:
+                    reached[other] = True
+                    following.append(other)
+        frontier = following
+    cut = live[~reached[live]]
+    if len(cut):
+        _refuse_cut(mesh, int(live[0]), int(cut[0]))
+
+
+def _no_routes() -> dict:
+    """Route fields of tables lowered without routes (:func:`lower` with ``routes=False``):
+    empty arrays of the kernel's types, read by no event of a run that sends nothing."""
+    empty = np.zeros((0, 0), np.int64)
+    return {"route_start": np.zeros(1, np.int64), "route_flat": np.zeros(0, np.int32),
+            "route_len": empty, "request_ns": empty.copy(), "data_ns": empty.copy()}
+
+
+def has_routes(tables: Tables) -> bool:
+    """Whether ``tables`` carry the route tables (:func:`lower` with ``routes=True``)."""
+    return len(tables.route_start) > 1
+
+
+def with_routes(tables: Tables, wafer) -> Tables:
+    """``tables`` with the route tables of ``wafer`` added (themselves if they have them)."""
+    if has_routes(tables):
+        return tables
+    return tables._replace(**_route_tables(wafer, tables.slice_bytes, tables.request_bytes))
 
 
 def _route_tables(wafer, slice_bytes: float, request_bytes: np.ndarray):
@@ -178,7 +230,8 @@ def _route_tables(wafer, slice_bytes: float, request_bytes: np.ndarray):
         "data_ns": _route_latency(start, flat, hop_ns, rate, N, np.full(N, slice_bytes))}
 
 
-def lower(wafer, model, *, max_tokens: int, hbm_efficiency: float | None = None) -> Tables:
+def lower(wafer, model, *, max_tokens: int, hbm_efficiency: float | None = None,
+          routes: bool = True) -> Tables:
     """The kernel tables of ``wafer`` running ``model``, for tasks of up to ``max_tokens``.
 
     Parameters
@@ -191,12 +244,20 @@ def lower(wafer, model, *, max_tokens: int, hbm_efficiency: float | None = None)
     hbm_efficiency : float, optional
         The model's HBM efficiency (its preset's or the replay's override), for the dies that
         do not set their own (:func:`hbm_efficiencies`).
+    routes : bool
+        Build the all-pairs route tables (False: empty route fields, added later by
+        :func:`with_routes` when a run first sends a message; on a 64 x 64 mesh they hold 700
+        million links). Either way every two live dies must be joined by a live path.
     """
     slice_bytes = model.expert_bytes / model.matrices_per_expert
     die = _die_tables(wafer, model, max_tokens, hbm_efficiency, slice_bytes)
-    routes = _route_tables(wafer, slice_bytes, die["request_bytes"])
+    if routes:
+        route_fields = _route_tables(wafer, slice_bytes, die["request_bytes"])
+    else:
+        _check_live_dies_joined(wafer.mesh)
+        route_fields = _no_routes()
     home = home_placement(model.num_experts, wafer.mesh.live_dies)
-    return Tables(**die, **routes, home=home, slice_bytes=float(slice_bytes))
+    return Tables(**die, **route_fields, home=home, slice_bytes=float(slice_bytes))
 
 
 def check_unit_sizes(wafer, num_experts: int, num_moe_layers: int) -> None:

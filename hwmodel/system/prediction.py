@@ -1,10 +1,8 @@
-"""The prediction path of every die, driven through the units' twins (SPEC section 3, flows 1-4):
+"""The prediction path of every die, driven through the units' twins (docs/rtl.md, flows 1-4):
 the Global CP's predictor fills each die's PDU table at a layer launch, a die's ATU redirects
 reads of a replicated expert, and after the layer the Local CPs report their copies."""
 
 from __future__ import annotations
-
-from collections import OrderedDict
 
 import numpy as np
 
@@ -20,7 +18,7 @@ __all__ = ["PredictionUnits"]
 
 
 class PredictionUnits:
-    """The prediction path of every die, driven through its twins (SPEC section 3, flows 1-4).
+    """The prediction path of every die, driven through its twins (docs/rtl.md, flows 1-4).
 
     Per die: a :class:`PDUTwin` (its register table), a :class:`LocalCPTwin` that writes and
     asks that PDU, and one :class:`ATUTwin` per MoE layer (entries are indexed by expert id
@@ -41,11 +39,13 @@ class PredictionUnits:
     ``LocalCPTwin.dispatch_layer``, ``ATUTwin.lookup_many``: arguments validated once per call
     as arrays, same state as the per-register / per-task calls the RTL is compared with).
 
-    Bounded replica region (``replica_capacity_bytes``): each die keeps its replicated experts
-    in LRU order (use = an ATU hit at a layer launch, or the copy itself). A copy that
-    overflows the region evicts the least recently used replica: its ATU entry is
-    invalidated, its EDT presence bit cleared (so the next launch configures ``is_local`` = 0)
-    and, if it belongs to the layer just run, the PDU's ``is_local`` register bit is cleared.
+    Bounded replica region (``replica_capacity_bytes``): each die's Local CP owns its replica
+    replacement (:meth:`LocalCPTwin.keep_copies`): it keeps the die's replicas in LRU order
+    (use = an ATU hit at a layer launch, or the copy itself) and names the least recently used
+    replica a copy overflows the region with. This path keeps no order of its own; it applies
+    the eviction: the ATU entry is invalidated, the EDT presence bit cleared (so the next
+    launch configures ``is_local`` = 0) and, if it belongs to the layer just run, the PDU's
+    ``is_local`` register bit is cleared.
     """
 
     def __init__(self, replay, gcp: GlobalCPTwin, record: bool = False):
@@ -77,12 +77,12 @@ class PredictionUnits:
         self.model_words = -(-E // EXPERTS_PER_WORD)
         self.tie_rule = replay.params.tie_rule
         cap = replay.params.replica_capacity_bytes
-        # replicas each die may hold (None: unbounded); per die, so that the HBM budget
-        # (physical mode) can give each die what its HBM has left (``set_capacity``)
-        self.capacity = (None if cap is None
-                         else np.full(N, int(cap // replay.model.expert_bytes), np.int64))
-        self.lru = [OrderedDict() for _ in range(N)]   # (layer, expert), least recent first
-        self.evictions = 0
+        # replicas each die may hold (None: unbounded), kept by each die's Local CP; per die,
+        # so that the HBM budget (physical mode) can give each die what its HBM has left
+        # (``set_capacity``)
+        if cap is not None:
+            for cp in self.local_cps:
+                cp.bound_replicas(int(cap // replay.model.expert_bytes))
         self.layer = -1
         # tasks whose experts the predictor read at the last launch (``predictor_inputs``)
         self.predictor_keep = np.zeros(0, np.bool_)
@@ -198,14 +198,12 @@ class PredictionUnits:
                     f"{self.moe_layers[layer]}) to page {int(pages[i]):#x}; its replica is at "
                     f"page {int(replica_page[mine[i]]):#x}")
             self.redirect[d, mine[hits]] = True
-            if self.capacity is not None:
-                for e in mine[hits].tolist():
-                    self.lru[d].move_to_end((layer, e))
+            self.local_cps[d].replicas_used(layer, mine[hits].tolist())
 
     # -------------------------------------------------------------- after the layer (flow 4)
     def report(self, layer):
-        """The Local CPs report the layer's copies: the ATU, the EDT (and the replica LRU)
-        follow."""
+        """The Local CPs report the layer's copies: the ATU and the EDT follow, and each Local
+        CP's replica replacement names what a bounded region evicts."""
         home_addr, replica_page = self.amap.layer_addresses(self.moe_layers[layer])
         for d, stats in sorted(self.reports.items()):
             if not stats.duplicated_experts:
@@ -218,29 +216,28 @@ class PredictionUnits:
                     ("insert", e, a, p) for e, a, p in zip(
                         copied.tolist(), home_addr[copied].tolist(),
                         replica_page[copied].tolist())])
-            if self.capacity is not None:
-                for e in copied.tolist():
-                    self.lru[d][(layer, e)] = None
-                    while len(self.lru[d]) > self.capacity[d]:
-                        self._evict(d)
+            for held_layer, e in self.local_cps[d].keep_copies(layer, copied.tolist()):
+                self._evict(d, held_layer, e)
 
     def set_capacity(self, slots) -> None:
         """Bound each die's replica region to ``slots[d]`` whole experts (physical mode's HBM
-        budget, which shrinks as the KV cache grows); replicas beyond it are evicted, least
-        recently used first."""
-        self.capacity = np.asarray(slots, np.int64)
-        for d in range(self.N):
-            while len(self.lru[d]) > self.capacity[d]:
-                self._evict(d)
+        budget, which shrinks as the KV cache grows); the replicas each die's Local CP drops
+        to fit are evicted, least recently used first."""
+        for d, count in enumerate(np.asarray(slots, np.int64).tolist()):
+            for held_layer, e in self.local_cps[d].bound_replicas(count):
+                self._evict(d, held_layer, e)
+
+    @property
+    def evictions(self) -> int:
+        """Replicas evicted so far, over all dies (their Local CPs' counts)."""
+        return sum(cp.evictions for cp in self.local_cps)
 
     def replicas_held(self) -> list[int]:
         """Replicated experts each die holds now (EDT presence bits off the home die)."""
         return self.gcp.replicas_per_die()
 
-    def _evict(self, d):
-        """Drop die ``d``'s least recently used replica (bounded replica region)."""
-        (layer, e), _ = self.lru[d].popitem(last=False)
-        self.evictions += 1
+    def _evict(self, d, layer, e):
+        """Drop die ``d``'s replica of expert ``e`` of ``layer``, as its Local CP decided."""
         self.atus[(d, layer)].invalidate(e)
         if self.streams is not None:
             self._record(("atu", d, layer), [("invalidate", e)])

@@ -1,4 +1,4 @@
-"""Trace replay on a wafer: the paper's strategies, measured (SPEC sections 6-7).
+"""Trace replay on a wafer: the paper's strategies, measured (docs/replay.md).
 
 The wafer is the component graph built by :func:`hwmodel.topologies.wafer.build_wafer`. It is
 lowered (:mod:`hwmodel.system.lowering`) into the event kernel's tables, die by die and link by
@@ -49,7 +49,7 @@ from ..params import HBMParams, WaferParams
 from .control import CONTROL_MODES, control_path
 from .dispatch import TokenDispatch
 from .engine import Counter, DieStat, LayerKernel, LayerStat, Prediction, Tasks
-from .lowering import Tables, allocator_costs, check_unit_sizes, lower
+from .lowering import Tables, allocator_costs, check_unit_sizes, has_routes, lower, with_routes
 from .memory_budget import ATTENTION_PLACEMENTS
 from .physical import paper_mode_note, run_budget, switches_on
 from .prediction import PredictionUnits
@@ -59,7 +59,7 @@ from .workload import Workload
 
 __all__ = ["ARTEFACT_NAMES", "STRATEGIES", "Replay", "ReplayParams", "ReplayResult"]
 
-#: The paper's five strategies (SPEC section 6), in the order of its Fig. 12.
+#: The paper's five strategies (docs/replay.md), in the order of its Fig. 12.
 STRATEGIES = PAPER_STRATEGIES
 
 
@@ -192,11 +192,18 @@ class Replay:
 
     @property
     def tables(self) -> Tables:
-        """The lowered wafer (:func:`hwmodel.system.lowering.lower`), made once."""
+        """The lowered wafer (:func:`hwmodel.system.lowering.lower`), made once, without its
+        route tables until a run asks for them (:meth:`routed_tables`)."""
         if self._tables is None:
             self._tables = lower(self.wafer, self.model,
                                  max_tokens=self.workload.max_task_tokens(),
-                                 hbm_efficiency=self.hbm_efficiency)
+                                 hbm_efficiency=self.hbm_efficiency, routes=False)
+        return self._tables
+
+    def routed_tables(self) -> Tables:
+        """:attr:`tables` with the all-pairs route tables, built the first time a run sends
+        a message (a run that sends none, such as ``ep``, never builds them)."""
+        self._tables = with_routes(self.tables, self.wafer)
         return self._tables
 
     @property
@@ -348,6 +355,8 @@ class _Run:
                          home=self.tables.home, live_dies=replay.live_dies, global_cp=self.gcp)
         task_e, task_d, task_t = self.strategy.allocation.plan(view)
         remote = (task_d != self.tables.home[task_e]).astype(np.int64)
+        if remote.any() and not has_routes(self.kernel.tables):
+            self.kernel.use_tables(replay.routed_tables())   # the run's first message
         if self.dispatch is not None:                                 # physical: token_dispatch
             self.dispatch.layer(layer, rows, self.requests, task_e, task_d, task_t)
         copy_ok = self.units is not None and stage == "decode"
@@ -365,8 +374,8 @@ class _Run:
                                            num_experts=replay.E, slices=self.slices)
         if self.units is not None:
             self.units.report(layer)
-            if self.control is not None and len(dups):
-                self.control.reported(dups)
+            if self.control is not None:
+                self.control.reported(self.units.reports.values())
         if tap is not None:
             tap.after_layer(it, layer, counts, (task_e, task_d, task_t), dups)
         self.per_layer.append({"iteration": it, "layer": int(replay.store.moe_layers[layer]),

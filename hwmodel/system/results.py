@@ -1,5 +1,5 @@
 """Results of a replay: the artefact's CSV columns (its names, units and rounding) plus
-breakdowns per layer, per die and per link (SPEC section 6)."""
+breakdowns per layer, per die and per link (docs/replay.md)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ CSV_HEADER = ("model,strategy,y_chips,x_chips,batch,usage,die_max_over_min,"
 
 @attrs.define
 class ReplayResult:
-    """Outputs of one run: the artefact's CSV columns plus breakdowns (SPEC section 6)."""
+    """Outputs of one run: the artefact's CSV columns plus breakdowns (docs/replay.md)."""
 
     model: str
     strategy: str

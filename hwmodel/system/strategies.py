@@ -1,7 +1,7 @@
 """Strategies: how a layer's expert counts become tasks, and whether prediction runs.
 
 A strategy is an object in a registry: an :class:`Allocation` (counts -> plan) and a flag for
-the prediction path. The paper's five (SPEC section 6) are registered here; a user adds one with
+the prediction path. The paper's five (docs/replay.md) are registered here; a user adds one with
 :func:`register_strategy` without touching the replay loop::
 
     from hwmodel.system.strategies import FirstAppearance, Strategy, register_strategy
@@ -209,5 +209,5 @@ for _strategy in (
         Strategy("allo+pred", Algorithm1(), True, "Algorithm 1 with prediction")):
     register_strategy(_strategy)
 
-#: The paper's five strategies (SPEC section 6), in the order of its Fig. 12.
+#: The paper's five strategies (docs/replay.md), in the order of its Fig. 12.
 PAPER_STRATEGIES = tuple(_REGISTRY)

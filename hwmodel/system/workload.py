@@ -1,5 +1,5 @@
 """Per-iteration views of a trace store that the replay needs: expert counts per layer,
-first-appearance order, and the predictor's cross-token pairs (SPEC section 6)."""
+first-appearance order, and the predictor's cross-token pairs (docs/replay.md)."""
 
 from __future__ import annotations
 

@@ -2,11 +2,12 @@
 
 Die ``(x, y)`` of an ``X`` by ``Y`` mesh has id ``y + x * Y`` (ids run down each column, as in
 the study's artefact) and the name ``die_{x}_{y}``. A link joins two dies at Manhattan distance 1
-and is undirected: one D2D channel per mesh edge, shared by both directions (SPEC section 6).
+and is undirected: one D2D channel per mesh edge, shared by both directions (docs/replay.md).
 Links are numbered in the order of :attr:`Mesh.links`: sorted ``(a, b)`` pairs with ``a < b``.
 
-A mesh may have dead dies and dead links (wafer faults, SPEC section 10). Routes follow the rule
-of :mod:`hwmodel.topologies.routing`: XY wherever XY is alive, else YX, else a deterministic
+A mesh may have dead dies and dead links (wafer faults,
+docs/replay.md#overrides-and-faults). Routes follow the rule of
+:mod:`hwmodel.topologies.routing`: XY wherever XY is alive, else YX, else a deterministic
 shortest live path.
 """
 

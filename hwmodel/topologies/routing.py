@@ -3,7 +3,7 @@
 One rule, used by :meth:`hwmodel.topologies.mesh.Mesh.route` for a single pair and by the
 replay's lowering for every pair at once (both call :func:`_route`, compiled with numba):
 
-1. the XY route (along x first, then y; SPEC section 3) if every die and link on it is alive;
+1. the XY route (along x first, then y; docs/graph.md) if every die and link on it is alive;
 2. else the YX route (along y first, then x) if every die and link on it is alive;
 3. else a shortest path over live dies and live links, found by breadth-first search from the
    source that visits neighbours in the order -x, +x, -y, +y; the first path found wins, so the

@@ -132,7 +132,7 @@ def build_die(params: DieParams, mesh: Mesh, die_id: int) -> Die:
     atu = d2d.add(ATUUnit("atu", entries=params.atu_entries, num_dies=mesh.num_dies))
     pdu = d2d.add(PDUUnit("pdu", experts=params.pdu_experts, atu=atu.layout))
     # Inside the D2D controller: table writes reach the PDU, miss addresses the ATU, and the
-    # PDU inserts the translation of every copy it keeps (SPEC section 3, flow 2).
+    # PDU inserts the translation of every copy it keeps (docs/graph.md, flow 2).
     d2d.connect(d2d.ports["cmd"], pdu.ports["table"])
     d2d.connect(d2d.ports["translate"], atu.ports["lookup"])
     d2d.connect(pdu.ports["insert"], atu.ports["insert"])

@@ -1,6 +1,6 @@
 """Sizes and field widths of the ATU: the one definition its graph node, twin and RTL read.
 
-An entry is ``valid | remote address | local address`` (SPEC section 3, paper Table II), where
+An entry is ``valid | remote address | local address`` (docs/rtl.md, paper Table II), where
 the remote address is ``die id | HBM page`` and the local address is an HBM page of this die::
 
     die_bits  = ceil(log2(num_dies))  (at least 1)    5 for the 24- and 25-die presets

@@ -1,6 +1,6 @@
 """Python twin of the address translation unit (ATU) and the HBM address map it translates.
 
-The ATU sits in each die's D2D controller (SPEC section 3, paper Table II). When the PDU decides
+The ATU sits in each die's D2D controller (docs/rtl.md, paper Table II). When the PDU decides
 to keep a local copy of a remote expert, the copy's address is inserted here; a later read of the
 expert's remote address hits and is redirected to the local copy.
 
@@ -75,8 +75,8 @@ def _positive_int(instance, attribute, value):
 class AddressMap:
     """Where each expert's weights live in HBM, as ATU addresses.
 
-    Placement is the Global CP's (:func:`~hwmodel.components.global_cp.home_placement`, SPEC
-    section 6 over the live dies): without faults expert ``e`` lives on die ``e // p`` with
+    Placement is the Global CP's (:func:`~hwmodel.components.global_cp.home_placement`,
+    docs/replay.md, over the live dies): without faults expert ``e`` lives on die ``e // p`` with
     ``p = num_experts // num_dies``, experts past ``p * num_dies - 1`` on die ``e % num_dies``.
     Within a die, experts take consecutive *slots* in id order.
 

@@ -2,7 +2,7 @@
 :class:`~hwmodel.components.global_cp.rtl.EDT`.
 
 Per (MoE layer, expert) the EDT holds the expert's home die and a presence bitmap, one bit per
-die: the home plus every die holding a replica (SPEC section 3). Homes follow SPEC section 6:
+die: the home plus every die holding a replica (docs/rtl.md). Homes follow docs/replay.md:
 ``floor(e / p)`` with ``p = floor(E / N)``, experts past ``p*N - 1`` on die ``e mod N``, over
 the live dies of a faulty wafer.
 """
@@ -18,7 +18,7 @@ __all__ = ["EDTTwin", "home_dies", "home_placement", "presence_bitmaps"]
 
 
 def home_dies(num_experts: int, num_dies: int) -> np.ndarray:
-    """Home die of every expert (SPEC section 6 placement), as an int64 array."""
+    """Home die of every expert (docs/replay.md placement), as an int64 array."""
     if num_experts < 1 or num_dies < 1:
         raise ValueError(f"num_experts ({num_experts}) and num_dies ({num_dies}) must be >= 1")
     per_die = num_experts // num_dies

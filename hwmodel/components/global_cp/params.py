@@ -28,12 +28,12 @@ __all__ = ["HEATMAP_COUNT_BITS", "PAPER", "PAPER_BLOCK_SIZE", "PAPER_CANDIDATE_D
 #: Bits of one saturating heatmap counter (the paper's 16-bit counters: 50 MB for 100 layers
 #: of 512 x 512); the default of the predictor's twin and RTL.
 HEATMAP_COUNT_BITS = 16
-#: Algorithm 1 as the study's artefact runs it (SPEC section 6): tokens per allocation block,
+#: Algorithm 1 as the study's artefact runs it (docs/replay.md): tokens per allocation block,
 #: the Manhattan distance (hops) within which remote candidates lie, candidates kept at least.
 PAPER_BLOCK_SIZE = 512
 PAPER_CANDIDATE_DISTANCE = 1
 PAPER_MIN_CANDIDATES = 5
-#: The predictor keeps the top ``ceil(0.2 x E)`` successors of an expert (SPEC section 6).
+#: The predictor keeps the top ``ceil(0.2 x E)`` successors of an expert (docs/replay.md).
 PAPER_TOP_N_SHARE = 0.2
 
 

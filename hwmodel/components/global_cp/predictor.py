@@ -2,7 +2,7 @@
 :class:`~hwmodel.components.global_cp.rtl.TopNPredictor`.
 
 Per MoE layer an ``E x E`` table of saturating counters, ``H[l, i, j]`` = how often a token
-chose expert ``i`` and the next token chose ``j`` (SPEC section 3). The predictor's ``cp_en`` of
+chose expert ``i`` and the next token chose ``j`` (docs/rtl.md). The predictor's ``cp_en`` of
 a die is the union of the top ``n = ceil(top_n_share x E)`` successors of the experts the die
 runs: counts descending, ties broken by expert id ascending (stable and documented; the
 artefact's numpy quicksort breaks ties arbitrarily).

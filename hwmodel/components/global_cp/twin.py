@@ -1,5 +1,5 @@
 """Python twin of the wafer's Global command processor (Global CP): a thin composition of
-its three parts, each the twin of one RTL design (SPEC section 3, paper Fig. 10):
+its three parts, each the twin of one RTL design (docs/rtl.md, paper Fig. 10):
 
 * :class:`~.edt.EDTTwin`, the **Expert Distribution Table** (RTL ``rtl.EDT``): per (MoE layer,
   expert) its home die and a presence bitmap, one bit per die;
@@ -17,7 +17,7 @@ num_layers, num_experts, costs, ...)`` to build the three parts of a mesh
 any number of dies), ``presence_matrix(layer)`` (bool, experts x dies), ``replicas_per_die()``,
 ``edt_set_present(layer, expert, die)``, ``edt_clear_present(layer, expert, die)``,
 ``edt_clear_replicas()``
-    The EDT. Homes follow SPEC section 6: ``floor(e / p)`` with ``p = floor(E / N)``, experts past
+    The EDT. Homes follow docs/replay.md: ``floor(e / p)`` with ``p = floor(E / N)``, experts past
     ``p*N - 1`` on die ``e mod N``.
 ``heatmap_add(layer, prev_expert, next_expert, count=1)``, ``heatmap_row(layer, expert)``
     Counters saturate at ``2**count_bits - 1`` (16 bits in the paper).

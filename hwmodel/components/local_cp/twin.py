@@ -1,6 +1,6 @@
 """Python twin of the Local CP, the per-die command processor.
 
-Per MoE layer the Local CP of a die (SPEC section 3, flow (1)-(4)):
+Per MoE layer the Local CP of a die (docs/rtl.md, flow (1)-(4)):
 
 1. writes its PDU table with the Global CP's prediction (``cp_en``) and the experts already held
    locally (``is_local``), as 16-bit register words;
@@ -13,10 +13,18 @@ Per MoE layer the Local CP of a die (SPEC section 3, flow (1)-(4)):
 4. counts SM completions and, once the layer's last task has completed, returns a
    :class:`LocalCPStats` message to the Global CP (which updates its EDT from
    ``duplicated_experts``).
+
+Beyond the paper, the Local CP also owns its die's replica replacement when the replica region
+is bounded (``replica_capacity_bytes``, or physical mode's HBM budget): it decides the copies,
+so it keeps its replicas in LRU order (:meth:`LocalCPTwin.bound_replicas`,
+:meth:`LocalCPTwin.replicas_used`, :meth:`LocalCPTwin.keep_copies`) and names the replica to
+evict, which the caller then invalidates in the ATU and the EDT (and clears in the PDU). The
+RTL has no replica region yet: the paper's is unbounded.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
 
 import attrs
@@ -123,6 +131,11 @@ class LocalCPTwin:
         self._die = check_int("die", die, 0, self.layout.num_dies)
         self._num_sm_slots = self.layout.sm_slots
         self.pdu = pdu
+        # the bounded replica region (None: unbounded, as in the paper, and no order kept):
+        # (layer, expert) of each replica held, least recently used first
+        self._replica_slots: int | None = None
+        self._replicas: OrderedDict[tuple[int, int], None] = OrderedDict()
+        self.evictions = 0
         self._begin()
 
     @property
@@ -137,6 +150,51 @@ class LocalCPTwin:
     def num_experts(self) -> int:
         return self.pdu.num_experts
 
+    # ------------------------------------------------ replica replacement (bounded region)
+    @property
+    def replica_slots(self) -> int | None:
+        """Replicas this die may hold (None: unbounded)."""
+        return self._replica_slots
+
+    def replicas_lru(self) -> list[tuple[int, int]]:
+        """``(layer, expert)`` of the replicas held, least recently used first (empty while
+        the region is unbounded: no order is kept then)."""
+        return list(self._replicas)
+
+    def bound_replicas(self, slots: int | None) -> list[tuple[int, int]]:
+        """Bound the replica region to ``slots`` whole experts (None: unbounded); returns the
+        replicas to evict, least recently used first, until the rest fit."""
+        self._replica_slots = None if slots is None else check_int("slots", int(slots), 0)
+        return self._evict_over()
+
+    def replicas_used(self, layer: int, experts) -> None:
+        """The ATU served these experts' reads of ``layer`` from replicas (a hit at a layer
+        launch): each becomes the most recently used, in the order given."""
+        if self._replica_slots is None:
+            return
+        for e in experts:
+            self._replicas.move_to_end((layer, int(e)))
+
+    def keep_copies(self, layer: int, experts) -> list[tuple[int, int]]:
+        """The copies of ``layer`` this Local CP made (its report's ``duplicated_experts``)
+        join the region, each the most recently used; returns the replicas to evict, in the
+        order they are dropped (after each copy, the least recently used while over)."""
+        if self._replica_slots is None:
+            return []
+        evicted = []
+        for e in experts:
+            self._replicas[(layer, int(e))] = None
+            evicted += self._evict_over()
+        return evicted
+
+    def _evict_over(self) -> list[tuple[int, int]]:
+        evicted = []
+        while self._replica_slots is not None and len(self._replicas) > self._replica_slots:
+            evicted.append(self._replicas.popitem(last=False)[0])
+        self.evictions += len(evicted)
+        return evicted
+
+    # ---------------------------------------------------------------- layer (paper flows)
     def _begin(self):
         self._dispatched = 0
         self._outstanding = [0] * self._num_sm_slots

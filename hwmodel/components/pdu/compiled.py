@@ -1,5 +1,5 @@
 """The PDU's register read-out and updates, compiled: the decision a die's PDU gives when a
-remote slice arrives (SPEC section 3, flow 2), on register words in the layout of
+remote slice arrives (docs/rtl.md, flow 2), on register words in the layout of
 :mod:`.params` (one row per die).
 
 :class:`hwmodel.components.pdu.twin.PDUTwin` keeps its registers in such a row and answers

@@ -1,6 +1,6 @@
 """Python twin of the prediction unit (PDU) of a die's D2D controller.
 
-Per expert of the current MoE layer the PDU keeps two bits (SPEC section 3, paper Table II):
+Per expert of the current MoE layer the PDU keeps two bits (docs/rtl.md, paper Table II):
 
 * ``cp_en``: the Global CP's predictor says this die should copy the expert when its weights
   pass through the D2D controller;
