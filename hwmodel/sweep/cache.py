@@ -102,14 +102,15 @@ def trace_cache_dir() -> Path | None:
 
 def _requests_key(source: Path, model, limit: int | None) -> str:
     """SHA-256 of everything :func:`hwmodel.traces.open_batch` reads of a request source: the
-    bytes of each request it would read (with its id and path, which the store keeps), the
-    model it checks them against and the reader's version."""
+    bytes of each request it would read (with its id and path, which the store keeps; so a
+    ``limit`` beyond the last request reads the same store as none), the model it checks them
+    against and the reader's version."""
     from .. import __version__
     from ..models import load_model
     from ..traces import request_sources
     from ..traces.store import STORE_VERSION
     digest = hashlib.sha256(json.dumps({
-        "hwmodel": __version__, "store": STORE_VERSION, "limit": limit,
+        "hwmodel": __version__, "store": STORE_VERSION,
         "model": None if model is None else repr(load_model(model)),
         "source": str(source.resolve())}, sort_keys=True).encode())
     for count, (request_id, path, read) in enumerate(request_sources(source)):
