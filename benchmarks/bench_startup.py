@@ -20,7 +20,9 @@ Rows:
   numba cache loads, reading the trace);
 * the floor of any process that runs a numba kernel: ``import numba`` and the module numba
   loads before its first compiled call (``numba.np.arraymath``, whose BLAS probe imports
-  ``scipy.linalg``). The same in both checkouts.
+  ``scipy.linalg``). The same in both checkouts;
+* Amaranth as a wafer build imports it (``amaranth.hdl`` and the ``wiring``, ``data`` and
+  ``stream`` libraries of the units' RTL). The same in both checkouts.
 
 ``--only TEXT`` runs the rows whose name holds TEXT.
 
@@ -50,6 +52,9 @@ def rows() -> dict[str, list[str]]:
             "-m", "hwmodel", "replay", "--trace", str(LLAMA), "--strategy", "ep",
             "--wafer", "tsmc-sow", "--jobs", "1", "--quiet"]
     table["floor: numba + its BLAS probe"] = ["-c", "import numba, numba.np.arraymath"]
+    table["Amaranth of the RTL layouts"] = [
+        "-c", "import amaranth.hdl; from amaranth.lib import data, stream, wiring"]
+    table["bare interpreter"] = ["-c", "pass"]
     return table
 
 
