@@ -49,6 +49,7 @@ def test_help_loads_nothing_heavy(command):
     assert loaded.isdisjoint(HEAVY), sorted(loaded & set(HEAVY))
 
 
+@pytest.mark.slow  # 5 s: a replay process
 def test_replay_without_outputs_loads_no_plot_diagram_or_recorder_library():
     loaded = _loaded("", ["replay", "--strategy", "ep", "--batch", "2", "--jobs", "1",
                           "--quiet"])
