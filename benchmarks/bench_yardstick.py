@@ -22,6 +22,9 @@ checkouts are timed in turn (A B A B) and the per-process speed-up is 14.6 x (B 
 
     git worktree add --detach /tmp/v0 0b44e51
     python benchmarks/bench_yardstick.py --vs /tmp/v0 --rounds 2
+
+``--per-process-pairs`` times only the per-process figure, each run of this checkout followed
+by the same run of ``--vs`` (any other checkout, e.g. the commit before a change).
 """
 
 import argparse
@@ -57,17 +60,34 @@ def _child(path: str | None) -> dict:
     return {"env": env, "cwd": path or Path(__file__).resolve().parents[1]}
 
 
+def _one_process(path: str | None, wafer: str, strategy: str) -> float:
+    """CPU seconds of one run as its own ``hwmodel replay`` process."""
+    before = _children_cpu()
+    subprocess.run([sys.executable, "-m", "hwmodel", "replay", "--trace", str(LLAMA),
+                    "--wafer", wafer, "--strategy", strategy, "--jobs", "1", "--quiet"],
+                   check=True, stdout=subprocess.DEVNULL, **_child(path))
+    return _children_cpu() - before
+
+
 def per_process(path: str | None) -> dict:
     """CPU seconds of each run as its own ``hwmodel replay`` process."""
-    seconds = {}
+    return {(wafer, strategy): _one_process(path, wafer, strategy)
+            for wafer in WAFERS for strategy in STRATEGIES}
+
+
+def per_process_pairs(path: str | None, vs: str) -> None:
+    """Each run as its own process in this checkout, then at once in ``vs`` (A B A B run by
+    run, so that a drift of the machine's speed falls on both); prints both and the sums."""
+    totals = {"A": 0.0, "B": 0.0}
+    print(f"{'mesh':<9}{'strategy':>10}{'A CPU-s':>9}{'B CPU-s':>9}")
     for wafer in WAFERS:
         for strategy in STRATEGIES:
-            before = _children_cpu()
-            subprocess.run([sys.executable, "-m", "hwmodel", "replay", "--trace", str(LLAMA),
-                            "--wafer", wafer, "--strategy", strategy, "--jobs", "1",
-                            "--quiet"], check=True, stdout=subprocess.DEVNULL, **_child(path))
-            seconds[(wafer, strategy)] = _children_cpu() - before
-    return seconds
+            a, b = _one_process(path, wafer, strategy), _one_process(vs, wafer, strategy)
+            totals["A"] += a
+            totals["B"] += b
+            print(f"{wafer:<9}{strategy:>10}{a:9.2f}{b:9.2f}", flush=True)
+    print(f"ten runs: A {totals['A']:.1f} CPU-s, B {totals['B']:.1f} CPU-s, "
+          f"B / A = {totals['B'] / totals['A']:.3f}")
 
 
 def in_process(path: str | None) -> dict:
@@ -110,9 +130,16 @@ def main() -> None:
                                                      "(default: this one)")
     parser.add_argument("--vs", default=None, help="a checkout of 0b44e51, timed in turn")
     parser.add_argument("--rounds", type=int, default=1, help="A (B) rounds; medians")
+    parser.add_argument("--per-process-pairs", action="store_true",
+                        help="with --vs: only the per-process runs, A then B run by run")
     args = parser.parse_args()
     if not LLAMA.is_dir():
         raise SystemExit(f"needs the shared Llama-4 trace at {LLAMA}")
+    if args.per_process_pairs:
+        if not args.vs:
+            raise SystemExit("--per-process-pairs needs --vs PATH")
+        per_process_pairs(args.path, args.vs)
+        return
     t0 = time.perf_counter()
     runs = {"A": [], "B": []}
     for _ in range(args.rounds):

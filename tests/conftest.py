@@ -56,8 +56,18 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _trace_cache(tmp_path_factory):
+    """The replay's trace cache (``HWMODEL_TRACE_CACHE``) in a folder of the test session, so
+    that tests never fill the user's."""
+    os.environ.setdefault("HWMODEL_TRACE_CACHE", str(tmp_path_factory.mktemp("trace-cache")))
+
+
 def subprocess_env(**extra: str) -> dict:
-    """Environment for a CLI subprocess: this checkout's package first on ``PYTHONPATH``."""
+    """Environment for a CLI subprocess: this checkout's package first on ``PYTHONPATH``, the
+    session's trace cache."""
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(REPO)}
+    if "HWMODEL_TRACE_CACHE" in os.environ:
+        env["HWMODEL_TRACE_CACHE"] = os.environ["HWMODEL_TRACE_CACHE"]
     env.update(extra)
     return env

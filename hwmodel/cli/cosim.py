@@ -15,7 +15,7 @@ __all__ = ["add_cosim_options", "run_cosim"]
 
 def add_cosim_options(parser) -> None:
     """The co-simulation options of ``hwmodel replay``."""
-    from ..system.cosim import ENGINES, UNITS
+    from ..system.rtl_units import ENGINES, UNITS
     parser.add_argument("--rtl", default=None, metavar="UNITS",
                         help=f"run these units as RTL over --window: 'all' (every unit the "
                              f"strategy uses) or a comma list of {', '.join(UNITS)}")

@@ -11,9 +11,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..diagrams import draw_die, draw_wafer
-from ..params import load_wafer
-from ..topologies.wafer import build_wafer
 from .params import DEFAULT_PRESET, tree_text
 
 __all__ = ["DEFAULT_OUT_DIR", "foundation_demo", "run"]
@@ -41,6 +38,9 @@ def foundation_demo(out_dir: str | Path = DEFAULT_OUT_DIR, preset: str = DEFAULT
     list of Path
         The files written.
     """
+    from ..diagrams import draw_die, draw_wafer
+    from ..params import load_wafer
+    from ..topologies.wafer import build_wafer
     stream = sys.stdout if stream is None else stream
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from ..diagrams import FORMATS, draw_component, draw_die, draw_wafer
+from ..diagrams import FORMATS
 from .helpformat import HelpFormatter
 from .outputs import add_force_option, check_output_file
 from .params import add_wafer_options, wafer_from_args
@@ -34,6 +34,7 @@ def _output(args: argparse.Namespace) -> tuple[Path, str]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ..diagrams import draw_component, draw_die, draw_wafer
     output, fmt = _output(args)
     wafer = wafer_from_args(args)
     if args.view == "wafer":

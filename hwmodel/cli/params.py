@@ -9,11 +9,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..params import WAFER_PRESETS, load_wafer
-from ..topologies.wafer import Wafer, build_wafer
 from .helpformat import HelpFormatter
 from .outputs import add_force_option, atomic_file, check_output_file
+
+if TYPE_CHECKING:  # the wafer model (numba, Amaranth) is imported when a wafer is built
+    from ..topologies.wafer import Wafer
 
 __all__ = ["DEFAULT_PRESET", "add_wafer_options", "register", "tree_text", "wafer_from_args"]
 
@@ -41,6 +44,7 @@ def wafer_from_args(args: argparse.Namespace) -> Wafer:
     ConfigError
         On a bad value in the file (naming file, YAML path and value).
     """
+    from ..topologies.wafer import build_wafer
     wafer = getattr(args, "preset", None) or getattr(args, "wafer", None) or DEFAULT_PRESET
     if wafer not in WAFER_PRESETS and not Path(wafer).exists():
         raise FileNotFoundError(f"wafer file {wafer!r} does not exist; expected a preset "

@@ -19,7 +19,8 @@ DEFAULT_BATCH = 64
 
 def open_trace(trace, batch, model_name):
     """``(store, model)`` of a trace source (None: the built-in synthetic batch of
-    ``batch`` requests, :data:`DEFAULT_BATCH` when None).
+    ``batch`` requests, :data:`DEFAULT_BATCH` when None). Request JSON is parsed once per
+    content and machine (:func:`hwmodel.sweep.cache.cached_batch`).
 
     Raises
     ------
@@ -27,12 +28,12 @@ def open_trace(trace, batch, model_name):
         If the trace names no model preset and none is given.
     """
     from ..models import load_model
-    from ..traces import open_batch
+    from ..sweep.cache import cached_batch
     if trace is None:
         from ..traces.synth import default_batch
         store = default_batch(model_name or "llama4-maverick", requests=batch or DEFAULT_BATCH)
     else:
-        store = open_batch(trace, model=model_name, limit=batch)
+        store = cached_batch(trace, model=model_name, limit=batch)
     name = model_name or store.model
     if not name:
         raise ValueError(f"the trace {trace} names no model preset; pass --model")

@@ -27,12 +27,10 @@ import graphviz
 from ..graph import Component, Direction, Link, Port
 from ..params import difference
 from ..topologies.wafer import Die, Wafer
+from . import FORMATS
 
 __all__ = ["FORMATS", "component_dot", "die_dot", "draw_component", "draw_die", "draw_wafer",
            "heat_colour", "render", "wafer_dot"]
-
-#: Output formats :func:`render` writes (DOT is always kept as well).
-FORMATS = ("svg", "png")
 
 #: Above this many dies the Global CP's command links are summarised in its label instead of
 #: drawn one by one: 256 lines across a 16 x 16 grid would hide the mesh.

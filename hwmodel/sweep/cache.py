@@ -4,6 +4,10 @@ A trace spec (model, source or synthesis seed, request count) is turned into a b
 under the cache folder the first time it is needed; later runs and later sweeps memory-map the
 same file. Each store is named by the SHA-256 of its spec and identified in results by the
 SHA-256 of its bytes (the trace content hash), so a changed source gives a new store.
+
+:func:`cached_batch` does the same for one ``hwmodel replay`` process: the request JSON of a
+trace is parsed once, and later processes memory-map the store named by the SHA-256 of the
+requests' bytes (:func:`trace_cache_dir`; ``HWMODEL_TRACE_CACHE=off`` turns it off).
 """
 
 from __future__ import annotations
@@ -15,7 +19,10 @@ from pathlib import Path
 
 from .grid import TraceSpec
 
-__all__ = ["file_sha256", "trace_store"]
+__all__ = ["cached_batch", "file_sha256", "trace_cache_dir", "trace_store"]
+
+#: Folder of the replay's parsed request stores, or ``off``.
+TRACE_CACHE_ENV = "HWMODEL_TRACE_CACHE"
 
 
 def file_sha256(path) -> str:
@@ -65,14 +72,83 @@ def trace_store(spec: TraceSpec, cache_dir) -> tuple[Path, str]:
     key = _spec_key(spec)
     path, digest_file = cache / f"{key}.store", cache / f"{key}.sha256"
     if not (path.is_file() and digest_file.is_file()):
-        partial = cache / f"{key}.{os.getpid()}.partial"
-        try:
-            _build(spec).save(partial.with_suffix(".store"))
-            digest = file_sha256(partial.with_suffix(".store"))
-            os.replace(partial.with_suffix(".store"), path)
-            partial.write_text(digest + "\n")
-            os.replace(partial, digest_file)
-        finally:  # an interrupted build leaves no partial file behind
-            partial.unlink(missing_ok=True)
-            partial.with_suffix(".store").unlink(missing_ok=True)
+        _save_store(_build(spec), cache, key, with_digest=True)
     return path, digest_file.read_text().strip()
+
+
+def _save_store(store, cache: Path, key: str, with_digest: bool = False) -> None:
+    """Write ``store`` as ``cache/<key>.store`` (and with ``with_digest`` the SHA-256 of its
+    bytes as ``<key>.sha256``), each under a temporary name renamed when complete."""
+    partial = cache / f"{key}.{os.getpid()}.partial"
+    try:
+        store.save(partial.with_suffix(".store"))
+        digest = file_sha256(partial.with_suffix(".store")) if with_digest else None
+        os.replace(partial.with_suffix(".store"), cache / f"{key}.store")
+        if with_digest:
+            partial.write_text(digest + "\n")
+            os.replace(partial, cache / f"{key}.sha256")
+    finally:  # an interrupted build leaves no partial file behind
+        partial.unlink(missing_ok=True)
+        partial.with_suffix(".store").unlink(missing_ok=True)
+
+
+def trace_cache_dir() -> Path | None:
+    """Folder of :func:`cached_batch`'s stores: ``$HWMODEL_TRACE_CACHE`` (``off``: None, no
+    cache), else ``$XDG_CACHE_HOME/hwmodel/traces``, else ``~/.cache/hwmodel/traces``."""
+    chosen = os.environ.get(TRACE_CACHE_ENV)
+    if chosen:
+        return None if chosen == "off" else Path(chosen)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "hwmodel" / "traces"
+
+
+def _requests_key(source: Path, model, limit: int | None) -> str:
+    """SHA-256 of everything :func:`hwmodel.traces.open_batch` reads of a request source: the
+    bytes of each request it would read (with its id and path, which the store keeps; so a
+    ``limit`` beyond the last request reads the same store as none), the model it checks them
+    against and the reader's version."""
+    from .. import __version__
+    from ..models import load_model
+    from ..traces import request_sources
+    from ..traces.store import STORE_VERSION
+    digest = hashlib.sha256(json.dumps({
+        "hwmodel": __version__, "store": STORE_VERSION,
+        "model": None if model is None else repr(load_model(model)),
+        "source": str(source.resolve())}, sort_keys=True).encode())
+    for count, (request_id, path, read) in enumerate(request_sources(source)):
+        if limit is not None and count >= limit:
+            break
+        data = read()
+        digest.update(json.dumps([request_id, path, len(data)]).encode())
+        digest.update(data)
+    return digest.hexdigest()[:32]
+
+
+def cached_batch(source, model=None, limit: int | None = None, cache_dir=None):
+    """:func:`hwmodel.traces.open_batch` of ``source``, parsed once per content.
+
+    Request JSON (a file, folder, archive or list file) is read and hashed; a store of the same
+    hash in ``cache_dir`` (default :func:`trace_cache_dir`) is memory-mapped instead of parsing
+    the JSON again, else the parsed store is written there for the next process. Store files,
+    other formats and a disabled cache read as :func:`~hwmodel.traces.open_batch` does. A bad
+    request is refused as there, and nothing is cached.
+    """
+    from ..traces import TraceStore, open_batch
+    from ..traces.adapters import detect_format
+    from ..traces.store import is_store_file
+    source = Path(source)
+    cache = Path(cache_dir) if cache_dir is not None else trace_cache_dir()
+    if (cache is None or not source.exists()
+            or (source.is_file() and is_store_file(source)) or detect_format(source) is not None):
+        return open_batch(source, model=model, limit=limit)
+    key = _requests_key(source, model, limit)
+    path = cache / f"{key}.store"
+    if path.is_file():
+        return TraceStore.load(path)
+    store = open_batch(source, model=model, limit=limit)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        _save_store(store, cache, key)
+    except OSError:
+        pass    # a cache that cannot be written only costs the next process the parse
+    return store

@@ -36,14 +36,11 @@ import numpy as np
 
 from ..components.global_cp.edt import presence_bitmaps
 from ..components.pdu.params import PDULayout
+from .rtl_units import ENGINES, UNITS
 
 __all__ = ["ENGINES", "UNITS", "CoSim", "CoSimMismatch", "Window", "parse_units",
            "parse_window"]
 
-#: Units that can run as RTL in a window, in the order their transactions happen in a layer.
-UNITS = ("allocator", "edt", "predictor", "pdu", "atu", "local_cp")
-#: RTL simulators: Amaranth's Python simulator; a compiled one when installed.
-ENGINES = ("pysim", "cxxrtl")
 _GLOBAL_CP = -1     # the die field of a Global CP unit's transactions
 _SM_SLOTS = 4       # the Local CP's SM slots (LocalCPTwin's default, as in the replay)
 

@@ -1,0 +1,119 @@
+"""Start-up of the command line, side by side with another checkout (issue 18; prints, not a
+test).
+
+    git worktree add --detach /tmp/speed-base <base commit>
+    python benchmarks/bench_startup.py --vs /tmp/speed-base --rounds 7
+
+Each row is one whole command, started as its own process with this checkout (A) and the
+other one (B) in turn, A B A B ..., after one warm-up run of each (numba's disk cache and the
+trace cache filled, files in the page cache). Per run: user + system CPU seconds and peak
+resident memory of the child, from the operating system's accounting (``os.wait4``). Printed:
+the median of each side, and the median and range of the A / B ratios taken pair by pair, so
+that a drift of the machine's speed during the call cancels.
+
+Rows:
+
+* ``hwmodel --help``;
+* ``python -c "import hwmodel.cli"``;
+* ``hwmodel replay`` of the 235 shared Llama-4 requests, ``ep`` on ``tsmc-sow``, one process
+  (``ep`` is the cheapest strategy: this is mostly the fixed cost of a replay process: imports,
+  numba cache loads, reading the trace);
+* the floor of any process that runs a numba kernel: ``import numba`` and the module numba
+  loads before its first compiled call (``numba.np.arraymath``, whose BLAS probe imports
+  ``scipy.linalg``). The same in both checkouts;
+* Amaranth as a wafer build imports it (``amaranth.hdl`` and the ``wiring``, ``data`` and
+  ``stream`` libraries of the units' RTL). The same in both checkouts.
+
+``--only TEXT`` runs the rows whose name holds TEXT.
+
+The replay rows read the trace cache of a temporary folder (``HWMODEL_TRACE_CACHE``), filled by
+the warm-up run; a checkout without the cache ignores it.
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+LLAMA = (REPO.parent / "shared" / "traces" / "profiling_result" / "meta-llama"
+         / "Llama-4-Maverick-17B-128E-Instruct" / "mmlu")
+
+
+def rows() -> dict[str, list[str]]:
+    """Each row's name and command (arguments after the interpreter)."""
+    table = {"hwmodel --help": ["-m", "hwmodel", "--help"],
+             "import hwmodel.cli": ["-c", "import hwmodel.cli"]}
+    if LLAMA.is_dir():
+        table["replay 235 Llama-4, ep, tsmc-sow"] = [
+            "-m", "hwmodel", "replay", "--trace", str(LLAMA), "--strategy", "ep",
+            "--wafer", "tsmc-sow", "--jobs", "1", "--quiet"]
+    table["floor: numba + its BLAS probe"] = ["-c", "import numba, numba.np.arraymath"]
+    table["Amaranth of the RTL layouts"] = [
+        "-c", "import amaranth.hdl; from amaranth.lib import data, stream, wiring"]
+    table["bare interpreter"] = ["-c", "pass"]
+    return table
+
+
+def run_once(checkout: Path, args: list[str], cache: str) -> tuple[float, float]:
+    """CPU seconds and peak MiB of one run of ``python ARGS`` importing hwmodel from
+    ``checkout``."""
+    env = dict(os.environ, PYTHONPATH=str(checkout), HWMODEL_TRACE_CACHE=cache)
+    child = subprocess.Popen([sys.executable, *args], cwd=checkout, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    error = child.stderr.read().decode()
+    child.stderr.close()
+    if child.returncode != 0:
+        raise SystemExit(f"{checkout}: python {' '.join(args)} failed: {error.strip()}")
+    return usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+
+
+def compare(a: Path, b: Path | None, args: list[str], rounds: int, cache: str) -> dict:
+    """``{"A": [(cpu, mib), ...], "B": [...]}``, the sides run in turn after a warm-up each."""
+    sides = {"A": a} if b is None else {"A": a, "B": b}
+    for checkout in sides.values():
+        run_once(checkout, args, cache)
+    runs = {side: [] for side in sides}
+    for _ in range(rounds):
+        for side, checkout in sides.items():
+            runs[side].append(run_once(checkout, args, cache))
+    return runs
+
+
+def report(name: str, runs: dict) -> str:
+    line = f"{name:<34}"
+    for side, measured in runs.items():
+        cpu = statistics.median(r[0] for r in measured)
+        mib = statistics.median(r[1] for r in measured)
+        line += f" {side}: {cpu:6.3f} CPU-s {mib:6.1f} MiB |"
+    if "B" in runs:
+        ratios = [a[0] / b[0] for a, b in zip(runs["A"], runs["B"])]
+        line += (f" A/B {statistics.median(ratios):.3f} "
+                 f"({min(ratios):.3f}-{max(ratios):.3f})")
+    return line
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--path", default=str(REPO), help="checkout A (default: this one)")
+    parser.add_argument("--vs", default=None, help="checkout B (e.g. the base commit's)")
+    parser.add_argument("--rounds", type=int, default=5, help="runs of each side per row")
+    parser.add_argument("--only", default="", help="run only the rows whose name holds this")
+    args = parser.parse_args()
+    a, b = Path(args.path).resolve(), Path(args.vs).resolve() if args.vs else None
+    print(f"A = {a}" + (f", B = {b}" if b else "") + f"; medians of {args.rounds} runs each, "
+          "A B A B; CPU = user + system of the child", flush=True)
+    with tempfile.TemporaryDirectory(prefix="hwmodel-trace-cache-") as cache:
+        for name, command in rows().items():
+            if args.only not in name:
+                continue
+            print(report(name, compare(a, b, command, args.rounds, cache)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
