@@ -35,11 +35,29 @@ def file_sha256(path) -> str:
 
 
 def _identity(path: str | None):
-    # a source changed in place (same path) must not reuse the old store
+    """A source's path and the digest of its content: a source changed in place, even one
+    request file inside a folder rewritten at the same size, must not reuse the old store."""
     if path is None:
         return None
-    stat = Path(path).stat()
-    return [str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns]
+    source = Path(path)
+    return [str(source.resolve()), _content_digest(source)]
+
+
+def _content_digest(source: Path) -> str:
+    """SHA-256 of what a reader takes from ``source``: a store or adapter-format file's bytes,
+    an adapter-format folder's files (names and bytes), else the request files of the dataset's
+    JSON source (folder, archive or list file, with the files a list names)."""
+    from ..traces.adapters import detect_format
+    from ..traces.store import is_store_file
+    if source.is_file() and (is_store_file(source) or detect_format(source) is not None):
+        return file_sha256(source)
+    if source.is_dir() and detect_format(source) is not None:
+        digest = hashlib.sha256()
+        for file in sorted(p for p in source.rglob("*") if p.is_file()):
+            digest.update(json.dumps(str(file.relative_to(source))).encode())
+            digest.update(bytes.fromhex(file_sha256(file)))
+        return digest.hexdigest()
+    return _requests_key(source, None, None)
 
 
 def _spec_key(spec: TraceSpec) -> str:
