@@ -180,7 +180,7 @@ def flows_next(fs):
             pos = i
     if pos < 0:
         return -1, -1
-    return int(math.ceil(fs.clock[0] + best)), pos
+    return math.ceil(fs.clock[0] + best), pos
 
 
 @njit(cache=True)
@@ -242,7 +242,7 @@ def _phase(t0, src, dst, nbytes, route_start, route_flat, route_len, num_dies, f
                 start = max(start, release[link])
                 tail += fs.hop_ns[link]
                 slowest = min(slowest, fs.link_rate[link])
-            finish = start + tail + int(math.ceil(nbytes[k] / slowest))
+            finish = start + tail + math.ceil(nbytes[k] / slowest)
             for j in range(hops):
                 release[route_flat[first + j]] = finish
             end = max(end, finish)

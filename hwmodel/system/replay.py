@@ -48,8 +48,8 @@ from ..config import ConfigError, fraction, param, positive
 from ..params import HBMParams, WaferParams
 from .control import CONTROL_MODES, control_path
 from .dispatch import TokenDispatch
-from .flows import link_network
 from .engine import Counter, DieStat, LayerKernel, LayerStat, Prediction, Tasks
+from .flows import link_network
 from .lowering import Tables, allocator_costs, check_unit_sizes, lower
 from .memory_budget import ATTENTION_PLACEMENTS
 from .physical import paper_mode_note, run_budget, switches_on
