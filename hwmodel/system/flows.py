@@ -20,9 +20,9 @@ its share is taken from every link it crosses; repeat until every flow has a rat
 Reported per link: ``busy_ns``, the time at least one flow crossed it, and ``queue_ns``, the
 time integral of the flows beyond the first (two flows for 10 ns: 10 ns busy, 10 ns queued),
 i.e. how long transfers waited on each other there. The event kernel
-(:mod:`hwmodel.system.engine`) runs the weight transfers as flows; :func:`transfer_phase` runs a
-set of transfers that all start together (token dispatch and combine,
-:mod:`hwmodel.system.dispatch`), with shared links or with the paper's link holding.
+(:mod:`hwmodel.system.engine`) runs the weight transfers as flows; :func:`transfer_times` runs a
+set of transfers on their own (token dispatch and combine, :mod:`hwmodel.system.dispatch`, whose
+transfers all start together), with shared links or with the paper's link holding.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-__all__ = ["FlowState", "LinkNetwork", "link_network", "new_flow_state",
-           "transfer_phase"]
+__all__ = ["FlowState", "LinkNetwork", "grown", "link_network", "new_flow_state",
+           "transfer_phase", "transfer_times"]
 
 # slots of FlowState.scalars (int64)
 N_ACTIVE = 0         # flows in FlowState.active
@@ -221,51 +221,65 @@ def flows_finish(fs, route_start, route_flat, route_len, num_dies, pos, t):
     return f
 
 
-# --------------------------------------------------- a phase of transfers starting together
+# ------------------------------------------------------------- a set of transfers on its own
 @njit(cache=True)
-def _phase(t0, src, dst, nbytes, route_start, route_flat, route_len, num_dies, fs, shared):
+def _transfers(start, src, dst, nbytes, route_start, route_flat, route_len, num_dies, fs,
+               shared, arrival):
     n = src.shape[0]
-    end = t0
     if not shared:
         # the paper's link holding, in list order: a transfer starts when every link of its
         # route is free and holds them all for its whole time
-        release = np.full(fs.link_rate.shape[0], t0, np.int64)
+        release = np.zeros(fs.link_rate.shape[0], np.int64)
         for k in range(n):
             s, d = src[k], dst[k]
             first = route_start[s * num_dies + d]
-            hops = route_len[s, d]
-            start = t0
+            begin = start[k]
             tail = 0
             slowest = np.inf
-            for j in range(hops):
+            for j in range(route_len[s, d]):
                 link = route_flat[first + j]
-                start = max(start, release[link])
+                begin = max(begin, release[link])
                 tail += fs.hop_ns[link]
                 slowest = min(slowest, fs.link_rate[link])
-            finish = start + tail + math.ceil(nbytes[k] / slowest)
-            for j in range(hops):
-                release[route_flat[first + j]] = finish
-            end = max(end, finish)
-        return end
-    fs.clock[0] = t0
-    for k in range(n):
-        flows_start(fs, route_start, route_flat, route_len, num_dies, k, src[k], dst[k],
-                    nbytes[k], t0)
-    while fs.scalars[N_ACTIVE] > 0:
+            arrival[k] = begin + tail + math.ceil(nbytes[k] / slowest)
+            for j in range(route_len[s, d]):
+                release[route_flat[first + j]] = arrival[k]
+        return
+    fs.clock[0] = start[0]
+    k = 0
+    while k < n or fs.scalars[N_ACTIVE] > 0:
         t, pos = flows_next(fs)
-        f = flows_finish(fs, route_start, route_flat, route_len, num_dies, pos, t)
-        end = max(end, t + fs.tail_ns[f])
-    return end
+        if k < n and (pos < 0 or start[k] < t):
+            flows_start(fs, route_start, route_flat, route_len, num_dies, k, src[k], dst[k],
+                        nbytes[k], start[k])
+            k += 1
+        else:
+            f = flows_finish(fs, route_start, route_flat, route_len, num_dies, pos, t)
+            arrival[f] = t + fs.tail_ns[f]
+
+
+def transfer_times(start, src, dst, nbytes, tables, fs: FlowState, *,
+                   shared: bool) -> np.ndarray:
+    """Arrival time (ns) of each transfer ``k``: ``nbytes[k]`` bytes from die ``src[k]`` to die
+    ``dst[k]`` (different dies), sent at ``start[k]`` (non-decreasing), on the routes of
+    ``tables`` (:class:`~hwmodel.system.lowering.Tables`).
+
+    With ``shared``, flows share the links max-min (their busy and queue times are added to
+    ``fs``, which needs room for ``len(src)`` flows); else the paper's link holding, in list
+    order.
+    """
+    src = np.asarray(src, np.int64)
+    arrival = np.zeros(len(src), np.int64)
+    if len(src):
+        _transfers(np.asarray(start, np.int64), src, np.asarray(dst, np.int64),
+                   np.asarray(nbytes, np.float64), tables.route_start, tables.route_flat,
+                   tables.route_len, len(tables.route_len), fs, shared, arrival)
+    return arrival
 
 
 def transfer_phase(t0: int, src, dst, nbytes, tables, fs: FlowState, *, shared: bool) -> int:
-    """End time (ns) of transfers that all start at ``t0`` (die ``src[k]`` to ``dst[k]``,
-    ``nbytes[k]`` bytes, none with ``src == dst``): with ``shared``, flows sharing the links
-    max-min (their busy and queue times added to ``fs``); else the paper's link holding, in
-    list order. ``fs`` must have room for ``len(src)`` flows when ``shared``."""
-    src = np.asarray(src, np.int64)
-    if len(src) == 0:
-        return int(t0)
-    return int(_phase(int(t0), src, np.asarray(dst, np.int64), np.asarray(nbytes, np.float64),
-                      tables.route_start, tables.route_flat, tables.route_len,
-                      len(tables.llc_sets), fs, shared))
+    """When the last of a set of transfers that all start at ``t0`` arrives
+    (:func:`transfer_times`); ``t0`` when there are none."""
+    arrival = transfer_times(np.full(len(src), t0), src, dst, nbytes, tables, fs,
+                             shared=shared)
+    return int(max(t0, arrival.max(initial=t0)))
