@@ -125,42 +125,53 @@ def flows_advance(fs, route_start, route_flat, route_len, num_dies, t):
 
 @njit(cache=True)
 def flows_rerate(fs, route_start, route_flat, route_len, num_dies):
-    """Max-min rates of the active flows (progressive filling over the kernel's routes)."""
+    """Max-min rates of the active flows (progressive filling over the kernel's routes).
+
+    Each link's flows are listed once (positions in ``fs.active``), so a round touches only
+    the bottleneck's flows."""
     n_act = fs.scalars[N_ACTIVE]
     cap, unfixed, fixed = fs.cap_left, fs.unfixed, fs.fixed
-    for link in range(cap.shape[0]):
+    num_links = cap.shape[0]
+    first_of = np.empty(num_links + 1, np.int64)
+    total = 0
+    for link in range(num_links):
         cap[link] = fs.link_rate[link]
         unfixed[link] = fs.link_n[link]
+        first_of[link] = total
+        total += fs.link_n[link]
+    first_of[num_links] = total
+    fill = first_of[:num_links].copy()
+    members = np.empty(total, np.int64)
     for i in range(n_act):
         fixed[i] = False
+        f = fs.active[i]
+        s, d = fs.src[f], fs.dst[f]
+        first = route_start[s * num_dies + d]
+        for j in range(route_len[s, d]):
+            link = route_flat[first + j]
+            members[fill[link]] = i
+            fill[link] += 1
     left = n_act
     while left > 0:
         best = np.inf
         bottleneck = -1
-        for link in range(cap.shape[0]):
+        for link in range(num_links):
             if unfixed[link] > 0:
                 share = cap[link] / unfixed[link]
                 if share < best:
                     best = share
                     bottleneck = link
-        for i in range(n_act):
+        for m in range(first_of[bottleneck], first_of[bottleneck + 1]):
+            i = members[m]
             if fixed[i]:
                 continue
             f = fs.active[i]
-            s, d = fs.src[f], fs.dst[f]
-            first = route_start[s * num_dies + d]
-            hops = route_len[s, d]
-            crosses = False
-            for j in range(hops):
-                if route_flat[first + j] == bottleneck:
-                    crosses = True
-                    break
-            if not crosses:
-                continue
             fs.rate[f] = best
             fixed[i] = True
             left -= 1
-            for j in range(hops):
+            s, d = fs.src[f], fs.dst[f]
+            first = route_start[s * num_dies + d]
+            for j in range(route_len[s, d]):
                 link = route_flat[first + j]
                 cap[link] -= best
                 unfixed[link] -= 1
