@@ -151,16 +151,24 @@ def flows_rerate(fs, route_start, route_flat, route_len, num_dies):
             link = route_flat[first + j]
             members[fill[link]] = i
             fill[link] += 1
+    # the links in use and their fair shares; a round updates only the links its flows cross
+    used = np.empty(num_links, np.int64)
+    n_used = 0
+    share = np.empty(num_links, np.float64)
+    for link in range(num_links):
+        if unfixed[link] > 0:
+            used[n_used] = link
+            n_used += 1
+            share[link] = cap[link] / unfixed[link]
     left = n_act
     while left > 0:
         best = np.inf
         bottleneck = -1
-        for link in range(num_links):
-            if unfixed[link] > 0:
-                share = cap[link] / unfixed[link]
-                if share < best:
-                    best = share
-                    bottleneck = link
+        for u in range(n_used):
+            link = used[u]
+            if unfixed[link] > 0 and share[link] < best:
+                best = share[link]
+                bottleneck = link
         for m in range(first_of[bottleneck], first_of[bottleneck + 1]):
             i = members[m]
             if fixed[i]:
@@ -175,6 +183,8 @@ def flows_rerate(fs, route_start, route_flat, route_len, num_dies):
                 link = route_flat[first + j]
                 cap[link] -= best
                 unfixed[link] -= 1
+                if unfixed[link] > 0:
+                    share[link] = cap[link] / unfixed[link]
 
 
 @njit(cache=True)
