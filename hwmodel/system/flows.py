@@ -107,7 +107,7 @@ def grown(fs: FlowState, flows: int) -> FlowState:
 
 # ------------------------------------------------------------- flows inside the kernel
 @njit(cache=True)
-def flows_advance(fs, route_start, route_flat, route_len, num_dies, t):
+def flows_advance(fs, t):
     """Move the active flows' bytes and the links' busy and queue times on to ``t``."""
     dt = t - fs.clock[0]
     if dt > 0:
@@ -207,7 +207,7 @@ def flows_next(fs):
 @njit(cache=True)
 def flows_start(fs, route_start, route_flat, route_len, num_dies, f, s, d, nbytes, t):
     """Start flow ``f`` of ``nbytes`` from die ``s`` to die ``d`` at ``t``; rates anew."""
-    flows_advance(fs, route_start, route_flat, route_len, num_dies, t)
+    flows_advance(fs, t)
     fs.src[f] = s
     fs.dst[f] = d
     fs.remaining[f] = nbytes
@@ -228,7 +228,7 @@ def flows_start(fs, route_start, route_flat, route_len, num_dies, f, s, d, nbyte
 @njit(cache=True)
 def flows_finish(fs, route_start, route_flat, route_len, num_dies, pos, t):
     """End the payload of the active flow at ``pos`` at ``t``; rates anew. Returns its id."""
-    flows_advance(fs, route_start, route_flat, route_len, num_dies, t)
+    flows_advance(fs, t)
     f = fs.active[pos]
     n_act = fs.scalars[N_ACTIVE] - 1
     for i in range(pos, n_act):                  # keep the start order (deterministic ties)
