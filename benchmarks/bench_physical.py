@@ -7,8 +7,10 @@
 
 Every strategy runs in paper mode, then with each physical switch alone, then with all of them
 (``--mode physical``). Per run: throughput, its speedup over ``base`` of the same mode, request
-hops, replicas held at the end and evictions, and the run's wall time against the paper run's
-(physical mode must stay within 2x). A mode the HBM budget refuses is reported with its reason.
+hops, replicas held at the end and evictions, the run's wall time against the paper run's
+(physical mode must stay within 2x), the time of token dispatch and combine (``dispatch_time``)
+and the links' queue time over their busy time (``shared_links``; 1.0: on average one transfer
+waited beside each one sending). A mode the HBM budget refuses is reported with its reason.
 Paper-mode notes (replicas or KV cache beyond the HBM) are printed at the end.
 """
 
@@ -34,11 +36,21 @@ def modes(attention: str) -> dict:
     return out
 
 
+def links_columns(r) -> str:
+    """Dispatch and combine time (dispatch_time) and the links' summed queue time over their
+    summed busy time (shared_links), or '-'."""
+    phases = r.counts.get("dispatch_ns", 0) + r.counts.get("combine_ns", 0)
+    busy = sum(link.get("busy_ns", 0.0) for link in r.per_link)
+    queue = sum(link.get("queue_ns", 0.0) for link in r.per_link)
+    return (f"{phases / 1e6 if 'dispatch_ns' in r.counts else float('nan'):12.2f} "
+            f"{queue / busy if busy else float('nan'):10.2f}")
+
+
 def table(runs, wafers, strategies) -> str:
     """One line per (wafer, strategy, mode)."""
     lines = [(f"{'wafer':<9} {'strategy':>10} {'mode':>11} {'tok/s':>9} {'x base':>7} "
              f"{'vs paper':>9} {'hops':>10} {'held':>7} {'evicted':>8} {'wall s':>7} "
-             f"{'wall/paper':>10}")]
+             f"{'wall/paper':>10} {'disp+comb ms':>12} {'queue/busy':>10}")]
     for wafer in wafers:
         for strategy in strategies:
             paper = runs[("paper", wafer, strategy)]
@@ -55,7 +67,7 @@ def table(runs, wafers, strategies) -> str:
                     f"{r.throughput / paper.throughput:9.3f} {r.hops:10d} "
                     f"{sum(r.per_die['replicas_held']):7d} "
                     f"{r.counts['replica_evictions']:8d} {r.wall_s:7.1f} "
-                    f"{r.wall_s / paper.wall_s:10.2f}")
+                    f"{r.wall_s / paper.wall_s:10.2f} {links_columns(r)}")
     return "\n".join(lines)
 
 

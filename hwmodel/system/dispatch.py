@@ -1,10 +1,20 @@
-"""Token dispatch and combine, counted (physical mode's ``token_dispatch`` switch).
+"""Token dispatch and combine: counted (``token_dispatch``) and timed (``dispatch_time``).
 
 In the paper, the activations of a token are simply present on the die that runs its expert.
 On a physical wafer each token's hidden state travels from the die where its attention ran to
 the die of each of its top-k experts (dispatch), and the expert's output travels back (combine).
-This first stage counts that traffic: messages, link crossings (hops), bytes and bytes x hops.
-It does not time it; the time joins the links-shared-by-bandwidth model.
+``token_dispatch`` counts that traffic: messages, link crossings (hops), bytes and bytes x
+hops. ``dispatch_time`` also times it, as two all-to-all phases around each MoE layer's experts:
+
+* **dispatch**: at the layer's launch, every (attention die, expert die) pair with tokens to
+  send sends them as one transfer of ``tokens x hidden x 2 B``; the experts start when the
+  last transfer has arrived;
+* **combine**: when the layer's experts have all finished, each pair sends the outputs back
+  (the same bytes, the other way); the next layer starts when the last one has arrived.
+
+Transfers of a phase all start together. With ``shared_links`` they are flows sharing the
+links max-min (:func:`hwmodel.system.flows.transfer_phase`); otherwise each holds every link of
+its route for its whole time, as the paper's transfers do, in order of (source, destination).
 
 Where a token's attention runs follows ``attention_placement`` (as for the HBM budget,
 :mod:`hwmodel.system.memory_budget`):
@@ -22,6 +32,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .flows import grown, link_network, new_flow_state, transfer_phase
+
 __all__ = ["DISPATCH_COUNTS", "TokenDispatch"]
 
 #: The counters this switch adds to ``ReplayResult.counts``.
@@ -35,9 +47,12 @@ class TokenDispatch:
     Parameters
     ----------
     replay : hwmodel.system.replay.Replay
+    kernel : hwmodel.system.engine.LayerKernel, optional
+        The run's kernel, to time the traffic on its links (``dispatch_time``; its flow state
+        when links are shared). None: counted only.
     """
 
-    def __init__(self, replay):
+    def __init__(self, replay, kernel=None):
         model, store = replay.model, replay.store
         live = replay.live_dies
         self.route_len = np.asarray(replay.routed_tables().route_len, np.int64)
@@ -46,6 +61,14 @@ class TokenDispatch:
         self.request_die = live[np.arange(len(store)) % len(live)]
         self.sharded = replay.params.attention_placement == "layer-sharded"
         self.totals = dict.fromkeys(DISPATCH_COUNTS, 0)
+        self.kernel = kernel
+        self.timed = kernel is not None
+        self.tables = replay.tables
+        self.pairs = (np.zeros(0, np.int64),) * 3          # this layer's src, dst, bytes
+        if self.timed:
+            self.totals.update(dispatch_ns=0, combine_ns=0)
+            # the links' rates and hop latencies, for the paper's link holding
+            self.holding = new_flow_state(link_network(replay.wafer), 0)
 
     def layer(self, layer, rows, requests, task_e, task_d, task_t) -> None:
         """Count one MoE layer's dispatch and combine (``rows`` and ``requests`` of the
@@ -66,6 +89,38 @@ class TokenDispatch:
         self.totals["dispatch_hops"] += hops
         self.totals["dispatch_bytes"] += remote * self.token_bytes
         self.totals["dispatch_byte_hops"] += hops * self.token_bytes
+        if self.timed:
+            self.pairs = self._transfers(src, dest, weight)
+
+    def _transfers(self, src, dest, weight):
+        """One transfer per (source, destination) pair of different dies, in pair order."""
+        n = len(self.route_len)
+        remote = src != dest
+        key = src[remote] * n + dest[remote]
+        pairs, inverse = np.unique(key, return_inverse=True)
+        tokens = np.bincount(inverse, weights=weight[remote], minlength=len(pairs))
+        return pairs // n, pairs % n, tokens * self.token_bytes
+
+    def _phase(self, t0, src, dst, nbytes) -> int:
+        shared = self.kernel.network is not None
+        fs = self.kernel.flows if shared else self.holding
+        if shared and len(fs.src) < len(src):
+            fs = grown(fs, len(src))            # same link totals, more room for flows
+        return transfer_phase(t0, src, dst, nbytes, self.tables, fs, shared=shared)
+
+    def dispatch_end(self, t0: int) -> int:
+        """When this layer's tokens have all reached their experts' dies, from ``t0``."""
+        src, dst, nbytes = self.pairs
+        end = self._phase(t0, src, dst, nbytes)
+        self.totals["dispatch_ns"] += end - t0
+        return end
+
+    def combine_end(self, t0: int) -> int:
+        """When this layer's expert outputs are all back on their tokens' dies, from ``t0``."""
+        src, dst, nbytes = self.pairs
+        end = self._phase(t0, dst, src, nbytes)
+        self.totals["combine_ns"] += end - t0
+        return end
 
     def _token_pairs(self, layer, rows, requests, task_e, task_d, task_t):
         """Per (token, chosen expert): its attention die and its expert task's die."""

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 from numba import njit
 
+from .flows import FlowState, flows_finish, flows_next, flows_start, grown, new_flow_state
+
 __all__ = ["EV_NAMES", "Counter", "DieStat", "LayerKernel", "LayerStat", "Prediction", "Tasks"]
 
 # event kinds
@@ -44,8 +46,9 @@ EV_LLC_STORE = 7     # fill of the executing die's LLC (its LLC port)
 EV_RLLC_STORE = 8    # fill of the home die's LLC (its LLC port)
 EV_DUP_STORE = 9     # PDU copy of a remote slice into local HBM (HBM)
 EV_DONE = 10         # completion signal of a chain or store
+EV_NET = 11          # shared links: the next flow's payload ends (hwmodel.system.flows)
 EV_NAMES = ("lookup", "local_read", "request", "remote_llc_read", "remote_hbm_read", "data",
-            "compute", "llc_store", "remote_llc_store", "dup_store", "done")
+            "compute", "llc_store", "remote_llc_store", "dup_store", "done", "net")
 
 # chain kinds decided at the lookup
 K_LLC_HIT, K_LOCAL, K_REMOTE_LLC, K_REMOTE_HBM = 0, 1, 2, 3
@@ -373,6 +376,7 @@ class KernelState(NamedTuple):
     chains: Chains
     llc: LLCState
     outputs: Outputs
+    flows: FlowState             # links shared by bandwidth (empty when off)
 
 
 # ------------------------------------------------------------------------- layer kernel
@@ -387,13 +391,19 @@ def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
               ev_time, ev_kind, ev_chain, ev_prio, ev_adm, ev_nres, ev_res,
               heap_t, heap_i, wq_s, wq_e, wq_n,
               ch_die, ch_expert, ch_slice, ch_tokens, ch_home, ch_kind, ch_start,
-              span_lo, span_hi, dram_bytes, link_bytes, die_stats, counters, dup_out):
+              span_lo, span_hi, dram_bytes, link_bytes, die_stats, counters, dup_out,
+              shared, fs):
     """The layer's event loop over flat arrays (:func:`_run_layer` unpacks its structure
     into them). It is one long function on purpose: numba reference-counts the arrays passed
     to a compiled helper on every call, inlined or not; measured on the shared Llama-4 trace,
     passing the state structure to per-event helpers made ``ep`` six times slower, and moving
     only the release step into a helper made it 50 % slower. Counters: :class:`Counter`; byte
-    sums per die: :class:`DieStat`."""
+    sums per die: :class:`DieStat`.
+
+    With ``shared`` (links shared by bandwidth, :mod:`hwmodel.system.flows`), request and data
+    transfers hold no link: each starts a flow in ``fs`` and its chain goes on when the flow
+    arrives; one pending-event id (the last) stands for the network's next arrival, and a
+    heap entry whose time is no longer that arrival's is skipped."""
     num_dies = llc_tags.shape[0]
     n_tasks = task_expert.shape[0]
     n_ev = 0
@@ -440,8 +450,17 @@ def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
     new_evs = np.empty(4, dtype=np.int64)
     cur = t0
     done = False
+    net = ev_time.shape[0] - 1                    # shared links: the network's event
+    if shared:
+        ev_time[net] = -1
+        ev_kind[net] = EV_NET
+        ev_nres[net] = 0
+        ev_chain[net] = 0
     while n_heap > 0:
+        top_t = heap_t[0]
         ev, n_heap = _hpop(heap_t, heap_i, n_heap)
+        if shared and ev == net and top_t != ev_time[net]:
+            continue                              # superseded arrival time
         counters[Counter.EVENTS] += 1
         prev = cur
         t = ev_time[ev]
@@ -562,13 +581,43 @@ def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
             n_dup += 1
             new_evs[0] = EV_DONE
             n_new = 1
+        elif kind == EV_NET:
+            ev_time[net] = -1
+            _, pos = flows_next(fs)
+            c = flows_finish(fs, route_start, route_flat, route_len, num_dies, pos, t)
+            d = ch_die[c]
+            e = ch_expert[c]
+            h = ch_home[c]
+            prio = fs.prio[c]
+            lat = fs.tail_ns[c]
+            n_new = fs.next_n[c]
+            new_evs[0] = fs.next_kind[c, 0]
+            new_evs[1] = fs.next_kind[c, 1]
         else:  # EV_DONE
             if span_lo[d] < 0 or ch_start[c] < span_lo[d]:
                 span_lo[d] = ch_start[c]
             span_hi[d] = max(span_hi[d], t)
             pending -= 1
-            if pending == 0 and n_heap == 0 and waiting == 0:
+            if pending == 0 and waiting == 0 and (n_heap == 0 or shared):
                 done = True
+        if shared and (kind == EV_REQ or kind == EV_DATA or kind == EV_NET):
+            if kind != EV_NET:                    # the transfer becomes a flow
+                if kind == EV_REQ:
+                    flows_start(fs, route_start, route_flat, route_len, num_dies, c, d, h,
+                                req_bytes[d], t)
+                else:
+                    flows_start(fs, route_start, route_flat, route_len, num_dies, c, h, d,
+                                slice_bytes, t)
+                fs.prio[c] = prio
+                fs.next_n[c] = n_new
+                fs.next_kind[c, 0] = new_evs[0]
+                fs.next_kind[c, 1] = new_evs[1]
+                n_new = 0
+                lat = 0
+            arrival, _ = flows_next(fs)
+            if arrival >= 0 and arrival != ev_time[net]:
+                ev_time[net] = arrival
+                n_heap = _hpush(heap_t, heap_i, n_heap, arrival, net)
         # ---- create the new events at t + lat and try to admit them ----
         for j in range(n_new):
             nk = new_evs[j]
@@ -594,6 +643,8 @@ def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
             elif nk == EV_RLLC_READ or nk == EV_RLLC_STORE:
                 ev_nres[nev] = 1
                 ev_res[nev, 0] = h
+            elif shared and (nk == EV_REQ or nk == EV_DATA):
+                ev_nres[nev] = 0                  # a flow: holds no link
             elif nk == EV_REQ:
                 hops = route_len[d, h]
                 ev_nres[nev] = hops
@@ -672,7 +723,7 @@ def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
     return n_ev
 
 @njit(cache=True)
-def _run_layer(st, t0, layer, tasks, pred, num_experts, slices):
+def _run_layer(st, t0, layer, tasks, pred, num_experts, slices, shared):
     """Simulate one layer from ``t0`` to its barrier (see the module docstring): unpacks the
     one typed state structure for the event loop. Counters of the run accumulate in
     ``st.outputs``; the layer's own results are its ``span_lo``/``span_hi``/``dram_bytes``,
@@ -692,7 +743,7 @@ def _run_layer(st, t0, layer, tasks, pred, num_experts, slices):
         ev.heap_t, ev.heap_i, res.wait_seq, res.wait_event, res.wait_len,
         ch.die, ch.expert, ch.slice, ch.tokens, ch.home, ch.kind, ch.start,
         out.span_lo, out.span_hi, out.dram_bytes, out.link_bytes, out.die_stats,
-        out.counters, out.dups)
+        out.counters, out.dups, shared, st.flows)
     _add_layer_stats(out.span_lo, out.span_hi, out.dram_bytes, tasks.die, tasks.tokens, slices,
                      out.layer_stats)
     return n_ev
@@ -746,10 +797,15 @@ class LayerKernel:
         The lowered wafer (per-die and per-route latencies, routes, homes).
     num_links : int
         Links of the mesh (one resource each, after the dies' LLC port, HBM and compute).
+    network : hwmodel.system.flows.LinkNetwork, optional
+        Links shared by bandwidth (physical switch ``shared_links``): transfers are flows of
+        :mod:`hwmodel.system.flows`. None: the paper's link holding.
     """
 
-    def __init__(self, tables, num_links: int):
+    def __init__(self, tables, num_links: int, network=None):
         self.tables = tables
+        self.network = network
+        self.flows = new_flow_state(network, 0)
         self.num_dies = N = len(tables.llc_sets)
         self.num_links = num_links
         self.max_res = max(1, int(tables.route_len.max(initial=0)))
@@ -788,6 +844,12 @@ class LayerKernel:
         self.max_res = max(1, int(tables.route_len.max(initial=0)))
         self._allocate(self._cap_chains)
 
+    def flow_counts(self) -> dict:
+        """With shared links: ``{"flows": flows of the run}`` (else empty)."""
+        if self.network is None:
+            return {}
+        return {"flows": int(self.flows.scalars[1])}
+
     def _grow(self, chains: int) -> None:
         self._allocate(max(chains, 2 * self._cap_chains))
 
@@ -796,11 +858,19 @@ class LayerKernel:
         nothing from one layer to the next)."""
         self._cap_chains = cap
         ev = 8 * cap + 64
+        heap = ev
+        if self.network is not None:
+            # one more event (the network's), and up to one superseded arrival time in the
+            # heap per flow start and end (two flows per chain)
+            ev += 1
+            heap = ev + 4 * cap
+            self.flows = grown(self.flows, cap)
         wq = 2 * cap + 16
         zeros = lambda *shape: np.zeros(shape, np.int64)
         self.events = Events(time=zeros(ev), kind=zeros(ev), chain=zeros(ev), prio=zeros(ev),
                              admitted=np.zeros(ev, np.bool_), num_res=zeros(ev),
-                             res=zeros(ev, self.max_res), heap_t=zeros(ev), heap_i=zeros(ev))
+                             res=zeros(ev, self.max_res), heap_t=zeros(heap),
+                             heap_i=zeros(heap))
         self.resources = Resources(free=self.free, release_ns=self.release_ns,
                                    wait_seq=zeros(self.n_res, wq),
                                    wait_event=zeros(self.n_res, wq),
@@ -809,7 +879,7 @@ class LayerKernel:
         self.outputs = self.outputs._replace(dups=zeros(cap, 3))
         self.state = KernelState(tables=self.tables, resources=self.resources,
                                  events=self.events, chains=self.chains, llc=self.llc,
-                                 outputs=self.outputs)
+                                 outputs=self.outputs, flows=self.flows)
 
     def run(self, t0: int, layer: int, tasks: Tasks, prediction: Prediction, *,
             num_experts: int, slices: int):
@@ -823,7 +893,8 @@ class LayerKernel:
         out.span_lo[:] = -1
         out.span_hi[:] = -1
         out.dram_bytes[:] = 0.0
-        _run_layer(self.state, int(t0), int(layer), tasks, prediction, num_experts, slices)
+        _run_layer(self.state, int(t0), int(layer), tasks, prediction, num_experts, slices,
+                   self.network is not None)
         n_dup = int(out.counters[Counter.DUPS])
         return (int(out.counters[Counter.END_NS]), bool(out.counters[Counter.STALLED]),
                 out.dups[:n_dup].copy())

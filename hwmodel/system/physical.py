@@ -24,7 +24,11 @@ PHYSICAL_SWITCHES = {
     "hbm_budget": "each die's HBM holds its experts, hosted attention, dense and shared weights "
                   "and its requests' KV cache; replicas get what is left",
     "token_dispatch": "each token's activations travel from its attention die to its experts' "
-                      "dies and back: counted in messages, hops and bytes (not timed yet)",
+                      "dies and back: counted in messages, hops and bytes",
+    "shared_links": "transfers crossing a link share its bandwidth max-min fairly (rates "
+                    "recomputed at each start and end) instead of holding it whole",
+    "dispatch_time": "token dispatch and combine take time on the links, as all-to-all "
+                     "phases before and after each MoE layer's experts",
 }
 
 

@@ -49,6 +49,7 @@ from ..params import HBMParams, WaferParams
 from .control import CONTROL_MODES, control_path
 from .dispatch import TokenDispatch
 from .engine import Counter, DieStat, LayerKernel, LayerStat, Prediction, Tasks
+from .flows import link_network
 from .lowering import Tables, allocator_costs, check_unit_sizes, has_routes, lower, with_routes
 from .memory_budget import ATTENTION_PLACEMENTS
 from .physical import paper_mode_note, run_budget, switches_on
@@ -124,7 +125,13 @@ class ReplayParams:
                              default=False)
     token_dispatch: bool = param("physical switch: count the activations each token sends "
                                  "from its attention die to its experts' dies and back (hops, "
-                                 "bytes; not timed yet)", default=False)
+                                 "bytes; timed by dispatch_time)", default=False)
+    shared_links: bool = param("physical switch: transfers crossing a link share its "
+                               "bandwidth max-min fairly instead of holding it whole",
+                               default=False)
+    dispatch_time: bool = param("physical switch: token dispatch and combine take time on the "
+                                "links, before and after each MoE layer's experts (counted "
+                                "as token_dispatch counts them)", default=False)
     attention_placement: str = param("physical mode: where attention and the other non-expert "
                                      "weights live, 'layer-sharded' or 'data-parallel'",
                                      default="layer-sharded")
@@ -275,7 +282,9 @@ class _Run:
         self.wall0 = time.perf_counter()
         self.gcp = replay.global_cp() if uses_global_cp(strategy) else None
         self.tables = replay.tables
-        self.kernel = LayerKernel(self.tables, len(replay.mesh.links))
+        shared = replay.params.shared_links                           # physical: shared_links
+        self.kernel = LayerKernel(self.tables, len(replay.mesh.links),
+                                  link_network(replay.wafer) if shared else None)
         self.slices = replay.model.matrices_per_expert
         N, E = replay.N, replay.E
         self.units = (PredictionUnits(replay, self.gcp, record=record_units)
@@ -302,7 +311,9 @@ class _Run:
             cosim.bind(self)
         # physical mode (hwmodel.system.physical): the HBM budget the replicas get, or None
         self.budget = run_budget(replay)
-        self.dispatch = TokenDispatch(replay) if replay.params.token_dispatch else None
+        timed = replay.params.dispatch_time                           # physical: dispatch_time
+        self.dispatch = (TokenDispatch(replay, self.kernel if timed else None)
+                         if replay.params.token_dispatch or timed else None)
         self.requests = None
 
     def execute(self, progress) -> ReplayResult:
@@ -359,6 +370,7 @@ class _Run:
             self.kernel.use_tables(replay.routed_tables())   # the run's first message
         if self.dispatch is not None:                                 # physical: token_dispatch
             self.dispatch.layer(layer, rows, self.requests, task_e, task_d, task_t)
+        timed = self.dispatch is not None and self.dispatch.timed
         copy_ok = self.units is not None and stage == "decode"
         tasks = Tasks(task_e, task_d, task_t, remote)
         if self.units is not None:
@@ -370,8 +382,12 @@ class _Run:
                                 redirect=self.redirect, copy=self.copy)
         start = self.t if self.control is None else self.t + self.control.launch_ns(
             counts, task_e, task_d, self.gcp.presence_matrix(layer), decode=stage == "decode")
+        if timed:                                                     # physical: dispatch_time
+            start = self.dispatch.dispatch_end(start)
         end, stall, dups = self.kernel.run(start, layer, tasks, prediction,
                                            num_experts=replay.E, slices=self.slices)
+        if timed:
+            end = self.dispatch.combine_end(end)
         if self.units is not None:
             self.units.report(layer)
             if self.control is not None:
@@ -384,6 +400,19 @@ class _Run:
                                "dups": len(dups)})
         self.t = end
         self.stalled = stall
+
+    def _per_link(self) -> list[dict]:
+        """Bytes per link; with shared links also its busy and queue time and most flows at
+        once (:mod:`hwmodel.system.flows`)."""
+        kernel, links = self.kernel, self.replay.mesh.links
+        rows = [{"dies": list(pair), "bytes": float(b)}
+                for pair, b in zip(links, kernel.link_bytes)]
+        if kernel.network is not None:
+            fs = kernel.flows
+            for i, row in enumerate(rows):
+                row.update(busy_ns=float(fs.busy_ns[i]), queue_ns=float(fs.queue_ns[i]),
+                           max_flows=int(fs.max_flows[i]))
+        return rows
 
     def _result(self) -> ReplayResult:
         replay, kernel = self.replay, self.kernel
@@ -420,7 +449,8 @@ class _Run:
                     "replicas": round(dups_total),
                     "replica_evictions": units.evictions if units else 0,
                     **(self.control.counts() if self.control else {}),
-                    **(self.dispatch.totals if self.dispatch else {})},
+                    **(self.dispatch.totals if self.dispatch else {}),
+                    **kernel.flow_counts()},
             per_layer=self.per_layer,
             per_die={"local_read_bytes": stats[:, DieStat.LOCAL_READ_BYTES].tolist(),
                      "remote_read_served_bytes":
@@ -428,7 +458,6 @@ class _Run:
                      "replica_write_bytes": replica_bytes.tolist(),
                      "byte_hops_sent": stats[:, DieStat.BYTE_HOPS_SENT].tolist(),
                      "replicas_held": replicas_held},
-            per_link=[{"dies": list(pair), "bytes": float(b)}
-                      for pair, b in zip(replay.mesh.links, kernel.link_bytes)],
+            per_link=self._per_link(),
             unit_streams=(units.streams or {}) if units else {},
             physical=switches_on(replay.params), notes=[note] if note else [])

@@ -1,0 +1,176 @@
+"""Links shared by bandwidth (``shared_links``) and the time of token dispatch and combine
+(``dispatch_time``), issue 17: hand-worked cases of the flow model and of the switches.
+
+The flow cases run on a hand-made line of 4 dies (link i joins dies i and i+1), 200 ns per hop;
+every expected time is worked out in its test's docstring.
+"""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from test_physical import comparable, run
+from test_system_replay import _tiny_store
+
+from hwmodel.params import load_wafer
+from hwmodel.system.flows import (
+    LinkNetwork,
+    flows_start,
+    link_network,
+    new_flow_state,
+    transfer_times,
+)
+from hwmodel.system.lowering import lower
+from hwmodel.topologies.wafer import build_wafer
+
+HOP = 200
+
+
+def line(rates):
+    """Route tables of dies 0..n on a line (link i: dies i and i+1) and a flow state."""
+    n = len(rates) + 1
+    start, flat, length = [0], [], np.zeros((n, n), np.int64)
+    for s in range(n):
+        for d in range(n):
+            links = list(range(min(s, d), max(s, d)))
+            flat += links
+            start.append(len(flat))
+            length[s, d] = len(links)
+    tables = SimpleNamespace(route_start=np.array(start, np.int64),
+                             route_flat=np.array(flat, np.int64), route_len=length)
+    network = LinkNetwork(rate=np.array(rates, np.float64),
+                          hop_ns=np.full(len(rates), HOP, np.int64))
+    return tables, new_flow_state(network, 8)
+
+
+def times(transfers, rates=(1000.0,), shared=True):
+    """Arrivals of ``transfers`` = [(start, src, dst, bytes)] on a line of ``rates``."""
+    tables, fs = line(rates)
+    start, src, dst, nbytes = zip(*transfers)
+    return transfer_times(start, src, dst, nbytes, tables, fs, shared=shared).tolist(), fs
+
+
+def test_a_transfer_alone_takes_the_paper_time():
+    """1,000,000 B over one 1,000 B/ns link: 1,000 ns of payload + 200 ns of hop."""
+    assert times([(0, 0, 1, 1e6)])[0] == [1200]
+    assert times([(0, 0, 1, 1e6)], shared=False)[0] == [1200]
+
+
+def test_two_transfers_on_one_link_each_get_half_its_bandwidth():
+    """Each gets 500 B/ns: payloads end at 2,000 ns, arrivals 2,200. Held whole (the
+    paper), the second waits for the first: 1,200 and 2,400."""
+    both = [(0, 0, 1, 1e6), (0, 0, 1, 1e6)]
+    arrivals, fs = times(both)
+    assert arrivals == [2200, 2200]
+    assert fs.busy_ns[0] == 2000 and fs.queue_ns[0] == 2000 and fs.max_flows[0] == 2
+    assert times(both, shared=False)[0] == [1200, 2400]
+
+
+def test_a_third_transfer_starting_later_slows_both():
+    """A and B (1e6 B each) from 0 ns, C (1e6 B) from 500 ns, one 1,000 B/ns link. Until 500
+    ns A and B send 250,000 B each; then three share: A and B send their last 750,000 B at
+    1000/3 B/ns in 2,250 ns (payload ends 2,750, arrival 2,950, instead of 2,200 without C);
+    C has sent 750,000 B by then and its last 250,000 B take 250 ns alone: 3,000 + 200."""
+    arrivals, fs = times([(0, 0, 1, 1e6), (0, 0, 1, 1e6), (500, 0, 1, 1e6)])
+    assert arrivals == [2950, 2950, 3200]
+    assert fs.busy_ns[0] == 3000
+    assert fs.queue_ns[0] == 500 * 1 + 2250 * 2          # two flows, then three
+
+
+def test_max_min_on_a_three_link_line():
+    """Links of 1,000, 1,000 and 600 B/ns. Flows A 0->3 (links 0,1,2), B 0->1 (link 0), C
+    1->2 (link 1), D 2->3 (link 2), E 1->3 (links 1,2). Link 2 is the bottleneck, 600/3 =
+    200 for A, D, E; then link 0 leaves 1,000 - 200 = 800 for B and link 1 leaves 1,000 -
+    200 - 200 = 600 for C."""
+    tables, fs = line((1000.0, 1000.0, 600.0))
+    for f, (s, d) in enumerate([(0, 3), (0, 1), (1, 2), (2, 3), (1, 3)]):
+        flows_start(fs, tables.route_start, tables.route_flat, tables.route_len, 4, f, s, d,
+                    1e6, 0)
+    assert fs.rate[:5].tolist() == pytest.approx([200.0, 800.0, 600.0, 200.0, 200.0],
+                                                 rel=1e-12)
+
+
+def test_a_flow_alone_equals_the_paper_latency_on_every_route():
+    """On tsmc-sow, one slice (or one request message) alone on any route arrives exactly
+    when the paper's formula says: lowering's 200 x hops + ceil(bytes / (1741 x 0.9))."""
+    wafer = build_wafer(load_wafer("tsmc-sow"))
+    from hwmodel.models import load_model
+    tables = lower(wafer, load_model("llama4-maverick"), max_tokens=1)
+    n = len(tables.route_len)
+    for nbytes, paper in ((tables.slice_bytes, tables.data_ns),
+                          (float(tables.request_bytes[0]), tables.request_ns)):
+        for s in range(n):
+            for d in range(n):
+                if s == d:
+                    continue
+                fs = new_flow_state(link_network(wafer), 1)
+                got = transfer_times([0], [s], [d], [nbytes], tables, fs, shared=True)
+                assert got[0] == paper[s, d], (s, d)
+
+
+# ------------------------------------------------------------------ the switches in a replay
+def test_shared_links_cannot_act_without_transfers():
+    """Invariance: ep on a request whose experts are all home makes no transfer, so every
+    output equals paper mode's but the flow count (0) and the links' zero busy times."""
+    store = _tiny_store([([0, 10], [0, 10])])
+    paper = comparable(run(store, strategy="ep", max_iterations=2))
+    shared = comparable(run(store, strategy="ep", max_iterations=2, shared_links=True))
+    assert shared["counts"].pop("flows") == 0
+    for link in shared["per_link"]:
+        assert (link.pop("busy_ns"), link.pop("queue_ns"), link.pop("max_flows")) == (0, 0, 0)
+    assert shared == paper
+
+
+def test_shared_links_act_on_concurrent_transfers():
+    """base sends a remote expert's three slices over one route at once: shared, they are
+    flows (2 per slice: request and data) and the run's links report their busy time."""
+    store = _tiny_store([([0], [])])
+    paper = run(store, strategy="base", max_iterations=1)
+    shared = run(store, strategy="base", max_iterations=1, shared_links=True)
+    assert shared.counts["flows"] == 24 * 3 * 2
+    assert shared.hops == paper.hops and shared.time_ns != paper.time_ns
+    busy = [link["busy_ns"] for link in shared.per_link]
+    assert max(busy) > 0 and "busy_ns" not in paper.per_link[0]
+
+
+def _layer_phase(wafer, pairs, shared):
+    """A phase of two 10,240 B transfers (one token, hidden 5120, BF16) on tsmc-sow, by hand.
+    Alone, a transfer takes 200 x hops + ceil(10240 / 1566.9) = 200 x hops + 7 ns. Two whose
+    routes share a link: held whole, the second waits for the first (sum of both); shared,
+    each gets 783.45 B/ns there, payload ceil(13.07) = 14 ns, then its hops."""
+    hops = [len(wafer.mesh.route_links(s, d)) for s, d in pairs]
+    overlap = set(wafer.mesh.route_links(*pairs[0])) & set(wafer.mesh.route_links(*pairs[1]))
+    if not overlap:
+        return max(HOP * h + 7 for h in hops)
+    return 14 + HOP * max(hops) if shared else sum(HOP * h + 7 for h in hops)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_dispatch_and_combine_times_by_hand(shared):
+    """ep, one 2-token prompt on experts 0 and 10 (homes 0 and 2), prefill only,
+    layer-sharded: MoE layer l's tokens start on die h = l mod 24, go h -> 0 and h -> 2
+    before the experts (dispatch) and 0 -> h, 2 -> h after them (combine). ep makes no other
+    transfer, so the run is longer than paper mode's by exactly the phases' times."""
+    store = _tiny_store([([0, 10], [])])
+    paper = run(store, strategy="ep", max_iterations=1)
+    timed = run(store, strategy="ep", max_iterations=1, dispatch_time=True,
+                shared_links=shared)
+    wafer = build_wafer(load_wafer("tsmc-sow"))
+    hosts = [layer % 24 for layer in range(1, 48, 2)]
+    dispatch = sum(_layer_phase(wafer, [(h, 0), (h, 2)], shared) for h in hosts)
+    combine = sum(_layer_phase(wafer, [(0, h), (2, h)], shared) for h in hosts)
+    assert timed.counts["dispatch_ns"] == dispatch
+    assert timed.counts["combine_ns"] == combine
+    assert timed.time_ns - paper.time_ns == dispatch + combine
+    assert timed.hops == paper.hops == 0
+
+
+def test_dispatch_time_on_one_die_takes_no_time():
+    """Data-parallel with one request served on die 0 whose experts live there (expert 0,
+    home 0): dispatch and combine cross no link, so the run keeps paper mode's times."""
+    store = _tiny_store([([0, 0], [0])])
+    paper = run(store, strategy="ep", max_iterations=2)
+    timed = run(store, strategy="ep", max_iterations=2, dispatch_time=True,
+                attention_placement="data-parallel")
+    assert timed.counts["dispatch_ns"] == timed.counts["combine_ns"] == 0
+    assert timed.time_ns == paper.time_ns and timed.per_layer == paper.per_layer
