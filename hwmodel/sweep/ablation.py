@@ -402,8 +402,8 @@ def findings(runs) -> str:
         return "The results store holds no run."
     rows = summary_rows(runs)
     modes = [m for m in _modes(runs) if m != PAPER]
-    text = [f"Ablation over {_scope(runs)} (gains over `base` and ratios to paper mode are "
-            f"means over the scenarios where both runs succeeded)."]
+    text = [(f"Ablation over {_scope(runs)} (gains over `base` and ratios to paper mode are "
+             f"means over the scenarios where both runs succeeded).")]
     if PAPER not in {r.mode for r in runs}:
         text.append("The store holds no paper-mode run: nothing is relative to paper mode.")
     for mode in modes:
