@@ -161,7 +161,7 @@ def test_a_refused_run_is_counted_and_named(tmp_path):
     assert ("It failed 1 runs: kimi-k2 (1 runs; the first: hbm_budget: the batch (4 requests) "
             "does not fit: die 0 needs 86 GB)") in text
     assert "expected fewer" not in text
-    line = [r for r in ab.run_csv(runs).splitlines() if r.startswith("kimi-k2")][0]
+    line = next(r for r in ab.run_csv(runs).splitlines() if r.startswith("kimi-k2"))
     assert ",failed," in line and "does not fit" in line
 
 
