@@ -165,6 +165,12 @@ def test_a_refused_run_is_counted_and_named(tmp_path):
     assert ",failed," in line and "does not fit" in line
 
 
+def test_a_switch_refusal_is_told_from_a_fault():
+    assert ab.is_refusal("ValueError: hbm_budget: the batch (4 requests) does not fit: ...")
+    assert not ab.is_refusal("ValueError: batch: the trace holds 3 requests, expected 4")
+    assert not ab.is_refusal("KeyError: 'hbm_budget'")
+
+
 def test_the_report_section_only_with_physical_runs(tmp_path):
     from hwmodel.sweep.report import load_results
     ok, failed, _ = load_results(write_hand_store(tmp_path / "r.sqlite"))

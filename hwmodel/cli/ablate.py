@@ -77,7 +77,7 @@ def write_outputs(results, out, command: str) -> list[Path]:
 
 def _main(args) -> int:
     from ..sweep import run_sweep
-    from ..sweep.ablation import ablation, findings
+    from ..sweep.ablation import ablation, findings, is_refusal
     from .outputs import check_output_dir
     if args.jobs is not None and args.jobs < 1:
         raise ValueError(f"--jobs: expected a process count >= 1, not {args.jobs!r}")
@@ -101,7 +101,8 @@ def _main(args) -> int:
     for path in write_outputs(store, args.out, command):
         print(f"wrote {path}")
     print(findings(ablation(store)))
-    return 0
+    # a switch refusing a run is a finding; any other failure is a fault (exit 1, as sweep)
+    return 1 if any(not is_refusal(error) for _, error in outcome.failures) else 0
 
 
 def register(subparsers) -> None:

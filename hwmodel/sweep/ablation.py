@@ -27,7 +27,7 @@ import attrs
 from .grid import Grid, Run, parse_grid
 
 __all__ = ["DEFAULT_BATCHES", "DEFAULT_MODELS", "DEFAULT_WAFERS", "PAPER", "AblationRun",
-           "ablation", "ablation_grid", "figure", "findings", "from_records", "markdown",
+           "ablation", "ablation_grid", "figure", "findings", "from_records", "is_refusal", "markdown",
            "mode_label", "report_section", "run_csv", "summary_rows", "switch_settings"]
 
 #: The issue's ablation grid: four models, two batches, both meshes.
@@ -386,6 +386,13 @@ def _refusals(runs, mode) -> str:
     parts = [f"{model} ({len(group)} runs; the first: {_reason(group[0].error)})"
              for model, group in sorted(by_model.items())]
     return f" It failed {len(failed)} runs: {', '.join(parts)}."
+
+
+def is_refusal(error: str) -> bool:
+    """Whether a failed run's ``error`` is a physical switch refusing the run (its message
+    starts with the switch's name, as ``hbm_budget: the batch ... does not fit``), not a fault."""
+    _, _, message = error.partition(": ")
+    return any(message.startswith(f"{name}: ") for name in _registry())
 
 
 def _reason(error: str) -> str:
