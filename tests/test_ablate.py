@@ -165,6 +165,25 @@ def test_a_refused_run_is_counted_and_named(tmp_path):
     assert ",failed," in line and "does not fit" in line
 
 
+def test_the_command_reports_its_grid_only(tmp_path):
+    """A store shared with other sweeps: only the runs of the ablation's grid are its table."""
+    grid = ab.ablation_grid(models=["qwen3-235b"], batches=[8], wafers=["dojo"],
+                            strategies=["base"], switches=[SWITCHES[0]])
+    mine = {"model": "qwen3-235b", "trace": "qwen3-235b/synth(seed=0)/8", "batch": 8}
+    summary = {"throughput": 1.0, "hops": 1, "counts": {}}
+    with ResultsStore(tmp_path / "r.sqlite") as store:
+        for n, (wafer, strategy, switches) in enumerate([
+                ("dojo", "base", ()), ("dojo", "base", (SWITCHES[0],)),
+                ("tsmc-sow", "base", ()), ("dojo", "ep", ()), ("dojo", "base", tuple(SWITCHES))]):
+            params = dict.fromkeys(switches, True)
+            record = _record(n, strategy, (), summary=summary, wafer=wafer, **mine)
+            store.put({**record, "params": json.dumps(params)}, {})
+    runs = ab.ablation(tmp_path / "r.sqlite", grid)
+    assert [(r.wafer, r.strategy, r.mode) for r in runs] == [("dojo", "base", "paper"),
+                                                             ("dojo", "base", SWITCHES[0])]
+    assert len(ab.ablation(tmp_path / "r.sqlite")) == 5
+
+
 def test_a_switch_refusal_is_told_from_a_fault():
     assert ab.is_refusal("ValueError: hbm_budget: the batch (4 requests) does not fit: ...")
     assert not ab.is_refusal("ValueError: batch: the trace holds 3 requests, expected 4")

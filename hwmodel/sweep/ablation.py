@@ -126,6 +126,7 @@ class AblationRun:
     hops: int | None
     error: str | None = None
     dispatch_hops: int | None = None
+    trace: str = ""
 
 
 def _from_record(record: dict, summary: dict | None) -> AblationRun:
@@ -139,18 +140,40 @@ def _from_record(record: dict, summary: dict | None) -> AblationRun:
     if summary is None:
         return AblationRun(record["model"], record["batch"], record["wafer"],
                            record["strategy"], mode_label(switches), scenario, None, None,
-                           record.get("error") or "failed")
+                           record.get("error") or "failed", trace=record["trace"])
     return AblationRun(record["model"], record["batch"], record["wafer"], record["strategy"],
                        mode_label(switches), scenario, summary["throughput"], summary["hops"],
-                       dispatch_hops=summary.get("counts", {}).get("dispatch_hops"))
+                       dispatch_hops=summary.get("counts", {}).get("dispatch_hops"),
+                       trace=record["trace"])
 
 
-def ablation(results) -> list[AblationRun]:
+def ablation(results, grid: Grid | None = None) -> list[AblationRun]:
     """Every run of the results store ``results`` (a path), ok or failed, as an
-    :class:`AblationRun`, in a fixed order."""
+    :class:`AblationRun`, in a fixed order; only the runs of ``grid`` if given (a store may
+    hold other sweeps' runs too)."""
     from .report import load_results
     ok, failed, _ = load_results(results)
-    return from_records(ok, failed)
+    runs = from_records(ok, failed)
+    if grid is None:
+        return runs
+    wanted = _grid_keys(grid)
+    return [r for r in runs if (r.trace, r.wafer, r.strategy, r.mode, r.scenario[4]) in wanted]
+
+
+def _grid_keys(grid: Grid) -> set:
+    """(trace label, wafer name, strategy, mode, other parameters) of each run of ``grid``."""
+    from ..params import load_wafer
+    names = {}
+    keys = set()
+    for run in grid.runs:
+        if run.wafer not in names:
+            names[run.wafer] = load_wafer(run.wafer).name
+        params = run.params_dict()
+        on = [name for name in _registry() if params.get(name)]
+        others = {k: v for k, v in params.items() if k not in _registry()}
+        keys.add((run.trace.label(), names[run.wafer], run.strategy, mode_label(on),
+                  json.dumps(others, sort_keys=True)))
+    return keys
 
 
 def from_records(ok, failed) -> list[AblationRun]:
