@@ -452,8 +452,11 @@ def write_report(results, out_dir, command: str = "hwmodel report") -> list[Path
 
 def _write_pages(results, out: Path, ok, failed, sweeps, command) -> list[str]:
     """Write the figures and ``report.html`` into ``out``; their names."""
+    from .ablation import report_section
     files, sections = [], []
     runs, physical_note = _paper_runs(ok)
+    ablation_html, ablation_files = report_section(ok, failed, out)
+    files += ablation_files
     for name, title, draw, published in FIGURES:
         path = draw(runs, out / name)
         if path is None:
@@ -467,7 +470,7 @@ def _write_pages(results, out: Path, ok, failed, sweeps, command) -> list[str]:
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>hwmodel reproduction "
             f"report</title><style>{_CSS}</style></head><body>"
             f"<h1>hwmodel reproduction report</h1>{_provenance(results, ok, failed, sweeps, command)}"
-            f"{physical_note}"
+            f"{physical_note}{ablation_html}"
             f"<h2>Published numbers against this sweep</h2>{_comparison_table(runs)}"
             f"<p>Throughput ratios: arithmetic mean over scenarios (model, trace, batch, mesh, "
             f"replay parameters). Hop reductions: summed base hops over summed strategy hops. "
