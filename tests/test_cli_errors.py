@@ -255,8 +255,9 @@ def test_huge_yaml_file_refused_before_parsing(tmp_path, capsys):
 
 
 def test_oversized_request_refused_before_reading(tmp_path, capsys, monkeypatch):
-    # the bound is lowered so the test file stays small; 204 bytes of JSON > 100
-    monkeypatch.setattr("hwmodel.traces.reader.MAX_REQUEST_BYTES", 100)
+    # the bound (in the module that finds and reads request files) is lowered so the test
+    # file stays small; 204 bytes of JSON > 100
+    monkeypatch.setattr("hwmodel.traces.files.MAX_REQUEST_BYTES", 100)
     (tmp_path / "0.json").write_text(json.dumps(GOOD, indent=1))
     size = (tmp_path / "0.json").stat().st_size
     assert size > 100
