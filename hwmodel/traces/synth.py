@@ -200,7 +200,8 @@ def fit_leader(store: TraceStore, smoothing: float = 0.01) -> SynthModel:
     of the leader times ``row_layer`` (how much more often than its popularity an expert
     follows the token's row at the previous layer, averaged over that row's k experts) times
     ``row_token`` (the same for the previous token's leader), and the ``k - 1`` followers are
-    drawn without replacement in proportion to those weights (Gumbel top-k).
+    drawn without replacement in proportion to those weights: one after the other, each among
+    the experts not yet drawn (the law of Gumbel top-k; compiled, :func:`_draw_followers`).
     """
     from .analysis import _stage_mask
     if store.top_k < 2:
