@@ -12,6 +12,7 @@ Each is replayed on both meshes under the five strategies (``--jobs`` processes)
 JSON line per run and a table of the headline ratios. Usage::
 
     python benchmarks/calibrated_repro.py OSS_STORE [--batch 4096] [--jobs 2] [--out DIR]
+        [--models deepseek-v3 ...]
 """
 
 import argparse
@@ -56,6 +57,7 @@ def main():
     parser.add_argument("--batch", type=int, default=4096)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", default="calibrated")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -63,7 +65,7 @@ def main():
     results = out / "runs.jsonl"
     done = {tuple(r["key"]) for r in map(json.loads, results.read_text().splitlines())} \
         if results.exists() else set()
-    for model in MODELS:
+    for model in args.models:
         for name, path in batches(oss, model, args.batch, out).items():
             if (model, name) in done:
                 continue

@@ -188,3 +188,100 @@ def test_sample_with_two_seeds_draws_two_batches():
     assert np.array_equal(first.prefill_len, again.prefill_len)
     assert not (np.array_equal(first.ids, other.ids)
                 and np.array_equal(first.prefill_len, other.prefill_len))
+
+
+# ---------------------------------------------- the leader fit's compiled follower sampler
+def _plackett_luce(weight, length):
+    """Exact probability of every ordered tuple of ``length`` distinct indices drawn one after
+    the other, each in proportion to the weights not yet drawn (the law of Gumbel top-k)."""
+    from itertools import permutations
+    total = weight.sum()
+    law = {}
+    for picks in permutations(range(len(weight)), length):
+        p, left = 1.0, total
+        for x in picks:
+            p *= weight[x] / left if left > 0 else 0.0
+            left -= weight[x]
+        law[picks] = p
+    return law
+
+
+def test_follower_kernel_draws_the_weights_law():
+    """Many tokens with hand-set tables: the frequency of every ordered pair of followers
+    matches the exact successive-draw probabilities of co x (sum of row_layer over the previous
+    row) x row_token (unless first), within 4.5 binomial sigmas; a weight-0 expert never
+    appears."""
+    from hwmodel.traces.synth import _draw_followers
+    experts, top_k, n = 5, 3, 60_000
+    rng = np.random.default_rng(7)
+    co, row_layer, row_token = (rng.uniform(0.2, 2.0, (2, experts, experts)) for _ in range(3))
+    co[:, :, 4] = 0.0                      # expert 4: never seen as a follower
+    stage = np.tile(np.array([0, 1], np.int32), n // 2)
+    first = np.tile(np.array([True, False]), n // 2)   # odd tokens follow token t - 1
+    chosen = np.empty((n, top_k), np.int32)
+    chosen[:, 0] = np.tile(np.array([2, 0], np.int32), n // 2)
+    previous = np.tile(np.array([[1, 3], [3, 3]], np.int32), (n // 2, 1))
+    _draw_followers(co, row_layer, row_token, stage, previous, first,
+                    rng.random((n, top_k - 1)), chosen)
+    for kind in (0, 1):    # the two kinds of token, hand-weighted independently
+        s, lead, prev = kind, chosen[kind, 0], previous[kind]
+        weight = co[s, lead] * (row_layer[s, prev[0]] + row_layer[s, prev[1]])
+        if kind:
+            weight = weight * row_token[s, chosen[kind - 1, 0]]
+        weight[lead] = 0.0
+        rows = chosen[kind::2, 1:]
+        count = len(rows)
+        assert not np.any(rows == 4) and not np.any(rows == lead)
+        for pair, p in _plackett_luce(weight, top_k - 1).items():
+            seen = np.count_nonzero((rows[:, 0] == pair[0]) & (rows[:, 1] == pair[1]))
+            assert abs(seen / count - p) <= 4.5 * np.sqrt(p * (1 - p) / count) + 1e-12, \
+                (kind, pair, seen / count, p)
+
+
+def test_follower_kernel_takes_zero_weights_last_when_k_is_every_expert():
+    """k = E: every row holds every expert once; the weight-0 experts (never seen) come after
+    every positive one, lowest id first."""
+    from hwmodel.traces.synth import _draw_followers
+    experts = 6
+    co = np.ones((2, experts, experts))
+    co[:, :, [1, 4]] = 0.0
+    chosen = np.zeros((500, experts), np.int32)
+    chosen[:, 0] = 2
+    _draw_followers(co, co, co, np.zeros(500, np.int32), np.zeros((500, 0), np.int32),
+                    np.ones(500, bool), np.random.default_rng(0).random((500, experts - 1)),
+                    chosen)
+    assert (np.sort(chosen, axis=1) == np.arange(experts)).all()
+    assert (chosen[:, 4:] == [1, 4]).all()
+    assert {tuple(row) for row in chosen[:, 1:4].tolist()} == \
+        {(0, 3, 5), (0, 5, 3), (3, 0, 5), (3, 5, 0), (5, 0, 3), (5, 3, 0)}
+
+
+def _top2_store():
+    """A hand-made top-2 trace of 4 experts: expert 0 leads, followed by 1 or 2, never 3."""
+    from hwmodel.traces.reader import stack_requests
+    rng = np.random.default_rng(0)
+    rows = np.zeros((400, 2, 2), np.int64)
+    rows[:, :, 1] = rng.choice([1, 2], size=(400, 2))
+    requests = [(f"{i}", "x", rows[i * 40:i * 40 + 4], rows[i * 40 + 4:(i + 1) * 40])
+                for i in range(10)]
+    return stack_requests(requests, model_name="", num_layers=2, moe_layers=[0, 1],
+                          num_experts=4, top_k=2)
+
+
+def test_leader_sampling_of_one_request_and_for_any_thread_count(tmp_path):
+    """One request draws whole rows of the hand-made model; same seed -> byte-identical
+    stores, with 1 thread or all of them (parallel spans of tokens must not share scratch)."""
+    import numba
+
+    from hwmodel.traces.synth import fit_leader
+    synth = fit_leader(_top2_store(), smoothing=0.0)
+    one = sample(synth, 1, seed=5)
+    assert one.ids.shape[0] == one.prefill_len[0] + one.decode_len[0] > 0
+    assert (one.ids[:, :, 0] == 0).all() and np.isin(one.ids[:, :, 1], [1, 2]).all()
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        serial = sample(synth, 300, seed=5).save(tmp_path / "a").read_bytes()
+    finally:
+        numba.set_num_threads(threads)
+    assert sample(synth, 300, seed=5).save(tmp_path / "b").read_bytes() == serial

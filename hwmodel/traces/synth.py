@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import attrs
 import numpy as np
+from numba import njit, prange
 
 from .store import MAX_DECODE_STEPS, TraceStore, id_dtype
 
@@ -199,7 +200,8 @@ def fit_leader(store: TraceStore, smoothing: float = 0.01) -> SynthModel:
     of the leader times ``row_layer`` (how much more often than its popularity an expert
     follows the token's row at the previous layer, averaged over that row's k experts) times
     ``row_token`` (the same for the previous token's leader), and the ``k - 1`` followers are
-    drawn without replacement in proportion to those weights (Gumbel top-k).
+    drawn without replacement in proportion to those weights: one after the other, each among
+    the experts not yet drawn (the law of Gumbel top-k; compiled, :func:`_draw_followers`).
     """
     from .analysis import _stage_mask
     if store.top_k < 2:
@@ -568,26 +570,125 @@ def _follow_chains(flat, chained, entry, token_row, index, tables):
 
 def _followers(synth, stage, layer, leader, previous_rows, first, top_k, rng):
     """Rows ``(k, n)``: each token's leader, then ``k - 1`` distinct experts drawn without
-    replacement with the weights of :func:`fit_leader` (Gumbel top-k: the largest
-    ``log w + G``, ``G`` standard Gumbel noise, in decreasing order)."""
-    lead = leader.astype(np.int64)
-    weight = np.asarray(synth.co_selection)[stage, layer, lead]            # (n, E)
-    if previous_rows is not None:   # one slot at a time: (n, E) memory, not (n, k, E)
-        ratios = np.asarray(synth.row_layer)
-        mean = sum(ratios[stage, layer, previous_rows[:, m].astype(np.int64)]
-                   for m in range(previous_rows.shape[1]))
-        weight = weight * (mean / previous_rows.shape[1])
-    before = np.concatenate([[0], lead[:-1]])
-    token = np.asarray(synth.row_token)[stage, layer, before]
-    weight = weight * np.where(first[:, None], 1.0, token)
-    weight[np.arange(len(lead)), lead] = 0.0
-    with np.errstate(divide="ignore"):
-        key = np.log(weight) + rng.gumbel(size=weight.shape)
-    # the k - 1 largest keys (a linear partition), then in decreasing order
-    best = np.argpartition(-key, top_k - 2, axis=1)[:, :top_k - 1]
-    order = np.argsort(-np.take_along_axis(key, best, axis=1), axis=1, kind="stable")
-    chosen = np.take_along_axis(best, order, axis=1)
-    return np.concatenate([leader[None, :], chosen.T.astype(leader.dtype)])
+    replacement in proportion to the weights of :func:`fit_leader` (:func:`_draw_followers`,
+    compiled; ``k - 1`` uniforms per token from ``rng``)."""
+    n = len(leader)
+    chosen = np.empty((n, top_k), np.int32)
+    chosen[:, 0] = leader
+    uniforms = rng.random((n, top_k - 1))
+    previous = (np.zeros((n, 0), np.int32) if previous_rows is None
+                else np.ascontiguousarray(previous_rows, np.int32))
+    _draw_followers(np.ascontiguousarray(synth.co_selection[:, layer]),
+                    np.ascontiguousarray(synth.row_layer[:, layer]),
+                    np.ascontiguousarray(synth.row_token[:, layer]),
+                    stage.astype(np.int32), previous, first, uniforms, chosen)
+    return np.ascontiguousarray(chosen.T).astype(leader.dtype)
+
+
+FOLLOWER_BLOCK = 16
+"""Experts per partial sum in :func:`_draw_followers` (a draw scans blocks, then one block)."""
+
+
+TOKENS_PER_TASK = 512
+"""Tokens per parallel task of :func:`_draw_followers` (tokens are independent given their
+uniforms, so the result does not depend on the number of threads)."""
+
+
+@njit(cache=True, parallel=True)
+def _draw_followers(co, row_layer, row_token, stage, previous, first, uniforms, chosen):
+    """:func:`_draw_span` over every token of a chunk, in parallel tasks of
+    :data:`TOKENS_PER_TASK` tokens."""
+    n = len(chosen)
+    for task in prange((n + TOKENS_PER_TASK - 1) // TOKENS_PER_TASK):
+        _draw_span(co, row_layer, row_token, stage, previous, first, uniforms, chosen,
+                   task * TOKENS_PER_TASK, min(n, (task + 1) * TOKENS_PER_TASK))
+
+
+@njit(cache=True)
+def _draw_span(co, row_layer, row_token, stage, previous, first, uniforms, chosen, start, end):
+    """Fill ``chosen[t, 1:]`` for tokens ``start <= t < end``, ``chosen[t, 0]`` their leaders.
+
+    The weight of expert ``x`` is ``co[s, lead, x]`` times the sum over the token's row at
+    the previous layer (``previous[t]``, empty at layer 0) of ``row_layer[s, i, x]`` times,
+    unless ``first[t]``, ``row_token[s, leader of t - 1, x]``; the leader weighs 0. Followers
+    are drawn one after the other, each in proportion to the weights of the experts not yet
+    drawn (sequential draws without replacement: the same law as the Gumbel top-k of the
+    weights, in the same order), by inverse CDF with ``uniforms[t, m - 1]``. An expert of
+    weight 0 is drawn only once every positive weight is taken: then the lowest free id.
+    """
+    top_k = chosen.shape[1]
+    experts, rows = co.shape[2], previous.shape[1]
+    blocks = (experts + FOLLOWER_BLOCK - 1) // FOLLOWER_BLOCK
+    weight = np.empty(experts, co.dtype)
+    block_sum = np.empty(blocks)
+    taken = np.zeros(experts, np.bool_)
+    for t in range(start, end):
+        s, lead = stage[t], chosen[t, 0]
+        if rows:
+            for x in range(experts):
+                weight[x] = row_layer[s, previous[t, 0], x]
+            for m in range(1, rows):
+                i = previous[t, m]
+                for x in range(experts):
+                    weight[x] += row_layer[s, i, x]
+            for x in range(experts):
+                weight[x] *= co[s, lead, x]
+        else:
+            for x in range(experts):
+                weight[x] = co[s, lead, x]
+        if not first[t]:
+            before = chosen[t - 1, 0]
+            for x in range(experts):
+                weight[x] *= row_token[s, before, x]
+        weight[lead] = 0.0
+        for x in range(experts):
+            taken[x] = False
+        taken[lead] = True
+        for b in range(blocks):
+            block_sum[b] = _block_total(weight, b)
+        for m in range(1, top_k):
+            pick = _draw_one(weight, block_sum, uniforms[t, m - 1])
+            if pick < 0:                   # every positive weight taken
+                pick = 0
+                while taken[pick]:
+                    pick += 1
+            chosen[t, m] = pick
+            taken[pick] = True
+            weight[pick] = 0.0
+            block_sum[pick // FOLLOWER_BLOCK] = _block_total(weight, pick // FOLLOWER_BLOCK)
+
+
+@njit(cache=True)
+def _block_total(weight, block):
+    """Sum of ``weight`` over block ``block`` of :data:`FOLLOWER_BLOCK` entries (recomputed,
+    not decremented, so that a block of zeros sums to exactly 0)."""
+    total = 0.0
+    for x in range(block * FOLLOWER_BLOCK, min((block + 1) * FOLLOWER_BLOCK, len(weight))):
+        total += weight[x]
+    return total
+
+
+@njit(cache=True)
+def _draw_one(weight, block_sum, uniform):
+    """Index drawn in proportion to ``weight`` (``block_sum`` its sums per
+    :data:`FOLLOWER_BLOCK`) by inverse CDF at ``uniform`` in [0, 1); -1 if every weight is 0."""
+    total = block_sum.sum()
+    if total <= 0.0:
+        return -1
+    target = uniform * total
+    last_block = len(block_sum) - 1
+    b = 0
+    while b < last_block and target >= block_sum[b]:
+        target -= block_sum[b]
+        b += 1
+    e = b * FOLLOWER_BLOCK
+    end = min(e + FOLLOWER_BLOCK, len(weight)) - 1
+    while e < end and target >= weight[e]:
+        target -= weight[e]
+        e += 1
+    while weight[e] <= 0.0:   # rounding ran past the last positive weight: step back to it
+        e -= 1
+    return e
 
 
 def _duplicates(block):
