@@ -102,6 +102,17 @@ class AttentionShape:
             return self.kv_lora_rank + self.qk_rope_head_dim
         return 2 * self.num_kv_heads * self.head_dim
 
+    def score_flops_per_pair(self) -> int:
+        """Operations of one query token against one cached token, all heads: the score
+        (query . key) and the value product, 2 operations per multiply-add. GQA: ``2 x heads
+        x head_dim`` each. MLA runs on the cached latent (the weight-absorbed form of DeepSeek's
+        decode): ``2 x heads x (kv_lora_rank + qk_rope_head_dim)`` for the score and ``2 x
+        heads x kv_lora_rank`` for the value."""
+        h = self.num_heads
+        if self.kind == "gqa":
+            return 2 * (2 * h * self.head_dim)
+        return 2 * h * (self.kv_lora_rank + self.qk_rope_head_dim) + 2 * h * self.kv_lora_rank
+
     def weight_count(self, hidden: int) -> int:
         """Weights of one layer's attention projections (model width ``hidden``)."""
         h = self.num_heads

@@ -369,6 +369,7 @@ def _physical_mode(args, params, wafers, opened):
     """``--mode physical`` turns every physical switch on; a run the switches refuse (a batch
     whose weights and KV cache do not fit) is refused here, before any run starts."""
     from ..system import Replay
+    from ..system.attention import require_attention_shape
     from ..system.physical import all_switches_on, run_budget, switches_on
     if args.mode == "physical":
         params = all_switches_on(params)
@@ -376,6 +377,8 @@ def _physical_mode(args, params, wafers, opened):
         raise ValueError(f"--mode {args.mode!r}: expected 'paper' or 'physical'")
     if switches_on(params):
         store, model = opened
+        if params.attention_time:
+            require_attention_shape(model)
         for wafer in wafers.values():
             run_budget(Replay(wafer=wafer, model=model, store=store, params=params))
     return params
@@ -420,7 +423,7 @@ def register(subparsers) -> None:
                         "eviction; None: unbounded, as in the paper)")
     p.add_argument("--mode", default="paper",
                    help="paper (the study's idealised wafer) or physical (every physical "
-                        "switch on: hbm_budget; see docs/physical.md)")
+                        "switch on; see docs/physical.md)")
     p.add_argument("--control", default=None,
                    help="what each MoE layer's launch waits for: free (the paper), global-cp "
                         "(the Global CP's cycles) or host-cpu (Algorithm 1 on the host over "

@@ -55,5 +55,10 @@ class Compute(Component):
             raise ValueError(f"tokens must be zero or more, not {tokens!r}")
         m = model.matrices_per_expert
         operations = 2 * m * model.hidden_dim * model.expert_ffn_dim * tokens / m
-        return math.ceil(operations / (self.params.peak_TFLOPS * 1000
-                                       * model.utilisation(tokens)))
+        return self.operations_latency_ns(operations, model.utilisation(tokens))
+
+    def operations_latency_ns(self, operations: float, utilisation: float) -> int:
+        """Time of ``operations`` floating-point operations at ``utilisation`` of the peak:
+        ``ceil(operations / (peak x utilisation))`` ns (the GEMM of an expert slice, and the
+        attention of physical mode's ``attention_time``)."""
+        return math.ceil(operations / (self.params.peak_TFLOPS * 1000 * utilisation))

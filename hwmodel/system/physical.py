@@ -29,6 +29,8 @@ PHYSICAL_SWITCHES = {
                     "recomputed at each start and end) instead of holding it whole",
     "dispatch_time": "token dispatch and combine take time on the links, as all-to-all "
                      "phases before and after each MoE layer's experts",
+    "attention_time": "each layer's attention reads its weights and the KV cache from HBM and "
+                      "computes on its dies (roofline), before each MoE layer's routing",
 }
 
 

@@ -46,6 +46,7 @@ from ..components.global_cp.params import (
 )
 from ..config import ConfigError, fraction, param, positive
 from ..params import HBMParams, WaferParams
+from .attention import AttentionTime
 from .control import CONTROL_MODES, control_path
 from .dispatch import TokenDispatch
 from .engine import Counter, DieStat, LayerKernel, LayerStat, Prediction, Tasks
@@ -132,6 +133,9 @@ class ReplayParams:
     dispatch_time: bool = param("physical switch: token dispatch and combine take time on the "
                                 "links, before and after each MoE layer's experts (counted "
                                 "as token_dispatch counts them)", default=False)
+    attention_time: bool = param("physical switch: each layer's attention reads its weights "
+                                 "and KV cache from its dies' HBM and computes there, before "
+                                 "each MoE layer's routing (roofline time)", default=False)
     attention_placement: str = param("physical mode: where attention and the other non-expert "
                                      "weights live, 'layer-sharded' or 'data-parallel'",
                                      default="layer-sharded")
@@ -314,6 +318,8 @@ class _Run:
         timed = replay.params.dispatch_time                           # physical: dispatch_time
         self.dispatch = (TokenDispatch(replay, self.kernel if timed else None)
                          if replay.params.token_dispatch or timed else None)
+        self.attention = (AttentionTime(replay, self.kernel)             # physical: attention
+                          if replay.params.attention_time else None)
         self.requests = None
 
     def execute(self, progress) -> ReplayResult:
@@ -380,7 +386,8 @@ class _Run:
             tasks = Tasks(*(column[order] for column in tasks))
         prediction = Prediction(enabled=self.units is not None, copy_ok=copy_ok,
                                 redirect=self.redirect, copy=self.copy)
-        start = self.t if self.control is None else self.t + self.control.launch_ns(
+        ready = self.t if self.attention is None else self.attention.phase_end(self.t, it, layer)
+        start = ready if self.control is None else ready + self.control.launch_ns(
             counts, task_e, task_d, self.gcp.presence_matrix(layer), decode=stage == "decode")
         if timed:                                                     # physical: dispatch_time
             start = self.dispatch.dispatch_end(start)
@@ -450,6 +457,7 @@ class _Run:
                     "replica_evictions": units.evictions if units else 0,
                     **(self.control.counts() if self.control else {}),
                     **(self.dispatch.totals if self.dispatch else {}),
+                    **(self.attention.totals if self.attention else {}),
                     **kernel.flow_counts()},
             per_layer=self.per_layer,
             per_die={"local_read_bytes": stats[:, DieStat.LOCAL_READ_BYTES].tolist(),

@@ -1,0 +1,187 @@
+"""Attention time: each decode step's attention reads HBM and computes on its dies
+(physical switch ``attention_time``, docs/physical.md).
+
+In the paper attention is free: each MoE layer's experts start as soon as the previous layer
+ends. With this switch every layer of the model (the dense layers' too) runs its attention on
+the dies that :mod:`~hwmodel.system.memory_budget` places it on (``attention_placement``), before
+the next MoE layer's routing can start (the router needs attention's output). Per layer, on a
+die serving a set of requests at one iteration:
+
+* **bytes read** from the die's HBM: the layer's attention weights once, plus the KV cache of
+  the served requests, ``context x KV bytes per token`` (the context of
+  :func:`~hwmodel.system.memory_budget.context_tokens`: prompt at the prefill, prompt + s
+  tokens at decode step s; :attr:`~hwmodel.models.MoEModel.kv_bytes_per_token_layer`);
+* **operations**: the projections, ``2 x attention weights`` per token processed (the prompt at
+  the prefill, one token per decode step), plus the score and value products of each (query,
+  cached token) pair (:meth:`~hwmodel.models.AttentionShape.score_flops_per_pair`), causal at
+  the prefill: ``q x c - q (q - 1) / 2`` pairs for q new tokens over a context of c;
+* **time**, a roofline: ``max(HBM time, compute time)``, the HBM time from the die's HBM
+  (:meth:`~hwmodel.components.hbm.HBM.access_latency_ns`: latency + bytes / (bandwidth x
+  efficiency), the efficiency the replay's lowering uses) and the compute time from its compute
+  unit at the model's GEMM utilisation for that many tokens
+  (:meth:`~hwmodel.components.compute.Compute.operations_latency_ns`).
+
+The layers between two MoE layers run one after the other: the attention of the model's
+layers ``(previous MoE layer, this MoE layer]`` forms one phase before this MoE layer (layers
+after the last MoE layer join the last phase). Under ``layer-sharded`` layer ``j`` runs on live
+die ``j mod A`` and the phase lasts the sum of its layers' times; under ``data-parallel`` each
+die runs every layer for its own requests and the phase lasts as long as the slowest die.
+
+During its attention a die's HBM and compute unit are held: the event kernel's release time of
+both resources is raised to the end of the die's attention, so that anything the kernel runs on
+that die afterwards waits for it (:meth:`AttentionTime.hold`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .lowering import hbm_efficiencies
+from .memory_budget import context_tokens
+
+__all__ = ["ATTENTION_COUNTS", "AttentionTime", "require_attention_shape"]
+
+#: The counters this switch adds to ``ReplayResult.counts``.
+ATTENTION_COUNTS = ("attention_ns", "attention_bytes", "attention_flops")
+
+
+def require_attention_shape(model) -> None:
+    """Refuse a model without its attention shape (one line naming what is missing)."""
+    if model.attention is None:
+        raise ValueError(f"attention_time: model {model.name} has no attention; expected it "
+                         f"in its YAML (see docs/physical.md)")
+
+
+def new_tokens(store, iterations: int) -> np.ndarray:
+    """Tokens each request's attention processes at each iteration, shape (iterations,
+    requests): its prompt at the prefill, one per decode step while it decodes."""
+    decoding = context_tokens(store, iterations) > 0
+    tokens = np.where(decoding, 1, 0).astype(np.int64)
+    tokens[0] = np.asarray(store.prefill_len, np.int64)
+    return tokens
+
+
+class AttentionTime:
+    """The attention phases of a run, MoE layer by MoE layer.
+
+    Parameters
+    ----------
+    replay : hwmodel.system.replay.Replay
+    kernel : hwmodel.system.engine.LayerKernel, optional
+        The run's kernel, whose dies' HBM and compute are held during attention.
+    """
+
+    def __init__(self, replay, kernel=None):
+        model, store, wafer = replay.model, replay.store, replay.wafer
+        require_attention_shape(model)
+        self.model = model
+        self.dies = wafer.dies
+        self.efficiency = hbm_efficiencies(wafer, replay.hbm_efficiency)
+        live = np.asarray(replay.live_dies, np.int64)
+        self.live = live
+        self.num_dies = wafer.num_dies
+        self.sharded = replay.params.attention_placement == "layer-sharded"
+        self.weight_bytes = model.attention.weight_count(model.hidden_dim) * model.dtype_bytes
+        self.weight_flops = 2 * model.attention.weight_count(model.hidden_dim)
+        self.pair_flops = model.attention.score_flops_per_pair()
+        self.kv_bytes = model.kv_bytes_per_token_layer
+        iterations = replay.workload.num_iterations
+        self.context = context_tokens(store, iterations)
+        self.tokens = new_tokens(store, iterations)
+        self.groups = _layer_groups(np.asarray(store.moe_layers, np.int64), model.num_layers)
+        # where each request's attention runs under data-parallel (as the HBM budget's)
+        self.request_die = live[np.arange(len(store)) % len(live)]
+        self.kernel = kernel
+        self.totals = dict.fromkeys(ATTENTION_COUNTS, 0)
+        self._iteration = -1
+        self._per_die = None
+
+    # ---- one layer on one die -----------------------------------------------------------
+    def _die_layer(self, die: int, tokens: int, context: int, pairs: int):
+        """``(ns, bytes, operations)`` of one layer's attention on ``die`` serving requests of
+        ``tokens`` new tokens, ``context`` cached tokens and ``pairs`` (query, key) pairs."""
+        if tokens == 0:
+            return 0, 0, 0
+        nbytes = self.weight_bytes + context * self.kv_bytes
+        flops = self.weight_flops * tokens + self.pair_flops * pairs
+        unit = self.dies[die]
+        hbm_ns = unit.hbm.access_latency_ns(nbytes, self.efficiency[die])
+        compute_ns = unit.compute.operations_latency_ns(flops, self.model.utilisation(tokens))
+        return max(hbm_ns, compute_ns), nbytes, flops
+
+    def _iteration_layers(self, it: int) -> np.ndarray:
+        """Per die, ``(ns, bytes, operations)`` of one layer's attention at iteration ``it``
+        (layer-sharded: were the die to host the layer, for every request; data-parallel: for
+        the die's own requests); shape (dies, 3), cached for the iteration."""
+        if it != self._iteration:
+            q, c = self.tokens[it], self.context[it]
+            pairs = q * c - q * (q - 1) // 2
+            per_die = np.zeros((self.num_dies, 3), np.int64)
+            for d in self.live.tolist():
+                mine = slice(None) if self.sharded else self.request_die == d
+                per_die[d] = self._die_layer(d, int(q[mine].sum()), int(c[mine].sum()),
+                                             int(pairs[mine].sum()))
+            self._iteration, self._per_die = it, per_die
+        return self._per_die
+
+    # ---- the phase before a MoE layer ---------------------------------------------------
+    def layer_die_ns(self, it: int, layer: int) -> np.ndarray:
+        """Per die, the attention time (ns) of the model layers that precede MoE layer
+        ``layer`` (its index in the trace) at iteration ``it``: the time each die's HBM and
+        compute are busy with attention before that layer's routing; shape (dies,)."""
+        per_die = self._iteration_layers(it)[:, 0]
+        layers = self.groups[layer]
+        if self.sharded:
+            out = np.zeros(self.num_dies, np.int64)
+            hosts = self.live[layers % len(self.live)]
+            np.add.at(out, hosts, per_die[hosts])
+            return out
+        return per_die * len(layers)
+
+    def phase_ns(self, it: int, layer: int) -> int:
+        """How long the attention before MoE layer ``layer`` at iteration ``it`` lasts: the
+        layers in turn (layer-sharded) or the slowest die (data-parallel)."""
+        per_die = self.layer_die_ns(it, layer)
+        return int(per_die.sum() if self.sharded else per_die.max(initial=0))
+
+    def phase_end(self, t0: int, it: int, layer: int) -> int:
+        """When the attention before MoE layer ``layer`` at iteration ``it``, started at
+        ``t0``, has ended; counts it and holds its dies' HBM and compute until then."""
+        per_die = self.layer_die_ns(it, layer)
+        duration = self.phase_ns(it, layer)
+        counts = self._iteration_layers(it)
+        layers = self.groups[layer]
+        if self.sharded:
+            hosts = self.live[layers % len(self.live)]
+            self.totals["attention_bytes"] += int(counts[hosts, 1].sum())
+            self.totals["attention_flops"] += int(counts[hosts, 2].sum())
+            ends = t0 + np.cumsum(counts[hosts, 0])
+            self.hold(hosts, ends)
+        else:
+            self.totals["attention_bytes"] += int(counts[:, 1].sum()) * len(layers)
+            self.totals["attention_flops"] += int(counts[:, 2].sum()) * len(layers)
+            busy = np.flatnonzero(per_die)
+            self.hold(busy, t0 + per_die[busy])
+        self.totals["attention_ns"] += duration
+        return t0 + duration
+
+    def hold(self, dies, ends) -> None:
+        """Raise the release time of ``dies``' HBM and compute resources to ``ends`` in the
+        run's kernel (resources: LLC ports, then HBMs, then compute units, then links)."""
+        if self.kernel is None or len(dies) == 0:
+            return
+        release = self.kernel.release_ns
+        for base in (self.num_dies, 2 * self.num_dies):        # HBM, compute
+            np.maximum.at(release, base + np.asarray(dies, np.int64),
+                          np.asarray(ends, np.int64))
+
+
+def _layer_groups(moe_layers: np.ndarray, num_layers: int) -> list[np.ndarray]:
+    """The model layers whose attention precedes each MoE layer: ``(previous MoE layer, this
+    MoE layer]``; the layers after the last MoE layer join its group."""
+    bounds = np.concatenate([[-1], moe_layers])
+    groups = [np.arange(bounds[i] + 1, bounds[i + 1] + 1, dtype=np.int64)
+              for i in range(len(moe_layers))]
+    groups[-1] = np.concatenate([groups[-1], np.arange(moe_layers[-1] + 1, num_layers,
+                                                        dtype=np.int64)])
+    return groups
