@@ -89,12 +89,13 @@ class AttentionTime:
         self.context = context_tokens(store, iterations)
         self.tokens = new_tokens(store, iterations)
         self.groups = _layer_groups(np.asarray(store.moe_layers, np.int64), model.num_layers)
+        self.hosts = [live[group % len(live)].tolist() for group in self.groups]
         # where each request's attention runs under data-parallel (as the HBM budget's)
         self.request_die = live[np.arange(len(store)) % len(live)]
         self.kernel = kernel
         self.totals = dict.fromkeys(ATTENTION_COUNTS, 0)
         self._iteration = -1
-        self._per_die = None
+        self._per_die = self._busy = None
 
     # ---- one layer on one die -----------------------------------------------------------
     def _die_layer(self, die: int, tokens: int, context: int, pairs: int):
@@ -109,71 +110,87 @@ class AttentionTime:
         compute_ns = unit.compute.operations_latency_ns(flops, self.model.utilisation(tokens))
         return max(hbm_ns, compute_ns), nbytes, flops
 
-    def _iteration_layers(self, it: int) -> np.ndarray:
-        """Per die, ``(ns, bytes, operations)`` of one layer's attention at iteration ``it``
-        (layer-sharded: were the die to host the layer, for every request; data-parallel: for
-        the die's own requests); shape (dies, 3), cached for the iteration."""
+    def _iteration_layers(self, it: int) -> list[tuple[int, int, int]]:
+        """Per die id, ``(ns, bytes, operations)`` of one layer's attention at iteration
+        ``it`` (layer-sharded: were the die to host the layer, for every request;
+        data-parallel: for the die's own requests), cached for the iteration."""
         if it != self._iteration:
             q, c = self.tokens[it], self.context[it]
             pairs = q * c - q * (q - 1) // 2
-            per_die = np.zeros((self.num_dies, 3), np.int64)
-            for d in self.live.tolist():
-                mine = slice(None) if self.sharded else self.request_die == d
-                per_die[d] = self._die_layer(d, int(q[mine].sum()), int(c[mine].sum()),
-                                             int(pairs[mine].sum()))
+            per_die = [(0, 0, 0)] * self.num_dies
+            if self.sharded:
+                every = (int(q.sum()), int(c.sum()), int(pairs.sum()))
+                for d in self.live.tolist():
+                    per_die[d] = self._die_layer(d, *every)
+            else:
+                sums = np.zeros((3, self.num_dies), np.int64)
+                for row, values in zip(sums, (q, c, pairs)):
+                    np.add.at(row, self.request_die, values)
+                for d in self.live.tolist():
+                    per_die[d] = self._die_layer(d, *(int(v) for v in sums[:, d]))
             self._iteration, self._per_die = it, per_die
+            self._busy = [d for d, done in enumerate(per_die) if done[0]]
         return self._per_die
 
     # ---- the phase before a MoE layer ---------------------------------------------------
+    def _phase(self, t0: int, it: int, layer: int):
+        """``(dies, ends, bytes, operations)`` of the attention before MoE layer ``layer``
+        at iteration ``it`` started at ``t0``: each working die and when its part ends."""
+        per_die = self._iteration_layers(it)
+        dies, ends, nbytes, flops = [], [], 0, 0
+        if self.sharded:                       # the group's layers in turn, on their hosts
+            t = t0
+            for d in self.hosts[layer]:
+                ns, b, f = per_die[d]
+                t += ns
+                dies.append(d)
+                ends.append(t)
+                nbytes, flops = nbytes + b, flops + f
+        else:                                  # every die its own requests, side by side
+            repeat = len(self.groups[layer])
+            for d in self._busy:
+                ns, b, f = per_die[d]
+                dies.append(d)
+                ends.append(t0 + ns * repeat)
+                nbytes, flops = nbytes + b * repeat, flops + f * repeat
+        return dies, ends, nbytes, flops
+
     def layer_die_ns(self, it: int, layer: int) -> np.ndarray:
         """Per die, the attention time (ns) of the model layers that precede MoE layer
         ``layer`` (its index in the trace) at iteration ``it``: the time each die's HBM and
         compute are busy with attention before that layer's routing; shape (dies,)."""
-        per_die = self._iteration_layers(it)[:, 0]
-        layers = self.groups[layer]
-        if self.sharded:
-            out = np.zeros(self.num_dies, np.int64)
-            hosts = self.live[layers % len(self.live)]
-            np.add.at(out, hosts, per_die[hosts])
-            return out
-        return per_die * len(layers)
+        per_die = self._iteration_layers(it)
+        out = np.zeros(self.num_dies, np.int64)
+        dies = self._phase(0, it, layer)[0]
+        for d in dies:
+            out[d] += per_die[d][0] * (1 if self.sharded else len(self.groups[layer]))
+        return out
 
     def phase_ns(self, it: int, layer: int) -> int:
         """How long the attention before MoE layer ``layer`` at iteration ``it`` lasts: the
         layers in turn (layer-sharded) or the slowest die (data-parallel)."""
-        per_die = self.layer_die_ns(it, layer)
-        return int(per_die.sum() if self.sharded else per_die.max(initial=0))
+        return max(self._phase(0, it, layer)[1], default=0)
 
     def phase_end(self, t0: int, it: int, layer: int) -> int:
         """When the attention before MoE layer ``layer`` at iteration ``it``, started at
         ``t0``, has ended; counts it and holds its dies' HBM and compute until then."""
-        per_die = self.layer_die_ns(it, layer)
-        duration = self.phase_ns(it, layer)
-        counts = self._iteration_layers(it)
-        layers = self.groups[layer]
-        if self.sharded:
-            hosts = self.live[layers % len(self.live)]
-            self.totals["attention_bytes"] += int(counts[hosts, 1].sum())
-            self.totals["attention_flops"] += int(counts[hosts, 2].sum())
-            ends = t0 + np.cumsum(counts[hosts, 0])
-            self.hold(hosts, ends)
-        else:
-            self.totals["attention_bytes"] += int(counts[:, 1].sum()) * len(layers)
-            self.totals["attention_flops"] += int(counts[:, 2].sum()) * len(layers)
-            busy = np.flatnonzero(per_die)
-            self.hold(busy, t0 + per_die[busy])
-        self.totals["attention_ns"] += duration
-        return t0 + duration
+        dies, ends, nbytes, flops = self._phase(t0, it, layer)
+        end = max(ends, default=t0)
+        self.totals["attention_ns"] += end - t0
+        self.totals["attention_bytes"] += nbytes
+        self.totals["attention_flops"] += flops
+        self.hold(dies, ends)
+        return end
 
-    def hold(self, dies, ends) -> None:
+    def hold(self, dies: list[int], ends: list[int]) -> None:
         """Raise the release time of ``dies``' HBM and compute resources to ``ends`` in the
         run's kernel (resources: LLC ports, then HBMs, then compute units, then links)."""
-        if self.kernel is None or len(dies) == 0:
+        if self.kernel is None:
             return
-        release = self.kernel.release_ns
-        for base in (self.num_dies, 2 * self.num_dies):        # HBM, compute
-            np.maximum.at(release, base + np.asarray(dies, np.int64),
-                          np.asarray(ends, np.int64))
+        release, n = self.kernel.release_ns, self.num_dies
+        for die, end in zip(dies, ends):
+            for resource in (n + die, 2 * n + die):               # its HBM, its compute
+                release[resource] = max(int(release[resource]), end)
 
 
 def _layer_groups(moe_layers: np.ndarray, num_layers: int) -> list[np.ndarray]:
