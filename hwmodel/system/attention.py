@@ -37,7 +37,7 @@ from __future__ import annotations
 import numpy as np
 
 from .lowering import hbm_efficiencies
-from .memory_budget import context_tokens
+from .memory_budget import context_tokens, layer_dies, request_dies
 
 __all__ = ["ATTENTION_COUNTS", "AttentionTime", "require_attention_shape"]
 
@@ -89,9 +89,9 @@ class AttentionTime:
         self.context = context_tokens(store, iterations)
         self.tokens = new_tokens(store, iterations)
         self.groups = _layer_groups(np.asarray(store.moe_layers, np.int64), model.num_layers)
-        self.hosts = [live[group % len(live)].tolist() for group in self.groups]
-        # where each request's attention runs under data-parallel (as the HBM budget's)
-        self.request_die = live[np.arange(len(store)) % len(live)]
+        # where the attention runs: the HBM budget's placement rule
+        self.hosts = [layer_dies(live, group).tolist() for group in self.groups]
+        self.request_die = request_dies(live, np.arange(len(store)))
         self.kernel = kernel
         self.totals = dict.fromkeys(ATTENTION_COUNTS, 0)
         self._iteration = -1

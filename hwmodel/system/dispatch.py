@@ -33,6 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from .flows import grown, link_network, new_flow_state, transfer_phase
+from .memory_budget import layer_dies, request_dies
 
 __all__ = ["DISPATCH_COUNTS", "TokenDispatch"]
 
@@ -57,8 +58,8 @@ class TokenDispatch:
         live = replay.live_dies
         self.route_len = np.asarray(replay.routed_tables().route_len, np.int64)
         self.token_bytes = model.hidden_dim * model.dtype_bytes
-        self.layer_die = live[np.asarray(store.moe_layers, np.int64) % len(live)]
-        self.request_die = live[np.arange(len(store)) % len(live)]
+        self.layer_die = layer_dies(live, store.moe_layers)
+        self.request_die = request_dies(live, np.arange(len(store)))
         self.sharded = replay.params.attention_placement == "layer-sharded"
         self.totals = dict.fromkeys(DISPATCH_COUNTS, 0)
         self.kernel = kernel

@@ -29,7 +29,8 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
-__all__ = ["ATTENTION_PLACEMENTS", "HBMBudget", "context_tokens", "hbm_budget"]
+__all__ = ["ATTENTION_PLACEMENTS", "HBMBudget", "context_tokens", "hbm_budget", "layer_dies",
+           "request_dies"]
 
 #: Where attention (and the other non-expert weights) runs: see the module docstring.
 ATTENTION_PLACEMENTS = ("layer-sharded", "data-parallel")
@@ -95,6 +96,19 @@ class HBMBudget:
                 f"usable HBM")
 
 
+def layer_dies(live_dies, layers) -> np.ndarray:
+    """``layer-sharded``: the die of each model layer's attention, live die ``l mod A``."""
+    live = np.asarray(live_dies, np.int64)
+    return live[np.asarray(layers, np.int64) % len(live)]
+
+
+def request_dies(live_dies, requests) -> np.ndarray:
+    """``data-parallel``: the die serving each request (batch index ``r``), live die
+    ``r mod A``."""
+    live = np.asarray(live_dies, np.int64)
+    return live[np.asarray(requests, np.int64) % len(live)]
+
+
 def context_tokens(store, iterations: int) -> np.ndarray:
     """Tokens in each request's KV cache at each iteration, shape (iterations, requests)."""
     prefill = np.asarray(store.prefill_len, np.int64)
@@ -141,13 +155,14 @@ def hbm_budget(wafer, model, store, home, live_dies, iterations: int,
         per_token = model.kv_bytes_per_token_layer
         context = context_tokens(store, iterations)
         if placement == "layer-sharded":
-            host = live[np.arange(model.num_layers) % len(live)]
+            host = layer_dies(live, np.arange(model.num_layers))
             np.add.at(weights, host, layer_bytes)
             layers_on = np.bincount(host, minlength=n).astype(np.int64)
             kv[:] = context.sum(axis=1)[:, None] * layers_on[None, :] * per_token
         else:
             weights[live] = sum(layer_bytes)
-            for a, d in enumerate(live.tolist()):
-                kv[:, d] = context[:, a::len(live)].sum(axis=1) * model.num_layers * per_token
+            served = request_dies(live, np.arange(context.shape[1]))
+            for d in live.tolist():
+                kv[:, d] = context[:, served == d].sum(axis=1) * model.num_layers * per_token
     return HBMBudget(usable=usable, experts=experts, weights=weights, kv=kv,
                      expert_bytes=int(model.expert_bytes), wafer=wafer.params.name)
