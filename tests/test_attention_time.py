@@ -210,3 +210,16 @@ def test_a_model_without_attention_is_refused(one, tmp_path, capsys):
                  "-o", str(tmp_path / "out")])
     error_line(capsys, code, ["attention_time", "model bare has no attention"])
     assert not (tmp_path / "out").exists()
+
+
+def test_mla_pairs_and_the_layer_groups():
+    """DeepSeek-V3 (MLA, 128 heads, latent 512, rope 64): the score runs over latent + rope,
+    the value over the latent. Its first MoE layer (3) is preceded by the dense layers 0-2; a
+    model whose last layers are dense puts them in the last phase."""
+    from hwmodel.system.attention import _layer_groups
+    deepseek = load_model("deepseek-v3")
+    assert deepseek.attention.score_flops_per_pair() == 2 * 128 * (512 + 64) + 2 * 128 * 512
+    groups = _layer_groups(np.asarray(deepseek.moe_layers), deepseek.num_layers)
+    assert [list(g) for g in groups[:2]] == [[0, 1, 2, 3], [4]]
+    assert sum(len(g) for g in groups) == deepseek.num_layers == 61
+    assert [list(g) for g in _layer_groups(np.array([1, 3]), 6)] == [[0, 1], [2, 3, 4, 5]]
