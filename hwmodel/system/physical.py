@@ -29,6 +29,8 @@ PHYSICAL_SWITCHES = {
                     "recomputed at each start and end) instead of holding it whole",
     "dispatch_time": "token dispatch and combine take time on the links, as all-to-all "
                      "phases before and after each MoE layer's experts",
+    "micro_batches": "two micro-batches (alternate requests) pipelined: one's dispatch and "
+                     "combine run under the other's compute",
 }
 
 
