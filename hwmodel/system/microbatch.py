@@ -82,7 +82,8 @@ class Pipeline:
     def layer(self, phases) -> int:
         """Place one layer: ``phases[m]`` lists micro-batch ``m``'s ``(resource, ns)`` in
         order, the last being its combine (left pending). A resource None is a pure delay.
-        Returns when the layer's first phase starts."""
+        Returns when the layer's first phase that takes time starts (the pipeline's end if
+        none does)."""
         chains = [self.pending[m] + list(phases[m][:-1]) for m in (0, 1)]
         self.pending = [[phases[m][-1]] for m in (0, 1)]
         starts = self._place(chains, own=[len(phases[m]) - 1 for m in (0, 1)])
@@ -99,7 +100,8 @@ class Pipeline:
 
     def _place(self, chains, own) -> list[int]:
         """Place ``chains`` greedily; returns the start times of each chain's last ``own[m]``
-        phases (the layer's own, not the combines pending from the layer before)."""
+        phases that take time (the layer's own, not the combines pending from the layer
+        before)."""
         pos = [0, 0]
         starts = []
         while True:
@@ -121,7 +123,7 @@ class Pipeline:
             end = start + ns
             if resource is not None and ns:
                 self.free[resource] = end
-            if pos[m] >= len(chains[m]) - own[m]:
+            if ns and pos[m] >= len(chains[m]) - own[m]:
                 starts.append(start)
             pos[m] += 1
             self.ready[m] = end
@@ -203,7 +205,7 @@ class MicroBatches:
             stalled |= stall
             dups.append(copied)
             back = self._phase("micro_combine_ns", "combine_end", keep.any())
-            phases.append([(None, launch_ns), (COMPUTE, att), (LINKS, sent),
+            phases.append([(None, launch_ns if keep.any() else 0), (COMPUTE, att), (LINKS, sent),
                            (COMPUTE, experts), (LINKS, back)])
             if m == 0 and prediction.enabled and prediction.copy_ok:
                 copy = _not_copied_again(copy, tasks, prediction.redirect)
