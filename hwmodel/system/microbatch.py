@@ -186,32 +186,36 @@ class MicroBatches:
             Both expert phases' copies (rows die, expert, slice).
         """
         task_e, task_d, task_t = plan
+        requests = np.asarray(requests)
         split = split_tasks(layer, rows, requests, task_e, task_t)
         order = np.arange(len(task_e)) if order is None else order
         remote = (task_d != self.kernel.tables.home[task_e]).astype(np.int64)
-        copy = prediction.copy
         phases, stalled, dups = [], False, []
         for m in (0, 1):
-            mine = (np.asarray(requests) % 2) == m
-            keep = split[m] > 0
-            att = self._attention(it, layer, np.unique(np.asarray(requests)[mine]))
-            if self.dispatch is not None and keep.any():
-                self.dispatch.layer(layer, rows[mine], np.asarray(requests)[mine],
-                                    task_e[keep], task_d[keep], split[m][keep])
-            sent = self._phase("micro_dispatch_ns", "dispatch_end", keep.any())
-            ordered = order[keep[order]]
+            mine, keep = requests % 2 == m, split[m] > 0
+            ordered = order[keep[order]]                  # the kernel's order, this half's
             tasks = Tasks(task_e[ordered], task_d[ordered], split[m][ordered], remote[ordered])
-            experts, stall, copied = self._experts(layer, tasks, prediction._replace(copy=copy))
+            if not keep.any():
+                phases.append([(None, 0)] * 5)
+                continue
+            att = self._attention(it, layer, np.unique(requests[mine]))
+            if self.dispatch is not None:
+                self.dispatch.layer(layer, rows[mine], requests[mine], task_e[keep],
+                                    task_d[keep], split[m][keep])
+            sent = self._phase("micro_dispatch_ns", "dispatch_end")
+            experts, stall, copied = self._experts(layer, tasks, prediction)
+            back = self._phase("micro_combine_ns", "combine_end")
+            phases.append([(None, launch_ns), (COMPUTE, att), (LINKS, sent),
+                           (COMPUTE, experts), (LINKS, back)])
             stalled |= stall
             dups.append(copied)
-            back = self._phase("micro_combine_ns", "combine_end", keep.any())
-            phases.append([(None, launch_ns if keep.any() else 0), (COMPUTE, att), (LINKS, sent),
-                           (COMPUTE, experts), (LINKS, back)])
-            if m == 0 and prediction.enabled and prediction.copy_ok:
-                copy = _not_copied_again(copy, tasks, prediction.redirect)
+            if prediction.enabled and prediction.copy_ok:
+                prediction = prediction._replace(
+                    copy=_not_copied_again(prediction.copy, tasks, prediction.redirect))
         self.totals["micro_launch_ns"] += launch_ns             # one launch for both
         start = self.pipeline.layer(phases)
-        return start, self.pipeline.end, stalled, np.concatenate(dups)
+        return (start, self.pipeline.end, stalled,
+                np.concatenate(dups) if dups else np.zeros((0, 3), np.int64))
 
     def barrier(self) -> int:
         """Both micro-batches meet (the prefill's end, the run's end); returns the time."""
@@ -227,16 +231,16 @@ class MicroBatches:
         return out
 
     def _attention(self, it, layer, requests) -> int:
-        if self.attention is None or not len(requests):
+        if self.attention is None:
             return 0
         ns = int(self.attention(it, layer, requests))
         self.totals["micro_attention_ns"] += ns
         return ns
 
-    def _phase(self, counter, which, any_tokens) -> int:
+    def _phase(self, counter, which) -> int:
         """Time one dispatch or combine phase (``which``: the TokenDispatch method) on the
         measuring clock."""
-        if not (self.timed and any_tokens):
+        if not self.timed:
             return 0
         end = getattr(self.dispatch, which)(self.clock)
         ns, self.clock = end - self.clock, end
@@ -245,8 +249,6 @@ class MicroBatches:
 
     def _experts(self, layer, tasks: Tasks, prediction: Prediction):
         """Time one micro-batch's expert phase (a kernel run) on the measuring clock."""
-        if not len(tasks.expert):
-            return 0, False, np.zeros((0, 3), np.int64)
         end, stall, dups = self.kernel.run(self.clock, layer, tasks, prediction,
                                            num_experts=self.num_experts, slices=self.slices)
         ns, self.clock = end - self.clock, end
