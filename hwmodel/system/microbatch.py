@@ -1,8 +1,8 @@
 """Two micro-batches pipelined: one's communication under the other's compute (``micro_batches``).
 
 DeepSeek-V3 serves with a *dual micro-batch overlap* (DeepSeek-V3 technical report, arXiv
-2412.19437, sec. 3.4 for prefill; its open-sourced profile data and DeepEP's README show the
-same for decode): the batch is split in two micro-batches, and while one computes (attention,
+2412.19437, sec. 3.4, for prefill; DeepSeek's ``profile-data`` repository on GitHub shows it
+for prefill and decode): the batch is split in two micro-batches, and while one computes (attention,
 experts) the other's tokens are dispatched to their experts or combined back over the network.
 With this switch each iteration's batch is split in the same way:
 
