@@ -168,3 +168,20 @@ def test_each_resource_does_its_work_and_the_overlap_is_what_the_serial_sum_lose
     assert c["micro_serial_ns"] == links + c["micro_experts_ns"]
     assert c["micro_hidden_ns"] == c["micro_serial_ns"] - r.time_ns > 0
     assert c["dispatch_ns"] == c["micro_dispatch_ns"]
+
+
+def test_a_copy_micro_batch_a_made_is_not_made_again_by_b():
+    """A fetched expert 3 from afar on die 1 (copied there); die 2 read expert 4 from its
+    replica (redirected: nothing fetched); die 0 ran its own expert 5. Only (1, 3) is no
+    longer copied for B; the run's own copy decisions are left untouched."""
+    import numpy as np
+
+    from hwmodel.system.engine import Tasks
+    from hwmodel.system.microbatch import _not_copied_again
+    copy = np.ones((3, 8), np.bool_)
+    redirect = np.zeros((3, 8), np.bool_)
+    redirect[2, 4] = True
+    tasks = Tasks(expert=np.array([3, 4, 5]), die=np.array([1, 2, 0]),
+                  tokens=np.array([1, 1, 1]), remote=np.array([1, 1, 0]))
+    out = _not_copied_again(copy, tasks, redirect)
+    assert np.argwhere(~out).tolist() == [[1, 3]] and copy.all()
