@@ -4,13 +4,15 @@
     python benchmarks/bench_physical.py --synth 4096 --model deepseek-v3 --wafer tsmc-sow
     python benchmarks/bench_physical.py --strategy base,pred --attention data-parallel
     python benchmarks/bench_physical.py --budget      # where each model's HBM goes, per die
+    python benchmarks/bench_physical.py --modes paper,dispatch_time,dispatch_time+micro_batches
 
 Every strategy runs in paper mode, then with each physical switch alone, then with all of them
 (``--mode physical``). Per run: throughput, its speedup over ``base`` of the same mode, request
 hops, replicas held at the end and evictions, the run's wall time against the paper run's
 (physical mode must stay within 2x), the time of token dispatch and combine (``dispatch_time``)
 and the links' queue time over their busy time (``shared_links``; 1.0: on average one transfer
-waited beside each one sending). A mode the HBM budget refuses is reported with its reason.
+waited beside each one sending), and the time the two micro-batches' overlap hid
+(``micro_batches``). A mode the HBM budget refuses is reported with its reason.
 Paper-mode notes (replicas or KV cache beyond the HBM) are printed at the end.
 """
 
@@ -25,9 +27,15 @@ from hwmodel.system import STRATEGIES, ReplayParams
 from hwmodel.system.physical import PHYSICAL_SWITCHES, all_switches_on
 
 
-def modes(attention: str) -> dict:
-    """Mode label -> ReplayParams: paper, each switch alone, all switches."""
+def modes(attention: str, chosen: str | None = None) -> dict:
+    """Mode label -> ReplayParams: paper, each switch alone, all switches; or the ``chosen``
+    labels (comma list of 'paper', 'physical' and switches joined by '+')."""
     paper = ReplayParams(attention_placement=attention)
+    if chosen:
+        return {label: (paper if label == "paper" else all_switches_on(paper)
+                        if label == "physical" else
+                        attrs.evolve(paper, **dict.fromkeys(label.split("+"), True)))
+                for label in chosen.split(",")}
     out = {"paper": paper}
     for name in PHYSICAL_SWITCHES:
         out[name] = attrs.evolve(paper, **{name: True})
@@ -42,15 +50,16 @@ def links_columns(r) -> str:
     phases = r.counts.get("dispatch_ns", 0) + r.counts.get("combine_ns", 0)
     busy = sum(link.get("busy_ns", 0.0) for link in r.per_link)
     queue = sum(link.get("queue_ns", 0.0) for link in r.per_link)
+    hidden = r.counts.get("micro_hidden_ns", float("nan"))
     return (f"{phases / 1e6 if 'dispatch_ns' in r.counts else float('nan'):12.2f} "
-            f"{queue / busy if busy else float('nan'):10.2f}")
+            f"{queue / busy if busy else float('nan'):10.2f} {hidden / 1e6:9.2f}")
 
 
 def table(runs, wafers, strategies) -> str:
     """One line per (wafer, strategy, mode)."""
     lines = [(f"{'wafer':<9} {'strategy':>10} {'mode':>11} {'tok/s':>9} {'x base':>7} "
              f"{'vs paper':>9} {'hops':>10} {'held':>7} {'evicted':>8} {'wall s':>7} "
-             f"{'wall/paper':>10} {'disp+comb ms':>12} {'queue/busy':>10}")]
+             f"{'wall/paper':>10} {'disp+comb ms':>12} {'queue/busy':>10} {'hidden ms':>9}")]
     for wafer in wafers:
         for strategy in strategies:
             paper = runs[("paper", wafer, strategy)]
@@ -113,6 +122,9 @@ def main():
     ap.add_argument("--wafer", default="tsmc-sow,dojo", help="comma list of wafer presets")
     ap.add_argument("--attention", default="layer-sharded",
                     help="attention_placement: layer-sharded or data-parallel")
+    ap.add_argument("--modes", default=None,
+                    help="comma list of modes: paper, physical, or switches joined by '+' "
+                         "(default: paper, each switch alone, physical)")
     ap.add_argument("--jobs", type=int, default=2, help="processes")
     ap.add_argument("--cache", default="/tmp/hwmodel-bench",
                     help="folder where synthetic batches are saved and reused")
@@ -128,9 +140,9 @@ def main():
     trace = (str(LLAMA) if args.synth is None
              else str(synthetic_store(args.model, args.synth, Path(args.cache))))
     runs = Runs()
-    runs.modes = tuple(modes(args.attention))
+    runs.modes = tuple(modes(args.attention, args.modes))
     notes = []
-    for mode, params in modes(args.attention).items():
+    for mode, params in modes(args.attention, args.modes).items():
         t0 = time.perf_counter()
         try:
             results = replay_strategies(trace, wafers, strategies, params=params,

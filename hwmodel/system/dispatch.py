@@ -35,7 +35,7 @@ import numpy as np
 from .flows import grown, link_network, new_flow_state, transfer_phase
 from .memory_budget import layer_dies, request_dies
 
-__all__ = ["DISPATCH_COUNTS", "TokenDispatch"]
+__all__ = ["DISPATCH_COUNTS", "TokenDispatch", "token_tasks"]
 
 #: The counters this switch adds to ``ReplayResult.counts``.
 DISPATCH_COUNTS = ("dispatch_messages", "dispatch_remote_messages", "dispatch_hops",
@@ -125,12 +125,29 @@ class TokenDispatch:
 
     def _token_pairs(self, layer, rows, requests, task_e, task_d, task_t):
         """Per (token, chosen expert): its attention die and its expert task's die."""
-        experts = np.asarray(rows[:, layer, :], np.int64).ravel()
         src = np.repeat(self.request_die[requests], rows.shape[2])
-        by_expert = np.argsort(experts, kind="stable")        # experts ascending, token order
-        tasks = np.argsort(task_e, kind="stable")             # each expert's tasks in plan order
-        dest = np.repeat(task_d[tasks], task_t[tasks])
-        if len(dest) != len(experts):
-            raise AssertionError(f"layer {layer}: the plan's tasks hold {len(dest)} tokens, "
-                                 f"the trace {len(experts)}")
-        return src[by_expert], dest
+        by_expert, task = token_tasks(layer, rows, task_e, task_t)
+        return src[by_expert], task_d[task]
+
+
+def token_tasks(layer, rows, task_e, task_t):
+    """Which task runs each (token, chosen expert) pair of ``layer``.
+
+    An expert's tokens go to its tasks in token order: its first task (plan order) takes its
+    first ``task_t`` tokens (batch order, then token order), and so on.
+
+    Returns
+    -------
+    by_expert : numpy.ndarray of int64
+        Indices into ``rows[:, layer, :].ravel()``: the pairs, experts ascending, token order.
+    task : numpy.ndarray of int64
+        The task of each pair of ``by_expert``.
+    """
+    experts = np.asarray(rows[:, layer, :], np.int64).ravel()
+    by_expert = np.argsort(experts, kind="stable")            # experts ascending, token order
+    tasks = np.argsort(task_e, kind="stable")                 # each expert's tasks in plan order
+    task = np.repeat(tasks, task_t[tasks])
+    if len(task) != len(experts):
+        raise AssertionError(f"layer {layer}: the plan's tasks hold {len(task)} tokens, "
+                             f"the trace {len(experts)}")
+    return by_expert, task

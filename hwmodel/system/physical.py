@@ -31,6 +31,8 @@ PHYSICAL_SWITCHES = {
                      "phases before and after each MoE layer's experts",
     "attention_time": "each layer's attention reads its weights and the KV cache from HBM and "
                       "computes on its dies (roofline), before each MoE layer's routing",
+    "micro_batches": "two micro-batches (alternate requests) pipelined: one's dispatch and "
+                     "combine run under the other's compute",
 }
 
 

@@ -53,6 +53,7 @@ from .engine import Counter, DieStat, LayerKernel, LayerStat, Prediction, Tasks
 from .flows import link_network
 from .lowering import Tables, allocator_costs, check_unit_sizes, has_routes, lower, with_routes
 from .memory_budget import ATTENTION_PLACEMENTS
+from .microbatch import MicroBatches
 from .physical import paper_mode_note, run_budget, switches_on
 from .prediction import PredictionUnits
 from .results import ARTEFACT_NAMES, ReplayResult
@@ -136,6 +137,9 @@ class ReplayParams:
     attention_time: bool = param("physical switch: each layer's attention reads its weights "
                                  "and KV cache from its dies' HBM and computes there, before "
                                  "each MoE layer's routing (roofline time)", default=False)
+    micro_batches: bool = param("physical switch: two micro-batches (alternate requests) "
+                                "pipelined, one's dispatch and combine under the other's "
+                                "compute (timed with dispatch_time)", default=False)
     attention_placement: str = param("physical mode: where attention and the other non-expert "
                                      "weights live, 'layer-sharded' or 'data-parallel'",
                                      default="layer-sharded")
@@ -320,6 +324,8 @@ class _Run:
                          if replay.params.token_dispatch or timed else None)
         self.attention = (AttentionTime(replay, self.kernel)             # physical: attention
                           if replay.params.attention_time else None)
+        self.micro = (MicroBatches(replay, self.kernel, self.dispatch)    # physical:
+                      if replay.params.micro_batches else None)          # micro_batches
         self.requests = None
 
     def execute(self, progress) -> ReplayResult:
@@ -346,6 +352,8 @@ class _Run:
             prev_rows, prev_requests = rows, requests
             if progress is not None:
                 progress(it + 1, wl.num_iterations)
+        if self.micro is not None:                                    # physical: micro_batches
+            self.t = self.micro.barrier()
         return self._result()
 
     def _feed_heatmap(self, it, rows, requests, prev_rows, prev_requests) -> None:
@@ -363,6 +371,8 @@ class _Run:
         replay = self.replay
         stage = self.stage0 if it == 0 else "decode"
         if stage == "decode" and self.last_stage == "prefill":
+            if self.micro is not None:                                # physical: micro_batches
+                self.t = self.micro.barrier()
             self.prefill_ns = self.t
         self.last_stage = stage
         tap = self.cosim if self.cosim is not None and self.cosim.covers(it, layer) else None
@@ -374,11 +384,12 @@ class _Run:
         remote = (task_d != self.tables.home[task_e]).astype(np.int64)
         if remote.any() and not has_routes(self.kernel.tables):
             self.kernel.use_tables(replay.routed_tables())   # the run's first message
-        if self.dispatch is not None:                                 # physical: token_dispatch
+        if self.dispatch is not None and self.micro is None:          # physical: token_dispatch
             self.dispatch.layer(layer, rows, self.requests, task_e, task_d, task_t)
         timed = self.dispatch is not None and self.dispatch.timed
         copy_ok = self.units is not None and stage == "decode"
         tasks = Tasks(task_e, task_d, task_t, remote)
+        order = None
         if self.units is not None:
             # the dies run their tasks in their Local CPs' dispatch order
             order = self.units.launch(layer, task_e, task_d, task_t, copy_ok,
@@ -389,12 +400,17 @@ class _Run:
         ready = self.t if self.attention is None else self.attention.phase_end(self.t, it, layer)
         start = ready if self.control is None else ready + self.control.launch_ns(
             counts, task_e, task_d, self.gcp.presence_matrix(layer), decode=stage == "decode")
-        if timed:                                                     # physical: dispatch_time
-            start = self.dispatch.dispatch_end(start)
-        end, stall, dups = self.kernel.run(start, layer, tasks, prediction,
-                                           num_experts=replay.E, slices=self.slices)
-        if timed:
-            end = self.dispatch.combine_end(end)
+        if self.micro is not None:                                    # physical: micro_batches
+            start, end, stall, dups = self.micro.layer(
+                it, layer, rows, self.requests, (task_e, task_d, task_t), order, prediction,
+                launch_ns=start - self.t)
+        else:
+            if timed:                                                 # physical: dispatch_time
+                start = self.dispatch.dispatch_end(start)
+            end, stall, dups = self.kernel.run(start, layer, tasks, prediction,
+                                               num_experts=replay.E, slices=self.slices)
+            if timed:
+                end = self.dispatch.combine_end(end)
         if self.units is not None:
             self.units.report(layer)
             if self.control is not None:
@@ -458,6 +474,7 @@ class _Run:
                     **(self.control.counts() if self.control else {}),
                     **(self.dispatch.totals if self.dispatch else {}),
                     **(self.attention.totals if self.attention else {}),
+                    **(self.micro.counts(self.t) if self.micro else {}),
                     **kernel.flow_counts()},
             per_layer=self.per_layer,
             per_die={"local_read_bytes": stats[:, DieStat.LOCAL_READ_BYTES].tolist(),

@@ -1,0 +1,267 @@
+"""Two micro-batches pipelined: one's communication under the other's compute (``micro_batches``).
+
+DeepSeek-V3 serves with a *dual micro-batch overlap* (DeepSeek-V3 technical report, arXiv
+2412.19437, sec. 3.4, for prefill; DeepSeek's ``profile-data`` repository on GitHub shows it
+for prefill and decode): the batch is split in two micro-batches, and while one computes (attention,
+experts) the other's tokens are dispatched to their experts or combined back over the network.
+With this switch each iteration's batch is split in the same way:
+
+* **The split.** Request ``r`` (batch order) belongs to micro-batch ``r mod 2`` (A: even, B:
+  odd). Alternating keeps the halves balanced as requests finish and mixes long and short
+  prompts in both. The allocation plan is made once per layer for the whole batch (Algorithm 1
+  sees the whole layer's counts, as in paper mode); each task's tokens are then split by the
+  micro-batch of their request (:func:`split_tasks`), with the dispatch's rule of which token
+  goes to which task (:func:`hwmodel.system.dispatch.token_tasks`).
+* **The phases.** Per MoE layer and micro-batch: attention (compute; zero until an attention
+  time is plugged in, :attr:`MicroBatches.attention`), dispatch (links), the experts (compute:
+  the event kernel on the micro-batch's tasks, with their HBM reads and remote weight
+  transfers, which the expert's GEMM waits for) and combine (links). Each phase is timed alone,
+  one after the other, on the run's kernel and links (a serial measuring clock): dispatch and
+  combine as ``dispatch_time`` times them (:mod:`hwmodel.system.dispatch`), the experts as one
+  kernel run. Micro-batch B reads the weights again: its slices may hit the LLC that A filled,
+  and a copy that A made in the layer is not made again by B.
+* **The composition** (:class:`Pipeline`). Two resources: the wafer's *compute* (attention and
+  experts: a micro-batch's expert phase spreads over all dies, as in expert-parallel serving)
+  and its *links* (dispatch and combine). Each micro-batch runs its phases in order, layer
+  after layer, with no barrier between layers; each resource runs one phase at a time. The
+  phases are placed greedily: the next phase placed is the one that can start first (ties:
+  the one ready first, then A), so a resource never idles while a phase waits for it. At the
+  switch from prefill to decode, and at the run's end, both micro-batches meet (a barrier),
+  so that the prefill and decode times stay separable.
+
+What the composition ignores: contention between overlapped phases (A's dispatch and B's remote
+weight transfers on the same links, attention's and the experts' HBM reads), since each phase
+is timed alone; that A's and B's expert phases could overlap on dies the other leaves idle;
+and the gating: the plan of layer ``l`` is made from both micro-batches' routing at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from .dispatch import token_tasks
+from .engine import Prediction, Tasks
+
+__all__ = ["MICRO_BATCH_COUNTS", "MicroBatches", "Pipeline", "split_tasks"]
+
+#: Resources of the pipeline: the wafer's compute and its links.
+COMPUTE, LINKS = "compute", "links"
+
+#: Counters this switch adds to ``ReplayResult.counts``: each phase's time summed over both
+#: micro-batches and all layers, their serial sum, and how much of it the overlap hid.
+MICRO_BATCH_COUNTS = ("micro_attention_ns", "micro_dispatch_ns", "micro_experts_ns",
+                      "micro_combine_ns", "micro_launch_ns", "micro_serial_ns",
+                      "micro_hidden_ns")
+
+
+def split_tasks(layer, rows, requests, task_e, task_t) -> np.ndarray:
+    """Tokens of each task per micro-batch: ``(2, tasks)``, row ``m`` for micro-batch ``m``
+    (requests ``r`` with ``r mod 2 == m``); the two rows add up to ``task_t``."""
+    by_expert, task = token_tasks(layer, rows, task_e, task_t)
+    micro = np.repeat(np.asarray(requests, np.int64) % 2, rows.shape[2])[by_expert]
+    return np.stack([np.bincount(task[micro == m], minlength=len(task_e)) for m in (0, 1)])
+
+
+class Pipeline:
+    """The two micro-batches' phases on the wafer's compute and links (module docstring).
+
+    Feed it layer by layer (:meth:`layer`); each layer's combine is placed with the next
+    layer's phases, so that a micro-batch's combine and its next dispatch can go between the
+    other's. :meth:`barrier` places what is pending and makes both micro-batches wait for
+    each other.
+    """
+
+    def __init__(self, t0: int = 0):
+        self.free = {COMPUTE: t0, LINKS: t0}
+        self.ready = [t0, t0]
+        self.end = t0
+        self.pending: list[list] = [[], []]
+
+    def layer(self, phases) -> int:
+        """Place one layer: ``phases[m]`` lists micro-batch ``m``'s ``(resource, ns)`` in
+        order, the last being its combine (left pending). A resource None is a pure delay.
+        Returns when the layer's first phase that takes time starts (the pipeline's end if
+        none does)."""
+        chains = [self.pending[m] + list(phases[m][:-1]) for m in (0, 1)]
+        self.pending = [[phases[m][-1]] for m in (0, 1)]
+        starts = self._place(chains, own=[len(phases[m]) - 1 for m in (0, 1)])
+        return min(starts) if starts else self.end
+
+    def barrier(self) -> int:
+        """Place the pending combines; both micro-batches and both resources then wait for
+        the last phase to end. Returns that time."""
+        self._place(self.pending, own=[0, 0])
+        self.pending = [[], []]
+        self.ready = [self.end, self.end]
+        self.free = dict.fromkeys(self.free, self.end)
+        return self.end
+
+    def _place(self, chains, own) -> list[int]:
+        """Place ``chains`` greedily; returns the start times of each chain's last ``own[m]``
+        phases that take time (the layer's own, not the combines pending from the layer
+        before)."""
+        pos = [0, 0]
+        starts = []
+        while True:
+            best = None
+            for m in (0, 1):
+                if pos[m] == len(chains[m]):
+                    continue
+                resource, ns = chains[m][pos[m]]
+                start = self.ready[m]
+                if resource is not None and ns:
+                    start = max(start, self.free[resource])
+                key = (start, self.ready[m], m)
+                if best is None or key < best:
+                    best = key
+            if best is None:
+                return starts
+            start, _, m = best
+            resource, ns = chains[m][pos[m]]
+            end = start + ns
+            if resource is not None and ns:
+                self.free[resource] = end
+            if ns and pos[m] >= len(chains[m]) - own[m]:
+                starts.append(start)
+            pos[m] += 1
+            self.ready[m] = end
+            self.end = max(self.end, end)
+
+
+class MicroBatches:
+    """One run's two micro-batches, layer by layer.
+
+    Parameters
+    ----------
+    replay : hwmodel.system.replay.Replay
+    kernel : hwmodel.system.engine.LayerKernel
+        The run's kernel; it times each micro-batch's expert phase.
+    dispatch : hwmodel.system.dispatch.TokenDispatch or None
+        The run's token dispatch: counted per micro-batch, and timed when it is timed
+        (``dispatch_time``); None: the tokens take no time.
+
+    Attributes
+    ----------
+    attention : callable or None
+        ``attention(iteration, layer, requests) -> ns``: the attention time of the micro-batch
+        of ``requests`` (batch indices) at MoE ``layer``, on the wafer's compute. None (the
+        default): attention is free, as in the paper.
+    """
+
+    def __init__(self, replay, kernel, dispatch=None):
+        self.kernel = kernel
+        self.dispatch = dispatch
+        self.timed = dispatch is not None and dispatch.timed
+        self.num_experts = replay.E
+        self.slices = replay.model.matrices_per_expert
+        self.attention: Callable[[int, int, np.ndarray], int] | None = None
+        self.clock = 0                                   # the serial measuring clock
+        self.pipeline = Pipeline()
+        self.totals = dict.fromkeys(MICRO_BATCH_COUNTS, 0)
+
+    def layer(self, it, layer, rows, requests, plan, order, prediction, launch_ns=0):
+        """Run one MoE layer's two micro-batches and place them in the pipeline.
+
+        Parameters
+        ----------
+        it, layer : int
+        rows, requests : numpy.ndarray
+            The iteration's routing rows and each row's request (batch index).
+        plan : tuple of numpy.ndarray
+            The layer's ``(task_e, task_d, task_t)`` in plan order.
+        order : numpy.ndarray or None
+            The kernel's task order (the Local CPs' dispatch order), None: plan order.
+        prediction : hwmodel.system.engine.Prediction
+        launch_ns : int
+            The control path's launch time, before either micro-batch's first phase.
+
+        Returns
+        -------
+        start, end : int
+            When the layer's first phase starts, and the pipeline's end so far.
+        stalled : bool
+        dups : numpy.ndarray
+            Both expert phases' copies (rows die, expert, slice).
+        """
+        task_e, task_d, task_t = plan
+        requests = np.asarray(requests)
+        split = split_tasks(layer, rows, requests, task_e, task_t)
+        order = np.arange(len(task_e)) if order is None else order
+        remote = (task_d != self.kernel.tables.home[task_e]).astype(np.int64)
+        phases, stalled, dups = [], False, []
+        for m in (0, 1):
+            mine, keep = requests % 2 == m, split[m] > 0
+            ordered = order[keep[order]]                  # the kernel's order, this half's
+            tasks = Tasks(task_e[ordered], task_d[ordered], split[m][ordered], remote[ordered])
+            if not keep.any():
+                phases.append([(None, 0)] * 5)
+                continue
+            att = self._attention(it, layer, np.unique(requests[mine]))
+            if self.dispatch is not None:
+                self.dispatch.layer(layer, rows[mine], requests[mine], task_e[keep],
+                                    task_d[keep], split[m][keep])
+            sent = self._phase("micro_dispatch_ns", "dispatch_end")
+            experts, stall, copied = self._experts(layer, tasks, prediction)
+            back = self._phase("micro_combine_ns", "combine_end")
+            phases.append([(None, launch_ns), (COMPUTE, att), (LINKS, sent),
+                           (COMPUTE, experts), (LINKS, back)])
+            stalled |= stall
+            dups.append(copied)
+            if prediction.enabled and prediction.copy_ok:
+                prediction = prediction._replace(
+                    copy=_not_copied_again(prediction.copy, tasks, prediction.redirect))
+        self.totals["micro_launch_ns"] += launch_ns             # one launch for both
+        start = self.pipeline.layer(phases)
+        return (start, self.pipeline.end, stalled,
+                np.concatenate(dups) if dups else np.zeros((0, 3), np.int64))
+
+    def barrier(self) -> int:
+        """Both micro-batches meet (the prefill's end, the run's end); returns the time."""
+        return self.pipeline.barrier()
+
+    def counts(self, time_ns: int) -> dict:
+        """The switch's counters (:data:`MICRO_BATCH_COUNTS`) for a run that took
+        ``time_ns``."""
+        out = dict(self.totals)
+        out["micro_serial_ns"] = sum(v for k, v in out.items() if k != "micro_serial_ns"
+                                     and k != "micro_hidden_ns")
+        out["micro_hidden_ns"] = out["micro_serial_ns"] - time_ns
+        return out
+
+    def _attention(self, it, layer, requests) -> int:
+        if self.attention is None:
+            return 0
+        ns = int(self.attention(it, layer, requests))
+        self.totals["micro_attention_ns"] += ns
+        return ns
+
+    def _phase(self, counter, which) -> int:
+        """Time one dispatch or combine phase (``which``: the TokenDispatch method) on the
+        measuring clock."""
+        if not self.timed:
+            return 0
+        end = getattr(self.dispatch, which)(self.clock)
+        ns, self.clock = end - self.clock, end
+        self.totals[counter] += ns
+        return ns
+
+    def _experts(self, layer, tasks: Tasks, prediction: Prediction):
+        """Time one micro-batch's expert phase (a kernel run) on the measuring clock."""
+        end, stall, dups = self.kernel.run(self.clock, layer, tasks, prediction,
+                                           num_experts=self.num_experts, slices=self.slices)
+        ns, self.clock = end - self.clock, end
+        self.totals["micro_experts_ns"] += ns
+        return ns, stall, dups
+
+
+def _not_copied_again(copy, tasks: Tasks, redirect) -> np.ndarray:
+    """``copy`` without the (die, expert) pairs whose slices micro-batch A fetched from afar:
+    A's copy of them is made; B's arriving slices are not copied a second time."""
+    fetched = tasks.remote.astype(bool) & ~redirect[tasks.die, tasks.expert]
+    if not fetched.any():
+        return copy
+    out = copy.copy()
+    out[tasks.die[fetched], tasks.expert[fetched]] = False
+    return out
