@@ -29,6 +29,8 @@ PHYSICAL_SWITCHES = {
                     "recomputed at each start and end) instead of holding it whole",
     "dispatch_time": "token dispatch and combine take time on the links, as all-to-all "
                      "phases before and after each MoE layer's experts",
+    "prefetch": "each MoE layer's predicted successors (the layer-to-layer heatmap) are read "
+                "ahead from their home dies' HBM while the layer runs, in its idle time",
 }
 
 

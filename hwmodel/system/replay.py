@@ -54,6 +54,7 @@ from .lowering import Tables, allocator_costs, check_unit_sizes, has_routes, low
 from .memory_budget import ATTENTION_PLACEMENTS
 from .physical import paper_mode_note, run_budget, switches_on
 from .prediction import PredictionUnits
+from .prefetch import Prefetcher
 from .results import ARTEFACT_NAMES, ReplayResult
 from .strategies import PAPER_STRATEGIES, LayerView, Strategy, get_strategy
 from .workload import Workload
@@ -132,6 +133,9 @@ class ReplayParams:
     dispatch_time: bool = param("physical switch: token dispatch and combine take time on the "
                                 "links, before and after each MoE layer's experts (counted "
                                 "as token_dispatch counts them)", default=False)
+    prefetch: bool = param("physical switch: each MoE layer's predicted successors are read "
+                           "ahead from their home dies' HBM while the layer runs, in the HBM's "
+                           "idle time", default=False)
     attention_placement: str = param("physical mode: where attention and the other non-expert "
                                      "weights live, 'layer-sharded' or 'data-parallel'",
                                      default="layer-sharded")
@@ -314,6 +318,8 @@ class _Run:
         timed = replay.params.dispatch_time                           # physical: dispatch_time
         self.dispatch = (TokenDispatch(replay, self.kernel if timed else None)
                          if replay.params.token_dispatch or timed else None)
+        self.prefetch = (Prefetcher(replay, self.tables.hbm_slice_ns)   # physical: prefetch
+                         if replay.params.prefetch else None)
         self.requests = None
 
     def execute(self, progress) -> ReplayResult:
@@ -335,6 +341,8 @@ class _Run:
                     break
             if self.stalled:
                 break
+            if self.prefetch is not None:                             # physical: prefetch
+                self.prefetch.learn(rows)
             if self.cosim is not None and self.cosim.ends_after(it):
                 self.cosim.check()
             prev_rows, prev_requests = rows, requests
@@ -384,8 +392,10 @@ class _Run:
             counts, task_e, task_d, self.gcp.presence_matrix(layer), decode=stage == "decode")
         if timed:                                                     # physical: dispatch_time
             start = self.dispatch.dispatch_end(start)
+        prefetched = self.prefetch.kernel_input(layer) if self.prefetch else None
         end, stall, dups = self.kernel.run(start, layer, tasks, prediction,
-                                           num_experts=replay.E, slices=self.slices)
+                                           num_experts=replay.E, slices=self.slices,
+                                           prefetched=prefetched)
         if timed:
             end = self.dispatch.combine_end(end)
         if self.units is not None:
@@ -398,6 +408,9 @@ class _Run:
                                "stage": stage, "start_ns": start, "end_ns": end,
                                "tasks": len(task_e), "remote_tasks": int(remote.sum()),
                                "dups": len(dups)})
+        if self.prefetch is not None:                                 # physical: prefetch
+            self.per_layer[-1]["prefetches"] = self.prefetch.after_layer(
+                layer, rows, self.t, end, self.kernel.outputs.hbm_busy_ns)
         self.t = end
         self.stalled = stall
 
@@ -450,7 +463,8 @@ class _Run:
                     "replica_evictions": units.evictions if units else 0,
                     **(self.control.counts() if self.control else {}),
                     **(self.dispatch.totals if self.dispatch else {}),
-                    **kernel.flow_counts()},
+                    **kernel.flow_counts(),
+                    **(self.prefetch.counts(counters) if self.prefetch else {})},
             per_layer=self.per_layer,
             per_die={"local_read_bytes": stats[:, DieStat.LOCAL_READ_BYTES].tolist(),
                      "remote_read_served_bytes":
