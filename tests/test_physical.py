@@ -255,9 +255,9 @@ def test_physical_cli_csv_and_json_name_the_switch(store, tmp_path, capsys):
                  "--quiet", "--no-plots", "-o", str(out_dir)]) == 0
     csv = (out_dir / "replay.csv").read_text().splitlines()
     assert csv[0].endswith(",physical") and csv[1].endswith(
-        ",hbm_budget+token_dispatch+shared_links+dispatch_time")
+        ",hbm_budget+token_dispatch+shared_links+dispatch_time+prefetch")
     assert json.loads((out_dir / "replay.json").read_text())[0]["physical"] == [
-        "hbm_budget", "token_dispatch", "shared_links", "dispatch_time"]
+        "hbm_budget", "token_dispatch", "shared_links", "dispatch_time", "prefetch"]
     assert attrs.fields_dict(ReplayParams)["hbm_budget"].default is False
 
 
@@ -369,6 +369,7 @@ def test_the_python_examples_of_docs_physical_run(capsys):
     for code in found:
         exec(compile(code, "docs/physical.md", "exec"), {})  # noqa: S102 (the docs are the test)
     out = capsys.readouterr().out
-    assert "('hbm_budget', 'token_dispatch', 'shared_links', 'dispatch_time')" in out
+    assert ("('hbm_budget', 'token_dispatch', 'shared_links', 'dispatch_time', 'prefetch')"
+            in out)
     assert "'dispatch_remote_messages': 73236, 'dispatch_hops': 268594" in out
     assert "'dispatch_remote_messages': 72994, 'dispatch_hops': 266462" in out
