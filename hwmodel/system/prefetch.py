@@ -88,12 +88,16 @@ class Prefetcher:
         idle = (end_ns - launch_ns) - np.asarray(hbm_busy_ns, np.int64)
         room = np.where(self.hbm_slice_ns > 0, idle // np.maximum(self.hbm_slice_ns, 1),
                         len(experts) * self.slices)
-        taken = np.zeros(self.N, np.int64)
-        for e in experts.tolist():
-            h = int(self.home[e])
-            n = int(min(self.slices, max(0, room[h] - taken[h])))
-            self.ready[h, e * self.slices:e * self.slices + n] = True
-            taken[h] += n
+        # per home die, its predicted experts in order take the room slice by slice
+        homes = self.home[experts]
+        order = np.argsort(homes, kind="stable")
+        experts, homes = experts[order], homes[order]
+        before = np.arange(len(homes)) - np.searchsorted(homes, homes)   # experts ahead
+        fits = np.clip(room[homes] - before * self.slices, 0, self.slices)
+        for s in range(self.slices):
+            now = fits > s
+            self.ready[homes[now], experts[now] * self.slices + s] = True
+        taken = np.bincount(homes, weights=fits, minlength=self.N).astype(np.int64)
         count = int(taken.sum())
         self.prefetches += count
         self.peak_slices = max(self.peak_slices, int(taken.max()))
