@@ -12,8 +12,10 @@ import math
 
 import attrs
 import numpy as np
+import pytest
 from test_physical import comparable
 
+from hwmodel.config import ConfigError
 from hwmodel.models import load_model
 from hwmodel.params import ComputeParams, LLCParams, load_wafer
 from hwmodel.system import Replay, ReplayParams
@@ -106,6 +108,24 @@ def test_a_used_prefetch_saves_exactly_its_hbm_read_latency():
     assert counts["prefetch_buffer_peak_bytes"] == 3 * S
     # the prompt (nothing learned yet) runs as in paper mode
     assert fetched.per_layer[:L] == [{**e, "prefetches": 0} for e in paper.per_layer[:L]]
+
+
+def test_a_buffer_of_one_slice_holds_one_slice_per_layer():
+    """The same run with a buffer of 1.5 S (whole slices: one): each layer after the first gets one
+    slice read ahead (a layer with one prefetched slice, 2 (H + a) + a + 1 ns, leaves the
+    other die room for more than one), so 23 slices save 23 H."""
+    store = store_of([([alternate(0, 10)] * 2, [alternate(0, 10)])])
+    paper = run(store, bare_wafer(), max_iterations=2)
+    fetched = run(store, bare_wafer(), max_iterations=2, prefetch=True,
+                  prefetch_buffer_bytes=S + S // 2)
+    step = [entry for entry in fetched.per_layer if entry["iteration"] == 1]
+    took = [entry["end_ns"] - entry["start_ns"] for entry in step]
+    assert took == [3 * (H + A) + 1] + [2 * (H + A) + A + 1] * (L - 1)
+    assert fetched.counts["prefetches"] == fetched.counts["prefetches_used"] == L - 1
+    assert paper.time_ns - fetched.time_ns == fetched.counts["prefetch_saved_ns"] == 23 * H
+    assert fetched.counts["prefetch_buffer_peak_bytes"] == S
+    with pytest.raises(ConfigError, match="prefetch_buffer_bytes"):
+        ReplayParams(prefetch_buffer_bytes=-1)
 
 
 def test_an_unused_prefetch_costs_only_its_bytes():

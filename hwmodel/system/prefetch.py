@@ -18,7 +18,8 @@ use it. This switch does, in three steps per (iteration, MoE layer ``l``):
   layer ``l + 1`` is planned (Algorithm 1 decides where tasks run only at its launch), and it
   serves both its own tasks and other dies' remote reads of the expert. The reads take the
   die's HBM only while layer ``l``'s own accesses leave it idle, at the lowest priority: a die
-  reads ``floor(idle / t_slice)`` slices at most, ``idle`` = the layer's interval (launch to
+  reads ``floor(idle / t_slice)`` slices at most (and no more than its buffer holds,
+  ``prefetch_buffer_bytes``, unbounded by default), ``idle`` = the layer's interval (launch to
   barrier) minus the time its HBM was held in it, ``t_slice`` its HBM read latency of one
   slice (the HBM's own formula). A prefetch therefore never delays the layer it runs under.
 * **use.** At layer ``l + 1``, an HBM read of a slice in the reading die's buffer (a local read,
@@ -57,6 +58,8 @@ class Prefetcher:
         self.slice_bytes = replay.slice_bytes
         self.home = np.asarray(replay.home, np.int64)
         self.hbm_slice_ns = np.asarray(hbm_slice_ns, np.int64)
+        buffer = replay.params.prefetch_buffer_bytes
+        self.buffer_slices = None if buffer is None else int(buffer // self.slice_bytes)
         transitions = max(1, self.L - 1)
         self.heatmap = PredictorTwin(
             transitions, self.E, top_n_share=replay.params.top_n_share,
@@ -88,6 +91,8 @@ class Prefetcher:
         idle = (end_ns - launch_ns) - np.asarray(hbm_busy_ns, np.int64)
         room = np.where(self.hbm_slice_ns > 0, idle // np.maximum(self.hbm_slice_ns, 1),
                         len(experts) * self.slices)
+        if self.buffer_slices is not None:
+            room = np.minimum(room, self.buffer_slices)
         # per home die, its predicted experts in order take the room slice by slice
         homes = self.home[experts]
         order = np.argsort(homes, kind="stable")

@@ -136,6 +136,9 @@ class ReplayParams:
     prefetch: bool = param("physical switch: each MoE layer's predicted successors are read "
                            "ahead from their home dies' HBM while the layer runs, in the HBM's "
                            "idle time", default=False)
+    prefetch_buffer_bytes: int | None = param(
+        "physical mode, prefetch: bytes of a die's prefetch buffer, whole slices (null: "
+        "unbounded, its peak is reported)", default=None)
     attention_placement: str = param("physical mode: where attention and the other non-expert "
                                      "weights live, 'layer-sharded' or 'data-parallel'",
                                      default="layer-sharded")
@@ -151,6 +154,11 @@ class ReplayParams:
             raise ConfigError("attention_placement", f"expected one of "
                               f"{', '.join(ATTENTION_PLACEMENTS)}, not "
                               f"{self.attention_placement!r}")
+        buffer = self.prefetch_buffer_bytes
+        if buffer is not None and (isinstance(buffer, bool) or not isinstance(buffer, int)
+                                   or buffer < 0):
+            raise ConfigError("prefetch_buffer_bytes", f"expected null or a byte count >= 0, "
+                              f"not {buffer!r}")
         if self.tie_rule not in ("stable", "numpy"):
             raise ConfigError("tie_rule", f"expected 'stable' or 'numpy', not "
                               f"{self.tie_rule!r}")
