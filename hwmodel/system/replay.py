@@ -155,8 +155,8 @@ class ReplayParams:
                               f"{', '.join(ATTENTION_PLACEMENTS)}, not "
                               f"{self.attention_placement!r}")
         buffer = self.prefetch_buffer_bytes
-        if buffer is not None and (isinstance(buffer, bool) or not isinstance(buffer, int)
-                                   or buffer < 0):
+        if buffer is not None and (isinstance(buffer, bool)
+                                   or not isinstance(buffer, (int, float)) or buffer < 0):
             raise ConfigError("prefetch_buffer_bytes", f"expected null or a byte count >= 0, "
                               f"not {buffer!r}")
         if self.tie_rule not in ("stable", "numpy"):
