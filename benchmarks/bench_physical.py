@@ -5,14 +5,16 @@
     python benchmarks/bench_physical.py --strategy base,pred --attention data-parallel
     python benchmarks/bench_physical.py --budget      # where each model's HBM goes, per die
     python benchmarks/bench_physical.py --modes paper,dispatch_time,dispatch_time+micro_batches
+    python benchmarks/bench_physical.py --modes paper,prefetch    # paper and one switch only
 
 Every strategy runs in paper mode, then with each physical switch alone, then with all of them
 (``--mode physical``). Per run: throughput, its speedup over ``base`` of the same mode, request
 hops, replicas held at the end and evictions, the run's wall time against the paper run's
 (physical mode must stay within 2x), the time of token dispatch and combine (``dispatch_time``)
 and the links' queue time over their busy time (``shared_links``; 1.0: on average one transfer
-waited beside each one sending), and the time the two micro-batches' overlap hid
-(``micro_batches``). A mode the HBM budget refuses is reported with its reason.
+waited beside each one sending), the time the two micro-batches' overlap hid
+(``micro_batches``), and the prefetched slices used of those read ahead with the HBM read
+time they saved (``prefetch``). A mode the HBM budget refuses is reported with its reason.
 Paper-mode notes (replicas or KV cache beyond the HBM) are printed at the end.
 """
 
@@ -55,11 +57,21 @@ def links_columns(r) -> str:
             f"{queue / busy if busy else float('nan'):10.2f} {hidden / 1e6:9.2f}")
 
 
+def prefetch_columns(r) -> str:
+    """Prefetched slices used / read ahead and the HBM read time saved (prefetch), or '-'."""
+    if "prefetches" not in r.counts:
+        return f"{'-':>13} {'-':>9}"
+    c = r.counts
+    return (f"{c['prefetches_used']:>6d}/{c['prefetches']:<6d} "
+            f"{c['prefetch_saved_ns'] / 1e6:9.2f}")
+
+
 def table(runs, wafers, strategies) -> str:
     """One line per (wafer, strategy, mode)."""
     lines = [(f"{'wafer':<9} {'strategy':>10} {'mode':>11} {'tok/s':>9} {'x base':>7} "
              f"{'vs paper':>9} {'hops':>10} {'held':>7} {'evicted':>8} {'wall s':>7} "
-             f"{'wall/paper':>10} {'disp+comb ms':>12} {'queue/busy':>10} {'hidden ms':>9}")]
+             f"{'wall/paper':>10} {'disp+comb ms':>12} {'queue/busy':>10} {'hidden ms':>9} "
+             f"{'pf used/read':>13} {'saved ms':>9}")]
     for wafer in wafers:
         for strategy in strategies:
             paper = runs[("paper", wafer, strategy)]
@@ -76,7 +88,8 @@ def table(runs, wafers, strategies) -> str:
                     f"{r.throughput / paper.throughput:9.3f} {r.hops:10d} "
                     f"{sum(r.per_die['replicas_held']):7d} "
                     f"{r.counts['replica_evictions']:8d} {r.wall_s:7.1f} "
-                    f"{r.wall_s / paper.wall_s:10.2f} {links_columns(r)}")
+                    f"{r.wall_s / paper.wall_s:10.2f} {links_columns(r)} "
+                    f"{prefetch_columns(r)}")
     return "\n".join(lines)
 
 
@@ -139,10 +152,17 @@ def main():
     wafers = args.wafer.split(",")
     trace = (str(LLAMA) if args.synth is None
              else str(synthetic_store(args.model, args.synth, Path(args.cache))))
+    known = {"paper", "physical", *PHYSICAL_SWITCHES}
+    unknown = {s for label in (args.modes or "").split(",") if label
+               for s in label.split("+")} - known
+    if unknown:
+        ap.error(f"--modes: unknown {', '.join(sorted(unknown))}; expected some of "
+                 f"{', '.join(sorted(known))}")
+    chosen = modes(args.attention, args.modes)
     runs = Runs()
-    runs.modes = tuple(modes(args.attention, args.modes))
+    runs.modes = tuple(chosen)
     notes = []
-    for mode, params in modes(args.attention, args.modes).items():
+    for mode, params in chosen.items():
         t0 = time.perf_counter()
         try:
             results = replay_strategies(trace, wafers, strategies, params=params,

@@ -255,10 +255,10 @@ def test_physical_cli_csv_and_json_name_the_switch(store, tmp_path, capsys):
                  "--quiet", "--no-plots", "-o", str(out_dir)]) == 0
     csv = (out_dir / "replay.csv").read_text().splitlines()
     assert csv[0].endswith(",physical") and csv[1].endswith(
-        ",hbm_budget+token_dispatch+shared_links+dispatch_time+attention_time+micro_batches")
+        ",hbm_budget+token_dispatch+shared_links+dispatch_time+attention_time+micro_batches+prefetch")
     assert json.loads((out_dir / "replay.json").read_text())[0]["physical"] == [
         "hbm_budget", "token_dispatch", "shared_links", "dispatch_time", "attention_time",
-        "micro_batches"]
+        "micro_batches", "prefetch"]
     assert attrs.fields_dict(ReplayParams)["hbm_budget"].default is False
 
 
@@ -371,6 +371,6 @@ def test_the_python_examples_of_docs_physical_run(capsys):
         exec(compile(code, "docs/physical.md", "exec"), {})  # noqa: S102 (the docs are the test)
     out = capsys.readouterr().out
     assert ("('hbm_budget', 'token_dispatch', 'shared_links', 'dispatch_time', "
-            "'attention_time', 'micro_batches')") in out
+            "'attention_time', 'micro_batches', 'prefetch')") in out
     assert "'dispatch_remote_messages': 73236, 'dispatch_hops': 268594" in out
     assert "'dispatch_remote_messages': 72994, 'dispatch_hops': 266462" in out

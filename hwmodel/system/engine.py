@@ -32,7 +32,8 @@ from numba import njit
 
 from .flows import FlowState, flows_finish, flows_next, flows_start, grown, new_flow_state
 
-__all__ = ["EV_NAMES", "Counter", "DieStat", "LayerKernel", "LayerStat", "Prediction", "Tasks"]
+__all__ = ["EV_NAMES", "Counter", "DieStat", "LayerKernel", "LayerStat", "Prediction", "Prefetched",
+           "Tasks"]
 
 # event kinds
 EV_LOOKUP = 0        # LLC lookup on the executing die (its LLC port)
@@ -276,6 +277,8 @@ class Counter(enum.IntEnum):
     REMOTE_LLC_HITS = 7
     REMOTE_HBM_READS = 8
     LOCAL_HBM_READS = 9
+    PREFETCH_READS = 10     # physical switch prefetch: HBM reads served by prefetched slices
+    PREFETCH_SAVED_NS = 11  # ... the HBM read latency each of them skipped
 
 
 class DieStat(enum.IntEnum):
@@ -319,6 +322,15 @@ class Prediction(NamedTuple):
                                  # read of the expert to its local replica
     copy: np.ndarray             # (dies, experts) bool: the die's Local CP copies the
                                  # expert's arriving slices (its PDU's cp_en, not is_local)
+
+
+class Prefetched(NamedTuple):
+    """Physical switch ``prefetch`` (:mod:`hwmodel.system.prefetch`): the slices each die
+    read ahead from its HBM during the previous layer, by slice index ``expert x slices +
+    slice``. A chain whose HBM read is of such a slice skips the slice's part of that read."""
+    enabled: bool
+    ready: np.ndarray            # (dies, experts x slices) bool: held in the die's buffer
+    read: np.ndarray             # (dies, experts x slices) bool: set when a chain reads it
 
 
 class Events(NamedTuple):
@@ -366,6 +378,7 @@ class Outputs(NamedTuple):
     counters: np.ndarray         # (len(Counter),) counts of the run / last layer
     layer_stats: np.ndarray      # (len(LayerStat),) float64 sums over the layers run
     dups: np.ndarray             # (capacity, 3) copies of the layer: die, expert, slice
+    hbm_busy_ns: np.ndarray      # (dies,) time each die's HBM was held in the layer
 
 
 class KernelState(NamedTuple):
@@ -392,7 +405,7 @@ def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
               heap_t, heap_i, wq_s, wq_e, wq_n,
               ch_die, ch_expert, ch_slice, ch_tokens, ch_home, ch_kind, ch_start,
               span_lo, span_hi, dram_bytes, link_bytes, die_stats, counters, dup_out,
-              shared, fs):
+              shared, fs, hbm_busy, pf_on, pf_ready, pf_read):
     """The layer's event loop over flat arrays (:func:`_run_layer` unpacks its structure
     into them). It is one long function on purpose: numba reference-counts the arrays passed
     to a compiled helper on every call, inlined or not; measured on the shared Llama-4 trace,
@@ -403,7 +416,11 @@ def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
     With ``shared`` (links shared by bandwidth, :mod:`hwmodel.system.flows`), request and data
     transfers hold no link: each starts a flow in ``fs`` and its chain goes on when the flow
     arrives; one pending-event id (the last) stands for the network's next arrival, and a
-    heap entry whose time is no longer that arrival's is skipped."""
+    heap entry whose time is no longer that arrival's is skipped.
+
+    With ``pf_on`` (physical switch ``prefetch``) an HBM read of a slice in ``pf_ready`` of the
+    reading die skips that slice's HBM read latency (``lat_hbm_slice``) and marks it in
+    ``pf_read``. ``hbm_busy`` sums each die's HBM holding times of the layer."""
     num_dies = llc_tags.shape[0]
     n_tasks = task_expert.shape[0]
     n_ev = 0
@@ -528,6 +545,12 @@ def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
             n_new = 1
         elif kind == EV_RHBM_READ:
             lat = lat_hbm_slice[h]
+            if pf_on and pf_ready[h, e * slices + ch_slice[c]]:  # physical: prefetch
+                pf_read[h, e * slices + ch_slice[c]] = True
+                counters[Counter.PREFETCH_READS] += 1
+                counters[Counter.PREFETCH_SAVED_NS] += lat
+                lat = 0
+            hbm_busy[h] += lat
             counters[Counter.REMOTE_HBM_READS] += 1
             die_stats[h, DieStat.REMOTE_READ_SERVED_BYTES] += slice_bytes
             dram_bytes[h] += slice_bytes
@@ -550,6 +573,12 @@ def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
                 n_new = 1
         elif kind == EV_LOCAL_READ:
             lat = lat_local_read[hbm_of_die[d], ch_tokens[c]]
+            if pf_on and pf_ready[d, e * slices + ch_slice[c]]:  # physical: prefetch
+                pf_read[d, e * slices + ch_slice[c]] = True
+                counters[Counter.PREFETCH_READS] += 1
+                counters[Counter.PREFETCH_SAVED_NS] += lat_hbm_slice[d]
+                lat -= lat_hbm_slice[d]
+            hbm_busy[d] += lat
             counters[Counter.LOCAL_HBM_READS] += 1
             nbytes = slice_bytes + act_bytes_per_token * ch_tokens[c]
             die_stats[d, DieStat.LOCAL_READ_BYTES] += nbytes
@@ -573,6 +602,7 @@ def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
             n_new = 1
         elif kind == EV_DUP_STORE:
             lat = lat_hbm_slice[d]
+            hbm_busy[d] += lat
             die_stats[d, DieStat.REPLICA_WRITE_BYTES] += slice_bytes
             dram_bytes[d] += slice_bytes
             dup_out[n_dup, 0] = d
@@ -723,7 +753,7 @@ def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
     return n_ev
 
 @njit(cache=True)
-def _run_layer(st, t0, layer, tasks, pred, num_experts, slices, shared):
+def _run_layer(st, t0, layer, tasks, pred, num_experts, slices, shared, pf):
     """Simulate one layer from ``t0`` to its barrier (see the module docstring): unpacks the
     one typed state structure for the event loop. Counters of the run accumulate in
     ``st.outputs``; the layer's own results are its ``span_lo``/``span_hi``/``dram_bytes``,
@@ -743,7 +773,8 @@ def _run_layer(st, t0, layer, tasks, pred, num_experts, slices, shared):
         ev.heap_t, ev.heap_i, res.wait_seq, res.wait_event, res.wait_len,
         ch.die, ch.expert, ch.slice, ch.tokens, ch.home, ch.kind, ch.start,
         out.span_lo, out.span_hi, out.dram_bytes, out.link_bytes, out.die_stats,
-        out.counters, out.dups, shared, st.flows)
+        out.counters, out.dups, shared, st.flows, out.hbm_busy_ns, pf.enabled, pf.ready,
+        pf.read)
     _add_layer_stats(out.span_lo, out.span_hi, out.dram_bytes, tasks.die, tasks.tokens, slices,
                      out.layer_stats)
     return n_ev
@@ -818,7 +849,10 @@ class LayerKernel:
             dram_bytes=np.zeros(N, np.float64), link_bytes=np.zeros(num_links, np.float64),
             die_stats=np.zeros((N, len(DieStat)), np.float64),
             counters=np.zeros(len(Counter), np.int64),
-            layer_stats=np.zeros(len(LayerStat), np.float64), dups=np.zeros((0, 3), np.int64))
+            layer_stats=np.zeros(len(LayerStat), np.float64), dups=np.zeros((0, 3), np.int64),
+            hbm_busy_ns=np.zeros(N, np.int64))
+        self._no_prefetch = Prefetched(False, np.zeros((1, 1), np.bool_),
+                                       np.zeros((1, 1), np.bool_))
         self.free = np.ones(self.n_res, np.bool_)
         self.release_ns = np.zeros(self.n_res, np.int64)
         self._cap_chains = 0
@@ -882,9 +916,11 @@ class LayerKernel:
                                  outputs=self.outputs, flows=self.flows)
 
     def run(self, t0: int, layer: int, tasks: Tasks, prediction: Prediction, *,
-            num_experts: int, slices: int):
+            num_experts: int, slices: int, prefetched: Prefetched | None = None):
         """Run one layer; returns ``(end_ns, stalled, dups)`` (dups: rows die, expert,
-        slice). The layer's per-die spans and HBM bytes are in :attr:`outputs`."""
+        slice). The layer's per-die spans, HBM bytes and HBM busy times are in
+        :attr:`outputs`; ``prefetched`` (physical switch ``prefetch``) the slices each die
+        holds read ahead."""
         chains = len(tasks.expert) * slices
         if chains > self._cap_chains:
             self._grow(chains)
@@ -893,8 +929,10 @@ class LayerKernel:
         out.span_lo[:] = -1
         out.span_hi[:] = -1
         out.dram_bytes[:] = 0.0
+        out.hbm_busy_ns[:] = 0
         _run_layer(self.state, int(t0), int(layer), tasks, prediction, num_experts, slices,
-                   self.network is not None)
+                   self.network is not None,
+                   self._no_prefetch if prefetched is None else prefetched)
         n_dup = int(out.counters[Counter.DUPS])
         return (int(out.counters[Counter.END_NS]), bool(out.counters[Counter.STALLED]),
                 out.dups[:n_dup].copy())

@@ -161,7 +161,8 @@ class MicroBatches:
         self.pipeline = Pipeline()
         self.totals = dict.fromkeys(MICRO_BATCH_COUNTS, 0)
 
-    def layer(self, it, layer, rows, requests, plan, order, prediction, launch_ns=0):
+    def layer(self, it, layer, rows, requests, plan, order, prediction, launch_ns=0,
+              prefetched=None):
         """Run one MoE layer's two micro-batches and place them in the pipeline.
 
         Parameters
@@ -176,6 +177,9 @@ class MicroBatches:
         prediction : hwmodel.system.engine.Prediction
         launch_ns : int
             The control path's launch time, before either micro-batch's first phase.
+        prefetched : hwmodel.system.engine.Prefetched or None
+            The slices read ahead for this layer (``prefetch``): both micro-batches' reads
+            find them; :attr:`hbm_busy_ns` sums both expert phases' HBM holding times.
 
         Returns
         -------
@@ -191,6 +195,7 @@ class MicroBatches:
         order = np.arange(len(task_e)) if order is None else order
         remote = (task_d != self.kernel.tables.home[task_e]).astype(np.int64)
         phases, stalled, dups = [], False, []
+        self.hbm_busy_ns = np.zeros_like(self.kernel.outputs.hbm_busy_ns)   # prefetch
         for m in (0, 1):
             mine, keep = requests % 2 == m, split[m] > 0
             ordered = order[keep[order]]                  # the kernel's order, this half's
@@ -203,7 +208,7 @@ class MicroBatches:
                 self.dispatch.layer(layer, rows[mine], requests[mine], task_e[keep],
                                     task_d[keep], split[m][keep])
             sent = self._phase("micro_dispatch_ns", "dispatch_end")
-            experts, stall, copied = self._experts(layer, tasks, prediction)
+            experts, stall, copied = self._experts(layer, tasks, prediction, prefetched)
             back = self._phase("micro_combine_ns", "combine_end")
             phases.append([(None, launch_ns), (COMPUTE, att), (LINKS, sent),
                            (COMPUTE, experts), (LINKS, back)])
@@ -247,10 +252,12 @@ class MicroBatches:
         self.totals[counter] += ns
         return ns
 
-    def _experts(self, layer, tasks: Tasks, prediction: Prediction):
+    def _experts(self, layer, tasks: Tasks, prediction: Prediction, prefetched=None):
         """Time one micro-batch's expert phase (a kernel run) on the measuring clock."""
         end, stall, dups = self.kernel.run(self.clock, layer, tasks, prediction,
-                                           num_experts=self.num_experts, slices=self.slices)
+                                           num_experts=self.num_experts, slices=self.slices,
+                                           prefetched=prefetched)
+        self.hbm_busy_ns += self.kernel.outputs.hbm_busy_ns
         ns, self.clock = end - self.clock, end
         self.totals["micro_experts_ns"] += ns
         return ns, stall, dups

@@ -33,6 +33,8 @@ PHYSICAL_SWITCHES = {
                       "computes on its dies (roofline), before each MoE layer's routing",
     "micro_batches": "two micro-batches (alternate requests) pipelined: one's dispatch and "
                      "combine run under the other's compute",
+    "prefetch": "each MoE layer's predicted successors (the layer-to-layer heatmap) are read "
+                "ahead from their home dies' HBM while the layer runs, in its idle time",
 }
 
 

@@ -56,6 +56,7 @@ from .memory_budget import ATTENTION_PLACEMENTS
 from .microbatch import MicroBatches
 from .physical import paper_mode_note, run_budget, switches_on
 from .prediction import PredictionUnits
+from .prefetch import Prefetcher
 from .results import ARTEFACT_NAMES, ReplayResult
 from .strategies import PAPER_STRATEGIES, LayerView, Strategy, get_strategy
 from .workload import Workload
@@ -140,6 +141,12 @@ class ReplayParams:
     micro_batches: bool = param("physical switch: two micro-batches (alternate requests) "
                                 "pipelined, one's dispatch and combine under the other's "
                                 "compute (timed with dispatch_time)", default=False)
+    prefetch: bool = param("physical switch: each MoE layer's predicted successors are read "
+                           "ahead from their home dies' HBM while the layer runs, in the HBM's "
+                           "idle time", default=False)
+    prefetch_buffer_bytes: int | None = param(
+        "physical mode, prefetch: bytes of a die's prefetch buffer, whole slices (null: "
+        "unbounded, its peak is reported)", default=None)
     attention_placement: str = param("physical mode: where attention and the other non-expert "
                                      "weights live, 'layer-sharded' or 'data-parallel'",
                                      default="layer-sharded")
@@ -155,6 +162,11 @@ class ReplayParams:
             raise ConfigError("attention_placement", f"expected one of "
                               f"{', '.join(ATTENTION_PLACEMENTS)}, not "
                               f"{self.attention_placement!r}")
+        buffer = self.prefetch_buffer_bytes
+        if buffer is not None and (isinstance(buffer, bool)
+                                   or not isinstance(buffer, (int, float)) or buffer < 0):
+            raise ConfigError("prefetch_buffer_bytes", f"expected null or a byte count >= 0, "
+                              f"not {buffer!r}")
         if self.tie_rule not in ("stable", "numpy"):
             raise ConfigError("tie_rule", f"expected 'stable' or 'numpy', not "
                               f"{self.tie_rule!r}")
@@ -326,6 +338,8 @@ class _Run:
                           if replay.params.attention_time else None)
         self.micro = (MicroBatches(replay, self.kernel, self.dispatch)    # physical:
                       if replay.params.micro_batches else None)          # micro_batches
+        self.prefetch = (Prefetcher(replay, self.tables.hbm_slice_ns)   # physical: prefetch
+                         if replay.params.prefetch else None)
         self.requests = None
 
     def execute(self, progress) -> ReplayResult:
@@ -347,6 +361,8 @@ class _Run:
                     break
             if self.stalled:
                 break
+            if self.prefetch is not None:                             # physical: prefetch
+                self.prefetch.learn(rows)
             if self.cosim is not None and self.cosim.ends_after(it):
                 self.cosim.check()
             prev_rows, prev_requests = rows, requests
@@ -400,15 +416,17 @@ class _Run:
         ready = self.t if self.attention is None else self.attention.phase_end(self.t, it, layer)
         start = ready if self.control is None else ready + self.control.launch_ns(
             counts, task_e, task_d, self.gcp.presence_matrix(layer), decode=stage == "decode")
+        prefetched = self.prefetch.kernel_input(layer) if self.prefetch else None
         if self.micro is not None:                                    # physical: micro_batches
             start, end, stall, dups = self.micro.layer(
                 it, layer, rows, self.requests, (task_e, task_d, task_t), order, prediction,
-                launch_ns=start - self.t)
+                launch_ns=start - self.t, prefetched=prefetched)
         else:
             if timed:                                                 # physical: dispatch_time
                 start = self.dispatch.dispatch_end(start)
             end, stall, dups = self.kernel.run(start, layer, tasks, prediction,
-                                               num_experts=replay.E, slices=self.slices)
+                                               num_experts=replay.E, slices=self.slices,
+                                               prefetched=prefetched)
             if timed:
                 end = self.dispatch.combine_end(end)
         if self.units is not None:
@@ -421,6 +439,10 @@ class _Run:
                                "stage": stage, "start_ns": start, "end_ns": end,
                                "tasks": len(task_e), "remote_tasks": int(remote.sum()),
                                "dups": len(dups)})
+        if self.prefetch is not None:                                 # physical: prefetch
+            self.per_layer[-1]["prefetches"] = self.prefetch.after_layer(
+                layer, rows, self.t, end, self.micro.hbm_busy_ns if self.micro
+                else self.kernel.outputs.hbm_busy_ns)
         self.t = end
         self.stalled = stall
 
@@ -475,7 +497,8 @@ class _Run:
                     **(self.dispatch.totals if self.dispatch else {}),
                     **(self.attention.totals if self.attention else {}),
                     **(self.micro.counts(self.t) if self.micro else {}),
-                    **kernel.flow_counts()},
+                    **kernel.flow_counts(),
+                    **(self.prefetch.counts(counters) if self.prefetch else {})},
             per_layer=self.per_layer,
             per_die={"local_read_bytes": stats[:, DieStat.LOCAL_READ_BYTES].tolist(),
                      "remote_read_served_bytes":

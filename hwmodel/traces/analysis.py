@@ -30,11 +30,13 @@ import math
 from pathlib import Path
 
 import numpy as np
+from numba import njit
 
 from .store import TraceStore
 
-__all__ = ["HEADLINE", "coverage", "headline", "layer_counts", "layer_transition_counts", "pair_counts", "spearman",
-           "summarize", "token_transition_counts", "top_overlap", "write_report"]
+__all__ = ["HEADLINE", "add_layer_transitions", "coverage", "headline", "layer_counts",
+           "layer_transition_counts", "pair_counts", "spearman", "summarize",
+           "token_transition_counts", "top_overlap", "write_report"]
 
 
 def _stage_mask(store: TraceStore) -> np.ndarray:
@@ -68,18 +70,37 @@ def _check_stage(stage):
         raise ValueError(f"stage {stage!r}: expected 'all', 'prefill' or 'decode'")
 
 
+@njit(cache=True)
+def add_layer_transitions(ids, out):
+    """Add the layer-level heatmap's counts of token rows ``ids`` (tokens, MoE layers, top-k)
+    to ``out`` (MoE layers - 1, E, E): ``out[j, i, x]`` gains one for every token and every
+    pair of its slots with expert ``i`` at layer ``j`` and expert ``x`` at layer ``j + 1``.
+    The one definition of the statistic: ``hwmodel trace analyze`` reports it, and the
+    physical switch ``prefetch`` (hwmodel.system.prefetch) predicts from it."""
+    k = ids.shape[2]
+    for j in range(ids.shape[1] - 1):
+        table = out[j]
+        for t in range(ids.shape[0]):
+            for a in range(k):
+                row = table[ids[t, j, a]]
+                for b in range(k):
+                    row[ids[t, j + 1, b]] += 1
+
+
 def layer_transition_counts(store: TraceStore, layer: int, stage: str = "all") -> np.ndarray:
-    """Counts ``(E, E)``: expert i at MoE layer ``layer`` -> expert x at ``layer + 1``.
+    """Counts ``(E, E)``: expert i at MoE layer ``layer`` -> expert x at ``layer + 1``
+    (:func:`add_layer_transitions` of the two layers' rows).
 
     ``stage`` (``all``, ``prefill`` or ``decode``) keeps only prompt rows or decode rows.
     """
     _check_stage(stage)
-    ids = store.ids
+    ids = np.asarray(store.ids[:, layer:layer + 2])
     if stage != "all":
         decode = _stage_mask(store)
-        rows = np.flatnonzero(decode if stage == "decode" else ~decode)
-        return _pair_bincount(ids[rows, layer], ids[rows, layer + 1], store.num_experts)
-    return _pair_bincount(ids[:, layer], ids[:, layer + 1], store.num_experts)
+        ids = ids[np.flatnonzero(decode if stage == "decode" else ~decode)]
+    out = np.zeros((1, store.num_experts, store.num_experts), np.int64)
+    add_layer_transitions(np.ascontiguousarray(ids), out)
+    return out[0]
 
 
 def token_transition_counts(store: TraceStore, layer: int, stage: str = "all") -> np.ndarray:
