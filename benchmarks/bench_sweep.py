@@ -38,7 +38,8 @@ def main() -> None:
     out = Path(args.out)
     grid = load_grid(args.grid)
     t0, cpu0 = time.perf_counter(), _cpu_seconds()
-    prepare(grid, out / "trace-cache", log=sys.stderr)  # builds the trace stores once
+    # builds the trace stores once, side by side on the workers (none with Ray)
+    prepare(grid, out / "trace-cache", log=sys.stderr, jobs=1 if args.ray else args.jobs)
     t1 = time.perf_counter()
     outcome = run_sweep(grid, out / "results.sqlite", out / "trace-cache", jobs=args.jobs,
                         ray_address=args.ray, rerun=args.rerun,
