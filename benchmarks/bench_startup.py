@@ -20,6 +20,8 @@ Rows:
   numba cache loads, reading the trace);
 * ``hwmodel trace convert`` of the same 235 requests (73.0 MB of JSON) into a store, end to
   end;
+* ``hwmodel trace synth`` of one of the paper grid's stores (built-in DeepSeek-V3, 4,096
+  requests, seed 0);
 * the floor of any process that runs a numba kernel: ``import numba`` and the module numba
   loads before its first compiled call (``numba.np.arraymath``, whose BLAS probe imports
   ``scipy.linalg``). The same in both checkouts;
@@ -58,6 +60,11 @@ def rows() -> dict[str, list[str]]:
         table["trace convert 235 Llama-4 (73.0 MB)"] = [
             "-m", "hwmodel", "trace", "convert", str(LLAMA), "-o",
             str(Path(tempfile.gettempdir()) / f"bench-startup-{os.getpid()}.hwt"), "--force"]
+    # the paper grid's synthesis, one of its 12 stores: built-in DeepSeek-V3, 4,096 requests
+    table["trace synth DeepSeek-V3 4,096 built-in"] = [
+        "-m", "hwmodel", "trace", "synth", "--model", "deepseek-v3", "--requests", "4096",
+        "--seed", "0", "-o", str(Path(tempfile.gettempdir()) / f"bench-synth-{os.getpid()}.hwt"),
+        "--force"]
     table["floor: numba + its BLAS probe"] = ["-c", "import numba, numba.np.arraymath"]
     table["Amaranth of the RTL layouts"] = [
         "-c", "import amaranth.hdl; from amaranth.lib import data, stream, wiring"]
