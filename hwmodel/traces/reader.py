@@ -32,7 +32,7 @@ import orjson
 
 from .adapters import detect_format, read_format
 from .files import MAX_REQUEST_BYTES, _gunzip, request_sources
-from .store import TraceError, TraceStore, is_store_file, stack_requests
+from .store import TraceError, TraceStore, id_dtype, is_store_file, stack_requests
 
 __all__ = ["MAX_REQUEST_BYTES", "ParsedRequest", "open_batch", "parse_request", "request_sources", "stack_requests"]
 
@@ -445,7 +445,11 @@ def open_batch(source, model=None, limit: int | None = None, progress: bool = Fa
         for rows in (parsed.prefill, parsed.decode):
             if rows.size:
                 largest = max(largest, int(rows.max()))
-        requests.append((request_id, path, parsed.prefill, parsed.decode))
+        # Kept in the narrowest type the ids fit (checked above: below the model's expert
+        # count, else below 65,536), not as parsed int64: a large batch held 8x its size.
+        held = id_dtype(expect.num_experts) if expect.num_experts else np.uint16
+        requests.append((request_id, path, parsed.prefill.astype(held),
+                         parsed.decode.astype(held)))
     if moe_model is not None:
         name, num_experts = moe_model.name, moe_model.num_experts
     else:
