@@ -28,7 +28,9 @@ Rows:
 * Amaranth as a wafer build imports it (``amaranth.hdl`` and the ``wiring``, ``data`` and
   ``stream`` libraries of the units' RTL). The same in both checkouts.
 
-``--only TEXT`` runs the rows whose name holds TEXT.
+``--only TEXT`` runs the rows whose name holds TEXT; ``--convert SOURCE [--convert-model M]``
+adds a row converting another JSON source (e.g. a synthetic batch exported with ``hwmodel trace
+export``).
 
 The replay rows read the trace cache of a temporary folder (``HWMODEL_TRACE_CACHE``), filled by
 the warm-up run; a checkout without the cache ignores it.
@@ -47,8 +49,9 @@ LLAMA = (REPO.parent / "shared" / "traces" / "profiling_result" / "meta-llama"
          / "Llama-4-Maverick-17B-128E-Instruct" / "mmlu")
 
 
-def rows() -> dict[str, list[str]]:
-    """Each row's name and command (arguments after the interpreter)."""
+def rows(convert: str | None = None, convert_model: str | None = None) -> dict[str, list[str]]:
+    """Each row's name and command (arguments after the interpreter); ``convert`` adds a
+    ``trace convert`` row of that source (with ``--model convert_model``)."""
     table = {"hwmodel --help": ["-m", "hwmodel", "--help"],
              "import hwmodel.cli": ["-c", "import hwmodel.cli"]}
     if LLAMA.is_dir():
@@ -65,6 +68,12 @@ def rows() -> dict[str, list[str]]:
         "-m", "hwmodel", "trace", "synth", "--model", "deepseek-v3", "--requests", "4096",
         "--seed", "0", "-o", str(Path(tempfile.gettempdir()) / f"bench-synth-{os.getpid()}.hwt"),
         "--force"]
+    if convert:
+        size = sum(p.stat().st_size for p in Path(convert).rglob("*.json"))
+        table[f"trace convert {Path(convert).name} ({size / 1e6:,.0f} MB)"] = [
+            "-m", "hwmodel", "trace", "convert", convert, "-o",
+            str(Path(tempfile.gettempdir()) / f"bench-convert-{os.getpid()}.hwt"), "--force",
+            *(["--model", convert_model] if convert_model else [])]
     table["floor: numba + its BLAS probe"] = ["-c", "import numba, numba.np.arraymath"]
     table["Amaranth of the RTL layouts"] = [
         "-c", "import amaranth.hdl; from amaranth.lib import data, stream, wiring"]
@@ -118,12 +127,16 @@ def main() -> None:
     parser.add_argument("--vs", default=None, help="checkout B (e.g. the base commit's)")
     parser.add_argument("--rounds", type=int, default=5, help="runs of each side per row")
     parser.add_argument("--only", default="", help="run only the rows whose name holds this")
+    parser.add_argument("--convert", default=None, metavar="SOURCE",
+                        help="also time 'hwmodel trace convert SOURCE' (e.g. a large export)")
+    parser.add_argument("--convert-model", default=None, metavar="MODEL",
+                        help="--model of that conversion")
     args = parser.parse_args()
     a, b = Path(args.path).resolve(), Path(args.vs).resolve() if args.vs else None
     print(f"A = {a}" + (f", B = {b}" if b else "") + f"; medians of {args.rounds} runs each, "
           "A B A B; CPU = user + system of the child", flush=True)
     with tempfile.TemporaryDirectory(prefix="hwmodel-trace-cache-") as cache:
-        for name, command in rows().items():
+        for name, command in rows(args.convert, args.convert_model).items():
             if args.only not in name:
                 continue
             print(report(name, compare(a, b, command, args.rounds, cache)), flush=True)

@@ -75,7 +75,7 @@ def main():
             print(f"conversion JSON -> store, shared Llama-4 traces ({len(store)} requests, "
                   f"{size / 1e6:.1f} MB): best {best:.3f} s = {size / 1e6 / best:.0f} MB/s, "
                   f"median {size / 1e6 / median:.0f} MB/s (warm-up + {args.repeats} runs, one "
-                  "core; target >= 100 MB/s)")
+                  "core; target >= 250 MB/s, issue 18)")
             like = store
         else:
             print(f"conversion JSON -> store: skipped ({LLAMA4} absent)")
