@@ -160,9 +160,14 @@ def _layout_parse(text: bytes, layout: _Layout):
     first_skeleton, step_skeleton = (t.translate(None, _KEY + _ID) for t in (first, step))
     head, sep, tail = b"[" + layout.newline(1), b"," + layout.newline(1), layout.newline(0) + b"]"
     stride = len(sep) + len(step_skeleton)
-    decode, extra = divmod(len(skeleton) - len(head) - len(first_skeleton) - len(tail), stride)
-    if extra or decode < 0 or skeleton != (head + sep.join([first_skeleton]
-                                                           + [step_skeleton] * decode) + tail):
+    lead = len(head) + len(first_skeleton)
+    decode, extra = divmod(len(skeleton) - lead - len(tail), stride)
+    if (extra or decode < 0 or not skeleton.startswith(head + first_skeleton)
+            or not skeleton.endswith(tail)):
+        return None
+    # The decode steps, each a separator and the step's skeleton: one row per step.
+    steps = np.frombuffer(skeleton, np.uint8, count=decode * stride, offset=lead)
+    if np.any(steps.reshape(decode, stride) != np.frombuffer(sep + step_skeleton, np.uint8)):
         return None
     # Every number in a mark's place: the runs of digits, in skeleton positions.
     first_at, first_key = _marks(first)
@@ -181,9 +186,10 @@ def _layout_parse(text: bytes, layout: _Layout):
             or np.any((a[starts] == 48) & (lengths > 1))):
         return None
     values = a[starts].astype(np.int64) - 48
+    last = len(a) - 1
     for j in range(1, int(lengths.max())):
-        more = lengths > j
-        values[more] = values[more] * 10 + a[starts[more] + j] - 48
+        digits = a[np.minimum(starts + j, last)].astype(np.int64) - 48
+        values = np.where(lengths > j, values * 10 + digits, values)
     if np.any(values[is_key] != np.tile(np.arange(num_layers), decode + 1)):
         return None
     ids = values[~is_key]
