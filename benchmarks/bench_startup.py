@@ -18,13 +18,19 @@ Rows:
 * ``hwmodel replay`` of the 235 shared Llama-4 requests, ``ep`` on ``tsmc-sow``, one process
   (``ep`` is the cheapest strategy: this is mostly the fixed cost of a replay process: imports,
   numba cache loads, reading the trace);
+* ``hwmodel trace convert`` of the same 235 requests (73.0 MB of JSON) into a store, end to
+  end;
+* ``hwmodel trace synth`` of one of the paper grid's stores (built-in DeepSeek-V3, 4,096
+  requests, seed 0);
 * the floor of any process that runs a numba kernel: ``import numba`` and the module numba
   loads before its first compiled call (``numba.np.arraymath``, whose BLAS probe imports
   ``scipy.linalg``). The same in both checkouts;
 * Amaranth as a wafer build imports it (``amaranth.hdl`` and the ``wiring``, ``data`` and
   ``stream`` libraries of the units' RTL). The same in both checkouts.
 
-``--only TEXT`` runs the rows whose name holds TEXT.
+``--only TEXT`` runs the rows whose name holds TEXT; ``--convert SOURCE [--convert-model M]``
+adds a row converting another JSON source (e.g. a synthetic batch exported with ``hwmodel trace
+export``).
 
 The replay rows read the trace cache of a temporary folder (``HWMODEL_TRACE_CACHE``), filled by
 the warm-up run; a checkout without the cache ignores it.
@@ -43,14 +49,31 @@ LLAMA = (REPO.parent / "shared" / "traces" / "profiling_result" / "meta-llama"
          / "Llama-4-Maverick-17B-128E-Instruct" / "mmlu")
 
 
-def rows() -> dict[str, list[str]]:
-    """Each row's name and command (arguments after the interpreter)."""
+def rows(convert: str | None = None, convert_model: str | None = None) -> dict[str, list[str]]:
+    """Each row's name and command (arguments after the interpreter); ``convert`` adds a
+    ``trace convert`` row of that source (with ``--model convert_model``)."""
     table = {"hwmodel --help": ["-m", "hwmodel", "--help"],
              "import hwmodel.cli": ["-c", "import hwmodel.cli"]}
     if LLAMA.is_dir():
         table["replay 235 Llama-4, ep, tsmc-sow"] = [
             "-m", "hwmodel", "replay", "--trace", str(LLAMA), "--strategy", "ep",
             "--wafer", "tsmc-sow", "--jobs", "1", "--quiet"]
+        # JSON -> store end to end (73.0 MB of JSON): the process's imports and preset
+        # parsing included, as a user runs it; divide the MB by the CPU seconds for MB/s.
+        table["trace convert 235 Llama-4 (73.0 MB)"] = [
+            "-m", "hwmodel", "trace", "convert", str(LLAMA), "-o",
+            str(Path(tempfile.gettempdir()) / f"bench-startup-{os.getpid()}.hwt"), "--force"]
+    # the paper grid's synthesis, one of its 12 stores: built-in DeepSeek-V3, 4,096 requests
+    table["trace synth DeepSeek-V3 4,096 built-in"] = [
+        "-m", "hwmodel", "trace", "synth", "--model", "deepseek-v3", "--requests", "4096",
+        "--seed", "0", "-o", str(Path(tempfile.gettempdir()) / f"bench-synth-{os.getpid()}.hwt"),
+        "--force"]
+    if convert:
+        size = sum(p.stat().st_size for p in Path(convert).rglob("*.json"))
+        table[f"trace convert {Path(convert).name} ({size / 1e6:,.0f} MB)"] = [
+            "-m", "hwmodel", "trace", "convert", convert, "-o",
+            str(Path(tempfile.gettempdir()) / f"bench-convert-{os.getpid()}.hwt"), "--force",
+            *(["--model", convert_model] if convert_model else [])]
     table["floor: numba + its BLAS probe"] = ["-c", "import numba, numba.np.arraymath"]
     table["Amaranth of the RTL layouts"] = [
         "-c", "import amaranth.hdl; from amaranth.lib import data, stream, wiring"]
@@ -104,12 +127,16 @@ def main() -> None:
     parser.add_argument("--vs", default=None, help="checkout B (e.g. the base commit's)")
     parser.add_argument("--rounds", type=int, default=5, help="runs of each side per row")
     parser.add_argument("--only", default="", help="run only the rows whose name holds this")
+    parser.add_argument("--convert", default=None, metavar="SOURCE",
+                        help="also time 'hwmodel trace convert SOURCE' (e.g. a large export)")
+    parser.add_argument("--convert-model", default=None, metavar="MODEL",
+                        help="--model of that conversion")
     args = parser.parse_args()
     a, b = Path(args.path).resolve(), Path(args.vs).resolve() if args.vs else None
     print(f"A = {a}" + (f", B = {b}" if b else "") + f"; medians of {args.rounds} runs each, "
           "A B A B; CPU = user + system of the child", flush=True)
     with tempfile.TemporaryDirectory(prefix="hwmodel-trace-cache-") as cache:
-        for name, command in rows().items():
+        for name, command in rows(args.convert, args.convert_model).items():
             if args.only not in name:
                 continue
             print(report(name, compare(a, b, command, args.rounds, cache)), flush=True)

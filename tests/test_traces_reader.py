@@ -192,3 +192,97 @@ def test_shared_llama4_order_matches_the_artefact(llama4_traces, reference_dir):
     assert store.prefill_len.min() >= 1 and store.prefill_len.max() <= 59
     assert store.decode_len.max() == 127
     assert store.cut_steps == store.cut_requests == int(np.sum(store.decode_len == 127))
+
+
+def _outcome(raw, parse_fast):
+    """``parse_request``'s result (arrays as lists) or its error message, with the fast path
+    on or switched off (the checked path alone)."""
+    from hwmodel.traces import reader
+    saved = reader._fast_parse
+    if not parse_fast:
+        reader._fast_parse = lambda raw: None
+    try:
+        parsed = parse_request(raw, "r.json")
+    except TraceError as error:
+        return str(error)
+    finally:
+        reader._fast_parse = saved
+    return (parsed.num_layers, parsed.moe_layers, parsed.prefill.tolist(), parsed.decode.tolist())
+
+
+@st.composite
+def _requests(draw):
+    """A random request of any shape: layers, MoE set, top-k, prompt and decode lengths, ids
+    of one to six digits (past 65,535 too)."""
+    num_layers = draw(st.integers(1, 6))
+    moe = tuple(sorted(draw(st.sets(st.integers(0, num_layers - 1), min_size=1))))
+    top_k = draw(st.integers(1, 4))
+    ids = st.lists(st.integers(0, 70_000) | st.integers(0, 300), min_size=top_k,
+                   max_size=top_k)
+    tokens = draw(st.integers(0, 4))
+    prefill = [[draw(ids) for _ in range(tokens)] for _ in moe]
+    decode = draw(st.lists(st.lists(ids, min_size=len(moe), max_size=len(moe)), max_size=4))
+    return request(prefill, decode, num_layers=num_layers, moe=moe), tokens
+
+
+@settings(max_examples=150, deadline=None)
+@given(_requests(), st.sampled_from([4, None, 0, 1, 2, "compact"]))
+def test_layout_fast_path_equals_the_checked_path_on_random_shapes(case, indent):
+    data, tokens = case
+    raw = (json.dumps(data, separators=(",", ":")) if indent == "compact"
+           else json.dumps(data, indent=indent)).encode()
+    fast = _fast_parse(raw)
+    if tokens or len(data) > 1:     # the dataset's layout, any whitespace: always taken
+        assert fast is not None
+    assert _outcome(raw, True) == _outcome(raw, False)
+
+
+_MUTATIONS = st.sampled_from(list(b'0123456789 \n"[]{},:-.nulxe'))
+
+
+@settings(max_examples=300, deadline=None)
+@given(_requests(), st.sampled_from([4, None]), st.data())
+def test_malformed_requests_give_the_checked_paths_result_or_message(case, indent, data):
+    # One byte replaced, inserted or deleted anywhere: whatever the fast path accepts, the
+    # checked path parses to the same arrays; everything else gets the checked path's message.
+    raw = bytearray(json.dumps(case[0], indent=indent).encode())
+    where = data.draw(st.integers(0, len(raw) - 1))
+    change = data.draw(st.sampled_from(["replace", "insert", "delete"]))
+    if change == "delete":
+        del raw[where]
+    else:
+        raw[where:where + (change == "replace")] = bytes([data.draw(_MUTATIONS)])
+    assert _outcome(bytes(raw), True) == _outcome(bytes(raw), False)
+
+
+@settings(max_examples=100, deadline=None)
+@given(_requests(), st.sampled_from([4, None]), st.data())
+def test_wrong_layer_keys_give_the_checked_paths_message(case, indent, data):
+    # One key of one iteration renamed (to a repeated, missing, padded or out-of-range
+    # number): the fast path must not take it for the layer its place would say.
+    raw = json.dumps(case[0], indent=indent).encode()
+    keys = [i for i in range(len(raw) - 1) if raw[i] == ord('"')
+            and raw[i + 1:i + 2].isdigit() and raw[i - 1:i] != b'"']
+    at = data.draw(st.sampled_from(keys))
+    end = raw.index(b'"', at + 1)
+    name = data.draw(st.sampled_from(["0", "1", "7", "00", "01", "65536", "999999"]))
+    mutated = raw[:at + 1] + name.encode() + raw[end:]
+    assert _outcome(mutated, True) == _outcome(mutated, False)
+
+
+def test_whitespace_inside_null_or_between_numbers_is_not_stripped_away():
+    # Stripped, these would read as "null" and 12; as JSON they are errors.
+    assert _fast_parse(b'[{"0": [[1]], "1": nu ll}]') is None
+    assert _fast_parse(b'[{"0": [[1 2]]}]') is None
+    assert _fast_parse(b'[{"0": [[12]], "1": null}]')[2].tolist() == [[[12]]]
+    with pytest.raises(TraceError, match=r"r.json: not valid JSON"):
+        parse_request(b'[{"0": [[1]], "1": nu ll}]', "r.json")
+
+
+def test_shared_llama4_fast_path_takes_every_file_and_equals_the_checked_path(llama4_traces):
+    for path in sorted((llama4_traces / "mmlu" / "anatomy").glob("*.json"))[:20]:
+        raw = path.read_bytes()
+        fast, checked = _fast_parse(raw), _checked_parse(raw, str(path), _Expect())
+        assert fast is not None, path
+        assert fast[:2] == checked[:2]
+        assert np.array_equal(fast[2], checked[2]) and np.array_equal(fast[3], checked[3])

@@ -285,3 +285,47 @@ def test_leader_sampling_of_one_request_and_for_any_thread_count(tmp_path):
     finally:
         numba.set_num_threads(threads)
     assert sample(synth, 300, seed=5).save(tmp_path / "b").read_bytes() == serial
+
+
+def _chains_in_rounds(flat, chained, entry, token_row, table, resolution):
+    """The sampler's former token-chain pass, the reference: slots resolved in rounds by their
+    distance from the chain's last fresh draw (numpy, no compiled code)."""
+    index = np.arange(len(flat))
+    last_fresh = np.maximum.accumulate(np.where(chained, -1, index))
+    slots = np.flatnonzero(chained)
+    depth = slots - last_fresh[slots]
+    for level in range(1, int(depth.max(initial=0)) + 1):
+        part = slots[depth == level]
+        flat[part] = table[(token_row[part] + flat[part - 1].astype(np.int64)) * resolution
+                           + entry[part]]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_compiled_token_chains_equal_the_rounds_on_random_chains(seed):
+    from hwmodel.traces.synth import _follow_chains_in_order
+    rng = np.random.default_rng(seed)
+    experts, resolution, n = 7, 16, 5000
+    rows = 3 * experts
+    table = rng.integers(0, experts, rows * resolution).astype(np.uint8)
+    flat = rng.integers(0, experts, n).astype(np.uint8)
+    chained = rng.random(n) < [0.0, 0.5, 0.9, 0.999][seed]   # up to chains of thousands
+    chained[rng.integers(0, n, 40)] = False                   # requests' first tokens
+    chained[0] = False
+    entry = rng.integers(0, resolution, n).astype(np.int32)
+    token_row = (rng.integers(0, 3, n) * experts).astype(np.int32)
+    expected = flat.copy()
+    _chains_in_rounds(expected, chained, entry, token_row, table, resolution)
+    _follow_chains_in_order(flat, chained, entry, token_row, table, resolution)
+    assert np.array_equal(flat, expected)
+
+
+@pytest.mark.parametrize("top_k", [1, 2, 8])
+def test_compiled_duplicate_mask_equals_pairwise_comparison(top_k):
+    from hwmodel.traces.synth import _duplicates
+    block = np.random.default_rng(top_k).integers(0, 5, (top_k, 3000)).astype(np.uint8)
+    expected = np.zeros(block.shape, bool)
+    for slot in range(top_k):
+        for earlier in range(slot):
+            expected[slot] |= block[slot] == block[earlier]
+    assert np.array_equal(_duplicates(block), expected)
+    assert np.array_equal(_duplicates(block[:, ::3]), expected[:, ::3])   # a strided view

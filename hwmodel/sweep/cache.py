@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .grid import TraceSpec
 
-__all__ = ["cached_batch", "file_sha256", "trace_cache_dir", "trace_store"]
+__all__ = ["cached_batch", "file_sha256", "is_cached", "trace_cache_dir", "trace_store"]
 
 #: Folder of the replay's parsed request stores, or ``off``.
 TRACE_CACHE_ENV = "HWMODEL_TRACE_CACHE"
@@ -79,6 +79,12 @@ def _build(spec: TraceSpec):
     return open_batch(spec.path, model=spec.model, limit=spec.batch)
 
 
+def is_cached(spec: TraceSpec, cache_dir) -> bool:
+    """Whether :func:`trace_store` finds ``spec``'s store complete in ``cache_dir``."""
+    key = _spec_key(spec)
+    return all((Path(cache_dir) / f"{key}.{suffix}").is_file() for suffix in ("store", "sha256"))
+
+
 def trace_store(spec: TraceSpec, cache_dir) -> tuple[Path, str]:
     """The cached store file of ``spec`` (built if absent) and its content hash.
 
@@ -89,7 +95,7 @@ def trace_store(spec: TraceSpec, cache_dir) -> tuple[Path, str]:
     cache.mkdir(parents=True, exist_ok=True)
     key = _spec_key(spec)
     path, digest_file = cache / f"{key}.store", cache / f"{key}.sha256"
-    if not (path.is_file() and digest_file.is_file()):
+    if not is_cached(spec, cache):
         _save_store(_build(spec), cache, key, with_digest=True)
     return path, digest_file.read_text().strip()
 

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 import attrs
 
 from ..cli.runs import ReplayJob
-from .cache import trace_store
+from .cache import is_cached, trace_store
 from .grid import Grid
 from .store import ResultsStore
 
@@ -133,8 +133,15 @@ def _task(run, grid: Grid, path, digest) -> SweepTask:
                      ignore_capacity=grid.ignore_capacity)
 
 
-def prepare(grid: Grid, cache_dir, log=None) -> list[SweepTask]:
-    """The grid's tasks: per run its key, inputs and cached trace store (built if absent)."""
+def prepare(grid: Grid, cache_dir, log=None, jobs: int = 1) -> list[SweepTask]:
+    """The grid's tasks: per run its key, inputs and cached trace store (built if absent).
+
+    With ``jobs`` > 1 the stores not yet cached are built side by side in that many worker
+    processes, largest batch first (a store is the same bytes whichever process builds it).
+    """
+    specs = list(dict.fromkeys(run.trace for run in grid.runs))
+    if jobs > 1:
+        _build_stores(specs, cache_dir, jobs, log)
     stores = {}
     tasks = []
     for run in grid.runs:
@@ -144,6 +151,26 @@ def prepare(grid: Grid, cache_dir, log=None) -> list[SweepTask]:
             stores[run.trace] = trace_store(run.trace, cache_dir)
         tasks.append(_task(run, grid, *stores[run.trace]))
     return tasks
+
+
+def _build_stores(specs, cache_dir, jobs: int, log) -> None:
+    """Build the stores of ``specs`` missing from ``cache_dir`` on a pool of ``jobs`` workers."""
+    missing = [spec for spec in specs if not is_cached(spec, cache_dir)]
+    if len(missing) < 2:
+        return
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(missing)), initializer=_init_worker,
+                               initargs=(os.getpid(),))
+    try:
+        pending = {pool.submit(trace_store, spec, cache_dir): spec
+                   for spec in sorted(missing, key=lambda spec: -spec.batch)}
+        for future, spec in pending.items():
+            future.result()
+            if log:
+                print(f"trace store built: {spec.label()}", file=log, flush=True)
+    except (KeyboardInterrupt, BrokenProcessPool):
+        _stop(pool)
+        raise
+    pool.shutdown()
 
 
 def _replay(task: SweepTask):
@@ -264,13 +291,17 @@ def _on_pool(tasks, jobs, commit):
             for future in finished:
                 commit(*future.result())
     except (KeyboardInterrupt, BrokenProcessPool):
-        # runs in flight are lost; everything committed stays. The worker processes are
-        # killed so that the command ends at once instead of finishing their runs.
-        for process in list((getattr(pool, "_processes", None) or {}).values()):
-            process.terminate()
-        pool.shutdown(wait=False, cancel_futures=True)
+        # runs in flight are lost; everything committed stays.
+        _stop(pool)
         raise
     pool.shutdown()
+
+
+def _stop(pool) -> None:
+    """Kill a pool's workers so that the command ends at once instead of finishing their work."""
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 #: Seconds to wait for a Ray head at an address before calling it unreachable.
@@ -397,7 +428,8 @@ def run_sweep(grid: Grid, results, cache_dir, *, jobs: int | None = None,
     if ray_address:
         check_ray(ray_address)
     with ResultsStore(results, exclusive=True) as store:
-        tasks = prepare(grid, cache_dir, log=log)
+        jobs = jobs or os.cpu_count() or 1
+        tasks = prepare(grid, cache_dir, log=log, jobs=1 if ray_address else jobs)
         todo = _select(tasks, store.status(), rerun, retry_failed)
         store.record_sweep(datetime.now(UTC).isoformat(timespec="seconds"), command,
                            grid.source, _versions())
@@ -411,7 +443,6 @@ def run_sweep(grid: Grid, results, cache_dir, *, jobs: int | None = None,
                 failures.append((f"{record['trace']} {record['wafer']} {record['strategy']}",
                                  record["error"]))
 
-        jobs = jobs or os.cpu_count() or 1
         if todo and ray_address:
             _on_ray(todo, ray_address, jobs, commit, log)
         elif todo:

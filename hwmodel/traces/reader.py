@@ -4,11 +4,13 @@ A request file is a JSON list of iterations (SPEC section 5): iteration 0 maps e
 ``"0".."L-1"`` to ``null`` (dense layer) or one row of top-k expert ids per prompt token;
 iterations 1.. are decode steps with exactly one row per MoE layer.
 
-Parsing has two paths that give identical results. The fast path works on the bytes with numpy
-(strip whitespace, check every character pair against the grammar of the format, find numbers,
-nesting depth, keys and rows with vectorised scans) and builds no Python object per token; it
-accepts only files that are well-formed in the dataset's own layout. Anything else (invalid JSON,
-a wrong width, keys out of order, an id out of range...) goes to the checked path, which parses
+Parsing has two paths that give identical results. The fast path compares the file's
+*skeleton* (its bytes with the digits deleted) with the template of the dataset's own layout
+(``json.dumps(indent=4)``) for the shape read off iteration 0, checks that every run of digits
+sits in a number's place of the template, and reads the numbers with numpy; a file written
+differently is compared, whitespace stripped, with the compact template (when no whitespace
+stood inside a token). It builds no Python object per token. Anything else (invalid JSON, a
+wrong width, keys out of order, an id out of range...) goes to the checked path, which parses
 with orjson and walks the structure to raise a :class:`TraceError` naming the file, iteration,
 layer and token, or accepts a file that is valid but written differently.
 
@@ -30,7 +32,7 @@ import orjson
 
 from .adapters import detect_format, read_format
 from .files import MAX_REQUEST_BYTES, _gunzip, request_sources
-from .store import TraceError, TraceStore, is_store_file, stack_requests
+from .store import TraceError, TraceStore, id_dtype, is_store_file, stack_requests
 
 __all__ = ["MAX_REQUEST_BYTES", "ParsedRequest", "open_batch", "parse_request", "request_sources", "stack_requests"]
 
@@ -60,144 +62,154 @@ class _Expect:
 
 # ------------------------------------------------------------------------------ fast path
 _WHITESPACE = b" \t\r\n"
-_GRAMMAR = b'[]{}",:0123456789nul'
+_DIGITS = b"0123456789"
+#: The dataset's own layout: Python's ``json.dumps(..., indent=4)``.
+_DATASET_INDENT = 4
+#: Marks of a number's place in a layout template: a layer key, an expert id.
+_KEY, _ID = b"#", b"$"
+_TOKEN = np.zeros(256, bool)
+_TOKEN[list(b'"' + _DIGITS + b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")] = True
 
 
-def _adjacency(raw: bytes):
-    """(digit runs, quote-digit pairs, digit-quote pairs) of ``raw``.
+def _token_runs(raw: bytes) -> int:
+    """Runs of token characters (digits, quotes, letters) in ``raw``.
 
-    Whitespace inside a number or a quoted key changes its meaning once stripped: it merges
-    two digit runs, or makes a quote and a digit adjacent. Removing whitespace never splits a
-    run nor separates a pair, so the stripped text has the same three counts as the file iff no
-    whitespace stood between digits or between a digit and a quote (then the file takes the
-    checked path). Cheaper than a regular expression over the whole file.
+    Whitespace inside a token changes its meaning once stripped (``1 2`` -> ``12``, ``" 1"``
+    -> ``"1"``, ``nu ll`` -> ``null``): it merges two runs. Removing whitespace never splits a
+    run, so the stripped text has as many runs as the file iff no whitespace stood between two
+    token characters (else the file takes the checked path).
     """
-    a = np.frombuffer(raw, np.uint8)
+    token = _TOKEN[np.frombuffer(raw, np.uint8)]
+    return int(np.count_nonzero(token[1:] > token[:-1])) + int(token[0])
+
+
+class _Layout:
+    """Templates of one whitespace layout: ``indent`` spaces per level, or none (compact).
+
+    A template is a request's JSON text as ``json.dumps`` writes it, with every number
+    replaced by a mark (:data:`_KEY`, :data:`_ID`). Deleting the marks gives the *skeleton*,
+    which a file in this layout equals once its digits are deleted.
+    """
+
+    def __init__(self, indent: int | None):
+        self.indent = indent
+        self.colon = b": " if indent else b":"
+
+    def newline(self, depth: int) -> bytes:
+        return b"\n" + b" " * (self.indent * depth) if self.indent else b""
+
+    def items(self, parts, depth: int) -> bytes:
+        """A list's or object's body at nesting ``depth`` (``[]`` when empty, as json)."""
+        if not parts:
+            return b""
+        inner = self.newline(depth)
+        return inner + (b"," + inner).join(parts) + self.newline(depth - 1)
+
+    def iteration(self, num_layers: int, moe: frozenset, top_k: int, rows: int) -> bytes:
+        """Template of one iteration: ``rows`` rows of ``top_k`` ids per MoE layer."""
+        row = b"[" + self.items([_ID] * top_k, 4) + b"]"
+        value = b"[" + self.items([row] * rows, 3) + b"]"
+        entries = [b'"' + _KEY + b'"' + self.colon + (value if layer in moe else b"null")
+                   for layer in range(num_layers)]
+        return b"{" + self.items(entries, 2) + b"}"
+
+    def shape(self, skeleton: bytes):
+        """``(num_layers, moe_layers, top_k, prompt_rows)`` read off ``skeleton``'s iteration 0
+        and first row: a guess, which the caller checks by comparing whole skeletons.
+
+        Raises
+        ------
+        ValueError, IndexError
+            No iteration, no MoE layer or no row to read them from.
+        """
+        start = len(b"[" + self.newline(1))
+        end = skeleton.index(self.newline(1) + b"}", start) + len(self.newline(1)) + 1
+        values = skeleton[start:end].split(b'""' + self.colon)[1:]
+        moe = tuple(layer for layer, value in enumerate(values) if value[:1] == b"[")
+        opener = b"[" + self.newline(3) + b"["
+        row_start = skeleton.index(opener) + len(opener) - 1
+        row_end = skeleton.index(self.newline(3) + b"]", row_start) + len(self.newline(3)) + 1
+        row = skeleton[row_start:row_end]
+        first = values[moe[0]]
+        rows = 0 if first.startswith(b"[]") else first.count(row)
+        return len(values), moe, row.count(b",") + 1, rows
+
+
+_LAYOUTS = {indent: _Layout(indent) for indent in (_DATASET_INDENT, None)}
+
+
+def _marks(template: bytes):
+    """Skeleton positions of a template's marks, and which of them are layer keys."""
+    text = np.frombuffer(template, np.uint8)
+    at = np.flatnonzero((text == _KEY[0]) | (text == _ID[0]))
+    return at - np.arange(len(at)), text[at] == _KEY[0]
+
+
+def _layout_parse(text: bytes, layout: _Layout):
+    """The request's ``(num_layers, moe_layers, prefill, decode)`` if ``text`` is exactly a
+    request in ``layout`` (its skeleton equals the template's and every number sits in a mark's
+    place: a key counting 0..L-1, an id of at most six digits without leading zeros), else
+    None."""
+    skeleton = text.translate(None, _DIGITS)
+    try:
+        num_layers, moe, top_k, rows = layout.shape(skeleton)
+    except (ValueError, IndexError):
+        return None
+    first = layout.iteration(num_layers, frozenset(moe), top_k, rows)
+    step = layout.iteration(num_layers, frozenset(moe), top_k, 1)
+    first_skeleton, step_skeleton = (t.translate(None, _KEY + _ID) for t in (first, step))
+    head, sep, tail = b"[" + layout.newline(1), b"," + layout.newline(1), layout.newline(0) + b"]"
+    stride = len(sep) + len(step_skeleton)
+    lead = len(head) + len(first_skeleton)
+    decode, extra = divmod(len(skeleton) - lead - len(tail), stride)
+    if (extra or decode < 0 or not skeleton.startswith(head + first_skeleton)
+            or not skeleton.endswith(tail)):
+        return None
+    # The decode steps, each a separator and the step's skeleton: one row per step.
+    steps = np.frombuffer(skeleton, np.uint8, count=decode * stride, offset=lead)
+    if np.any(steps.reshape(decode, stride) != np.frombuffer(sep + step_skeleton, np.uint8)):
+        return None
+    # Every number in a mark's place: the runs of digits, in skeleton positions.
+    first_at, first_key = _marks(first)
+    step_at, step_key = _marks(step)
+    blocks = len(head) + len(first_skeleton) + len(sep) + stride * np.arange(decode)
+    places = np.concatenate([len(head) + first_at, (blocks[:, None] + step_at).ravel()])
+    is_key = np.concatenate([first_key, np.tile(step_key, decode)])
+    a = np.frombuffer(text, np.uint8)
     digit = (a - np.uint8(48)) < 10
-    quote = a == 34
-    return (np.count_nonzero(digit[1:] > digit[:-1]), np.count_nonzero(quote[:-1] & digit[1:]),
-            np.count_nonzero(digit[:-1] & quote[1:]))
-# Character classes of the format's alphabet (0 = anything else).
-_CLASSES = "[]{}\",:nul0"
-_CLASS = np.zeros(256, np.uint8)
-for _code, _char in enumerate(_CLASSES, 1):
-    _CLASS[ord(_char)] = _code
-for _digit in b"123456789":
-    _CLASS[_digit] = _CLASS[ord("0")]
-_DEPTH_STEP = np.zeros(256, np.int8)
-_DEPTH_STEP[[ord("["), ord("{")]] = 1
-_DEPTH_STEP[[ord("]"), ord("}")]] = -1
-_C = {c: i for i, c in enumerate(_CLASSES, 1)}
-
-
-def _bigram_table():
-    allowed = ("[{", "[[", "[]", "[0", '{"', '"0', '0"', '":', ":n", ":[", "nu", "ul", "ll",
-               "l,", "l}", ",[", ',"', ",{", ",0", "]]", "],", "]}", "}]", "},", "00", "0,", "0]")
-    table = np.zeros(256, bool)
-    for a, b in allowed:
-        table[_C[a] << 4 | _C[b]] = True
-    return table
-
-
-_BIGRAMS = _bigram_table()
+    edges = np.flatnonzero(digit[1:] != digit[:-1]) + 1
+    starts, ends = edges[0::2], edges[1::2]
+    if len(starts) != len(places) or len(ends) != len(places):
+        return None
+    lengths = ends - starts
+    if (np.any(starts - (np.cumsum(lengths) - lengths) != places) or lengths.max() > 6
+            or np.any((a[starts] == 48) & (lengths > 1))):
+        return None
+    values = a[starts].astype(np.int64) - 48
+    last = len(a) - 1
+    for j in range(1, int(lengths.max())):
+        digits = a[np.minimum(starts + j, last)].astype(np.int64) - 48
+        values = np.where(lengths > j, values * 10 + digits, values)
+    if np.any(values[is_key] != np.tile(np.arange(num_layers), decode + 1)):
+        return None
+    ids = values[~is_key]
+    split = len(moe) * rows * top_k
+    prefill = ids[:split].reshape(len(moe), rows, top_k).transpose(1, 0, 2)
+    return num_layers, moe, prefill, ids[split:].reshape(decode, len(moe), top_k)
 
 
 def _fast_parse(raw: bytes):
-    """The request's ``(num_layers, moe_layers, prefill, decode)`` if ``raw`` is in the dataset's
-    exact layout, else None (the checked path then decides)."""
+    """The request's ``(num_layers, moe_layers, prefill, decode)`` if ``raw`` is in the
+    dataset's exact layout (``json.dumps(indent=4)``) or becomes the compact layout once its
+    whitespace is stripped, else None (the checked path then decides)."""
+    if raw.startswith(b"[" + _LAYOUTS[_DATASET_INDENT].newline(1) + b"{"):
+        parsed = _layout_parse(raw, _LAYOUTS[_DATASET_INDENT])
+        if parsed is not None:
+            return parsed
     text = raw.translate(None, _WHITESPACE)
-    if len(text) != len(raw) and _adjacency(raw) != _adjacency(text):
+    if len(text) < 2 or (len(text) != len(raw) and _token_runs(raw) != _token_runs(text)):
         return None
-    if len(text) < 2 or text.translate(None, _GRAMMAR):
-        return None
-    a = np.frombuffer(text, np.uint8)
-    if a[0] != ord("[") or a[-1] != ord("]"):
-        return None
-    cls = _CLASS[a]
-    if not _BIGRAMS[(cls[:-1] << 4) | cls[1:]].all():
-        return None
-    # Nesting: 1 list of iterations, 2 iteration object, 3 layer's rows, 4 one row. Depth
-    # changes only at brackets (classes 1..4), so it is summed over those alone; elsewhere it
-    # is the depth after the last bracket before (a[0] is "[").
-    brackets = np.flatnonzero((cls - np.uint8(1)) < 4)
-    kind = a[brackets]
-    level = np.cumsum(_DEPTH_STEP[kind], dtype=np.int16)
-    if level[-1] != 0 or level[:-1].min() < 1 or level.max() > 4:
-        return None
-
-    def depth(positions):
-        return level[np.searchsorted(brackets, positions, side="right") - 1]
-
-    # Level 2 (an iteration) is opened by "{" and closed by "}", every other level by brackets.
-    opens_two = level == 2
-    closes_two = level == 1
-    is_brace_open, is_brace_close = kind == ord("{"), kind == ord("}")
-    is_open = is_brace_open | (kind == ord("["))
-    if (np.any(is_brace_open != (opens_two & is_open))
-            or np.any(is_brace_close != (closes_two & ~is_open))):
-        return None
-    brace_open = brackets[kind == ord("{")]
-    layer_open = brackets[(kind == ord("[")) & (level == 3)]
-    row_open = brackets[(kind == ord("[")) & (level == 4)]
-    if len(layer_open) and np.any(a[layer_open - 1] != ord(":")):
-        return None
-    # Null literals are exactly "null".
-    n_pos = np.flatnonzero(a == ord("n"))
-    if (text.count(b"u") != len(n_pos) or text.count(b"l") != 2 * len(n_pos)
-            or np.any(a[n_pos + 1] != ord("u")) or np.any(a[n_pos + 2] != ord("l"))
-            or np.any(a[n_pos + 3] != ord("l"))):
-        return None
-    # Numbers: keys are quoted (at depth 2), expert ids unquoted (at depth 4).
-    digit = cls == _C["0"]
-    edges = np.flatnonzero(digit[1:] != digit[:-1]) + 1
-    starts, ends = edges[0::2], edges[1::2]
-    lengths = ends - starts
-    if len(starts) == 0 or lengths.max() > 6 or np.any((a[starts] == 48) & (lengths > 1)):
-        return None
-    values = (a[starts] - 48).astype(np.int64)
-    for j in range(1, int(lengths.max())):
-        more = np.flatnonzero(lengths > j)
-        values[more] = values[more] * 10 + (a[starts[more] + j] - 48)
-    is_key = a[starts - 1] == ord('"')
-    key_pos, key_val, key_end = starts[is_key], values[is_key], ends[is_key]
-    if (np.any(depth(key_pos) != 2) or np.any(a[key_end] != ord('"'))
-            or np.any(a[key_end + 1] != ord(":"))
-            or np.any((a[key_pos - 2] != ord("{")) & (a[key_pos - 2] != ord(",")))
-            or text.count(b'"') != 2 * len(key_pos) or text.count(b":") != len(key_pos)):
-        return None
-    id_pos, id_val = starts[~is_key], values[~is_key]
-    if np.any(depth(id_pos) != 4):
-        return None
-    iterations = len(brace_open)
-    if iterations == 0 or len(key_pos) % iterations:
-        return None
-    num_layers = len(key_pos) // iterations
-    key_iteration = np.searchsorted(brace_open, key_pos) - 1
-    if (np.any(key_iteration != np.repeat(np.arange(iterations), num_layers))
-            or np.any(key_val != np.tile(np.arange(num_layers), iterations))):
-        return None
-    is_null = (a[key_end + 2] == ord("n")).reshape(iterations, num_layers)
-    if np.any(is_null != is_null[0]):
-        return None
-    moe_layers = tuple(np.flatnonzero(~is_null[0]).tolist())
-    if not moe_layers:
-        return None
-    # Rows per (iteration, key), and ids per row.
-    row_key = np.searchsorted(key_pos, row_open) - 1
-    rows_per_key = np.bincount(row_key, minlength=len(key_pos)).reshape(iterations, num_layers)
-    moe = list(moe_layers)
-    prompt = rows_per_key[0, moe]
-    if np.any(prompt != prompt[0]) or np.any(rows_per_key[1:, moe] != 1):
-        return None
-    id_row = np.searchsorted(row_open, id_pos) - 1
-    width = np.bincount(id_row, minlength=len(row_open))
-    if len(width) == 0 or np.any(width != width[0]) or width[0] == 0:
-        return None
-    top_k, prompt_len, moe_count = int(width[0]), int(prompt[0]), len(moe)
-    split = moe_count * prompt_len * top_k
-    prefill = id_val[:split].reshape(moe_count, prompt_len, top_k).transpose(1, 0, 2)
-    decode = id_val[split:].reshape(iterations - 1, moe_count, top_k)
-    return num_layers, moe_layers, prefill, decode
+    return _layout_parse(text, _LAYOUTS[None])
 
 
 # ---------------------------------------------------------------------------- checked path
@@ -439,7 +451,11 @@ def open_batch(source, model=None, limit: int | None = None, progress: bool = Fa
         for rows in (parsed.prefill, parsed.decode):
             if rows.size:
                 largest = max(largest, int(rows.max()))
-        requests.append((request_id, path, parsed.prefill, parsed.decode))
+        # Kept in the narrowest type the ids fit (checked above: below the model's expert
+        # count, else below 65,536), not as parsed int64: a large batch held 8x its size.
+        held = id_dtype(expect.num_experts) if expect.num_experts else np.uint16
+        requests.append((request_id, path, parsed.prefill.astype(held),
+                         parsed.decode.astype(held)))
     if moe_model is not None:
         name, num_experts = moe_model.name, moe_model.num_experts
     else:

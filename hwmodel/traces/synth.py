@@ -519,7 +519,6 @@ def _sample_chunk(out, lengths, prompt, synth, tables, rng):
     stage = (position >= np.repeat(prompt, lengths)).astype(np.int32)   # 0 prompt, 1 decode
     pop_row = tables.pop_base + stage * layers
     block_row = stage * (layers * experts)       # + j * experts + expert: a transition row
-    index = np.arange(chained_slots * n, dtype=np.int32)
     previous = None
     for j in range(layers):
         word = rng.integers(0, 1 << 32, size=(chained_slots, n), dtype=np.uint32)
@@ -537,7 +536,7 @@ def _sample_chunk(out, lengths, prompt, synth, tables, rng):
         if from_token.any():
             _follow_chains(drawn.reshape(-1), from_token.reshape(-1), entry.reshape(-1),
                            np.broadcast_to(block_row + (tables.token_base + j * experts),
-                                           (chained_slots, n)).reshape(-1), index, tables)
+                                           (chained_slots, n)).reshape(-1), tables)
         if leads:
             leader = drawn[0]
             drawn = _followers(synth, stage, j, leader, out[:, j - 1, :] if j else None,
@@ -550,22 +549,22 @@ def _sample_chunk(out, lengths, prompt, synth, tables, rng):
             previous = drawn.astype(np.int32)
 
 
-def _follow_chains(flat, chained, entry, token_row, index, tables):
+def _follow_chains(flat, chained, entry, token_row, tables):
     """Draw every ``chained`` slot of ``flat`` (slot-major, a request's first token never
     chained) from the token table of the expert its previous token holds, in place."""
-    last_fresh = np.where(chained, np.int32(-1), index)
-    np.maximum.accumulate(last_fresh, out=last_fresh)
-    slots = np.flatnonzero(chained)
-    depth = slots - last_fresh[slots]             # 1 = the previous token was drawn afresh
-    longest = int(depth.max())
-    # A stable sort of small integers is a radix sort: slots grouped by depth, in order.
-    key = depth.astype(np.uint8 if longest < 256 else np.uint16 if longest < 65536 else np.int64)
-    slots = slots[np.argsort(key, kind="stable")]
-    bounds = np.cumsum(np.bincount(depth, minlength=longest + 1))
-    for start, end in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
-        part = slots[start:end]
-        parent = flat.take(part - 1).astype(np.int32)
-        flat[part] = tables.draw(token_row.take(part) + parent, entry.take(part))
+    _follow_chains_in_order(flat, chained, entry, token_row, tables.flat, tables.RESOLUTION)
+
+
+@njit(cache=True)
+def _follow_chains_in_order(flat, chained, entry, token_row, table, resolution):
+    """:func:`_follow_chains`, compiled: one pass in slot order. A chained slot's previous
+    token (the slot before it: a request's first token is never chained) is final when the
+    pass reaches it, drawn afresh or resolved earlier in the pass, so every chain is followed
+    exactly, as the rounds by distance from the chain's fresh draw did."""
+    for i in range(len(flat)):
+        if chained[i]:
+            row = np.int64(token_row[i]) + np.int64(flat[i - 1])
+            flat[i] = table[row * resolution + entry[i]]
 
 
 def _followers(synth, stage, layer, leader, previous_rows, first, top_k, rng):
@@ -691,12 +690,17 @@ def _draw_one(weight, block_sum, uniform):
     return e
 
 
+@njit(cache=True)
 def _duplicates(block):
     """Mask ``(k, m)`` of slots whose expert already appears in an earlier slot of the column."""
-    dup = np.zeros(block.shape, bool)
-    for slot in range(1, len(block)):
-        for earlier in range(slot):
-            dup[slot] |= block[slot] == block[earlier]
+    top_k, columns = block.shape
+    dup = np.zeros(block.shape, np.bool_)
+    for column in range(columns):
+        for slot in range(1, top_k):
+            for earlier in range(slot):
+                if block[slot, column] == block[earlier, column]:
+                    dup[slot, column] = True
+                    break
     return dup
 
 

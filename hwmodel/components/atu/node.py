@@ -1,14 +1,14 @@
 """Graph node of the ATU: where it sits in the component graph, with its ports and SRAM size.
 
 Sizes and widths come from :class:`~.params.ATULayout`, the definition the twin and the RTL
-read too; the ``insert`` port carries one RTL command (:func:`~.rtl.command_layout`).
+read too; the ``insert`` port carries one RTL command (its fields:
+:meth:`~.params.ATULayout.command_fields`, without importing Amaranth).
 """
 
 from __future__ import annotations
 
 from ...graph import Component, Port
 from .params import PAPER, ATULayout
-from .rtl import command_layout
 
 __all__ = ["ATUUnit"]
 
@@ -43,7 +43,7 @@ class ATUUnit(Component):
         self.layout = ATULayout(entries=entries, num_dies=num_dies)
         self.entries = entries
         self.add_port(Port("lookup", "in", "addr", doc="addresses to translate"))
-        self.add_port(Port("insert", "in", "addr", width=command_layout(self.layout).size,
+        self.add_port(Port("insert", "in", "addr", width=sum(self.layout.command_fields().values()),
                            doc="new translations from the PDU"))
 
     @property

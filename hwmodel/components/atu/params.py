@@ -16,12 +16,15 @@ import attrs
 
 from ...checks import check_int, index_bits, positive_int
 
-__all__ = ["MATRICES_PER_EXPERT", "PAGE_BYTES", "PAPER", "PAPER_PAGE_BITS", "ATULayout"]
+__all__ = ["MATRICES_PER_EXPERT", "OP_BITS", "PAGE_BYTES", "PAPER", "PAPER_PAGE_BITS",
+           "ATULayout"]
 
 #: Bytes of one HBM page: the ATU maps pages, like a TLB.
 PAGE_BYTES = 4096
 #: The paper's page field: 31 bits of 4 KiB pages cover 8 TiB per die.
 PAPER_PAGE_BITS = 31
+#: Bits of a command's ``op`` field (the shape of the RTL's ``ATUOp``).
+OP_BITS = 2
 #: Weight matrices of one expert (gate, up and down projections), contiguous in HBM.
 MATRICES_PER_EXPERT = 3
 
@@ -71,6 +74,12 @@ class ATULayout:
     def index_bits(self) -> int:
         """Bits of an entry index."""
         return index_bits(self.entries)
+
+    def command_fields(self) -> dict[str, int]:
+        """Bits of each field of a command, in the RTL's order (:func:`~.rtl.command_layout`
+        builds its layout from these; the graph node sums them without importing Amaranth)."""
+        return {"op": OP_BITS, "index": self.index_bits, "remote": self.remote_addr_bits,
+                "local": self.local_addr_bits}
 
     @property
     def size_bytes(self) -> int:

@@ -17,7 +17,7 @@ from amaranth.lib.memory import Memory, MemoryData
 from amaranth.lib.wiring import In, Out
 
 from ...checks import check_int
-from .params import PAPER, ATULayout
+from .params import OP_BITS, PAPER, ATULayout
 
 __all__ = [
     "ATU",
@@ -32,7 +32,7 @@ __all__ = [
 LOOKUP_LATENCY = 1
 
 
-class ATUOp(enum.Enum, shape=2):
+class ATUOp(enum.Enum, shape=OP_BITS):
     INSERT = 0
     LOOKUP = 1
     INVALIDATE = 2
@@ -41,8 +41,7 @@ class ATUOp(enum.Enum, shape=2):
 
 def command_layout(layout: ATULayout) -> data.StructLayout:
     """A command: ``index`` is the expert id within the layer (entry number)."""
-    return data.StructLayout({"op": ATUOp, "index": layout.index_bits,
-                              "remote": layout.remote_addr_bits, "local": layout.local_addr_bits})
+    return data.StructLayout({**layout.command_fields(), "op": ATUOp})
 
 
 def response_layout(layout: ATULayout) -> data.StructLayout:

@@ -1,16 +1,14 @@
 """Graph node of the Local CP: where it sits in the component graph, with its ports.
 
-Widths come from :class:`~.params.LocalCPLayout` through the RTL's message layouts, the
-definition the twin and the RTL read too.
+Widths come from :class:`~.params.LocalCPLayout`'s message fields, the definition the twin and
+the RTL read too (summed here without importing Amaranth).
 """
 
 from __future__ import annotations
 
 from ...graph import Component, Port
 from ..pdu.params import PDULayout
-from ..pdu.rtl import command_layout as pdu_command_layout
 from .params import PAPER, LocalCPLayout
-from .rtl import sm_task_layout
 
 __all__ = ["LocalCPUnit"]
 
@@ -50,8 +48,8 @@ class LocalCPUnit(Component):
         self.num_sms = num_sms
         self.layout = LocalCPLayout(num_dies=num_dies, experts=experts)
         self.add_port(Port("global_cp", "inout", "cmd", doc="to and from the Global CP"))
-        self.add_port(Port("sm", "out", "cmd", width=sm_task_layout(self.layout).size,
+        self.add_port(Port("sm", "out", "cmd", width=sum(self.layout.sm_task_fields().values()),
                            doc="tasks to the SMs"))
         self.add_port(Port("pdu", "out", "cmd",
-                           width=pdu_command_layout(PDULayout(experts=experts)).size,
+                           width=sum(PDULayout(experts=experts).command_fields().values()),
                            doc="PDU table writes"))

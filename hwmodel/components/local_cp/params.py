@@ -49,6 +49,12 @@ class LocalCPLayout:
         """Bits of an expert id (also wide enough for a PDU register number)."""
         return index_bits(self.experts)
 
+    def sm_task_fields(self) -> dict[str, int]:
+        """Bits of each field of a task handed to an SM slot, in the RTL's order
+        (:func:`~.rtl.sm_task_layout` builds its layout from these; the graph node sums them
+        without importing Amaranth)."""
+        return {"expert": self.expert_bits, "tokens": TOKEN_BITS, "remote": 1, "copy": 1}
+
 
 #: The default Local CP: a wafer of up to 64 dies (the paper's EDT bitmap), 512 experts.
 PAPER = LocalCPLayout()

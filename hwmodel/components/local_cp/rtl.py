@@ -47,8 +47,7 @@ def command_layout(layout: LocalCPLayout) -> data.StructLayout:
 
 def sm_task_layout(layout: LocalCPLayout) -> data.StructLayout:
     """A task handed to an SM slot."""
-    return data.StructLayout({"expert": layout.expert_bits, "tokens": TOKEN_BITS, "remote": 1,
-                              "copy": 1})
+    return data.StructLayout(layout.sm_task_fields())
 
 
 #: Command and SM task of the default Local CP (:data:`.params.PAPER`).

@@ -1,16 +1,15 @@
 """Graph node of the PDU: where it sits in the component graph, with its ports and size.
 
 Sizes and widths come from :class:`~.params.PDULayout`, the definition the twin and the RTL
-read too; the ``table`` port carries one RTL command (:func:`~.rtl.command_layout`).
+read too; the ``table`` port carries one RTL command (its fields:
+:meth:`~.params.PDULayout.command_fields`, without importing Amaranth).
 """
 
 from __future__ import annotations
 
 from ...graph import Component, Port
 from ..atu.params import ATULayout
-from ..atu.rtl import command_layout as atu_command_layout
 from .params import PAPER, PDULayout
-from .rtl import command_layout
 
 __all__ = ["PDUUnit"]
 
@@ -46,9 +45,9 @@ class PDUUnit(Component):
         self.layout = PDULayout(experts=experts)
         self.experts = experts
         atu = ATULayout() if atu is None else atu
-        self.add_port(Port("table", "in", "cmd", width=command_layout(self.layout).size,
+        self.add_port(Port("table", "in", "cmd", width=sum(self.layout.command_fields().values()),
                            doc="cp_en writes"))
-        self.add_port(Port("insert", "out", "addr", width=atu_command_layout(atu).size,
+        self.add_port(Port("insert", "out", "addr", width=sum(atu.command_fields().values()),
                            doc="ATU entries of new copies"))
 
     @property

@@ -12,7 +12,7 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...checks import check_int
-from .params import BITS_PER_EXPERT, PAPER, WORD_BITS, PDULayout
+from .params import BITS_PER_EXPERT, OP_BITS, PAPER, WORD_BITS, PDULayout
 
 __all__ = [
     "PDU",
@@ -26,7 +26,7 @@ __all__ = [
 QUERY_LATENCY = 1
 
 
-class PDUOp(enum.Enum, shape=2):
+class PDUOp(enum.Enum, shape=OP_BITS):
     WRITE = 0       # index = register, word = its 16 bits
     QUERY = 1       # index = expert
     SET_LOCAL = 2   # index = expert
@@ -35,7 +35,7 @@ class PDUOp(enum.Enum, shape=2):
 
 def command_layout(layout: PDULayout) -> data.StructLayout:
     """A command: ``index`` is a register (``WRITE``) or an expert (the others)."""
-    return data.StructLayout({"op": PDUOp, "index": layout.index_bits, "word": WORD_BITS})
+    return data.StructLayout({**layout.command_fields(), "op": PDUOp})
 
 
 class PDUResponse(data.Struct):
