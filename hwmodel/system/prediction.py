@@ -93,6 +93,7 @@ class PredictionUnits:
         if cap is not None:
             for cp in self.local_cps:
                 cp.bound_replicas(int(cap // replay.model.expert_bytes))
+        self._check_bounded()
         self.layer = -1
         # tasks whose experts the predictor read at the last launch (``predictor_inputs``)
         self.predictor_keep = np.zeros(0, np.bool_)
@@ -280,11 +281,12 @@ class PredictionUnits:
         for d, count in enumerate(np.asarray(slots, np.int64).tolist()):
             for held_layer, e in self.local_cps[d].bound_replicas(count):
                 self._evict(d, held_layer, e)
+        self._check_bounded()
 
-    @property
-    def bounded(self) -> bool:
-        """Whether a die's replica region is bounded (its Local CP then keeps an LRU order)."""
-        return any(cp.replica_slots is not None for cp in self.local_cps)
+    def _check_bounded(self) -> None:
+        """Whether a die's replica region is bounded (its Local CP then keeps an LRU order of
+        its replicas, which the ATU hits and the copies update): :attr:`bounded`."""
+        self.bounded = any(cp.replica_slots is not None for cp in self.local_cps)
 
     @property
     def evictions(self) -> int:

@@ -55,6 +55,19 @@ def _add_pairs(heatmap, prev_rows, prev_index, cur_rows, cur_index):
 
 
 @njit(cache=True)
+def _top_n_mask(heatmap, rows, n, out):
+    """``out[i, j]`` := whether ``j`` is among the ``n`` most frequent successors of expert
+    ``rows[i]`` in ``heatmap`` (one layer's table): counts descending, ties by expert id
+    ascending (a stable sort of the negated counts). The top-n of every path: one row
+    (:meth:`PredictorTwin.top_n`) and all rows (:meth:`PredictorTwin.top_n_matrix`)."""
+    out[:, :] = False
+    for i in range(rows.shape[0]):
+        order = np.argsort(-heatmap[rows[i]], kind="mergesort")
+        for j in range(n):
+            out[i, order[j]] = True
+
+
+@njit(cache=True)
 def predictor_inputs(task_expert, task_die, num_dies, stop_at_die_id):
     """Which tasks' experts the predictor reads for their die, in plan order (a bool mask).
 
@@ -177,24 +190,19 @@ class PredictorTwin:
     def top_n(self, layer: int, expert: int) -> tuple[int, ...]:
         """Most frequent successors of ``expert``: count descending, expert id ascending."""
         self._check_layer_expert(layer, expert)
+        out = np.empty((1, self.num_experts), np.bool_)
+        _top_n_mask(self._heatmap[layer], np.array([expert], np.int64), self.top_n_count, out)
         row = self._heatmap[layer, expert]
-        order = np.argsort(-row, kind="stable")
-        return tuple(int(e) for e in order[:self.top_n_count])
+        chosen = np.flatnonzero(out[0])
+        # listed most frequent first, ties by id (the mask's order)
+        return tuple(int(e) for e in chosen[np.argsort(-row[chosen], kind="stable")])
 
     def top_n_matrix(self, layer: int) -> np.ndarray:
         """Boolean ``E x E``: ``M[i, j]`` when ``j`` is in ``top_n(layer, i)`` (all rows)."""
         self._check_layer_expert(layer, 0)
-        num, n = self.num_experts, self.top_n_count
-        heat = self._heatmap[layer]
-        out = np.zeros((num, num), dtype=bool)
-        if (self._count_max + 1) * num < 1 << 62:
-            # one unique key per entry, ascending = (count descending, id ascending): the n
-            # smallest keys are the top-n, found by a partition (no full sort needed)
-            key = (self._count_max - heat) * num + np.arange(num, dtype=np.int64)
-            order = np.argpartition(key, n - 1, axis=1)[:, :n]
-        else:
-            order = np.argsort(-heat, axis=1, kind="stable")[:, :n]
-        np.put_along_axis(out, order, True, axis=1)
+        out = np.empty((self.num_experts, self.num_experts), np.bool_)
+        _top_n_mask(self._heatmap[layer], np.arange(self.num_experts, dtype=np.int64),
+                    self.top_n_count, out)
         return out
 
     def predict(self, layer: int, die_experts) -> int:
