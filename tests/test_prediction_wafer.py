@@ -351,3 +351,28 @@ def _same_streams(a, b):
             elif x != y or [type(v) for v in x] != [type(v) for v in y]:
                 return False
     return True
+
+
+# ------------------------------------------------------------------------------ predictor
+@pytest.mark.parametrize("seed", SEEDS)
+def test_top_n_equals_a_stable_sort_of_the_counts(seed):
+    """The compiled top-n (a quickselect of the n-th count, then ids) against a stable sort
+    by count descending (the documented rule, the numpy path it replaced), on rows with many
+    ties, all-equal rows, saturated counters, n = 1 and n = E."""
+    from hwmodel.components.global_cp.predictor import PredictorTwin
+    rng = np.random.default_rng(seed)
+    E = int(rng.choice([1, 7, 64, 256]))
+    share = float(rng.choice([1 / E, 0.2, 0.5, 1.0]))
+    twin = PredictorTwin(2, E, top_n_share=share, count_bits=4)
+    high = [1, 3, 40][seed % 3]
+    for layer in range(2):
+        counts = rng.integers(0, high, (E, E))
+        counts[0] = 0                               # a row of ties only
+        twin.add_matrix(layer, counts)              # saturates at 15 where high = 40
+        heat = np.minimum(counts, 15)
+        matrix = twin.top_n_matrix(layer)
+        n = twin.top_n_count
+        for i in range(E):
+            expected = np.argsort(-heat[i], kind="stable")[:n]
+            assert np.flatnonzero(matrix[i]).tolist() == sorted(expected.tolist())
+            assert twin.top_n(layer, i) == tuple(expected.tolist())

@@ -55,16 +55,58 @@ def _add_pairs(heatmap, prev_rows, prev_index, cur_rows, cur_index):
 
 
 @njit(cache=True)
+def _nth_largest(values, n):
+    """The ``n``-th largest of ``values`` (1 <= n <= len), reordering ``values`` in place: a
+    quickselect with three-way partitions (larger, equal, smaller than the pivot)."""
+    lo, hi = 0, values.shape[0]          # the answer is in values[lo:hi], rank n - 1 - lo
+    k = n - 1
+    while True:
+        pivot = values[lo + (hi - lo) // 2]
+        a, i, b = lo, lo, hi             # [lo, a) > pivot, [a, i) == pivot, [b, hi) < pivot
+        while i < b:
+            v = values[i]
+            if v > pivot:
+                values[i], values[a] = values[a], v
+                a += 1
+                i += 1
+            elif v < pivot:
+                b -= 1
+                values[i], values[b] = values[b], v
+            else:
+                i += 1
+        if k < a:
+            hi = a
+        elif k < b:
+            return pivot
+        else:
+            lo = b
+
+
+@njit(cache=True)
 def _top_n_mask(heatmap, rows, n, out):
     """``out[i, j]`` := whether ``j`` is among the ``n`` most frequent successors of expert
     ``rows[i]`` in ``heatmap`` (one layer's table): counts descending, ties by expert id
-    ascending (a stable sort of the negated counts). The top-n of every path: one row
-    (:meth:`PredictorTwin.top_n`) and all rows (:meth:`PredictorTwin.top_n_matrix`)."""
+    ascending. The top-n of every path: one row (:meth:`PredictorTwin.top_n`) and all rows
+    (:meth:`PredictorTwin.top_n_matrix`). Per row: the n-th largest count ``t``, then every
+    expert counted above ``t`` and the lowest ids counted ``t`` until ``n`` are chosen."""
+    num = heatmap.shape[1]
+    scratch = np.empty(num, heatmap.dtype)
     out[:, :] = False
     for i in range(rows.shape[0]):
-        order = np.argsort(-heatmap[rows[i]], kind="mergesort")
-        for j in range(n):
-            out[i, order[j]] = True
+        row = heatmap[rows[i]]
+        scratch[:] = row
+        t = _nth_largest(scratch, n)
+        left = n
+        for j in range(num):
+            if row[j] > t:
+                out[i, j] = True
+                left -= 1
+        for j in range(num):
+            if left == 0:
+                break
+            if row[j] == t:
+                out[i, j] = True
+                left -= 1
 
 
 @njit(cache=True)
