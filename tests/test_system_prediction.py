@@ -105,7 +105,7 @@ def test_the_copy_decision_is_the_pdus(monkeypatch):
     """A PDU whose registers never take the Local CP's writes copies nothing: the kernel asks
     the PDU, not the predictor's arrays."""
     from hwmodel.components.pdu.twin import PDUTwin
-    monkeypatch.setattr(PDUTwin, "write_words", lambda self, index, words: None)
+    monkeypatch.setattr(PDUTwin, "load_tables", staticmethod(lambda registers, dies, words: None))
     result = _pred_run(COPYING)
     assert result.counts["replicas"] == 0 and result.counts["replica_reads"] == 0
 
@@ -114,9 +114,9 @@ def test_a_redirected_read_uses_the_page_the_atu_returns(monkeypatch):
     """An ATU that returns the page after the right one makes the replay stop: the data there
     is not the expert's."""
     from hwmodel.components.atu.twin import ATUTwin
-    lookup = ATUTwin.lookup_many
-    monkeypatch.setattr(ATUTwin, "lookup_many", lambda self, index, addr: (
-        lookup(self, index, addr)[0], lookup(self, index, addr)[1] + 1))
+    lookup = ATUTwin.look_up
+    monkeypatch.setattr(ATUTwin, "look_up", staticmethod(lambda *args: (
+        lookup(*args)[0], lookup(*args)[1] + 1)))
     with pytest.raises(AssertionError, match="ATU of die .* redirects expert .* to page"):
         _pred_run(COPYING)
 
@@ -127,8 +127,8 @@ def test_an_atu_that_misses_changes_the_answer(monkeypatch):
     read expert 100 from its home die again, so the run takes longer."""
     from hwmodel.components.atu.twin import ATUTwin
     normal = _pred_run(COPYING)
-    monkeypatch.setattr(ATUTwin, "lookup_many", lambda self, index, addr: (
-        np.zeros(len(index), bool), np.zeros(len(index), np.int64)))
+    monkeypatch.setattr(ATUTwin, "look_up", staticmethod(lambda *args: (
+        np.zeros(len(args[4]), bool), np.zeros(len(args[4]), np.int64))))
     missing = _pred_run(COPYING)
     assert missing.counts["replicas"] == 3 * 24
     assert missing.counts["replica_reads"] == 0
@@ -141,7 +141,8 @@ def test_the_kernel_copies_what_the_local_cp_decides(monkeypatch):
     """A Local CP whose PDU answers "no copy" to every arrival decides no copy, and the data
     path makes none although die 7's PDU registers hold cp_en for expert 100."""
     from hwmodel.components.pdu.twin import PDUTwin
-    monkeypatch.setattr(PDUTwin, "copy_arrivals", lambda self, experts: [])
+    monkeypatch.setattr(PDUTwin, "arrivals", staticmethod(
+        lambda registers, dies, experts: np.zeros(len(experts), bool)))
     result = _pred_run(COPYING)
     assert result.counts["replicas"] == 0 and result.counts["replica_reads"] == 0
 
@@ -162,12 +163,16 @@ def test_the_kernel_runs_each_die_in_its_local_cps_dispatch_order(monkeypatch):
     store = [(list(range(30)), [])]
     _pred_run(store, max_iterations=1)
     plan_order, seen[:] = list(seen), []
-    dispatch = LocalCPTwin.dispatch_layer
+    dispatch = LocalCPTwin.dispatch_tasks
 
-    def last_first(self, *args):
-        stats, order = dispatch(self, *args)
-        return stats, order[::-1].copy()
-    monkeypatch.setattr(LocalCPTwin, "dispatch_layer", last_first)
+    def last_first(registers, rows, dies, experts, sources):
+        copied, order = dispatch(registers, rows, dies, experts, sources)
+        reversed_order = order.copy()
+        for d in np.unique(dies):
+            mine = np.flatnonzero(dies == d)
+            reversed_order[mine] = order[mine][::-1]
+        return copied, reversed_order
+    monkeypatch.setattr(LocalCPTwin, "dispatch_tasks", staticmethod(last_first))
     _pred_run(store, max_iterations=1)
     assert len(seen) == len(plan_order) == 24
     for (experts, dies), (got_experts, got_dies) in zip(plan_order, seen):

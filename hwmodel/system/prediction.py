@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..components.atu import AddressMap, ATUTwin
+from ..components.atu.twin import new_tables
 from ..components.global_cp import GlobalCPTwin
 from ..components.global_cp.predictor import predictor_inputs, union_of_rows
 from ..components.local_cp.twin import LocalCPStats, LocalCPTwin
@@ -32,12 +33,13 @@ class PredictionUnits:
       the ATU hits (the page it returns must be the address map's replica page);
     * after the layer the Local CP's report drives the ATU inserts and the EDT's presence.
 
-    Efficiency without changing results: the predictor's ``cp_en`` of all dies comes from one
-    matrix product; the PDU words of all dies are packed with numpy, and a die's PDU is written
-    only where a 16-bit register changes (register state is the same as a full ``configure``),
-    through the twins' bulk transactions (``PDUTwin.write_words``,
-    ``LocalCPTwin.dispatch_layer``, ``ATUTwin.lookup_many``: arguments validated once per call
-    as arrays, same state as the per-register / per-task calls the RTL is compared with).
+    Every die at once: the twins keep their state in arrays with one row per die (the PDUs'
+    registers in :attr:`registers`; the ATUs' entries in arrays of one row per (layer, die)
+    table), and each step of a layer is one wafer-level call of the unit's own compiled code on
+    all rows (``PDUTwin.load_tables``, ``LocalCPTwin.dispatch_tasks``, ``ATUTwin.look_up``,
+    ``ATUTwin.store``, ``EDTTwin.set_present_pairs``), the code that the per-die twins' methods
+    (which the RTL is compared with) run on their one row. The predictor's ``cp_en`` of all
+    dies comes from one matrix product and the PDU words of all dies are packed at once.
 
     Bounded replica region (``replica_capacity_bytes``): each die's Local CP owns its replica
     replacement (:meth:`LocalCPTwin.keep_copies`): it keeps the die's replicas in LRU order
@@ -63,16 +65,24 @@ class PredictionUnits:
                      for d, die in enumerate(dies)]
         self.atu_entries = [die.atu.entries for die in dies]
         self.local_cps = [LocalCPTwin(die=d, num_dies=N, pdu=self.pdus[d]) for d in range(N)]
-        self.atus: dict[tuple[int, int], ATUTwin] = {}
+        # the ATU table of each (MoE layer, die) keeps its entries in row layer * N + die of
+        # these arrays; its twin (a view of that row) is made when first asked for (:meth:`_atu`)
+        self.atu_tables = new_tables(len(self.moe_layers) * N, max(self.atu_entries))
+        self._atu_twins: dict[tuple[int, int], ATUTwin] = {}
+        # the tables a lookup or an insert has used, (layer, die): the ones :attr:`atus` lists
+        self._atu_used = np.zeros((len(self.moe_layers), N), np.bool_)
         self.amap = AddressMap(num_dies=N, num_experts=E, num_layers=replay.model.num_layers,
                                slice_bytes=int(replay.slice_bytes),
                                live_dies=replay.live_dies.tolist())
+        self._addresses: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         # the units' decisions for the layer being run, per (die, expert), which the event
         # kernel reads: the ATU redirects a remote read, the Local CP copies arriving data
         self.redirect = np.zeros((N, E), np.bool_)
         self.copy = np.zeros((N, E), np.bool_)
-        # each die's Local CP report of the layer being run
-        self.reports: dict[int, LocalCPStats] = {}
+        # the layer being run, as its Local CPs dispatched it: task arrays and what was copied
+        self._tasks = (np.zeros(0, np.int64),) * 4
+        self._copied = np.zeros(0, np.bool_)
+        self._reports: dict[int, LocalCPStats] | None = {}
         # registers that hold this model's experts (the rest of a larger PDU stays 0)
         self.model_words = -(-E // EXPERTS_PER_WORD)
         self.tie_rule = replay.params.tie_rule
@@ -83,6 +93,7 @@ class PredictionUnits:
         if cap is not None:
             for cp in self.local_cps:
                 cp.bound_replicas(int(cap // replay.model.expert_bytes))
+        self._check_bounded()
         self.layer = -1
         # tasks whose experts the predictor read at the last launch (``predictor_inputs``)
         self.predictor_keep = np.zeros(0, np.bool_)
@@ -105,6 +116,7 @@ class PredictionUnits:
         """
         N = self.N
         self.layer = layer
+        task_e, task_d, task_t = (np.asarray(a, np.int64) for a in (task_e, task_d, task_t))
         is_local = self.gcp.presence_matrix(layer).T
         if copy_ok:
             top = (self.gcp.top_n_matrix(layer) if self.tie_rule == "stable"
@@ -118,43 +130,55 @@ class PredictionUnits:
             self.predictor_keep = np.zeros(len(task_e), np.bool_)
             cp_en = np.zeros((N, self.E), np.bool_)
         words = pack_registers(cp_en, is_local, np.empty((N, self.model_words), np.int64))
-        # the Local CPs of the dies with tasks write only the registers that change
-        with_tasks = np.bincount(task_d, minlength=N) > 0
-        changed = (words != self.registers[:, :self.model_words]) & with_tasks[:, None]
-        for d in np.flatnonzero(changed.any(axis=1)).tolist():
-            index = np.flatnonzero(changed[d])
-            self.pdus[d].write_words(index, words[d, index])
-            if self.streams is not None:
-                self._record(("pdu", d), [("write_word", i, w) for i, w in
-                                          zip(index.tolist(), words[d, index].tolist())])
+        # the Local CPs of the dies with tasks write their PDU tables
+        with_tasks = np.flatnonzero(np.bincount(task_d, minlength=N))
+        if self.streams is not None:
+            self._record_writes(words, with_tasks)
+        PDUTwin.load_tables(self.registers, with_tasks, words)
         if self.streams is not None:
             self._record_queries(task_e, task_d)
         order = self._dispatch(task_e, task_d, task_t, cp_en, is_local)
         self._redirect(layer, task_e, task_d)
         return order
 
+    def _record_writes(self, words, with_tasks) -> None:
+        """The register writes of the table loads, as the RTL takes them: a die's Local CP
+        writes only the registers that change (ascending)."""
+        old = self.registers[with_tasks, :self.model_words]
+        for d, new, was in zip(with_tasks.tolist(), words[with_tasks], old):
+            index = np.flatnonzero(new != was)
+            if len(index):
+                self._record(("pdu", d), [("write_word", i, w) for i, w in
+                                          zip(index.tolist(), new[index].tolist())])
+
     def _dispatch(self, task_e, task_d, task_t, cp_en, is_local) -> np.ndarray:
         """Each die's Local CP dispatches its tasks on its PDU: the copies it decides become
         :attr:`copy`; returns the kernel's task order (see :meth:`launch`)."""
+        sources = self.home[task_e]
+        copied, order = LocalCPTwin.dispatch_tasks(self.registers, task_d, task_d, task_e,
+                                                   sources)
+        self._tasks, self._copied = (task_e, task_d, task_t, sources), copied
+        self._reports = None
         self.copy[:] = False
-        self.reports = {}
-        order = np.arange(len(task_e), dtype=np.int64)
-        for d in np.unique(task_d).tolist():
-            mine = np.flatnonzero(task_d == d)
-            experts = task_e[mine]
-            stats, dispatched = self.local_cps[d].dispatch_layer(
-                experts, task_t[mine], self.home[experts])
-            order[mine] = mine[dispatched]
-            self.reports[d] = stats
-            copied = list(stats.duplicated_experts)
-            self.copy[d, copied] = True
-            if self.streams is not None:
-                self._record(("pdu", d), [("set_local", e) for e in copied])
-                tasks = list(zip(experts.tolist(), task_t[mine].tolist(),
-                                 self.home[experts].tolist()))
+        self.copy[task_d[copied], task_e[copied]] = True
+        if self.streams is not None:
+            for d, stats in self.reports.items():
+                mine = np.flatnonzero(task_d == d)
+                self._record(("pdu", d), [("set_local", e) for e in stats.duplicated_experts])
+                tasks = list(zip(task_e[mine].tolist(), task_t[mine].tolist(),
+                                 sources[mine].tolist()))
                 self._record(("local_cp", d), [(tasks, cp_en[d].copy(), is_local[d].copy(),
                                                 stats)])
         return order
+
+    @property
+    def reports(self) -> dict[int, LocalCPStats]:
+        """Each die's Local CP report of the layer being run (dies with tasks, ascending)."""
+        if self._reports is None:
+            self._reports = LocalCPTwin.layer_reports(self._tasks[1], self._tasks[0],
+                                                      self._tasks[2], self._tasks[3],
+                                                      self._copied)
+        return self._reports
 
     def _record(self, key, transactions) -> None:
         if self.streams is not None:
@@ -166,14 +190,31 @@ class PredictionUnits:
         for e, d in zip(task_e.tolist(), task_d.tolist()):
             self._record(("pdu", d), [("query", e, self.pdus[d].query(e))])
 
+    def _layer_addresses(self, layer) -> tuple[np.ndarray, np.ndarray]:
+        """Every expert's home address and replica page in MoE layer ``layer`` (address map)."""
+        addresses = self._addresses.get(layer)
+        if addresses is None:
+            addresses = self._addresses[layer] = self.amap.layer_addresses(
+                self.moe_layers[layer])
+        return addresses
+
     def _atu(self, die, layer) -> ATUTwin:
-        """Die ``die``'s ATU table of ``layer`` (empty until the first copy)."""
-        atu = self.atus.get((die, layer))
+        """Die ``die``'s ATU table of ``layer`` (its row of :attr:`atu_tables`)."""
+        atu = self._atu_twins.get((die, layer))
         if atu is None:
-            atu = self.atus[(die, layer)] = ATUTwin(
+            row = layer * self.N + die
+            atu = self._atu_twins[(die, layer)] = ATUTwin(
                 num_entries=self.atu_entries[die], num_dies=self.N,
-                page_bits=self.amap.layout.page_bits)
+                page_bits=self.amap.layout.page_bits,
+                table=tuple(a[row] for a in self.atu_tables))
         return atu
+
+    @property
+    def atus(self) -> dict[tuple[int, int], ATUTwin]:
+        """The ATU table of each (die, layer) a lookup or an insert has used, keyed so."""
+        layers, dies = np.nonzero(self._atu_used)
+        return {(d, layer): self._atu(d, layer) for layer, d in zip(layers.tolist(),
+                                                                     dies.tolist())}
 
     def _redirect(self, layer, task_e, task_d):
         """Every remote read goes through its die's ATU: a hit redirects it to the local
@@ -182,42 +223,56 @@ class PredictionUnits:
         self.redirect[:] = False
         remote = self.home[task_e] != task_d
         experts, dies = task_e[remote], task_d[remote]
-        home_addr, replica_page = self.amap.layer_addresses(self.moe_layers[layer])
-        for d in np.unique(dies).tolist():
-            mine = experts[dies == d]       # this die's remote reads, in task order
-            hits, pages = self._atu(d, layer).lookup_many(mine, home_addr[mine])
-            if self.streams is not None:
+        home_addr, replica_page = self._layer_addresses(layer)
+        hits, pages = ATUTwin.look_up(*self.atu_tables, layer * self.N + dies, experts,
+                                      home_addr[experts])
+        self._atu_used[layer, dies] = True
+        if self.streams is not None:
+            for d in np.unique(dies).tolist():
+                mine = dies == d
                 self._record(("atu", d, layer), [
                     ("lookup", e, a, (bool(h), p)) for e, a, h, p in
-                    zip(mine.tolist(), home_addr[mine].tolist(), hits.tolist(), pages.tolist())])
-            wrong = hits & (pages != replica_page[mine])
-            if wrong.any():
-                i = int(np.argmax(wrong))
-                raise AssertionError(
-                    f"ATU of die {d} redirects expert {int(mine[i])} (layer "
-                    f"{self.moe_layers[layer]}) to page {int(pages[i]):#x}; its replica is at "
-                    f"page {int(replica_page[mine[i]]):#x}")
-            self.redirect[d, mine[hits]] = True
-            self.local_cps[d].replicas_used(layer, mine[hits].tolist())
+                    zip(experts[mine].tolist(), home_addr[experts[mine]].tolist(),
+                        hits[mine].tolist(), pages[mine].tolist())])
+        wrong = hits & (pages != replica_page[experts])
+        if wrong.any():     # the first wrong answer of the lowest die with one
+            i = int(np.flatnonzero(wrong & (dies == dies[wrong].min()))[0])
+            raise AssertionError(
+                f"ATU of die {int(dies[i])} redirects expert {int(experts[i])} (layer "
+                f"{self.moe_layers[layer]}) to page {int(pages[i]):#x}; its replica is at "
+                f"page {int(replica_page[experts[i]]):#x}")
+        self.redirect[dies[hits], experts[hits]] = True
+        if self.bounded:
+            for d in np.unique(dies[hits]).tolist():
+                self.local_cps[d].replicas_used(layer, experts[hits & (dies == d)].tolist())
 
     # -------------------------------------------------------------- after the layer (flow 4)
     def report(self, layer):
         """The Local CPs report the layer's copies: the ATU and the EDT follow, and each Local
         CP's replica replacement names what a bounded region evicts."""
-        home_addr, replica_page = self.amap.layer_addresses(self.moe_layers[layer])
-        for d, stats in sorted(self.reports.items()):
-            if not stats.duplicated_experts:
-                continue
-            copied = np.array(stats.duplicated_experts, np.int64)
-            self._atu(d, layer).insert_many(copied, home_addr[copied], replica_page[copied])
-            self.gcp.edt_set_present_many(layer, copied, d)
-            if self.streams is not None:
+        task_e, task_d = self._tasks[0], self._tasks[1]
+        # the copies, die by die (ascending), each die's in the order they were made
+        by_die = np.argsort(task_d[self._copied], kind="stable")
+        copied = task_e[self._copied][by_die]
+        dies = task_d[self._copied][by_die]
+        if not len(copied):
+            return
+        home_addr, replica_page = self._layer_addresses(layer)
+        ATUTwin.store(*self.atu_tables, layer * self.N + dies, copied, home_addr[copied],
+                      replica_page[copied])
+        self._atu_used[layer, dies] = True
+        self.gcp.edt_set_present_pairs(layer, copied, dies)
+        if self.streams is not None:
+            for d in np.unique(dies).tolist():
+                mine = copied[dies == d]
                 self._record(("atu", d, layer), [
                     ("insert", e, a, p) for e, a, p in zip(
-                        copied.tolist(), home_addr[copied].tolist(),
-                        replica_page[copied].tolist())])
-            for held_layer, e in self.local_cps[d].keep_copies(layer, copied.tolist()):
-                self._evict(d, held_layer, e)
+                        mine.tolist(), home_addr[mine].tolist(), replica_page[mine].tolist())])
+        if self.bounded:
+            for d in np.unique(dies).tolist():
+                for held_layer, e in self.local_cps[d].keep_copies(
+                        layer, copied[dies == d].tolist()):
+                    self._evict(d, held_layer, e)
 
     def set_capacity(self, slots) -> None:
         """Bound each die's replica region to ``slots[d]`` whole experts (physical mode's HBM
@@ -226,6 +281,12 @@ class PredictionUnits:
         for d, count in enumerate(np.asarray(slots, np.int64).tolist()):
             for held_layer, e in self.local_cps[d].bound_replicas(count):
                 self._evict(d, held_layer, e)
+        self._check_bounded()
+
+    def _check_bounded(self) -> None:
+        """Whether a die's replica region is bounded (its Local CP then keeps an LRU order of
+        its replicas, which the ATU hits and the copies update): :attr:`bounded`."""
+        self.bounded = any(cp.replica_slots is not None for cp in self.local_cps)
 
     @property
     def evictions(self) -> int:
@@ -238,7 +299,7 @@ class PredictionUnits:
 
     def _evict(self, d, layer, e):
         """Drop die ``d``'s replica of expert ``e`` of ``layer``, as its Local CP decided."""
-        self.atus[(d, layer)].invalidate(e)
+        self._atu(d, layer).invalidate(e)
         if self.streams is not None:
             self._record(("atu", d, layer), [("invalidate", e)])
         self.gcp.edt_clear_present(layer, e, d)

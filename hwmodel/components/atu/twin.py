@@ -44,6 +44,7 @@ __all__ = [
     "ATUTwin",
     "AddressMap",
     "hbm_address",
+    "new_tables",
     "split_address",
 ]
 
@@ -185,12 +186,34 @@ class AddressMap:
 
 
 @njit(cache=True)
-def _store_entries(valid, remote, local, indices, remote_addrs, local_addrs):
-    """Entry ``indices[i]`` := (valid, ``remote_addrs[i]``, ``local_addrs[i]``), in order."""
+def _store_entries(valid, remote, local, rows, indices, remote_addrs, local_addrs):
+    """Entry ``indices[i]`` of table ``rows[i]`` := (valid, ``remote_addrs[i]``,
+    ``local_addrs[i]``), in order (tables: the rows of ``valid``, ``remote``, ``local``)."""
     for i in range(indices.shape[0]):
-        valid[indices[i]] = True
-        remote[indices[i]] = remote_addrs[i]
-        local[indices[i]] = local_addrs[i]
+        r = rows[i]
+        valid[r, indices[i]] = True
+        remote[r, indices[i]] = remote_addrs[i]
+        local[r, indices[i]] = local_addrs[i]
+
+
+@njit(cache=True)
+def _look_up(valid, remote, local, rows, indices, remote_addrs, hits, local_addrs):
+    """Lookup ``i`` in table ``rows[i]``: ``hits[i]`` when entry ``indices[i]`` is valid and
+    holds ``remote_addrs[i]``; ``local_addrs[i]`` its local address on a hit, else 0."""
+    for i in range(indices.shape[0]):
+        r = rows[i]
+        j = indices[i]
+        hits[i] = valid[r, j] and remote[r, j] == remote_addrs[i]
+        local_addrs[i] = local[r, j] if hits[i] else 0
+
+
+def new_tables(tables: int, num_entries: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Storage for ``tables`` ATU tables of ``num_entries`` entries, empty: the arrays
+    (valid, remote address, local address), one row per table, that :class:`ATUTwin` keeps
+    its entries in and the wafer-level calls (:meth:`ATUTwin.look_up`,
+    :meth:`ATUTwin.store`) read and write."""
+    return (np.zeros((tables, num_entries), np.bool_), np.zeros((tables, num_entries), np.int64),
+            np.zeros((tables, num_entries), np.int64))
 
 
 class ATUTwin:
@@ -203,6 +226,12 @@ class ATUTwin:
     num_dies, page_bits : int
         Widths of the address fields (:class:`ATULayout`; defaults: the paper's).
 
+    table : tuple of three numpy.ndarray, optional
+        Storage for the entries: 1-D arrays (valid as bool, remote and local address as
+        int64) of at least ``num_entries`` entries, which the twin keeps its entries in (the
+        replay hands each (die, layer) table a row of the arrays of :func:`new_tables`, which
+        its wafer-level calls read). Default: the twin's own, empty.
+
     Raises
     ------
     TypeError, ValueError
@@ -210,7 +239,7 @@ class ATUTwin:
     """
 
     def __init__(self, num_entries: int = PAPER.entries, *, num_dies: int = PAPER.num_dies,
-                 page_bits: int = PAPER.page_bits):
+                 page_bits: int = PAPER.page_bits, table=None):
         self.layout = ATULayout(entries=check_int("num_entries", num_entries, 1),
                                 num_dies=num_dies, page_bits=page_bits)
         self._num_entries = self.layout.entries
@@ -219,9 +248,21 @@ class ATUTwin:
         if self.layout.remote_addr_bits > 62:
             raise ValueError(f"ATU remote addresses of {self.layout.remote_addr_bits} bits: the "
                              f"twin holds at most 62")
-        self._valid = np.zeros(self._num_entries, np.bool_)
-        self._remote = np.zeros(self._num_entries, np.int64)
-        self._local = np.zeros(self._num_entries, np.int64)
+        if table is None:
+            table = tuple(a[0] for a in new_tables(1, self._num_entries))
+        valid, remote, local = table
+        for name, array, dtype in (("valid", valid, np.bool_), ("remote", remote, np.int64),
+                                   ("local", local, np.int64)):
+            if (not isinstance(array, np.ndarray) or array.dtype != dtype or array.ndim != 1
+                    or len(array) < self._num_entries):
+                raise TypeError(f"table's {name} must be a 1-D {np.dtype(dtype)} array of at "
+                                f"least {self._num_entries} entries, not {array!r}")
+        self._valid = valid[:self._num_entries]
+        self._remote = remote[:self._num_entries]
+        self._local = local[:self._num_entries]
+        # the same entries as the one row of a table of tables (the wafer-level calls' form)
+        self._rows = tuple(a.reshape(1, -1) for a in (self._valid, self._remote, self._local))
+        self._row0 = np.zeros(1, np.int64)
 
     @property
     def num_entries(self) -> int:
@@ -255,7 +296,7 @@ class ATUTwin:
                                  length=len(indices))
         local = check_int_array("local_addrs", local_addrs, 0, self._local_limit,
                                 length=len(indices))
-        _store_entries(self._valid, self._remote, self._local, indices, remote, local)
+        self.store(*self._rows, np.zeros(len(indices), np.int64), indices, remote, local)
 
     def lookup(self, index: int, remote_addr: int) -> tuple[bool, int]:
         """``(hit, local_addr)``: hit when entry ``index`` is valid and holds ``remote_addr``.
@@ -273,8 +314,27 @@ class ATUTwin:
         indices = check_int_array("indices", indices, 0, self._num_entries)
         remote = check_int_array("remote_addrs", remote_addrs, 0, self._remote_limit,
                                  length=len(indices))
-        hits = self._valid[indices] & (self._remote[indices] == remote)
-        return hits, np.where(hits, self._local[indices], 0)
+        return self.look_up(*self._rows, np.zeros(len(indices), np.int64), indices, remote)
+
+    # ------------------------------------------------- many tables at once (the replay)
+    @staticmethod
+    def look_up(valid, remote, local, tables, indices, remote_addrs):
+        """Lookup ``i`` in table ``tables[i]`` of the tables whose entries are the rows of
+        ``valid``, ``remote``, ``local`` (:func:`new_tables`): ``(hits, local_addrs)`` as
+        :meth:`lookup_many` answers on each table's twin (the same compiled function, which
+        that method calls on its one row); int64 arguments, unchecked (the caller builds
+        them)."""
+        hits = np.empty(len(indices), np.bool_)
+        local_addrs = np.empty(len(indices), np.int64)
+        _look_up(valid, remote, local, tables, indices, remote_addrs, hits, local_addrs)
+        return hits, local_addrs
+
+    @staticmethod
+    def store(valid, remote, local, tables, indices, remote_addrs, local_addrs) -> None:
+        """Insert ``i`` into table ``tables[i]`` (rows as :meth:`look_up`), in order: the same
+        state as :meth:`insert_many` on each table's twin (the same compiled function);
+        int64 arguments, unchecked."""
+        _store_entries(valid, remote, local, tables, indices, remote_addrs, local_addrs)
 
     def invalidate(self, index: int) -> None:
         """Clear the valid bit of entry ``index``."""

@@ -117,7 +117,13 @@ class EDTTwin:
         self.check_layer_expert(layer, 0)
         experts = check_int_array("experts", experts, 0, self.num_experts)
         self._check_die(die)
-        self._presence[layer, experts, die] = True
+        self.set_present_pairs(layer, experts, np.full(len(experts), die, np.int64))
+
+    def set_present_pairs(self, layer: int, experts, dies) -> None:
+        """:meth:`set_present` of each ``(experts[i], dies[i])`` of ``layer`` (every die's
+        report of a layer at once): int64 arrays of equal length, unchecked (the caller
+        builds them)."""
+        self._presence[layer, experts, dies] = True
 
     def clear_present(self, layer: int, expert: int, die: int) -> None:
         """Note that ``die`` dropped its copy of ``expert`` of ``layer`` (a replica evicted

@@ -55,6 +55,61 @@ def _add_pairs(heatmap, prev_rows, prev_index, cur_rows, cur_index):
 
 
 @njit(cache=True)
+def _nth_largest(values, n):
+    """The ``n``-th largest of ``values`` (1 <= n <= len), reordering ``values`` in place: a
+    quickselect with three-way partitions (larger, equal, smaller than the pivot)."""
+    lo, hi = 0, values.shape[0]          # the answer is in values[lo:hi], rank n - 1 - lo
+    k = n - 1
+    while True:
+        pivot = values[lo + (hi - lo) // 2]
+        a, i, b = lo, lo, hi             # [lo, a) > pivot, [a, i) == pivot, [b, hi) < pivot
+        while i < b:
+            v = values[i]
+            if v > pivot:
+                values[i], values[a] = values[a], v
+                a += 1
+                i += 1
+            elif v < pivot:
+                b -= 1
+                values[i], values[b] = values[b], v
+            else:
+                i += 1
+        if k < a:
+            hi = a
+        elif k < b:
+            return pivot
+        else:
+            lo = b
+
+
+@njit(cache=True)
+def _top_n_mask(heatmap, rows, n, out):
+    """``out[i, j]`` := whether ``j`` is among the ``n`` most frequent successors of expert
+    ``rows[i]`` in ``heatmap`` (one layer's table): counts descending, ties by expert id
+    ascending. The top-n of every path: one row (:meth:`PredictorTwin.top_n`) and all rows
+    (:meth:`PredictorTwin.top_n_matrix`). Per row: the n-th largest count ``t``, then every
+    expert counted above ``t`` and the lowest ids counted ``t`` until ``n`` are chosen."""
+    num = heatmap.shape[1]
+    scratch = np.empty(num, heatmap.dtype)
+    out[:, :] = False
+    for i in range(rows.shape[0]):
+        row = heatmap[rows[i]]
+        scratch[:] = row
+        t = _nth_largest(scratch, n)
+        left = n
+        for j in range(num):
+            if row[j] > t:
+                out[i, j] = True
+                left -= 1
+        for j in range(num):
+            if left == 0:
+                break
+            if row[j] == t:
+                out[i, j] = True
+                left -= 1
+
+
+@njit(cache=True)
 def predictor_inputs(task_expert, task_die, num_dies, stop_at_die_id):
     """Which tasks' experts the predictor reads for their die, in plan order (a bool mask).
 
@@ -177,24 +232,19 @@ class PredictorTwin:
     def top_n(self, layer: int, expert: int) -> tuple[int, ...]:
         """Most frequent successors of ``expert``: count descending, expert id ascending."""
         self._check_layer_expert(layer, expert)
+        out = np.empty((1, self.num_experts), np.bool_)
+        _top_n_mask(self._heatmap[layer], np.array([expert], np.int64), self.top_n_count, out)
         row = self._heatmap[layer, expert]
-        order = np.argsort(-row, kind="stable")
-        return tuple(int(e) for e in order[:self.top_n_count])
+        chosen = np.flatnonzero(out[0])
+        # listed most frequent first, ties by id (the mask's order)
+        return tuple(int(e) for e in chosen[np.argsort(-row[chosen], kind="stable")])
 
     def top_n_matrix(self, layer: int) -> np.ndarray:
         """Boolean ``E x E``: ``M[i, j]`` when ``j`` is in ``top_n(layer, i)`` (all rows)."""
         self._check_layer_expert(layer, 0)
-        num, n = self.num_experts, self.top_n_count
-        heat = self._heatmap[layer]
-        out = np.zeros((num, num), dtype=bool)
-        if (self._count_max + 1) * num < 1 << 62:
-            # one unique key per entry, ascending = (count descending, id ascending): the n
-            # smallest keys are the top-n, found by a partition (no full sort needed)
-            key = (self._count_max - heat) * num + np.arange(num, dtype=np.int64)
-            order = np.argpartition(key, n - 1, axis=1)[:, :n]
-        else:
-            order = np.argsort(-heat, axis=1, kind="stable")[:, :n]
-        np.put_along_axis(out, order, True, axis=1)
+        out = np.empty((self.num_experts, self.num_experts), np.bool_)
+        _top_n_mask(self._heatmap[layer], np.arange(self.num_experts, dtype=np.int64),
+                    self.top_n_count, out)
         return out
 
     def predict(self, layer: int, die_experts) -> int:

@@ -132,6 +132,10 @@ class GlobalCPTwin:
         """:meth:`EDTTwin.set_present_many`."""
         self.edt.set_present_many(layer, experts, die)
 
+    def edt_set_present_pairs(self, layer: int, experts, dies) -> None:
+        """:meth:`EDTTwin.set_present_pairs`."""
+        self.edt.set_present_pairs(layer, experts, dies)
+
     def edt_clear_present(self, layer: int, expert: int, die: int) -> None:
         """:meth:`EDTTwin.clear_present`."""
         self.edt.clear_present(layer, expert, die)

@@ -319,12 +319,51 @@ class LocalCPTwin:
     def _dispatch_checked(self, experts, tokens, sources):
         """Dispatch checked task arrays in arrival order (slot ``i % num_sm_slots``)."""
         n = len(experts)
-        remote = sources != self._die
-        # the remote tasks' copy decisions, in task order (PDU query, set_local on a copy)
-        dups = self.pdu.copy_arrivals(experts[remote])
+        copied, order = self.dispatch_tasks(self.pdu.table_row, np.zeros(n, np.int64),
+                                            np.full(n, self._die, np.int64), experts, sources)
         self._dispatched = n
         self._tasks = n
         self._tokens = int(tokens.sum())
-        self._remote = int(remote.sum())
-        self._dups = dups
-        return self.finish(), np.arange(n, dtype=np.int64)
+        self._remote = int((sources != self._die).sum())
+        self._dups = experts[copied].tolist()
+        return self.finish(), order
+
+    # ------------------------------------------------- every die's Local CP at once (the replay)
+    @staticmethod
+    def dispatch_tasks(registers, rows, dies, experts, sources) -> tuple[np.ndarray, np.ndarray]:
+        """The tasks of a layer, task ``i`` = ``experts[i]`` on die ``dies[i]`` with weights
+        from ``sources[i]``, dispatched by their dies' Local CPs on the PDUs whose registers are
+        rows ``rows[i]`` of ``registers`` (int64 arrays, unchecked: the caller builds them).
+
+        Each Local CP dispatches its tasks in arrival order; a remote task
+        (``sources[i] != dies[i]``) asks its PDU, which copies when ``cp_en and not is_local``
+        and sets ``is_local`` (:meth:`PDUTwin.arrivals`, compiled). :meth:`dispatch_layer` is
+        this call on one die's tasks and its one PDU row.
+
+        Returns
+        -------
+        copied : numpy.ndarray of bool
+            Whether task ``i``'s arriving data was copied.
+        order : numpy.ndarray of int64
+            The task indices in the order the Local CPs hand them to the SM slots (arrival
+            order: each die runs its tasks in the order they came).
+        """
+        remote = sources != dies
+        copied = np.zeros(len(experts), np.bool_)
+        copied[remote] = PDUTwin.arrivals(registers, rows[remote], experts[remote])
+        return copied, np.arange(len(experts), dtype=np.int64)
+
+    @staticmethod
+    def layer_reports(dies, experts, tokens, sources, copied) -> dict[int, LocalCPStats]:
+        """Every Local CP's statistics message of a layer dispatched by :meth:`dispatch_tasks`
+        (its arrays, and the ``copied`` it returned), per die with tasks, dies ascending: the
+        same messages as :meth:`dispatch_layer` gives on each die's tasks."""
+        reports = {}
+        order = np.argsort(dies, kind="stable")
+        bounds = np.flatnonzero(np.diff(dies[order])) + 1
+        for mine in np.split(order, bounds) if len(order) else []:
+            d = int(dies[mine[0]])
+            dups = experts[mine][copied[mine]].tolist()
+            reports[d] = LocalCPStats(d, len(mine), int(tokens[mine].sum()),
+                                      int((sources[mine] != d).sum()), len(dups), tuple(dups))
+        return reports

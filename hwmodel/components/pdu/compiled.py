@@ -3,19 +3,19 @@ remote slice arrives (docs/rtl.md, flow 2), on register words in the layout of
 :mod:`.params` (one row per die).
 
 :class:`hwmodel.components.pdu.twin.PDUTwin` keeps its registers in such a row and answers
-through these functions (``query``, ``copy_arrivals``, ``set_local_many``); the replay's
-all-dies table writes pack their words with :func:`pack_registers`.
+through these functions (``query``, ``copy_arrivals``, ``load_words``, ``set_local_many``);
+the replay calls the same functions on every die's row at once (``PDUTwin.load_tables``,
+``PDUTwin.arrivals``) and packs the words of all dies with :func:`pack_registers`.
 """
 
 from __future__ import annotations
 
-import numpy as np
 from numba import njit
 
 from .params import BITS_PER_EXPERT, EXPERTS_PER_WORD
 
-__all__ = ["CP_EN", "IS_LOCAL", "copies_on_arrival", "copy_arrivals", "expert_bits",
-           "pack_registers", "set_is_local"]
+__all__ = ["CP_EN", "IS_LOCAL", "copies_on_arrival", "copy_arrivals_rows", "expert_bits",
+           "load_rows", "pack_registers", "set_is_local"]
 
 #: Bit of ``cp_en`` within an expert's field (copy this expert when it passes by).
 CP_EN = 1
@@ -63,17 +63,26 @@ def set_is_local(registers, die, experts):
 
 
 @njit(cache=True)
-def copy_arrivals(registers, die, experts):
-    """Remote slices of ``experts`` arrive on die ``die`` in order: each that
-    :func:`copies_on_arrival` is copied and sets its ``is_local`` bit (so a later arrival of the
-    same expert is not copied again). Updates ``registers`` in place; returns the copied
-    experts in order."""
-    copied = np.empty(experts.shape[0], np.int64)
-    n = 0
+def copy_arrivals_rows(registers, dies, experts, copied):
+    """Remote slices arrive in order, slice ``i`` of ``experts[i]`` on die ``dies[i]``: each
+    that :func:`copies_on_arrival` is copied and sets its ``is_local`` bit in that die's row
+    (so a later arrival of the same expert on that die is not copied again). Updates
+    ``registers`` in place; ``copied[i]`` := whether slice ``i`` was copied. The PDU's
+    decision for every die of the wafer at once, and (one row) for one PDU."""
     for i in range(experts.shape[0]):
+        d = dies[i]
         e = experts[i]
-        if copies_on_arrival(registers, die, e):
-            _set_is_local(registers, die, e)
-            copied[n] = e
-            n += 1
-    return copied[:n]
+        copied[i] = copies_on_arrival(registers, d, e)
+        if copied[i]:
+            _set_is_local(registers, d, e)
+
+
+@njit(cache=True)
+def load_rows(registers, rows, words):
+    """Write the registers of each die in ``rows`` with its row of ``words`` (register ``w``
+    := ``words[d, w]`` for ``w`` below ``words.shape[1]``; the registers past them are kept):
+    the Local CPs' table writes of every die at once, and (one row) a PDU's bulk write."""
+    for i in range(rows.shape[0]):
+        d = rows[i]
+        for w in range(words.shape[1]):
+            registers[d, w] = words[d, w]

@@ -21,8 +21,15 @@ from collections.abc import Iterable
 import numpy as np
 
 from ...checks import check_int, check_int_array
-from .compiled import CP_EN, IS_LOCAL, expert_bits, pack_registers, set_is_local
-from .compiled import copy_arrivals as _copy_arrivals
+from .compiled import (
+    CP_EN,
+    IS_LOCAL,
+    copy_arrivals_rows,
+    expert_bits,
+    load_rows,
+    pack_registers,
+    set_is_local,
+)
 from .params import BITS_PER_EXPERT, EXPERTS_PER_WORD, PAPER, WORD_BITS, PDULayout
 
 __all__ = ["EXPERTS_PER_WORD", "WORD_BITS", "PDUTwin", "pack_words", "without_is_local"]
@@ -99,6 +106,8 @@ class PDUTwin:
             raise TypeError(f"registers must be a 1-D int64 array of at least "
                             f"{self.num_words} entries, not {registers!r}")
         self._words = registers[:self.num_words]
+        # the same registers as the one row of a table of dies (the wafer-level calls' form)
+        self._row = self._words.reshape(1, -1)
 
     @property
     def num_experts(self) -> int:
@@ -113,6 +122,12 @@ class PDUTwin:
     def storage_bytes(self) -> int:
         """Register bytes (128 for 512 experts)."""
         return self.layout.size_bytes
+
+    @property
+    def table_row(self) -> np.ndarray:
+        """The registers as the one row of a table of dies (a view): the form the wafer-level
+        calls (:meth:`load_tables`, :meth:`arrivals`) take, with die index 0."""
+        return self._row
 
     @property
     def words(self) -> tuple[int, ...]:
@@ -144,8 +159,8 @@ class PDUTwin:
     def load_words(self, words) -> None:
         """Write every register (``num_words`` words in register order) at once: the same
         state as :meth:`write_word` for each index, validated once."""
-        self._words[:] = check_int_array("words", words, 0, 1 << WORD_BITS,
-                                         length=self.num_words)
+        words = check_int_array("words", words, 0, 1 << WORD_BITS, length=self.num_words)
+        self.load_tables(self._row, np.zeros(1, np.int64), words.reshape(1, -1))
 
     def configure(self, cp_en=None, is_local=None) -> list[int]:
         """Bulk-write the whole table; returns the words written, in register order.
@@ -177,11 +192,33 @@ class PDUTwin:
         arrival of the same expert is not copied again. Returns the copied experts in order.
 
         The same answers and final state as ``should_copy`` + ``set_local`` per arrival (the
-        RTL's ``QUERY`` / ``SET_LOCAL`` commands), compiled (:func:`.compiled.copy_arrivals`)
+        RTL's ``QUERY`` / ``SET_LOCAL`` commands), compiled (:func:`.compiled.copy_arrivals_rows`)
         after one check of the array.
         """
         experts = check_int_array("experts", experts, 0, self._num_experts)
-        return _copy_arrivals(self._words.reshape(1, -1), 0, experts).tolist()
+        copied = self.arrivals(self._row, np.zeros(len(experts), np.int64), experts)
+        return experts[copied].tolist()
+
+    # ------------------------------------------------- every die's PDU at once (the replay)
+    @staticmethod
+    def load_tables(registers, dies, words) -> None:
+        """Write the tables of the dies ``dies`` (int64) of a wafer whose PDUs keep their
+        registers in the rows of ``registers`` (int64, dies x words): die ``d``'s registers
+        ``w < words.shape[1]`` := ``words[d, w]``. The same state as :meth:`load_words` on
+        each of those dies' twins (the compiled :func:`.compiled.load_rows`, which that
+        method calls on its one row); arguments are not checked (the caller builds them)."""
+        load_rows(registers, dies, words)
+
+    @staticmethod
+    def arrivals(registers, dies, experts) -> np.ndarray:
+        """Remote data arrives in order, ``experts[i]`` on die ``dies[i]`` (int64 arrays), at
+        the PDUs whose registers are the rows of ``registers``: whether each arrival is
+        copied (bool array). The same answers and state as :meth:`copy_arrivals` on each
+        die's twin (the compiled :func:`.compiled.copy_arrivals_rows`, which that method
+        calls on its one row); arguments are not checked."""
+        copied = np.empty(len(experts), np.bool_)
+        copy_arrivals_rows(registers, dies, experts, copied)
+        return copied
 
     def set_local(self, expert: int) -> None:
         """Note that a local copy of ``expert`` now exists."""
