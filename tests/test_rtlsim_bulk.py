@@ -14,6 +14,7 @@ from hwmodel import rtlsim
 from hwmodel.components.global_cp.sim import simulate_predict
 from hwmodel.components.local_cp.rtl import LocalCP
 from hwmodel.components.pdu.rtl import PDU, PDUOp
+from hwmodel.components.pdu.sim import simulate_pdu
 from hwmodel.rtlsim import StreamSink, StreamSource, build, run_streams
 
 
@@ -119,3 +120,11 @@ def test_optimisation_level_of_a_block_and_the_environment_over_it(monkeypatch):
     with (pytest.raises(ValueError, match="optimisation level '-O7': expected one of -O0"),
           rtlsim.optimisation("-O7")):
         pass
+
+
+def test_a_stream_with_no_answer_to_take_ends_with_its_last_command():
+    # A die's PDU stream in a window can hold writes and no query: the response sink then
+    # waits for nothing (pysim's consumer takes 0 payloads). Handed to the driver as a sink of
+    # 0 payloads it never finished: the run hit the watchdog.
+    tx = [("clear",), ("write_word", 0, 5), ("set_local", 1)]
+    assert simulate_pdu(tx, 32, engine="cxxrtl") == simulate_pdu(tx, 32) == ([], 3)
