@@ -128,3 +128,31 @@ def test_a_stream_with_no_answer_to_take_ends_with_its_last_command():
     # 0 payloads it never finished: the run hit the watchdog.
     tx = [("clear",), ("write_word", 0, 5), ("set_local", 1)]
     assert simulate_pdu(tx, 32, engine="cxxrtl") == simulate_pdu(tx, 32) == ([], 3)
+
+
+_INDEX = st.integers(-1, 13)        # 12 experts, 2 registers: both ends and past them
+PDU_TRANSACTIONS = st.one_of(
+    st.tuples(st.just("write_word"), st.integers(-1, 2), st.integers(-1, 1 << 16)),
+    st.tuples(st.just("query"), _INDEX), st.tuples(st.just("set_local"), _INDEX),
+    st.just(("clear",)),
+    st.sampled_from([("query",), ("clear", 1), ("nope", 1), ("query", True), ("query", 1.0),
+                     ["query", 1]]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(PDU_TRANSACTIONS, max_size=8))
+def test_pdu_command_columns_equal_the_per_transaction_commands(transactions):
+    """The PDU's bulk commands: the values of the per-transaction commands, or the same
+    error (type and message) for the first bad transaction."""
+    from hwmodel.components.pdu.sim import _command, _command_columns
+    try:
+        slow = [_command(t, 12) for t in transactions]
+    except (TypeError, ValueError) as error:
+        with pytest.raises(type(error)) as caught:
+            _command_columns(transactions, 12)
+        assert str(caught.value) == str(error)
+        return
+    fast = _command_columns(transactions, 12)
+    assert fast["op"].tolist() == [c["op"].value for c in slow]
+    assert fast["index"].tolist() == [c["index"] for c in slow]
+    assert fast["word"].tolist() == [c["word"] for c in slow]
