@@ -169,6 +169,7 @@ def test_a_pdu_answering_is_local_for_cp_en_stops_the_run_at_its_first_query(lla
     assert f"transaction ('query', {m.transaction[1]})" in text and "\n" not in text
 
 
+@pytest.mark.slow
 def test_compiled_local_cps_of_every_die_share_one_design_and_agree(llama4_64, monkeypatch):
     """The Local CP's die id is a port: under cxxrtl one library serves the 24 dies, each
     with its own strap (a strap left at one die would count other dies' tasks as remote)."""
@@ -184,6 +185,7 @@ def test_compiled_local_cps_of_every_die_share_one_design_and_agree(llama4_64, m
     assert len(built) <= 1      # one design (none if this process loaded it already)
 
 
+@pytest.mark.slow
 def test_a_planted_pdu_bug_stops_the_compiled_run_too(llama4_64, monkeypatch):
     planted(monkeypatch, pdu_rtl, "PDU", "payload.cp_en.eq(bits[0])", "payload.cp_en.eq(bits[1])")
     with pytest.raises(CoSimMismatch) as caught:
