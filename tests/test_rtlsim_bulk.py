@@ -156,3 +156,17 @@ def test_pdu_command_columns_equal_the_per_transaction_commands(transactions):
     assert fast["op"].tolist() == [c["op"].value for c in slow]
     assert fast["index"].tolist() == [c["index"] for c in slow]
     assert fast["word"].tolist() == [c["word"] for c in slow]
+
+
+def test_columns_of_python_ints_past_64_bits_keep_every_bit():
+    # numpy would read [2**70 - 1, 2**63, 0] as floats (or [2**63, -1] as floats): the packer
+    # and pysim's rows must keep Python ints.
+    from hwmodel.components.global_cp.sim import simulate_edt
+    layout = data.StructLayout({"a": 70, "b": 3})
+    rows = [{"a": (1 << 70) - 1, "b": 7}, {"a": 1 << 63, "b": 0}, {"a": 0, "b": 1}]
+    columns = {"a": [row["a"] for row in rows], "b": [row["b"] for row in rows]}
+    assert (rtlsim._pack_columns(layout, columns, 3)
+            == rtlsim._pack(rtlsim._packer(layout), rows, 3)).all()
+    top = (1 << 63) | 1                 # dies 63 and 0 of a 64-die EDT
+    reads, _ = simulate_edt([("write", 2, 0, top), ("read", 2)], 4, num_dies=64)
+    assert reads == [(0, top)]

@@ -190,6 +190,12 @@ def _pack(pack, payloads, chunks: int) -> np.ndarray:
     return np.frombuffer(raw, dtype="<u4").reshape(len(values), chunks)
 
 
+def _as_list(column) -> list:
+    """A column's values as Python ints (a list stays as given: numpy would turn integers past
+    64 bits, or past int64 beside a negative one, into floats)."""
+    return column.tolist() if isinstance(column, np.ndarray) else list(column)
+
+
 def _pack_columns(layout, columns, chunks: int) -> np.ndarray:
     """Bulk payloads (:class:`StreamSource`) as :func:`_pack`'s ``(len, chunks)`` words.
 
@@ -209,9 +215,8 @@ def _pack_columns(layout, columns, chunks: int) -> np.ndarray:
         fields = {name: (*plan[name], values) for name, values in columns.items()}
     count = len(next(iter(fields.values()))[2]) if fields else 0
     if chunks > 2:
-        rows = (np.asarray(columns).tolist() if not isinstance(columns, Mapping) else
-                [dict(zip(columns, row))
-                 for row in zip(*(np.asarray(v).tolist() for v in columns.values()))])
+        rows = (_as_list(columns) if not isinstance(columns, Mapping) else
+                [dict(zip(columns, row)) for row in zip(*map(_as_list, columns.values()))])
         return _pack(_packer(layout), rows, chunks)
     packed = np.full(count, base, dtype=np.uint64)
     for name, (offset, mask, values) in fields.items():

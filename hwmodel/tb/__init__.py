@@ -191,8 +191,10 @@ def run_command_stream(dut, commands, responses: int, decode, *, back_pressure: 
                                       gap=back_pressure)], max_cycles=limit, vcd=vcd)
         return [decode(payload) for payload in run.received["resp"]], run.cycles
     if isinstance(commands, Mapping):       # bulk columns: one dict per command
-        commands = [dict(zip(commands, row)) for row in
-                    zip(*(np.asarray(column).tolist() for column in commands.values()))]
+        # Python ints, not numpy's: a list of integers past 64 bits must not turn into floats
+        columns = [c.tolist() if isinstance(c, np.ndarray) else list(c)
+                   for c in commands.values()]
+        commands = [dict(zip(commands, row)) for row in zip(*columns)]
     results = []
 
     async def producer(ctx):
