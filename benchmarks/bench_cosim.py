@@ -2,6 +2,7 @@
 
     python benchmarks/bench_cosim.py --engine cxxrtl                 # all 235 requests, every unit
     python benchmarks/bench_cosim.py --engine pysim --window it=2    # one decode iteration
+    python benchmarks/bench_cosim.py --opt -O0 --window it=0:8       # unoptimised libraries
 
 Runs the shared Llama-4 requests on tsmc-sow twice under one strategy: once with the twins, once
 with ``--rtl all`` over the window (default: every iteration). Checks that both give the same CSV
@@ -36,6 +37,8 @@ def main() -> None:
     parser.add_argument("--rtl", default="all")
     parser.add_argument("--window", default="it=0:128")
     parser.add_argument("--engine", default="cxxrtl", choices=("pysim", "cxxrtl"))
+    parser.add_argument("--opt", default="-O2",
+                        help="g++ level of the compiled designs (cached per level)")
     args = parser.parse_args()
     replay = Replay(wafer=build_wafer(load_wafer("tsmc-sow")), model=load_model("llama4-maverick"),
                     store=open_batch(args.trace))
@@ -43,6 +46,7 @@ def main() -> None:
     twins = replay.run(args.strategy)
     t1 = time.perf_counter()
     cosim = CoSim(parse_units(args.rtl), parse_window(args.window), engine=args.engine,
+                  opt=args.opt,
                   progress=lambda unit, done, total: print(f"\r{unit:<10} {done}/{total}",
                                                           end="", file=sys.stderr))
     rtl = replay.run(args.strategy, cosim=cosim)
@@ -52,8 +56,10 @@ def main() -> None:
     same = rtl.row() == twins.row()
     print(f"{args.strategy}, window {args.window}: CSV row with RTL == twins: {same}")
     print(rtl.row())
-    print(f"replay with twins {t1 - t0:.1f} s; with RTL {t2 - t1:.1f} s wall; peak RSS "
-          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(f"replay with twins {t1 - t0:.1f} s; with RTL {t2 - t1:.1f} s wall; process "
+          f"{usage.ru_utime + usage.ru_stime:.1f} CPU-s, peak RSS {usage.ru_maxrss / 1024:.0f} "
+          f"MiB")
     if not same:
         raise SystemExit(f"rows differ:\n{twins.row()}\n{rtl.row()}")
 

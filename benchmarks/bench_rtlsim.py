@@ -62,7 +62,7 @@ def units(scale: int):
         ("allocator", lambda: Allocator(2, 2, 12, _rom(), block_size=4),
          lambda e: simulate_allocator(layers, mesh_x=2, mesh_y=2, num_experts=12, costs=_rom(),
                                       block_size=4, engine=e), lambda r: sum(r[1])),
-        ("local CP", lambda: LocalCP(2, 3, 16, num_dies=4),
+        ("local CP", lambda: LocalCP(3, 16, num_dies=4),
          lambda e: simulate_local_cp(local, die=2, num_sm_slots=3, num_experts=16, num_dies=4,
                                      engine=e), lambda r: r[2]),
     ]

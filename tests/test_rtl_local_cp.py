@@ -81,7 +81,7 @@ def test_rtl_equals_twin_on_random_layers(layers, slots, die):
 
 
 def test_verilog_export_through_yosys():
-    assert "module local_cp" in verilog.convert(LocalCP(1, 2, 16), name="local_cp")
+    assert "module local_cp" in verilog.convert(LocalCP(2, 16), name="local_cp")
 
 
 @settings(max_examples=40, deadline=None)
@@ -146,13 +146,14 @@ def test_graph_node_ports_have_the_rtl_widths():
     from hwmodel.components.pdu import PDU
 
     node = LocalCPUnit(num_dies=1024, experts=512)
-    rtl = LocalCP(1023, 4, 512, num_dies=1024)
+    rtl = LocalCP(4, 512, num_dies=1024)
     sm = rtl.signature.members["sm"].signature.members["payload"].shape.size
     pdu = PDU(512).signature.members["cmd"].signature.members["payload"].shape.size
     assert node.ports["sm"].width == sm == 35
     assert node.ports["pdu"].width == pdu == 27
     cmd = rtl.signature.members["cmd"].signature.members["payload"].shape.size
     assert cmd == 2 + 9 + 24 + 10 + 16       # kind, index, tokens, source die (1024), word
+    assert len(rtl.die) == 10                 # the die strap numbers 1024 dies, like the field
 
 
 def test_twin_and_rtl_at_64_dies_agree_on_a_remote_task_from_die_63():

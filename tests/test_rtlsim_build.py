@@ -87,21 +87,24 @@ def test_vcd_of_the_compiled_run_holds_the_ports(tmp_path):
 def test_design_identity_separates_every_parameter_and_a_patched_class():
     assert rtlsim.design_identity(PDU(32)) == rtlsim.design_identity(PDU(32))
     assert rtlsim.design_identity(PDU(32)) != rtlsim.design_identity(PDU(64))
-    same = {"num_sm_slots": 3, "num_experts": 16, "num_dies": 4}
-    # the die id is only an attribute (no port width changes): it must still separate them
-    assert rtlsim.design_identity(LocalCP(1, **same)) != rtlsim.design_identity(LocalCP(2, **same))
-    assert rtlsim.design_identity(LocalCP(2, **same)) == rtlsim.design_identity(LocalCP(2, **same))
+    same = {"num_sm_slots": 3, "num_experts": 16}
+    assert rtlsim.design_identity(LocalCP(**same, num_dies=4)) != rtlsim.design_identity(
+        LocalCP(**same, num_dies=8))
+    assert rtlsim.design_identity(LocalCP(**same)) == rtlsim.design_identity(LocalCP(**same))
     patched = type("PDU", (PDU,), {})      # e.g. a planted bug: a copy of the class
     assert rtlsim.design_identity(patched(32)) != rtlsim.design_identity(PDU(32))
 
 
-def test_two_local_cps_of_different_dies_do_not_share_a_simulator():
+def test_local_cps_of_two_dies_share_one_simulator_and_each_sees_its_die(monkeypatch):
     # Three tasks from die 1 (20 + 30 + 50 tokens), no prediction: on die 1 all are local,
-    # on die 2 all three are remote. A memo keyed without the die would give die 1 the
-    # simulator built for die 2 (or the reverse) and count 3 remote tasks on both.
+    # on die 2 all three are remote. The die is the design's input port: one library serves
+    # both dies (the second call exports nothing), and a strap left at 0 or at the previous
+    # die would count 3 remote tasks on both.
     layer = ([(5, 20, 1), (6, 30, 1), (7, 50, 1)], None, None)
     kwargs = {"num_sm_slots": 3, "num_experts": 16, "num_dies": 4, "engine": "cxxrtl"}
     on_2, _, _ = simulate_local_cp([layer], die=2, **kwargs)
+    monkeypatch.setattr(rtlsim, "compile_component",
+                        lambda *a: pytest.fail("exported again: the design was not shared"))
     on_1, _, _ = simulate_local_cp([layer], die=1, **kwargs)
     assert [(s.die, s.tasks, s.tokens, s.remote_tasks) for s in on_2 + on_1] == [
         (2, 3, 100, 3), (1, 3, 100, 0)]

@@ -169,6 +169,38 @@ def test_a_pdu_answering_is_local_for_cp_en_stops_the_run_at_its_first_query(lla
     assert f"transaction ('query', {m.transaction[1]})" in text and "\n" not in text
 
 
+@pytest.mark.slow
+def test_compiled_local_cps_of_every_die_share_one_design_and_agree(llama4_64, monkeypatch):
+    """The Local CP's die id is a port: under cxxrtl one library serves the 24 dies, each
+    with its own strap (a strap left at one die would count other dies' tasks as remote)."""
+    from hwmodel import rtlsim
+    built = []
+    monkeypatch.setattr(rtlsim, "compile_component",
+                        lambda dut, compile=rtlsim.compile_component: built.append(type(dut))
+                        or compile(dut))
+    cosim = CoSim(("local_cp",), parse_window(SMALL), engine="cxxrtl", opt="-O0")
+    llama4_64.run("pred", cosim=cosim)
+    row = cosim.summary["local_cp"]
+    assert row["simulations"] > 1 and row["answers"] >= row["simulations"]
+    assert len(built) <= 1      # one design (none if this process loaded it already)
+
+
+@pytest.mark.slow
+def test_a_planted_pdu_bug_stops_the_compiled_run_too(llama4_64, monkeypatch):
+    planted(monkeypatch, pdu_rtl, "PDU", "payload.cp_en.eq(bits[0])", "payload.cp_en.eq(bits[1])")
+    with pytest.raises(CoSimMismatch) as caught:
+        llama4_64.run("pred", cosim=CoSim(("pdu",), parse_window(SMALL), engine="cxxrtl",
+                                          opt="-O0"))
+    m = caught.value
+    assert m.unit == "pdu" and m.transaction[0] == "query" and m.rtl == (m.twin[1], m.twin[1])
+    assert (m.where.iteration, m.where.phase) == (2, Phase.PDU)
+
+
+def test_an_unknown_optimisation_level_is_refused():
+    with pytest.raises(ValueError, match="opt '-O7': expected one of -O0"):
+        CoSim(("pdu",), parse_window(SMALL), engine="cxxrtl", opt="-O7")
+
+
 def test_an_atu_returning_a_wrong_page_stops_the_run_at_the_lookup(llama4_64, monkeypatch):
     planted(monkeypatch, atu_rtl, "ATU", "stored_local & hit.replicate(local_bits)",
             "(stored_local ^ 1) & hit.replicate(local_bits)")

@@ -45,7 +45,7 @@ def _design(unit: str):
     from ..components.local_cp import LocalCP
     from ..components.pdu import PDU
     return {"atu": lambda: ATU(512), "pdu": lambda: PDU(512),
-            "local_cp": lambda: LocalCP(0, 4, 512), "edt": lambda: EDT(512),
+            "local_cp": lambda: LocalCP(4, 512), "edt": lambda: EDT(512),
             "predictor": lambda: TopNPredictor(32),
             "allocator": lambda: Allocator(3, 8, 128, _llama4_global_cp(8)[0].costs)}[unit]()
 

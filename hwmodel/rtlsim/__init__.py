@@ -18,7 +18,7 @@ import ctypes
 import pickle
 import time
 from collections import namedtuple
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -27,13 +27,13 @@ import numpy as np
 from amaranth.hdl import Shape, ShapeCastable
 from amaranth.lib import data
 
-from ..checks import check_int
+from ..checks import check_int, check_int_array
 from . import build
-from .build import RTLSimError, cache_dir, compile_component, load_library
+from .build import RTLSimError, cache_dir, compile_component, load_library, optimisation
 
 __all__ = ["ENGINES", "PROFILE", "RTLSimError", "StreamRun", "StreamSink", "StreamSource",
            "build", "cache_dir", "check_engine", "compile_component", "design_identity",
-           "run_streams"]
+           "optimisation", "run_streams"]
 
 #: Totals over every :func:`run_streams` of this process (read by benchmarks/bench_rtlsim.py):
 #: ``runs``, simulated ``cycles`` and ``seconds`` of compiled simulation alone.
@@ -55,11 +55,19 @@ class StreamSource:
     """Payloads pushed into the ``In`` stream ``name`` back to back, as ``stream_put`` does.
 
     ``name`` is the port path as Amaranth names it: ``"cmd"``, ``"sm__0"`` (``dut.sm[0]``).
-    Payloads are dicts (struct layouts) or ints (plain shapes).
+    Payloads are dicts (struct layouts) or ints (plain shapes); or, in bulk, one dict of
+    equal-length integer arrays, one per field (fields not given are 0), or one integer array
+    (plain shapes): packed with numpy, not one Python call per payload.
     """
 
     name: str
-    payloads: Sequence
+    payloads: Sequence | Mapping
+
+    def __len__(self) -> int:
+        """The number of payloads."""
+        if isinstance(self.payloads, Mapping):
+            return len(next(iter(self.payloads.values()))) if self.payloads else 0
+        return len(self.payloads)
 
 
 @dataclass(frozen=True)
@@ -182,6 +190,44 @@ def _pack(pack, payloads, chunks: int) -> np.ndarray:
     return np.frombuffer(raw, dtype="<u4").reshape(len(values), chunks)
 
 
+def _as_list(column) -> list:
+    """A column's values as Python ints (a list stays as given: numpy would turn integers past
+    64 bits, or past int64 beside a negative one, into floats)."""
+    return column.tolist() if isinstance(column, np.ndarray) else list(column)
+
+
+def _pack_columns(layout, columns, chunks: int) -> np.ndarray:
+    """Bulk payloads (:class:`StreamSource`) as :func:`_pack`'s ``(len, chunks)`` words.
+
+    Every value is checked against its field's width (``ValueError`` naming the field, the
+    payload's index and the value); payloads wider than 64 bits go through :func:`_pack`.
+    """
+    if not isinstance(columns, Mapping):       # a plain shape: the values themselves
+        width = Shape.cast(layout).width
+        fields = {None: (0, (1 << width) - 1, columns)}
+        base = 0
+    else:
+        base, plan = _field_plan(layout)
+        unknown = [name for name in columns if name not in plan]
+        if unknown:
+            raise ValueError(f"payload field {unknown[0]!r}: the port's fields (plain or enum "
+                             f"shapes) are {', '.join(plan)}")
+        fields = {name: (*plan[name], values) for name, values in columns.items()}
+    count = len(next(iter(fields.values()))[2]) if fields else 0
+    if chunks > 2:
+        rows = (_as_list(columns) if not isinstance(columns, Mapping) else
+                [dict(zip(columns, row)) for row in zip(*map(_as_list, columns.values()))])
+        return _pack(_packer(layout), rows, chunks)
+    packed = np.full(count, base, dtype=np.uint64)
+    for name, (offset, mask, values) in fields.items():
+        what = "payload" if name is None else f"payload field {name!r}"
+        values = check_int_array(f"{what}[{{i}}]", values, 0, mask + 1, length=count)
+        packed &= np.uint64(~(mask << offset) & (1 << 64) - 1)
+        packed |= values.astype(np.uint64) << np.uint64(offset)
+    words = packed.astype("<u8").view("<u4").reshape(count, 2)
+    return np.ascontiguousarray(words[:, :chunks])
+
+
 def _unpacker(layout):
     """A function int -> payload for the port shape ``layout``: ints for plain shapes; for a
     struct of plain unsigned fields a named tuple of ints (fields read like ``data.Const``'s:
@@ -289,7 +335,10 @@ def _design(dut) -> _Design:
 
 def _add_source(design: _Design, handle, source: StreamSource) -> None:
     port = design.port(source.name)
-    words = _pack(port.pack, list(source.payloads), port.chunks)
+    if isinstance(source.payloads, Mapping | np.ndarray):
+        words = _pack_columns(port.layout, source.payloads, port.chunks)
+    else:
+        words = _pack(port.pack, list(source.payloads), port.chunks)
     pointer = words.ctypes.data_as(ctypes.POINTER(ctypes.c_uint32))
     design.lib.rtlsim_add_source(handle, source.name.encode(), pointer, len(words))
 
@@ -305,9 +354,13 @@ def _add_sink(design: _Design, handle, sink: StreamSink) -> None:
         raise ValueError(f"pulse {sink.pulse!r}: no such input port bit")
 
 
-def _collect(design: _Design, handle, sinks, sources, cycles) -> StreamRun:
+def _collect(design: _Design, handle, sinks, driven, sources, cycles) -> StreamRun:
+    """The run's payloads and edges: ``driven`` are the sinks handed to the driver, in order;
+    the other ``sinks`` (0 payloads to take) received nothing."""
     lib, run = design.lib, StreamRun(cycles)
-    for i, sink in enumerate(sinks):
+    for sink in sinks:
+        run.received[sink.name], run.received_edges[sink.name] = [], []
+    for i, sink in enumerate(driven):
         port = design.port(sink.name)
         n = lib.rtlsim_sink_count(handle, i)
         words = np.zeros((n, port.chunks), dtype=np.uint32)
@@ -317,14 +370,27 @@ def _collect(design: _Design, handle, sinks, sources, cycles) -> StreamRun:
         run.received[sink.name] = _unpack(port.unpack, words)
         run.received_edges[sink.name] = edges.tolist()
     for i, source in enumerate(sources):
-        edges = np.zeros(len(source.payloads), dtype=np.uint64)
+        edges = np.zeros(len(source), dtype=np.uint64)
         lib.rtlsim_source_edges(handle, i, edges.ctypes.data_as(ctypes.POINTER(ctypes.c_uint64)))
         run.sent_edges[source.name] = edges.tolist()
     return run
 
 
+def _set_inputs(design: _Design, handle, inputs: dict) -> None:
+    """Hold each input port of ``inputs`` (name -> int) at its value for the whole run."""
+    for name, value in inputs.items():
+        width = len(_port(design._dut, name))
+        value = check_int(f"input {name}", value, 0, 1 << width)
+        chunks = (width + 31) // 32
+        words = np.frombuffer(value.to_bytes(4 * chunks, "little"), dtype="<u4").copy()
+        pointer = words.ctypes.data_as(ctypes.POINTER(ctypes.c_uint32))
+        if design.lib.rtlsim_set_input(handle, name.encode(), pointer, chunks) != 0:
+            raise ValueError(f"the design has no input port {name!r} of {width} bits")
+
+
 def run_streams(dut, sources: Sequence[StreamSource], sinks: Sequence[StreamSink], *,
-                max_cycles: int = 100_000, vcd: str | Path | None = None) -> StreamRun:
+                inputs: dict | None = None, max_cycles: int = 100_000,
+                vcd: str | Path | None = None) -> StreamRun:
     """Simulate ``dut`` compiled with CXXRTL, feeding ``sources`` and draining ``sinks``.
 
     The protocol is :func:`hwmodel.tb.run_scenario` with ``stream_put`` producers and
@@ -333,6 +399,9 @@ def run_streams(dut, sources: Sequence[StreamSource], sinks: Sequence[StreamSink
     Parameters
     ----------
     dut : amaranth.lib.wiring.Component
+    inputs : dict of str to int, optional
+        Plain input ports held at a value for the whole run (a strap such as the Local CP's
+        ``die``); the others start at 0.
     max_cycles : int
         Watchdog: ``TimeoutError`` if not finished after this many clock edges.
     vcd : path or None
@@ -352,8 +421,12 @@ def run_streams(dut, sources: Sequence[StreamSource], sinks: Sequence[StreamSink
     try:
         for source in sources:
             _add_source(design, handle, source)
-        for sink in sinks:
+        # a sink of 0 payloads is a consumer that never calls stream_get: its ready stays
+        # low and it is done from the start (handed to the driver, it would wait forever)
+        driven = [sink for sink in sinks if design.port(sink.name) and sink.count != 0]
+        for sink in driven:
             _add_sink(design, handle, sink)
+        _set_inputs(design, handle, inputs or {})
         if vcd is not None and lib.rtlsim_open_vcd(handle, str(vcd).encode()) != 0:
             raise OSError(f"cannot write the waveform {vcd}")
         start = time.perf_counter()
@@ -361,7 +434,7 @@ def run_streams(dut, sources: Sequence[StreamSource], sinks: Sequence[StreamSink
         seconds = time.perf_counter() - start
         if cycles < 0:
             raise TimeoutError(f"simulation did not finish within {max_cycles} cycles")
-        run = _collect(design, handle, sinks, sources, cycles)
+        run = _collect(design, handle, sinks, driven, sources, cycles)
         run.seconds = seconds
         PROFILE["runs"] += 1
         PROFILE["cycles"] += cycles

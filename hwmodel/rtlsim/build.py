@@ -14,10 +14,13 @@ import re
 import shutil
 import subprocess
 import tempfile
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import cache
 from pathlib import Path
 
-__all__ = ["RTLSimError", "cache_dir", "compile_component", "full_yosys", "load_library"]
+__all__ = ["RTLSimError", "cache_dir", "compile_component", "full_yosys", "load_library",
+           "optimisation"]
 
 #: Environment variable overriding the cache folder of compiled designs.
 CACHE_ENV = "HWMODEL_RTLSIM_CACHE"
@@ -111,12 +114,31 @@ OPT_LEVELS = ("-O0", "-Og", "-O1", "-O2", "-O3")
 
 # -O0 by default: a full-size unit (a 512-entry ATU) compiles in ~50 s instead of ~300 s at -O2
 # on this machine, but the simulation loop runs 26-160 times slower on the small units
-# (docs/rtl.md, "Compiled simulation"): HWMODEL_RTLSIM_OPT=-O2 for long runs.
+# (docs/rtl.md, "Compiled simulation"): long runs ask for -O2 (``optimisation``, as the
+# co-simulation does, or HWMODEL_RTLSIM_OPT=-O2), built once and kept in the cache.
+_LEVEL: ContextVar[str | None] = ContextVar("rtlsim_level", default=None)
+
+
+@contextmanager
+def optimisation(level: str):
+    """Build (and load) the designs simulated inside the block at ``level``.
+
+    ``$HWMODEL_RTLSIM_OPT``, when set, still wins: it is the user's choice for every build.
+    ``level`` is one of :data:`OPT_LEVELS`.
+    """
+    if level not in OPT_LEVELS:
+        raise ValueError(f"optimisation level {level!r}: expected one of {', '.join(OPT_LEVELS)}")
+    token = _LEVEL.set(level)
+    try:
+        yield
+    finally:
+        _LEVEL.reset(token)
 
 
 def _cxxflags() -> list[str]:
-    """The compiler flags: C++14, position-independent, ``$HWMODEL_RTLSIM_OPT`` (or -O0)."""
-    level = os.environ.get(OPT_ENV) or "-O0"
+    """The compiler flags: C++14, position-independent, and the level: ``$HWMODEL_RTLSIM_OPT``,
+    else the innermost :func:`optimisation` block's, else -O0."""
+    level = os.environ.get(OPT_ENV) or _LEVEL.get() or "-O0"
     if level not in OPT_LEVELS:
         raise RTLSimError(f"{OPT_ENV}={level!r}: expected one of {', '.join(OPT_LEVELS)}")
     return ["-std=c++14", level, "-fPIC"]
@@ -189,6 +211,7 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
         "rtlsim_add_source": (ctypes.c_int, [c_void, c_str, u32p, c_size]),
         "rtlsim_add_sink": (ctypes.c_int, [c_void, c_str, c_i64, c_i64, c_u64, c_u64, c_str,
                                            c_u64]),
+        "rtlsim_set_input": (ctypes.c_int, [c_void, c_str, u32p, c_size]),
         "rtlsim_open_vcd": (ctypes.c_int, [c_void, c_str]),
         "rtlsim_run": (c_i64, [c_void, c_u64]),
         "rtlsim_sink_count": (c_size, [c_void, c_size]),

@@ -186,6 +186,16 @@ int rtlsim_add_sink(void *driver, const char *name, int64_t limit, int64_t end_b
   return 0;
 }
 
+// Hold the input port ``name`` at ``words`` (``chunks`` 32-bit words, little-endian) for the
+// whole run (a strap such as the Local CP's die id); 0, or -1 if the design has no such input.
+int rtlsim_set_input(void *driver, const char *name, const uint32_t *words, size_t chunks) {
+  Driver *d = static_cast<Driver *>(driver);
+  cxxrtl_object *object = cxxrtl_get(d->handle, name);
+  if (!object || !(object->flags & CXXRTL_INPUT) || !object->next || chunks != (object->width + 31) / 32) return -1;
+  set_words(object, words, chunks);
+  return 0;
+}
+
 int rtlsim_open_vcd(void *driver, const char *path) {
   Driver *d = static_cast<Driver *>(driver);
   d->vcd_file = fopen(path, "wb");

@@ -177,6 +177,9 @@ class CoSim:
     window : Window
     engine : str
         ``"pysim"`` (Amaranth's simulator) or ``"cxxrtl"`` (compiled, when installed).
+    opt : str
+        ``g++`` level of the compiled designs (``"-O2"``: built once, then loaded from the
+        cache; ``$HWMODEL_RTLSIM_OPT`` overrides it, :func:`hwmodel.rtlsim.optimisation`).
     vcd_dir : path or None
         Write each simulation's waveform there (``<unit>-die<N>.vcd`` / ``<unit>.vcd``) with a
         GTKWave save file showing the unit's ports.
@@ -184,13 +187,17 @@ class CoSim:
         Called with (unit, simulations done, total) while the RTL runs.
     """
 
-    def __init__(self, units, window: Window, *, engine: str = "pysim",
+    def __init__(self, units, window: Window, *, engine: str = "pysim", opt: str = "-O2",
                  vcd_dir: str | Path | None = None,
                  progress: Callable[[str, int, int], None] | None = None):
         self.units = tuple(units)
         if engine not in ENGINES:
             raise ValueError(f"engine {engine!r}: expected one of {', '.join(ENGINES)}")
-        self.window, self.engine = window, engine
+        if engine == "cxxrtl":
+            from ..rtlsim.build import OPT_LEVELS
+            if opt not in OPT_LEVELS:
+                raise ValueError(f"opt {opt!r}: expected one of {', '.join(OPT_LEVELS)}")
+        self.window, self.engine, self.opt = window, engine, opt
         self.vcd_dir = None if vcd_dir is None else Path(vcd_dir)
         self.progress = progress
         self.jobs: dict[tuple[str, int], _Job] = {}
@@ -364,7 +371,7 @@ class CoSim:
             if not self.window.takes_die(d):
                 continue
             experts = task_e[keep & (task_d == d)].tolist()
-            job.inputs.append([gcp.heatmap_row(layer, e).tolist() for e in experts])
+            job.inputs.append(np.array([gcp.heatmap_row(layer, e) for e in experts]))
             (_, cp_en, _, _), = streams[("local_cp", d)]
             bits = sum(1 << j for j in np.flatnonzero(cp_en).tolist())
             job.checks.append(_Check(Where(iteration, layer, Phase.PREDICTOR, d, 0),
@@ -386,6 +393,13 @@ class CoSim:
     def check(self) -> dict[str, dict]:
         """Run every kept job as RTL; raise :class:`CoSimMismatch` at the earliest
         difference, else return per unit: simulations, answers compared, cycles, seconds."""
+        if self.engine == "pysim":
+            return self._check()
+        from ..rtlsim import optimisation
+        with optimisation(self.opt):
+            return self._check()
+
+    def _check(self) -> dict[str, dict]:
         jobs = sorted(self.jobs.values(), key=lambda j: (UNITS.index(j.unit), j.die))
         first = None
         for n, job in enumerate(jobs):

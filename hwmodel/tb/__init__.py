@@ -12,9 +12,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
+import numpy as np
 from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
@@ -166,7 +167,8 @@ def run_command_stream(dut, commands, responses: int, decode, *, back_pressure: 
     """Drive a unit with one command stream and one response stream; ``(results, cycles)``.
 
     The units that answer queries (ATU, PDU, EDT) share this shape: ``dut.cmd`` takes
-    ``commands`` in order, ``dut.resp`` gives ``responses`` payloads, each turned into a Python
+    ``commands`` in order (payload dicts, or bulk columns as :class:`hwmodel.rtlsim.StreamSource`
+    takes them), ``dut.resp`` gives ``responses`` payloads, each turned into a Python
     value by ``decode(payload)``.
 
     Parameters
@@ -180,13 +182,19 @@ def run_command_stream(dut, commands, responses: int, decode, *, back_pressure: 
         Amaranth's Python simulator, or the design compiled by Yosys CXXRTL
         (:mod:`hwmodel.rtlsim`): same results, same cycle count.
     """
-    limit = max_cycles or 100 + cycles_per_command * len(commands) * (1 + back_pressure)
     from ..rtlsim import StreamSink, StreamSource, check_engine, run_streams
+    source = StreamSource("cmd", commands)
+    limit = max_cycles or 100 + cycles_per_command * len(source) * (1 + back_pressure)
     if check_engine(engine) == "cxxrtl":
-        run = run_streams(dut, [StreamSource("cmd", commands)],
+        run = run_streams(dut, [source],
                           [StreamSink("resp", responses, initial_wait=back_pressure,
                                       gap=back_pressure)], max_cycles=limit, vcd=vcd)
         return [decode(payload) for payload in run.received["resp"]], run.cycles
+    if isinstance(commands, Mapping):       # bulk columns: one dict per command
+        # Python ints, not numpy's: a list of integers past 64 bits must not turn into floats
+        columns = [c.tolist() if isinstance(c, np.ndarray) else list(c)
+                   for c in commands.values()]
+        commands = [dict(zip(commands, row)) for row in zip(*columns)]
     results = []
 
     async def producer(ctx):

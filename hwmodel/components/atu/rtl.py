@@ -11,7 +11,7 @@ entry: 512 x 68 bits in all for the paper, 4.25 KB. Every width comes from the u
 
 # No `from __future__ import annotations`: data.Struct reads its annotations as shapes.
 
-from amaranth.hdl import Cat, Module, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Signal, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory, MemoryData
 from amaranth.lib.wiring import In, Out
@@ -105,11 +105,16 @@ class ATU(wiring.Component):
                      write.en.eq(accept & (cmd.op == ATUOp.INSERT)),
                      read.addr.eq(index), read.en.eq(advance)]
 
+        # The valid bits are written whole, through a one-hot mask: a dynamic one-bit select
+        # on the left of an assignment splits the vector into one multiplexer per bit, which
+        # the compiled simulator then evaluates every cycle (and g++ takes minutes to build).
+        entry = Signal(self._num_entries)
+        m.d.comb += entry.eq(Const(1, self._num_entries) << index)
         with m.If(accept), m.Switch(cmd.op):
             with m.Case(ATUOp.INSERT):
-                m.d.sync += valid.bit_select(index, 1).eq(1)
+                m.d.sync += valid.eq(valid | entry)
             with m.Case(ATUOp.INVALIDATE):
-                m.d.sync += valid.bit_select(index, 1).eq(0)
+                m.d.sync += valid.eq(valid & ~entry)
             with m.Case(ATUOp.INVALIDATE_ALL):
                 m.d.sync += valid.eq(0)
 

@@ -6,7 +6,7 @@ loads no simulator."""
 
 import numpy as np
 
-from ...checks import check_int
+from ...checks import check_int, check_int_array
 from ...rtlsim import StreamSink, StreamSource, check_engine, run_streams
 from ...tb import run_command_stream, run_scenario, stream_get, stream_put
 from .allocator import CostROM
@@ -22,6 +22,34 @@ from .params import (
 from .rtl import EDT, EDTOp, TopNPredictor
 
 __all__ = ["simulate_allocator", "simulate_edt", "simulate_predict", "simulate_top_n"]
+
+def _predictor_beats(groups, num_experts: int, count_bits: int):
+    """The row stream of :func:`simulate_predict`, checked: every group's counts, row after
+    row (int64), and the ``last`` flag of each count (1 on its group's last row)."""
+    counts, last = [], []
+    for g, group in enumerate(groups):
+        if len(group) == 0:
+            raise ValueError(f"groups[{g}] has no row (a die without experts needs no call)")
+        for r, row in enumerate(group):
+            if len(row) != num_experts:
+                raise ValueError(f"groups[{g}][{r}] has {len(row)} counts, expected "
+                                 f"{num_experts}")
+        flat = np.asarray(group).reshape(-1)
+        try:
+            flat = check_int_array("counts", flat, 0, 1 << count_bits)
+        except (TypeError, ValueError):     # name the first bad count as the rows hold it
+            for r, row in enumerate(group):
+                for j, c in enumerate(row):
+                    check_int(f"groups[{g}][{r}][{j}]", c, 0, 1 << count_bits)
+            raise
+        flags = np.zeros(len(flat), dtype=np.int64)
+        flags[-num_experts:] = 1
+        counts.append(flat)
+        last.append(flags)
+    if not counts:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return np.concatenate(counts), np.concatenate(last)
+
 
 def simulate_predict(groups, num_experts, top_n=None, count_bits=HEATMAP_COUNT_BITS, *, vcd=None,
                      engine="pysim"):
@@ -42,25 +70,16 @@ def simulate_predict(groups, num_experts, top_n=None, count_bits=HEATMAP_COUNT_B
     cycles : int
     """
     check_engine(engine)    # before the design exists: an unused design warns
-    beats = []
-    for g, group in enumerate(groups):
-        if len(group) == 0:
-            raise ValueError(f"groups[{g}] has no row (a die without experts needs no call)")
-        for r, row in enumerate(group):
-            if len(row) != num_experts:
-                raise ValueError(f"groups[{g}][{r}] has {len(row)} counts, expected "
-                                 f"{num_experts}")
-            last = int(r == len(group) - 1)
-            beats.extend({"count": check_int(f"groups[{g}][{r}][{j}]", c, 0, 1 << count_bits),
-                          "last": last} for j, c in enumerate(row))
+    counts, last = _predictor_beats(groups, num_experts, count_bits)
     # built after the checks: a design never simulated warns (UnusedElaboratable)
     dut = TopNPredictor(num_experts, top_n, count_bits)
-    rows = sum(len(group) for group in groups)
+    rows = len(counts) // num_experts
     limit = 100 + rows * (num_experts + 2) + 2 * len(groups)
     if engine == "cxxrtl":
-        run = run_streams(dut, [StreamSource("row", beats)], [StreamSink("top", len(groups))],
-                          max_cycles=limit, vcd=vcd)
+        run = run_streams(dut, [StreamSource("row", {"count": counts, "last": last})],
+                          [StreamSink("top", len(groups))], max_cycles=limit, vcd=vcd)
         return run.received["top"], run.cycles
+    beats = [{"count": c, "last": f} for c, f in zip(counts.tolist(), last.tolist())]
     bitmaps = []
 
     async def producer(ctx):
@@ -123,7 +142,11 @@ def simulate_edt(transactions, num_experts=PAPER.entries, *, num_dies=PAPER.num_
         simulation starts, with the twin's message.
     """
     check_engine(engine)    # before the design exists: an unused design warns
-    commands = []
+    columns = {name: [] for name in ("op", "expert", "home", "presence", "die")}
+
+    def command(op, expert, home=0, presence=0, die=0):
+        for name, value in zip(columns, (op.value, expert, home, presence, die)):
+            columns[name].append(value)
     homes: dict[int, int] = {}    # the RTL table's home field per entry (reset content: 0)
     for i, t in enumerate(transactions):
         if not isinstance(t, (tuple, list)) or not t:
@@ -138,22 +161,21 @@ def simulate_edt(transactions, num_experts=PAPER.entries, *, num_dies=PAPER.num_
         expert = check_int("expert", rest[0], 0, num_experts)
         if op == "write":
             home = check_int("home", rest[1], 0, num_dies)
-            commands.append({"op": EDTOp.WRITE, "expert": expert, "home": home,
-                             "presence": check_int("presence", rest[2], 0, 1 << num_dies)})
+            command(EDTOp.WRITE, expert, home, check_int("presence", rest[2], 0, 1 << num_dies))
             homes[expert] = home
         elif op == "read":
-            commands.append({"op": EDTOp.READ, "expert": expert})
+            command(EDTOp.READ, expert)
         else:
             die = check_int("die", rest[1], 0, num_dies)
             if op == "clear_present" and die == homes.get(expert, 0):
                 raise ValueError(f"die {die} is the home of expert {expert}: its copy is not a "
                                  f"replica and cannot be cleared")
-            commands.append({"op": EDTOp.SET_PRESENT if op == "set_present"
-                             else EDTOp.CLEAR_PRESENT, "expert": expert, "die": die})
-    reads = sum(c["op"] == EDTOp.READ for c in commands)
+            command(EDTOp.SET_PRESENT if op == "set_present" else EDTOp.CLEAR_PRESENT, expert,
+                    die=die)
+    reads = columns["op"].count(EDTOp.READ.value)
     # built after the checks: a design never simulated warns (UnusedElaboratable)
     dut = EDT(num_experts, num_dies=num_dies)
-    return run_command_stream(dut, commands, reads,
+    return run_command_stream(dut, columns, reads,
                               lambda entry: (int(entry.home), int(entry.presence)),
                               cycles_per_command=3, vcd=vcd, engine=engine)
 

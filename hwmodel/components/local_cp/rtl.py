@@ -9,6 +9,9 @@ RTL proven against its twin) and runs one command at a time from ``cmd``:
   slot ``i % num_sm_slots`` (round-robin, waiting while that slot is busy: back-pressure);
 * ``END`` closes the layer: once every dispatched task has completed (``sm_done`` pulses), the
   statistics go out on ``stats`` and the counters restart.
+
+The die's own id is an input port (``die``, a strap tied to a constant on each die), so every
+die of a wafer runs the same design: a task is remote when its source die differs from it.
 """
 
 # No `from __future__ import annotations`: data.Struct reads its annotations as shapes.
@@ -67,8 +70,6 @@ class LocalCP(wiring.Component):
 
     Parameters
     ----------
-    die : int
-        This die's id.
     num_sm_slots : int
         SM slots (one task stream each).
     num_experts : int
@@ -78,6 +79,8 @@ class LocalCP(wiring.Component):
 
     Members
     -------
+    die : In(layout.die_bits)
+        This die's id (held constant: a strap of the die).
     cmd : In(stream.Signature(command_layout(layout)))
     sm : Out(stream.Signature(sm_task_layout(layout))).array(num_sm_slots)
         One task stream per SM slot; a slot holds ``ready`` low while busy.
@@ -89,16 +92,15 @@ class LocalCP(wiring.Component):
         One message per layer, after ``END`` and the last completion.
     """
 
-    def __init__(self, die: int = 0, num_sm_slots: int = PAPER.sm_slots,
-                 num_experts: int = PAPER.experts, *,
+    def __init__(self, num_sm_slots: int = PAPER.sm_slots, num_experts: int = PAPER.experts, *,
                  num_dies: int = PAPER.num_dies):
         self.layout = LocalCPLayout(
             num_dies=num_dies, experts=check_int("num_experts", num_experts, 1),
             sm_slots=check_int("num_sm_slots", num_sm_slots, 1, 65))
-        self._die = check_int("die", die, 0, self.layout.num_dies)
         self._num_sm_slots = self.layout.sm_slots
         self._num_experts = self.layout.experts
         super().__init__({
+            "die": In(self.layout.die_bits),
             "cmd": In(stream.Signature(command_layout(self.layout))),
             "sm": Out(stream.Signature(sm_task_layout(self.layout))).array(self._num_sm_slots),
             "sm_done": In(self._num_sm_slots),
@@ -118,7 +120,7 @@ class LocalCP(wiring.Component):
         tokens = Signal(32)
         remote_tasks = Signal(COUNT_BITS)
         duplications = Signal(COUNT_BITS)
-        remote = task.source_die != self._die
+        remote = task.source_die != self.die
 
         # Completions can arrive in any state; count them all (popcount of the pulses).
         completed_next = completed + sum(self.sm_done[i] for i in range(n))
@@ -149,7 +151,7 @@ class LocalCP(wiring.Component):
                         with m.Case(LocalCPKind.CONFIG):
                             m.next = "CONFIG"
                         with m.Case(LocalCPKind.TASK):
-                            with m.If(self.cmd.payload.source_die != self._die):
+                            with m.If(self.cmd.payload.source_die != self.die):
                                 m.next = "QUERY"
                             with m.Else():
                                 m.next = "DISPATCH"

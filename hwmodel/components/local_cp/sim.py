@@ -60,7 +60,8 @@ def simulate_local_cp(layers, *, die=0, num_sm_slots=PAPER.sm_slots, num_experts
     """Run ``layers`` (see :func:`run_local_cp_twin`) through the RTL.
 
     Each SM slot is modelled by a testbench that accepts a task, is busy ``sm_latency + slot``
-    cycles (so slots finish out of order) and pulses its ``sm_done`` bit.
+    cycles (so slots finish out of order) and pulses its ``sm_done`` bit. ``die`` is held on
+    the design's ``die`` port: one design serves every die.
     ``engine``: ``"pysim"`` (Amaranth's simulator) or ``"cxxrtl"`` (:mod:`hwmodel.rtlsim`,
     the same SM model in C++).
 
@@ -72,16 +73,19 @@ def simulate_local_cp(layers, *, die=0, num_sm_slots=PAPER.sm_slots, num_experts
     """
     check_engine(engine)    # before the design exists: an unused design warns
     prepared = _layers(layers, num_experts, num_dies)
-    dut = LocalCP(die, num_sm_slots, num_experts, num_dies=num_dies)
+    die = check_int("die", die, 0, num_dies)
+    dut = LocalCP(num_sm_slots, num_experts, num_dies=num_dies)
     total = sum(len(words) + len(tasks) + 1 for tasks, words in prepared)
     limit = max_cycles or 200 + total * (12 + sm_latency + num_sm_slots)
     if engine == "cxxrtl":
-        stats, sm_tasks, dups, cycles = _compiled_local_cp(dut, prepared, sm_latency, limit, vcd)
+        stats, sm_tasks, dups, cycles = _compiled_local_cp(dut, die, prepared, sm_latency, limit,
+                                                           vcd)
         return _split_dups(die, stats, dups), sm_tasks, cycles
     stats, sm_tasks = [], [[] for _ in range(num_sm_slots)]
     dups: list[list[int]] = []
 
     async def producer(ctx):
+        ctx.set(dut.die, die)       # the die's strap, before the first edge
         for tasks, words in prepared:
             for index, word in enumerate(words):
                 await stream_put(ctx, dut.cmd, {"kind": LocalCPKind.CONFIG, "index": index,
@@ -128,22 +132,32 @@ def _split_dups(die, stats, dups):
     return result
 
 
-def _compiled_local_cp(dut, prepared, sm_latency, limit, vcd):
+def _compiled_local_cp(dut, die, prepared, sm_latency, limit, vcd):
     """:func:`simulate_local_cp`'s run on the compiled design: the same producer, consumers
     and SM models (slot ``i`` busy ``sm_latency + i`` cycles, then one ``sm_done`` pulse)."""
-    commands = []
-    for tasks, words in prepared:
-        commands += [{"kind": LocalCPKind.CONFIG, "index": index, "word": word}
-                     for index, word in enumerate(words)]
-        commands += [{"kind": LocalCPKind.TASK, "index": t.expert, "tokens": t.tokens,
-                      "source_die": t.source_die} for t in tasks]
-        commands.append({"kind": LocalCPKind.END})
+    commands = {name: [] for name in ("kind", "index", "tokens", "source_die", "word")}
+    kind, index, tokens = commands["kind"], commands["index"], commands["tokens"]
+    source_die, word = commands["source_die"], commands["word"]
+    for tasks, words in prepared:       # bulk columns: the producer's commands in order
+        kind += [LocalCPKind.CONFIG.value] * len(words) + [LocalCPKind.TASK.value] * len(tasks)
+        index += range(len(words))
+        index += [t.expert for t in tasks]
+        tokens += [0] * len(words)
+        tokens += [t.tokens for t in tasks]
+        source_die += [0] * len(words)
+        source_die += [t.source_die for t in tasks]
+        word += words
+        word += [0] * len(tasks)
+        for column in (index, tokens, source_die, word):
+            column.append(0)
+        kind.append(LocalCPKind.END.value)
     slots = range(len(dut.sm))
     sinks = [StreamSink("stats", len(prepared)), StreamSink("dup", None)]
     # stream_get, then wait_cycles(sm_latency + i), then one cycle with sm_done high
     sinks += [StreamSink(f"sm__{i}", None, gap=sm_latency + i + 1, pulse=("sm_done", i))
               for i in slots]
-    run = run_streams(dut, [StreamSource("cmd", commands)], sinks, max_cycles=limit, vcd=vcd)
+    run = run_streams(dut, [StreamSource("cmd", commands)], sinks, inputs={"die": die},
+                      max_cycles=limit, vcd=vcd)
     stats = [(int(m.tasks), int(m.tokens), int(m.remote_tasks), int(m.duplications))
              for m in run.received["stats"]]
     sm_tasks = [[SMTask(i, int(m.expert), int(m.tokens), bool(m.remote), bool(m.copy))

@@ -7,12 +7,12 @@ interleaved layout. One command per cycle; a query answers on ``resp`` exactly
 
 # No `from __future__ import annotations`: data.Struct reads its annotations as shapes.
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Array, Const, Module, Signal
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ...checks import check_int
-from .params import BITS_PER_EXPERT, OP_BITS, PAPER, WORD_BITS, PDULayout
+from .params import BITS_PER_EXPERT, EXPERTS_PER_WORD, OP_BITS, PAPER, WORD_BITS, PDULayout
 
 __all__ = [
     "PDU",
@@ -79,22 +79,34 @@ class PDU(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        table = Signal(self.num_words * WORD_BITS)
+        # One signal per 16-bit register, each written whole (the same flip-flops as one
+        # 1,024-bit vector): a dynamic bit or word select into a single wide vector splits it
+        # into one multiplexer per bit, which is what the compiled simulator then evaluates.
+        words = Array(Signal(WORD_BITS, name=f"word{w}") for w in range(self.num_words))
         cmd = self.cmd.payload
         expert = cmd.index[:max(1, (self._num_experts - 1).bit_length())]
         word_index = cmd.index[:max(1, (self.num_words - 1).bit_length())]
-        bits = table.bit_select(expert * BITS_PER_EXPERT, BITS_PER_EXPERT)
+        slot_bits = (EXPERTS_PER_WORD - 1).bit_length()
+        home = expert >> slot_bits                      # the register holding the expert
+        offset = expert[:slot_bits] * BITS_PER_EXPERT   # its cp_en bit there
+        bits = words[home].bit_select(offset, BITS_PER_EXPERT)
+        is_local_bit = Signal(WORD_BITS)
+        m.d.comb += is_local_bit.eq(Const(1 << 1, WORD_BITS) << offset)
 
         advance = ~self.resp.valid | self.resp.ready
         accept = self.cmd.valid & advance
         m.d.comb += self.cmd.ready.eq(advance)
         with m.If(accept), m.Switch(cmd.op):
             with m.Case(PDUOp.WRITE):
-                m.d.sync += table.word_select(word_index, WORD_BITS).eq(cmd.word)
+                for w, word in enumerate(words):
+                    with m.If(word_index == w):
+                        m.d.sync += word.eq(cmd.word)
             with m.Case(PDUOp.SET_LOCAL):
-                m.d.sync += table.bit_select(expert * BITS_PER_EXPERT + 1, 1).eq(1)
+                for w, word in enumerate(words):
+                    with m.If(home == w):
+                        m.d.sync += word.eq(word | is_local_bit)
             with m.Case(PDUOp.CLEAR):
-                m.d.sync += table.eq(0)
+                m.d.sync += [word.eq(0) for word in words]
         with m.If(advance):
             m.d.sync += [self.resp.valid.eq(accept & (cmd.op == PDUOp.QUERY)),
                          self.resp.payload.cp_en.eq(bits[0]),
