@@ -326,6 +326,8 @@ class _Run:
                           if replay.params.attention_time else None)
         self.micro = (MicroBatches(replay, self.kernel, self.dispatch)    # physical:
                       if replay.params.micro_batches else None)          # micro_batches
+        if self.micro is not None and self.attention is not None:    # each micro-batch's
+            self.micro.attention = self.attention.micro_batch_ns      # attention, pipelined
         self.requests = None
 
     def execute(self, progress) -> ReplayResult:
@@ -397,7 +399,8 @@ class _Run:
             tasks = Tasks(*(column[order] for column in tasks))
         prediction = Prediction(enabled=self.units is not None, copy_ok=copy_ok,
                                 redirect=self.redirect, copy=self.copy)
-        ready = self.t if self.attention is None else self.attention.phase_end(self.t, it, layer)
+        ready = (self.t if self.attention is None or self.micro is not None
+                 else self.attention.phase_end(self.t, it, layer))
         start = ready if self.control is None else ready + self.control.launch_ns(
             counts, task_e, task_d, self.gcp.presence_matrix(layer), decode=stage == "decode")
         if self.micro is not None:                                    # physical: micro_batches
