@@ -223,3 +223,36 @@ def test_mla_pairs_and_the_layer_groups():
     assert [list(g) for g in groups[:2]] == [[0, 1, 2, 3], [4]]
     assert sum(len(g) for g in groups) == deepseek.num_layers == 61
     assert [list(g) for g in _layer_groups(np.array([1, 3]), 6)] == [[0, 1], [2, 3, 4, 5]]
+
+
+@pytest.mark.parametrize("placement", ["layer-sharded", "data-parallel"])
+def test_a_micro_batchs_attention_and_the_whole_batchs(placement):
+    """The phase of a subset of requests (a micro-batch), against the whole batch's phase.
+    Requests 0 (prompt 2, 1 decode step) and 1 (prompt 4, 3 steps) at decode step 1: contexts
+    3 and 5, one token each; MoE layer 0 is preceded by two model layers. Given every request
+    the subset's phase is the whole batch's (time, bytes, operations). Split: layer-sharded,
+    each micro-batch's phase is its own request's roofline on the layers' dies, and together
+    they read the two layers' weights once more than the whole batch; data-parallel, request
+    r runs on die r, so the whole phase is the slower micro-batch's and the bytes add up."""
+    two = _tiny_store([([0, 0], [0]), ([0, 0, 0, 0], [0, 0, 0])])
+    replay = Replay(wafer=build_wafer(load_wafer("tsmc-sow")),
+                    model=load_model("llama4-maverick"), store=two,
+                    params=ReplayParams(attention_time=True, attention_placement=placement))
+
+    def phase(requests):
+        attention = AttentionTime(replay)
+        ns = (attention.phase_end(0, 1, 0) if requests is None
+              else attention.micro_batch_ns(1, 0, np.array(requests)))
+        assert ns == attention.totals["attention_ns"]
+        return ns, attention.totals["attention_bytes"], attention.totals["attention_flops"]
+
+    whole = phase(None)
+    assert phase([0, 1]) == whole
+    a, b = phase([0]), phase([1])
+    assert a == tuple(2 * v for v in layer(1, 3, 3)) and b == tuple(2 * v for v in layer(1, 5, 5))
+    if placement == "layer-sharded":
+        assert whole == tuple(2 * v for v in layer(2, 8, 8))
+        assert a[1] + b[1] == whole[1] + 2 * W
+    else:
+        assert whole[0] == max(a[0], b[0]) and a[1] + b[1] == whole[1]
+    assert a[2] + b[2] == whole[2]

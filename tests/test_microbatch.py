@@ -185,3 +185,40 @@ def test_a_copy_micro_batch_a_made_is_not_made_again_by_b():
                   tokens=np.array([1, 1, 1]), remote=np.array([1, 1, 0]))
     out = _not_copied_again(copy, tasks, redirect)
     assert np.argwhere(~out).tolist() == [[1, 3]] and copy.all()
+
+
+def test_each_micro_batchs_attention_is_a_compute_phase_by_hand():
+    """attention_time + micro_batches + dispatch_time, the closed form 2 L (a + k) + c with
+    the real attention time a. ep, layer-sharded, prefill only: requests 0 and 1, one-token
+    prompts on experts 0 and 1 (both homed on die 0). Each micro-batch's attention before a
+    MoE layer is its own request's, over two model layers on their dies in turn: a = 2 x the
+    roofline of one token over a context of one (about 89 us, test_attention_time's hand
+    values), above every dispatch and combine (a few us). k is each request's own paper-mode
+    expert phase. A's first dispatch hides under B's attention; only B's last combine (die
+    0 -> 23) is exposed. Each micro-batch reads the layers' attention weights again, so the
+    bytes are the whole batch's plus 48 W; none of the attention is launch time."""
+    from test_attention_time import KV, LAYERS, W
+    from test_attention_time import layer as attention_layer
+    wafer = build_wafer(load_wafer("tsmc-sow"))
+    phase = lambda s, d: HOP * len(wafer.mesh.route_links(s, d)) + TOKEN_PAYLOAD
+    a = 2 * attention_layer(1, 1, 1)[0]
+    moe_layers = 24
+    alone = [run(_tiny_store([([e], [])]), strategy="ep", max_iterations=1) for e in (0, 1)]
+    store = _tiny_store([([0], []), ([1], [])])
+    both = {"strategy": "ep", "max_iterations": 1, "dispatch_time": True,
+            "attention_time": True}
+    whole = run(store, **both)
+    micro = run(store, micro_batches=True, **both)
+    spans = [p["end_ns"] - p["start_ns"] for r in alone for p in r.per_layer]
+    hosts = [layer % 24 for layer in range(1, 48, 2)]
+    assert max(max(phase(h, 0), phase(0, h)) for h in hosts) <= min(a, *spans)
+    assert micro.time_ns == (2 * moe_layers * a + alone[0].time_ns + alone[1].time_ns
+                             + phase(0, 23))
+    c = micro.counts
+    assert c["micro_attention_ns"] == c["attention_ns"] == 2 * moe_layers * a
+    assert c["micro_launch_ns"] == 0
+    assert c["attention_bytes"] == 2 * LAYERS * (W + KV)
+    assert c["attention_bytes"] - whole.counts["attention_bytes"] == LAYERS * W
+    assert c["attention_flops"] == whole.counts["attention_flops"]
+    links = c["micro_dispatch_ns"] + c["micro_combine_ns"]
+    assert c["micro_hidden_ns"] == links - phase(0, 23)

@@ -30,6 +30,11 @@ die runs every layer for its own requests and the phase lasts as long as the slo
 During its attention a die's HBM and compute unit are held: the event kernel's release time of
 both resources is raised to the end of the die's attention, so that anything the kernel runs on
 that die afterwards waits for it (:meth:`AttentionTime.hold`).
+
+With ``micro_batches`` each micro-batch has its own attention phase
+(:meth:`AttentionTime.micro_batch_ns`): the same roofline on the same dies for the micro-batch's
+requests alone, each micro-batch reading the layer's weights again (a second pass), and the
+pipeline of :mod:`~hwmodel.system.microbatch` places it as a compute phase.
 """
 
 from __future__ import annotations
@@ -94,7 +99,7 @@ class AttentionTime:
         self.request_die = request_dies(live, np.arange(len(store)))
         self.kernel = kernel
         self.totals = dict.fromkeys(ATTENTION_COUNTS, 0)
-        self._iteration = -1
+        self._iteration, self._cache = -1, {}
         self._per_die = self._busy = None
 
     # ---- one layer on one die -----------------------------------------------------------
@@ -110,33 +115,45 @@ class AttentionTime:
         compute_ns = unit.compute.operations_latency_ns(flops, self.model.utilisation(tokens))
         return max(hbm_ns, compute_ns), nbytes, flops
 
-    def _iteration_layers(self, it: int) -> list[tuple[int, int, int]]:
+    def _iteration_layers(self, it: int, requests=None) -> list[tuple[int, int, int]]:
         """Per die id, ``(ns, bytes, operations)`` of one layer's attention at iteration
-        ``it`` (layer-sharded: were the die to host the layer, for every request;
-        data-parallel: for the die's own requests), cached for the iteration."""
+        ``it`` (layer-sharded: were the die to host the layer, for every request served;
+        data-parallel: for the die's own requests), cached for the iteration. ``requests``
+        (batch indices): only these requests are served (a micro-batch); None: the batch."""
+        key = None if requests is None else np.asarray(requests, np.int64).tobytes()
         if it != self._iteration:
-            q, c = self.tokens[it], self.context[it]
-            pairs = q * c - q * (q - 1) // 2
-            per_die = [(0, 0, 0)] * self.num_dies
-            if self.sharded:
-                every = (int(q.sum()), int(c.sum()), int(pairs.sum()))
-                for d in self.live.tolist():
-                    per_die[d] = self._die_layer(d, *every)
-            else:
-                sums = np.zeros((3, self.num_dies), np.int64)
-                for row, values in zip(sums, (q, c, pairs)):
-                    np.add.at(row, self.request_die, values)
-                for d in self.live.tolist():
-                    per_die[d] = self._die_layer(d, *(int(v) for v in sums[:, d]))
-            self._iteration, self._per_die = it, per_die
-            self._busy = [d for d, done in enumerate(per_die) if done[0]]
+            self._iteration, self._cache = it, {}
+        if key not in self._cache:
+            self._cache[key] = self._serve(it, requests)
+        self._per_die, self._busy = self._cache[key]
         return self._per_die
 
+    def _serve(self, it: int, requests):
+        """``(per_die, busy)`` of :meth:`_iteration_layers`, computed: busy lists the dies
+        whose attention takes time."""
+        q, c, on = self.tokens[it], self.context[it], self.request_die
+        if requests is not None:
+            q, c, on = q[requests], c[requests], on[requests]
+        pairs = q * c - q * (q - 1) // 2
+        per_die = [(0, 0, 0)] * self.num_dies
+        if self.sharded:
+            every = (int(q.sum()), int(c.sum()), int(pairs.sum()))
+            for d in self.live.tolist():
+                per_die[d] = self._die_layer(d, *every)
+        else:
+            sums = np.zeros((3, self.num_dies), np.int64)
+            for row, values in zip(sums, (q, c, pairs)):
+                np.add.at(row, on, values)
+            for d in self.live.tolist():
+                per_die[d] = self._die_layer(d, *(int(v) for v in sums[:, d]))
+        return per_die, [d for d, done in enumerate(per_die) if done[0]]
+
     # ---- the phase before a MoE layer ---------------------------------------------------
-    def _phase(self, t0: int, it: int, layer: int):
+    def _phase(self, t0: int, it: int, layer: int, requests=None):
         """``(dies, ends, bytes, operations)`` of the attention before MoE layer ``layer``
-        at iteration ``it`` started at ``t0``: each working die and when its part ends."""
-        per_die = self._iteration_layers(it)
+        at iteration ``it`` started at ``t0``, for ``requests`` (None: the batch): each working
+        die and when its part ends."""
+        per_die = self._iteration_layers(it, requests)
         dies, ends, nbytes, flops = [], [], 0, 0
         if self.sharded:                       # the group's layers in turn, on their hosts
             t = t0
@@ -176,11 +193,30 @@ class AttentionTime:
         ``t0``, has ended; counts it and holds its dies' HBM and compute until then."""
         dies, ends, nbytes, flops = self._phase(t0, it, layer)
         end = max(ends, default=t0)
-        self.totals["attention_ns"] += end - t0
-        self.totals["attention_bytes"] += nbytes
-        self.totals["attention_flops"] += flops
+        self._count(end - t0, nbytes, flops)
         self.hold(dies, ends)
         return end
+
+    def micro_batch_ns(self, it: int, layer: int, requests) -> int:
+        """How long the attention before MoE layer ``layer`` at iteration ``it`` lasts for
+        the micro-batch of ``requests`` (batch indices) alone; counts it.
+
+        The phase of :meth:`phase_ns` with only these requests served: the same roofline on
+        the same dies, each die reading the layer's attention weights again (a second pass:
+        two micro-batches read them twice) and the KV cache of its requests in the
+        micro-batch. It holds nothing in the kernel: the two micro-batches' phases are each
+        timed alone and composed by :class:`~hwmodel.system.microbatch.Pipeline`, where
+        this is a phase on the wafer's compute (``MicroBatches.attention``).
+        """
+        _, ends, nbytes, flops = self._phase(0, it, layer, requests)
+        ns = max(ends, default=0)
+        self._count(ns, nbytes, flops)
+        return ns
+
+    def _count(self, ns: int, nbytes: int, flops: int) -> None:
+        self.totals["attention_ns"] += ns
+        self.totals["attention_bytes"] += nbytes
+        self.totals["attention_flops"] += flops
 
     def hold(self, dies: list[int], ends: list[int]) -> None:
         """Raise the release time of ``dies``' HBM and compute resources to ``ends`` in the

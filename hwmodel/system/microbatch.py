@@ -12,14 +12,17 @@ With this switch each iteration's batch is split in the same way:
   sees the whole layer's counts, as in paper mode); each task's tokens are then split by the
   micro-batch of their request (:func:`split_tasks`), with the dispatch's rule of which token
   goes to which task (:func:`hwmodel.system.dispatch.token_tasks`).
-* **The phases.** Per MoE layer and micro-batch: attention (compute; zero until an attention
-  time is plugged in, :attr:`MicroBatches.attention`), dispatch (links), the experts (compute:
+* **The phases.** Per MoE layer and micro-batch: attention (compute; the micro-batch's own
+  attention when ``attention_time`` is on, which plugs in
+  :meth:`~hwmodel.system.attention.AttentionTime.micro_batch_ns` as
+  :attr:`MicroBatches.attention`, else zero), dispatch (links), the experts (compute:
   the event kernel on the micro-batch's tasks, with their HBM reads and remote weight
   transfers, which the expert's GEMM waits for) and combine (links). Each phase is timed alone,
   one after the other, on the run's kernel and links (a serial measuring clock): dispatch and
   combine as ``dispatch_time`` times them (:mod:`hwmodel.system.dispatch`), the experts as one
-  kernel run. Micro-batch B reads the weights again: its slices may hit the LLC that A filled,
-  and a copy that A made in the layer is not made again by B.
+  kernel run, attention by its roofline. Micro-batch B reads the weights again: its expert
+  slices may hit the LLC that A filled, a copy that A made in the layer is not made again by
+  B, and its attention reads the layer's attention weights from HBM a second time.
 * **The composition** (:class:`Pipeline`). Two resources: the wafer's *compute* (attention and
   experts: a micro-batch's expert phase spreads over all dies, as in expert-parallel serving)
   and its *links* (dispatch and combine). Each micro-batch runs its phases in order, layer
@@ -31,7 +34,8 @@ With this switch each iteration's batch is split in the same way:
 
 What the composition ignores: contention between overlapped phases (A's dispatch and B's remote
 weight transfers on the same links, attention's and the experts' HBM reads), since each phase
-is timed alone; that A's and B's expert phases could overlap on dies the other leaves idle;
+is timed alone; that A's and B's expert phases could overlap on dies the other leaves idle
+(and a layer-sharded attention, which runs on one die at a time, with the other's experts);
 and the gating: the plan of layer ``l`` is made from both micro-batches' routing at once.
 """
 
@@ -146,8 +150,9 @@ class MicroBatches:
     ----------
     attention : callable or None
         ``attention(iteration, layer, requests) -> ns``: the attention time of the micro-batch
-        of ``requests`` (batch indices) at MoE ``layer``, on the wafer's compute. None (the
-        default): attention is free, as in the paper.
+        of ``requests`` (batch indices) at MoE ``layer``, on the wafer's compute
+        (:meth:`~hwmodel.system.attention.AttentionTime.micro_batch_ns` with
+        ``attention_time``). None (the default): attention is free, as in the paper.
     """
 
     def __init__(self, replay, kernel, dispatch=None):
@@ -176,7 +181,8 @@ class MicroBatches:
             The kernel's task order (the Local CPs' dispatch order), None: plan order.
         prediction : hwmodel.system.engine.Prediction
         launch_ns : int
-            The control path's launch time, before either micro-batch's first phase.
+            The control path's launch time, after each micro-batch's attention (the plan
+            needs the routing) and before its dispatch.
         prefetched : hwmodel.system.engine.Prefetched or None
             The slices read ahead for this layer (``prefetch``): both micro-batches' reads
             find them; :attr:`hbm_busy_ns` sums both expert phases' HBM holding times.
@@ -210,7 +216,7 @@ class MicroBatches:
             sent = self._phase("micro_dispatch_ns", "dispatch_end")
             experts, stall, copied = self._experts(layer, tasks, prediction, prefetched)
             back = self._phase("micro_combine_ns", "combine_end")
-            phases.append([(None, launch_ns), (COMPUTE, att), (LINKS, sent),
+            phases.append([(COMPUTE, att), (None, launch_ns), (LINKS, sent),
                            (COMPUTE, experts), (LINKS, back)])
             stalled |= stall
             dups.append(copied)

@@ -340,6 +340,8 @@ class _Run:
                       if replay.params.micro_batches else None)          # micro_batches
         self.prefetch = (Prefetcher(replay, self.tables.hbm_slice_ns)   # physical: prefetch
                          if replay.params.prefetch else None)
+        if self.micro is not None and self.attention is not None:    # each micro-batch's
+            self.micro.attention = self.attention.micro_batch_ns      # attention, pipelined
         self.requests = None
 
     def execute(self, progress) -> ReplayResult:
@@ -413,7 +415,8 @@ class _Run:
             tasks = Tasks(*(column[order] for column in tasks))
         prediction = Prediction(enabled=self.units is not None, copy_ok=copy_ok,
                                 redirect=self.redirect, copy=self.copy)
-        ready = self.t if self.attention is None else self.attention.phase_end(self.t, it, layer)
+        ready = (self.t if self.attention is None or self.micro is not None
+                 else self.attention.phase_end(self.t, it, layer))
         start = ready if self.control is None else ready + self.control.launch_ns(
             counts, task_e, task_d, self.gcp.presence_matrix(layer), decode=stage == "decode")
         prefetched = self.prefetch.kernel_input(layer) if self.prefetch else None
