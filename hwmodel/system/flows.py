@@ -92,6 +92,7 @@ class FlowState(NamedTuple):
     first_of: np.ndarray          # (links + 1,) int64 scratch of max-min
     fill: np.ndarray              # (links,) int64 scratch of max-min
     used: np.ndarray              # (links,) int64 scratch of max-min
+    members: np.ndarray           # (routes x links,) int64 scratch of max-min
     scalars: np.ndarray           # int64 (N_ACTIVE, FLOWS_STARTED, NEXT_NS, NEXT_POS, N_ROUTES)
     clock: np.ndarray             # (1,) float64 time the flows were last advanced to
 
@@ -113,6 +114,7 @@ def new_flow_state(network: LinkNetwork | None, flows: int) -> FlowState:
         route_rate=z(routes, np.float64), route_fixed=z(routes, np.bool_),
         cap_left=z(links, np.float64), unfixed=z(links), share=z(links, np.float64),
         first_of=z(links + 1), fill=z(links), used=z(links),
+        members=np.empty(routes * links, np.int64),
         scalars=np.array([0, 0, -1, -1, 0], np.int64), clock=z(1, np.float64))
 
 
@@ -126,7 +128,7 @@ def grown(fs: FlowState, flows: int) -> FlowState:
 
 
 # ------------------------------------------------------------- flows inside the kernel
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def flows_advance(fs, t):
     """Move the active flows' bytes and the links' busy and queue times on to ``t``."""
     dt = t - fs.clock[0]
@@ -144,7 +146,7 @@ def flows_advance(fs, t):
     fs.clock[0] = t
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def flows_rerate(fs, route_start, route_flat, route_len, num_dies):
     """Max-min rates of the active flows (progressive filling over the kernel's routes), then
     the next payload end (:func:`flows_next`).
@@ -175,7 +177,7 @@ def flows_rerate(fs, route_start, route_flat, route_len, num_dies):
             used[n_used] = link
             n_used += 1
     first_of[num_links] = total
-    members = np.empty(total, np.int64)
+    members = fs.members
     for q in range(n_routes):
         fixed[q] = False
         r = routes[q]
@@ -216,7 +218,7 @@ def flows_rerate(fs, route_start, route_flat, route_len, num_dies):
     _find_next(fs, num_dies)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _find_next(fs, num_dies):
     """Give each active flow its route's rate and store in ``fs.scalars`` when the first
     payload ends and its position in ``fs.active`` (-1, -1: none)."""
@@ -245,6 +247,13 @@ def flows_next(fs):
 @njit(cache=True)
 def flows_start(fs, route_start, route_flat, route_len, num_dies, f, s, d, nbytes, t):
     """Start flow ``f`` of ``nbytes`` from die ``s`` to die ``d`` at ``t``; rates anew."""
+    _add_flow(fs, route_start, route_flat, route_len, num_dies, f, s, d, nbytes, t)
+    flows_rerate(fs, route_start, route_flat, route_len, num_dies)
+
+
+@njit(cache=True, inline="always")
+def _add_flow(fs, route_start, route_flat, route_len, num_dies, f, s, d, nbytes, t):
+    """:func:`flows_start` but the rates."""
     flows_advance(fs, t)
     fs.src[f] = s
     fs.dst[f] = d
@@ -267,7 +276,6 @@ def flows_start(fs, route_start, route_flat, route_len, num_dies, f, s, d, nbyte
     fs.active[fs.scalars[N_ACTIVE]] = f
     fs.scalars[N_ACTIVE] += 1
     fs.scalars[FLOWS_STARTED] += 1
-    flows_rerate(fs, route_start, route_flat, route_len, num_dies)
 
 
 @njit(cache=True)
@@ -298,6 +306,23 @@ def flows_finish(fs, route_start, route_flat, route_len, num_dies, pos, t):
 
 # ------------------------------------------------------------- a set of transfers on its own
 @njit(cache=True)
+def _together(start, nbytes, fs, k):
+    """End (exclusive) of the transfers from ``k`` that may start as one: on idle links, at
+    ``start[k]``, none of them able to end in that nanosecond. Between their starts no flow
+    can end (each has its bytes left, at most the fastest link's rate), so the loop of
+    :func:`_transfers` would start them one after the other, and only the last rates count."""
+    if fs.scalars[N_ACTIVE] > 0:
+        return k + 1
+    t0 = start[k]
+    fastest = fs.link_rate.max()
+    last = k
+    while (last < start.shape[0] and start[last] == t0 and nbytes[last] > 1e-6
+           and t0 + nbytes[last] / fastest > t0):
+        last += 1
+    return max(last, k + 1)
+
+
+@njit(cache=True)
 def _transfers(start, src, dst, nbytes, route_start, route_flat, route_len, num_dies, fs,
                shared, arrival):
     n = src.shape[0]
@@ -325,9 +350,12 @@ def _transfers(start, src, dst, nbytes, route_start, route_flat, route_len, num_
     while k < n or fs.scalars[N_ACTIVE] > 0:
         t, pos = flows_next(fs)
         if k < n and (pos < 0 or start[k] < t):
-            flows_start(fs, route_start, route_flat, route_len, num_dies, k, src[k], dst[k],
-                        nbytes[k], start[k])
-            k += 1
+            last = _together(start, nbytes, fs, k)
+            for j in range(k, last):
+                _add_flow(fs, route_start, route_flat, route_len, num_dies, j, src[j], dst[j],
+                          nbytes[j], start[j])
+            flows_rerate(fs, route_start, route_flat, route_len, num_dies)
+            k = last
         else:
             f = flows_finish(fs, route_start, route_flat, route_len, num_dies, pos, t)
             arrival[f] = t + fs.tail_ns[f]
