@@ -5,6 +5,7 @@ The flow cases run on a hand-made line of 4 dies (link i joins dies i and i+1), 
 every expected time is worked out in its test's docstring.
 """
 
+import math
 from types import SimpleNamespace
 
 import numpy as np
@@ -15,6 +16,8 @@ from test_system_replay import _tiny_store
 from hwmodel.params import load_wafer
 from hwmodel.system.flows import (
     LinkNetwork,
+    flows_finish,
+    flows_next,
     flows_start,
     link_network,
     new_flow_state,
@@ -39,7 +42,7 @@ def line(rates):
     tables = SimpleNamespace(route_start=np.array(start, np.int64),
                              route_flat=np.array(flat, np.int64), route_len=length)
     network = LinkNetwork(rate=np.array(rates, np.float64),
-                          hop_ns=np.full(len(rates), HOP, np.int64))
+                          hop_ns=np.full(len(rates), HOP, np.int64), dies=n)
     return tables, new_flow_state(network, 8)
 
 
@@ -106,6 +109,156 @@ def test_a_flow_alone_equals_the_paper_latency_on_every_route():
                 fs = new_flow_state(link_network(wafer), 1)
                 got = transfer_times([0], [s], [d], [nbytes], tables, fs, shared=True)
                 assert got[0] == paper[s, d], (s, d)
+
+
+# ------------------------------------------------ the kernel's update against a full max-min
+def max_min(routes, capacity):
+    """Max-min fair rates of flows crossing ``routes[k]`` (lists of links), from the
+    definition, by progressive filling one flow at a time: the link with the smallest equal
+    share of what is left (lowest index on ties) fixes its unfixed flows at that share, which
+    is taken from every link each of them crosses."""
+    left = list(capacity)
+    rate = [None] * len(routes)
+    while None in rate:
+        on = {link: [k for k, r in enumerate(routes) if rate[k] is None and link in r]
+              for link in range(len(capacity))}
+        shares = [(left[link] / len(ks), link) for link, ks in on.items() if ks]
+        share, bottleneck = min(shares)
+        for k in on[bottleneck]:
+            rate[k] = share
+            for link in routes[k]:
+                left[link] -= share
+    return rate
+
+
+def random_network(rng):
+    """Random dies and links, each ordered pair of dies a random route (1 to 4 distinct
+    links); link rates from a short list, so that shares tie."""
+    dies, links = int(rng.integers(2, 6)), int(rng.integers(1, 7))
+    start, flat = [0], []
+    length = np.zeros((dies, dies), np.int64)
+    for s in range(dies):
+        for d in range(dies):
+            route = [] if s == d else sorted(rng.choice(links, int(rng.integers(
+                1, min(links, 4) + 1)), replace=False).tolist())
+            flat += route
+            start.append(len(flat))
+            length[s, d] = len(route)
+    tables = SimpleNamespace(route_start=np.array(start, np.int64),
+                             route_flat=np.array(flat, np.int64), route_len=length)
+    network = LinkNetwork(rate=rng.choice([600.0, 1000.0, 1000.0, 1566.9], links),
+                          hop_ns=np.full(links, HOP, np.int64), dies=dies)
+    return dies, tables, network
+
+
+def test_flow_updates_equal_a_full_max_min_each_time():
+    """Random networks, random flows started and ended in random order (several at one
+    nanosecond, same routes, routes sharing no link): after each start and each end, every
+    active flow's rate is exactly the full recomputation's, and the next payload end (time and
+    position, first started on ties) and the links' busy and queue times are exactly those
+    the active flows' bytes give, moved on with those rates."""
+    rng = np.random.default_rng(17)
+    for _ in range(150):
+        dies, tables, network = random_network(rng)
+        pairs = [(s, d) for s in range(dies) for d in range(dies) if s != d]
+        fs = new_flow_state(network, 40)
+        args = (tables.route_start, tables.route_flat, tables.route_len, dies)
+        active, routes, remaining, busy, queue = [], {}, {}, np.zeros(len(network.rate)), \
+            np.zeros(len(network.rate))
+        rates, t = {}, 0
+        for f in range(40):
+            ends = (len(active) > 0 and rng.random() < 0.45) or f == 39
+            while ends and active:
+                t_end, pos = flows_next(fs)
+                _advance(active, remaining, rates, routes, busy, queue, t_end - t)
+                t = t_end
+                assert flows_finish(fs, *args, pos, t) == active.pop(pos)
+                rates = _expected_rates(active, routes, network)
+                _check(fs, t, active, rates, remaining, busy, queue)
+                ends = rng.random() < 0.3
+            dt = int(rng.choice([0, 0, 1, 7, 300, 2000]))
+            _advance(active, remaining, rates, routes, busy, queue, dt)
+            t += dt
+            s, d = pairs[int(rng.integers(len(pairs)))]
+            nbytes = float(rng.choice([1e3, 5e4, 1e6, 123457.0]))
+            flows_start(fs, *args, f, s, d, nbytes, t)
+            active.append(f)
+            routes[f] = [int(x) for x in tables.route_flat[
+                tables.route_start[s * dies + d]:tables.route_start[s * dies + d + 1]]]
+            remaining[f] = nbytes
+            rates = _expected_rates(active, routes, network)
+            _check(fs, t, active, rates, remaining, busy, queue)
+
+
+def test_transfer_times_equal_a_flow_by_flow_simulation():
+    """Random sets of transfers (many starting in the same nanosecond, some of a fraction of
+    a byte, some at a time so large that a tiny transfer ends in the nanosecond it starts)
+    arrive exactly when a plain event loop says: the next event is the next start unless a
+    payload ends before it, and every start and end recomputes the full max-min."""
+    rng = np.random.default_rng(18)
+    for case in range(150):
+        dies, tables, network = random_network(rng)
+        pairs = [(s, d) for s in range(dies) for d in range(dies) if s != d]
+        n = int(rng.integers(1, 12))
+        t0 = 2 ** 43 if case % 5 == 0 else 0
+        start = t0 + np.sort(rng.choice([0, 0, 0, 1, 50, 900], n))
+        chosen = [pairs[int(i)] for i in rng.integers(len(pairs), size=n)]
+        nbytes = rng.choice([1e-3, 0.5, 3e3, 1e5, 1e5], n)
+        fs = new_flow_state(network, n)
+        got = transfer_times(start, [s for s, _ in chosen], [d for _, d in chosen], nbytes,
+                             tables, fs, shared=True)
+        routes = {k: [int(x) for x in tables.route_flat[
+            tables.route_start[s * dies + d]:tables.route_start[s * dies + d + 1]]]
+            for k, (s, d) in enumerate(chosen)}
+        assert got.tolist() == _flow_by_flow(start, routes, nbytes, network)
+
+
+def _flow_by_flow(start, routes, nbytes, network):
+    active, remaining, rates, arrival = [], {}, {}, [0] * len(start)
+    busy, queue = np.zeros(len(network.rate)), np.zeros(len(network.rate))
+    clock, k = float(start[0]), 0
+    while k < len(start) or active:
+        if active:
+            left = [remaining[f] / rates[f] if remaining[f] > 1e-6 else 0.0 for f in active]
+            end, pos = math.ceil(clock + min(left)), left.index(min(left))
+        if k < len(start) and (not active or start[k] < end):
+            _advance(active, remaining, rates, routes, busy, queue, start[k] - clock)
+            clock = float(start[k])
+            active.append(k)
+            remaining[k] = nbytes[k]
+            k += 1
+        else:
+            _advance(active, remaining, rates, routes, busy, queue, end - clock)
+            clock = float(end)
+            f = active.pop(pos)
+            arrival[f] = end + HOP * len(routes[f])
+        rates = _expected_rates(active, routes, network)
+    return arrival
+
+
+def _expected_rates(active, routes, network):
+    return dict(zip(active, max_min([routes[f] for f in active], network.rate.tolist())))
+
+
+def _advance(active, remaining, rates, routes, busy, queue, dt):
+    """Every active flow sends ``rate x dt`` bytes; a link crossed by n flows is busy dt and
+    queued (n - 1) dt."""
+    if dt <= 0:
+        return
+    for f in active:
+        remaining[f] -= rates[f] * dt
+    crossing = np.bincount([link for f in active for link in routes[f]],
+                           minlength=len(busy))
+    busy += np.where(crossing > 0, dt, 0)
+    queue += np.where(crossing > 0, (crossing - 1) * dt, 0)
+
+
+def _check(fs, t, active, rates, remaining, busy, queue):
+    assert [fs.rate[f] for f in active] == [rates[f] for f in active]
+    left = [remaining[f] / rates[f] if remaining[f] > 1e-6 else 0.0 for f in active]
+    expected = (-1, -1) if not active else (math.ceil(t + min(left)), left.index(min(left)))
+    assert tuple(flows_next(fs)) == expected
+    assert fs.busy_ns.tolist() == busy.tolist() and fs.queue_ns.tolist() == queue.tolist()
 
 
 # ------------------------------------------------------------------ the switches in a replay

@@ -39,12 +39,17 @@ __all__ = ["FlowState", "LinkNetwork", "grown", "link_network", "new_flow_state"
 # slots of FlowState.scalars (int64)
 N_ACTIVE = 0         # flows in FlowState.active
 FLOWS_STARTED = 1    # flows of the run
+NEXT_NS = 2          # when the first payload of the active flows ends (-1: no flow)
+NEXT_POS = 3         # its position in FlowState.active (-1: no flow)
+N_ROUTES = 4         # routes in FlowState.routes (routes with an active flow)
 
 
 class LinkNetwork(NamedTuple):
-    """Per mesh link: its payload rate and its hop latency (from the wafer's D2D links)."""
+    """Per mesh link: its payload rate and its hop latency (from the wafer's D2D links); and
+    the number of dies (routes are numbered ``source x dies + destination``)."""
     rate: np.ndarray              # (links,) bytes/ns: bandwidth_GBps x efficiency
     hop_ns: np.ndarray            # (links,) int64
+    dies: int
 
 
 def link_network(wafer) -> LinkNetwork:
@@ -53,7 +58,8 @@ def link_network(wafer) -> LinkNetwork:
     return LinkNetwork(
         rate=np.array([link.params.bandwidth_GBps * link.params.efficiency
                        for link in wafer.links], np.float64),
-        hop_ns=np.array([int(link.params.hop_latency_ns) for link in wafer.links], np.int64))
+        hop_ns=np.array([int(link.params.hop_latency_ns) for link in wafer.links], np.int64),
+        dies=wafer.num_dies)
 
 
 class FlowState(NamedTuple):
@@ -74,10 +80,20 @@ class FlowState(NamedTuple):
     next_kind: np.ndarray         # (flows, 2)
     prio: np.ndarray              # (flows,) chain priority
     active: np.ndarray            # (flows,) ids of the active flows, first scalars[N_ACTIVE]
-    fixed: np.ndarray             # (flows,) bool scratch of max-min
+    route_n: np.ndarray           # (routes,) active flows on route s * dies + d
+    routes: np.ndarray            # (routes,) the routes with active flows, first N_ROUTES
+    route_slot: np.ndarray        # (routes,) a route's position in routes
+    link_c: np.ndarray            # (links,) routes in routes that cross the link
+    route_rate: np.ndarray        # (routes,) float64 max-min rate of a route's flows
+    route_fixed: np.ndarray       # (routes,) bool scratch of max-min, by position in routes
     cap_left: np.ndarray          # (links,) float64 scratch of max-min
     unfixed: np.ndarray           # (links,) int64 scratch of max-min
-    scalars: np.ndarray           # int64 counts (N_ACTIVE, FLOWS_STARTED)
+    share: np.ndarray             # (links,) float64 scratch of max-min
+    first_of: np.ndarray          # (links + 1,) int64 scratch of max-min
+    fill: np.ndarray              # (links,) int64 scratch of max-min
+    used: np.ndarray              # (links,) int64 scratch of max-min
+    members: np.ndarray           # (routes x links,) int64 scratch of max-min
+    scalars: np.ndarray           # int64 (N_ACTIVE, FLOWS_STARTED, NEXT_NS, NEXT_POS, N_ROUTES)
     clock: np.ndarray             # (1,) float64 time the flows were last advanced to
 
 
@@ -85,6 +101,7 @@ def new_flow_state(network: LinkNetwork | None, flows: int) -> FlowState:
     """Room for ``flows`` flows on ``network`` (None: an empty state, links shared off)."""
     links = 0 if network is None else len(network.rate)
     flows = 0 if network is None else flows
+    routes = 0 if network is None else network.dies ** 2
     z = lambda n, dtype=np.int64: np.zeros(n, dtype)
     return FlowState(
         link_rate=z(links, np.float64) if network is None else network.rate,
@@ -93,136 +110,172 @@ def new_flow_state(network: LinkNetwork | None, flows: int) -> FlowState:
         max_flows=z(links), src=z(flows), dst=z(flows), remaining=z(flows, np.float64),
         rate=z(flows, np.float64), tail_ns=z(flows), next_n=z(flows),
         next_kind=np.zeros((flows, 2), np.int64), prio=z(flows), active=z(flows),
-        fixed=z(flows, np.bool_), cap_left=z(links, np.float64), unfixed=z(links),
-        scalars=z(2), clock=z(1, np.float64))
+        route_n=z(routes), routes=z(routes), route_slot=z(routes), link_c=z(links),
+        route_rate=z(routes, np.float64), route_fixed=z(routes, np.bool_),
+        cap_left=z(links, np.float64), unfixed=z(links), share=z(links, np.float64),
+        first_of=z(links + 1), fill=z(links), used=z(links),
+        members=np.empty(routes * links, np.int64),
+        scalars=np.array([0, 0, -1, -1, 0], np.int64), clock=z(1, np.float64))
 
 
 def grown(fs: FlowState, flows: int) -> FlowState:
     """``fs`` with room for ``flows`` flows, keeping the links' run totals (no flow is active
     between layers)."""
-    fresh = new_flow_state(LinkNetwork(fs.link_rate, fs.hop_ns), flows)
+    dies = math.isqrt(len(fs.route_n))
+    fresh = new_flow_state(LinkNetwork(fs.link_rate, fs.hop_ns, dies), flows)
     return fresh._replace(busy_ns=fs.busy_ns, queue_ns=fs.queue_ns, max_flows=fs.max_flows,
                           scalars=fs.scalars, clock=fs.clock)
 
 
 # ------------------------------------------------------------- flows inside the kernel
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", inline="always")
 def flows_advance(fs, t):
     """Move the active flows' bytes and the links' busy and queue times on to ``t``."""
     dt = t - fs.clock[0]
     if dt > 0:
-        n_act = fs.scalars[N_ACTIVE]
-        for i in range(n_act):
-            f = fs.active[i]
-            fs.remaining[f] -= fs.rate[f] * dt
-        for link in range(fs.link_n.shape[0]):
-            n = fs.link_n[link]
+        active, remaining, rate = fs.active, fs.remaining, fs.rate
+        for i in range(fs.scalars[N_ACTIVE]):
+            f = active[i]
+            remaining[f] -= rate[f] * dt
+        link_n, busy, queue = fs.link_n, fs.busy_ns, fs.queue_ns
+        for link in range(link_n.shape[0]):
+            n = link_n[link]
             if n > 0:
-                fs.busy_ns[link] += dt
-                fs.queue_ns[link] += (n - 1) * dt
+                busy[link] += dt
+                queue[link] += (n - 1) * dt
     fs.clock[0] = t
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", inline="always")
 def flows_rerate(fs, route_start, route_flat, route_len, num_dies):
-    """Max-min rates of the active flows (progressive filling over the kernel's routes).
+    """Max-min rates of the active flows (progressive filling over the kernel's routes), then
+    the next payload end (:func:`flows_next`).
 
-    Each link's flows are listed once (positions in ``fs.active``), so a round touches only
-    the bottleneck's flows."""
-    n_act = fs.scalars[N_ACTIVE]
-    cap, unfixed, fixed = fs.cap_left, fs.unfixed, fs.fixed
+    The flows of one route cross the same links, so they are fixed in the same round at the
+    same rate: the filling runs over the active routes, each counting its flows, and takes a
+    route's share from each of its links once per flow (the same subtractions, in the same
+    number, as flow by flow). Each link's routes are listed once, so a round touches only the
+    bottleneck's routes; the links in use stay in index order (ties to the lowest link) and a
+    round drops those whose flows all have a rate."""
+    cap, unfixed, share = fs.cap_left, fs.unfixed, fs.share
+    first_of, fill, used = fs.first_of, fs.fill, fs.used
+    routes, route_n, route_rate, fixed = fs.routes, fs.route_n, fs.route_rate, fs.route_fixed
+    link_n, link_c = fs.link_n, fs.link_c
+    n_routes = fs.scalars[N_ROUTES]
     num_links = cap.shape[0]
-    first_of = np.empty(num_links + 1, np.int64)
     total = 0
-    for link in range(num_links):
-        cap[link] = fs.link_rate[link]
-        unfixed[link] = fs.link_n[link]
-        first_of[link] = total
-        total += fs.link_n[link]
-    first_of[num_links] = total
-    fill = first_of[:num_links].copy()
-    members = np.empty(total, np.int64)
-    for i in range(n_act):
-        fixed[i] = False
-        f = fs.active[i]
-        s, d = fs.src[f], fs.dst[f]
-        first = route_start[s * num_dies + d]
-        for j in range(route_len[s, d]):
-            link = route_flat[first + j]
-            members[fill[link]] = i
-            fill[link] += 1
-    # the links in use and their fair shares; a round updates only the links its flows cross
-    used = np.empty(num_links, np.int64)
     n_used = 0
-    share = np.empty(num_links, np.float64)
     for link in range(num_links):
-        if unfixed[link] > 0:
+        first_of[link] = total
+        fill[link] = total
+        total += link_c[link]
+        n = link_n[link]
+        if n > 0:
+            cap[link] = fs.link_rate[link]
+            unfixed[link] = n
+            share[link] = cap[link] / n
             used[n_used] = link
             n_used += 1
-            share[link] = cap[link] / unfixed[link]
-    left = n_act
+    first_of[num_links] = total
+    members = fs.members
+    for q in range(n_routes):
+        fixed[q] = False
+        r = routes[q]
+        for j in range(route_start[r], route_start[r + 1]):
+            link = route_flat[j]
+            members[fill[link]] = q
+            fill[link] += 1
+    left = n_routes
     while left > 0:
         best = np.inf
         bottleneck = -1
+        kept = 0
         for u in range(n_used):
             link = used[u]
-            if unfixed[link] > 0 and share[link] < best:
-                best = share[link]
-                bottleneck = link
+            if unfixed[link] > 0:
+                used[kept] = link
+                kept += 1
+                if share[link] < best:
+                    best = share[link]
+                    bottleneck = link
+        n_used = kept
         for m in range(first_of[bottleneck], first_of[bottleneck + 1]):
-            i = members[m]
-            if fixed[i]:
+            q = members[m]
+            if fixed[q]:
                 continue
-            f = fs.active[i]
-            fs.rate[f] = best
-            fixed[i] = True
+            fixed[q] = True
             left -= 1
-            s, d = fs.src[f], fs.dst[f]
-            first = route_start[s * num_dies + d]
-            for j in range(route_len[s, d]):
-                link = route_flat[first + j]
-                cap[link] -= best
-                unfixed[link] -= 1
+            r = routes[q]
+            route_rate[r] = best
+            n = route_n[r]
+            for j in range(route_start[r], route_start[r + 1]):
+                link = route_flat[j]
+                for _ in range(n):
+                    cap[link] -= best
+                unfixed[link] -= n
                 if unfixed[link] > 0:
                     share[link] = cap[link] / unfixed[link]
+    _find_next(fs, num_dies)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _find_next(fs, num_dies):
+    """Give each active flow its route's rate and store in ``fs.scalars`` when the first
+    payload ends and its position in ``fs.active`` (-1, -1: none)."""
+    active, remaining, rate, route_rate = fs.active, fs.remaining, fs.rate, fs.route_rate
+    src, dst = fs.src, fs.dst
+    best = np.inf
+    pos = -1
+    for i in range(fs.scalars[N_ACTIVE]):
+        f = active[i]
+        rate[f] = route_rate[src[f] * num_dies + dst[f]]
+        left = remaining[f] / rate[f] if remaining[f] > 1e-6 else 0.0
+        if left < best:
+            best = left
+            pos = i
+    fs.scalars[NEXT_NS] = -1 if pos < 0 else math.ceil(fs.clock[0] + best)
+    fs.scalars[NEXT_POS] = pos
 
 
 @njit(cache=True)
 def flows_next(fs):
-    """``(ns, position in active)`` of the flow whose payload ends first (-1, -1: none)."""
-    n_act = fs.scalars[N_ACTIVE]
-    best = np.inf
-    pos = -1
-    for i in range(n_act):
-        f = fs.active[i]
-        left = fs.remaining[f] / fs.rate[f] if fs.remaining[f] > 1e-6 else 0.0
-        if left < best:
-            best = left
-            pos = i
-    if pos < 0:
-        return -1, -1
-    return math.ceil(fs.clock[0] + best), pos
+    """``(ns, position in active)`` of the flow whose payload ends first (-1, -1: none), as
+    the last start or end of a flow left it."""
+    return fs.scalars[NEXT_NS], fs.scalars[NEXT_POS]
 
 
 @njit(cache=True)
 def flows_start(fs, route_start, route_flat, route_len, num_dies, f, s, d, nbytes, t):
     """Start flow ``f`` of ``nbytes`` from die ``s`` to die ``d`` at ``t``; rates anew."""
+    _add_flow(fs, route_start, route_flat, route_len, num_dies, f, s, d, nbytes, t)
+    flows_rerate(fs, route_start, route_flat, route_len, num_dies)
+
+
+@njit(cache=True, inline="always")
+def _add_flow(fs, route_start, route_flat, route_len, num_dies, f, s, d, nbytes, t):
+    """:func:`flows_start` but the rates."""
     flows_advance(fs, t)
     fs.src[f] = s
     fs.dst[f] = d
     fs.remaining[f] = nbytes
-    first = route_start[s * num_dies + d]
+    r = s * num_dies + d
+    new_route = fs.route_n[r] == 0
+    if new_route:                                 # the route joins the active ones
+        fs.route_slot[r] = fs.scalars[N_ROUTES]
+        fs.routes[fs.scalars[N_ROUTES]] = r
+        fs.scalars[N_ROUTES] += 1
+    fs.route_n[r] += 1
     tail = 0
-    for j in range(route_len[s, d]):
-        link = route_flat[first + j]
+    for j in range(route_start[r], route_start[r] + route_len[s, d]):
+        link = route_flat[j]
         tail += fs.hop_ns[link]
         fs.link_n[link] += 1
+        fs.link_c[link] += new_route
         fs.max_flows[link] = max(fs.max_flows[link], fs.link_n[link])
     fs.tail_ns[f] = tail
     fs.active[fs.scalars[N_ACTIVE]] = f
     fs.scalars[N_ACTIVE] += 1
     fs.scalars[FLOWS_STARTED] += 1
-    flows_rerate(fs, route_start, route_flat, route_len, num_dies)
 
 
 @njit(cache=True)
@@ -235,14 +288,40 @@ def flows_finish(fs, route_start, route_flat, route_len, num_dies, pos, t):
         fs.active[i] = fs.active[i + 1]
     fs.scalars[N_ACTIVE] = n_act
     s, d = fs.src[f], fs.dst[f]
-    first = route_start[s * num_dies + d]
-    for j in range(route_len[s, d]):
-        fs.link_n[route_flat[first + j]] -= 1
+    r = s * num_dies + d
+    fs.route_n[r] -= 1
+    gone = fs.route_n[r] == 0
+    if gone:                                      # the route leaves the active ones
+        last = fs.routes[fs.scalars[N_ROUTES] - 1]
+        fs.routes[fs.route_slot[r]] = last
+        fs.route_slot[last] = fs.route_slot[r]
+        fs.scalars[N_ROUTES] -= 1
+    for j in range(route_start[r], route_start[r] + route_len[s, d]):
+        link = route_flat[j]
+        fs.link_n[link] -= 1
+        fs.link_c[link] -= gone
     flows_rerate(fs, route_start, route_flat, route_len, num_dies)
     return f
 
 
 # ------------------------------------------------------------- a set of transfers on its own
+@njit(cache=True)
+def _together(start, nbytes, fs, k):
+    """End (exclusive) of the transfers from ``k`` that may start as one: on idle links, at
+    ``start[k]``, none of them able to end in that nanosecond. Between their starts no flow
+    can end (each has its bytes left, at most the fastest link's rate), so the loop of
+    :func:`_transfers` would start them one after the other, and only the last rates count."""
+    if fs.scalars[N_ACTIVE] > 0:
+        return k + 1
+    t0 = start[k]
+    fastest = fs.link_rate.max()
+    last = k
+    while (last < start.shape[0] and start[last] == t0 and nbytes[last] > 1e-6
+           and t0 + nbytes[last] / fastest > t0):
+        last += 1
+    return max(last, k + 1)
+
+
 @njit(cache=True)
 def _transfers(start, src, dst, nbytes, route_start, route_flat, route_len, num_dies, fs,
                shared, arrival):
@@ -271,9 +350,12 @@ def _transfers(start, src, dst, nbytes, route_start, route_flat, route_len, num_
     while k < n or fs.scalars[N_ACTIVE] > 0:
         t, pos = flows_next(fs)
         if k < n and (pos < 0 or start[k] < t):
-            flows_start(fs, route_start, route_flat, route_len, num_dies, k, src[k], dst[k],
-                        nbytes[k], start[k])
-            k += 1
+            last = _together(start, nbytes, fs, k)
+            for j in range(k, last):
+                _add_flow(fs, route_start, route_flat, route_len, num_dies, j, src[j], dst[j],
+                          nbytes[j], start[j])
+            flows_rerate(fs, route_start, route_flat, route_len, num_dies)
+            k = last
         else:
             f = flows_finish(fs, route_start, route_flat, route_len, num_dies, pos, t)
             arrival[f] = t + fs.tail_ns[f]
