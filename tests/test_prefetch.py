@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from test_physical import comparable
 
-from hwmodel.config import ConfigError
+from hwmodel.config import ConfigError, from_dict
 from hwmodel.models import load_model
 from hwmodel.params import ComputeParams, LLCParams, load_wafer
 from hwmodel.system import Replay, ReplayParams
@@ -189,6 +189,17 @@ def test_the_default_buffer_is_each_dies_llc_in_whole_slices():
 def test_a_bad_buffer_is_refused(bad):
     with pytest.raises(ConfigError, match="prefetch_buffer_bytes.*'unbounded'"):
         ReplayParams(prefetch_buffer_bytes=bad)
+
+
+def test_the_buffer_words_load_from_yaml_and_physical_mode_keeps_the_llc():
+    """'unbounded' and null come through a params file's plain data (a union with str takes a
+    word; a plain int field still refuses one), and --mode physical leaves the LLC default."""
+    assert from_dict(ReplayParams, {"prefetch_buffer_bytes": "unbounded"}) == ReplayParams(
+        prefetch_buffer_bytes="unbounded")
+    assert from_dict(ReplayParams, {"prefetch_buffer_bytes": None}).prefetch_buffer_bytes is None
+    with pytest.raises(ConfigError, match="max_iterations: expected an integer"):
+        from_dict(ReplayParams, {"max_iterations": "unbounded"})
+    assert all_switches_on(ReplayParams()).prefetch_buffer_bytes is None
 
 
 def test_a_bad_buffer_in_a_params_file_exits_2_with_one_line(tmp_path, capsys):
