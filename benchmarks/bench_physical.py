@@ -6,6 +6,7 @@
     python benchmarks/bench_physical.py --budget      # where each model's HBM goes, per die
     python benchmarks/bench_physical.py --modes paper,dispatch_time,dispatch_time+micro_batches
     python benchmarks/bench_physical.py --modes paper,prefetch    # paper and one switch only
+    python benchmarks/bench_physical.py --modes paper,prefetch,prefetch+unbounded
 
 Every strategy runs in paper mode, then with each physical switch alone, then with all of them
 (``--mode physical``). Per run: throughput, its speedup over ``base`` of the same mode, request
@@ -14,7 +15,8 @@ hops, replicas held at the end and evictions, the run's wall time against the pa
 and the links' queue time over their busy time (``shared_links``; 1.0: on average one transfer
 waited beside each one sending), the time the two micro-batches' overlap hid
 (``micro_batches``), and the prefetched slices used of those read ahead with the HBM read
-time they saved (``prefetch``). A mode the HBM budget refuses is reported with its reason.
+time they saved (``prefetch``; its buffer is each die's LLC, or no bound with the word
+``unbounded`` in the mode label). A mode the HBM budget refuses is reported with its reason.
 Paper-mode notes (replicas or KV cache beyond the HBM) are printed at the end.
 """
 
@@ -34,16 +36,23 @@ def modes(attention: str, chosen: str | None = None) -> dict:
     labels (comma list of 'paper', 'physical' and switches joined by '+')."""
     paper = ReplayParams(attention_placement=attention)
     if chosen:
-        return {label: (paper if label == "paper" else all_switches_on(paper)
-                        if label == "physical" else
-                        attrs.evolve(paper, **dict.fromkeys(label.split("+"), True)))
-                for label in chosen.split(",")}
+        return {label: mode_params(paper, label) for label in chosen.split(",")}
     out = {"paper": paper}
     for name in PHYSICAL_SWITCHES:
         out[name] = attrs.evolve(paper, **{name: True})
     if len(PHYSICAL_SWITCHES) > 1:
         out["physical"] = all_switches_on(paper)
     return out
+
+
+def mode_params(paper, label: str):
+    """The ReplayParams of one mode label: 'paper', 'physical', or switches joined by '+',
+    where the word 'unbounded' lifts the prefetch buffer's bound (default: each die's LLC)."""
+    words = label.split("+")
+    params = (paper if label == "paper" else all_switches_on(paper) if "physical" in words
+              else attrs.evolve(paper, **dict.fromkeys(set(words) - {"unbounded"}, True)))
+    return (attrs.evolve(params, prefetch_buffer_bytes="unbounded") if "unbounded" in words
+            else params)
 
 
 def links_columns(r) -> str:
@@ -152,7 +161,7 @@ def main():
     wafers = args.wafer.split(",")
     trace = (str(LLAMA) if args.synth is None
              else str(synthetic_store(args.model, args.synth, Path(args.cache))))
-    known = {"paper", "physical", *PHYSICAL_SWITCHES}
+    known = {"paper", "physical", "unbounded", *PHYSICAL_SWITCHES}
     unknown = {s for label in (args.modes or "").split(",") if label
                for s in label.split("+")} - known
     if unknown:

@@ -91,6 +91,8 @@ def _convert(tp, value, path: str, source: str | None):
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
+        if isinstance(value, str) and str in inner:   # e.g. int | str: a word of the field's
+            return value                              # own (its validator checks the word)
         return _convert(inner[0], value, path, source)
     if attrs.has(tp):
         return from_dict(tp, value, path=path, source=source)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from test_physical import comparable
 
-from hwmodel.config import ConfigError
+from hwmodel.config import ConfigError, from_dict
 from hwmodel.models import load_model
 from hwmodel.params import ComputeParams, LLCParams, load_wafer
 from hwmodel.system import Replay, ReplayParams
@@ -93,7 +93,8 @@ def test_a_used_prefetch_saves_exactly_its_hbm_read_latency():
     prefetched. Layer 0 follows no layer of its step. So 12 odd layers x 3 slices are saved."""
     store = store_of([([alternate(0, 10)] * 2, [alternate(0, 10)])])
     paper = run(store, bare_wafer(), max_iterations=2)
-    fetched = run(store, bare_wafer(), max_iterations=2, prefetch=True)
+    fetched = run(store, bare_wafer(), max_iterations=2, prefetch=True,
+                  prefetch_buffer_bytes="unbounded")
     step = [entry for entry in fetched.per_layer if entry["iteration"] == 1]
     took = [entry["end_ns"] - entry["start_ns"] for entry in step]
     assert took == [3 * (H + A) + 1 if layer % 2 == 0 else 3 * A + 1 for layer in range(L)]
@@ -128,13 +129,100 @@ def test_a_buffer_of_one_slice_holds_one_slice_per_layer():
         ReplayParams(prefetch_buffer_bytes=-1)
 
 
+def llc_wafer(capacity_bytes, die=None):
+    """:func:`bare_wafer` whose LLC holds ``capacity_bytes``: on every die, or on die id
+    ``die`` only (a per-die override of the wafer YAML; the others keep 64 MiB)."""
+    wafer = bare_wafer()
+    if die is None:
+        llc = attrs.evolve(wafer.die.llc, capacity_bytes=capacity_bytes)
+        return attrs.evolve(wafer, die=attrs.evolve(wafer.die, llc=llc))
+    name = f"die_{die // wafer.mesh_y}_{die % wafer.mesh_y}"
+    return attrs.evolve(wafer, dies={name: {"llc": {"capacity_bytes": capacity_bytes}}})
+
+
+def test_the_default_buffer_is_each_dies_llc_in_whole_slices():
+    """Null ``prefetch_buffer_bytes``: each die's buffer is its own LLC's capacity in whole
+    slices. The run of the first case (expert 0 on die 0 at even layers, 10 on die 2 at odd):
+
+    * the preset's 64 MiB LLC holds no slice (S = 80 MiB): nothing is read ahead, the run is
+      paper mode's;
+    * die 2's LLC alone at 2.5 S (2 slices): under each even layer die 2 reads two of expert
+      10's three slices; an odd layer takes (H + a) + 2 a + 1 ns; die 0 (64 MiB) reads none:
+      12 odd layers x 2 = 24 slices save 24 H;
+    * every die's LLC at 2.5 S: die 0 too holds two slices. Under an odd layer (H + 3 a + 1
+      ns, die 0's HBM idle throughout, 3 a + 1 < H) die 0 has room for one slice, so the even
+      layers 2-22 get one slice each (11), the odd ones two (24): 35 slices save 35 H."""
+    store = store_of([([alternate(0, 10)] * 2, [alternate(0, 10)])])
+    paper = run(store, bare_wafer(), max_iterations=2)
+
+    default = run(store, bare_wafer(), max_iterations=2, prefetch=True)
+    assert default.counts["prefetches"] == 0
+    assert without_prefetch(default) == comparable(paper)
+
+    one_die = run(store, llc_wafer(2 * S + S // 2, die=2), max_iterations=2, prefetch=True)
+    step = [entry for entry in one_die.per_layer if entry["iteration"] == 1]
+    took = [entry["end_ns"] - entry["start_ns"] for entry in step]
+    assert took == [3 * (H + A) + 1 if layer % 2 == 0 else H + 3 * A + 1 for layer in range(L)]
+    assert [entry["prefetches"] for entry in step] == [2 if layer % 2 == 0 else 0
+                                                       for layer in range(L - 1)] + [0]
+    assert one_die.counts["prefetches"] == one_die.counts["prefetches_used"] == 24
+    assert paper.time_ns - one_die.time_ns == one_die.counts["prefetch_saved_ns"] == 24 * H
+    assert one_die.counts["prefetch_buffer_peak_bytes"] == 2 * S
+
+    every_die = run(store, llc_wafer(2 * S + S // 2), max_iterations=2, prefetch=True)
+    step = [entry for entry in every_die.per_layer if entry["iteration"] == 1]
+    assert [entry["prefetches"] for entry in step] == [2 if layer % 2 == 0 else 1
+                                                       for layer in range(L - 2)] + [2, 0]
+    assert every_die.counts["prefetches"] == every_die.counts["prefetches_used"] == 35
+    assert paper.time_ns - every_die.time_ns == every_die.counts["prefetch_saved_ns"] == 35 * H
+
+    # an explicit byte count overrides the LLC; 'unbounded' lifts the bound (the first case)
+    explicit = run(store, llc_wafer(2 * S + S // 2), max_iterations=2, prefetch=True,
+                   prefetch_buffer_bytes=S)
+    assert explicit.counts["prefetches"] == L - 1
+    unbounded = run(store, bare_wafer(), max_iterations=2, prefetch=True,
+                    prefetch_buffer_bytes="unbounded")
+    assert unbounded.counts["prefetches"] == 36
+
+
+@pytest.mark.parametrize("bad", ["lots", "Unbounded", -1, float("nan"), float("inf"), True])
+def test_a_bad_buffer_is_refused(bad):
+    with pytest.raises(ConfigError, match="prefetch_buffer_bytes.*'unbounded'"):
+        ReplayParams(prefetch_buffer_bytes=bad)
+
+
+def test_the_buffer_words_load_from_yaml_and_physical_mode_keeps_the_llc():
+    """'unbounded' and null come through a params file's plain data (a union with str takes a
+    word; a plain int field still refuses one), and --mode physical leaves the LLC default."""
+    assert from_dict(ReplayParams, {"prefetch_buffer_bytes": "unbounded"}) == ReplayParams(
+        prefetch_buffer_bytes="unbounded")
+    assert from_dict(ReplayParams, {"prefetch_buffer_bytes": None}).prefetch_buffer_bytes is None
+    with pytest.raises(ConfigError, match="max_iterations: expected an integer"):
+        from_dict(ReplayParams, {"max_iterations": "unbounded"})
+    assert all_switches_on(ReplayParams()).prefetch_buffer_bytes is None
+
+
+def test_a_bad_buffer_in_a_params_file_exits_2_with_one_line(tmp_path, capsys):
+    from hwmodel.cli import main
+    params = tmp_path / "p.yaml"
+    params.write_text("replay: {prefetch: true, prefetch_buffer_bytes: lots}\n")
+    code = main(["replay", "--quiet", "--params", str(params), "--out", str(tmp_path / "o")])
+    captured = capsys.readouterr()
+    assert code == 2 and "Traceback" not in captured.err
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "prefetch_buffer_bytes" in lines[0] and "'lots'" in lines[0]
+    assert str(params) in lines[0]
+    assert not (tmp_path / "o").exists()
+
+
 def test_an_unused_prefetch_costs_only_its_bytes():
     """The prompt teaches 0 -> 10, but the decode step takes expert 20 at the odd layers:
     die 2 reads expert 10 ahead under each even layer (12 x 3 slices) and nobody reads them.
     Every output but the prefetch counters equals paper mode's; the cost is their bytes."""
     store = store_of([([alternate(0, 10)] * 2, [alternate(0, 20)])])
     paper = run(store, max_iterations=2)
-    fetched = run(store, max_iterations=2, prefetch=True)
+    fetched = run(store, max_iterations=2, prefetch=True,
+                  prefetch_buffer_bytes="unbounded")
     counts = fetched.counts
     assert (counts["prefetches"], counts["prefetches_used"], counts["prefetches_wasted"],
             counts["prefetch_reads"], counts["prefetch_saved_ns"]) == (36, 0, 36, 0, 0)
@@ -147,7 +235,8 @@ def test_a_remote_read_of_a_prefetched_slice_skips_the_home_hbm_read():
     home die reads it ahead under the previous layer, so each remote read saves H."""
     store = store_of([([alternate(0, 10)] * 2, [alternate(0, 10)])])
     paper = run(store, bare_wafer(), strategy="base", max_iterations=2)
-    fetched = run(store, bare_wafer(), strategy="base", max_iterations=2, prefetch=True)
+    fetched = run(store, bare_wafer(), strategy="base", max_iterations=2, prefetch=True,
+                  prefetch_buffer_bytes="unbounded")
     counts = fetched.counts
     assert counts["prefetch_reads"] == counts["prefetches_used"] > 0
     assert counts["prefetch_saved_ns"] == counts["prefetch_reads"] * H
@@ -176,7 +265,8 @@ def prefetch_sets(store, monkeypatch, strategy="base", iterations=4):
         seen.append(tuple(map(tuple, np.argwhere(self.ready).tolist())))
         return count
     monkeypatch.setattr(Prefetcher, "after_layer", spy)
-    result = run(store, strategy=strategy, max_iterations=iterations, prefetch=True)
+    result = run(store, strategy=strategy, max_iterations=iterations, prefetch=True,
+                 prefetch_buffer_bytes="unbounded")
     monkeypatch.undo()
     return seen, result
 
@@ -229,12 +319,14 @@ def test_nothing_learned_or_nothing_to_follow_leaves_the_run_unchanged():
     store = random_store(2)
     for strategy in ("base", "allo+pred"):
         paper = run(store, strategy=strategy, max_iterations=1)
-        fetched = run(store, strategy=strategy, max_iterations=1, prefetch=True)
+        fetched = run(store, strategy=strategy, max_iterations=1, prefetch=True,
+                      prefetch_buffer_bytes="unbounded")
         assert fetched.counts["prefetches"] == 0
         assert without_prefetch(fetched) == comparable(paper)
     unseen = store_of([([alternate(0, 10)] * 2, [alternate(30, 40)])])
     paper = run(unseen, max_iterations=2)
-    fetched = run(unseen, max_iterations=2, prefetch=True)
+    fetched = run(unseen, max_iterations=2, prefetch=True,
+                  prefetch_buffer_bytes="unbounded")
     assert fetched.counts["prefetches"] == 0
     assert without_prefetch(fetched) == comparable(paper)
 
@@ -253,7 +345,8 @@ def test_switch_off_is_paper_mode_and_adds_nothing():
 # ------------------------------------------------------------------------------- outputs
 def test_outputs_record_the_switch():
     store = random_store(4)
-    fetched = run(store, strategy="base", max_iterations=3, prefetch=True)
+    fetched = run(store, strategy="base", max_iterations=3, prefetch=True,
+                  prefetch_buffer_bytes="unbounded")
     paper = run(store, strategy="base", max_iterations=3)
     assert "prefetch" in PHYSICAL_SWITCHES and all_switches_on(ReplayParams()).prefetch
     assert fetched.physical == ("prefetch",)

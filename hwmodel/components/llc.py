@@ -58,6 +58,11 @@ class LLC(Component):
         return max(1, int(self.params.capacity_bytes // (self.params.associativity
                                                           * line_bytes)))
 
+    def whole_slices(self, slice_bytes: float) -> int:
+        """Slices of ``slice_bytes`` that fit in the cache's capacity, byte for byte (0 if one
+        slice is larger): the physical size of the replay's default prefetch buffer."""
+        return int(self.params.capacity_bytes // slice_bytes)
+
     def model(self, line_bytes: float) -> SetAssociativeLRU:
         """A fresh :class:`SetAssociativeLRU` with this cache's geometry."""
         return SetAssociativeLRU(self.num_sets(line_bytes), self.params.associativity)

@@ -18,8 +18,9 @@ use it. This switch does, in three steps per (iteration, MoE layer ``l``):
   layer ``l + 1`` is planned (Algorithm 1 decides where tasks run only at its launch), and it
   serves both its own tasks and other dies' remote reads of the expert. The reads take the
   die's HBM only while layer ``l``'s own accesses leave it idle, at the lowest priority: a die
-  reads ``floor(idle / t_slice)`` slices at most (and no more than its buffer holds,
-  ``prefetch_buffer_bytes``, unbounded by default), ``idle`` = the layer's interval (launch to
+  reads ``floor(idle / t_slice)`` slices at most (and no more than its buffer holds: by
+  default its own LLC's capacity in whole slices, else ``prefetch_buffer_bytes``, or no bound
+  with ``'unbounded'``), ``idle`` = the layer's interval (launch to
   barrier) minus the time its HBM was held in it, ``t_slice`` its HBM read latency of one
   slice (the HBM's own formula). A prefetch therefore never delays the layer it runs under.
 * **use.** At layer ``l + 1``, an HBM read of a slice in the reading die's buffer (a local read,
@@ -38,7 +39,27 @@ from ..components.global_cp.predictor import PredictorTwin
 from ..traces.analysis import add_layer_transitions
 from .engine import Counter, Prefetched
 
-__all__ = ["Prefetcher"]
+__all__ = ["Prefetcher", "buffer_slices"]
+
+
+def buffer_slices(wafer, buffer_bytes, slice_bytes: float) -> np.ndarray | None:
+    """Each die's prefetch buffer in whole slices, or None for no bound.
+
+    Parameters
+    ----------
+    wafer : hwmodel.topologies.wafer.Wafer
+        The built wafer graph: each die's LLC node gives its own capacity.
+    buffer_bytes : int, float, str or None
+        ``prefetch_buffer_bytes``: None for each die's LLC capacity, ``'unbounded'`` for no
+        bound, else the bytes of every die's buffer.
+    slice_bytes : float
+        Bytes of one slice.
+    """
+    if buffer_bytes == "unbounded":
+        return None
+    if buffer_bytes is None:
+        return np.array([die.llc.whole_slices(slice_bytes) for die in wafer.dies], np.int64)
+    return np.full(len(wafer.dies), int(buffer_bytes // slice_bytes), np.int64)
 
 
 class Prefetcher:
@@ -58,8 +79,8 @@ class Prefetcher:
         self.slice_bytes = replay.slice_bytes
         self.home = np.asarray(replay.home, np.int64)
         self.hbm_slice_ns = np.asarray(hbm_slice_ns, np.int64)
-        buffer = replay.params.prefetch_buffer_bytes
-        self.buffer_slices = None if buffer is None else int(buffer // self.slice_bytes)
+        self.buffer_slices = buffer_slices(replay.wafer, replay.params.prefetch_buffer_bytes,
+                                           self.slice_bytes)
         transitions = max(1, self.L - 1)
         self.heatmap = PredictorTwin(
             transitions, self.E, top_n_share=replay.params.top_n_share,

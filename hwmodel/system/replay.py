@@ -144,9 +144,10 @@ class ReplayParams:
     prefetch: bool = param("physical switch: each MoE layer's predicted successors are read "
                            "ahead from their home dies' HBM while the layer runs, in the HBM's "
                            "idle time", default=False)
-    prefetch_buffer_bytes: int | None = param(
-        "physical mode, prefetch: bytes of a die's prefetch buffer, whole slices (null: "
-        "unbounded, its peak is reported)", default=None)
+    prefetch_buffer_bytes: int | str | None = param(
+        "physical mode, prefetch: bytes of every die's prefetch buffer, whole slices (null: "
+        "each die's own LLC capacity, from the graph; 'unbounded': no bound, the upper "
+        "bound, its peak is reported)", default=None)
     attention_placement: str = param("physical mode: where attention and the other non-expert "
                                      "weights live, 'layer-sharded' or 'data-parallel'",
                                      default="layer-sharded")
@@ -163,10 +164,11 @@ class ReplayParams:
                               f"{', '.join(ATTENTION_PLACEMENTS)}, not "
                               f"{self.attention_placement!r}")
         buffer = self.prefetch_buffer_bytes
-        if buffer is not None and (isinstance(buffer, bool)
-                                   or not isinstance(buffer, (int, float)) or buffer < 0):
-            raise ConfigError("prefetch_buffer_bytes", f"expected null or a byte count >= 0, "
-                              f"not {buffer!r}")
+        if buffer is not None and buffer != "unbounded" and (
+                isinstance(buffer, (bool, str)) or not isinstance(buffer, (int, float))
+                or not 0 <= buffer < float("inf")):
+            raise ConfigError("prefetch_buffer_bytes", f"expected null (the LLC), "
+                              f"'unbounded' or a byte count >= 0, not {buffer!r}")
         if self.tie_rule not in ("stable", "numpy"):
             raise ConfigError("tie_rule", f"expected 'stable' or 'numpy', not "
                               f"{self.tie_rule!r}")
