@@ -33,10 +33,12 @@ from hwmodel.system.physical import PHYSICAL_SWITCHES, all_switches_on
 
 def modes(attention: str, chosen: str | None = None) -> dict:
     """Mode label -> ReplayParams: paper, each switch alone, all switches; or the ``chosen``
-    labels (comma list of 'paper', 'physical' and switches joined by '+')."""
+    labels (comma list of 'paper', 'physical' and switches joined by '+'), after paper mode,
+    which every comparison column needs."""
     paper = ReplayParams(attention_placement=attention)
     if chosen:
-        return {label: mode_params(paper, label) for label in chosen.split(",")}
+        labels = ["paper"] + [label for label in chosen.split(",") if label != "paper"]
+        return {label: mode_params(paper, label) for label in labels}
     out = {"paper": paper}
     for name in PHYSICAL_SWITCHES:
         out[name] = attrs.evolve(paper, **{name: True})
