@@ -12,6 +12,7 @@ from hwmodel.components.global_cp import (
     build_cost_rom,
     home_dies,
 )
+from hwmodel.components.global_cp.predictor import PredictorTwin
 from hwmodel.models import load_model
 
 # Hand-workable costs (frac_bits=0: integer ns): an expert read costs 10, a transfer over h
@@ -320,3 +321,29 @@ def test_the_twins_defaults_are_the_papers_and_the_replays():
     twin = GlobalCPTwin.for_mesh(1, 3, 1, 3, rom)
     assert (twin.block_size, twin.candidate_distance, twin.min_candidates) == (512, 1, 5)
     assert (twin.top_n_count, twin.count_bits) == (1, 16)       # ceil(0.2 x 3) = 1
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_top_n_rows_equals_the_whole_matrix_and_row_by_row_top_n(seed):
+    """The rows the prefetch asks for (:meth:`PredictorTwin.top_n_rows`, any subset in any
+    order) equal those rows of the whole top-n matrix and each row's :meth:`top_n`, on
+    heatmaps full of ties and saturated counters."""
+    rng = np.random.default_rng(seed)
+    experts = int(rng.integers(2, 50))
+    twin = PredictorTwin(3, experts, top_n_share=float(rng.uniform(0.01, 1.0)), count_bits=3)
+    for layer in range(3):
+        twin.add_matrix(layer, rng.integers(0, 6, (experts, experts)))
+    for layer in range(3):
+        whole = twin.top_n_matrix(layer)
+        rows = rng.permutation(experts)[: int(rng.integers(0, experts + 1))]
+        some = twin.top_n_rows(layer, rows)
+        assert some.shape == (len(rows), experts)
+        assert (some == whole[rows]).all()
+        for i, e in enumerate(rows):
+            assert set(np.flatnonzero(some[i])) == set(twin.top_n(layer, int(e)))
+
+
+def test_top_n_rows_refuses_an_expert_out_of_range():
+    twin = PredictorTwin(1, 4)
+    with pytest.raises(ValueError, match=r"experts\[1\] must be in \[0, 4\), not 4"):
+        twin.top_n_rows(0, np.array([0, 4]))

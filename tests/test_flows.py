@@ -165,7 +165,7 @@ def test_flow_updates_equal_a_full_max_min_each_time():
         args = (tables.route_start, tables.route_flat, tables.route_len, dies)
         active, routes, remaining, busy, queue = [], {}, {}, np.zeros(len(network.rate)), \
             np.zeros(len(network.rate))
-        rates, t = {}, 0
+        rates, t, routes_of = {}, 0, {}
         for f in range(40):
             ends = (len(active) > 0 and rng.random() < 0.45) or f == 39
             while ends and active:
@@ -175,6 +175,7 @@ def test_flow_updates_equal_a_full_max_min_each_time():
                 assert flows_finish(fs, *args, pos, t) == active.pop(pos)
                 rates = _expected_rates(active, routes, network)
                 _check(fs, t, active, rates, remaining, busy, queue)
+                _check_link_lists(fs, active, routes_of, tables, dies)
                 ends = rng.random() < 0.3
             dt = int(rng.choice([0, 0, 1, 7, 300, 2000]))
             _advance(active, remaining, rates, routes, busy, queue, dt)
@@ -186,8 +187,24 @@ def test_flow_updates_equal_a_full_max_min_each_time():
             routes[f] = [int(x) for x in tables.route_flat[
                 tables.route_start[s * dies + d]:tables.route_start[s * dies + d + 1]]]
             remaining[f] = nbytes
+            routes_of[f] = s * dies + d
             rates = _expected_rates(active, routes, network)
             _check(fs, t, active, rates, remaining, busy, queue)
+            _check_link_lists(fs, active, routes_of, tables, dies)
+
+
+def _check_link_lists(fs, active, routes_of, tables, dies):
+    """Each link lists (in ``fs.link_routes``, any order) exactly the routes with an active
+    flow that cross it, once each, and ``fs.route_at`` says where each route is listed."""
+    links = len(fs.link_n)
+    links_of = lambda r: tables.route_flat[
+        tables.route_start[r]:tables.route_start[r + 1]].tolist()
+    for link in range(links):
+        listed = fs.link_routes[link * dies ** 2:][:fs.link_c[link]].tolist()
+        crossing = {routes_of[f] for f in active if link in links_of(routes_of[f])}
+        assert sorted(listed) == sorted(crossing)
+        for at, r in enumerate(listed):
+            assert fs.route_at[r * links + links_of(r).index(link)] == at
 
 
 def test_transfer_times_equal_a_flow_by_flow_simulation():

@@ -85,14 +85,16 @@ class FlowState(NamedTuple):
     route_slot: np.ndarray        # (routes,) a route's position in routes
     link_c: np.ndarray            # (links,) routes in routes that cross the link
     route_rate: np.ndarray        # (routes,) float64 max-min rate of a route's flows
-    route_fixed: np.ndarray       # (routes,) bool scratch of max-min, by position in routes
+    route_fixed: np.ndarray       # (routes,) bool scratch of max-min
+    link_routes: np.ndarray       # (links x routes,) link i's active routes: first link_c[i]
+                                  # entries from i x routes, in no particular order
+    route_at: np.ndarray          # (routes x links,) where route r's j-th link lists r: at
+                                  # r x links + j
     cap_left: np.ndarray          # (links,) float64 scratch of max-min
     unfixed: np.ndarray           # (links,) int64 scratch of max-min
     share: np.ndarray             # (links,) float64 scratch of max-min
-    first_of: np.ndarray          # (links + 1,) int64 scratch of max-min
-    fill: np.ndarray              # (links,) int64 scratch of max-min
+    stale: np.ndarray             # (links,) bool scratch of max-min: share to work out anew
     used: np.ndarray              # (links,) int64 scratch of max-min
-    members: np.ndarray           # (routes x links,) int64 scratch of max-min
     scalars: np.ndarray           # int64 (N_ACTIVE, FLOWS_STARTED, NEXT_NS, NEXT_POS, N_ROUTES)
     clock: np.ndarray             # (1,) float64 time the flows were last advanced to
 
@@ -112,9 +114,9 @@ def new_flow_state(network: LinkNetwork | None, flows: int) -> FlowState:
         next_kind=np.zeros((flows, 2), np.int64), prio=z(flows), active=z(flows),
         route_n=z(routes), routes=z(routes), route_slot=z(routes), link_c=z(links),
         route_rate=z(routes, np.float64), route_fixed=z(routes, np.bool_),
+        link_routes=z(links * routes), route_at=z(routes * links),
         cap_left=z(links, np.float64), unfixed=z(links), share=z(links, np.float64),
-        first_of=z(links + 1), fill=z(links), used=z(links),
-        members=np.empty(routes * links, np.int64),
+        stale=z(links, np.bool_), used=z(links),
         scalars=np.array([0, 0, -1, -1, 0], np.int64), clock=z(1, np.float64))
 
 
@@ -154,37 +156,31 @@ def flows_rerate(fs, route_start, route_flat, route_len, num_dies):
     The flows of one route cross the same links, so they are fixed in the same round at the
     same rate: the filling runs over the active routes, each counting its flows, and takes a
     route's share from each of its links once per flow (the same subtractions, in the same
-    number, as flow by flow). Each link's routes are listed once, so a round touches only the
-    bottleneck's routes; the links in use stay in index order (ties to the lowest link) and a
-    round drops those whose flows all have a rate."""
-    cap, unfixed, share = fs.cap_left, fs.unfixed, fs.share
-    first_of, fill, used = fs.first_of, fs.fill, fs.used
+    number, as flow by flow). Each link keeps the list of its active routes as flows start and
+    end (``fs.link_routes``), so a round touches only the bottleneck's routes; their order in
+    the list does not matter, as every route fixed in a round takes the same share from its
+    links. A link's share is worked out once per round it changed in, when the next round
+    looks for the bottleneck (the same division of the same numbers as after each of its
+    routes). The links in use stay in index order (ties to the lowest link) and a round drops
+    those whose flows all have a rate."""
+    cap, unfixed, share, stale, used = fs.cap_left, fs.unfixed, fs.share, fs.stale, fs.used
     routes, route_n, route_rate, fixed = fs.routes, fs.route_n, fs.route_rate, fs.route_fixed
-    link_n, link_c = fs.link_n, fs.link_c
+    link_n, link_c, link_routes = fs.link_n, fs.link_c, fs.link_routes
     n_routes = fs.scalars[N_ROUTES]
     num_links = cap.shape[0]
-    total = 0
+    num_routes = route_n.shape[0]
     n_used = 0
     for link in range(num_links):
-        first_of[link] = total
-        fill[link] = total
-        total += link_c[link]
         n = link_n[link]
         if n > 0:
             cap[link] = fs.link_rate[link]
             unfixed[link] = n
             share[link] = cap[link] / n
+            stale[link] = False
             used[n_used] = link
             n_used += 1
-    first_of[num_links] = total
-    members = fs.members
     for q in range(n_routes):
-        fixed[q] = False
-        r = routes[q]
-        for j in range(route_start[r], route_start[r + 1]):
-            link = route_flat[j]
-            members[fill[link]] = q
-            fill[link] += 1
+        fixed[routes[q]] = False
     left = n_routes
     while left > 0:
         best = np.inf
@@ -195,17 +191,20 @@ def flows_rerate(fs, route_start, route_flat, route_len, num_dies):
             if unfixed[link] > 0:
                 used[kept] = link
                 kept += 1
+                if stale[link]:
+                    share[link] = cap[link] / unfixed[link]
+                    stale[link] = False
                 if share[link] < best:
                     best = share[link]
                     bottleneck = link
         n_used = kept
-        for m in range(first_of[bottleneck], first_of[bottleneck + 1]):
-            q = members[m]
-            if fixed[q]:
+        first = bottleneck * num_routes
+        for m in range(first, first + link_c[bottleneck]):
+            r = link_routes[m]
+            if fixed[r]:
                 continue
-            fixed[q] = True
+            fixed[r] = True
             left -= 1
-            r = routes[q]
             route_rate[r] = best
             n = route_n[r]
             for j in range(route_start[r], route_start[r + 1]):
@@ -213,8 +212,7 @@ def flows_rerate(fs, route_start, route_flat, route_len, num_dies):
                 for _ in range(n):
                     cap[link] -= best
                 unfixed[link] -= n
-                if unfixed[link] > 0:
-                    share[link] = cap[link] / unfixed[link]
+                stale[link] = True
     _find_next(fs, num_dies)
 
 
@@ -266,11 +264,15 @@ def _add_flow(fs, route_start, route_flat, route_len, num_dies, f, s, d, nbytes,
         fs.scalars[N_ROUTES] += 1
     fs.route_n[r] += 1
     tail = 0
-    for j in range(route_start[r], route_start[r] + route_len[s, d]):
-        link = route_flat[j]
+    num_links = fs.link_n.shape[0]
+    for j in range(route_len[s, d]):
+        link = route_flat[route_start[r] + j]
         tail += fs.hop_ns[link]
         fs.link_n[link] += 1
-        fs.link_c[link] += new_route
+        if new_route:                             # list the route on the link
+            fs.link_routes[link * len(fs.route_n) + fs.link_c[link]] = r
+            fs.route_at[r * num_links + j] = fs.link_c[link]
+            fs.link_c[link] += 1
         fs.max_flows[link] = max(fs.max_flows[link], fs.link_n[link])
     fs.tail_ns[f] = tail
     fs.active[fs.scalars[N_ACTIVE]] = f
@@ -296,12 +298,30 @@ def flows_finish(fs, route_start, route_flat, route_len, num_dies, pos, t):
         fs.routes[fs.route_slot[r]] = last
         fs.route_slot[last] = fs.route_slot[r]
         fs.scalars[N_ROUTES] -= 1
-    for j in range(route_start[r], route_start[r] + route_len[s, d]):
-        link = route_flat[j]
+    for j in range(route_len[s, d]):
+        link = route_flat[route_start[r] + j]
         fs.link_n[link] -= 1
-        fs.link_c[link] -= gone
+        if gone:
+            _unlist(fs, route_start, route_flat, route_len, num_dies, r, j, link)
     flows_rerate(fs, route_start, route_flat, route_len, num_dies)
     return f
+
+
+@njit(cache=True, inline="always")
+def _unlist(fs, route_start, route_flat, route_len, num_dies, r, j, link):
+    """Take route ``r`` (its ``j``-th link is ``link``) off the link's list of active routes:
+    the list's last route moves into its place."""
+    num_links = fs.link_n.shape[0]
+    first = link * len(fs.route_n)
+    at = fs.route_at[r * num_links + j]
+    fs.link_c[link] -= 1
+    last = fs.link_routes[first + fs.link_c[link]]
+    fs.link_routes[first + at] = last
+    s, d = last // num_dies, last % num_dies
+    for k in range(route_len[s, d]):              # where the moved route lists this link
+        if route_flat[route_start[last] + k] == link:
+            fs.route_at[last * num_links + k] = at
+            break
 
 
 # ------------------------------------------------------------- a set of transfers on its own

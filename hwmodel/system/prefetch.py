@@ -136,8 +136,8 @@ class Prefetcher:
         if not self.learned:
             return np.zeros(0, np.int64)
         chosen = np.unique(np.asarray(rows[:, layer, :]))
-        top = self.heatmap.top_n_matrix(layer) & self.seen[layer]
-        votes = top[chosen].sum(axis=0)
+        top = self.heatmap.top_n_rows(layer, chosen) & self.seen[layer][chosen]
+        votes = top.sum(axis=0)
         named = np.flatnonzero(votes)
         return named[np.lexsort((named, -votes[named]))].astype(np.int64)
 

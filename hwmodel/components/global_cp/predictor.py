@@ -241,10 +241,15 @@ class PredictorTwin:
 
     def top_n_matrix(self, layer: int) -> np.ndarray:
         """Boolean ``E x E``: ``M[i, j]`` when ``j`` is in ``top_n(layer, i)`` (all rows)."""
+        return self.top_n_rows(layer, np.arange(self.num_experts, dtype=np.int64))
+
+    def top_n_rows(self, layer: int, experts) -> np.ndarray:
+        """Rows ``experts`` of :meth:`top_n_matrix` (each row is worked out on its own, so
+        this costs only the rows asked for)."""
         self._check_layer_expert(layer, 0)
-        out = np.empty((self.num_experts, self.num_experts), np.bool_)
-        _top_n_mask(self._heatmap[layer], np.arange(self.num_experts, dtype=np.int64),
-                    self.top_n_count, out)
+        experts = check_int_array("experts", experts, 0, self.num_experts)
+        out = np.empty((len(experts), self.num_experts), np.bool_)
+        _top_n_mask(self._heatmap[layer], experts, self.top_n_count, out)
         return out
 
     def predict(self, layer: int, die_experts) -> int:
