@@ -24,6 +24,7 @@ lines and ``#`` comments are skipped.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import attrs
@@ -63,153 +64,137 @@ class _Expect:
 # ------------------------------------------------------------------------------ fast path
 _WHITESPACE = b" \t\r\n"
 _DIGITS = b"0123456789"
-#: The dataset's own layout: Python's ``json.dumps(..., indent=4)``.
-_DATASET_INDENT = 4
-#: Marks of a number's place in a layout template: a layer key, an expert id.
+#: Marks of a number's place in a template: a layer key, an expert id.
 _KEY, _ID = b"#", b"$"
-_TOKEN = np.zeros(256, bool)
-_TOKEN[list(b'"' + _DIGITS + b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")] = True
+#: Digits an id may have on the fast path (65,535 has five; a sixth finds the checked path's
+#: message "too large").
+_MAX_DIGITS = 6
 
 
-def _token_runs(raw: bytes) -> int:
-    """Runs of token characters (digits, quotes, letters) in ``raw``.
-
-    Whitespace inside a token changes its meaning once stripped (``1 2`` -> ``12``, ``" 1"``
-    -> ``"1"``, ``nu ll`` -> ``null``): it merges two runs. Removing whitespace never splits a
-    run, so the stripped text has as many runs as the file iff no whitespace stood between two
-    token characters (else the file takes the checked path).
-    """
-    token = _TOKEN[np.frombuffer(raw, np.uint8)]
-    return int(np.count_nonzero(token[1:] > token[:-1])) + int(token[0])
+@functools.lru_cache(maxsize=64)
+def _template(num_layers: int, moe: tuple[int, ...], top_k: int, rows: int) -> bytes:
+    """One iteration as compact JSON (``separators=(",", ":")``) with every number replaced by
+    a mark (:data:`_KEY`, :data:`_ID`): ``rows`` rows of ``top_k`` ids per MoE layer."""
+    row = b"[" + b",".join([_ID] * top_k) + b"]"
+    value = b"[" + b",".join([row] * rows) + b"]"
+    return b"{" + b",".join(b'"' + _KEY + b'":' + (value if layer in moe else b"null")
+                            for layer in range(num_layers)) + b"}"
 
 
-class _Layout:
-    """Templates of one whitespace layout: ``indent`` spaces per level, or none (compact).
-
-    A template is a request's JSON text as ``json.dumps`` writes it, with every number
-    replaced by a mark (:data:`_KEY`, :data:`_ID`). Deleting the marks gives the *skeleton*,
-    which a file in this layout equals once its digits are deleted.
-    """
-
-    def __init__(self, indent: int | None):
-        self.indent = indent
-        self.colon = b": " if indent else b":"
-
-    def newline(self, depth: int) -> bytes:
-        return b"\n" + b" " * (self.indent * depth) if self.indent else b""
-
-    def items(self, parts, depth: int) -> bytes:
-        """A list's or object's body at nesting ``depth`` (``[]`` when empty, as json)."""
-        if not parts:
-            return b""
-        inner = self.newline(depth)
-        return inner + (b"," + inner).join(parts) + self.newline(depth - 1)
-
-    def iteration(self, num_layers: int, moe: frozenset, top_k: int, rows: int) -> bytes:
-        """Template of one iteration: ``rows`` rows of ``top_k`` ids per MoE layer."""
-        row = b"[" + self.items([_ID] * top_k, 4) + b"]"
-        value = b"[" + self.items([row] * rows, 3) + b"]"
-        entries = [b'"' + _KEY + b'"' + self.colon + (value if layer in moe else b"null")
-                   for layer in range(num_layers)]
-        return b"{" + self.items(entries, 2) + b"}"
-
-    def shape(self, skeleton: bytes):
-        """``(num_layers, moe_layers, top_k, prompt_rows)`` read off ``skeleton``'s iteration 0
-        and first row: a guess, which the caller checks by comparing whole skeletons.
-
-        Raises
-        ------
-        ValueError, IndexError
-            No iteration, no MoE layer or no row to read them from.
-        """
-        start = len(b"[" + self.newline(1))
-        end = skeleton.index(self.newline(1) + b"}", start) + len(self.newline(1)) + 1
-        values = skeleton[start:end].split(b'""' + self.colon)[1:]
-        moe = tuple(layer for layer, value in enumerate(values) if value[:1] == b"[")
-        opener = b"[" + self.newline(3) + b"["
-        row_start = skeleton.index(opener) + len(opener) - 1
-        row_end = skeleton.index(self.newline(3) + b"]", row_start) + len(self.newline(3)) + 1
-        row = skeleton[row_start:row_end]
-        first = values[moe[0]]
-        rows = 0 if first.startswith(b"[]") else first.count(row)
-        return len(values), moe, row.count(b",") + 1, rows
-
-
-_LAYOUTS = {indent: _Layout(indent) for indent in (_DATASET_INDENT, None)}
-
-
+@functools.lru_cache(maxsize=64)
 def _marks(template: bytes):
-    """Skeleton positions of a template's marks, and which of them are layer keys."""
+    """``template`` without its marks (the *skeleton*), the marks' places in it, and which of
+    them are layer keys."""
     text = np.frombuffer(template, np.uint8)
     at = np.flatnonzero((text == _KEY[0]) | (text == _ID[0]))
-    return at - np.arange(len(at)), text[at] == _KEY[0]
+    return template.translate(None, _KEY + _ID), at - np.arange(len(at)), text[at] == _KEY[0]
 
 
-def _layout_parse(text: bytes, layout: _Layout):
-    """The request's ``(num_layers, moe_layers, prefill, decode)`` if ``text`` is exactly a
-    request in ``layout`` (its skeleton equals the template's and every number sits in a mark's
-    place: a key counting 0..L-1, an id of at most six digits without leading zeros), else
-    None."""
+def _shape(skeleton: bytes):
+    """``(num_layers, moe_layers, top_k, prompt_rows)`` read off a compact skeleton's
+    iteration 0: a guess, which the caller checks by comparing whole skeletons.
+
+    Raises
+    ------
+    ValueError, IndexError
+        No iteration, no MoE layer or no row to read them from.
+    """
+    first = skeleton[2:skeleton.index(b"}")]           # after '[{'
+    values = first.split(b'"":')[1:]
+    moe = tuple(layer for layer, value in enumerate(values) if value[:1] == b"[")
+    row_start = skeleton.index(b"[[") + 1
+    row = skeleton[row_start:skeleton.index(b"]", row_start) + 1]
+    value = values[moe[0]]
+    rows = 0 if value.startswith(b"[]") else value.count(b"[") - 1
+    return len(values), moe, row.count(b",") + 1, rows
+
+
+def _digit_values(a, ends, lengths, most: int):
+    """The numbers of the runs of digits of ``a`` ending before ``ends`` with ``lengths``
+    digits (at most ``most``)."""
+    if int(ends[0]) < most:      # the first run too close to the start: pad
+        a, ends = np.concatenate([np.zeros(most, np.uint8), a]), ends + most
+    values = np.zeros(len(ends), np.int32)
+    for j in range(most, 0, -1):      # the j-th byte before the end: a digit of runs that long
+        digit = a[ends - j] - np.uint8(48)
+        values = values * 10 + np.where(lengths >= j, digit, np.uint8(0))
+    return values
+
+
+def _compact_parse(text: bytes):
+    """``(num_layers, moe_layers, prefill, decode)`` if ``text`` is exactly a request
+    in compact JSON (its skeleton equals the template's and every number sits in a mark's
+    place: a key counting 0..L-1, an id of at most :data:`_MAX_DIGITS` digits without leading
+    zeros), else None."""
     skeleton = text.translate(None, _DIGITS)
     try:
-        num_layers, moe, top_k, rows = layout.shape(skeleton)
+        num_layers, moe, top_k, rows = _shape(skeleton)
     except (ValueError, IndexError):
         return None
-    first = layout.iteration(num_layers, frozenset(moe), top_k, rows)
-    step = layout.iteration(num_layers, frozenset(moe), top_k, 1)
-    first_skeleton, step_skeleton = (t.translate(None, _KEY + _ID) for t in (first, step))
-    head, sep, tail = b"[" + layout.newline(1), b"," + layout.newline(1), layout.newline(0) + b"]"
-    stride = len(sep) + len(step_skeleton)
-    lead = len(head) + len(first_skeleton)
-    decode, extra = divmod(len(skeleton) - lead - len(tail), stride)
-    if (extra or decode < 0 or not skeleton.startswith(head + first_skeleton)
-            or not skeleton.endswith(tail)):
-        return None
-    # The decode steps, each a separator and the step's skeleton: one row per step.
-    steps = np.frombuffer(skeleton, np.uint8, count=decode * stride, offset=lead)
-    if np.any(steps.reshape(decode, stride) != np.frombuffer(sep + step_skeleton, np.uint8)):
+    first_skeleton, first_at, first_key = _marks(_template(num_layers, moe, top_k, rows))
+    step_skeleton, step_at, step_key = _marks(_template(num_layers, moe, top_k, 1))
+    stride = 1 + len(step_skeleton)
+    lead = 1 + len(first_skeleton)
+    decode, extra = divmod(len(skeleton) - lead - 1, stride)
+    if (extra or decode < 0
+            or skeleton != b"[" + first_skeleton + (b"," + step_skeleton) * decode + b"]"):
         return None
     # Every number in a mark's place: the runs of digits, in skeleton positions.
-    first_at, first_key = _marks(first)
-    step_at, step_key = _marks(step)
-    blocks = len(head) + len(first_skeleton) + len(sep) + stride * np.arange(decode)
-    places = np.concatenate([len(head) + first_at, (blocks[:, None] + step_at).ravel()])
-    is_key = np.concatenate([first_key, np.tile(step_key, decode)])
     a = np.frombuffer(text, np.uint8)
     digit = (a - np.uint8(48)) < 10
     edges = np.flatnonzero(digit[1:] != digit[:-1]) + 1
-    starts, ends = edges[0::2], edges[1::2]
-    if len(starts) != len(places) or len(ends) != len(places):
+    if digit[0] or digit[-1] or len(edges) != 2 * (len(first_at) + decode * len(step_at)):
         return None
-    lengths = ends - starts
-    if (np.any(starts - (np.cumsum(lengths) - lengths) != places) or lengths.max() > 6
-            or np.any((a[starts] == 48) & (lengths > 1))):
+    starts, lengths = edges[0::2], edges[1::2] - edges[0::2]
+    places = starts - (np.cumsum(lengths) - lengths)
+    head = len(first_at)
+    steps = places[head:].reshape(decode, len(step_at))
+    if (np.any(places[:head] != 1 + first_at)
+            or np.any(steps != (lead + 1 + stride * np.arange(decode))[:, None] + step_at)):
         return None
-    values = a[starts].astype(np.int64) - 48
-    last = len(a) - 1
-    for j in range(1, int(lengths.max())):
-        digits = a[np.minimum(starts + j, last)].astype(np.int64) - 48
-        values = np.where(lengths > j, values * 10 + digits, values)
-    if np.any(values[is_key] != np.tile(np.arange(num_layers), decode + 1)):
+    most = int(lengths.max())
+    if most > _MAX_DIGITS or np.any((a[starts] == 48) & (lengths > 1)):
         return None
-    ids = values[~is_key]
-    split = len(moe) * rows * top_k
-    prefill = ids[:split].reshape(len(moe), rows, top_k).transpose(1, 0, 2)
-    return num_layers, moe, prefill, ids[split:].reshape(decode, len(moe), top_k)
+    values = _digit_values(a, starts + lengths, lengths, most)
+    first, steps = values[:head], values[head:].reshape(decode, len(step_at))
+    layer_keys = np.arange(num_layers)
+    if np.any(first[first_key] != layer_keys) or np.any(steps[:, step_key] != layer_keys):
+        return None
+    prefill = first[~first_key].reshape(len(moe), rows, top_k).transpose(1, 0, 2)
+    decode_ids = steps[:, ~step_key].reshape(decode, len(moe), top_k)
+    return num_layers, moe, prefill.astype(np.int64), decode_ids.astype(np.int64)
+
+
+def _whitespace_splits_a_token(raw: bytes, text: bytes) -> bool:
+    """Whether whitespace in ``raw`` stood inside a token that ``text`` (``raw`` stripped of
+    whitespace, a compact request) shows whole.
+
+    In a compact request two token characters (digits, quotes, the letters of ``null``) are
+    adjacent only inside a key (``"12"``), an id or a ``null``; stripping whitespace there
+    changes the meaning (``1 2`` -> ``12``, ``" 1"`` -> ``"1"``, ``nu ll`` -> ``null``).
+    Removing whitespace never splits a run of token characters and merges two exactly where
+    whitespace stood between them, so ``raw`` has as many runs as ``text`` iff none did.
+    """
+    return _token_runs(raw) != _token_runs(text)
+
+
+def _token_runs(text: bytes) -> int:
+    """Runs of token characters in ``text``: digits, quotes and the letters ``l``..``u`` (which
+    hold those of ``null``). Vectorised comparisons, no table look-up."""
+    a = np.frombuffer(text, np.uint8)
+    token = ((a - np.uint8(48)) < 10) | (a == 34) | ((a - np.uint8(108)) < 10)
+    return int(np.count_nonzero(token[1:] > token[:-1])) + int(token[0])
 
 
 def _fast_parse(raw: bytes):
-    """The request's ``(num_layers, moe_layers, prefill, decode)`` if ``raw`` is in the
-    dataset's exact layout (``json.dumps(indent=4)``) or becomes the compact layout once its
-    whitespace is stripped, else None (the checked path then decides)."""
-    if raw.startswith(b"[" + _LAYOUTS[_DATASET_INDENT].newline(1) + b"{"):
-        parsed = _layout_parse(raw, _LAYOUTS[_DATASET_INDENT])
-        if parsed is not None:
-            return parsed
+    """The request's ``(num_layers, moe_layers, prefill, decode)`` if ``raw`` stripped of its
+    whitespace is a request in compact JSON and the whitespace stood between tokens only,
+    else None (the checked path then decides)."""
     text = raw.translate(None, _WHITESPACE)
-    if len(text) < 2 or (len(text) != len(raw) and _token_runs(raw) != _token_runs(text)):
+    parsed = _compact_parse(text)
+    if parsed is None or (len(text) != len(raw) and _whitespace_splits_a_token(raw, text)):
         return None
-    return _layout_parse(text, _LAYOUTS[None])
+    return parsed
 
 
 # ---------------------------------------------------------------------------- checked path
