@@ -487,6 +487,14 @@ def sample(synth: SynthModel, requests: int, seed: int = 0, progress: bool = Fal
     rows = int(offset[-1])
     ids = np.empty((rows, layers, top_k), id_dtype(experts))
     tables = _Tables(synth)
+    shape = {"model": synth.model, "num_layers": synth.num_layers,
+             "moe_layers": synth.moe_layers, "top_k": top_k, "num_experts": experts,
+             "decode_only": not np.any(synth.prompt_lengths)}   # fitted on a decode-only trace
+    leader_fit = _Leader.of(synth)
+    # The tables hold all that sampling needs of the transition matrices: let the model go
+    # (2 x (2, L, E, E) float64, 122 MB for DeepSeek-V3) before ``ids`` fills, unless the
+    # caller keeps it (synthesize() does not).
+    del synth
     cuts = np.searchsorted(offset, np.arange(CHUNK_ROWS, rows, CHUNK_ROWS), side="left")
     cuts = np.unique(np.concatenate([[0], cuts, [requests]]))
     chunks = list(zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True))
@@ -496,22 +504,34 @@ def sample(synth: SynthModel, requests: int, seed: int = 0, progress: bool = Fal
     for first_request, end_request in chunks:
         r0, r1 = int(offset[first_request]), int(offset[end_request])
         _sample_chunk(ids[r0:r1], lengths[first_request:end_request],
-                      prompt[first_request:end_request], synth, tables, rng)
+                      prompt[first_request:end_request], leader_fit, experts, tables, rng)
     return TraceStore(
-        model=synth.model, num_layers=synth.num_layers, moe_layers=synth.moe_layers,
-        top_k=top_k, num_experts=experts,
-        request_ids=[f"{source}/{i}" for i in range(requests)],
+        **shape, request_ids=[f"{source}/{i}" for i in range(requests)],
         source_paths=[source] * requests, prefill_len=prompt.astype(np.int32),
         decode_len=decode.astype(np.int32), token_offset=offset, ids=ids,
-        notes=f"synthetic ({source}), seed {seed}",
-        decode_only=not np.any(synth.prompt_lengths))   # fitted on a decode-only trace
+        notes=f"synthetic ({source}), seed {seed}")
 
 
-def _sample_chunk(out, lengths, prompt, synth, tables, rng):
-    """Fill ``out`` (rows of whole requests, ``(n, L, k)``) layer by layer, slot-major."""
+@attrs.frozen
+class _Leader:
+    """The leader fit's co-selection tables (:class:`SynthModel`), which sampling reads."""
+    co_selection: np.ndarray
+    row_layer: np.ndarray
+    row_token: np.ndarray
+
+    @classmethod
+    def of(cls, synth: SynthModel) -> _Leader | None:
+        """``synth``'s tables, or None for a model without a leader fit."""
+        if synth.co_selection is None:
+            return None
+        return cls(synth.co_selection, synth.row_layer, synth.row_token)
+
+
+def _sample_chunk(out, lengths, prompt, leader_fit, experts, tables, rng):
+    """Fill ``out`` (rows of whole requests, ``(n, L, k)``) layer by layer, slot-major;
+    ``leader_fit`` a :class:`_Leader` or None."""
     n, layers, top_k = out.shape
-    experts = synth.num_experts
-    leads = synth.co_selection is not None
+    leads = leader_fit is not None
     chained_slots = 1 if leads else top_k   # the leader fit chains slot 0 only
     starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
     position = np.arange(n) - starts
@@ -539,7 +559,7 @@ def _sample_chunk(out, lengths, prompt, synth, tables, rng):
                                            (chained_slots, n)).reshape(-1), tables)
         if leads:
             leader = drawn[0]
-            drawn = _followers(synth, stage, j, leader, out[:, j - 1, :] if j else None,
+            drawn = _followers(leader_fit, stage, j, leader, out[:, j - 1, :] if j else None,
                                first, top_k, rng)
             previous = leader[None, :].astype(np.int32)   # the leader's layer chain
         elif top_k > 1:
@@ -567,19 +587,19 @@ def _follow_chains_in_order(flat, chained, entry, token_row, table, resolution):
             flat[i] = table[row * resolution + entry[i]]
 
 
-def _followers(synth, stage, layer, leader, previous_rows, first, top_k, rng):
+def _followers(leader_fit, stage, layer, leader, previous_rows, first, top_k, rng):
     """Rows ``(k, n)``: each token's leader, then ``k - 1`` distinct experts drawn without
-    replacement in proportion to the weights of :func:`fit_leader` (:func:`_draw_followers`,
-    compiled; ``k - 1`` uniforms per token from ``rng``)."""
+    replacement in proportion to the weights of :func:`fit_leader` (``leader_fit``'s tables;
+    :func:`_draw_followers`, compiled; ``k - 1`` uniforms per token from ``rng``)."""
     n = len(leader)
     chosen = np.empty((n, top_k), np.int32)
     chosen[:, 0] = leader
     uniforms = rng.random((n, top_k - 1))
     previous = (np.zeros((n, 0), np.int32) if previous_rows is None
                 else np.ascontiguousarray(previous_rows, np.int32))
-    _draw_followers(np.ascontiguousarray(synth.co_selection[:, layer]),
-                    np.ascontiguousarray(synth.row_layer[:, layer]),
-                    np.ascontiguousarray(synth.row_token[:, layer]),
+    _draw_followers(np.ascontiguousarray(leader_fit.co_selection[:, layer]),
+                    np.ascontiguousarray(leader_fit.row_layer[:, layer]),
+                    np.ascontiguousarray(leader_fit.row_token[:, layer]),
                     stage.astype(np.int32), previous, first, uniforms, chosen)
     return np.ascontiguousarray(chosen.T).astype(leader.dtype)
 
@@ -741,19 +761,23 @@ def synthesize(like: TraceStore | None = None, model=None, requests: int = 256,
     """
     if fit_method not in FITS:
         raise ValueError(f"fit {fit_method!r}: expected one of {', '.join(FITS)}")
+    source = "builtin" if like is None else f"like:{like.model or 'trace'}"
+    # The model is passed on, not kept here: sample() drops its transition matrices once its
+    # tables are built.
+    return sample(_model_to_sample(like, model, seed, fit_method), requests, seed=seed,
+                  progress=progress, source=source)
+
+
+def _model_to_sample(like, model, seed: int, fit_method: str) -> SynthModel:
+    """:func:`synthesize`'s model: built in, or fitted to ``like`` and reshaped to ``model``."""
     if like is None:
-        synth = builtin_model(model or "llama4-maverick", seed=seed)
-        source = "builtin"
-    else:
-        leader = fit_method == "leader" or (fit_method == "auto" and like.top_k > 1)
-        if leader and like.top_k < 2:
-            raise ValueError(f"fit 'leader' needs a top-k > 1 trace to fit; the trace is "
-                             f"top-{like.top_k}")
-        synth = fit_leader(like) if leader else fit(like)
-        source = f"like:{like.model or 'trace'}"
-        if model is not None:
-            synth = reshape(synth, model, seed=seed)
-    return sample(synth, requests, seed=seed, progress=progress, source=source)
+        return builtin_model(model or "llama4-maverick", seed=seed)
+    leader = fit_method == "leader" or (fit_method == "auto" and like.top_k > 1)
+    if leader and like.top_k < 2:
+        raise ValueError(f"fit 'leader' needs a top-k > 1 trace to fit; the trace is "
+                         f"top-{like.top_k}")
+    synth = fit_leader(like) if leader else fit(like)
+    return reshape(synth, model, seed=seed) if model is not None else synth
 
 
 def default_batch(model="llama4-maverick", requests: int = 64, seed: int = 0) -> TraceStore:
