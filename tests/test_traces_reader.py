@@ -286,3 +286,60 @@ def test_shared_llama4_fast_path_takes_every_file_and_equals_the_checked_path(ll
         assert fast is not None, path
         assert fast[:2] == checked[:2]
         assert np.array_equal(fast[2], checked[2]) and np.array_equal(fast[3], checked[3])
+
+
+_WHITESPACE_RUNS = st.text(alphabet=" \t\r\n", min_size=1, max_size=3)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_requests(), st.data())
+def test_any_whitespace_between_tokens_takes_the_fast_path_with_the_checked_result(case, data):
+    # Whitespace runs of every JSON kind at random places between tokens (next to a bracket,
+    # brace, comma or colon): valid JSON of the same request, which the fast path must take.
+    data_, tokens = case
+    text = json.dumps(data_, separators=(",", ":")).encode()
+    between = [i for i in range(len(text) + 1)
+               if text[i - 1:i] in b"[]{},:" and i > 0 or text[i:i + 1] in b"[]{},:"]
+    places = sorted(data.draw(st.lists(st.sampled_from(between), max_size=12)), reverse=True)
+    raw = text
+    for at in places:
+        raw = raw[:at] + data.draw(_WHITESPACE_RUNS).encode() + raw[at:]
+    if tokens or len(data_) > 1:
+        assert _fast_parse(raw) is not None
+    assert _outcome(raw, True) == _outcome(raw, False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_requests(), st.data())
+def test_whitespace_anywhere_gives_the_checked_paths_result_or_message(case, data):
+    # The same, but a run may also fall inside a key, an id or a null (``1 2``, ``" 1"``,
+    # ``nu ll``): never read as the token it would be once stripped.
+    text = json.dumps(case[0], separators=(",", ":")).encode()
+    places = sorted(data.draw(st.lists(st.integers(0, len(text)), min_size=1, max_size=4)),
+                    reverse=True)
+    raw = text
+    for at in places:
+        raw = raw[:at] + data.draw(_WHITESPACE_RUNS).encode() + raw[at:]
+    assert _outcome(raw, True) == _outcome(raw, False)
+
+
+@pytest.mark.parametrize("raw", [
+    b'[{"0":[[123456]]}]', b'[{"0":[[1234567]]}]', b'[{"0":[[99999999999999999999]]}]',
+    b'[{"0":[[65535]]}]', b'[{"0":[[65536]]}]', b'[{"0":[[007]]}]', b'[{"0":[[0]]}]',
+    b'[{"0":[[1e2]]}]', b'[{"0":[[-0]]}]', b'[{"0":[[1.0]]}]',
+    b'[{"0":[]}]', b'[{"0":[[]]}]', b'[{"0":[]},{"0":[[1]]}]', b'[]', b'[{}]', b'{}',
+    b'[{"0":[[1]]},{"0":[]}]', b'[{"0":null}]',
+    '[{"\u0660":[[1]]}]'.encode(), '[{"0":[[1]],"\u00e9":null}]'.encode(),
+    b'[{"\\u0030":[[1]]}]', b'[{"0":[["1"]]}]', '[{"0":[[1]]}]\u00a0'.encode(),
+    b'\xef\xbb\xbf[{"0":[[1]]}]', b'[{"0":[[1]]}] ', b'[{"0":[[1]]}]5', b'5[{"0":[[1]]}]',
+])
+def test_edge_requests_give_the_checked_paths_result_or_message(raw):
+    # Large and padded numbers, empty lists and objects, non-ASCII (an Arabic-Indic digit,
+    # an accent, a no-break space, a byte-order mark) and an escaped key ("\u0030" is "0").
+    assert _outcome(raw, True) == _outcome(raw, False)
+
+
+def test_an_empty_row_is_named():
+    with pytest.raises(TraceError, match=r"r.json: iteration 0, layer 0, token 0: an empty row "
+                                         r"\[\]; expected at least one expert id"):
+        parse_request(b'[{"0": [[]]}]', "r.json")

@@ -253,6 +253,8 @@ def _checked_parse(raw: bytes, where: str, expect: _Expect):
                 at = f"{here}, layer {layer}, token {token}"
                 if not isinstance(row, list):
                     raise TraceError(f"{at}: expected a row of expert ids, not {row!r}")
+                if not row:
+                    raise TraceError(f"{at}: an empty row []; expected at least one expert id")
                 if top_k is None:
                     top_k = len(row)
                 if len(row) != top_k:
