@@ -2,7 +2,9 @@
 store load seconds and peak RSS (MB).
 
 Run: ``python benchmarks/bench_traces.py [--requests 16384] [--repeats 5]`` from the repository
-root. Peak RSS is ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` of a fresh subprocess that loads
+root. ``--parsers [SOURCE]`` instead times, in this process, the reader's fast path against
+compiled JSON libraries decoding the same request files into the same arrays (issue 18: the
+choice of the parser). Peak RSS is ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` of a fresh subprocess that loads
 the store and reads what replay reads first.
 """
 
@@ -64,13 +66,73 @@ def _convert_rate(tmp, repeats):
     return store, size, times, cpu
 
 
+def _arrays_of(data):
+    """Prefill ``(P, moe, k)`` and decode ``(D, moe, k)`` int64 arrays of a decoded request."""
+    import numpy as np
+    moe = [key for key, rows in data[0].items() if rows is not None]
+    prefill = np.array([data[0][key] for key in moe], np.int64).transpose(1, 0, 2)
+    decode = np.array([[step[key][0] for key in moe] for step in data[1:]], np.int64)
+    return prefill, decode
+
+
+def _parsers():
+    """``{name: parse(raw)}``: the reader's fast path and the compiled JSON libraries that are
+    installed, each giving the request's arrays."""
+    from hwmodel.traces.reader import _fast_parse
+    found = {"hwmodel fast path (numpy)": _fast_parse}
+    try:
+        import orjson
+        found["orjson.loads + numpy arrays"] = lambda raw: _arrays_of(orjson.loads(raw))
+    except ImportError:
+        pass
+    try:
+        import msgspec
+        typed = msgspec.json.Decoder(list[dict[str, list[list[int]] | None]])
+        found["msgspec (typed) + numpy arrays"] = lambda raw: _arrays_of(typed.decode(raw))
+    except ImportError:
+        pass
+    try:
+        import simdjson
+        decoder = simdjson.Parser()
+        found["pysimdjson + numpy arrays"] = (
+            lambda raw: _arrays_of(decoder.parse(raw, recursive=True)))
+    except ImportError:
+        pass
+    return found
+
+
+def _compare_parsers(source: Path, repeats: int) -> None:
+    """Best CPU seconds of ``repeats`` passes of each parser over ``source``'s request files,
+    held in memory (reading them is not timed)."""
+    from hwmodel.traces.files import request_sources
+    raws = [read() for _, _, read in request_sources(source)]
+    size = sum(map(len, raws)) / 1e6
+    print(f"{len(raws)} request files of {source}, {size:.1f} MB in memory; best CPU of "
+          f"{repeats} passes after a warm-up")
+    for name, parse in _parsers().items():
+        best = float("inf")
+        for _ in range(repeats + 1):
+            gc.collect()
+            start = time.process_time()
+            for raw in raws:
+                parse(raw)
+            best = min(best, time.process_time() - start)
+        print(f"  {name:34} {best:7.3f} CPU-s = {size / best:5.0f} MB/s")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=16384, help="synthetic batch size")
     parser.add_argument("--repeats", type=int, default=5, help="timed conversion runs")
     parser.add_argument("--convert-only", action="store_true",
                         help="stop after the conversion figure (no synthesis, no load)")
+    parser.add_argument("--parsers", nargs="?", const=str(LLAMA4), default=None,
+                        metavar="SOURCE", help="compare the JSON parsers on SOURCE's request "
+                        "files (default: the shared Llama-4 traces) and stop")
     args = parser.parse_args()
+    if args.parsers:
+        _compare_parsers(Path(args.parsers), args.repeats)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         if LLAMA4.exists():
             store, size, times, cpu = _convert_rate(tmp, args.repeats)

@@ -181,21 +181,28 @@ def _whitespace_splits_a_token(raw: bytes, text: bytes) -> bool:
 
 def _token_runs(text: bytes) -> int:
     """Runs of token characters in ``text``: digits, quotes and the letters ``l``..``u`` (which
-    hold those of ``null``). Vectorised comparisons, no table look-up, over blocks of
-    :data:`_BLOCK` bytes (a whole request's temporaries would be fresh pages from the system
-    for every file: more time in page faults than in the comparisons)."""
+    hold those of ``null``). Vectorised comparisons, no table look-up, block by block into three
+    buffers of :data:`_BLOCK` bytes (temporaries of a whole request's size would be fresh pages
+    from the system for every file: more time in page faults than in the comparisons)."""
     a = np.frombuffer(text, np.uint8)
+    scratch = np.empty(min(len(a), _BLOCK), np.uint8)
+    token, other = np.empty(len(scratch), bool), np.empty(len(scratch), bool)
     runs, after_token = 0, False
     for start in range(0, len(a), _BLOCK):
         block = a[start:start + _BLOCK]
-        token = ((block - np.uint8(48)) < 10) | (block == 34) | ((block - np.uint8(108)) < 10)
-        runs += int(np.count_nonzero(token[1:] > token[:-1])) + int(token[0] and not after_token)
-        after_token = bool(token[-1])
+        n = len(block)
+        np.less(np.subtract(block, np.uint8(48), out=scratch[:n]), 10, out=token[:n])
+        token[:n] |= np.equal(block, 34, out=other[:n])
+        token[:n] |= np.less(np.subtract(block, np.uint8(108), out=scratch[:n]), 10,
+                             out=other[:n])
+        starts = np.greater(token[1:n], token[:n - 1], out=other[1:n])
+        runs += int(np.count_nonzero(starts)) + int(token[0] and not after_token)
+        after_token = bool(token[n - 1])
     return runs
 
 
-#: Bytes per block of :func:`_token_runs`: its temporaries stay below the C library's
-#: threshold for allocating from the system (128 KiB by default), so blocks reuse memory.
+#: Bytes per block of :func:`_token_runs`: its buffers stay below the C library's threshold for
+#: allocating from the system (128 KiB by default), so they reuse memory.
 _BLOCK = 1 << 15
 
 
