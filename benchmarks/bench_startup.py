@@ -69,8 +69,10 @@ def rows(convert: str | None = None, convert_model: str | None = None) -> dict[s
         "--seed", "0", "-o", str(Path(tempfile.gettempdir()) / f"bench-synth-{os.getpid()}.hwt"),
         "--force"]
     if convert:
-        size = sum(p.stat().st_size for p in Path(convert).rglob("*.json"))
-        table[f"trace convert {Path(convert).name} ({size / 1e6:,.0f} MB)"] = [
+        source = Path(convert)
+        size = (source.stat().st_size if source.is_file()
+                else sum(p.stat().st_size for p in source.rglob("*.json")))
+        table[f"trace convert {source.name} ({size / 1e6:,.1f} MB)"] = [
             "-m", "hwmodel", "trace", "convert", convert, "-o",
             str(Path(tempfile.gettempdir()) / f"bench-convert-{os.getpid()}.hwt"), "--force",
             *(["--model", convert_model] if convert_model else [])]

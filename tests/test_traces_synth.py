@@ -329,3 +329,28 @@ def test_compiled_duplicate_mask_equals_pairwise_comparison(top_k):
             expected[slot] |= block[slot] == block[earlier]
     assert np.array_equal(_duplicates(block), expected)
     assert np.array_equal(_duplicates(block[:, ::3]), expected[:, ::3])   # a strided view
+
+
+def test_synthesize_lets_the_model_go_before_sampling(monkeypatch):
+    # The transition matrices (122 MB for DeepSeek-V3) are in the sampling tables once those
+    # are built; holding the model through the sampling would keep them to the peak.
+    import weakref
+
+    from hwmodel.traces import synth as module
+    models, alive = [], []
+    build = module._Tables.__init__
+
+    def tables(self, synth):
+        build(self, synth)
+        models.append(weakref.ref(synth))
+
+    sample_chunk = module._sample_chunk
+
+    def chunk(*args):
+        alive.append(models[-1]() is not None)
+        return sample_chunk(*args)
+
+    monkeypatch.setattr(module._Tables, "__init__", tables)
+    monkeypatch.setattr(module, "_sample_chunk", chunk)
+    module.synthesize(None, model="llama4-maverick", requests=4, seed=0)
+    assert alive == [False]
