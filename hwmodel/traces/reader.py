@@ -4,15 +4,14 @@ A request file is a JSON list of iterations (SPEC section 5): iteration 0 maps e
 ``"0".."L-1"`` to ``null`` (dense layer) or one row of top-k expert ids per prompt token;
 iterations 1.. are decode steps with exactly one row per MoE layer.
 
-Parsing has two paths that give identical results. The fast path compares the file's
-*skeleton* (its bytes with the digits deleted) with the template of the dataset's own layout
-(``json.dumps(indent=4)``) for the shape read off iteration 0, checks that every run of digits
-sits in a number's place of the template, and reads the numbers with numpy; a file written
-differently is compared, whitespace stripped, with the compact template (when no whitespace
-stood inside a token). It builds no Python object per token. Anything else (invalid JSON, a
-wrong width, keys out of order, an id out of range...) goes to the checked path, which parses
-with orjson and walks the structure to raise a :class:`TraceError` naming the file, iteration,
-layer and token, or accepts a file that is valid but written differently.
+Parsing has two paths that give identical results. The fast path deletes the file's JSON
+whitespace, compares the *skeleton* of what is left (its digits deleted too) with the compact
+template (``separators=(",", ":")``) for the shape read off iteration 0, checks that every run
+of digits sits in a number's place of the template and that no whitespace stood inside a token,
+and reads the numbers with numpy. It builds no Python object per token. Anything else (invalid
+JSON, a wrong width, keys out of order, an id out of range...) goes to the checked path, which
+parses with orjson and walks the structure to raise a :class:`TraceError` naming the file,
+iteration, layer and token, or accepts a file that is valid but written differently.
 
 Request order (:func:`request_sources`): in a folder, request files first, in numeric order of
 their stem (``0, 1, 2, ..., 10``; non-numeric stems after, by name), then sub-folders and
