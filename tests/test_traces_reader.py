@@ -343,3 +343,17 @@ def test_an_empty_row_is_named():
     with pytest.raises(TraceError, match=r"r.json: iteration 0, layer 0, token 0: an empty row "
                                          r"\[\]; expected at least one expert id"):
         parse_request(b'[{"0": [[]]}]', "r.json")
+
+
+@settings(max_examples=100, deadline=None)
+@given(_requests(), st.text(max_size=4), st.booleans(), st.data())
+def test_any_text_as_a_layer_key_gives_the_checked_paths_result_or_message(case, name, ascii,
+                                                                           data):
+    # One key renamed to any text (non-ASCII as UTF-8 or as \u escapes, which may spell a
+    # digit: "\u0031" is "1"): the fast path must not read it as the layer its place says.
+    raw = json.dumps(case[0], separators=(",", ":")).encode()
+    keys = [i for i in range(len(raw) - 1) if raw[i:i + 2] == b'{"' or raw[i:i + 2] == b',"']
+    at = data.draw(st.sampled_from(keys)) + 1
+    end = raw.index(b'"', at + 1) + 1
+    mutated = raw[:at] + json.dumps(name, ensure_ascii=ascii).encode() + raw[end:]
+    assert _outcome(mutated, True) == _outcome(mutated, False)
