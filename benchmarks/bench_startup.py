@@ -34,6 +34,12 @@ export``).
 
 The replay rows read the trace cache of a temporary folder (``HWMODEL_TRACE_CACHE``), filled by
 the warm-up run; a checkout without the cache ignores it.
+
+``--aot`` first builds checkout A's kernels ahead of time (``python -m hwmodel.aot``, its
+default sample: the built-in batch, every strategy, both meshes) into a temporary folder
+(``HWMODEL_AOT``), so that A's runs load them without numba; without it A runs with
+``HWMODEL_AOT=off`` (numba's JIT and disk cache, as before). A checkout without
+:mod:`hwmodel.aot` ignores both.
 """
 
 import argparse
@@ -81,10 +87,12 @@ def rows(convert: str | None = None, convert_model: str | None = None) -> dict[s
     return table
 
 
-def run_once(checkout: Path, args: list[str], cache: str) -> tuple[float, float]:
+def run_once(checkout: Path, args: list[str], cache: str, aot: str = "off"
+             ) -> tuple[float, float]:
     """CPU seconds and peak MiB of one run of ``python ARGS`` importing hwmodel from
-    ``checkout``."""
-    env = dict(os.environ, PYTHONPATH=str(checkout), HWMODEL_TRACE_CACHE=cache)
+    ``checkout`` (trace cache folder ``cache``, ahead-of-time builds ``aot``)."""
+    env = dict(os.environ, PYTHONPATH=str(checkout), HWMODEL_TRACE_CACHE=cache,
+               HWMODEL_AOT=aot)
     child = subprocess.Popen([sys.executable, *args], cwd=checkout, env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(child.pid, 0)
@@ -96,16 +104,25 @@ def run_once(checkout: Path, args: list[str], cache: str) -> tuple[float, float]
     return usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
-def compare(a: Path, b: Path | None, args: list[str], rounds: int, cache: str) -> dict:
+def compare(a: Path, b: Path | None, args: list[str], rounds: int, cache: str,
+            aot: str = "off") -> dict:
     """``{"A": [(cpu, mib), ...], "B": [...]}``, the sides run in turn after a warm-up each."""
     sides = {"A": a} if b is None else {"A": a, "B": b}
     for checkout in sides.values():
-        run_once(checkout, args, cache)
+        run_once(checkout, args, cache, aot)
     runs = {side: [] for side in sides}
     for _ in range(rounds):
         for side, checkout in sides.items():
-            runs[side].append(run_once(checkout, args, cache))
+            runs[side].append(run_once(checkout, args, cache, aot))
     return runs
+
+
+def build_aot(checkout: Path, folder: str, cache: str) -> None:
+    """Checkout's kernels built ahead of time into ``folder`` (its default sample)."""
+    env = dict(os.environ, PYTHONPATH=str(checkout), HWMODEL_TRACE_CACHE=cache,
+               HWMODEL_AOT=folder)
+    subprocess.run([sys.executable, "-m", "hwmodel.aot"], cwd=checkout, env=env, check=True,
+                   stdout=subprocess.DEVNULL)
 
 
 def report(name: str, runs: dict) -> str:
@@ -131,15 +148,22 @@ def main() -> None:
                         help="also time 'hwmodel trace convert SOURCE' (e.g. a large export)")
     parser.add_argument("--convert-model", default=None, metavar="MODEL",
                         help="--model of that conversion")
+    parser.add_argument("--aot", action="store_true",
+                        help="build checkout A's kernels ahead of time first (hwmodel.aot)")
     args = parser.parse_args()
     a, b = Path(args.path).resolve(), Path(args.vs).resolve() if args.vs else None
     print(f"A = {a}" + (f", B = {b}" if b else "") + f"; medians of {args.rounds} runs each, "
           "A B A B; CPU = user + system of the child", flush=True)
-    with tempfile.TemporaryDirectory(prefix="hwmodel-trace-cache-") as cache:
+    with (tempfile.TemporaryDirectory(prefix="hwmodel-trace-cache-") as cache,
+          tempfile.TemporaryDirectory(prefix="hwmodel-aot-") as aot):
+        if args.aot:
+            build_aot(a, aot, cache)
+            print(f"A's kernels built ahead of time into {aot}", flush=True)
         for name, command in rows(args.convert, args.convert_model).items():
             if args.only not in name:
                 continue
-            print(report(name, compare(a, b, command, args.rounds, cache)), flush=True)
+            runs = compare(a, b, command, args.rounds, cache, aot if args.aot else "off")
+            print(report(name, runs), flush=True)
 
 
 if __name__ == "__main__":

@@ -125,22 +125,26 @@ def _run(code: str, aot) -> str:
                           env=env, check=True).stdout
 
 
-_REPLAY = ("import sys\nfrom hwmodel.cli import main\n"
-           "main(['replay', '--batch', '6', '--strategy', 'ep,base', '--wafer', 'tsmc-sow',"
-           " '--jobs', '1', '--quiet'])\n"
-           "print('numba loaded:', 'numba' in sys.modules)\n")
+def _replay(trace) -> str:
+    """A fresh process's replay of 6 requests of ``trace``, then whether it loaded numba (the
+    built-in batch is synthesised with numba, so a trace is read)."""
+    return ("import sys\nfrom hwmodel.cli import main\n"
+            f"main(['replay', '--trace', {str(trace)!r}, '--batch', '6', '--strategy',"
+            " 'ep,base', '--wafer', 'tsmc-sow', '--jobs', '1', '--quiet'])\n"
+            "print('numba loaded:', 'numba' in sys.modules)\n")
 
 
 @pytest.mark.slow  # builds an extension module: a minute or more under load
-def test_a_replay_through_the_build_prints_what_the_jit_prints(tmp_path):
+def test_a_replay_through_the_build_prints_what_the_jit_prints(llama4_traces, tmp_path):
+    trace = llama4_traces / "mmlu" / "anatomy"
     build = ("from hwmodel.aot import build\n"
-             f"build(['--batch', '6', '--strategy', 'ep,base', '--wafer', 'tsmc-sow'],"
-             f" {str(tmp_path)!r})\n")
+             f"build(['--trace', {str(trace)!r}, '--batch', '6', '--strategy', 'ep,base',"
+             f" '--wafer', 'tsmc-sow'], {str(tmp_path)!r})\n")
     _run(build, "off")
     manifest = json.loads((tmp_path / source_key() / "manifest.json").read_text())
     assert {"hwmodel.system.engine:_run_layer", "hwmodel.system.engine:count_experts"} <= {
         entry["kernel"] for entry in manifest}
-    through_build, through_jit = _run(_REPLAY, tmp_path), _run(_REPLAY, "off")
+    through_build, through_jit = _run(_replay(trace), tmp_path), _run(_replay(trace), "off")
     assert through_build.endswith("numba loaded: False\n")
     assert through_jit.endswith("numba loaded: True\n")
     assert through_build.splitlines()[:-1] == through_jit.splitlines()[:-1]
