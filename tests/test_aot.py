@@ -137,7 +137,7 @@ def _replay(trace) -> str:
 @pytest.mark.slow  # builds an extension module: a minute or more under load
 def test_a_replay_through_the_build_prints_what_the_jit_prints(llama4_traces, tmp_path):
     trace = llama4_traces / "mmlu" / "anatomy"
-    build = ("from hwmodel.aot import build\n"
+    build = ("from hwmodel.aot.build import build\n"
              f"build(['--trace', {str(trace)!r}, '--batch', '6', '--strategy', 'ep,base',"
              f" '--wafer', 'tsmc-sow'], {str(tmp_path)!r})\n")
     _run(build, "off")

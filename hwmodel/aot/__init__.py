@@ -5,14 +5,15 @@ the set-up of numba's target (every implementation registry, and a BLAS probe th
 ``scipy.linalg``): about 0.8 CPU-s, measured (docs/replay.md, "Start-up of a process"). An
 extension module built by numba's ``pycc`` from the same Python functions loads without numba.
 
-``python -m hwmodel.aot [replay options]`` runs a replay (by default the built-in batch, every
-strategy, both meshes) with numba's JIT, notes every kernel called and the types of its
-arguments, and compiles exactly those into one extension module under the cache folder
-(:func:`aot_dir`), named by the SHA-256 of hwmodel's sources, numba's version and the Python
-ABI: a changed source, numba or interpreter simply finds no build, and the kernels run through
-numba as before. A call goes to the build only when its arguments have exactly the types the
-build was compiled for (checked here, since ``pycc``'s wrappers do not check them); any other
-call goes to numba's JIT. ``HWMODEL_AOT=off`` turns the builds off.
+``python -m hwmodel.aot [replay options]`` (:mod:`hwmodel.aot.build`) runs a replay (by
+default the built-in batch, every strategy, both meshes) with numba's JIT, notes every kernel
+called and the types of its arguments, and compiles exactly those into one extension module
+under the cache folder (:func:`aot_dir`), named by the SHA-256 of hwmodel's sources, numba's
+version and the Python ABI: a changed source, numba or interpreter simply finds no build, and
+the kernels run through numba as before. A call goes to the build only when its arguments
+have exactly the types the build was compiled for (checked here, since ``pycc``'s wrappers do
+not check them); any other call goes to numba's JIT. ``HWMODEL_AOT=off`` turns the builds
+off.
 """
 
 from __future__ import annotations
@@ -25,17 +26,16 @@ import json
 import os
 import platform
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["aot_dir", "build", "entries_for", "source_key"]
+__all__ = ["aot_dir", "entries_for", "source_key"]
 
 #: Folder of the builds, or ``off``.
 AOT_ENV = "HWMODEL_AOT"
 
-_PACKAGE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parents[1]
 _loaded: dict | None = None       # kernel key -> [(accepts, function)] of this process's build
 
 
@@ -190,81 +190,3 @@ def _check_of(spec):
     if kind == "float64":
         return lambda a: type(a) is float or type(a) is np.float64
     raise ValueError(f"unknown argument type {spec!r} in an ahead-of-time build")
-
-
-# ------------------------------------------------------------------------------- build
-def build(replay_args: list[str] | None = None, folder: Path | None = None) -> Path:
-    """Run ``hwmodel replay REPLAY_ARGS`` with the JIT, then compile every kernel it called,
-    for the argument types it called them with, into ``folder`` (default :func:`aot_dir`)
-    ``/<source key>/``. Returns that folder."""
-    from numba.pycc import CC
-
-    from .jit import kernels
-    folder = Path(folder) if folder is not None else aot_dir()
-    if folder is None:
-        raise ValueError(f"{AOT_ENV}=off: no folder to build into")
-    before = os.environ.get(AOT_ENV)
-    os.environ[AOT_ENV] = "off"            # the sample replay runs with the JIT only
-    try:
-        _run_sample(replay_args)
-    finally:
-        if before is None:
-            del os.environ[AOT_ENV]
-        else:
-            os.environ[AOT_ENV] = before
-    key = source_key()
-    name = f"hwmodel_aot_{key}"
-    compiler = CC(name)
-    exports = []
-    for kernel in kernels():
-        if kernel._dispatcher is None:
-            continue
-        for signature in kernel._dispatcher.nopython_signatures:
-            specs = [_spec(t) for t in signature.args]
-            if None in specs:
-                continue
-            export = f"k{len(exports)}"
-            compiler.export(export, signature)(kernel.py_func)
-            exports.append({"kernel": kernel.key, "name": export, "args": specs})
-    target = folder / key
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder, prefix=f"{key}.partial-") as scratch:
-        compiler.output_dir = scratch
-        compiler.compile()
-        (Path(scratch) / "manifest.json").write_text(json.dumps(exports) + "\n")
-        final = Path(scratch) / "done"
-        final.mkdir()
-        for path in Path(scratch).iterdir():
-            if path.is_file():
-                path.rename(final / path.name)
-        if target.exists():
-            for path in target.iterdir():
-                path.unlink()
-            target.rmdir()
-        final.rename(target)
-    return target
-
-
-def _run_sample(replay_args: list[str] | None) -> None:
-    from .cli import main
-    with tempfile.TemporaryDirectory(prefix="hwmodel-aot-sample-") as out:
-        args = replay_args or ["--wafer", "tsmc-sow,dojo", "--strategy", "all"]
-        code = main(["replay", *args, "--jobs", "1", "--quiet", "--no-plots", "--out", out])
-        if code:
-            raise SystemExit(code)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m hwmodel.aot [hwmodel replay options]``: build this machine's kernels."""
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] in (["-h"], ["--help"]):
-        print(__doc__)
-        return 0
-    target = build(argv)
-    exports = json.loads((target / "manifest.json").read_text())
-    print(f"built {len(exports)} kernel variants into {target}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
