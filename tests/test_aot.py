@@ -98,6 +98,20 @@ def test_a_structure_accepted_once_is_not_checked_again_but_another_one_is():
     assert accepts((Pair(np.zeros(5, np.int64), np.ones((4, 1))),))
 
 
+@pytest.mark.parametrize("damage", ["no manifest", "manifest not JSON", "library not loadable"])
+def test_a_broken_build_leaves_the_kernels_to_numba(tmp_path, damage):
+    folder = tmp_path / source_key()
+    folder.mkdir()
+    if damage != "no manifest":
+        (folder / "manifest.json").write_text("[{" if damage == "manifest not JSON" else "[]")
+    (folder / f"hwmodel_aot_{source_key()}.so").write_bytes(b"not a library")
+    counting = ("import sys, numpy as np\nfrom hwmodel.system import engine\n"
+                "out = np.zeros((1, 4), np.int64)\n"
+                "engine.count_experts(np.array([[[1]], [[3]], [[1]]], np.uint8), 4, out)\n"
+                "print(out.tolist(), 'numba' in sys.modules)\n")
+    assert _run(counting, tmp_path) == "[[0, 2, 0, 1]] True\n"
+
+
 def _count(rows, out):
     for r in range(rows.shape[0]):
         out[rows[r]] += 1

@@ -73,26 +73,26 @@ def entries_for(kernel_key: str) -> list:
 
 
 def _load() -> dict:
+    """This process's table of :func:`entries_for`: empty without a usable build (none for
+    these sources, or one that does not load: the kernels then run through numba, exactly)."""
     folder = aot_dir()
     if folder is None:
         return {}
     key = source_key()
-    manifest = folder / key / "manifest.json"
-    if not manifest.is_file():
-        return {}
-    exports = json.loads(manifest.read_text())
     name = f"hwmodel_aot_{key}"
-    files = list((folder / key).glob(f"{name}.*"))
-    if len(files) != 1:
+    try:
+        exports = json.loads((folder / key / "manifest.json").read_text())
+        (library,) = (folder / key).glob(f"{name}.*")
+        spec = importlib.util.spec_from_file_location(
+            name, library, loader=importlib.machinery.ExtensionFileLoader(name, str(library)))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        table: dict = {}
+        for entry in exports:
+            compiled = getattr(module, entry["name"])
+            table.setdefault(entry["kernel"], []).append((_checker(entry["args"]), compiled))
+    except (OSError, ValueError, ImportError, AttributeError, KeyError, TypeError):
         return {}
-    spec = importlib.util.spec_from_file_location(
-        name, files[0], loader=importlib.machinery.ExtensionFileLoader(name, str(files[0])))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    table: dict = {}
-    for entry in exports:
-        accepts = _checker(entry["args"])
-        table.setdefault(entry["kernel"], []).append((accepts, getattr(module, entry["name"])))
     return table
 
 
