@@ -4,6 +4,7 @@ types as the build's signature (a wrong type read by a compiled wrapper is memor
 wrongly), and a replay through the build must print what the JIT prints."""
 
 import json
+import shutil
 import subprocess
 import sys
 from typing import NamedTuple
@@ -149,6 +150,7 @@ def _replay(trace) -> str:
 
 
 @pytest.mark.slow  # builds an extension module: a minute or more under load
+@pytest.mark.skipif(shutil.which("cc") is None, reason="numba's pycc needs a C compiler (cc)")
 def test_a_replay_through_the_build_prints_what_the_jit_prints(llama4_traces, tmp_path):
     trace = llama4_traces / "mmlu" / "anatomy"
     build = ("from hwmodel.aot.build import build\n"
