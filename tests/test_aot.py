@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+import sysconfig
 from typing import NamedTuple
 
 import numpy as np
@@ -150,7 +151,8 @@ def _replay(trace) -> str:
 
 
 @pytest.mark.slow  # builds an extension module: a minute or more under load
-@pytest.mark.skipif(shutil.which("cc") is None, reason="numba's pycc needs a C compiler (cc)")
+@pytest.mark.skipif(shutil.which(sysconfig.get_config_var("CC").split()[0]) is None,
+                    reason="numba's pycc needs the C compiler Python was built with")
 def test_a_replay_through_the_build_prints_what_the_jit_prints(llama4_traces, tmp_path):
     trace = llama4_traces / "mmlu" / "anatomy"
     build = ("from hwmodel.aot.build import build\n"
