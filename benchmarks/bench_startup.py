@@ -34,6 +34,18 @@ export``).
 
 The replay rows read the trace cache of a temporary folder (``HWMODEL_TRACE_CACHE``), filled by
 the warm-up run; a checkout without the cache ignores it.
+
+``--fixed`` splits the replay row's command into the replay itself and the fixed cost of the
+process: the child runs the command, reads its process clock (CPU seconds since it started),
+then runs the same ``Replay.run`` calls again in the now warm process; fixed = the command's
+CPU seconds - the second run's (interpreter, imports, compiled-kernel loads, reading the trace,
+lowering, printing the table).
+
+``--aot`` first builds checkout A's kernels ahead of time (``python -m hwmodel.aot``, its
+default sample: the built-in batch, every strategy, both meshes) into a temporary folder
+(``HWMODEL_AOT``), so that A's runs load them without numba; without it A runs with
+``HWMODEL_AOT=off`` (numba's JIT and disk cache, as before). A checkout without
+:mod:`hwmodel.aot` ignores both.
 """
 
 import argparse
@@ -83,10 +95,12 @@ def rows(convert: str | None = None, convert_model: str | None = None) -> dict[s
     return table
 
 
-def run_once(checkout: Path, args: list[str], cache: str) -> tuple[float, float]:
+def run_once(checkout: Path, args: list[str], cache: str, aot: str = "off"
+             ) -> tuple[float, float]:
     """CPU seconds and peak MiB of one run of ``python ARGS`` importing hwmodel from
-    ``checkout``."""
-    env = dict(os.environ, PYTHONPATH=str(checkout), HWMODEL_TRACE_CACHE=cache)
+    ``checkout`` (trace cache folder ``cache``, ahead-of-time builds ``aot``)."""
+    env = dict(os.environ, PYTHONPATH=str(checkout), HWMODEL_TRACE_CACHE=cache,
+               HWMODEL_AOT=aot)
     child = subprocess.Popen([sys.executable, *args], cwd=checkout, env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(child.pid, 0)
@@ -98,16 +112,71 @@ def run_once(checkout: Path, args: list[str], cache: str) -> tuple[float, float]
     return usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
-def compare(a: Path, b: Path | None, args: list[str], rounds: int, cache: str) -> dict:
+def compare(a: Path, b: Path | None, args: list[str], rounds: int, cache: str,
+            aot: str = "off") -> dict:
     """``{"A": [(cpu, mib), ...], "B": [...]}``, the sides run in turn after a warm-up each."""
     sides = {"A": a} if b is None else {"A": a, "B": b}
     for checkout in sides.values():
-        run_once(checkout, args, cache)
+        run_once(checkout, args, cache, aot)
     runs = {side: [] for side in sides}
     for _ in range(rounds):
         for side, checkout in sides.items():
-            runs[side].append(run_once(checkout, args, cache))
+            runs[side].append(run_once(checkout, args, cache, aot))
     return runs
+
+
+#: The replay row's command, then the same ``Replay.run`` again in the warm process; writes
+#: the process's CPU seconds at the end of the command and those of the second run to stderr.
+_TIMED_REPLAY = """
+import sys, time
+from hwmodel.system import replay
+inner, calls = replay.Replay.run, []
+def remembered(self, *args, **kwargs):
+    calls.append((self, args, kwargs))
+    return inner(self, *args, **kwargs)
+replay.Replay.run = remembered
+from hwmodel.cli import main
+code = main(sys.argv[1:])
+command = time.process_time()
+start = time.process_time()
+for self, args, kwargs in calls:
+    inner(self, *args, **kwargs)
+print(f"timed {command} {time.process_time() - start}", file=sys.stderr)
+raise SystemExit(code)
+"""
+
+
+def fixed_cost(sides: dict, args: list[str], rounds: int, cache: str, aot: str) -> str:
+    """For the replay command ``args`` (after ``-m hwmodel``), sides in turn: medians of the
+    command's CPU seconds (the process clock when it returns), of its replays run again in the
+    warm process (the replay itself) and of the difference (the fixed cost of a process)."""
+    found = {side: [] for side in sides}
+    for _ in range(rounds + 1):         # the first round warms up
+        for side, checkout in sides.items():
+            env = dict(os.environ, PYTHONPATH=str(checkout), HWMODEL_TRACE_CACHE=cache,
+                       HWMODEL_AOT=aot)
+            child = subprocess.run([sys.executable, "-c", _TIMED_REPLAY, *args], check=False,
+                                   cwd=checkout, env=env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, text=True)
+            if child.returncode != 0:
+                raise SystemExit(f"{checkout}: timed replay failed: {child.stderr.strip()}")
+            command, run = map(float, child.stderr.split("timed ")[1].split()[:2])
+            found[side].append((command, run))
+    line = "the replay row, split             "
+    for side, measured in found.items():
+        total = statistics.median(c for c, _ in measured[1:])
+        run = statistics.median(r for _, r in measured[1:])
+        fixed = statistics.median(c - r for c, r in measured[1:])
+        line += f" {side}: {total:.3f} = replay {run:.3f} + fixed {fixed:.3f} CPU-s |"
+    return line
+
+
+def build_aot(checkout: Path, folder: str, cache: str) -> None:
+    """Checkout's kernels built ahead of time into ``folder`` (its default sample)."""
+    env = dict(os.environ, PYTHONPATH=str(checkout), HWMODEL_TRACE_CACHE=cache,
+               HWMODEL_AOT=folder)
+    subprocess.run([sys.executable, "-m", "hwmodel.aot"], cwd=checkout, env=env, check=True,
+                   stdout=subprocess.DEVNULL)
 
 
 def report(name: str, runs: dict) -> str:
@@ -133,15 +202,28 @@ def main() -> None:
                         help="also time 'hwmodel trace convert SOURCE' (e.g. a large export)")
     parser.add_argument("--convert-model", default=None, metavar="MODEL",
                         help="--model of that conversion")
+    parser.add_argument("--fixed", action="store_true",
+                        help="split the replay row into Replay.run and the fixed cost")
+    parser.add_argument("--aot", action="store_true",
+                        help="build checkout A's kernels ahead of time first (hwmodel.aot)")
     args = parser.parse_args()
     a, b = Path(args.path).resolve(), Path(args.vs).resolve() if args.vs else None
     print(f"A = {a}" + (f", B = {b}" if b else "") + f"; medians of {args.rounds} runs each, "
           "A B A B; CPU = user + system of the child", flush=True)
-    with tempfile.TemporaryDirectory(prefix="hwmodel-trace-cache-") as cache:
+    with (tempfile.TemporaryDirectory(prefix="hwmodel-trace-cache-") as cache,
+          tempfile.TemporaryDirectory(prefix="hwmodel-aot-") as aot):
+        if args.aot:
+            build_aot(a, aot, cache)
+            print(f"A's kernels built ahead of time into {aot}", flush=True)
         for name, command in rows(args.convert, args.convert_model).items():
             if args.only not in name:
                 continue
-            print(report(name, compare(a, b, command, args.rounds, cache)), flush=True)
+            runs = compare(a, b, command, args.rounds, cache, aot if args.aot else "off")
+            print(report(name, runs), flush=True)
+            if args.fixed and name.startswith("replay"):
+                sides = {"A": a} if b is None else {"A": a, "B": b}
+                print(fixed_cost(sides, command[2:], args.rounds, cache,
+                                 aot if args.aot else "off"), flush=True)
 
 
 if __name__ == "__main__":

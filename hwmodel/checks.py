@@ -9,7 +9,8 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
-from numba import njit
+
+from .jit import njit
 
 __all__ = ["check_bool", "check_int", "check_int_array", "check_transaction", "index_bits",
            "positive_int"]

@@ -31,9 +31,10 @@ def _loaded(code: str, argv: list[str] | None = None) -> set[str]:
                  f"        main({argv!r})\n"
                  "    except SystemExit:\n"
                  "        pass\n")
+    # no ahead-of-time build either: the kernels run through numba (tests/test_aot.py)
+    env = subprocess_env(HWMODEL_TRACE_CACHE="off", HWMODEL_AOT="off")
     result = subprocess.run([sys.executable, "-c", code + _REPORT], capture_output=True,
-                            text=True, env=subprocess_env(HWMODEL_TRACE_CACHE="off"),
-                            check=True)
+                            text=True, env=env, check=True)
     return set(result.stdout.split())
 
 
@@ -56,6 +57,21 @@ def test_replay_without_outputs_loads_no_plot_diagram_or_recorder_library():
                           "--quiet"])
     assert "numba" in loaded        # the replay did run its kernels
     assert loaded.isdisjoint(NOT_FOR_REPLAY), sorted(loaded & set(NOT_FOR_REPLAY))
+
+
+def test_importing_the_kernels_and_building_a_replay_loads_no_numba():
+    # numba is imported when a kernel first runs (hwmodel.jit), not by the kernels' modules
+    loaded = _loaded("import hwmodel.system.engine, hwmodel.system.flows, hwmodel.checks\n"
+                     "import hwmodel.components.global_cp.allocator\n"
+                     "import hwmodel.components.global_cp.predictor\n"
+                     "import hwmodel.components.pdu.compiled, hwmodel.components.atu.twin\n"
+                     "import hwmodel.topologies.routing, hwmodel.traces.analysis\n"
+                     "from hwmodel.params import load_wafer\n"
+                     "from hwmodel.system import Replay\n"
+                     "from hwmodel.topologies.wafer import build_wafer\n"
+                     "build_wafer(load_wafer('tsmc-sow'))\n")
+    assert "hwmodel" in loaded and "numpy" in loaded
+    assert "numba" not in loaded and "scipy" not in loaded
 
 
 def test_building_a_wafer_loads_no_amaranth():

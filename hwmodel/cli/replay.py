@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from pathlib import Path
 
 from .runs import DEFAULT_BATCH, ReplayJob, _labels, open_trace, summary_table, wafer_params_of
@@ -107,6 +107,8 @@ def replay_strategies(trace, wafers, strategies, *, batch=None, model=None, para
 
 def _run_pool(work, jobs, bar):
     """``work`` on ``jobs`` processes; results in the order of ``work``."""
+    from concurrent.futures import ProcessPoolExecutor  # its module only with --jobs > 1
+
     # heaviest runs first (prediction runs drive the twins layer by layer), so that the
     # processes finish together; results come back in the requested order.
     from ..system import get_strategy

@@ -6,13 +6,14 @@ import argparse
 import os
 import shlex
 import sys
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 __all__ = ["register"]
 
 
 def _main(args) -> int:
+    from concurrent.futures.process import BrokenProcessPool
+
     from ..sweep import load_grid, run_sweep
     if args.force:
         raise ValueError("--force: sweep keeps its results store and adds to it; to run the "

@@ -7,7 +7,10 @@ SHA-256 of its bytes (the trace content hash), so a changed source gives a new s
 
 :func:`cached_batch` does the same for one ``hwmodel replay`` process: the request JSON of a
 trace is parsed once, and later processes memory-map the store named by the SHA-256 of the
-requests' bytes (:func:`trace_cache_dir`; ``HWMODEL_TRACE_CACHE=off`` turns it off).
+requests' bytes (:func:`trace_cache_dir`; ``HWMODEL_TRACE_CACHE=off`` turns it off). A link
+under ``stat/``, named by what the operating system says of the request files (path, size,
+modification and change times, inode), gives that hash without reading the files again; a file
+rewritten since has a new change time, so it is read and hashed as before.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import time
 from pathlib import Path
 
 from .grid import TraceSpec
@@ -23,6 +28,13 @@ __all__ = ["cached_batch", "file_sha256", "is_cached", "trace_cache_dir", "trace
 
 #: Folder of the replay's parsed request stores, or ``off``.
 TRACE_CACHE_ENV = "HWMODEL_TRACE_CACHE"
+
+#: A request file whose modification or change time is less than this many seconds old when
+#: it is hashed gets no stat link: a rewrite within the file system's time-stamp granularity
+#: could leave its time stamps as they were (git's "racy" index entries).
+RACY_SECONDS = 2.0
+
+_CONTENT_KEY = re.compile(r"[0-9a-f]{32}")
 
 
 def file_sha256(path) -> str:
@@ -126,19 +138,25 @@ def trace_cache_dir() -> Path | None:
     return Path(base) / "hwmodel" / "traces"
 
 
+def _source_header(source: Path, model):
+    """What identifies a request source's reading besides its files: the reader's and the
+    store's versions, the model the requests are checked against, the source's path."""
+    from .. import __version__
+    from ..models import load_model
+    from ..traces.store import STORE_VERSION
+    return json.dumps({
+        "hwmodel": __version__, "store": STORE_VERSION,
+        "model": None if model is None else repr(load_model(model)),
+        "source": str(source.resolve())}, sort_keys=True).encode()
+
+
 def _requests_key(source: Path, model, limit: int | None) -> str:
     """SHA-256 of everything :func:`hwmodel.traces.open_batch` reads of a request source: the
     bytes of each request it would read (with its id and path, which the store keeps; so a
     ``limit`` beyond the last request reads the same store as none), the model it checks them
     against and the reader's version."""
-    from .. import __version__
-    from ..models import load_model
     from ..traces import request_sources
-    from ..traces.store import STORE_VERSION
-    digest = hashlib.sha256(json.dumps({
-        "hwmodel": __version__, "store": STORE_VERSION,
-        "model": None if model is None else repr(load_model(model)),
-        "source": str(source.resolve())}, sort_keys=True).encode())
+    digest = hashlib.sha256(_source_header(source, model))
     for count, (request_id, path, read) in enumerate(request_sources(source)):
         if limit is not None and count >= limit:
             break
@@ -148,6 +166,50 @@ def _requests_key(source: Path, model, limit: int | None) -> str:
     return digest.hexdigest()[:32]
 
 
+def _stat_key(source: Path, model, limit: int | None) -> tuple[str, bool] | None:
+    """``(key, settled)``: SHA-256 of what the operating system says of the source and of
+    each request file :func:`_requests_key` would read (device, inode, size, modification
+    and change times in ns; an archive's member by the archive's), under the same header;
+    ``settled`` when every time stamp is at least :data:`RACY_SECONDS` old. None if a file
+    cannot be stat'ed (the caller hashes the content)."""
+    from ..traces import request_sources
+    digest = hashlib.sha256(_source_header(source, model))
+    newest = 0
+    try:
+        files = [("", str(source), source.stat())]
+        for count, (request_id, path, _read) in enumerate(request_sources(source)):
+            if limit is not None and count >= limit:
+                break
+            files.append((request_id, path, os.stat(path.split("::", 1)[0])))
+    except OSError:
+        return None
+    for request_id, path, st in files:
+        stamps = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+        digest.update(json.dumps([request_id, path, stamps]).encode())
+        newest = max(newest, st.st_mtime_ns, st.st_ctime_ns)
+    return digest.hexdigest()[:32], newest <= (time.time() - RACY_SECONDS) * 1e9
+
+
+def _linked_key(link: Path) -> str | None:
+    """The content key a stat link names, or None (no link, or not a key)."""
+    try:
+        key = link.read_text().strip()
+    except OSError:
+        return None
+    return key if _CONTENT_KEY.fullmatch(key) else None
+
+
+def _write_link(link: Path, key: str) -> None:
+    """``link`` naming content key ``key``, written under a temporary name and renamed."""
+    partial = link.with_name(f"{link.name}.{os.getpid()}.partial")
+    try:
+        link.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(key + "\n")
+        os.replace(partial, link)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 def cached_batch(source, model=None, limit: int | None = None, cache_dir=None):
     """:func:`hwmodel.traces.open_batch` of ``source``, parsed once per content.
 
@@ -155,7 +217,8 @@ def cached_batch(source, model=None, limit: int | None = None, cache_dir=None):
     hash in ``cache_dir`` (default :func:`trace_cache_dir`) is memory-mapped instead of parsing
     the JSON again, else the parsed store is written there for the next process. Store files,
     other formats and a disabled cache read as :func:`~hwmodel.traces.open_batch` does. A bad
-    request is refused as there, and nothing is cached.
+    request is refused as there, and nothing is cached. A stat link (:func:`_stat_key`) to the
+    store skips reading and hashing the JSON when no request file changed.
     """
     from ..traces import TraceStore, open_batch
     from ..traces.adapters import detect_format
@@ -165,14 +228,24 @@ def cached_batch(source, model=None, limit: int | None = None, cache_dir=None):
     if (cache is None or not source.exists()
             or (source.is_file() and is_store_file(source)) or detect_format(source) is not None):
         return open_batch(source, model=model, limit=limit)
+    stat = _stat_key(source, model, limit)
+    link = cache / "stat" / f"{stat[0]}.key" if stat is not None else None
+    linked = _linked_key(link) if link is not None else None
+    if linked is not None and (cache / f"{linked}.store").is_file():
+        return TraceStore.load(cache / f"{linked}.store")
     key = _requests_key(source, model, limit)
     path = cache / f"{key}.store"
     if path.is_file():
-        return TraceStore.load(path)
-    store = open_batch(source, model=model, limit=limit)
+        store = TraceStore.load(path)
+    else:
+        store = open_batch(source, model=model, limit=limit)
     try:
-        cache.mkdir(parents=True, exist_ok=True)
-        _save_store(store, cache, key)
+        if not path.is_file():
+            cache.mkdir(parents=True, exist_ok=True)
+            _save_store(store, cache, key)
+        # linked only if no file changed while it was read, nor lately (RACY_SECONDS)
+        if stat is not None and stat[1] and _stat_key(source, model, limit) == stat:
+            _write_link(link, key)
     except OSError:
         pass    # a cache that cannot be written only costs the next process the parse
     return store

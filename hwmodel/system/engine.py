@@ -28,8 +28,7 @@ import numpy as np
 if TYPE_CHECKING:
     from .lowering import Tables
 
-from numba import njit
-
+from ..jit import njit
 from .flows import FlowState, flows_finish, flows_next, flows_start, grown, new_flow_state
 
 __all__ = ["EV_NAMES", "Counter", "DieStat", "LayerKernel", "LayerStat", "Prediction", "Prefetched",

@@ -31,7 +31,8 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
+
+from ..jit import njit
 
 __all__ = ["FlowState", "LinkNetwork", "grown", "link_network", "new_flow_state",
            "transfer_phase", "transfer_times"]

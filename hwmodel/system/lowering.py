@@ -24,7 +24,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
 
 from ..components.d2d import message_latency_ns
 from ..components.global_cp import (
@@ -35,6 +34,7 @@ from ..components.global_cp import (
     home_placement,
 )
 from ..config import ConfigError
+from ..jit import njit
 
 __all__ = ["Tables", "allocator_costs", "check_unit_sizes", "has_routes", "hbm_efficiencies",
            "home_placement", "lower", "with_routes"]

@@ -17,7 +17,8 @@ dies). Dies are ``(x, y)`` with id ``y + x * Y``; ``link_x[x, y]`` is the index 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from ..jit import njit
 
 __all__ = ["NO_ROUTE", "all_routes", "link_grids", "route"]
 

@@ -30,8 +30,8 @@ import math
 from pathlib import Path
 
 import numpy as np
-from numba import njit
 
+from ..jit import njit
 from .store import TraceStore
 
 __all__ = ["HEADLINE", "add_layer_transitions", "coverage", "headline", "layer_counts",

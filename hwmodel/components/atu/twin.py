@@ -30,9 +30,9 @@ import math
 
 import attrs
 import numpy as np
-from numba import njit
 
 from ...checks import check_int, check_int_array, index_bits
+from ...jit import njit
 from .params import MATRICES_PER_EXPERT, PAGE_BYTES, PAPER, PAPER_PAGE_BITS, ATULayout
 
 __all__ = [

@@ -25,8 +25,8 @@ import math
 
 import attrs
 import numpy as np
-from numba import njit
 
+from ...jit import njit
 from .edt import EDTTwin
 from .params import (
     PAPER_BLOCK_SIZE,

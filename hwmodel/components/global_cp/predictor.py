@@ -13,9 +13,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
 
 from ...checks import check_int_array
+from ...jit import njit
 from .params import HEATMAP_COUNT_BITS, PAPER_TOP_N_SHARE, check_positive_ints
 
 __all__ = ["PredictorTwin", "predictor_inputs", "union_of_rows"]

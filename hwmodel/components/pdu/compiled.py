@@ -10,8 +10,7 @@ the replay calls the same functions on every die's row at once (``PDUTwin.load_t
 
 from __future__ import annotations
 
-from numba import njit
-
+from ...jit import njit
 from .params import BITS_PER_EXPERT, EXPERTS_PER_WORD
 
 __all__ = ["CP_EN", "IS_LOCAL", "copies_on_arrival", "copy_arrivals_rows", "expert_bits",
