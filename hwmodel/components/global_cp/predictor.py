@@ -22,16 +22,35 @@ __all__ = ["PredictorTwin", "predictor_inputs", "union_of_rows"]
 
 
 @njit(cache=True)
-def _first_bad_id(prev_rows, prev_index, cur_rows, cur_index, num_experts):
-    """An expert id outside ``0..num_experts - 1`` in the rows the pairs use, else -1."""
-    for j in range(prev_index.shape[0]):
-        for rows, r in ((prev_rows, prev_index[j]), (cur_rows, cur_index[j])):
-            for layer in range(rows.shape[1]):
-                for a in range(rows.shape[2]):
-                    e = rows[r, layer, a]
-                    if e < 0 or e >= num_experts:
-                        return e
-    return -1
+def _first_bad_id(rows, index, num_experts):
+    """``(j, e)``: the first pair ``j`` whose token ``rows[index[j]]`` holds an id ``e``
+    outside ``0..num_experts - 1`` (layers, then top-k, in order), else ``(-1, -1)``."""
+    for j in range(index.shape[0]):
+        for layer in range(rows.shape[1]):
+            for a in range(rows.shape[2]):
+                e = np.int64(rows[index[j], layer, a])
+                if e < 0 or e >= num_experts:
+                    return j, e
+    return -1, -1
+
+
+def _check_ids(prev_rows, prev_index, cur_rows, cur_index, num_experts) -> None:
+    """ValueError naming the first id outside ``0..num_experts - 1`` that the pairs use, in
+    pair order (a pair's previous token before its next), unless the rows' type holds no
+    other value (:func:`_holds_only_ids`)."""
+    found = [_first_bad_id(rows, index, num_experts)
+             for rows, index in ((prev_rows, prev_index), (cur_rows, cur_index))
+             if not _holds_only_ids(rows.dtype, num_experts)]
+    found = [(j, e) for j, e in found if j != -1]
+    if found:
+        raise ValueError(f"token rows hold expert id {min(found, key=lambda f: f[0])[1]}, "
+                         f"outside 0..{num_experts - 1}")
+
+
+def _holds_only_ids(dtype, num_experts) -> bool:
+    """Whether every value of an array of ``dtype`` is an expert id (``0 .. num_experts - 1``):
+    an unsigned integer type too narrow for anything else, such as uint8 ids of 256 experts."""
+    return dtype.kind == "u" and np.iinfo(dtype).max < num_experts
 
 
 @njit(cache=True)
@@ -55,7 +74,6 @@ def _add_pairs(heatmap, prev_ids, cur_ids, num_pairs):
     checked beforehand; the caller saturates at the counter's maximum afterwards: all
     increments are positive, so that equals saturating each). Layer by layer, so that one
     layer's table stays in cache while its ids stream past."""
-    num = heatmap.shape[2]
     for layer in range(heatmap.shape[0]):
         table = heatmap[layer]
         prev = prev_ids[layer]
@@ -65,12 +83,6 @@ def _add_pairs(heatmap, prev_ids, cur_ids, num_pairs):
                 row = table[prev[j, a]]
                 for b in range(cur.shape[1]):
                     row[cur[j, b]] += 1
-
-
-def _holds_only_ids(dtype, num_experts) -> bool:
-    """Whether every value of an array of ``dtype`` is an expert id (``0 .. num_experts - 1``):
-    an unsigned integer type too narrow for anything else, such as uint8 ids of 256 experts."""
-    return dtype.kind == "u" and np.iinfo(dtype).max < num_experts
 
 
 def _as_words(rows):
@@ -237,7 +249,7 @@ class PredictorTwin:
         self._check_layer_expert(layer, 0)
         counts = np.asarray(counts)
         if counts.size and counts.min() < 0:
-            raise ValueError(f"counts must be >= 0, not {counts.min()!r}")
+            raise ValueError(f"counts must be >= 0, not {int(counts.min())}")
         np.minimum(self._heatmap[layer] + counts, self._count_max, out=self._heatmap[layer])
 
     def add_pairs(self, prev_rows, prev_index, cur_rows, cur_index) -> None:
@@ -252,12 +264,7 @@ class PredictorTwin:
         prev_index = check_int_array("prev_index", prev_index, 0, max(1, len(prev_rows)))
         cur_index = check_int_array("cur_index", cur_index, 0, max(1, len(cur_rows)),
                                     length=len(prev_index))
-        if not (_holds_only_ids(prev_rows.dtype, self.num_experts)
-                and _holds_only_ids(cur_rows.dtype, self.num_experts)):
-            bad = _first_bad_id(prev_rows, prev_index, cur_rows, cur_index, self.num_experts)
-            if bad != -1:
-                raise ValueError(f"token rows hold expert id {bad}, outside "
-                                 f"0..{self.num_experts - 1}")
+        _check_ids(prev_rows, prev_index, cur_rows, cur_index, self.num_experts)
         # the counters are saturated once more pairs would risk overflowing them
         top_k = max(1, prev_rows.shape[2] * cur_rows.shape[2])
         unsaturated = (int(np.iinfo(self._heatmap.dtype).max) - self._count_max) // top_k
