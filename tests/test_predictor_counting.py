@@ -105,10 +105,9 @@ def test_negative_counts_are_refused():
 
 @pytest.mark.parametrize("seed", range(10))
 def test_top_n_equals_a_stable_sort_at_every_counter_width(seed):
-    """The radix select of the n-th count against a stable sort, at counter widths whose
-    values take one, two, three and eight bytes (1, 8, 9, 16, 17, 30, 62 bits), on rows
-    with every count saturated, rows of ties, an all-zero row, n = 1 and n = E (n >= the
-    row's length takes the whole row)."""
+    """The binary search of the n-th count against a stable sort, at counter widths from 1 to
+    62 bits (int32 and int64 counters), on rows with every count saturated, rows of ties,
+    an all-zero row, n = 1 and n = E (the whole row)."""
     rng = np.random.default_rng(seed)
     count_bits = [1, 8, 9, 16, 17, 30, 62, 16, 9, 62][seed]
     experts = int(rng.choice([1, 2, 5, 64, 256]))

@@ -105,53 +105,52 @@ PAIRS_PER_CHUNK = 16384
 
 
 @njit(cache=True)
-def _nth_largest(values, n, count_bits, histogram):
-    """``(t, m)``: the ``n``-th largest of ``values`` (1 <= n <= len; every value in
-    ``0 .. 2**count_bits - 1``) and how many of the ``n`` largest equal ``t``. A radix select,
-    eight bits at a time from the top: a histogram of the next digit among the values that
-    share the digits chosen so far, then the digit holding rank ``n``."""
-    shift = ((count_bits - 1) // 8) * 8
-    prefix = 0                           # the digits of t chosen so far (above ``shift + 8``)
-    high = 0                             # their bit mask
-    rank = n                             # t's rank among the values that share ``prefix``
-    while True:
-        histogram[:] = 0
-        for i in range(values.shape[0]):
-            v = np.int64(values[i])
-            if v & high == prefix:
-                histogram[(v >> shift) & 255] += 1
-        digit = 255
-        while histogram[digit] < rank:
-            rank -= histogram[digit]
-            digit -= 1
-        prefix |= digit << shift
-        high |= 255 << shift
-        if shift == 0:
-            return prefix, rank
-        shift -= 8
+def _count_at_least(row, x):
+    """How many of ``row`` are ``>= x`` (one branch-free pass, which the compiler
+    vectorises)."""
+    count = np.int32(0)
+    for i in range(row.shape[0]):
+        count += np.int32(row[i] >= x)
+    return count
 
 
 @njit(cache=True)
-def _top_n_mask(heatmap, rows, n, count_bits, out):
+def _nth_largest(row, n):
+    """``(t, m)``: the ``n``-th largest of ``row`` (1 <= n <= len, every value >= 0) and how
+    many of the ``n`` largest equal ``t``. A binary search on the value: ``t`` is the largest
+    ``x`` that at least ``n`` counts reach, at most ``log2(max + 1)`` counting passes."""
+    lo, hi = 0, np.int64(row.max()) + 1      # n counts reach lo, fewer than n reach hi
+    reach_hi = 0                             # how many reach hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        reach = _count_at_least(row, row.dtype.type(mid))
+        if reach >= n:
+            lo = mid
+        else:
+            hi, reach_hi = mid, reach
+    return lo, n - reach_hi
+
+
+@njit(cache=True)
+def _top_n_mask(heatmap, rows, n, out):
     """``out[i, j]`` := whether ``j`` is among the ``n`` most frequent successors of expert
     ``rows[i]`` in ``heatmap`` (one layer's table): counts descending, ties by expert id
     ascending. The top-n of every path: one row (:meth:`PredictorTwin.top_n`) and all rows
     (:meth:`PredictorTwin.top_n_matrix`). Per row: the n-th largest count ``t``
     (:func:`_nth_largest`), then every expert counted above ``t`` and the ``m`` lowest ids
     counted ``t``."""
-    histogram = np.empty(256, np.int64)
     for i in range(rows.shape[0]):
         row = heatmap[rows[i]]
-        t, left = _nth_largest(row, n, count_bits, histogram)
+        t, left = _nth_largest(row, n)
+        chosen = out[i]
         for j in range(row.shape[0]):
-            v = row[j]
-            if v > t:
-                out[i, j] = True
-            elif v == t and left > 0:
-                out[i, j] = True
+            chosen[j] = row[j] > t
+        for j in range(row.shape[0]):
+            if left == 0:
+                break
+            if row[j] == t:
+                chosen[j] = True
                 left -= 1
-            else:
-                out[i, j] = False
 
 
 @njit(cache=True)
@@ -294,8 +293,7 @@ class PredictorTwin:
         """Most frequent successors of ``expert``: count descending, expert id ascending."""
         self._check_layer_expert(layer, expert)
         out = np.empty((1, self.num_experts), np.bool_)
-        _top_n_mask(self._heatmap[layer], np.array([expert], np.int64), self.top_n_count,
-                    self.count_bits, out)
+        _top_n_mask(self._heatmap[layer], np.array([expert], np.int64), self.top_n_count, out)
         row = self._heatmap[layer, expert]
         chosen = np.flatnonzero(out[0])
         # listed most frequent first, ties by id (the mask's order)
@@ -311,7 +309,7 @@ class PredictorTwin:
         self._check_layer_expert(layer, 0)
         experts = check_int_array("experts", experts, 0, self.num_experts)
         out = np.empty((len(experts), self.num_experts), np.bool_)
-        _top_n_mask(self._heatmap[layer], experts, self.top_n_count, self.count_bits, out)
+        _top_n_mask(self._heatmap[layer], experts, self.top_n_count, out)
         return out
 
     def predict(self, layer: int, die_experts) -> int:
