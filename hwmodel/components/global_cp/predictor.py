@@ -267,7 +267,7 @@ class PredictorTwin:
         # the counters are saturated once more pairs would risk overflowing them
         top_k = max(1, prev_rows.shape[2] * cur_rows.shape[2])
         unsaturated = (int(np.iinfo(self._heatmap.dtype).max) - self._count_max) // top_k
-        chunk = min(PAIRS_PER_CHUNK, unsaturated)
+        chunk = min(PAIRS_PER_CHUNK, unsaturated, max(1, len(prev_index)))
         prev_words, cur_words = _as_words(prev_rows), _as_words(cur_rows)
         prev_ids = np.empty((self.num_layers, chunk) + prev_words.shape[2:], prev_words.dtype)
         cur_ids = np.empty((self.num_layers, chunk) + cur_words.shape[2:], cur_words.dtype)
