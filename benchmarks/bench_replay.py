@@ -6,6 +6,13 @@
     python benchmarks/bench_replay.py --synth 256,1024,4096,16384 --strategy allo \\
         --wafer tsmc-sow --jobs 1                     # run time vs batch, events/s, peak RSS
     python benchmarks/bench_replay.py --replica-GB 50 --strategy pred --wafer tsmc-sow
+    python benchmarks/bench_replay.py --synth 16384 --strategy allo+pred --wafer tsmc-sow \
+        --vs /tmp/base --pairs 2                      # A B A B against another checkout
+
+With ``--vs`` each run is its own ``hwmodel replay ... --jobs 1 --quiet --no-plots`` process,
+this checkout (A) and the other (B) in turn after one warm-up run each, timed from outside
+by the OS: medians of CPU seconds (user + system) and peak resident memory, and the A / B
+ratio pair by pair (min-max).
 
 Synthetic batches are fitted to the shared Llama-4 trace and reshaped to the model
 (``hwmodel.traces.synth.synthesize(like=..., model=..., requests=..., seed=0)``), saved once
@@ -15,6 +22,8 @@ under ``--cache`` and memory-mapped by every run.
 import argparse
 import json
 import resource
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -56,6 +65,22 @@ def reproduction_table(results) -> str:
     return "\n".join(lines)
 
 
+def versus(trace: str, model: str | None, wafers, strategies, other: Path,
+           pairs: int) -> None:
+    """Time each (wafer, strategy) run as whole processes, this checkout and ``other`` in
+    turn (``bench_startup``'s A B A B loop), and print one line per run."""
+    from bench_startup import compare, report
+    here = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory(prefix="hwmodel-trace-cache-") as cache:
+        for wafer in wafers:
+            for strategy in strategies:
+                command = ["-m", "hwmodel", "replay", "--trace", trace, "--wafer", wafer,
+                           "--strategy", strategy, "--jobs", "1", "--quiet", "--no-plots"]
+                command += ["--model", model] if model else []
+                runs = compare(here, other.resolve(), command, pairs, cache)
+                print(report(f"{wafer} {strategy}", runs), flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--synth", default="",
@@ -72,6 +97,10 @@ def main():
     ap.add_argument("--cache", default="/tmp/hwmodel-bench",
                     help="folder where synthetic batches are saved and reused")
     ap.add_argument("--json", default=None, help="also write the run summaries to this file")
+    ap.add_argument("--vs", default=None, metavar="CHECKOUT",
+                    help="time each run as its own process against this other checkout "
+                         "(A B A B; the replica bound and --json do not apply)")
+    ap.add_argument("--pairs", type=int, default=2, help="with --vs: A B pairs per run")
     args = ap.parse_args()
     strategies = STRATEGIES if args.strategy == "all" else tuple(args.strategy.split(","))
     wafers = args.wafer.split(",")
@@ -85,6 +114,12 @@ def main():
         else:
             trace = str(synthetic_store(args.model, size, Path(args.cache)))
             label = f"synthetic {args.model} batch {size}"
+        if args.vs:
+            print(f"== {label}: A = this checkout, B = {args.vs}, medians of {args.pairs} "
+                  "pairs", flush=True)
+            versus(trace, args.model if size else None, wafers, strategies, Path(args.vs),
+                   args.pairs)
+            continue
         t0 = time.perf_counter()
         results = replay_strategies(trace, wafers, strategies, params=params, jobs=args.jobs)
         wall = time.perf_counter() - t0
@@ -104,4 +139,5 @@ def main():
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))      # bench_startup
     main()

@@ -22,64 +22,113 @@ __all__ = ["PredictorTwin", "predictor_inputs", "union_of_rows"]
 
 
 @njit(cache=True)
-def _first_bad_id(prev_rows, prev_index, cur_rows, cur_index, num_experts):
-    """An expert id outside ``0..num_experts - 1`` in the rows the pairs use, else -1."""
-    for j in range(prev_index.shape[0]):
-        for rows, r in ((prev_rows, prev_index[j]), (cur_rows, cur_index[j])):
-            for layer in range(rows.shape[1]):
+def _first_bad_id(rows, index, num_experts):
+    """``(j, e)``: the first pair ``j`` whose token ``rows[index[j]]`` holds an id ``e``
+    outside ``0..num_experts - 1`` (layers, then top-k, in order), else ``(-1, -1)``."""
+    for j in range(index.shape[0]):
+        for layer in range(rows.shape[1]):
+            for a in range(rows.shape[2]):
+                e = np.int64(rows[index[j], layer, a])
+                if e < 0 or e >= num_experts:
+                    return j, e
+    return -1, -1
+
+
+def _check_ids(prev_rows, prev_index, cur_rows, cur_index, num_experts) -> None:
+    """ValueError naming the first id outside ``0..num_experts - 1`` that the pairs use, in
+    pair order (a pair's previous token before its next), unless the rows' type holds no
+    other value (:func:`_holds_only_ids`)."""
+    found = [_first_bad_id(rows, index, num_experts)
+             for rows, index in ((prev_rows, prev_index), (cur_rows, cur_index))
+             if not _holds_only_ids(rows.dtype, num_experts)]
+    found = [(j, e) for j, e in found if j != -1]
+    if found:
+        raise ValueError(f"token rows hold expert id {min(found, key=lambda f: f[0])[1]}, "
+                         f"outside 0..{num_experts - 1}")
+
+
+def _holds_only_ids(dtype, num_experts) -> bool:
+    """Whether every value of an array of ``dtype`` is an expert id (``0 .. num_experts - 1``):
+    an unsigned integer type too narrow for anything else, such as uint8 ids of 256 experts."""
+    return dtype.kind == "u" and np.iinfo(dtype).max < num_experts
+
+
+@njit(cache=True)
+def _gather_by_layer(rows, index, out):
+    """``out[l, j, :] = rows[index[j], l, :]``: the ids of the tokens a chunk of pairs uses,
+    layer by layer, so that counting one layer reads one contiguous block. In tiles of 64
+    pairs (their tokens' rows stay in the L1 cache while every layer takes its part)."""
+    for lo in range(0, index.shape[0], 64):
+        hi = min(lo + 64, index.shape[0])
+        for layer in range(rows.shape[1]):
+            for j in range(lo, hi):
+                r = index[j]
                 for a in range(rows.shape[2]):
-                    e = rows[r, layer, a]
-                    if e < 0 or e >= num_experts:
-                        return e
-    return -1
+                    out[layer, j, a] = rows[r, layer, a]
 
 
 @njit(cache=True)
-def _add_pairs(heatmap, prev_rows, prev_index, cur_rows, cur_index):
-    """For each ``j``, every expert of row ``prev_index[j]`` of ``prev_rows`` followed by
-    every expert of row ``cur_index[j]`` of ``cur_rows`` adds one to ``heatmap[l, i, j]`` of
-    each MoE layer ``l`` (ids checked beforehand by :func:`_first_bad_id`; the caller
-    saturates at the counter's maximum afterwards: all increments are positive, so that equals
-    saturating each). Layer by layer, so that one layer's table stays in cache."""
-    k = prev_rows.shape[2]
-    for layer in range(prev_rows.shape[1]):
+def _add_pairs(heatmap, prev_ids, cur_ids, num_pairs):
+    """For each pair ``j < num_pairs``, every expert of ``prev_ids[l, j]`` followed by every
+    expert of ``cur_ids[l, j]`` adds one to ``heatmap[l, i, j]`` of each MoE layer ``l`` (ids
+    checked beforehand; the caller saturates at the counter's maximum afterwards: all
+    increments are positive, so that equals saturating each). Layer by layer, so that one
+    layer's table stays in cache while its ids stream past."""
+    for layer in range(heatmap.shape[0]):
         table = heatmap[layer]
-        for j in range(prev_index.shape[0]):
-            p = prev_index[j]
-            c = cur_index[j]
-            for a in range(k):
-                row = table[prev_rows[p, layer, a]]
-                for b in range(k):
-                    row[cur_rows[c, layer, b]] += 1
+        prev = prev_ids[layer]
+        cur = cur_ids[layer]
+        for j in range(num_pairs):
+            for a in range(prev.shape[1]):
+                row = table[prev[j, a]]
+                for b in range(cur.shape[1]):
+                    row[cur[j, b]] += 1
 
+
+def _as_words(rows):
+    """``rows`` (tokens, layers, top-k) with each token's ids of a layer as one unsigned word
+    (shape (tokens, layers, 1)) when they fill 1, 2, 4 or 8 bytes of a contiguous array, so
+    that gathering them moves one word per (token, layer); else ``rows`` itself."""
+    width = rows.shape[2] * rows.itemsize
+    if rows.flags.c_contiguous and width in (1, 2, 4, 8) and rows.dtype.kind in "iu":
+        return rows.view(f"u{width}")
+    return rows
+
+
+def _as_ids(words, rows):
+    """The ids of gathered :func:`_as_words` (layers, pairs, 1 or top-k), as ``rows``' type."""
+    return words.view(rows.dtype) if words.dtype != rows.dtype else words
+
+
+# pairs gathered per chunk of :meth:`PredictorTwin.add_pairs` (bounds its scratch arrays)
+PAIRS_PER_CHUNK = 16384
 
 
 @njit(cache=True)
-def _nth_largest(values, n):
-    """The ``n``-th largest of ``values`` (1 <= n <= len), reordering ``values`` in place: a
-    quickselect with three-way partitions (larger, equal, smaller than the pivot)."""
-    lo, hi = 0, values.shape[0]          # the answer is in values[lo:hi], rank n - 1 - lo
-    k = n - 1
-    while True:
-        pivot = values[lo + (hi - lo) // 2]
-        a, i, b = lo, lo, hi             # [lo, a) > pivot, [a, i) == pivot, [b, hi) < pivot
-        while i < b:
-            v = values[i]
-            if v > pivot:
-                values[i], values[a] = values[a], v
-                a += 1
-                i += 1
-            elif v < pivot:
-                b -= 1
-                values[i], values[b] = values[b], v
-            else:
-                i += 1
-        if k < a:
-            hi = a
-        elif k < b:
-            return pivot
+def _count_at_least(row, x):
+    """How many of ``row`` are ``>= x`` (one branch-free pass, which the compiler
+    vectorises)."""
+    count = np.int32(0)
+    for i in range(row.shape[0]):
+        count += np.int32(row[i] >= x)
+    return count
+
+
+@njit(cache=True)
+def _nth_largest(row, n):
+    """``(t, m)``: the ``n``-th largest of ``row`` (1 <= n <= len, every value >= 0) and how
+    many of the ``n`` largest equal ``t``. A binary search on the value: ``t`` is the largest
+    ``x`` that at least ``n`` counts reach, at most ``log2(max + 1)`` counting passes."""
+    lo, hi = 0, np.int64(row.max()) + 1      # n counts reach lo, fewer than n reach hi
+    reach_hi = 0                             # how many reach hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        reach = _count_at_least(row, row.dtype.type(mid))
+        if reach >= n:
+            lo = mid
         else:
-            lo = b
+            hi, reach_hi = mid, reach
+    return lo, n - reach_hi
 
 
 @njit(cache=True)
@@ -87,25 +136,20 @@ def _top_n_mask(heatmap, rows, n, out):
     """``out[i, j]`` := whether ``j`` is among the ``n`` most frequent successors of expert
     ``rows[i]`` in ``heatmap`` (one layer's table): counts descending, ties by expert id
     ascending. The top-n of every path: one row (:meth:`PredictorTwin.top_n`) and all rows
-    (:meth:`PredictorTwin.top_n_matrix`). Per row: the n-th largest count ``t``, then every
-    expert counted above ``t`` and the lowest ids counted ``t`` until ``n`` are chosen."""
-    num = heatmap.shape[1]
-    scratch = np.empty(num, heatmap.dtype)
-    out[:, :] = False
+    (:meth:`PredictorTwin.top_n_matrix`). Per row: the n-th largest count ``t``
+    (:func:`_nth_largest`), then every expert counted above ``t`` and the ``m`` lowest ids
+    counted ``t``."""
     for i in range(rows.shape[0]):
         row = heatmap[rows[i]]
-        scratch[:] = row
-        t = _nth_largest(scratch, n)
-        left = n
-        for j in range(num):
-            if row[j] > t:
-                out[i, j] = True
-                left -= 1
-        for j in range(num):
+        t, left = _nth_largest(row, n)
+        chosen = out[i]
+        for j in range(row.shape[0]):
+            chosen[j] = row[j] > t
+        for j in range(row.shape[0]):
             if left == 0:
                 break
             if row[j] == t:
-                out[i, j] = True
+                chosen[j] = True
                 left -= 1
 
 
@@ -194,12 +238,17 @@ class PredictorTwin:
         """Add ``count`` to ``H[layer, prev, next]`` (saturating)."""
         self._check_layer_expert(layer, prev_expert)
         self._check_layer_expert(layer, next_expert)
+        if count < 0:
+            raise ValueError(f"count must be >= 0, not {count!r}")
         value = self._heatmap[layer, prev_expert, next_expert] + count
         self._heatmap[layer, prev_expert, next_expert] = min(value, self._count_max)
 
     def add_matrix(self, layer: int, counts: np.ndarray) -> None:
         """Add a whole ``E x E`` matrix of pair counts to a layer (bulk :meth:`add`)."""
         self._check_layer_expert(layer, 0)
+        counts = np.asarray(counts)
+        if counts.size and counts.min() < 0:
+            raise ValueError(f"counts must be >= 0, not {int(counts.min())}")
         np.minimum(self._heatmap[layer] + counts, self._count_max, out=self._heatmap[layer])
 
     def add_pairs(self, prev_rows, prev_index, cur_rows, cur_index) -> None:
@@ -214,15 +263,26 @@ class PredictorTwin:
         prev_index = check_int_array("prev_index", prev_index, 0, max(1, len(prev_rows)))
         cur_index = check_int_array("cur_index", cur_index, 0, max(1, len(cur_rows)),
                                     length=len(prev_index))
-        bad = _first_bad_id(prev_rows, prev_index, cur_rows, cur_index, self.num_experts)
-        if bad != -1:
-            raise ValueError(f"token rows hold expert id {bad}, outside 0..{self.num_experts - 1}")
+        _check_ids(prev_rows, prev_index, cur_rows, cur_index, self.num_experts)
+        # the counters are saturated once more pairs would risk overflowing them
         top_k = max(1, prev_rows.shape[2] * cur_rows.shape[2])
-        chunk = (int(np.iinfo(self._heatmap.dtype).max) - self._count_max) // top_k
+        unsaturated = (int(np.iinfo(self._heatmap.dtype).max) - self._count_max) // top_k
+        chunk = min(PAIRS_PER_CHUNK, unsaturated, max(1, len(prev_index)))
+        prev_words, cur_words = _as_words(prev_rows), _as_words(cur_rows)
+        prev_ids = np.empty((self.num_layers, chunk) + prev_words.shape[2:], prev_words.dtype)
+        cur_ids = np.empty((self.num_layers, chunk) + cur_words.shape[2:], cur_words.dtype)
+        since = 0                           # pairs counted since the last saturation
         for lo in range(0, len(prev_index), chunk):
-            hi = lo + chunk
-            _add_pairs(self._heatmap, prev_rows, prev_index[lo:hi], cur_rows, cur_index[lo:hi])
-            np.minimum(self._heatmap, self._count_max, out=self._heatmap)   # saturating
+            hi = min(lo + chunk, len(prev_index))
+            if since + hi - lo > unsaturated:
+                np.minimum(self._heatmap, self._count_max, out=self._heatmap)
+                since = 0
+            _gather_by_layer(prev_words, prev_index[lo:hi], prev_ids)
+            _gather_by_layer(cur_words, cur_index[lo:hi], cur_ids)
+            _add_pairs(self._heatmap, _as_ids(prev_ids, prev_rows), _as_ids(cur_ids, cur_rows),
+                       hi - lo)
+            since += hi - lo
+        np.minimum(self._heatmap, self._count_max, out=self._heatmap)       # saturating
 
     def row(self, layer: int, expert: int) -> np.ndarray:
         """Copy of row ``H[layer, expert, :]``."""
