@@ -397,8 +397,8 @@ def test_the_shortcuts_change_nothing(monkeypatch, buffer_bytes):
     for seed in (4, 5):
         store = random_store(seed)
         for strategy in ("base", "pred"):
-            params = dict(strategy=strategy, max_iterations=4,
-                          prefetch_buffer_bytes=buffer_bytes)
+            params = {"strategy": strategy, "max_iterations": 4,
+                      "prefetch_buffer_bytes": buffer_bytes}
             fast, fast_seen, fast_predictions = read_aheads(store, monkeypatch, False, **params)
             full, full_seen, full_predictions = read_aheads(store, monkeypatch, True, **params)
             assert fast_seen == full_seen and full_predictions > 0
