@@ -356,3 +356,54 @@ def test_outputs_record_the_switch():
     assert header.endswith(",physical") and line.endswith(",prefetch")
     assert set(PREFETCH_KEYS) <= set(fetched.counts)
     assert fetched.counts["prefetches"] > 0
+
+
+# ------------------------------------------------------------ shortcuts against the full path
+def read_aheads(store, monkeypatch, full, **params):
+    """The run, every layer's read-ahead slices (die, slice index) in run order, and how
+    many predictions were made; with ``full``, every Prefetcher learns and predicts at every
+    layer, as before its two shortcuts (no die's buffer holds a slice; no die has room)."""
+    seen, predictions = [], []
+    after, predict, init = Prefetcher.after_layer, Prefetcher.predict, Prefetcher.__init__
+
+    def spy(self, *args):
+        count = after(self, *args)
+        seen.append(tuple(map(tuple, np.argwhere(self.ready).tolist())))
+        return count
+
+    def counted(self, *args):
+        predictions.append(1)
+        return predict(self, *args)
+
+    def always(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.reads_ahead = True
+    with monkeypatch.context() as patch:
+        patch.setattr(Prefetcher, "after_layer", spy)
+        patch.setattr(Prefetcher, "predict", counted)
+        if full:
+            patch.setattr(Prefetcher, "__init__", always)
+            patch.setattr(Prefetcher, "_no_room", lambda self, idle: False)
+        result = run(store, prefetch=True, **params)
+    return result, seen, len(predictions)
+
+
+@pytest.mark.parametrize("buffer_bytes", [0, S // 2, None, S + S // 2, "unbounded"])
+def test_the_shortcuts_change_nothing(monkeypatch, buffer_bytes):
+    """Random batches, buffers that hold no slice (0, half a slice, the default 64 MiB LLC
+    against Llama-4's 84 MB slices), one slice and no bound: the shortcuts read ahead the same
+    slices at every layer and give the same result as learning and predicting everywhere; with
+    no slice held they make no prediction at all."""
+    for seed in (4, 5):
+        store = random_store(seed)
+        for strategy in ("base", "pred"):
+            params = {"strategy": strategy, "max_iterations": 4,
+                      "prefetch_buffer_bytes": buffer_bytes}
+            fast, fast_seen, fast_predictions = read_aheads(store, monkeypatch, False, **params)
+            full, full_seen, full_predictions = read_aheads(store, monkeypatch, True, **params)
+            assert fast_seen == full_seen and full_predictions > 0
+            assert comparable(fast) == comparable(full)
+            if buffer_bytes in (0, S // 2, None):
+                assert fast_predictions == 0 and fast.counts["prefetches"] == 0
+            else:
+                assert any(full_seen)

@@ -81,6 +81,9 @@ class Prefetcher:
         self.hbm_slice_ns = np.asarray(hbm_slice_ns, np.int64)
         self.buffer_slices = buffer_slices(replay.wafer, replay.params.prefetch_buffer_bytes,
                                            self.slice_bytes)
+        # no die's buffer holds a slice (Llama-4's 84 MB slices and a 64 MB LLC): nothing is
+        # ever read ahead, so neither learning nor predicting can change the run
+        self.reads_ahead = self.buffer_slices is None or bool(self.buffer_slices.max() > 0)
         transitions = max(1, self.L - 1)
         self.heatmap = PredictorTwin(
             transitions, self.E, top_n_share=replay.params.top_n_share,
@@ -106,10 +109,14 @@ class Prefetcher:
         self.used += int(np.count_nonzero(self.ready & self.read))
         self.ready[:] = False
         self.for_layer = layer + 1
-        experts = self.predict(layer, rows) if layer + 1 < self.L else np.zeros(0, np.int64)
-        if not len(experts):
+        if layer + 1 >= self.L or not self.reads_ahead:
             return 0
         idle = (end_ns - launch_ns) - np.asarray(hbm_busy_ns, np.int64)
+        if self._no_room(idle):
+            return 0                  # no die has room for a slice: the prediction is moot
+        experts = self.predict(layer, rows)
+        if not len(experts):
+            return 0
         room = np.where(self.hbm_slice_ns > 0, idle // np.maximum(self.hbm_slice_ns, 1),
                         len(experts) * self.slices)
         if self.buffer_slices is not None:
@@ -129,6 +136,16 @@ class Prefetcher:
         self.peak_slices = max(self.peak_slices, int(taken.max()))
         return count
 
+    def _no_room(self, idle) -> bool:
+        """Whether no die can read a slice ahead in ``idle`` ns of HBM (nor hold it): then
+        :meth:`after_layer` reads nothing, whatever is predicted."""
+        if not (self.hbm_slice_ns > 0).all():
+            return False              # a die whose reads take no time always has room
+        room = idle // self.hbm_slice_ns
+        if self.buffer_slices is not None:
+            room = np.minimum(room, self.buffer_slices)
+        return bool(room.max() <= 0)
+
     def predict(self, layer: int, rows) -> np.ndarray:
         """Layer ``layer + 1``'s predicted experts, most named first (then id ascending):
         the successors with a non-zero count of the experts chosen at ``layer`` in ``rows``
@@ -143,7 +160,7 @@ class Prefetcher:
 
     def learn(self, rows) -> None:
         """Add an ended iteration's rows (tokens, MoE layers, top-k) to the heatmap."""
-        if self.L < 2 or not len(rows):
+        if self.L < 2 or not len(rows) or not self.reads_ahead:
             return
         counts = np.zeros((self.L - 1, self.E, self.E), np.int64)
         add_layer_transitions(np.ascontiguousarray(rows), counts)
