@@ -19,8 +19,17 @@ import numpy as np
 import pytest
 from kernel_tables import make_tables
 
-from hwmodel.system.engine import (WQ_SHIFT, Counter, LayerKernel, Prediction, Tasks,
-                                   _hpop, _hpush, _wait_key, _wpush)
+from hwmodel.system.engine import (
+    WQ_SHIFT,
+    Counter,
+    LayerKernel,
+    Prediction,
+    Tasks,
+    _hpop,
+    _hpush,
+    _wait_key,
+    _wpush,
+)
 
 (LOOKUP, LOCAL_READ, REQ, RLLC_READ, RHBM_READ, DATA, COMPUTE, LLC_STORE, RLLC_STORE,
  DONE) = range(10)
@@ -28,7 +37,7 @@ STORES = (LLC_STORE, RLLC_STORE)
 
 
 class _Event:
-    __slots__ = ("time", "kind", "chain", "admitted", "res")
+    __slots__ = ("admitted", "chain", "kind", "res", "time")
 
     def __init__(self, time, kind, chain, res):
         self.time, self.kind, self.chain, self.res = time, kind, chain, res
@@ -53,7 +62,7 @@ class _Waiting:
 
 class _Pending:
     """A pending-queue entry: the time it was pushed with, alone."""
-    __slots__ = ("t", "ev")
+    __slots__ = ("ev", "t")
 
     def __init__(self, t, ev):
         self.t, self.ev = t, ev

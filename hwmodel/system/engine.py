@@ -109,48 +109,8 @@ def _hpop(ht, hi, n):
 
 
 # The artefact's per-event list of head waiters is also a heapq of events compared by their
-# current time (an admitted event's raised time is seen by its duplicate entries).
-@njit(cache=True, inline="always")
-def _spush(ev_time, si, n, i):
-    pos = n
-    t = ev_time[i]
-    while pos > 0:
-        parent = (pos - 1) >> 1
-        if t < ev_time[si[parent]]:
-            si[pos] = si[parent]
-            pos = parent
-            continue
-        break
-    si[pos] = i
-    return n + 1
-
-
-@njit(cache=True, inline="always")
-def _spop(ev_time, si, n):
-    n -= 1
-    last = si[n]
-    ret = last
-    if n > 0:
-        ret = si[0]
-        pos = 0
-        child = 1
-        while child < n:
-            right = child + 1
-            if right < n and not ev_time[si[child]] < ev_time[si[right]]:
-                child = right
-            si[pos] = si[child]
-            pos = child
-            child = 2 * pos + 1
-        t = ev_time[last]
-        while pos > 0:
-            parent = (pos - 1) >> 1
-            if t < ev_time[si[parent]]:
-                si[pos] = si[parent]
-                pos = parent
-                continue
-            break
-        si[pos] = last
-    return ret, n
+# current time (an admitted event's raised time is seen by its duplicate entries); the event
+# loop keeps it in ``small_i`` (heappush and heappop written out in the loop).
 
 
 # ------------------------------------------------ wait queues (CPython heapq, live keys)
@@ -166,7 +126,12 @@ def _spop(ev_time, si, n):
 # before ``b`` when (key of a, a) < (key of b, b). One comparison is two loads instead of
 # three pairs.
 # Every helper the event loop calls is inlined: as calls, the wait-queue and LLC-store helpers
-# cost 27 % of a `base` run (Llama-4, 235 requests: 1.7 -> 1.2 s per run).
+# cost 27 % of a `base` run (Llama-4, 235 requests: 1.7 -> 1.2 s per run). Inlined helpers
+# that loop over arrays still cost an atomic increment and decrement of each array's reference
+# count per use (numba binds the arguments; its pruning of the pairs fails in this function):
+# 16 % of the kernel's time in a `base` run (perf, DeepSeek-V3 128 requests). So the event loop
+# writes the wait queues' and head waiters' heappush and heappop out in place; the spawn, once
+# per chain, calls :func:`_wpush`.
 WQ_SHIFT = 16                    # resources per event < 2**16 (a route has < 4096 links)
 PRIO_STEP = np.int64(1) << 62    # wait-key offset of priority 0 (|times| < 2**61)
 
@@ -177,10 +142,8 @@ def _wait_key(prio, t):
     return t + (1 - prio) * PRIO_STEP
 
 
-# The queues are indexed in place (``wq_e[r, pos]``), and the helpers below call no other
-# helper and have one exit: numba then adds no reference counting of their arrays (a row
-# view, a nested helper or an early return each made it add atomic increments and decrements
-# of the arrays' counts around every call, 16 % of a `base` run's kernel time).
+# Queues are indexed in place (``wq_e[r, pos]``): a row view (``wq_e[r]``) is an array of
+# its own, reference-counted.
 @njit(cache=True, inline="always")
 def _wpush(ev_key, wq_e, wq_n, r, entry):
     """heapq.heappush of ``entry`` on queue ``r`` (_siftdown from the new leaf)."""
@@ -197,41 +160,6 @@ def _wpush(ev_key, wq_e, wq_n, r, entry):
             continue
         break
     wq_e[r, pos] = entry
-
-
-@njit(cache=True, inline="always")
-def _wpop(ev_key, wq_e, wq_n, r):
-    """heapq.heappop of queue ``r``'s head (the last entry, _siftup from the root, then
-    _siftdown)."""
-    n = wq_n[r] - 1
-    wq_n[r] = n
-    if n > 0:
-        new = wq_e[r, n]
-        pos = 0
-        child = 1
-        while child < n:
-            right = child + 1
-            a = wq_e[r, child]
-            b = wq_e[r, right] if right < n else a
-            ka = ev_key[a >> WQ_SHIFT]
-            kb = ev_key[b >> WQ_SHIFT]
-            if right < n and not ((ka < kb) | ((ka == kb) & (a < b))):
-                child = right
-                a = b
-            wq_e[r, pos] = a
-            pos = child
-            child = 2 * pos + 1
-        key = ev_key[new >> WQ_SHIFT]
-        while pos > 0:
-            parent = (pos - 1) >> 1
-            up = wq_e[r, parent]
-            kp = ev_key[up >> WQ_SHIFT]
-            if (key < kp) | ((key == kp) & (new < up)):
-                wq_e[r, pos] = up
-                pos = parent
-                continue
-            break
-        wq_e[r, pos] = new
 
 
 # ------------------------------------------------------------------------------- the LLC
@@ -722,7 +650,7 @@ def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
                 ev_key[nev] = key
                 for q in range(nres):
                     r = r0 if r0 >= 0 else links0 + route_flat[q - r0 - 1]
-                    # _wpush(ev_key, wq_e, wq_n, r, entry), by hand (see _wpush)
+                    # _wpush(ev_key, wq_e, wq_n, r, entry), written out
                     entry = (nev << WQ_SHIFT) | q
                     pos = wq_n[r]
                     wq_n[r] = pos + 1
@@ -755,7 +683,7 @@ def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
             while wq_n[r] > 0:
                 w = wq_e[r, 0] >> WQ_SHIFT
                 if ev_adm[w]:
-                    # _wpop(ev_key, wq_e, wq_n, r), by hand (see _wpop)
+                    # heapq.heappop of queue r (_siftup from the root, then _siftdown)
                     n = wq_n[r] - 1
                     wq_n[r] = n
                     waiting -= 1
@@ -788,7 +716,7 @@ def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
                             break
                         wq_e[r, pos] = new
                     continue
-                # _spush(ev_time, small_i, n_small, w), by hand (see _spush)
+                # heapq.heappush of w on the head waiters
                 pos = n_small
                 n_small += 1
                 tw = ev_time[w]
@@ -803,7 +731,7 @@ def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
                 small_i[pos] = w
                 break
         while n_small > 0:
-            # w, n_small = _spop(ev_time, small_i, n_small), by hand (see _spop)
+            # heapq.heappop of the head waiters
             n_small -= 1
             w = small_i[n_small]
             if n_small > 0:
