@@ -47,6 +47,8 @@ EV_RLLC_STORE = 8    # fill of the home die's LLC (its LLC port)
 EV_DUP_STORE = 9     # PDU copy of a remote slice into local HBM (HBM)
 EV_DONE = 10         # completion signal of a chain or store
 EV_NET = 11          # shared links: the next flow's payload ends (hwmodel.system.flows)
+EV_KIND_BITS = 4     # an event's info: chain << EV_KIND_BITS | kind
+EV_KIND_MASK = (1 << EV_KIND_BITS) - 1
 EV_NAMES = ("lookup", "local_read", "request", "remote_llc_read", "remote_hbm_read", "data",
             "compute", "llc_store", "remote_llc_store", "dup_store", "done", "net")
 
@@ -106,48 +108,8 @@ def _hpop(ht, hi, n):
 
 
 # The artefact's per-event list of head waiters is also a heapq of events compared by their
-# current time (an admitted event's raised time is seen by its duplicate entries).
-@njit(cache=True, inline="always")
-def _spush(ev_time, si, n, i):
-    pos = n
-    t = ev_time[i]
-    while pos > 0:
-        parent = (pos - 1) >> 1
-        if t < ev_time[si[parent]]:
-            si[pos] = si[parent]
-            pos = parent
-            continue
-        break
-    si[pos] = i
-    return n + 1
-
-
-@njit(cache=True, inline="always")
-def _spop(ev_time, si, n):
-    n -= 1
-    last = si[n]
-    if n == 0:
-        return last, 0
-    ret = si[0]
-    pos = 0
-    child = 1
-    while child < n:
-        right = child + 1
-        if right < n and not ev_time[si[child]] < ev_time[si[right]]:
-            child = right
-        si[pos] = si[child]
-        pos = child
-        child = 2 * pos + 1
-    t = ev_time[last]
-    while pos > 0:
-        parent = (pos - 1) >> 1
-        if t < ev_time[si[parent]]:
-            si[pos] = si[parent]
-            pos = parent
-            continue
-        break
-    si[pos] = last
-    return ret, n
+# current time (an admitted event's raised time is seen by its duplicate entries); the event
+# loop keeps it in ``small_i`` (heappush and heappop written out in the loop).
 
 
 # ------------------------------------------------ wait queues (CPython heapq, live keys)
@@ -155,107 +117,77 @@ def _spop(ev_time, si, n):
 # where the event time is read when compared. An admitted event stays in the other queues it
 # waited on (removed lazily at the head) with its time already raised, which can leave those
 # heaps out of order; mirroring heapq's exact sift rules with live keys reproduces that too.
+# The kernel keeps the first two parts of that order as one number per event, its wait key
+# (:func:`_wait_key`, rewritten whenever the event's time is raised), and the arrival as the
+# entry itself: an entry is ``event << WQ_SHIFT | q``, where ``q`` is the resource's place in
+# the event's list. Events wait where they are created, in creation (id) order and then in
+# the order of their resources, so entries compare as their arrivals do: entry ``a`` comes
+# before ``b`` when (key of a, a) < (key of b, b). One comparison is two loads instead of
+# three pairs.
 # Every helper the event loop calls is inlined: as calls, the wait-queue and LLC-store helpers
-# cost 27 % of a `base` run (Llama-4, 235 requests: 1.7 -> 1.2 s per run).
-@njit(cache=True, inline="always")
-def _wless(ev_prio, ev_time, we, ws, a, b):
-    ea = we[a]
-    eb = we[b]
-    if ev_prio[ea] != ev_prio[eb]:
-        return ev_prio[ea] > ev_prio[eb]
-    if ev_time[ea] != ev_time[eb]:
-        return ev_time[ea] < ev_time[eb]
-    return ws[a] < ws[b]
+# cost 27 % of a `base` run (Llama-4, 235 requests: 1.7 -> 1.2 s per run). Inlined helpers
+# that loop over arrays still cost an atomic increment and decrement of each array's reference
+# count per use (numba binds the arguments; its pruning of the pairs fails in this function):
+# 16 % of the kernel's time in a `base` run (perf, DeepSeek-V3 128 requests). So the event loop
+# writes the wait queues' and head waiters' heappush and heappop out in place; the spawn, once
+# per chain, calls :func:`_wpush`.
+WQ_SHIFT = 16                    # resources per event < 2**16 (a route has < 4096 links)
+PRIO_STEP = np.int64(1) << 62    # wait-key offset of priority 0 (|times| < 2**61)
 
 
 @njit(cache=True, inline="always")
-def _wsiftdown(ev_prio, ev_time, we, ws, startpos, pos):
-    ne = we[pos]
-    ns = ws[pos]
-    pn = ev_prio[ne]
-    tn = ev_time[ne]
-    while pos > startpos:
+def _wait_key(prio, t):
+    """One integer ordered as (priority descending, time ascending) for priorities 0 and 1."""
+    return t + (1 - prio) * PRIO_STEP
+
+
+# Queues are indexed in place (``wq_e[r, pos]``): a row view (``wq_e[r]``) is an array of
+# its own, reference-counted.
+@njit(cache=True, inline="always")
+def _wpush(ev_key, wq_e, wq_n, r, entry):
+    """heapq.heappush of ``entry`` on queue ``r`` (_siftdown from the new leaf)."""
+    pos = wq_n[r]
+    wq_n[r] = pos + 1
+    key = ev_key[entry >> WQ_SHIFT]
+    while pos > 0:
         parent = (pos - 1) >> 1
-        ep = we[parent]
-        if pn != ev_prio[ep]:
-            less = pn > ev_prio[ep]
-        elif tn != ev_time[ep]:
-            less = tn < ev_time[ep]
-        else:
-            less = ns < ws[parent]
-        if less:
-            we[pos] = we[parent]
-            ws[pos] = ws[parent]
+        up = wq_e[r, parent]
+        kp = ev_key[up >> WQ_SHIFT]
+        if (key < kp) | ((key == kp) & (entry < up)):
+            wq_e[r, pos] = up
             pos = parent
             continue
         break
-    we[pos] = ne
-    ws[pos] = ns
-
-
-@njit(cache=True, inline="always")
-def _wpush(ev_prio, ev_time, wq_s, wq_e, wq_n, r, seq, ev):
-    we = wq_e[r]
-    ws = wq_s[r]
-    pos = wq_n[r]
-    we[pos] = ev
-    ws[pos] = seq
-    wq_n[r] = pos + 1
-    _wsiftdown(ev_prio, ev_time, we, ws, 0, pos)
-
-
-@njit(cache=True, inline="always")
-def _wpop(ev_prio, ev_time, wq_s, wq_e, wq_n, r):
-    we = wq_e[r]
-    ws = wq_s[r]
-    n = wq_n[r] - 1
-    wq_n[r] = n
-    if n == 0:
-        return
-    we[0] = we[n]
-    ws[0] = ws[n]
-    # heapq._siftup(heap, 0) then _siftdown
-    ne = we[0]
-    ns = ws[0]
-    pos = 0
-    child = 1
-    while child < n:
-        right = child + 1
-        if right < n and not _wless(ev_prio, ev_time, we, ws, child, right):
-            child = right
-        we[pos] = we[child]
-        ws[pos] = ws[child]
-        pos = child
-        child = 2 * pos + 1
-    we[pos] = ne
-    ws[pos] = ns
-    _wsiftdown(ev_prio, ev_time, we, ws, 0, pos)
+    wq_e[r, pos] = entry
 
 
 # ------------------------------------------------------------------------------- the LLC
 @njit(cache=True, inline="always")
 def _llc_check(tags, num_sets, num_ways, die, tag, expert):
     s = expert % num_sets[die]
+    hit = False
     for w in range(num_ways[die]):
         if tags[die, s, w] == tag:
-            return True
-    return False
+            hit = True
+            break
+    return hit
 
 
 @njit(cache=True, inline="always")
 def _llc_store(tags, fill, num_sets, num_ways, die, tag, expert):
-    """LRU store: ways ordered oldest first; a hit moves the line to the newest position."""
+    """LRU store: ways ordered oldest first; a hit moves the line to the newest position, a
+    miss in a full set drops the oldest."""
     s = expert % num_sets[die]
-    ways = num_ways[die]
     n = fill[die, s]
+    drop = -1                    # the line that leaves its place (-1: none, a free way)
     for w in range(n):
         if tags[die, s, w] == tag:
-            for v in range(w, n - 1):
-                tags[die, s, v] = tags[die, s, v + 1]
-            tags[die, s, n - 1] = tag
-            return
-    if n >= ways:
-        for v in range(n - 1):
+            drop = w
+            break
+    if drop < 0 and n >= num_ways[die]:
+        drop = 0
+    if drop >= 0:
+        for v in range(drop, n - 1):
             tags[die, s, v] = tags[die, s, v + 1]
         tags[die, s, n - 1] = tag
     else:
@@ -334,12 +266,11 @@ class Prefetched(NamedTuple):
 
 class Events(NamedTuple):
     time: np.ndarray
-    kind: np.ndarray
-    chain: np.ndarray
-    prio: np.ndarray
+    info: np.ndarray             # chain << EV_KIND_BITS | kind
+    key: np.ndarray              # wait key (_wait_key) while the event waits
     admitted: np.ndarray
     num_res: np.ndarray
-    res: np.ndarray              # (events, max links per route)
+    res: np.ndarray              # its one resource, or -(first + 1) of its route's links
     heap_t: np.ndarray           # pending-event heap: times
     heap_i: np.ndarray           # pending-event heap: event ids
 
@@ -348,8 +279,7 @@ class Resources(NamedTuple):
     """Per resource (LLC port, HBM, compute of each die; each link) its state and wait queue."""
     free: np.ndarray
     release_ns: np.ndarray
-    wait_seq: np.ndarray         # (resources, capacity) arrival order of the waiters
-    wait_event: np.ndarray       # (resources, capacity) event ids
+    wait_event: np.ndarray       # (resources, capacity) wait entries (event << WQ_SHIFT | q)
     wait_len: np.ndarray
 
 
@@ -359,6 +289,7 @@ class Chains(NamedTuple):
     slice: np.ndarray
     tokens: np.ndarray
     home: np.ndarray
+    prio: np.ndarray             # wait-queue priority of its events (1: remote)
     kind: np.ndarray
     start: np.ndarray
 
@@ -400,9 +331,9 @@ def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
               lat_local_read, hbm_of_die, lat_compute, compute_of_die, slice_bytes,
               act_bytes_per_token, req_bytes,
               res_avail, res_time, llc_tags, llc_fill, num_sets, num_ways,
-              ev_time, ev_kind, ev_chain, ev_prio, ev_adm, ev_nres, ev_res,
-              heap_t, heap_i, wq_s, wq_e, wq_n,
-              ch_die, ch_expert, ch_slice, ch_tokens, ch_home, ch_kind, ch_start,
+              ev_time, ev_info, ev_key, ev_adm, ev_nres, ev_res,
+              heap_t, heap_i, wq_e, wq_n,
+              ch_die, ch_expert, ch_slice, ch_tokens, ch_home, ch_prio, ch_kind, ch_start,
               span_lo, span_hi, dram_bytes, link_bytes, die_stats, counters, dup_out,
               shared, fs, hbm_busy, pf_on, pf_ready, pf_read):
     """The layer's event loop over flat arrays (:func:`_run_layer` unpacks its structure
@@ -411,6 +342,11 @@ def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
     passing the state structure to per-event helpers made ``ep`` six times slower, and moving
     only the release step into a helper made it 50 % slower. Counters: :class:`Counter`; byte
     sums per die: :class:`DieStat`.
+
+    An event is ``ev_info = chain << EV_KIND_BITS | kind``, its time, its wait key
+    (:func:`_wait_key`), whether it is admitted, and its resources by reference
+    (:func:`_resource`: one resource, or its route's links, read from the route table);
+    priorities are per chain (``ch_prio``, 0 or 1).
 
     With ``shared`` (links shared by bandwidth, :mod:`hwmodel.system.flows`), request and data
     transfers hold no link: each starts a flow in ``fs`` and its chain goes on when the flow
@@ -421,18 +357,29 @@ def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
     reading die skips that slice's HBM read latency (``lat_hbm_slice``) and marks it in
     ``pf_read``. ``hbm_busy`` sums each die's HBM holding times of the layer."""
     num_dies = llc_tags.shape[0]
-    n_tasks = task_expert.shape[0]
+    links0 = 3 * num_dies                           # resources: LLC ports, HBMs, computes,
+    n_tasks = task_expert.shape[0]                  # then links
     n_ev = 0
     n_heap = 0
-    seq = 0
     n_chain = 0
     pending = 0
     waiting = 0
     n_dup = 0
+    # the paper path's counters, added to ``counters`` at the end
+    n_events = 0
+    n_hops = 0
+    n_llc_hits = 0
+    n_replica_reads = 0
+    n_remote_llc_hits = 0
+    n_remote_hbm_reads = 0
+    n_local_hbm_reads = 0
     # spawn: 3 chains per task in plan order, each an LLC lookup on its die
     for k in range(n_tasks):
         d = task_die[k]
         e = task_expert[k]
+        prio = prio_of_task[k]
+        if prio != 0 and prio != 1:
+            raise ValueError("a task's queue priority (Tasks.remote) must be 0 or 1")
         for s in range(slices):
             c = n_chain
             n_chain += 1
@@ -441,15 +388,14 @@ def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
             ch_slice[c] = s
             ch_tokens[c] = task_tokens[k]
             ch_home[c] = home[e]
+            ch_prio[c] = prio
             ev = n_ev
             n_ev += 1
             ev_time[ev] = t0
-            ev_kind[ev] = EV_LOOKUP
-            ev_chain[ev] = c
-            ev_prio[ev] = prio_of_task[k]
+            ev_info[ev] = (c << EV_KIND_BITS) | EV_LOOKUP
             ev_adm[ev] = False
             ev_nres[ev] = 1
-            ev_res[ev, 0] = d                       # LLC port of die d
+            ev_res[ev] = d                          # LLC port of die d
             pending += 1
             # _add_event
             r = d
@@ -459,8 +405,8 @@ def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
                 ev_adm[ev] = True
                 n_heap = _hpush(heap_t, heap_i, n_heap, ev_time[ev], ev)
             else:
-                _wpush(ev_prio, ev_time, wq_s, wq_e, wq_n, r, seq, ev)
-                seq += 1
+                ev_key[ev] = _wait_key(prio, t0)
+                _wpush(ev_key, wq_e, wq_n, r, ev << WQ_SHIFT)
                 waiting += 1
     small_i = np.empty(64, dtype=np.int64)
     new_evs = np.empty(4, dtype=np.int64)
@@ -469,28 +415,28 @@ def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
     net = ev_time.shape[0] - 1                    # shared links: the network's event
     if shared:
         ev_time[net] = -1
-        ev_kind[net] = EV_NET
+        ev_info[net] = EV_NET
         ev_nres[net] = 0
-        ev_chain[net] = 0
     while n_heap > 0:
         top_t = heap_t[0]
         ev, n_heap = _hpop(heap_t, heap_i, n_heap)
         if shared and ev == net and top_t != ev_time[net]:
             continue                              # superseded arrival time
-        counters[Counter.EVENTS] += 1
+        n_events += 1
         prev = cur
         t = ev_time[ev]
-        c = ev_chain[ev]
+        info = ev_info[ev]
+        kind = info & EV_KIND_MASK
+        c = info >> EV_KIND_BITS
         d = ch_die[c]
         e = ch_expert[c]
         h = ch_home[c]
-        kind = ev_kind[ev]
-        prio = ev_prio[ev]
-        tag = (layer * num_experts + e) * slices + ch_slice[c]
+        prio = ch_prio[c]
         lat = 0
         n_new = 0
         # ---- callback: compute the step latency and create the chain's next events ----
         if kind == EV_LOOKUP:
+            tag = (layer * num_experts + e) * slices + ch_slice[c]
             ch_start[c] = t
             if pred:
                 if _llc_check(llc_tags, num_sets, num_ways, d, tag, e):
@@ -498,7 +444,7 @@ def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
                 elif d == h or redirect[d, e]:
                     ch_kind[c] = K_LOCAL
                     if d != h:
-                        counters[Counter.REPLICA_READS] += 1
+                        n_replica_reads += 1
                 elif _llc_check(llc_tags, num_sets, num_ways, h, tag, e):
                     ch_kind[c] = K_REMOTE_LLC
                 else:
@@ -516,7 +462,7 @@ def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
             if ck == K_LLC_HIT:
                 lat = lat_llc_hit[d]
                 new_evs[0] = EV_COMPUTE
-                counters[Counter.LOCAL_LLC_HITS] += 1
+                n_llc_hits += 1
             elif ck == K_LOCAL:
                 lat = lat_llc_miss[d]
                 new_evs[0] = EV_LOCAL_READ
@@ -526,7 +472,7 @@ def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
             n_new = 1
         elif kind == EV_REQ:
             hops = route_len[d, h]
-            counters[Counter.HOPS] += hops
+            n_hops += hops
             lat = lat_req[d, h]
             die_stats[d, DieStat.BYTE_HOPS_SENT] += req_bytes[d] * hops
             first = route_start[d * num_dies + h]
@@ -539,7 +485,7 @@ def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
             n_new = 1
         elif kind == EV_RLLC_READ:
             lat = lat_llc_hit[h]
-            counters[Counter.REMOTE_LLC_HITS] += 1
+            n_remote_llc_hits += 1
             new_evs[0] = EV_DATA
             n_new = 1
         elif kind == EV_RHBM_READ:
@@ -550,7 +496,7 @@ def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
                 counters[Counter.PREFETCH_SAVED_NS] += lat
                 lat = 0
             hbm_busy[h] += lat
-            counters[Counter.REMOTE_HBM_READS] += 1
+            n_remote_hbm_reads += 1
             die_stats[h, DieStat.REMOTE_READ_SERVED_BYTES] += slice_bytes
             dram_bytes[h] += slice_bytes
             new_evs[0] = EV_RLLC_STORE
@@ -578,7 +524,7 @@ def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
                 counters[Counter.PREFETCH_SAVED_NS] += lat_hbm_slice[d]
                 lat -= lat_hbm_slice[d]
             hbm_busy[d] += lat
-            counters[Counter.LOCAL_HBM_READS] += 1
+            n_local_hbm_reads += 1
             nbytes = slice_bytes + act_bytes_per_token * ch_tokens[c]
             die_stats[d, DieStat.LOCAL_READ_BYTES] += nbytes
             dram_bytes[d] += nbytes
@@ -590,11 +536,13 @@ def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
             new_evs[0] = EV_DONE
             n_new = 1
         elif kind == EV_LLC_STORE:
+            tag = (layer * num_experts + e) * slices + ch_slice[c]
             _llc_store(llc_tags, llc_fill, num_sets, num_ways, d, tag, e)
             lat = lat_llc_write[d]
             new_evs[0] = EV_DONE
             n_new = 1
         elif kind == EV_RLLC_STORE:
+            tag = (layer * num_experts + e) * slices + ch_slice[c]
             _llc_store(llc_tags, llc_fill, num_sets, num_ways, h, tag, e)
             lat = lat_llc_write[h]
             new_evs[0] = EV_DONE
@@ -648,64 +596,73 @@ def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
                 ev_time[net] = arrival
                 n_heap = _hpush(heap_t, heap_i, n_heap, arrival, net)
         # ---- create the new events at t + lat and try to admit them ----
+        t_new = t + lat
         for j in range(n_new):
             nk = new_evs[j]
             nev = n_ev
             n_ev += 1
-            ev_time[nev] = t + lat
-            ev_kind[nev] = nk
-            ev_chain[nev] = c
-            ev_prio[nev] = prio
+            ev_time[nev] = t_new
+            ev_info[nev] = (c << EV_KIND_BITS) | nk
             ev_adm[nev] = False
+            nres = 1
+            r0 = 0
             if nk == EV_LOCAL_READ or nk == EV_DUP_STORE:
-                ev_nres[nev] = 1
-                ev_res[nev, 0] = num_dies + d
+                r0 = num_dies + d
             elif nk == EV_RHBM_READ:
-                ev_nres[nev] = 1
-                ev_res[nev, 0] = num_dies + h
+                r0 = num_dies + h
             elif nk == EV_COMPUTE:
-                ev_nres[nev] = 1
-                ev_res[nev, 0] = 2 * num_dies + d
+                r0 = 2 * num_dies + d
             elif nk == EV_LLC_STORE:
-                ev_nres[nev] = 1
-                ev_res[nev, 0] = d
+                r0 = d
             elif nk == EV_RLLC_READ or nk == EV_RLLC_STORE:
-                ev_nres[nev] = 1
-                ev_res[nev, 0] = h
+                r0 = h
             elif shared and (nk == EV_REQ or nk == EV_DATA):
-                ev_nres[nev] = 0                  # a flow: holds no link
+                nres = 0                          # a flow: holds no link
             elif nk == EV_REQ:
-                hops = route_len[d, h]
-                ev_nres[nev] = hops
-                first = route_start[d * num_dies + h]
-                for q in range(hops):
-                    ev_res[nev, q] = 3 * num_dies + route_flat[first + q]
+                nres = route_len[d, h]
+                r0 = -1 - route_start[d * num_dies + h]
             elif nk == EV_DATA:
-                hops = route_len[h, d]
-                ev_nres[nev] = hops
-                first = route_start[h * num_dies + d]
-                for q in range(hops):
-                    ev_res[nev, q] = 3 * num_dies + route_flat[first + q]
+                nres = route_len[h, d]
+                r0 = -1 - route_start[h * num_dies + d]
             else:  # EV_DONE holds nothing
-                ev_nres[nev] = 0
+                nres = 0
+            ev_res[nev] = r0
+            ev_nres[nev] = nres
             if nk == EV_RLLC_STORE or nk == EV_LLC_STORE or nk == EV_DUP_STORE:
                 pending += 1
             ok = True
-            for q in range(ev_nres[nev]):
-                if not res_avail[ev_res[nev, q]]:
+            for q in range(nres):
+                if not res_avail[r0 if r0 >= 0 else links0 + route_flat[q - r0 - 1]]:
                     ok = False
                     break
             if ok:
-                for q in range(ev_nres[nev]):
-                    r = ev_res[nev, q]
+                tn = t_new
+                for q in range(nres):
+                    r = r0 if r0 >= 0 else links0 + route_flat[q - r0 - 1]
                     res_avail[r] = False
-                    ev_time[nev] = max(ev_time[nev], res_time[r])
+                    tn = max(tn, res_time[r])
+                ev_time[nev] = tn
                 ev_adm[nev] = True
-                n_heap = _hpush(heap_t, heap_i, n_heap, ev_time[nev], nev)
+                n_heap = _hpush(heap_t, heap_i, n_heap, tn, nev)
             else:
-                for q in range(ev_nres[nev]):
-                    _wpush(ev_prio, ev_time, wq_s, wq_e, wq_n, ev_res[nev, q], seq, nev)
-                    seq += 1
+                key = _wait_key(prio, t_new)
+                ev_key[nev] = key
+                for q in range(nres):
+                    r = r0 if r0 >= 0 else links0 + route_flat[q - r0 - 1]
+                    # _wpush(ev_key, wq_e, wq_n, r, entry), written out
+                    entry = (nev << WQ_SHIFT) | q
+                    pos = wq_n[r]
+                    wq_n[r] = pos + 1
+                    while pos > 0:
+                        parent = (pos - 1) >> 1
+                        up = wq_e[r, parent]
+                        kp = ev_key[up >> WQ_SHIFT]
+                        if (key < kp) | ((key == kp) & (entry < up)):
+                            wq_e[r, pos] = up
+                            pos = parent
+                            continue
+                        break
+                    wq_e[r, pos] = entry
                     waiting += 1
         if done:
             cur = t
@@ -714,42 +671,121 @@ def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
         cur = max(sys_t, prev)
         # ---- release resources, then admit head waiters in time order ----
         nres = ev_nres[ev]
+        r0 = ev_res[ev]
         for q in range(nres):
-            r = ev_res[ev, q]
+            r = r0 if r0 >= 0 else links0 + route_flat[q - r0 - 1]
             res_avail[r] = True
             res_time[r] = max(res_time[r], sys_t)
         n_small = 0
         for q in range(nres):
-            r = ev_res[ev, q]
+            r = r0 if r0 >= 0 else links0 + route_flat[q - r0 - 1]
             while wq_n[r] > 0:
-                w = wq_e[r, 0]
+                w = wq_e[r, 0] >> WQ_SHIFT
                 if ev_adm[w]:
-                    _wpop(ev_prio, ev_time, wq_s, wq_e, wq_n, r)
+                    # heapq.heappop of queue r (_siftup from the root, then _siftdown)
+                    n = wq_n[r] - 1
+                    wq_n[r] = n
                     waiting -= 1
+                    if n > 0:
+                        new = wq_e[r, n]
+                        pos = 0
+                        child = 1
+                        while child < n:
+                            right = child + 1
+                            a = wq_e[r, child]
+                            if right < n:
+                                b = wq_e[r, right]
+                                ka = ev_key[a >> WQ_SHIFT]
+                                kb = ev_key[b >> WQ_SHIFT]
+                                if not ((ka < kb) | ((ka == kb) & (a < b))):
+                                    child = right
+                                    a = b
+                            wq_e[r, pos] = a
+                            pos = child
+                            child = 2 * pos + 1
+                        key = ev_key[new >> WQ_SHIFT]
+                        while pos > 0:
+                            parent = (pos - 1) >> 1
+                            up = wq_e[r, parent]
+                            kp = ev_key[up >> WQ_SHIFT]
+                            if (key < kp) | ((key == kp) & (new < up)):
+                                wq_e[r, pos] = up
+                                pos = parent
+                                continue
+                            break
+                        wq_e[r, pos] = new
                     continue
-                n_small = _spush(ev_time, small_i, n_small, w)
+                # heapq.heappush of w on the head waiters
+                pos = n_small
+                n_small += 1
+                tw = ev_time[w]
+                while pos > 0:
+                    parent = (pos - 1) >> 1
+                    up = small_i[parent]
+                    if tw < ev_time[up]:
+                        small_i[pos] = up
+                        pos = parent
+                        continue
+                    break
+                small_i[pos] = w
                 break
         while n_small > 0:
-            w, n_small = _spop(ev_time, small_i, n_small)
+            # heapq.heappop of the head waiters
+            n_small -= 1
+            w = small_i[n_small]
+            if n_small > 0:
+                last = w
+                w = small_i[0]
+                pos = 0
+                child = 1
+                while child < n_small:
+                    right = child + 1
+                    if right < n_small and not ev_time[small_i[child]] < ev_time[small_i[right]]:
+                        child = right
+                    small_i[pos] = small_i[child]
+                    pos = child
+                    child = 2 * pos + 1
+                tl = ev_time[last]
+                while pos > 0:
+                    parent = (pos - 1) >> 1
+                    if tl < ev_time[small_i[parent]]:
+                        small_i[pos] = small_i[parent]
+                        pos = parent
+                        continue
+                    break
+                small_i[pos] = last
             if ev_adm[w]:
                 continue
+            nw = ev_nres[w]
+            r0 = ev_res[w]
             ok = True
-            for q in range(ev_nres[w]):
-                if not res_avail[ev_res[w, q]]:
+            for q in range(nw):
+                if not res_avail[r0 if r0 >= 0 else links0 + route_flat[q - r0 - 1]]:
                     ok = False
                     break
             if ok:
-                for q in range(ev_nres[w]):
-                    r = ev_res[w, q]
+                tw = ev_time[w]
+                for q in range(nw):
+                    r = r0 if r0 >= 0 else links0 + route_flat[q - r0 - 1]
                     res_avail[r] = False
-                    ev_time[w] = max(ev_time[w], res_time[r])
+                    tw = max(tw, res_time[r])
                 ev_adm[w] = True
-                ev_time[w] = max(ev_time[w], sys_t)
-                n_heap = _hpush(heap_t, heap_i, n_heap, ev_time[w], w)
+                tw = max(tw, sys_t)
+                ev_time[w] = tw
+                ev_key[w] = _wait_key(ch_prio[ev_info[w] >> EV_KIND_BITS], tw)
+                n_heap = _hpush(heap_t, heap_i, n_heap, tw, w)
+    counters[Counter.EVENTS] += n_events
+    counters[Counter.HOPS] += n_hops
+    counters[Counter.LOCAL_LLC_HITS] += n_llc_hits
+    counters[Counter.REPLICA_READS] += n_replica_reads
+    counters[Counter.REMOTE_LLC_HITS] += n_remote_llc_hits
+    counters[Counter.REMOTE_HBM_READS] += n_remote_hbm_reads
+    counters[Counter.LOCAL_HBM_READS] += n_local_hbm_reads
     counters[Counter.DUPS] = n_dup
     counters[Counter.STALLED] = 0 if done else 1
     counters[Counter.END_NS] = cur
     return n_ev
+
 
 @njit(cache=True)
 def _run_layer(st, t0, layer, tasks, pred, num_experts, slices, shared, pf):
@@ -768,9 +804,9 @@ def _run_layer(st, t0, layer, tasks, pred, num_experts, slices, shared, pf):
         tb.slice_bytes,
         tb.act_bytes_per_token, tb.request_bytes,
         res.free, res.release_ns, st.llc.tags, st.llc.fill, tb.llc_sets, tb.llc_ways,
-        ev.time, ev.kind, ev.chain, ev.prio, ev.admitted, ev.num_res, ev.res,
-        ev.heap_t, ev.heap_i, res.wait_seq, res.wait_event, res.wait_len,
-        ch.die, ch.expert, ch.slice, ch.tokens, ch.home, ch.kind, ch.start,
+        ev.time, ev.info, ev.key, ev.admitted, ev.num_res, ev.res,
+        ev.heap_t, ev.heap_i, res.wait_event, res.wait_len,
+        ch.die, ch.expert, ch.slice, ch.tokens, ch.home, ch.prio, ch.kind, ch.start,
         out.span_lo, out.span_hi, out.dram_bytes, out.link_bytes, out.die_stats,
         out.counters, out.dups, shared, st.flows, out.hbm_busy_ns, pf.enabled, pf.ready,
         pf.read)
@@ -900,12 +936,13 @@ class LayerKernel:
             self.flows = grown(self.flows, cap)
         wq = 2 * cap + 16
         zeros = lambda *shape: np.zeros(shape, np.int64)
-        self.events = Events(time=zeros(ev), kind=zeros(ev), chain=zeros(ev), prio=zeros(ev),
+        if self.max_res >= 1 << WQ_SHIFT:
+            raise ValueError(f"a route of {self.max_res} links: the event kernel's wait "
+                             f"entries hold up to {(1 << WQ_SHIFT) - 1}")
+        self.events = Events(time=zeros(ev), info=zeros(ev), key=zeros(ev),
                              admitted=np.zeros(ev, np.bool_), num_res=zeros(ev),
-                             res=zeros(ev, self.max_res), heap_t=zeros(heap),
-                             heap_i=zeros(heap))
+                             res=zeros(ev), heap_t=zeros(heap), heap_i=zeros(heap))
         self.resources = Resources(free=self.free, release_ns=self.release_ns,
-                                   wait_seq=zeros(self.n_res, wq),
                                    wait_event=zeros(self.n_res, wq),
                                    wait_len=zeros(self.n_res))
         self.chains = Chains(*(zeros(cap) for _ in Chains._fields))
