@@ -236,7 +236,8 @@ def test_the_output_folder_is_checked_before_the_runs(capsys, tmp_path):
 def test_a_small_ablation_runs_end_to_end(capsys, tmp_path):
     """Llama-4, 4 requests, 2 iterations: ``hbm_budget`` cannot act on ``base`` (no replicas)
     nor on ``pred`` (its few replicas fit a 72 GB die), so every ratio is exactly 1; the sweep
-    report of the same store carries the ablation section."""
+    report of the same store carries the ablation section. A run of the same scenario stored
+    under another key (as before a preset changed: other inputs) is not in the table."""
     store, out = tmp_path / "r.sqlite", tmp_path / "out"
     code = main(["ablate", "--models", "llama4-maverick", "--batches", "4", "--wafers", "dojo",
                  "--strategies", "base,pred", "--switches", "hbm_budget",
@@ -256,3 +257,15 @@ def test_a_small_ablation_runs_end_to_end(capsys, tmp_path):
     assert "`base` runs at 1.000 of its paper throughput (costs it 0.0 %)" in printed
     assert code == main(["report", str(store), "-o", str(tmp_path / "report")])
     assert "Physical switches: ablation" in (tmp_path / "report" / "report.html").read_text()
+    with ResultsStore(store) as results:             # base in paper mode, stored again ...
+        (paper_base,) = [r for r in results.runs("ok") if r["strategy"] == "base"
+                         and not any(json.loads(r["params"]).get(s) for s in SWITCHES)]
+        summary = {**json.loads(paper_base["summary"]), "throughput": 1.0}
+        results.put({**paper_base, "key": "stale-inputs", "summary": json.dumps(summary)}, {})
+    capsys.readouterr()                              # ... as if under older inputs
+    assert main(["ablate", "--models", "llama4-maverick", "--batches", "4", "--wafers", "dojo",
+                 "--strategies", "base,pred", "--switches", "hbm_budget",
+                 "--max-iterations", "2", "--store", str(store), "-o", str(out), "--jobs", "1",
+                 "--quiet", "--force"]) == 0
+    assert "4 runs in the grid: 4 already stored, 0 executed" in capsys.readouterr().out
+    assert (out / "ablation.csv").read_text().splitlines() == lines

@@ -56,13 +56,13 @@ def _command(args) -> str:
     return shlex.join(words + ["--store", args.store, "-o", args.out])
 
 
-def write_outputs(results, out, command: str, grid=None) -> list[Path]:
+def write_outputs(results, out, command: str, grid=None, keys=None) -> list[Path]:
     """Write ``ablation.csv`` (per run), ``ablation.md`` (summary table and findings) and
-    ``ablation.png`` of the store ``results`` (only the runs of ``grid`` if given) into the
-    folder ``out``, atomically."""
+    ``ablation.png`` of the store ``results`` (only the runs of ``grid`` and ``keys`` if
+    given: :func:`hwmodel.sweep.ablation.ablation`) into the folder ``out``, atomically."""
     from ..sweep import ablation as ab
     from .outputs import output_dir
-    runs = ab.ablation(results, grid)
+    runs = ab.ablation(results, grid, keys)
     if not runs:
         raise ValueError(f"{results}: no run to report")
     text = (f"# Physical switches: ablation\n\nMade by `{command}`.\n\n{ab.markdown(runs)}\n\n"
@@ -99,9 +99,9 @@ def _main(args) -> int:
               "command to do the rest", file=sys.stderr)
         return 130
     print(outcome.summary())
-    for path in write_outputs(store, args.out, command, grid):
+    for path in write_outputs(store, args.out, command, grid, outcome.keys):
         print(f"wrote {path}")
-    print(findings(ablation(store, grid)))
+    print(findings(ablation(store, grid, outcome.keys)))
     # a switch refusing a run is a finding; any other failure is a fault (exit 1, as sweep)
     return 1 if any(not is_refusal(error) for _, error in outcome.failures) else 0
 

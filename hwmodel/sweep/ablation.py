@@ -127,6 +127,7 @@ class AblationRun:
     error: str | None = None
     dispatch_hops: int | None = None
     trace: str = ""
+    key: str = ""
 
 
 def _from_record(record: dict, summary: dict | None) -> AblationRun:
@@ -140,20 +141,25 @@ def _from_record(record: dict, summary: dict | None) -> AblationRun:
     if summary is None:
         return AblationRun(record["model"], record["batch"], record["wafer"],
                            record["strategy"], mode_label(switches), scenario, None, None,
-                           record.get("error") or "failed", trace=record["trace"])
+                           record.get("error") or "failed", trace=record["trace"],
+                           key=record["key"])
     return AblationRun(record["model"], record["batch"], record["wafer"], record["strategy"],
                        mode_label(switches), scenario, summary["throughput"], summary["hops"],
                        dispatch_hops=summary.get("counts", {}).get("dispatch_hops"),
-                       trace=record["trace"])
+                       trace=record["trace"], key=record["key"])
 
 
-def ablation(results, grid: Grid | None = None) -> list[AblationRun]:
+def ablation(results, grid: Grid | None = None, keys=None) -> list[AblationRun]:
     """Every run of the results store ``results`` (a path), ok or failed, as an
     :class:`AblationRun`, in a fixed order; only the runs of ``grid`` if given (a store may
-    hold other sweeps' runs too)."""
+    hold other sweeps' runs too), and only those whose key is in ``keys`` if given (the keys
+    :func:`~hwmodel.sweep.runner.run_sweep` gave the grid's runs: a run stored before a
+    model preset or wafer changed has another key, and would count its scenario twice)."""
     from .report import load_results
     ok, failed, _ = load_results(results)
     runs = from_records(ok, failed)
+    if keys is not None:
+        runs = [r for r in runs if r.key in keys]
     if grid is None:
         return runs
     wanted = _grid_keys(grid)

@@ -396,9 +396,10 @@ def _on_ray(tasks, address, jobs, commit, log):
 class SweepOutcome:
     """What a sweep did: runs in the grid, skipped (already stored), executed, failed."""
 
-    def __init__(self, total, skipped, executed, failures):
+    def __init__(self, total, skipped, executed, failures, keys=()):
         self.total, self.skipped, self.executed = total, skipped, executed
         self.failures = failures  # list of (what, error)
+        self.keys = frozenset(keys)  # the grid's run keys (its inputs as they are now)
 
     def summary(self) -> str:
         lines = [(f"{self.total} runs in the grid: {self.skipped} already stored, "
@@ -447,7 +448,8 @@ def run_sweep(grid: Grid, results, cache_dir, *, jobs: int | None = None,
             _on_ray(todo, ray_address, jobs, commit, log)
         elif todo:
             _on_pool(todo, jobs, commit)
-    return SweepOutcome(len(tasks), len(tasks) - len(todo), len(todo), failures)
+    return SweepOutcome(len(tasks), len(tasks) - len(todo), len(todo), failures,
+                        keys=[t.key for t in tasks])
 
 
 def _versions() -> dict:
