@@ -192,3 +192,66 @@ def test_a_replay_through_the_build_prints_what_the_jit_prints(llama4_traces, tm
         "minlength=300)), 'numba loaded:', 'numba' in sys.modules)\n")
     assert _run(counting, tmp_path).splitlines() == [
         "mismatches 0 numba loaded: False", "20 True numba loaded: True"]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_argument_check_of_several_arguments_is_each_ones(seed):
+    # a call is accepted exactly when every argument has its own position's type
+    rng = np.random.default_rng(10 + seed)
+    values = [v for v in _values(rng) if _numba_type(v) is not None]
+    typed = [(v, _spec(_numba_type(v))) for v in values]
+    # each value its own type's check accepts (not a subclass, not an unaligned array)
+    typed = [(v, s) for v, s in typed if s is not None and _checker([s])((v,))]
+    for _ in range(200):
+        count = int(rng.integers(1, 6))
+        chosen = [typed[i] for i in rng.integers(0, len(typed), size=count)]
+        accepts = _checker([spec for _, spec in chosen])
+        assert accepts(tuple(v for v, _ in chosen))
+        position = int(rng.integers(0, count))
+        other, other_spec = typed[int(rng.integers(0, len(typed)))]
+        args = [v for v, _ in chosen]
+        args[position] = other
+        single = _checker([chosen[position][1]])
+        assert accepts(tuple(args)) == single((other,)), (chosen[position][1], other_spec)
+
+
+def test_the_set_up_build_is_skipped_when_off_or_already_built(tmp_path, monkeypatch, capsys):
+    from hwmodel.aot import build as aot_build
+    monkeypatch.setattr(aot_build, "build", lambda **_: pytest.fail("must not build"))
+    monkeypatch.setenv("HWMODEL_AOT", "off")
+    assert aot_build.install() == 0
+    assert capsys.readouterr().out == ("kernels: HWMODEL_AOT=off, no ahead-of-time build "
+                                       "(they run through numba's JIT)\n")
+    target = tmp_path / source_key()
+    target.mkdir()
+    (target / "manifest.json").write_text("[]\n")
+    (target / f"hwmodel_aot_{source_key()}.so").write_bytes(b"")
+    assert aot_build.install(tmp_path) == 0
+    assert capsys.readouterr().out.startswith("kernels: built ahead of time for these sources "
+                                              "already")
+    (target / "manifest.json").unlink()       # an unfinished build is no build
+    assert aot_build.built(tmp_path) is None
+
+
+@pytest.mark.parametrize("failure", ["no pycc", "compiler fails", "sample fails"])
+def test_the_set_up_build_never_fails(tmp_path, monkeypatch, capsys, failure):
+    # without numba's pycc, or when the C compiler or the sample replay fails, the set-up
+    # says so in one line and goes on (exit 0); the kernels then run through the JIT
+    from hwmodel.aot import build as aot_build
+    if failure == "no pycc":
+        monkeypatch.setitem(sys.modules, "numba.pycc", None)       # import fails
+    else:
+        def broken(**_):
+            if failure == "sample fails":
+                raise SystemExit(2)
+            raise RuntimeError("error: command 'gcc' failed: No such file or directory\nmore")
+        monkeypatch.setattr(aot_build, "build", broken)
+    assert aot_build.install(tmp_path) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("kernels: compiling ahead of time") and len(out) == 2
+    assert out[1].startswith("kernels: no ahead-of-time build (")
+    assert out[1].endswith("they run through numba's JIT (same results, slower start of each "
+                           "process)")
+    assert {"no pycc": "numba.pycc", "compiler fails": "gcc' failed",
+            "sample fails": "SystemExit: 2"}[failure] in out[1]
+    assert aot_build.built(tmp_path) is None

@@ -13,7 +13,9 @@ version and the Python ABI: a changed source, numba or interpreter simply finds 
 the kernels run through numba as before. A call goes to the build only when its arguments
 have exactly the types the build was compiled for (checked here, since ``pycc``'s wrappers do
 not check them); any other call goes to numba's JIT. ``HWMODEL_AOT=off`` turns the builds
-off.
+off. The set-up (``scripts/install.sh``, run by ``make run`` and ``make test``) builds with
+``python -m hwmodel.aot --install`` (:func:`hwmodel.aot.build.install`): once per version of
+the sources, and a failure leaves the JIT.
 """
 
 from __future__ import annotations
@@ -165,15 +167,18 @@ def _check_of(spec):
     kind = spec[0]
     if kind == "array":
         _, dtype, ndim, layout, mutable, aligned = spec
-        dtype = np.dtype(dtype)
+        dtype = np.dtype(dtype)       # native byte order: a foreign one compares unequal
+        contiguous = {"C": (True, None), "F": (False, True), "A": (False, False)}[layout]
+        c_wanted, f_wanted = contiguous
 
         def check(a) -> bool:
-            if type(a) is not np.ndarray or a.dtype != dtype or a.ndim != ndim:
+            if type(a) is not np.ndarray or a.ndim != ndim or a.dtype != dtype:
                 return False
             flags = a.flags
-            shape = ("C" if flags.c_contiguous else "F" if flags.f_contiguous else "A")
-            return (shape == layout and flags.writeable == mutable and flags.aligned == aligned
-                    and a.dtype.isnative)
+            # numba's layout: "C" if C-contiguous, else "F" if F-contiguous, else "A"
+            return (flags.c_contiguous is c_wanted
+                    and (f_wanted is None or flags.f_contiguous is f_wanted)
+                    and flags.writeable is mutable and flags.aligned is aligned)
         return check
     if kind == "named":
         _, module, qualname, fields = spec
