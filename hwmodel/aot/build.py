@@ -20,7 +20,10 @@ from pathlib import Path
 
 from . import AOT_ENV, _spec, aot_dir, source_key
 
-__all__ = ["INSTALL_SAMPLES", "build", "install", "main"]
+__all__ = ["INSTALL_SAMPLES", "REQUIRE_ENV", "build", "built", "install", "main"]
+
+#: ``1``: a failed set-up build is an error (CI, which must exercise the build).
+REQUIRE_ENV = "HWMODEL_REQUIRE_AOT"
 
 #: The replays whose kernels the set-up builds: every strategy of the built-in batch on both
 #: meshes in paper mode (the same kernels and argument types as the shared Llama-4 trace's
@@ -106,7 +109,8 @@ def built(folder: Path | None = None) -> Path | None:
 def install(folder: Path | None = None) -> int:
     """The set-up's build: the kernels of :data:`INSTALL_SAMPLES`, unless ``HWMODEL_AOT=off``
     or a build of the current sources exists. Never fails (returns 0): a failure is one line
-    on stdout, and the kernels then run through numba's JIT."""
+    on stdout, and the kernels then run through numba's JIT. With ``HWMODEL_REQUIRE_AOT=1``
+    (for CI) a failure returns 1."""
     folder = Path(folder) if folder is not None else aot_dir()
     if folder is None:
         print(f"kernels: {AOT_ENV}=off, no ahead-of-time build (they run through numba's JIT)")
@@ -126,7 +130,7 @@ def install(folder: Path | None = None) -> int:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"kernels: no ahead-of-time build ({type(error).__name__}: {reason}); they run "
               "through numba's JIT (same results, slower start of each process)")
-        return 0
+        return 1 if os.environ.get(REQUIRE_ENV) == "1" else 0
     count = len(json.loads((target / "manifest.json").read_text()))
     print(f"kernels: built {count} kernel variants into {target}")
     return 0
