@@ -45,7 +45,13 @@ lowering, printing the table).
 default sample: the built-in batch, every strategy, both meshes) into a temporary folder
 (``HWMODEL_AOT``), so that A's runs load them without numba; without it A runs with
 ``HWMODEL_AOT=off`` (numba's JIT and disk cache, as before). A checkout without
-:mod:`hwmodel.aot` ignores both.
+:mod:`hwmodel.aot` ignores both. ``--aot-folder DIR`` uses the builds already in DIR for both
+sides (each checkout finds its own sources' build there, e.g. the set-up's
+``~/.cache/hwmodel/aot``).
+
+A checkout's bytecode: the set-up (``scripts/install.sh``) writes it with ``python -m
+compileall``; under ``PYTHONDONTWRITEBYTECODE`` a checkout without it compiles every module
+from source in each process. Compare checkouts that both have it, or both not.
 """
 
 import argparse
@@ -206,24 +212,27 @@ def main() -> None:
                         help="split the replay row into Replay.run and the fixed cost")
     parser.add_argument("--aot", action="store_true",
                         help="build checkout A's kernels ahead of time first (hwmodel.aot)")
+    parser.add_argument("--aot-folder", default=None, metavar="DIR",
+                        help="use the builds in DIR (HWMODEL_AOT of both sides) instead of "
+                             "building: e.g. the set-up's, with each checkout's build in it")
     args = parser.parse_args()
     a, b = Path(args.path).resolve(), Path(args.vs).resolve() if args.vs else None
     print(f"A = {a}" + (f", B = {b}" if b else "") + f"; medians of {args.rounds} runs each, "
           "A B A B; CPU = user + system of the child", flush=True)
     with (tempfile.TemporaryDirectory(prefix="hwmodel-trace-cache-") as cache,
           tempfile.TemporaryDirectory(prefix="hwmodel-aot-") as aot):
-        if args.aot:
+        if args.aot and not args.aot_folder:
             build_aot(a, aot, cache)
             print(f"A's kernels built ahead of time into {aot}", flush=True)
+        builds = args.aot_folder or (aot if args.aot else "off")
         for name, command in rows(args.convert, args.convert_model).items():
             if args.only not in name:
                 continue
-            runs = compare(a, b, command, args.rounds, cache, aot if args.aot else "off")
+            runs = compare(a, b, command, args.rounds, cache, builds)
             print(report(name, runs), flush=True)
             if args.fixed and name.startswith("replay"):
                 sides = {"A": a} if b is None else {"A": a, "B": b}
-                print(fixed_cost(sides, command[2:], args.rounds, cache,
-                                 aot if args.aot else "off"), flush=True)
+                print(fixed_cost(sides, command[2:], args.rounds, cache, builds), flush=True)
 
 
 if __name__ == "__main__":
