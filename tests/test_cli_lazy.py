@@ -58,7 +58,7 @@ def test_the_commands_are_all_there():
 def test_one_command_parser_behaves_as_the_whole_one(argv, monkeypatch):
     monkeypatch.setenv("COLUMNS", "100")        # the same help width for both
     lazy = build_parser(argv[0])
-    assert _outcome(lazy, argv) == _outcome(build_parser(), argv)
+    assert _outcome(lazy, argv) == _outcome(WHOLE, argv)
 
 
 @pytest.mark.parametrize("first", ["show", "no-such-command", "outputs", "helpformat", "-h",
