@@ -66,7 +66,7 @@ def link_network(wafer) -> LinkNetwork:
 # rows of FlowState's packed tables (one array per kind of item and dtype: a compiled function
 # pays an atomic reference count per array of the state it receives, so the state has few)
 L_RATE, L_BUSY, L_QUEUE, L_CAP, L_SHARE = range(5)                   # links_f (float64)
-L_HOP, L_N, L_MAX, L_ROUTES, L_UNFIXED, L_STALE, L_USED = range(7)   # links_i (int64)
+L_HOP, L_N, L_MAX, L_ROUTES, L_UNFIXED, L_USED, L_AT = range(7)      # links_i (int64)
 F_REMAINING, F_RATE = range(2)                                       # flows_f (float64)
 F_SRC, F_DST, F_TAIL, F_NEXT_N, F_KIND, F_KIND1, F_PRIO, F_ACTIVE = range(8)  # flows_i
 R_N, R_LIST, R_SLOT, R_FIXED = range(4)                              # routes_i (int64)
@@ -78,10 +78,12 @@ class FlowState(NamedTuple):
     ``R_`` constants; the properties give Python readers each row by name). Made by
     :func:`new_flow_state`."""
     links_f: np.ndarray     # (5, links) float64: rate (bytes/ns), busy_ns and queue_ns (run
-                            # totals), max-min scratch (capacity left, share)
+                            # totals), max-min scratch (capacity left; the share of the i-th
+                            # link in use, at i)
     links_i: np.ndarray     # (7, links) int64: hop latency, flows crossing the link now, most
                             # flows at once, active routes listed (link_c), max-min scratch
-                            # (unfixed flows, share to work out anew, links in use)
+                            # (unfixed flows, the links in use in index order, a link's
+                            # position among them)
     flows_f: np.ndarray     # (2, flows) float64: bytes still to send, rate (bytes/ns)
     flows_i: np.ndarray     # (8, flows) int64: route source and destination die, route's hop
                             # latencies, chain events to create on arrival (count, two
@@ -167,46 +169,39 @@ def flows_rerate(fs, route_start, route_flat, route_len, num_dies):
     same rate: the filling runs over the active routes, each counting its flows, and takes a
     route's share from each of its links once per flow (the same subtractions, in the same
     number, as flow by flow). Each link keeps the list of its active routes as flows start and
-    end (``fs.lists``), so a round touches only the bottleneck's routes; their order in
-    the list does not matter, as every route fixed in a round takes the same share from its
-    links. A link's share is worked out once per round it changed in, when the next round
-    looks for the bottleneck (the same division of the same numbers as after each of its
-    routes). The links in use stay in index order (ties to the lowest link) and a round drops
-    those whose flows all have a rate."""
+    end (``fs.lists``), so a round touches only the bottleneck's routes; their order in the
+    list does not matter, as every route fixed in a round takes the same share from its links.
+    The shares of the links in use sit in one row in link index order; a link whose flows all
+    have a rate shows an infinite share, so the bottleneck is the first smallest entry of the
+    row (ties to the lowest link). A link's share is worked out anew after each route fixed on
+    it (its last value is the division of the round's final numbers, as flow by flow)."""
     links_f, links_i, routes_i, route_rate, lists = (fs.links_f, fs.links_i, fs.routes_i,
                                                      fs.route_rate, fs.lists)
     n_routes = fs.scalars[N_ROUTES]
     num_links = links_i.shape[1]
     num_routes = routes_i.shape[1]
     n_used = 0
-    for link in range(num_links):
+    for link in range(num_links):                 # the links in use, in index order
         n = links_i[L_N, link]
         if n > 0:
             links_f[L_CAP, link] = links_f[L_RATE, link]
             links_i[L_UNFIXED, link] = n
-            links_f[L_SHARE, link] = links_f[L_CAP, link] / n
-            links_i[L_STALE, link] = 0
+            links_f[L_SHARE, n_used] = links_f[L_CAP, link] / n
+            links_i[L_AT, link] = n_used
             links_i[L_USED, n_used] = link
             n_used += 1
     for q in range(n_routes):
         routes_i[R_FIXED, routes_i[R_LIST, q]] = 0
     left = n_routes
     while left > 0:
-        best = np.inf
-        bottleneck = -1
-        kept = 0
+        best = np.inf                             # the bottleneck: first smallest share
+        at = 0
         for u in range(n_used):
-            link = links_i[L_USED, u]
-            if links_i[L_UNFIXED, link] > 0:
-                links_i[L_USED, kept] = link
-                kept += 1
-                if links_i[L_STALE, link]:
-                    links_f[L_SHARE, link] = links_f[L_CAP, link] / links_i[L_UNFIXED, link]
-                    links_i[L_STALE, link] = 0
-                if links_f[L_SHARE, link] < best:
-                    best = links_f[L_SHARE, link]
-                    bottleneck = link
-        n_used = kept
+            share = links_f[L_SHARE, u]
+            if share < best:
+                best = share
+                at = u
+        bottleneck = links_i[L_USED, at]
         first = bottleneck * num_routes
         for m in range(first, first + links_i[L_ROUTES, bottleneck]):
             r = lists[0, m]
@@ -222,8 +217,9 @@ def flows_rerate(fs, route_start, route_flat, route_len, num_dies):
                 for _ in range(n):
                     cap -= best
                 links_f[L_CAP, link] = cap
-                links_i[L_UNFIXED, link] -= n
-                links_i[L_STALE, link] = 1
+                unfixed = links_i[L_UNFIXED, link] - n
+                links_i[L_UNFIXED, link] = unfixed
+                links_f[L_SHARE, links_i[L_AT, link]] = cap / unfixed if unfixed > 0 else np.inf
     _find_next(fs, num_dies)
 
 
