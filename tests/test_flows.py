@@ -131,16 +131,17 @@ def max_min(routes, capacity):
     return rate
 
 
-def random_network(rng):
-    """Random dies and links, each ordered pair of dies a random route (1 to 4 distinct
-    links); link rates from a short list, so that shares tie."""
-    dies, links = int(rng.integers(2, 6)), int(rng.integers(1, 7))
+def random_network(rng, links=None, longest=4):
+    """Random dies and links (``links`` of them, else 1 to 6), each ordered pair of dies a
+    random route (1 to ``longest`` distinct links); link rates from a short list, so that
+    shares tie."""
+    dies, links = int(rng.integers(2, 6)), links or int(rng.integers(1, 7))
     start, flat = [0], []
     length = np.zeros((dies, dies), np.int64)
     for s in range(dies):
         for d in range(dies):
             route = [] if s == d else sorted(rng.choice(links, int(rng.integers(
-                1, min(links, 4) + 1)), replace=False).tolist())
+                1, min(links, longest) + 1)), replace=False).tolist())
             flat += route
             start.append(len(flat))
             length[s, d] = len(route)
@@ -159,38 +160,67 @@ def test_flow_updates_equal_a_full_max_min_each_time():
     the active flows' bytes give, moved on with those rates."""
     rng = np.random.default_rng(17)
     for _ in range(150):
-        dies, tables, network = random_network(rng)
-        pairs = [(s, d) for s in range(dies) for d in range(dies) if s != d]
-        fs = new_flow_state(network, 40)
-        args = (tables.route_start, tables.route_flat, tables.route_len, dies)
-        active, routes, remaining, busy, queue = [], {}, {}, np.zeros(len(network.rate)), \
-            np.zeros(len(network.rate))
-        rates, t, routes_of = {}, 0, {}
-        for f in range(40):
-            ends = (len(active) > 0 and rng.random() < 0.45) or f == 39
-            while ends and active:
-                t_end, pos = flows_next(fs)
-                _advance(active, remaining, rates, routes, busy, queue, t_end - t)
-                t = t_end
-                assert flows_finish(fs, *args, pos, t) == active.pop(pos)
-                rates = _expected_rates(active, routes, network)
-                _check(fs, t, active, rates, remaining, busy, queue)
-                _check_link_lists(fs, active, routes_of, tables, dies)
-                ends = rng.random() < 0.3
-            dt = int(rng.choice([0, 0, 1, 7, 300, 2000]))
-            _advance(active, remaining, rates, routes, busy, queue, dt)
-            t += dt
-            s, d = pairs[int(rng.integers(len(pairs)))]
-            nbytes = float(rng.choice([1e3, 5e4, 1e6, 123457.0]))
-            flows_start(fs, *args, f, s, d, nbytes, t)
-            active.append(f)
-            routes[f] = [int(x) for x in tables.route_flat[
-                tables.route_start[s * dies + d]:tables.route_start[s * dies + d + 1]]]
-            remaining[f] = nbytes
-            routes_of[f] = s * dies + d
+        _updates_against_the_definition(rng, random_network(rng), 40,
+                                        [1e3, 5e4, 1e6, 123457.0])
+
+
+def test_flow_updates_equal_a_full_max_min_in_hard_cases():
+    """As above, on the cases a faster update could get wrong: zero-byte flows (they end in the
+    nanosecond they start, often together), up to 60 flows at once on a line of dies, whose
+    middle links most routes cross (many routes fixed in one round, shares that tie), and
+    networks of many links where routes often share none (disjoint groups of routes)."""
+    rng = np.random.default_rng(170)
+    for case in range(120):
+        if case % 3 == 0:
+            dies = int(rng.integers(2, 6))
+            tables, _ = line([1000.0] * (dies - 1))
+            rates = rng.choice([600.0, 1000.0], dies - 1)
+            network = (dies, tables, LinkNetwork(rate=rates,
+                                                 hop_ns=np.full(dies - 1, HOP, np.int64),
+                                                 dies=dies))
+        elif case % 3 == 1:
+            network = random_network(rng, links=int(rng.integers(6, 13)), longest=2)
+        else:
+            network = random_network(rng)
+        _updates_against_the_definition(rng, network, 60, [0.0, 0.0, 16.0, 1e3, 1e6])
+
+
+def _updates_against_the_definition(rng, network_case, flows, sizes):
+    """Start ``flows`` flows of sizes drawn from ``sizes`` at random times and end them in
+    random order; after each start and end compare ``fs`` with the definition (:func:`_check`,
+    :func:`_check_link_lists`)."""
+    dies, tables, network = network_case
+    pairs = [(s, d) for s in range(dies) for d in range(dies) if s != d]
+    fs = new_flow_state(network, flows)
+    args = (tables.route_start, tables.route_flat, tables.route_len, dies)
+    active, routes, remaining, busy, queue = [], {}, {}, np.zeros(len(network.rate)), \
+        np.zeros(len(network.rate))
+    rates, t, routes_of = {}, 0, {}
+    for f in range(flows):
+        ends = (len(active) > 0 and rng.random() < 0.45) or f == flows - 1
+        while ends and active:
+            t_end, pos = flows_next(fs)
+            _advance(active, remaining, rates, routes, busy, queue, t_end - t)
+            t = t_end
+            assert flows_finish(fs, *args, pos, t) == active.pop(pos)
             rates = _expected_rates(active, routes, network)
             _check(fs, t, active, rates, remaining, busy, queue)
             _check_link_lists(fs, active, routes_of, tables, dies)
+            ends = rng.random() < 0.3 or (f == flows - 1)
+        dt = int(rng.choice([0, 0, 1, 7, 300, 2000]))
+        _advance(active, remaining, rates, routes, busy, queue, dt)
+        t += dt
+        s, d = pairs[int(rng.integers(len(pairs)))]
+        nbytes = float(rng.choice(sizes))
+        flows_start(fs, *args, f, s, d, nbytes, t)
+        active.append(f)
+        routes[f] = [int(x) for x in tables.route_flat[
+            tables.route_start[s * dies + d]:tables.route_start[s * dies + d + 1]]]
+        remaining[f] = nbytes
+        routes_of[f] = s * dies + d
+        rates = _expected_rates(active, routes, network)
+        _check(fs, t, active, rates, remaining, busy, queue)
+        _check_link_lists(fs, active, routes_of, tables, dies)
 
 
 def _check_link_lists(fs, active, routes_of, tables, dies):

@@ -29,7 +29,19 @@ if TYPE_CHECKING:
     from .lowering import Tables
 
 from ..jit import njit
-from .flows import FlowState, flows_finish, flows_next, flows_start, grown, new_flow_state
+from .flows import (
+    F_KIND,
+    F_KIND1,
+    F_NEXT_N,
+    F_PRIO,
+    F_TAIL,
+    FlowState,
+    flows_finish,
+    flows_next,
+    flows_start,
+    grown,
+    new_flow_state,
+)
 
 __all__ = ["EV_NAMES", "Counter", "DieStat", "LayerKernel", "LayerStat", "Prediction", "Prefetched",
            "Tasks"]
@@ -565,11 +577,12 @@ def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
             d = ch_die[c]
             e = ch_expert[c]
             h = ch_home[c]
-            prio = fs.prio[c]
-            lat = fs.tail_ns[c]
-            n_new = fs.next_n[c]
-            new_evs[0] = fs.next_kind[c, 0]
-            new_evs[1] = fs.next_kind[c, 1]
+            flows_i = fs.flows_i
+            prio = flows_i[F_PRIO, c]
+            lat = flows_i[F_TAIL, c]
+            n_new = flows_i[F_NEXT_N, c]
+            new_evs[0] = flows_i[F_KIND, c]
+            new_evs[1] = flows_i[F_KIND1, c]
         else:  # EV_DONE
             if span_lo[d] < 0 or ch_start[c] < span_lo[d]:
                 span_lo[d] = ch_start[c]
@@ -585,10 +598,11 @@ def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
                 else:
                     flows_start(fs, route_start, route_flat, route_len, num_dies, c, h, d,
                                 slice_bytes, t)
-                fs.prio[c] = prio
-                fs.next_n[c] = n_new
-                fs.next_kind[c, 0] = new_evs[0]
-                fs.next_kind[c, 1] = new_evs[1]
+                flows_i = fs.flows_i
+                flows_i[F_PRIO, c] = prio
+                flows_i[F_NEXT_N, c] = n_new
+                flows_i[F_KIND, c] = new_evs[0]
+                flows_i[F_KIND1, c] = new_evs[1]
                 n_new = 0
                 lat = 0
             arrival, _ = flows_next(fs)

@@ -63,41 +63,58 @@ def link_network(wafer) -> LinkNetwork:
         dies=wafer.num_dies)
 
 
+# rows of FlowState's packed tables (one array per kind of item and dtype: a compiled function
+# pays an atomic reference count per array of the state it receives, so the state has few)
+L_RATE, L_BUSY, L_QUEUE, L_CAP, L_SHARE = range(5)                   # links_f (float64)
+L_HOP, L_N, L_MAX, L_ROUTES, L_UNFIXED, L_USED, L_AT = range(7)      # links_i (int64)
+F_REMAINING, F_RATE = range(2)                                       # flows_f (float64)
+F_SRC, F_DST, F_TAIL, F_NEXT_N, F_KIND, F_KIND1, F_PRIO, F_ACTIVE = range(8)  # flows_i
+R_N, R_LIST, R_SLOT, R_FIXED = range(4)                              # routes_i (int64)
+
+
 class FlowState(NamedTuple):
     """The flows of a run, indexed by the chain that owns them (one flow per chain at a time),
-    and the links' accounting. Made by :func:`new_flow_state`."""
-    link_rate: np.ndarray         # (links,) bytes/ns
-    hop_ns: np.ndarray            # (links,) int64
-    link_n: np.ndarray            # (links,) flows crossing the link now
-    busy_ns: np.ndarray           # (links,) float64, run total
-    queue_ns: np.ndarray          # (links,) float64, run total
-    max_flows: np.ndarray         # (links,) int64, most flows at once
-    src: np.ndarray               # (flows,) route source die
-    dst: np.ndarray               # (flows,) route destination die
-    remaining: np.ndarray         # (flows,) float64 bytes still to send
-    rate: np.ndarray              # (flows,) float64 bytes/ns
-    tail_ns: np.ndarray           # (flows,) route's hop latencies
-    next_n: np.ndarray            # (flows,) chain events to create when the flow arrives
-    next_kind: np.ndarray         # (flows, 2)
-    prio: np.ndarray              # (flows,) chain priority
-    active: np.ndarray            # (flows,) ids of the active flows, first scalars[N_ACTIVE]
-    route_n: np.ndarray           # (routes,) active flows on route s * dies + d
-    routes: np.ndarray            # (routes,) the routes with active flows, first N_ROUTES
-    route_slot: np.ndarray        # (routes,) a route's position in routes
-    link_c: np.ndarray            # (links,) routes in routes that cross the link
-    route_rate: np.ndarray        # (routes,) float64 max-min rate of a route's flows
-    route_fixed: np.ndarray       # (routes,) bool scratch of max-min
-    link_routes: np.ndarray       # (links x routes,) link i's active routes: first link_c[i]
-                                  # entries from i x routes, in no particular order
-    route_at: np.ndarray          # (routes x links,) where route r's j-th link lists r: at
-                                  # r x links + j
-    cap_left: np.ndarray          # (links,) float64 scratch of max-min
-    unfixed: np.ndarray           # (links,) int64 scratch of max-min
-    share: np.ndarray             # (links,) float64 scratch of max-min
-    stale: np.ndarray             # (links,) bool scratch of max-min: share to work out anew
-    used: np.ndarray              # (links,) int64 scratch of max-min
-    scalars: np.ndarray           # int64 (N_ACTIVE, FLOWS_STARTED, NEXT_NS, NEXT_POS, N_ROUTES)
-    clock: np.ndarray             # (1,) float64 time the flows were last advanced to
+    and the links' accounting, in a few packed tables (rows named by the ``L_``, ``F_`` and
+    ``R_`` constants; the properties give Python readers each row by name). Made by
+    :func:`new_flow_state`."""
+    links_f: np.ndarray     # (5, links) float64: rate (bytes/ns), busy_ns and queue_ns (run
+                            # totals), max-min scratch (capacity left; the share of the i-th
+                            # link in use, at i)
+    links_i: np.ndarray     # (7, links) int64: hop latency, flows crossing the link now, most
+                            # flows at once, active routes listed (link_c), max-min scratch
+                            # (unfixed flows, the links in use in index order, a link's
+                            # position among them)
+    flows_f: np.ndarray     # (2, flows) float64: bytes still to send, rate (bytes/ns)
+    flows_i: np.ndarray     # (8, flows) int64: route source and destination die, route's hop
+                            # latencies, chain events to create on arrival (count, two
+                            # kinds), chain priority; ids of the active flows in start order
+    route_rate: np.ndarray  # (routes,) float64 max-min rate of a route's flows
+    routes_i: np.ndarray    # (4, routes) int64: active flows on route s x dies + d; the
+                            # routes with active flows (first N_ROUTES); a route's position
+                            # there; max-min scratch (rate fixed)
+    lists: np.ndarray       # (2, links x routes) int64: link i's active routes, first
+                            # link_c[i] entries from i x routes in no particular order; where
+                            # route r's j-th link lists r, at r x links + j
+    scalars: np.ndarray     # int64 (N_ACTIVE, FLOWS_STARTED, NEXT_NS, NEXT_POS, N_ROUTES)
+    clock: np.ndarray       # (1,) float64 time the flows were last advanced to
+
+    # rows by name, for Python readers
+    link_rate = property(lambda fs: fs.links_f[L_RATE])
+    busy_ns = property(lambda fs: fs.links_f[L_BUSY])
+    queue_ns = property(lambda fs: fs.links_f[L_QUEUE])
+    hop_ns = property(lambda fs: fs.links_i[L_HOP])
+    link_n = property(lambda fs: fs.links_i[L_N])
+    max_flows = property(lambda fs: fs.links_i[L_MAX])
+    link_c = property(lambda fs: fs.links_i[L_ROUTES])
+    remaining = property(lambda fs: fs.flows_f[F_REMAINING])
+    rate = property(lambda fs: fs.flows_f[F_RATE])
+    src = property(lambda fs: fs.flows_i[F_SRC])
+    dst = property(lambda fs: fs.flows_i[F_DST])
+    tail_ns = property(lambda fs: fs.flows_i[F_TAIL])
+    active = property(lambda fs: fs.flows_i[F_ACTIVE])
+    route_n = property(lambda fs: fs.routes_i[R_N])
+    link_routes = property(lambda fs: fs.lists[0])
+    route_at = property(lambda fs: fs.lists[1])
 
 
 def new_flow_state(network: LinkNetwork | None, flows: int) -> FlowState:
@@ -105,48 +122,42 @@ def new_flow_state(network: LinkNetwork | None, flows: int) -> FlowState:
     links = 0 if network is None else len(network.rate)
     flows = 0 if network is None else flows
     routes = 0 if network is None else network.dies ** 2
-    z = lambda n, dtype=np.int64: np.zeros(n, dtype)
-    return FlowState(
-        link_rate=z(links, np.float64) if network is None else network.rate,
-        hop_ns=z(links) if network is None else network.hop_ns,
-        link_n=z(links), busy_ns=z(links, np.float64), queue_ns=z(links, np.float64),
-        max_flows=z(links), src=z(flows), dst=z(flows), remaining=z(flows, np.float64),
-        rate=z(flows, np.float64), tail_ns=z(flows), next_n=z(flows),
-        next_kind=np.zeros((flows, 2), np.int64), prio=z(flows), active=z(flows),
-        route_n=z(routes), routes=z(routes), route_slot=z(routes), link_c=z(links),
-        route_rate=z(routes, np.float64), route_fixed=z(routes, np.bool_),
-        link_routes=z(links * routes), route_at=z(routes * links),
-        cap_left=z(links, np.float64), unfixed=z(links), share=z(links, np.float64),
-        stale=z(links, np.bool_), used=z(links),
-        scalars=np.array([0, 0, -1, -1, 0], np.int64), clock=z(1, np.float64))
+    links_f = np.zeros((5, links))
+    links_i = np.zeros((7, links), np.int64)
+    if network is not None:
+        links_f[L_RATE] = network.rate
+        links_i[L_HOP] = network.hop_ns
+    return FlowState(links_f=links_f, links_i=links_i, flows_f=np.zeros((2, flows)),
+                     flows_i=np.zeros((8, flows), np.int64), route_rate=np.zeros(routes),
+                     routes_i=np.zeros((4, routes), np.int64),
+                     lists=np.zeros((2, links * routes), np.int64),
+                     scalars=np.array([0, 0, -1, -1, 0], np.int64), clock=np.zeros(1))
 
 
 def grown(fs: FlowState, flows: int) -> FlowState:
     """``fs`` with room for ``flows`` flows, keeping the links' run totals (no flow is active
-    between layers)."""
-    dies = math.isqrt(len(fs.route_n))
-    fresh = new_flow_state(LinkNetwork(fs.link_rate, fs.hop_ns, dies), flows)
-    return fresh._replace(busy_ns=fs.busy_ns, queue_ns=fs.queue_ns, max_flows=fs.max_flows,
-                          scalars=fs.scalars, clock=fs.clock)
+    between layers, so the links' and routes' tables are kept as they are)."""
+    return fs._replace(flows_f=np.zeros((2, flows)),
+                       flows_i=np.zeros((8, flows), np.int64))
 
 
 # ------------------------------------------------------------- flows inside the kernel
 @njit(cache=True, error_model="numpy", inline="always")
 def flows_advance(fs, t):
     """Move the active flows' bytes and the links' busy and queue times on to ``t``."""
-    dt = t - fs.clock[0]
+    clock = fs.clock
+    dt = t - clock[0]
     if dt > 0:
-        active, remaining, rate = fs.active, fs.remaining, fs.rate
+        flows_f, flows_i, links_f, links_i = fs.flows_f, fs.flows_i, fs.links_f, fs.links_i
         for i in range(fs.scalars[N_ACTIVE]):
-            f = active[i]
-            remaining[f] -= rate[f] * dt
-        link_n, busy, queue = fs.link_n, fs.busy_ns, fs.queue_ns
-        for link in range(link_n.shape[0]):
-            n = link_n[link]
+            f = flows_i[F_ACTIVE, i]
+            flows_f[F_REMAINING, f] -= flows_f[F_RATE, f] * dt
+        for link in range(links_i.shape[1]):
+            n = links_i[L_N, link]
             if n > 0:
-                busy[link] += dt
-                queue[link] += (n - 1) * dt
-    fs.clock[0] = t
+                links_f[L_BUSY, link] += dt
+                links_f[L_QUEUE, link] += (n - 1) * dt
+    clock[0] = t
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -158,88 +169,84 @@ def flows_rerate(fs, route_start, route_flat, route_len, num_dies):
     same rate: the filling runs over the active routes, each counting its flows, and takes a
     route's share from each of its links once per flow (the same subtractions, in the same
     number, as flow by flow). Each link keeps the list of its active routes as flows start and
-    end (``fs.link_routes``), so a round touches only the bottleneck's routes; their order in
-    the list does not matter, as every route fixed in a round takes the same share from its
-    links. A link's share is worked out once per round it changed in, when the next round
-    looks for the bottleneck (the same division of the same numbers as after each of its
-    routes). The links in use stay in index order (ties to the lowest link) and a round drops
-    those whose flows all have a rate."""
-    cap, unfixed, share, stale, used = fs.cap_left, fs.unfixed, fs.share, fs.stale, fs.used
-    routes, route_n, route_rate, fixed = fs.routes, fs.route_n, fs.route_rate, fs.route_fixed
-    link_n, link_c, link_routes = fs.link_n, fs.link_c, fs.link_routes
+    end (``fs.lists``), so a round touches only the bottleneck's routes; their order in the
+    list does not matter, as every route fixed in a round takes the same share from its links.
+    The shares of the links in use sit in one row in link index order; a link whose flows all
+    have a rate shows an infinite share, so the bottleneck is the first smallest entry of the
+    row (ties to the lowest link). A link's share is worked out anew after each route fixed on
+    it (its last value is the division of the round's final numbers, as flow by flow)."""
+    links_f, links_i, routes_i, route_rate, lists = (fs.links_f, fs.links_i, fs.routes_i,
+                                                     fs.route_rate, fs.lists)
     n_routes = fs.scalars[N_ROUTES]
-    num_links = cap.shape[0]
-    num_routes = route_n.shape[0]
+    num_links = links_i.shape[1]
+    num_routes = routes_i.shape[1]
     n_used = 0
-    for link in range(num_links):
-        n = link_n[link]
+    for link in range(num_links):                 # the links in use, in index order
+        n = links_i[L_N, link]
         if n > 0:
-            cap[link] = fs.link_rate[link]
-            unfixed[link] = n
-            share[link] = cap[link] / n
-            stale[link] = False
-            used[n_used] = link
+            links_f[L_CAP, link] = links_f[L_RATE, link]
+            links_i[L_UNFIXED, link] = n
+            links_f[L_SHARE, n_used] = links_f[L_CAP, link] / n
+            links_i[L_AT, link] = n_used
+            links_i[L_USED, n_used] = link
             n_used += 1
     for q in range(n_routes):
-        fixed[routes[q]] = False
+        routes_i[R_FIXED, routes_i[R_LIST, q]] = 0
     left = n_routes
     while left > 0:
-        best = np.inf
-        bottleneck = -1
-        kept = 0
+        best = np.inf                             # the bottleneck: first smallest share
+        at = 0
         for u in range(n_used):
-            link = used[u]
-            if unfixed[link] > 0:
-                used[kept] = link
-                kept += 1
-                if stale[link]:
-                    share[link] = cap[link] / unfixed[link]
-                    stale[link] = False
-                if share[link] < best:
-                    best = share[link]
-                    bottleneck = link
-        n_used = kept
+            share = links_f[L_SHARE, u]
+            if share < best:
+                best = share
+                at = u
+        bottleneck = links_i[L_USED, at]
         first = bottleneck * num_routes
-        for m in range(first, first + link_c[bottleneck]):
-            r = link_routes[m]
-            if fixed[r]:
+        for m in range(first, first + links_i[L_ROUTES, bottleneck]):
+            r = lists[0, m]
+            if routes_i[R_FIXED, r]:
                 continue
-            fixed[r] = True
+            routes_i[R_FIXED, r] = 1
             left -= 1
             route_rate[r] = best
-            n = route_n[r]
+            n = routes_i[R_N, r]
             for j in range(route_start[r], route_start[r + 1]):
                 link = route_flat[j]
+                cap = links_f[L_CAP, link]
                 for _ in range(n):
-                    cap[link] -= best
-                unfixed[link] -= n
-                stale[link] = True
+                    cap -= best
+                links_f[L_CAP, link] = cap
+                unfixed = links_i[L_UNFIXED, link] - n
+                links_i[L_UNFIXED, link] = unfixed
+                links_f[L_SHARE, links_i[L_AT, link]] = cap / unfixed if unfixed > 0 else np.inf
     _find_next(fs, num_dies)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
 def _find_next(fs, num_dies):
     """Give each active flow its route's rate and store in ``fs.scalars`` when the first
-    payload ends and its position in ``fs.active`` (-1, -1: none)."""
-    active, remaining, rate, route_rate = fs.active, fs.remaining, fs.rate, fs.route_rate
-    src, dst = fs.src, fs.dst
+    payload ends and its position in the active flows (-1, -1: none)."""
+    flows_f, flows_i, route_rate, scalars = fs.flows_f, fs.flows_i, fs.route_rate, fs.scalars
     best = np.inf
     pos = -1
-    for i in range(fs.scalars[N_ACTIVE]):
-        f = active[i]
-        rate[f] = route_rate[src[f] * num_dies + dst[f]]
-        left = remaining[f] / rate[f] if remaining[f] > 1e-6 else 0.0
+    for i in range(scalars[N_ACTIVE]):
+        f = flows_i[F_ACTIVE, i]
+        rate = route_rate[flows_i[F_SRC, f] * num_dies + flows_i[F_DST, f]]
+        flows_f[F_RATE, f] = rate
+        remaining = flows_f[F_REMAINING, f]
+        left = remaining / rate if remaining > 1e-6 else 0.0
         if left < best:
             best = left
             pos = i
-    fs.scalars[NEXT_NS] = -1 if pos < 0 else math.ceil(fs.clock[0] + best)
-    fs.scalars[NEXT_POS] = pos
+    scalars[NEXT_NS] = -1 if pos < 0 else math.ceil(fs.clock[0] + best)
+    scalars[NEXT_POS] = pos
 
 
 @njit(cache=True)
 def flows_next(fs):
-    """``(ns, position in active)`` of the flow whose payload ends first (-1, -1: none), as
-    the last start or end of a flow left it."""
+    """``(ns, position in the active flows)`` of the flow whose payload ends first (-1, -1:
+    none), as the last start or end of a flow left it."""
     return fs.scalars[NEXT_NS], fs.scalars[NEXT_POS]
 
 
@@ -254,75 +261,75 @@ def flows_start(fs, route_start, route_flat, route_len, num_dies, f, s, d, nbyte
 def _add_flow(fs, route_start, route_flat, route_len, num_dies, f, s, d, nbytes, t):
     """:func:`flows_start` but the rates."""
     flows_advance(fs, t)
-    fs.src[f] = s
-    fs.dst[f] = d
-    fs.remaining[f] = nbytes
+    links_i, flows_i, routes_i, lists, scalars = (fs.links_i, fs.flows_i, fs.routes_i,
+                                                  fs.lists, fs.scalars)
+    flows_i[F_SRC, f] = s
+    flows_i[F_DST, f] = d
+    fs.flows_f[F_REMAINING, f] = nbytes
     r = s * num_dies + d
-    new_route = fs.route_n[r] == 0
+    new_route = routes_i[R_N, r] == 0
     if new_route:                                 # the route joins the active ones
-        fs.route_slot[r] = fs.scalars[N_ROUTES]
-        fs.routes[fs.scalars[N_ROUTES]] = r
-        fs.scalars[N_ROUTES] += 1
-    fs.route_n[r] += 1
+        routes_i[R_SLOT, r] = scalars[N_ROUTES]
+        routes_i[R_LIST, scalars[N_ROUTES]] = r
+        scalars[N_ROUTES] += 1
+    routes_i[R_N, r] += 1
     tail = 0
-    num_links = fs.link_n.shape[0]
+    num_links = links_i.shape[1]
+    num_routes = routes_i.shape[1]
     for j in range(route_len[s, d]):
         link = route_flat[route_start[r] + j]
-        tail += fs.hop_ns[link]
-        fs.link_n[link] += 1
+        tail += links_i[L_HOP, link]
+        links_i[L_N, link] += 1
         if new_route:                             # list the route on the link
-            fs.link_routes[link * len(fs.route_n) + fs.link_c[link]] = r
-            fs.route_at[r * num_links + j] = fs.link_c[link]
-            fs.link_c[link] += 1
-        fs.max_flows[link] = max(fs.max_flows[link], fs.link_n[link])
-    fs.tail_ns[f] = tail
-    fs.active[fs.scalars[N_ACTIVE]] = f
-    fs.scalars[N_ACTIVE] += 1
-    fs.scalars[FLOWS_STARTED] += 1
+            lists[0, link * num_routes + links_i[L_ROUTES, link]] = r
+            lists[1, r * num_links + j] = links_i[L_ROUTES, link]
+            links_i[L_ROUTES, link] += 1
+        links_i[L_MAX, link] = max(links_i[L_MAX, link], links_i[L_N, link])
+    flows_i[F_TAIL, f] = tail
+    flows_i[F_ACTIVE, scalars[N_ACTIVE]] = f
+    scalars[N_ACTIVE] += 1
+    scalars[FLOWS_STARTED] += 1
 
 
 @njit(cache=True)
 def flows_finish(fs, route_start, route_flat, route_len, num_dies, pos, t):
     """End the payload of the active flow at ``pos`` at ``t``; rates anew. Returns its id."""
     flows_advance(fs, t)
-    f = fs.active[pos]
-    n_act = fs.scalars[N_ACTIVE] - 1
+    links_i, flows_i, routes_i, lists, scalars = (fs.links_i, fs.flows_i, fs.routes_i,
+                                                  fs.lists, fs.scalars)
+    f = flows_i[F_ACTIVE, pos]
+    n_act = scalars[N_ACTIVE] - 1
     for i in range(pos, n_act):                  # keep the start order (deterministic ties)
-        fs.active[i] = fs.active[i + 1]
-    fs.scalars[N_ACTIVE] = n_act
-    s, d = fs.src[f], fs.dst[f]
+        flows_i[F_ACTIVE, i] = flows_i[F_ACTIVE, i + 1]
+    scalars[N_ACTIVE] = n_act
+    s, d = flows_i[F_SRC, f], flows_i[F_DST, f]
     r = s * num_dies + d
-    fs.route_n[r] -= 1
-    gone = fs.route_n[r] == 0
+    routes_i[R_N, r] -= 1
+    gone = routes_i[R_N, r] == 0
     if gone:                                      # the route leaves the active ones
-        last = fs.routes[fs.scalars[N_ROUTES] - 1]
-        fs.routes[fs.route_slot[r]] = last
-        fs.route_slot[last] = fs.route_slot[r]
-        fs.scalars[N_ROUTES] -= 1
+        last = routes_i[R_LIST, scalars[N_ROUTES] - 1]
+        routes_i[R_LIST, routes_i[R_SLOT, r]] = last
+        routes_i[R_SLOT, last] = routes_i[R_SLOT, r]
+        scalars[N_ROUTES] -= 1
+    num_links = links_i.shape[1]
+    num_routes = routes_i.shape[1]
     for j in range(route_len[s, d]):
         link = route_flat[route_start[r] + j]
-        fs.link_n[link] -= 1
+        links_i[L_N, link] -= 1
         if gone:
-            _unlist(fs, route_start, route_flat, route_len, num_dies, r, j, link)
+            # take r off the link's list of active routes: the list's last route moves into
+            # its place, and so does where that route lists this link
+            first = link * num_routes
+            at = lists[1, r * num_links + j]
+            links_i[L_ROUTES, link] -= 1
+            moved = lists[0, first + links_i[L_ROUTES, link]]
+            lists[0, first + at] = moved
+            for k in range(route_start[moved], route_start[moved + 1]):
+                if route_flat[k] == link:
+                    lists[1, moved * num_links + k - route_start[moved]] = at
+                    break
     flows_rerate(fs, route_start, route_flat, route_len, num_dies)
     return f
-
-
-@njit(cache=True, inline="always")
-def _unlist(fs, route_start, route_flat, route_len, num_dies, r, j, link):
-    """Take route ``r`` (its ``j``-th link is ``link``) off the link's list of active routes:
-    the list's last route moves into its place."""
-    num_links = fs.link_n.shape[0]
-    first = link * len(fs.route_n)
-    at = fs.route_at[r * num_links + j]
-    fs.link_c[link] -= 1
-    last = fs.link_routes[first + fs.link_c[link]]
-    fs.link_routes[first + at] = last
-    s, d = last // num_dies, last % num_dies
-    for k in range(route_len[s, d]):              # where the moved route lists this link
-        if route_flat[route_start[last] + k] == link:
-            fs.route_at[last * num_links + k] = at
-            break
 
 
 # ------------------------------------------------------------- a set of transfers on its own
@@ -335,7 +342,7 @@ def _together(start, nbytes, fs, k):
     if fs.scalars[N_ACTIVE] > 0:
         return k + 1
     t0 = start[k]
-    fastest = fs.link_rate.max()
+    fastest = fs.links_f[L_RATE].max()
     last = k
     while (last < start.shape[0] and start[last] == t0 and nbytes[last] > 1e-6
            and t0 + nbytes[last] / fastest > t0):
@@ -350,7 +357,8 @@ def _transfers(start, src, dst, nbytes, route_start, route_flat, route_len, num_
     if not shared:
         # the paper's link holding, in list order: a transfer starts when every link of its
         # route is free and holds them all for its whole time
-        release = np.zeros(fs.link_rate.shape[0], np.int64)
+        release = np.zeros(fs.links_f.shape[1], np.int64)
+        links_f, links_i = fs.links_f, fs.links_i
         for k in range(n):
             s, d = src[k], dst[k]
             first = route_start[s * num_dies + d]
@@ -360,8 +368,8 @@ def _transfers(start, src, dst, nbytes, route_start, route_flat, route_len, num_
             for j in range(route_len[s, d]):
                 link = route_flat[first + j]
                 begin = max(begin, release[link])
-                tail += fs.hop_ns[link]
-                slowest = min(slowest, fs.link_rate[link])
+                tail += links_i[L_HOP, link]
+                slowest = min(slowest, links_f[L_RATE, link])
             arrival[k] = begin + tail + math.ceil(nbytes[k] / slowest)
             for j in range(route_len[s, d]):
                 release[route_flat[first + j]] = arrival[k]
@@ -379,7 +387,7 @@ def _transfers(start, src, dst, nbytes, route_start, route_flat, route_len, num_
             k = last
         else:
             f = flows_finish(fs, route_start, route_flat, route_len, num_dies, pos, t)
-            arrival[f] = t + fs.tail_ns[f]
+            arrival[f] = t + fs.flows_i[F_TAIL, f]
 
 
 def transfer_times(start, src, dst, nbytes, tables, fs: FlowState, *,
