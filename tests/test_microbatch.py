@@ -79,6 +79,78 @@ def test_requests_alternate_between_the_micro_batches():
     assert split.tolist() == [[1, 0, 1], [1, 1, 0]]
 
 
+def _pair_tasks_by_sorting(layer, rows, task_e, task_t):
+    """The rule of ``pair_tasks`` by sorting (the form it replaces): the pairs in expert
+    order (stable: token order within an expert), the tasks in expert order (stable: plan
+    order), task ``k`` repeated ``task_t[k]`` times, matched up; per pair in token order."""
+    import numpy as np
+    experts = np.asarray(rows[:, layer, :], np.int64).ravel()
+    by_expert = np.argsort(experts, kind="stable")
+    tasks = np.argsort(task_e, kind="stable")
+    out = np.empty(len(experts), np.int64)
+    out[by_expert] = np.repeat(tasks, task_t[tasks])
+    return out
+
+
+def _random_split_case(rng):
+    """Rows (tokens x 3 layers x top-k) of random experts and a plan whose tasks hold each
+    expert's tokens of a layer: an expert split over 1-3 tasks in random plan order, some
+    tasks of 0 tokens, ids of several dtypes."""
+    import numpy as np
+    tokens, k, E = int(rng.integers(1, 60)), int(rng.integers(1, 4)), int(rng.integers(1, 9))
+    dtype = rng.choice([np.uint8, np.int16, np.int64])
+    rows = rng.integers(0, E, (tokens, 3, k)).astype(dtype)
+    layer = int(rng.integers(0, 3))
+    counts = np.bincount(rows[:, layer, :].ravel().astype(np.int64), minlength=E)
+    task_e, task_t = [], []
+    for e in range(E):
+        if counts[e] == 0 and rng.random() < 0.7:
+            continue
+        parts = int(rng.integers(1, 4))
+        cuts = np.sort(rng.integers(0, counts[e] + 1, parts - 1))
+        sizes = np.diff(np.concatenate([[0], cuts, [counts[e]]]))
+        task_e += [e] * parts
+        task_t += sizes.tolist()
+    order = rng.permutation(len(task_e))
+    return (layer, rows, np.array(task_e, np.int64)[order],
+            np.array(task_t, np.int64)[order])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_pair_tasks_equals_the_rule_by_sorting(seed):
+    """200 random layers (1-59 tokens, top-1 to 3, experts split over up to three tasks,
+    empty tasks, tasks in any plan order): each pair's task, and the split per micro-batch,
+    equal the sorting form's."""
+    import numpy as np
+
+    from hwmodel.system.dispatch import pair_tasks
+    rng = np.random.default_rng(seed)
+    for _ in range(200):
+        layer, rows, task_e, task_t = _random_split_case(rng)
+        want = _pair_tasks_by_sorting(layer, rows, task_e, task_t)
+        assert pair_tasks(layer, rows, task_e, task_t).tolist() == want.tolist()
+        requests = rng.integers(0, 9, len(rows))
+        micro = np.repeat(requests % 2, rows.shape[2])
+        split = split_tasks(layer, rows, requests, task_e, task_t)
+        assert split.tolist() == [np.bincount(want[micro == m], minlength=len(task_e)).tolist()
+                                  for m in (0, 1)]
+        assert split.dtype == np.int64 and (split.sum(axis=0) == task_t).all()
+
+
+def test_pair_tasks_refuses_a_plan_that_does_not_hold_the_tokens():
+    """An expert's tasks with one token too many, or too few (the totals still equal), or a
+    token of an expert without a task: refused, as the sorting form's length check would
+    only catch when the totals differ."""
+    import numpy as np
+
+    from hwmodel.system.dispatch import pair_tasks
+    rows = np.array([[[1]], [[1]], [[2]]])
+    assert pair_tasks(0, rows, np.array([2, 1]), np.array([1, 2])).tolist() == [1, 1, 0]
+    for task_e, task_t in (([1, 2], [3, 0]), ([1, 2], [1, 2]), ([1], [3]), ([1, 2], [2, 2])):
+        with pytest.raises(AssertionError, match="layer 0: the plan's tasks hold"):
+            pair_tasks(0, rows, np.array(task_e), np.array(task_t))
+
+
 # ------------------------------------------------------------------ the switch in a replay
 def test_the_switch_is_registered_off_by_default_and_recorded():
     assert "micro_batches" in PHYSICAL_SWITCHES and ReplayParams().micro_batches is False

@@ -32,10 +32,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..jit import njit
 from .flows import grown, link_network, new_flow_state, transfer_phase
 from .memory_budget import layer_dies, request_dies
 
-__all__ = ["DISPATCH_COUNTS", "TokenDispatch", "token_tasks"]
+__all__ = ["DISPATCH_COUNTS", "TokenDispatch", "pair_tasks"]
 
 #: The counters this switch adds to ``ReplayResult.counts``.
 DISPATCH_COUNTS = ("dispatch_messages", "dispatch_remote_messages", "dispatch_hops",
@@ -124,13 +125,13 @@ class TokenDispatch:
         return end
 
     def _token_pairs(self, layer, rows, requests, task_e, task_d, task_t):
-        """Per (token, chosen expert): its attention die and its expert task's die."""
+        """Per (token, chosen expert), in token order: its attention die and its expert
+        task's die."""
         src = np.repeat(self.request_die[requests], rows.shape[2])
-        by_expert, task = token_tasks(layer, rows, task_e, task_t)
-        return src[by_expert], task_d[task]
+        return src, task_d[pair_tasks(layer, rows, task_e, task_t)]
 
 
-def token_tasks(layer, rows, task_e, task_t):
+def pair_tasks(layer, rows, task_e, task_t) -> np.ndarray:
     """Which task runs each (token, chosen expert) pair of ``layer``.
 
     An expert's tokens go to its tasks in token order: its first task (plan order) takes its
@@ -138,16 +139,62 @@ def token_tasks(layer, rows, task_e, task_t):
 
     Returns
     -------
-    by_expert : numpy.ndarray of int64
-        Indices into ``rows[:, layer, :].ravel()``: the pairs, experts ascending, token order.
-    task : numpy.ndarray of int64
-        The task of each pair of ``by_expert``.
+    numpy.ndarray of int64
+        The task of each pair of ``rows[:, layer, :].ravel()`` (token order).
+
+    Raises
+    ------
+    AssertionError
+        When an expert's tasks do not hold exactly its tokens.
     """
-    experts = np.asarray(rows[:, layer, :], np.int64).ravel()
-    by_expert = np.argsort(experts, kind="stable")            # experts ascending, token order
-    tasks = np.argsort(task_e, kind="stable")                 # each expert's tasks in plan order
-    task = np.repeat(tasks, task_t[tasks])
-    if len(task) != len(experts):
-        raise AssertionError(f"layer {layer}: the plan's tasks hold {len(task)} tokens, "
-                             f"the trace {len(experts)}")
-    return by_expert, task
+    experts = np.ascontiguousarray(rows[:, layer, :]).ravel()
+    task_e = np.ascontiguousarray(task_e, np.int64)
+    task_t = np.ascontiguousarray(task_t, np.int64)
+    task = np.empty(len(experts), np.int64)
+    if not _assign_pairs(experts, task_e, task_t, task):
+        raise AssertionError(f"layer {layer}: the plan's tasks hold {int(task_t.sum())} "
+                             f"tokens of its experts, the trace {len(experts)}")
+    return task
+
+
+@njit(cache=True)
+def _assign_pairs(experts, task_e, task_t, task):
+    """:func:`pair_tasks` over the pairs' ``experts`` (token order) into ``task``; returns
+    whether every expert's tasks held exactly its tokens. One pass: each expert keeps a
+    cursor on its tasks (plan order) and the tokens its current task has taken."""
+    num_experts = 0
+    for k in range(task_e.shape[0]):
+        num_experts = max(num_experts, task_e[k] + 1)
+    first = np.zeros(num_experts + 1, np.int64)          # expert e's tasks: listed[first[e]:
+    for k in range(task_e.shape[0]):                     # first[e + 1]], plan order
+        first[task_e[k] + 1] += 1
+    for e in range(num_experts):
+        first[e + 1] += first[e]
+    cursor = first[:num_experts].copy()
+    listed = np.empty(task_e.shape[0], np.int64)
+    for k in range(task_e.shape[0]):
+        listed[cursor[task_e[k]]] = k
+        cursor[task_e[k]] += 1
+    cursor[:] = first[:num_experts]
+    taken = np.zeros(num_experts, np.int64)
+    for i in range(experts.shape[0]):
+        e = experts[i]
+        if e < 0 or e >= num_experts:
+            return False
+        p = cursor[e]
+        while p < first[e + 1] and taken[e] >= task_t[listed[p]]:
+            p += 1
+            taken[e] = 0
+        if p == first[e + 1]:
+            return False                                 # more tokens than its tasks hold
+        cursor[e] = p
+        task[i] = listed[p]
+        taken[e] += 1
+    for e in range(num_experts):                         # and no task left short
+        p = cursor[e]
+        if first[e + 1] > first[e] and taken[e] < task_t[listed[p]]:
+            return False
+        for q in range(p + 1, first[e + 1]):
+            if task_t[listed[q]] > 0:
+                return False
+    return True

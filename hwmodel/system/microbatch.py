@@ -11,7 +11,7 @@ With this switch each iteration's batch is split in the same way:
   prompts in both. The allocation plan is made once per layer for the whole batch (Algorithm 1
   sees the whole layer's counts, as in paper mode); each task's tokens are then split by the
   micro-batch of their request (:func:`split_tasks`), with the dispatch's rule of which token
-  goes to which task (:func:`hwmodel.system.dispatch.token_tasks`).
+  goes to which task (:func:`hwmodel.system.dispatch.pair_tasks`).
 * **The phases.** Per MoE layer and micro-batch: attention (compute; the micro-batch's own
   attention when ``attention_time`` is on, which plugs in
   :meth:`~hwmodel.system.attention.AttentionTime.micro_batch_ns` as
@@ -45,7 +45,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .dispatch import token_tasks
+from .dispatch import pair_tasks
 from .engine import Prediction, Tasks
 
 __all__ = ["MICRO_BATCH_COUNTS", "MicroBatches", "Pipeline", "split_tasks"]
@@ -63,9 +63,10 @@ MICRO_BATCH_COUNTS = ("micro_attention_ns", "micro_dispatch_ns", "micro_experts_
 def split_tasks(layer, rows, requests, task_e, task_t) -> np.ndarray:
     """Tokens of each task per micro-batch: ``(2, tasks)``, row ``m`` for micro-batch ``m``
     (requests ``r`` with ``r mod 2 == m``); the two rows add up to ``task_t``."""
-    by_expert, task = token_tasks(layer, rows, task_e, task_t)
-    micro = np.repeat(np.asarray(requests, np.int64) % 2, rows.shape[2])[by_expert]
-    return np.stack([np.bincount(task[micro == m], minlength=len(task_e)) for m in (0, 1)])
+    task = pair_tasks(layer, rows, task_e, task_t)
+    micro = np.repeat(np.asarray(requests, np.int64) % 2, rows.shape[2])
+    n = len(task_e)
+    return np.bincount(micro * n + task, minlength=2 * n).reshape(2, n)
 
 
 class Pipeline:
@@ -165,6 +166,7 @@ class MicroBatches:
         self.clock = 0                                   # the serial measuring clock
         self.pipeline = Pipeline()
         self.totals = dict.fromkeys(MICRO_BATCH_COUNTS, 0)
+        self._half_iteration, self._halves = -1, [None, None]
 
     def layer(self, it, layer, rows, requests, plan, order, prediction, launch_ns=0,
               prefetched=None):
@@ -203,16 +205,17 @@ class MicroBatches:
         phases, stalled, dups = [], False, []
         self.hbm_busy_ns = np.zeros_like(self.kernel.outputs.hbm_busy_ns)   # prefetch
         for m in (0, 1):
-            mine, keep = requests % 2 == m, split[m] > 0
+            keep = split[m] > 0
             ordered = order[keep[order]]                  # the kernel's order, this half's
             tasks = Tasks(task_e[ordered], task_d[ordered], split[m][ordered], remote[ordered])
             if not keep.any():
                 phases.append([(None, 0)] * 5)
                 continue
-            att = self._attention(it, layer, np.unique(requests[mine]))
+            rows_m, requests_m, served = self._half(it, rows, requests, m)
+            att = self._attention(it, layer, served)
             if self.dispatch is not None:
-                self.dispatch.layer(layer, rows[mine], requests[mine], task_e[keep],
-                                    task_d[keep], split[m][keep])
+                self.dispatch.layer(layer, rows_m, requests_m, task_e[keep], task_d[keep],
+                                    split[m][keep])
             sent = self._phase("micro_dispatch_ns", "dispatch_end")
             experts, stall, copied = self._experts(layer, tasks, prediction, prefetched)
             back = self._phase("micro_combine_ns", "combine_end")
@@ -227,6 +230,16 @@ class MicroBatches:
         start = self.pipeline.layer(phases)
         return (start, self.pipeline.end, stalled,
                 np.concatenate(dups) if dups else np.zeros((0, 3), np.int64))
+
+    def _half(self, it, rows, requests, m):
+        """Micro-batch ``m``'s rows, their requests and its distinct requests at iteration
+        ``it`` (``rows`` and ``requests`` of that iteration), made once per iteration."""
+        if self._half_iteration != it:
+            self._half_iteration, self._halves = it, [None, None]
+        if self._halves[m] is None:
+            mine = requests % 2 == m
+            self._halves[m] = (rows[mine], requests[mine], np.unique(requests[mine]))
+        return self._halves[m]
 
     def barrier(self) -> int:
         """Both micro-batches meet (the prefill's end, the run's end); returns the time."""

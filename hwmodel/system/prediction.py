@@ -269,18 +269,15 @@ class PredictionUnits:
                     ("insert", e, a, p) for e, a, p in zip(
                         mine.tolist(), home_addr[mine].tolist(), replica_page[mine].tolist())])
         if self.bounded:
-            for d in np.unique(dies).tolist():
-                for held_layer, e in self.local_cps[d].keep_copies(
-                        layer, copied[dies == d].tolist()):
-                    self._evict(d, held_layer, e)
+            self._evict_all([(d, self.local_cps[d].keep_copies(layer, copied[dies == d].tolist()))
+                             for d in np.unique(dies).tolist()])
 
     def set_capacity(self, slots) -> None:
         """Bound each die's replica region to ``slots[d]`` whole experts (physical mode's HBM
         budget, which shrinks as the KV cache grows); the replicas each die's Local CP drops
         to fit are evicted, least recently used first."""
-        for d, count in enumerate(np.asarray(slots, np.int64).tolist()):
-            for held_layer, e in self.local_cps[d].bound_replicas(count):
-                self._evict(d, held_layer, e)
+        self._evict_all([(d, self.local_cps[d].bound_replicas(count))
+                         for d, count in enumerate(np.asarray(slots, np.int64).tolist())])
         self._check_bounded()
 
     def _check_bounded(self) -> None:
@@ -297,6 +294,27 @@ class PredictionUnits:
         """Replicated experts each die holds now (EDT presence bits off the home die)."""
         return self.gcp.replicas_per_die()
 
+    def _evict_all(self, decided) -> None:
+        """Apply the evictions the Local CPs decided: ``decided`` lists ``(die, [(layer,
+        expert), ...])``, each die's in its Local CP's order. Every die at once, through the
+        wafer-level calls (``ATUTwin.invalidate_entries``, ``EDTTwin.clear_present_pairs``);
+        an eviction of the layer just launched also clears its PDU bit. The twins' state ends
+        as after :meth:`_evict` on each eviction in turn (each clears its own bits); with
+        ``record`` the evictions go one by one, so that each unit's stream lists them in
+        order."""
+        evictions = [(d, layer, e) for d, pairs in decided for layer, e in pairs]
+        if not evictions:
+            return
+        if self.streams is not None:
+            for d, layer, e in evictions:
+                self._evict(d, layer, e)
+            return
+        dies, layers, experts = np.array(evictions, np.int64).T
+        ATUTwin.invalidate_entries(self.atu_tables[0], layers * self.N + dies, experts)
+        self.gcp.edt_clear_present_pairs(layers, experts, dies)
+        for i in np.flatnonzero(layers == self.layer).tolist():
+            self._clear_is_local(int(dies[i]), int(experts[i]))
+
     def _evict(self, d, layer, e):
         """Drop die ``d``'s replica of expert ``e`` of ``layer``, as its Local CP decided."""
         self._atu(d, layer).invalidate(e)
@@ -304,11 +322,15 @@ class PredictionUnits:
             self._record(("atu", d, layer), [("invalidate", e)])
         self.gcp.edt_clear_present(layer, e, d)
         if layer == self.layer:     # the PDU table holds the current layer's bits
-            w = e // EXPERTS_PER_WORD
-            word = without_is_local(int(self.pdus[d].read_words([w])[0]), e)
-            self.pdus[d].write_word(w, word)
-            if self.streams is not None:
-                self._record(("pdu", d), [("write_word", w, word)])
+            self._clear_is_local(d, e)
+
+    def _clear_is_local(self, d, e) -> None:
+        """Clear expert ``e``'s ``is_local`` bit in die ``d``'s PDU table (read, write)."""
+        w = e // EXPERTS_PER_WORD
+        word = without_is_local(int(self.pdus[d].read_words([w])[0]), e)
+        self.pdus[d].write_word(w, word)
+        if self.streams is not None:
+            self._record(("pdu", d), [("write_word", w, word)])
 
 
 def _numpy_top_n(gcp, layer):

@@ -336,9 +336,16 @@ class ATUTwin:
         int64 arguments, unchecked."""
         _store_entries(valid, remote, local, tables, indices, remote_addrs, local_addrs)
 
+    @staticmethod
+    def invalidate_entries(valid, tables, indices) -> None:
+        """Clear the valid bit of entry ``indices[i]`` of table ``tables[i]`` (rows of
+        ``valid``, as :meth:`look_up`): :meth:`invalidate` on each table's twin; int64
+        arguments, unchecked."""
+        valid[tables, indices] = False
+
     def invalidate(self, index: int) -> None:
         """Clear the valid bit of entry ``index``."""
-        self._valid[self._index(index)] = False
+        self.invalidate_entries(*self._rows[:1], self._row0, np.array([self._index(index)]))
 
     def invalidate_all(self) -> None:
         """Clear every valid bit (a new layer's expert ids reuse the entries)."""

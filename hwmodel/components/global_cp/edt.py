@@ -135,6 +135,17 @@ class EDTTwin:
                              f"replica and cannot be cleared")
         self._presence[layer, expert, die] = False
 
+    def clear_present_pairs(self, layers, experts, dies) -> None:
+        """:meth:`clear_present` of each ``(layers[i], experts[i], dies[i])`` (the evictions
+        of every die at once): int64 arrays of equal length, in range (the caller builds them);
+        a home die's bit cannot be cleared, as there."""
+        home = dies == self.homes[experts]
+        if home.any():
+            i = int(np.argmax(home))
+            raise ValueError(f"die {int(dies[i])} is the home of expert {int(experts[i])}: its "
+                             f"copy is not a replica and cannot be cleared")
+        self._presence[layers, experts, dies] = False
+
     def clear_replicas(self) -> None:
         """Forget every replica: each expert is present on its home die only."""
         self._presence[:] = False

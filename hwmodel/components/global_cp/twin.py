@@ -140,6 +140,10 @@ class GlobalCPTwin:
         """:meth:`EDTTwin.clear_present`."""
         self.edt.clear_present(layer, expert, die)
 
+    def edt_clear_present_pairs(self, layers, experts, dies) -> None:
+        """:meth:`EDTTwin.clear_present_pairs`."""
+        self.edt.clear_present_pairs(layers, experts, dies)
+
     def edt_clear_replicas(self) -> None:
         """:meth:`EDTTwin.clear_replicas`."""
         self.edt.clear_replicas()

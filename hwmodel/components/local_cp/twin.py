@@ -179,12 +179,15 @@ class LocalCPTwin:
         """The copies of ``layer`` this Local CP made (its report's ``duplicated_experts``)
         join the region, each the most recently used; returns the replicas to evict, in the
         order they are dropped (after each copy, the least recently used while over)."""
-        if self._replica_slots is None:
+        slots, replicas = self._replica_slots, self._replicas
+        if slots is None:
             return []
         evicted = []
         for e in experts:
-            self._replicas[(layer, int(e))] = None
-            evicted += self._evict_over()
+            replicas[(layer, int(e))] = None
+            while len(replicas) > slots:
+                evicted.append(replicas.popitem(last=False)[0])
+        self.evictions += len(evicted)
         return evicted
 
     def _evict_over(self) -> list[tuple[int, int]]:
