@@ -20,10 +20,29 @@ class Workload:
         self.k = int(store.top_k)
         self.num_iterations = min(max_iterations, int(store.num_iterations))
         self._prev = None
+        self._recent: dict[int, tuple] = {}        # the last two iterations read
 
     def rows(self, it):
-        rows, requests = self.store.iteration_rows(it)
-        return np.asarray(rows), requests          # the store's id dtype (uint8 for E <= 256)
+        """Rows and request indices of iteration ``it`` (the store's id dtype: uint8 for
+        E <= 256). The last two iterations read are kept, so that the heatmap's deferred
+        pairs (:meth:`pairs`) of the iteration being run read no row twice."""
+        found = self._recent.get(it)
+        if found is None:
+            rows, requests = self.store.iteration_rows(it)
+            found = np.asarray(rows), requests
+            self._recent = {i: r for i, r in self._recent.items() if i == it - 1} | {it: found}
+        return found
+
+    def pairs(self, it):
+        """The predictor's cross-token pairs fed at iteration ``it`` (the arguments of
+        ``PredictorTwin.add_pairs``): the prefill's at 0, decode steps ``it - 1 -> it`` from
+        2, none at 1 (:meth:`prefill_pairs`, :meth:`decode_pairs`)."""
+        if it == 0:
+            return self.prefill_pairs(*self.rows(0))
+        if it == 1:
+            raise ValueError("iteration 1 feeds no heatmap pairs (decode pairs start at 2)")
+        prev = self.rows(it - 1)                   # first: the two stay kept (:meth:`rows`)
+        return self.decode_pairs(it, *self.rows(it), *prev)
 
     def counts(self, rows):
         out = np.empty((self.L, self.E), np.int64)
@@ -56,3 +75,4 @@ class Workload:
                 best = max(best, len(self.store))
                 break
         return best
+
