@@ -9,6 +9,10 @@ from .engine import count_experts, first_appearance
 
 __all__ = ["Workload"]
 
+# iterations whose rows :meth:`Workload.rows` keeps: the one running, the one before it (its
+# decode pairs' first tokens) and one more read while counting older deferred pairs
+KEPT_ITERATIONS = 3
+
 
 class Workload:
     """Per-iteration views of a trace store: counts, first-appearance order, heatmap pairs."""
@@ -20,17 +24,20 @@ class Workload:
         self.k = int(store.top_k)
         self.num_iterations = min(max_iterations, int(store.num_iterations))
         self._prev = None
-        self._recent: dict[int, tuple] = {}        # the last two iterations read
+        self._recent: dict[int, tuple] = {}        # the iterations read last, oldest first
 
     def rows(self, it):
         """Rows and request indices of iteration ``it`` (the store's id dtype: uint8 for
-        E <= 256). The last two iterations read are kept, so that the heatmap's deferred
-        pairs (:meth:`pairs`) of the iteration being run read no row twice."""
-        found = self._recent.get(it)
+        E <= 256). The three iterations used last are kept (:data:`KEPT_ITERATIONS`), so
+        that the heatmap's deferred pairs (:meth:`pairs`), counted while an iteration runs,
+        read the rows of that iteration and the one before it only once."""
+        found = self._recent.pop(it, None)
         if found is None:
             rows, requests = self.store.iteration_rows(it)
             found = np.asarray(rows), requests
-            self._recent = {i: r for i, r in self._recent.items() if i == it - 1} | {it: found}
+        self._recent[it] = found
+        while len(self._recent) > KEPT_ITERATIONS:
+            del self._recent[next(iter(self._recent))]
         return found
 
     def pairs(self, it):
