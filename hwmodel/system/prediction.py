@@ -43,6 +43,12 @@ class PredictionUnits:
     (which the RTL is compared with) run on their one row. The predictor's ``cp_en`` of all
     dies comes from one matrix product and the PDU words of all dies are packed at once.
 
+    With ``lazy_cp_en`` (the replay's runs, unless the units are recorded or co-simulated)
+    the predictor is asked only at the launches where a copy decision reads its ``cp_en``:
+    some remote task's expert has no replica on its die yet. Elsewhere every die's PDU gets
+    ``cp_en`` = 0, which decides the same copies (none), and the heatmap's pairs wait until it
+    is read (:meth:`feed_heatmap`).
+
     Bounded replica region (``replica_capacity_bytes``): each die's Local CP owns its replica
     replacement (:meth:`LocalCPTwin.keep_copies`): it keeps the die's replicas in LRU order
     (use = an ATU hit at a layer launch, or the copy itself) and names the least recently used
