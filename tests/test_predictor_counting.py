@@ -217,7 +217,7 @@ def small_batch():
 @pytest.mark.parametrize("replica_bytes", [None, 6 * 10**8])
 def test_replay_with_deferred_heatmap_pairs_changes_no_result(small_batch, replica_bytes):
     """``pred`` with the heatmap's pairs counted when it is read (and the store's rows of the
-    last three iterations kept) against the path that counts them as they come (which
+    last two iterations kept) against the path that counts them as they come (which
     recording the units selects): the same results, field by field, with an unbounded and
     a bounded replica region (whose evictions make copies needed again)."""
     from hwmodel.models import load_model

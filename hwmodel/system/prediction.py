@@ -161,13 +161,15 @@ class PredictionUnits:
     def feed_heatmap(self, it) -> None:
         """Iteration ``it``'s cross-token pairs go to the Global CP's heatmap before its
         layers launch: the prompts' at 0, decode steps ``it - 1 -> it`` from 2
-        (``Workload.pairs``). With :attr:`lazy_cp_en` they are counted when the heatmap is
-        next read (``PredictorTwin.defer_pairs``; their rows are read again from the trace
-        store then, unless they are the last two iterations'): a run whose copy decisions
-        stop reading the predictor never counts the pairs after its last read."""
+        (``Workload.pairs``). With :attr:`lazy_cp_en` a decode step's pairs are counted when
+        the heatmap is next read (``PredictorTwin.defer_pairs``; their rows are read again
+        from the trace store then, unless they are the last two iterations'): a run whose
+        copy decisions stop reading the predictor never counts the pairs after its last
+        read."""
         if it == 1:
             return
-        if self.lazy_cp_en:
+        if self.lazy_cp_en and it > 0:      # the prompts' pairs are counted at once, as the
+            # prompts' rows are read (their gather's scratch adds no peak memory then)
             self.gcp.heatmap_defer_pairs(functools.partial(self.workload.pairs, it))
         else:
             self.gcp.heatmap_add_pairs(*self.workload.pairs(it))

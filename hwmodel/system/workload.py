@@ -9,10 +9,6 @@ from .engine import count_experts, first_appearance
 
 __all__ = ["Workload"]
 
-# iterations whose rows :meth:`Workload.rows` keeps: the one running, the one before it (its
-# decode pairs' first tokens) and one more read while counting older deferred pairs
-KEPT_ITERATIONS = 3
-
 
 class Workload:
     """Per-iteration views of a trace store: counts, first-appearance order, heatmap pairs."""
@@ -24,32 +20,35 @@ class Workload:
         self.k = int(store.top_k)
         self.num_iterations = min(max_iterations, int(store.num_iterations))
         self._prev = None
-        self._recent: dict[int, tuple] = {}        # the iterations read last, oldest first
+        self._recent: dict[int, tuple] = {}        # the latest iteration read and the one before
 
     def rows(self, it):
         """Rows and request indices of iteration ``it`` (the store's id dtype: uint8 for
-        E <= 256). The three iterations used last are kept (:data:`KEPT_ITERATIONS`), so
-        that the heatmap's deferred pairs (:meth:`pairs`), counted while an iteration runs,
-        read the rows of that iteration and the one before it only once."""
-        found = self._recent.pop(it, None)
+        E <= 256). The rows of the iteration read last and of the one before it are kept, so
+        that the heatmap's deferred pairs of the iteration being run (:meth:`pairs`) read no
+        row twice."""
+        found = self._recent.get(it)
         if found is None:
-            rows, requests = self.store.iteration_rows(it)
-            found = np.asarray(rows), requests
-        self._recent[it] = found
-        while len(self._recent) > KEPT_ITERATIONS:
-            del self._recent[next(iter(self._recent))]
+            found = self._read(it)
+            self._recent = {i: r for i, r in self._recent.items() if i == it - 1}
+            self._recent[it] = found
         return found
+
+    def _read(self, it):
+        rows, requests = self.store.iteration_rows(it)
+        return np.asarray(rows), requests
 
     def pairs(self, it):
         """The predictor's cross-token pairs fed at iteration ``it`` (the arguments of
         ``PredictorTwin.add_pairs``): the prefill's at 0, decode steps ``it - 1 -> it`` from
-        2, none at 1 (:meth:`prefill_pairs`, :meth:`decode_pairs`)."""
-        if it == 0:
-            return self.prefill_pairs(*self.rows(0))
+        2, none at 1 (:meth:`prefill_pairs`, :meth:`decode_pairs`). Rows that :meth:`rows`
+        does not keep are read from the store again, and not kept."""
         if it == 1:
             raise ValueError("iteration 1 feeds no heatmap pairs (decode pairs start at 2)")
-        prev = self.rows(it - 1)                   # first: the two stay kept (:meth:`rows`)
-        return self.decode_pairs(it, *self.rows(it), *prev)
+        rows = self._recent.get(it) or self._read(it)
+        if it == 0:
+            return self.prefill_pairs(*rows)
+        return self.decode_pairs(it, *rows, *(self._recent.get(it - 1) or self._read(it - 1)))
 
     def counts(self, rows):
         out = np.empty((self.L, self.E), np.int64)
