@@ -75,7 +75,7 @@ class Workload:
         """Largest token count of any expert in any (iteration, layer): a table bound."""
         best = 1
         for it in range(self.num_iterations):
-            rows, _ = self.rows(it)
+            rows, _ = self._read(it)             # not kept: read before the run
             best = max(best, int(self.counts(rows).max(initial=0)))
             if it >= 1:   # decode steps hold one token per request: bounded by the batch
                 best = max(best, len(self.store))
