@@ -4,6 +4,8 @@ reads of a replicated expert, and after the layer the Local CPs report their cop
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..components.atu import AddressMap, ATUTwin
@@ -41,6 +43,12 @@ class PredictionUnits:
     (which the RTL is compared with) run on their one row. The predictor's ``cp_en`` of all
     dies comes from one matrix product and the PDU words of all dies are packed at once.
 
+    With ``lazy_cp_en`` (the replay's runs, unless the units are recorded or co-simulated)
+    the predictor is asked only at the launches where a copy decision reads its ``cp_en``:
+    some remote task's expert has no replica on its die yet. Elsewhere every die's PDU gets
+    ``cp_en`` = 0, which decides the same copies (none), and the heatmap's pairs wait until it
+    is read (:meth:`feed_heatmap`).
+
     Bounded replica region (``replica_capacity_bytes``): each die's Local CP owns its replica
     replacement (:meth:`LocalCPTwin.keep_copies`): it keeps the die's replicas in LRU order
     (use = an ATU hit at a layer launch, or the copy itself) and names the least recently used
@@ -50,7 +58,8 @@ class PredictionUnits:
     ``is_local`` register bit is cleared.
     """
 
-    def __init__(self, replay, gcp: GlobalCPTwin, record: bool = False):
+    def __init__(self, replay, gcp: GlobalCPTwin, record: bool = False,
+                 lazy_cp_en: bool = False):
         N, E = replay.N, replay.E
         self.N, self.E = N, E
         self.gcp = gcp
@@ -102,6 +111,12 @@ class PredictionUnits:
         # keyed ("pdu", die) and ("atu", die, layer); ("local_cp", die) holds each layer's
         # (tasks, cp_en, is_local, report) as the Local CP RTL takes and answers them
         self.streams: dict[tuple, list] | None = {} if record else None
+        # with ``lazy_cp_en`` the predictor's cp_en is worked out only at the launches whose
+        # copy decisions read it (:meth:`_copies_read_cp_en`); the others load cp_en = 0,
+        # which decides the same copies (none). Never when the units are recorded: their
+        # register writes are then the RTL's inputs
+        self.lazy_cp_en = lazy_cp_en and not record
+        self.workload = replay.workload          # the heatmap's input (feed_heatmap)
 
     # ---------------------------------------------------------------- layer launch (flow 1)
     def launch(self, layer, task_e, task_d, task_t, copy_ok, quirks) -> np.ndarray:
@@ -119,13 +134,14 @@ class PredictionUnits:
         task_e, task_d, task_t = (np.asarray(a, np.int64) for a in (task_e, task_d, task_t))
         is_local = self.gcp.presence_matrix(layer).T
         if copy_ok:
-            top = (self.gcp.top_n_matrix(layer) if self.tie_rule == "stable"
-                   else _numpy_top_n(self.gcp, layer))
             # the artefact's per-die expert list (plan order = expert id ascending) stops
             # growing, with its quirk, once it holds the expert whose id equals the die id
             self.predictor_keep = predictor_inputs(task_e, task_d, N, quirks)
             cp_en = np.zeros((N, self.E), np.bool_)
-            union_of_rows(task_e, task_d, self.predictor_keep, top, cp_en)
+            if not self.lazy_cp_en or self._copies_read_cp_en(task_e, task_d, is_local):
+                top = (self.gcp.top_n_matrix(layer) if self.tie_rule == "stable"
+                       else _numpy_top_n(self.gcp, layer))
+                union_of_rows(task_e, task_d, self.predictor_keep, top, cp_en)
         else:
             self.predictor_keep = np.zeros(len(task_e), np.bool_)
             cp_en = np.zeros((N, self.E), np.bool_)
@@ -140,6 +156,32 @@ class PredictionUnits:
         order = self._dispatch(task_e, task_d, task_t, cp_en, is_local)
         self._redirect(layer, task_e, task_d)
         return order
+
+    # ------------------------------------------------------ the heatmap's input (flow 1)
+    def feed_heatmap(self, it) -> None:
+        """Iteration ``it``'s cross-token pairs go to the Global CP's heatmap before its
+        layers launch: the prompts' at 0, decode steps ``it - 1 -> it`` from 2
+        (``Workload.pairs``). With :attr:`lazy_cp_en` a decode step's pairs are counted when
+        the heatmap is next read (``PredictorTwin.defer_pairs``; their rows are read again
+        from the trace store then, unless they are the last two iterations'): a run whose
+        copy decisions stop reading the predictor never counts the pairs after its last
+        read."""
+        if it == 1:
+            return
+        if self.lazy_cp_en and it > 0:      # the prompts' pairs are counted at once, as the
+            # prompts' rows are read (their gather's scratch adds no peak memory then)
+            self.gcp.heatmap_defer_pairs(functools.partial(self.workload.pairs, it))
+        else:
+            self.gcp.heatmap_add_pairs(*self.workload.pairs(it))
+
+    def _copies_read_cp_en(self, task_e, task_d, is_local) -> bool:
+        """Whether a PDU's copy decision at this launch reads ``cp_en``: only a remote task
+        (weights from another die) whose expert has no copy on its die asks for one, as the
+        PDU copies when ``cp_en and not is_local`` (:meth:`LocalCPTwin.dispatch_tasks`).
+        Otherwise every cp_en decides the same copies, none, and the predictor (and the
+        heatmap counting behind it) is not asked."""
+        remote = self.home[task_e] != task_d
+        return bool(not is_local[task_d[remote], task_e[remote]].all())
 
     def _record_writes(self, words, with_tasks) -> None:
         """The register writes of the table loads, as the RTL takes them: a die's Local CP

@@ -309,7 +309,8 @@ class _Run:
                                   link_network(replay.wafer) if shared else None)
         self.slices = replay.model.matrices_per_expert
         N, E = replay.N, replay.E
-        self.units = (PredictionUnits(replay, self.gcp, record=record_units)
+        self.units = (PredictionUnits(replay, self.gcp, record=record_units,
+                                      lazy_cp_en=cosim is None)
                       if strategy.predicts else None)
         no_decisions = np.zeros((N, max(1, E)), np.bool_)
         self.redirect = self.units.redirect if self.units else no_decisions
@@ -348,7 +349,6 @@ class _Run:
 
     def execute(self, progress) -> ReplayResult:
         wl = self.replay.workload
-        prev_rows = prev_requests = None
         for it in range(wl.num_iterations):
             rows, requests = wl.rows(it)
             self.requests = requests
@@ -356,7 +356,7 @@ class _Run:
                 self.units.set_capacity(self.budget.replica_slots(
                     it, self.replay.params.replica_capacity_bytes))
             if self.units is not None:
-                self._feed_heatmap(it, rows, requests, prev_rows, prev_requests)
+                self.units.feed_heatmap(it)
             counts_all = wl.counts(rows)
             for layer in range(self.replay.L):
                 if counts_all[layer].any():
@@ -369,23 +369,11 @@ class _Run:
                 self.prefetch.learn(rows)
             if self.cosim is not None and self.cosim.ends_after(it):
                 self.cosim.check()
-            prev_rows, prev_requests = rows, requests
             if progress is not None:
                 progress(it + 1, wl.num_iterations)
         if self.micro is not None:                                    # physical: micro_batches
             self.t = self.micro.barrier()
         return self._result()
-
-    def _feed_heatmap(self, it, rows, requests, prev_rows, prev_requests) -> None:
-        """Prefill pairs at iteration 0; decode pairs (it-1 -> it) from iteration 2."""
-        wl = self.replay.workload
-        if it == 0:
-            pairs = wl.prefill_pairs(rows, requests)
-        elif it >= 2:
-            pairs = wl.decode_pairs(it, rows, requests, prev_rows, prev_requests)
-        else:
-            return
-        self.gcp.heatmap_add_pairs(*pairs)
 
     def _layer(self, it, layer, rows, counts) -> None:
         replay = self.replay

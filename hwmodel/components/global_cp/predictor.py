@@ -11,6 +11,7 @@ artefact's numpy quicksort breaks ties arbitrarily).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -56,15 +57,39 @@ def _holds_only_ids(dtype, num_experts) -> bool:
 @njit(cache=True)
 def _gather_by_layer(rows, index, out):
     """``out[l, j, :] = rows[index[j], l, :]``: the ids of the tokens a chunk of pairs uses,
-    layer by layer, so that counting one layer reads one contiguous block. In tiles of 64
-    pairs (their tokens' rows stay in the L1 cache while every layer takes its part)."""
-    for lo in range(0, index.shape[0], 64):
-        hi = min(lo + 64, index.shape[0])
-        for layer in range(rows.shape[1]):
+    layer by layer, so that counting one layer reads one contiguous block. In tiles of 8
+    pairs x 8 layers (:func:`_gather_words`)."""
+    for lo in range(0, index.shape[0], 8):
+        hi = min(lo + 8, index.shape[0])
+        for first in range(0, rows.shape[1], 8):
             for j in range(lo, hi):
                 r = index[j]
-                for a in range(rows.shape[2]):
-                    out[layer, j, a] = rows[r, layer, a]
+                for layer in range(first, min(first + 8, rows.shape[1])):
+                    for a in range(rows.shape[2]):
+                        out[layer, j, a] = rows[r, layer, a]
+
+
+@njit(cache=True)
+def _gather_words(words, index, out):
+    """:func:`_gather_by_layer` of one word per (token, layer): ``out[l, j] =
+    words[index[j], l]``. A transposition in tiles of 8 pairs x 8 layers, so that the lines
+    a tile reads (8 of a token's words) and writes (8 of a layer's) stay in the L1 cache."""
+    for lo in range(0, index.shape[0], 8):
+        hi = min(lo + 8, index.shape[0])
+        for first in range(0, words.shape[1], 8):
+            for j in range(lo, hi):
+                r = index[j]
+                for layer in range(first, min(first + 8, words.shape[1])):
+                    out[layer, j] = words[r, layer]
+
+
+def _gather(words, index, out) -> None:
+    """:func:`_gather_by_layer`, by :func:`_gather_words` when a (token, layer) is one
+    word."""
+    if words.shape[2] == 1:
+        _gather_words(words[:, :, 0], index, out[:, :, 0])
+    else:
+        _gather_by_layer(words, index, out)
 
 
 @njit(cache=True)
@@ -227,6 +252,8 @@ class PredictorTwin:
         # that the sum never overflows
         self._heatmap = np.zeros((self.num_layers, self.num_experts, self.num_experts),
                                  dtype=np.int32 if self.count_bits <= 30 else np.int64)
+        # pairs handed to :meth:`defer_pairs`, counted when the heatmap is next read
+        self._deferred: list[Callable[[], tuple]] = []
 
     def _check_layer_expert(self, layer, expert):
         if not 0 <= layer < self.num_layers:
@@ -277,21 +304,40 @@ class PredictorTwin:
             if since + hi - lo > unsaturated:
                 np.minimum(self._heatmap, self._count_max, out=self._heatmap)
                 since = 0
-            _gather_by_layer(prev_words, prev_index[lo:hi], prev_ids)
-            _gather_by_layer(cur_words, cur_index[lo:hi], cur_ids)
+            _gather(prev_words, prev_index[lo:hi], prev_ids)
+            _gather(cur_words, cur_index[lo:hi], cur_ids)
             _add_pairs(self._heatmap, _as_ids(prev_ids, prev_rows), _as_ids(cur_ids, cur_rows),
                        hi - lo)
             since += hi - lo
         np.minimum(self._heatmap, self._count_max, out=self._heatmap)       # saturating
 
+    def defer_pairs(self, pairs: Callable[[], tuple]) -> None:
+        """Add the cross-token pairs that ``pairs()`` returns (the four arguments of
+        :meth:`add_pairs`) when the heatmap is next read, not now.
+
+        Every read (:meth:`row`, :meth:`top_n`, :meth:`top_n_rows`, :meth:`top_n_matrix`,
+        :meth:`predict`) first counts the deferred pairs, oldest first, so it sees exactly
+        the counts that :meth:`add_pairs` called here would have made (increments are
+        positive and saturate at the counter's maximum, so counting later changes no
+        counter). Pairs that nothing reads afterwards are never counted. ``pairs`` is called,
+        and its pairs checked as :meth:`add_pairs` checks them, when they are counted."""
+        self._deferred.append(pairs)
+
+    def _count_deferred(self) -> None:
+        """Count the pairs :meth:`defer_pairs` left, oldest first."""
+        while self._deferred:
+            self.add_pairs(*self._deferred.pop(0)())
+
     def row(self, layer: int, expert: int) -> np.ndarray:
         """Copy of row ``H[layer, expert, :]``."""
         self._check_layer_expert(layer, expert)
+        self._count_deferred()
         return self._heatmap[layer, expert].copy()
 
     def top_n(self, layer: int, expert: int) -> tuple[int, ...]:
         """Most frequent successors of ``expert``: count descending, expert id ascending."""
         self._check_layer_expert(layer, expert)
+        self._count_deferred()
         out = np.empty((1, self.num_experts), np.bool_)
         _top_n_mask(self._heatmap[layer], np.array([expert], np.int64), self.top_n_count, out)
         row = self._heatmap[layer, expert]
@@ -308,6 +354,7 @@ class PredictorTwin:
         this costs only the rows asked for)."""
         self._check_layer_expert(layer, 0)
         experts = check_int_array("experts", experts, 0, self.num_experts)
+        self._count_deferred()
         out = np.empty((len(experts), self.num_experts), np.bool_)
         _top_n_mask(self._heatmap[layer], experts, self.top_n_count, out)
         return out

@@ -170,6 +170,10 @@ class GlobalCPTwin:
         """:meth:`PredictorTwin.add_pairs`."""
         self.predictor.add_pairs(prev_rows, prev_index, cur_rows, cur_index)
 
+    def heatmap_defer_pairs(self, pairs) -> None:
+        """:meth:`PredictorTwin.defer_pairs`."""
+        self.predictor.defer_pairs(pairs)
+
     def heatmap_row(self, layer: int, expert: int) -> np.ndarray:
         """:meth:`PredictorTwin.row`."""
         return self.predictor.row(layer, expert)
