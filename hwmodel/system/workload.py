@@ -19,7 +19,6 @@ class Workload:
         self.L = len(store.moe_layers)
         self.k = int(store.top_k)
         self.num_iterations = min(max_iterations, int(store.num_iterations))
-        self._prev = None
         self._recent: dict[int, tuple] = {}        # the latest iteration read and the one before
 
     def rows(self, it):
@@ -81,4 +80,3 @@ class Workload:
                 best = max(best, len(self.store))
                 break
         return best
-
