@@ -54,8 +54,11 @@ class PredictionUnits:
     Bounded replica region (``replica_capacity_bytes``): each die's Local CP owns its replica
     replacement (:meth:`LocalCPTwin.keep_copies`): it keeps the die's replicas in LRU order
     (use = an ATU hit at a layer launch, or the copy itself) and names the least recently used
-    replica a copy overflows the region with. This path keeps no order of its own; it applies
-    the eviction: the ATU entry is invalidated, the EDT presence bit cleared (so the next
+    replica a copy overflows the region with. The Local CPs keep that order in the rows of
+    :attr:`replica_regions` (one per die), and each step (a layer's ATU hits, its copies, a
+    new bound) is one call for every die (``ReplicaRegions.use``, ``keep_copies``,
+    ``bound``), the code each die's twin runs on its row. This path keeps no order of its
+    own; it applies the eviction: the ATU entry is invalidated, the EDT presence bit cleared (so the next
     launch configures ``is_local`` = 0) and, if it belongs to the layer just run, the PDU's
     ``is_local`` register bit is cleared.
     """
