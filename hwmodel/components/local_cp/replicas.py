@@ -10,11 +10,11 @@ tail), so a use, a copy and an eviction each cost O(1). The replay calls :meth:`
 :meth:`use` and :meth:`bound` on every die's row at once; each die's
 :class:`~hwmodel.components.local_cp.twin.LocalCPTwin` calls the same methods on its one row.
 
-Row state (int64 arrays): ``after[r, c]`` / ``before[r, c]`` are the next and previous columns
+Row state: ``after[r, c]`` / ``before[r, c]`` (int32) are the next and previous columns
 of column ``c`` in row ``r``'s order (-1: key ``c - 1`` not held; column 0 links the least and
 the most recently used), ``held[r]`` replicas held, ``slots[r]`` the region's size in whole
 experts (-1: unbounded, as in the paper, and no order is kept: copies and uses leave the row
-as it is), ``evictions[r]`` replicas evicted so far.
+as it is), ``evictions[r]`` replicas evicted so far (int64).
 """
 
 from __future__ import annotations
@@ -152,8 +152,8 @@ class ReplicaRegions:
         self.held = np.zeros(rows, np.int64)
         self.evictions = np.zeros(rows, np.int64)
         # column 0 only (every row empty) until a copy or a use needs the keys' columns
-        self.after = np.zeros((rows, 1), np.int64)
-        self.before = np.zeros((rows, 1), np.int64)
+        self.after = np.zeros((rows, 1), np.int32)
+        self.before = np.zeros((rows, 1), np.int32)
 
     @property
     def rows(self) -> int:
@@ -226,8 +226,8 @@ class ReplicaRegions:
         if self.after.shape[1] >= columns:
             return
         self.num_layers = layers
-        after = np.full((self.rows, columns), -1, np.int64)
-        before = np.full((self.rows, columns), -1, np.int64)
+        after = np.full((self.rows, columns), -1, np.int32)
+        before = np.full((self.rows, columns), -1, np.int32)
         old = self.after.shape[1]
         after[:, :old], before[:, :old] = self.after, self.before
         self.after, self.before = after, before
