@@ -58,9 +58,9 @@ class PredictionUnits:
     :attr:`replica_regions` (one per die), and each step (a layer's ATU hits, its copies, a
     new bound) is one call for every die (``ReplicaRegions.use``, ``keep_copies``,
     ``bound``), the code each die's twin runs on its row. This path keeps no order of its
-    own; it applies the eviction: the ATU entry is invalidated, the EDT presence bit cleared (so the next
-    launch configures ``is_local`` = 0) and, if it belongs to the layer just run, the PDU's
-    ``is_local`` register bit is cleared.
+    own; it applies the eviction: the ATU entry is invalidated, the EDT presence bit cleared
+    (so the next launch configures ``is_local`` = 0) and, if it belongs to the layer just
+    run, the PDU's ``is_local`` register bit is cleared.
     """
 
     def __init__(self, replay, gcp: GlobalCPTwin, record: bool = False,
@@ -355,8 +355,8 @@ class PredictionUnits:
     def _evict_pairs(self, dies, layers, experts) -> None:
         """Apply the evictions the Local CPs decided: replica ``(layers[i], experts[i])`` of
         die ``dies[i]``, dies ascending, each die's in its Local CP's order. Every die at once,
-        through the
-        wafer-level calls (``ATUTwin.invalidate_entries``, ``EDTTwin.clear_present_pairs``);
+        through the wafer-level calls (``ATUTwin.invalidate_entries``,
+        ``EDTTwin.clear_present_pairs``);
         an eviction of the layer just launched also clears its PDU bit. The twins' state ends
         as after :meth:`_evict` on each eviction in turn (each clears its own bits); with
         ``record`` the evictions go one by one, so that each unit's stream lists them in

@@ -173,8 +173,8 @@ class LocalCPTwin:
         return int(self.replicas.evictions[self._replica_row])
 
     def replicas_lru(self) -> list[tuple[int, int]]:
-        """``(layer, expert)`` of the replicas held, least recently used first (empty while
-        the region is unbounded: no order is kept then)."""
+        """``(layer, expert)`` of the replicas held, least recently used first (no order is
+        kept while the region is unbounded: empty, or the order it had when unbounded)."""
         return self.replicas.lru(self._replica_row)
 
     def bound_replicas(self, slots: int | None) -> list[tuple[int, int]]:
