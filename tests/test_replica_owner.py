@@ -64,8 +64,12 @@ def test_the_prediction_path_applies_the_local_cps_eviction():
     assert [e for e, _, _ in units.atus[(1, LAYER)].valid_entries()] == [1]
 
     units = _units()
-    cp = units.local_cps[1]
-    cp.keep_copies = lambda layer, experts: [(layer, 1)] if list(experts) == [0, 1] else []
+    regions = units.replica_regions     # the Local CPs' regions, every die's row at once
+
+    def drop_1_of_die_1(dies, layer, experts):
+        assert (dies.tolist(), experts.tolist()) == ([1, 1], [0, 1])
+        return np.array([1]), np.array([layer]), np.array([1])
+    regions.keep_copies = drop_1_of_die_1
     _copy_0_and_1_on_die_1(units)
     assert [e for e, _, _ in units.atus[(1, LAYER)].valid_entries()] == [0]
     assert units.pdus[1].query(1) == (True, False) and units.pdus[1].query(0) == (True, True)

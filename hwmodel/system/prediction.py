@@ -8,10 +8,12 @@ import functools
 
 import numpy as np
 
+from ..checks import check_int_array
 from ..components.atu import AddressMap, ATUTwin
 from ..components.atu.twin import new_tables
 from ..components.global_cp import GlobalCPTwin
 from ..components.global_cp.predictor import predictor_inputs, union_of_rows
+from ..components.local_cp.replicas import ReplicaRegions
 from ..components.local_cp.twin import LocalCPStats, LocalCPTwin
 from ..components.pdu.compiled import pack_registers
 from ..components.pdu.params import PDULayout
@@ -52,10 +54,13 @@ class PredictionUnits:
     Bounded replica region (``replica_capacity_bytes``): each die's Local CP owns its replica
     replacement (:meth:`LocalCPTwin.keep_copies`): it keeps the die's replicas in LRU order
     (use = an ATU hit at a layer launch, or the copy itself) and names the least recently used
-    replica a copy overflows the region with. This path keeps no order of its own; it applies
-    the eviction: the ATU entry is invalidated, the EDT presence bit cleared (so the next
-    launch configures ``is_local`` = 0) and, if it belongs to the layer just run, the PDU's
-    ``is_local`` register bit is cleared.
+    replica a copy overflows the region with. The Local CPs keep that order in the rows of
+    :attr:`replica_regions` (one per die), and each step (a layer's ATU hits, its copies, a
+    new bound) is one call for every die (``ReplicaRegions.use``, ``keep_copies``,
+    ``bound``), the code each die's twin runs on its row. This path keeps no order of its
+    own; it applies the eviction: the ATU entry is invalidated, the EDT presence bit cleared
+    (so the next launch configures ``is_local`` = 0) and, if it belongs to the layer just
+    run, the PDU's ``is_local`` register bit is cleared.
     """
 
     def __init__(self, replay, gcp: GlobalCPTwin, record: bool = False,
@@ -73,7 +78,11 @@ class PredictionUnits:
         self.pdus = [PDUTwin(num_experts=die.pdu.experts, registers=self.registers[d])
                      for d, die in enumerate(dies)]
         self.atu_entries = [die.atu.entries for die in dies]
-        self.local_cps = [LocalCPTwin(die=d, num_dies=N, pdu=self.pdus[d]) for d in range(N)]
+        # each die's Local CP keeps its replica region (bounded: in LRU order) in its row of
+        # these regions: the Local CPs' own state
+        self.replica_regions = ReplicaRegions(N, E, len(self.moe_layers))
+        self.local_cps = [LocalCPTwin(die=d, num_dies=N, pdu=self.pdus[d],
+                                      replicas=self.replica_regions) for d in range(N)]
         # the ATU table of each (MoE layer, die) keeps its entries in row layer * N + die of
         # these arrays; its twin (a view of that row) is made when first asked for (:meth:`_atu`)
         self.atu_tables = new_tables(len(self.moe_layers) * N, max(self.atu_entries))
@@ -100,8 +109,8 @@ class PredictionUnits:
         # so that the HBM budget (physical mode) can give each die what its HBM has left
         # (``set_capacity``)
         if cap is not None:
-            for cp in self.local_cps:
-                cp.bound_replicas(int(cap // replay.model.expert_bytes))
+            self.replica_regions.bound(np.arange(N),
+                                       np.full(N, int(cap // replay.model.expert_bytes)))
         self._check_bounded()
         self.layer = -1
         # tasks whose experts the predictor read at the last launch (``predictor_inputs``)
@@ -284,9 +293,9 @@ class PredictionUnits:
                 f"{self.moe_layers[layer]}) to page {int(pages[i]):#x}; its replica is at "
                 f"page {int(replica_page[experts[i]]):#x}")
         self.redirect[dies[hits], experts[hits]] = True
-        if self.bounded:
-            for d in np.unique(dies[hits]).tolist():
-                self.local_cps[d].replicas_used(layer, experts[hits & (dies == d)].tolist())
+        if self.bounded:    # each die's hits in task order, dies ascending
+            by_die = np.argsort(dies[hits], kind="stable")
+            self.replica_regions.use(dies[hits][by_die], layer, experts[hits][by_die])
 
     # -------------------------------------------------------------- after the layer (flow 4)
     def report(self, layer):
@@ -311,47 +320,53 @@ class PredictionUnits:
                     ("insert", e, a, p) for e, a, p in zip(
                         mine.tolist(), home_addr[mine].tolist(), replica_page[mine].tolist())])
         if self.bounded:
-            self._evict_all([(d, self.local_cps[d].keep_copies(layer, copied[dies == d].tolist()))
-                             for d in np.unique(dies).tolist()])
+            self._evict_pairs(*self.replica_regions.keep_copies(dies, layer, copied))
 
     def set_capacity(self, slots) -> None:
         """Bound each die's replica region to ``slots[d]`` whole experts (physical mode's HBM
         budget, which shrinks as the KV cache grows); the replicas each die's Local CP drops
         to fit are evicted, least recently used first."""
-        self._evict_all([(d, self.local_cps[d].bound_replicas(count))
-                         for d, count in enumerate(np.asarray(slots, np.int64).tolist())])
+        counts = np.array(slots, np.int64)
+        check_int_array("slots", counts, 0, length=self.N)
+        self._evict_pairs(*self.replica_regions.bound(np.arange(self.N), counts))
         self._check_bounded()
 
     def _check_bounded(self) -> None:
         """Whether a die's replica region is bounded (its Local CP then keeps an LRU order of
         its replicas, which the ATU hits and the copies update): :attr:`bounded`."""
-        self.bounded = any(cp.replica_slots is not None for cp in self.local_cps)
+        self.bounded = self.replica_regions.bounded
 
     @property
     def evictions(self) -> int:
         """Replicas evicted so far, over all dies (their Local CPs' counts)."""
-        return sum(cp.evictions for cp in self.local_cps)
+        return int(self.replica_regions.evictions.sum())
 
     def replicas_held(self) -> list[int]:
         """Replicated experts each die holds now (EDT presence bits off the home die)."""
         return self.gcp.replicas_per_die()
 
     def _evict_all(self, decided) -> None:
-        """Apply the evictions the Local CPs decided: ``decided`` lists ``(die, [(layer,
-        expert), ...])``, each die's in its Local CP's order. Every die at once, through the
-        wafer-level calls (``ATUTwin.invalidate_entries``, ``EDTTwin.clear_present_pairs``);
+        """:meth:`_evict_pairs` of the evictions as the die-by-die Local CP twins name them:
+        ``decided`` lists ``(die, [(layer, expert), ...])``, each die's in its Local CP's
+        order."""
+        evictions = [(d, layer, e) for d, pairs in decided for layer, e in pairs]
+        self._evict_pairs(*np.array(evictions, np.int64).reshape(-1, 3).T)
+
+    def _evict_pairs(self, dies, layers, experts) -> None:
+        """Apply the evictions the Local CPs decided: replica ``(layers[i], experts[i])`` of
+        die ``dies[i]``, dies ascending, each die's in its Local CP's order. Every die at once,
+        through the wafer-level calls (``ATUTwin.invalidate_entries``,
+        ``EDTTwin.clear_present_pairs``);
         an eviction of the layer just launched also clears its PDU bit. The twins' state ends
         as after :meth:`_evict` on each eviction in turn (each clears its own bits); with
         ``record`` the evictions go one by one, so that each unit's stream lists them in
         order."""
-        evictions = [(d, layer, e) for d, pairs in decided for layer, e in pairs]
-        if not evictions:
+        if not len(dies):
             return
         if self.streams is not None:
-            for d, layer, e in evictions:
+            for d, layer, e in zip(dies.tolist(), layers.tolist(), experts.tolist()):
                 self._evict(d, layer, e)
             return
-        dies, layers, experts = np.array(evictions, np.int64).T
         ATUTwin.invalidate_entries(self.atu_tables[0], layers * self.N + dies, experts)
         self.gcp.edt_clear_present_pairs(layers, experts, dies)
         for i in np.flatnonzero(layers == self.layer).tolist():

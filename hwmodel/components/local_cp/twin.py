@@ -19,12 +19,13 @@ is bounded (``replica_capacity_bytes``, or physical mode's HBM budget): it decid
 so it keeps its replicas in LRU order (:meth:`LocalCPTwin.bound_replicas`,
 :meth:`LocalCPTwin.replicas_used`, :meth:`LocalCPTwin.keep_copies`) and names the replica to
 evict, which the caller then invalidates in the ATU and the EDT (and clears in the PDU). The
-RTL has no replica region yet: the paper's is unbounded.
+order lives in a row of :class:`~.replicas.ReplicaRegions` (compiled; the replay drives every
+die's row at once with the same code). The RTL has no replica region yet: the paper's is
+unbounded.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterable
 
 import attrs
@@ -33,6 +34,7 @@ import numpy as np
 from ...checks import check_int, check_int_array
 from ..pdu.twin import PDUTwin
 from .params import PAPER, TOKEN_BITS, LocalCPLayout
+from .replicas import ReplicaRegions
 
 __all__ = ["TOKEN_BITS", "LocalCPStats", "LocalCPTwin", "SMTask", "TaskDescriptor"]
 
@@ -110,6 +112,10 @@ class LocalCPTwin:
         The die's PDU, which this Local CP writes and asks (default: a PDU of its own with
         ``num_experts`` experts). The replay hands each die's Local CP that die's PDU, so the
         copy decisions and the PDU state are one.
+    replicas : ReplicaRegions, optional
+        The wafer's replica regions, whose row ``die`` keeps this die's (default: a region of
+        its own). The replay hands every die's Local CP the same regions and drives all their
+        rows at once, with the code these methods run on one row.
 
     Examples
     --------
@@ -121,7 +127,8 @@ class LocalCPTwin:
 
     def __init__(self, die: int, num_sm_slots: int = PAPER.sm_slots,
                  num_experts: int = PAPER.experts, *,
-                 num_dies: int = PAPER.num_dies, pdu: PDUTwin | None = None):
+                 num_dies: int = PAPER.num_dies, pdu: PDUTwin | None = None,
+                 replicas: ReplicaRegions | None = None):
         if pdu is None:
             pdu = PDUTwin(num_experts)
         elif not isinstance(pdu, PDUTwin):
@@ -131,11 +138,15 @@ class LocalCPTwin:
         self._die = check_int("die", die, 0, self.layout.num_dies)
         self._num_sm_slots = self.layout.sm_slots
         self.pdu = pdu
-        # the bounded replica region (None: unbounded, as in the paper, and no order kept):
-        # (layer, expert) of each replica held, least recently used first
-        self._replica_slots: int | None = None
-        self._replicas: OrderedDict[tuple[int, int], None] = OrderedDict()
-        self.evictions = 0
+        # the bounded replica region, in LRU order: row ``die`` of the wafer's regions, or the
+        # one row of this twin's own
+        if replicas is None:
+            replicas, self._replica_row = ReplicaRegions(1, pdu.num_experts), 0
+        elif not isinstance(replicas, ReplicaRegions):
+            raise TypeError(f"replicas must be a ReplicaRegions, not {replicas!r}")
+        else:
+            self._replica_row = check_int("die", die, 0, replicas.rows)
+        self.replicas = replicas
         self._begin()
 
     @property
@@ -154,48 +165,55 @@ class LocalCPTwin:
     @property
     def replica_slots(self) -> int | None:
         """Replicas this die may hold (None: unbounded)."""
-        return self._replica_slots
+        return self.replicas.slots_of(self._replica_row)
+
+    @property
+    def evictions(self) -> int:
+        """Replicas this die's region has evicted so far."""
+        return int(self.replicas.evictions[self._replica_row])
 
     def replicas_lru(self) -> list[tuple[int, int]]:
-        """``(layer, expert)`` of the replicas held, least recently used first (empty while
-        the region is unbounded: no order is kept then)."""
-        return list(self._replicas)
+        """``(layer, expert)`` of the replicas held, least recently used first (no order is
+        kept while the region is unbounded: empty, or the order it had when unbounded)."""
+        return self.replicas.lru(self._replica_row)
 
     def bound_replicas(self, slots: int | None) -> list[tuple[int, int]]:
         """Bound the replica region to ``slots`` whole experts (None: unbounded); returns the
         replicas to evict, least recently used first, until the rest fit."""
-        self._replica_slots = None if slots is None else check_int("slots", int(slots), 0)
-        return self._evict_over()
+        count = -1 if slots is None else check_int("slots", int(slots), 0)
+        return self._pairs(self.replicas.bound(np.array([self._replica_row]),
+                                               np.array([count])))
 
     def replicas_used(self, layer: int, experts) -> None:
         """The ATU served these experts' reads of ``layer`` from replicas (a hit at a layer
-        launch): each becomes the most recently used, in the order given."""
-        if self._replica_slots is None:
-            return
-        for e in experts:
-            self._replicas.move_to_end((layer, int(e)))
+        launch): each becomes the most recently used, in the order given.
+
+        Raises
+        ------
+        KeyError
+            ``(layer, expert)`` of the first expert a bounded region does not hold.
+        """
+        layer, experts = self._replica_keys(layer, experts)
+        self.replicas.use(np.full(len(experts), self._replica_row), layer, experts)
 
     def keep_copies(self, layer: int, experts) -> list[tuple[int, int]]:
         """The copies of ``layer`` this Local CP made (its report's ``duplicated_experts``)
-        join the region, each the most recently used; returns the replicas to evict, in the
-        order they are dropped (after each copy, the least recently used while over)."""
-        slots, replicas = self._replica_slots, self._replicas
-        if slots is None:
-            return []
-        evicted = []
-        for e in experts:
-            replicas[(layer, int(e))] = None
-            while len(replicas) > slots:
-                evicted.append(replicas.popitem(last=False)[0])
-        self.evictions += len(evicted)
-        return evicted
+        join the region, each the most recently used (a copy of a replica already held keeps
+        its place); returns the replicas to evict, in the order they are dropped (after each
+        copy, the least recently used while over)."""
+        layer, experts = self._replica_keys(layer, experts)
+        return self._pairs(self.replicas.keep_copies(np.full(len(experts), self._replica_row),
+                                                     layer, experts))
 
-    def _evict_over(self) -> list[tuple[int, int]]:
-        evicted = []
-        while self._replica_slots is not None and len(self._replicas) > self._replica_slots:
-            evicted.append(self._replicas.popitem(last=False)[0])
-        self.evictions += len(evicted)
-        return evicted
+    def _replica_keys(self, layer, experts) -> tuple[int, np.ndarray]:
+        experts = np.fromiter((int(e) for e in experts), np.int64)
+        return (check_int("layer", layer, 0),
+                check_int_array("experts", experts, 0, self.replicas.num_experts))
+
+    @staticmethod
+    def _pairs(evicted) -> list[tuple[int, int]]:
+        _, layers, experts = evicted
+        return list(zip(layers.tolist(), experts.tolist()))
 
     # ---------------------------------------------------------------- layer (paper flows)
     def _begin(self):
