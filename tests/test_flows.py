@@ -329,7 +329,7 @@ def test_deferred_rates_tell_every_payload_end_as_rates_after_each_update():
     ends with no time between them. Both shortcuts must be taken often."""
     rng = np.random.default_rng(19)
     told = {"due": 0, "next": 0}
-    for case in range(160):
+    for case in range(100):
         dies, tables, network = random_network(rng)
         if case % 2:                                  # slow links: 16 bytes take > 1/4 ns
             network = network._replace(rate=network.rate / 40)

@@ -20,7 +20,9 @@ its share is taken from every link it crosses; repeat until every flow has a rat
 Reported per link: ``busy_ns``, the time at least one flow crossed it, and ``queue_ns``, the
 time integral of the flows beyond the first (two flows for 10 ns: 10 ns busy, 10 ns queued),
 i.e. how long transfers waited on each other there. The event kernel
-(:mod:`hwmodel.system.engine`) runs the weight transfers as flows; :func:`transfer_times` runs a
+(:mod:`hwmodel.system.engine`) runs the weight transfers as flows, computing the rates only when
+the next payload end cannot be told without them (:func:`flows_arrival`; the results are those
+of rates recomputed at every start and end); :func:`transfer_times` runs a
 set of transfers on their own (token dispatch and combine, :mod:`hwmodel.system.dispatch`, whose
 transfers all start together), with shared links or with the paper's link holding.
 """
