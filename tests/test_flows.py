@@ -326,7 +326,8 @@ def test_deferred_rates_tell_every_payload_end_as_rates_after_each_update():
     zero-byte flows due at once (ties: the first started ends first), 16-byte flows that end
     within the next nanosecond (the time told without rates) next to slower ones that do not,
     a tiny remainder that ends in the nanosecond it starts at times near 2**43, and chains of
-    ends with no time between them. Both shortcuts must be taken often."""
+    ends with no time between them. Both shortcuts must be taken often, and a due flow always
+    (else a shortcut is lost: slower, same results)."""
     rng = np.random.default_rng(19)
     told = {"due": 0, "next": 0}
     for case in range(100):
@@ -372,6 +373,9 @@ def _deferred_against_eager(rng, dies, tables, network, t0, told):
         assert arrival == expected[0]
         if arrival == t:
             assert flows_next(lazy)[1] == expected[1]
+        due = (lazy.remaining[lazy.active[:lazy.scalars[0]]] <= 1e-6).any()
+        if due:                                       # a due flow never costs the rates
+            assert lazy.scalars[RERATES] == rerates
         if lazy.scalars[RERATES] == rerates:          # told without rates
             told["due" if arrival == t else "next"] += 1
     flows_settle(lazy, *args)

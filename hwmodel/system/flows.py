@@ -101,8 +101,9 @@ class FlowState(NamedTuple):
                             # route r's j-th link lists r, at r x links + j
     scalars: np.ndarray     # int64 (N_ACTIVE, FLOWS_STARTED, NEXT_NS, NEXT_POS, N_ROUTES,
                             # STALE, RERATES)
-    clock: np.ndarray       # (2,) float64 time the flows were last advanced to; the fastest
-                            # link's rate (bytes/ns)
+    clock: np.ndarray       # (3,) float64 time the flows were last advanced to; the fastest
+                            # link's rate (bytes/ns); at most the fewest bytes an active flow
+                            # has left (flows_advance sets it, a start lowers it)
 
     # rows by name, for Python readers
     link_rate = property(lambda fs: fs.links_f[L_RATE])
@@ -138,7 +139,7 @@ def new_flow_state(network: LinkNetwork | None, flows: int) -> FlowState:
                      routes_i=np.zeros((4, routes), np.int64),
                      lists=np.zeros((2, links * routes), np.int64),
                      scalars=np.array([0, 0, -1, -1, 0, 0, 0], np.int64),
-                     clock=np.array([0.0, links_f[L_RATE].max(initial=0.0)]))
+                     clock=np.array([0.0, links_f[L_RATE].max(initial=0.0), np.inf]))
 
 
 def grown(fs: FlowState, flows: int) -> FlowState:
@@ -156,9 +157,13 @@ def flows_advance(fs, t):
     dt = t - clock[0]
     if dt > 0:
         flows_f, flows_i, links_f, links_i = fs.flows_f, fs.flows_i, fs.links_f, fs.links_i
+        least = np.inf
         for i in range(fs.scalars[N_ACTIVE]):
             f = flows_i[F_ACTIVE, i]
-            flows_f[F_REMAINING, f] -= flows_f[F_RATE, f] * dt
+            remaining = flows_f[F_REMAINING, f] - flows_f[F_RATE, f] * dt
+            flows_f[F_REMAINING, f] = remaining
+            least = min(least, remaining)
+        clock[2] = least
         for link in range(links_i.shape[1]):
             n = links_i[L_N, link]
             if n > 0:
@@ -295,6 +300,10 @@ def flows_arrival(fs, route_start, route_flat, route_len, num_dies, soon):
                                                    fs.links_i, fs.scalars)
     clock = fs.clock[0]
     fastest = fs.clock[1]
+    bound = fs.clock[2]
+    if bound > 1e-6 and (not soon or bound > 0.25 * fastest):
+        flows_rerate(fs, route_start, route_flat, route_len, num_dies)   # no case can hold
+        return scalars[NEXT_NS]
     least = np.inf                                # fewest bytes left of a flow not due
     found = False                                 # a flow ends within t + 1
     for i in range(scalars[N_ACTIVE]):
@@ -342,6 +351,7 @@ def _add_flow(fs, route_start, route_flat, route_len, num_dies, f, s, d, nbytes,
     flows_i[F_SRC, f] = s
     flows_i[F_DST, f] = d
     fs.flows_f[F_REMAINING, f] = nbytes
+    fs.clock[2] = min(fs.clock[2], nbytes)
     r = s * num_dies + d
     new_route = routes_i[R_N, r] == 0
     if new_route:                                 # the route joins the active ones
