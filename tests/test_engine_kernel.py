@@ -30,9 +30,18 @@ from hwmodel.system.engine import (
     _wait_key,
     _wpush,
 )
+from hwmodel.system.flows import (
+    FLOWS_STARTED,
+    RERATES,
+    LinkNetwork,
+    flows_finish,
+    flows_next,
+    flows_start,
+    new_flow_state,
+)
 
 (LOOKUP, LOCAL_READ, REQ, RLLC_READ, RHBM_READ, DATA, COMPUTE, LLC_STORE, RLLC_STORE,
- DONE) = range(10)
+ DONE, NET) = range(11)
 STORES = (LLC_STORE, RLLC_STORE)
 
 
@@ -83,11 +92,17 @@ class _Head:
 
 
 class Reference:
-    """The paper path of the event kernel (prediction off), one layer per :meth:`run`."""
+    """The paper path of the event kernel (prediction off), one layer per :meth:`run`; with a
+    ``network``, links shared by bandwidth: a request or data transfer holds no link and is a
+    flow, re-rated after every flow start and end (:func:`flows_start`,
+    :func:`flows_finish`), and the network's next payload end is one pending entry, pushed
+    whenever that time changes, skipped when popped after it changed again."""
 
-    def __init__(self, tables, num_links):
+    def __init__(self, tables, num_links, network=None):
         self.tb = tables
         self.n = len(tables.llc_sets)
+        self.network = network
+        self.fs = None if network is None else new_flow_state(network, 4096)
         self.avail = [True] * (3 * self.n + num_links)
         self.rtime = [0] * (3 * self.n + num_links)
         self.lines = defaultdict(list)              # (die, set) -> tags, oldest first
@@ -102,7 +117,8 @@ class Reference:
         return {LOOKUP: [d], LOCAL_READ: [n + d], RHBM_READ: [n + h], COMPUTE: [2 * n + d],
                 LLC_STORE: [d], RLLC_READ: [h], RLLC_STORE: [h],
                 REQ: [3 * n + x for x in self._route(d, h)],
-                DATA: [3 * n + x for x in self._route(h, d)], DONE: []}[kind]
+                DATA: [3 * n + x for x in self._route(h, d)], DONE: []}[kind] \
+            if self.network is None or kind not in (REQ, DATA) else []
 
     def _hit(self, die, expert, tag):
         return tag in self.lines[(die, expert % int(self.tb.llc_sets[die]))]
@@ -133,17 +149,31 @@ class Reference:
                     heapq.heappush(queues[r], _Waiting(ev, next(seq)))
                     self.waiting += 1
 
+        chains = []
         for e, d, tok, prio in zip(*(c.tolist() for c in tasks)):
             for s in range(slices):
                 chain = {"d": d, "e": e, "s": s, "tok": tok, "h": int(tb.home[e]),
-                         "prio": prio}
+                         "prio": prio, "id": len(chains)}
+                chains.append(chain)
                 self.pending += 1
                 add(_Event(t0, LOOKUP, chain, [d]))
         cur, done = t0, False
+        net, net_time, fs = _Event(-1, NET, None, []), -1, self.fs
+        flow_args = (tb.route_start, tb.route_flat, tb.route_len, n)
         while pend:
-            ev = heapq.heappop(pend).ev
+            entry = heapq.heappop(pend)
+            ev = entry.ev
+            if ev is net and entry.t != net_time:
+                continue                                  # superseded
+            if ev is net:
+                ev.time = entry.t
             self.counts["events"] += 1
-            prev, t, ch = cur, ev.time, ev.chain
+            prev, t = cur, ev.time
+            if ev is net:                                 # a flow's payload has ended
+                net_time = -1
+                f = flows_finish(fs, *flow_args, flows_next(fs)[1], t)
+                ev.chain = chains[f]
+            ch = ev.chain
             d, e, h = ch["d"], ch["e"], ch["h"]
             tag = (layer * num_experts + e) * slices + ch["s"]
             lat, new = 0, []
@@ -178,12 +208,25 @@ class Reference:
                 die = d if ev.kind == LLC_STORE else h
                 self._store(die, e, tag)
                 lat, new = int(tb.llc_write_ns[die]), [DONE]
+            elif ev is net:
+                lat, new = int(self.network.hop_ns[ch["route"]].sum()), ch["after"]
             else:
                 if span_lo[d] < 0 or ch["start"] < span_lo[d]:
                     span_lo[d] = ch["start"]
                 span_hi[d] = max(span_hi[d], t)
                 self.pending -= 1
-                done = self.pending == 0 and self.waiting == 0 and not pend
+                done = self.pending == 0 and self.waiting == 0 and (
+                    not pend or self.network is not None)
+            if self.network is not None and (ev.kind in (REQ, DATA) or ev is net):
+                if ev is not net:                         # the transfer becomes a flow
+                    s, dst = (d, h) if ev.kind == REQ else (h, d)
+                    size = tb.request_bytes[d] if ev.kind == REQ else tb.slice_bytes
+                    ch["route"], ch["after"] = self._route(s, dst), new
+                    flows_start(fs, *flow_args, ch["id"], s, dst, size, t)
+                    lat, new = 0, []
+                if flows_next(fs)[0] >= 0 and flows_next(fs)[0] != net_time:
+                    net_time = int(flows_next(fs)[0])
+                    heapq.heappush(pend, _Pending(net_time, net))
             for kind in new:
                 self.pending += kind in STORES
                 add(_Event(t + lat, kind, ch, self._resources(kind, d, h)))
@@ -309,3 +352,50 @@ def test_priorities_other_than_0_and_1_are_refused():
     tasks = Tasks(np.array([0]), np.array([1]), np.array([1]), np.array([2]))
     with pytest.raises(ValueError, match="0 or 1"):
         kernel.run(0, 0, tasks, off, num_experts=2, slices=1)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_shared_links_kernel_equals_a_reference_rerating_every_update(seed):
+    """Links shared by bandwidth (issue 17): the kernel re-rates the flows at most once per
+    nanosecond when it can tell the next payload end without the rates, yet it pops, times
+    and counts exactly as the reference, which re-rates after every flow start and end and
+    pushes the network's entry after each. Slow and fast links, zero- and 16-byte requests,
+    small slices and hop latencies of 0 to 2 ns: many flows start and end in one nanosecond,
+    requests end within the next one, zero-byte ones at once. A push deferred (the pending
+    heap's shape, hence the order of its ties, changes), a re-rate after the clock moved, or
+    a wrong shortcut changes an end, a span, a count or a link's busy or queue time here."""
+    rng = np.random.default_rng(100 + seed)
+    dies, experts, slices = int(rng.integers(2, 6)), 12, int(rng.integers(1, 4))
+    tables = _line_tables(rng, dies)._replace(
+        request_bytes=rng.choice([0.0, 16.0, 16.0], dies),
+        slice_bytes=float(rng.choice([0.0, 40.0, 1e3])))
+    links = 2 * (dies - 1)
+    network = LinkNetwork(rate=rng.choice([8.0, 64.0, 1000.0], links),
+                          hop_ns=rng.choice([0, 1, 2], links).astype(np.int64), dies=dies)
+    kernel, ref = LayerKernel(tables, links, network), Reference(tables, links, network)
+    off = Prediction(False, False, np.zeros((dies, experts), np.bool_),
+                     np.zeros((dies, experts), np.bool_))
+    t = 0
+    for layer in range(6):
+        k = int(rng.integers(1, 30))
+        e = rng.integers(0, experts, k)
+        d = rng.integers(0, dies, k)
+        tasks = Tasks(e, d, rng.integers(1, 8, k), (d != tables.home[e]).astype(np.int64))
+        end, stalled, _ = kernel.run(t, layer % 3, tasks, off, num_experts=experts,
+                                     slices=slices)
+        ref_end, ref_stalled, lo, hi = ref.run(t, layer % 3, tasks, experts, slices)
+        assert (end, stalled) == (ref_end, ref_stalled)
+        assert kernel.outputs.span_lo.tolist() == lo
+        assert kernel.outputs.span_hi.tolist() == hi
+        t = end
+    c, fs = kernel.counters, kernel.flows
+    assert c[Counter.EVENTS] == ref.counts["events"]
+    assert c[Counter.HOPS] == ref.counts["hops"]
+    assert c[Counter.REMOTE_LLC_HITS] == ref.counts["remote_llc"]
+    assert c[Counter.REMOTE_HBM_READS] == ref.counts["remote_hbm"]
+    assert kernel.release_ns.tolist() == ref.rtime
+    assert fs.busy_ns.tolist() == ref.fs.busy_ns.tolist()
+    assert fs.queue_ns.tolist() == ref.fs.queue_ns.tolist()
+    assert fs.max_flows.tolist() == ref.fs.max_flows.tolist()
+    assert fs.scalars[FLOWS_STARTED] == ref.fs.scalars[FLOWS_STARTED] > 0
+    assert fs.scalars[RERATES] < ref.fs.scalars[RERATES]     # the shortcut was taken

@@ -15,10 +15,15 @@ from test_system_replay import _tiny_store
 
 from hwmodel.params import load_wafer
 from hwmodel.system.flows import (
+    RERATES,
+    STALE,
     LinkNetwork,
     flows_finish,
+    flows_finish_told,
     flows_next,
+    flows_settle,
     flows_start,
+    flows_start_told,
     link_network,
     new_flow_state,
     transfer_times,
@@ -306,6 +311,87 @@ def _check(fs, t, active, rates, remaining, busy, queue):
     expected = (-1, -1) if not active else (math.ceil(t + min(left)), left.index(min(left)))
     assert tuple(flows_next(fs)) == expected
     assert fs.busy_ns.tolist() == busy.tolist() and fs.queue_ns.tolist() == queue.tolist()
+
+
+# ------------------------------------------- rates deferred to the end of a nanosecond
+def test_deferred_rates_tell_every_payload_end_as_rates_after_each_update():
+    """Twin flow states driven as the event kernel drives them: one re-rated after every start
+    and end (:func:`flows_start`, :func:`flows_finish`), the other told the next payload end
+    by :func:`flows_start_told` and :func:`flows_finish_told` (rates deferred when the
+    time needs none, :func:`hwmodel.system.flows.flows_arrival`) and settled
+    (:func:`flows_settle`) before its clock moves. After every start and end both give the
+    same next payload end, and the same position when it is the current nanosecond; whenever
+    the clock moves, rates, bytes left and the links' busy and queue times are bit-identical.
+    The cases a wrong shortcut would miss: many flows starting and ending in one nanosecond,
+    zero-byte flows due at once (ties: the first started ends first), 16-byte flows that end
+    within the next nanosecond (the time told without rates) next to slower ones that do not,
+    a tiny remainder that ends in the nanosecond it starts at times near 2**43, and chains of
+    ends with no time between them. Both shortcuts must be taken often, and a due flow always
+    (else a shortcut is lost: slower, same results)."""
+    rng = np.random.default_rng(19)
+    told = {"due": 0, "next": 0}
+    for case in range(100):
+        dies, tables, network = random_network(rng)
+        if case % 2:                                  # slow links: 16 bytes take > 1/4 ns
+            network = network._replace(rate=network.rate / 40)
+        t0 = 2 ** 43 if case % 5 == 0 else 0
+        _deferred_against_eager(rng, dies, tables, network, t0, told)
+    assert told["due"] > 500 and told["next"] > 500, told
+
+
+def _deferred_against_eager(rng, dies, tables, network, t0, told):
+    pairs = [(s, d) for s in range(dies) for d in range(dies) if s != d]
+    flows = 50
+    eager, lazy = new_flow_state(network, flows), new_flow_state(network, flows)
+    args = (tables.route_start, tables.route_flat, tables.route_len, dies)
+    t, f = t0, 0
+    while f < flows or eager.scalars[0] > 0:
+        end, pos = flows_next(eager)
+        if f < flows and (pos < 0 or rng.random() < 0.5):
+            when = t + int(rng.choice([0, 0, 0, 1, 2, 300]))
+            if pos >= 0 and when > end:
+                when = max(t, end)
+        else:
+            when = end
+        if when > t:                                  # the clock moves: rates settled first
+            flows_settle(lazy, *args)
+            assert lazy.scalars[STALE] == 0
+            _same_state(eager, lazy)
+        rerates = lazy.scalars[RERATES]
+        if when == end and pos >= 0 and (f == flows or when > t or rng.random() < 0.6):
+            assert flows_finish_told(lazy, *args, flows_next(lazy)[1], when) == \
+                flows_finish(eager, *args, pos, when)
+        else:
+            s, d = pairs[int(rng.integers(len(pairs)))]
+            nbytes = float(rng.choice([0.0, 16.0, 16.0, 0.5, 1e-3, 1e3, 1e5]))
+            flows_start(eager, *args, f, s, d, nbytes, when)
+            arrival = flows_start_told(lazy, *args, f, s, d, nbytes, when)
+            assert arrival == flows_next(lazy)[0]
+            f += 1
+        t = when
+        arrival, expected = flows_next(lazy)[0], flows_next(eager)
+        assert arrival == expected[0]
+        if arrival == t:
+            assert flows_next(lazy)[1] == expected[1]
+        due = (lazy.remaining[lazy.active[:lazy.scalars[0]]] <= 1e-6).any()
+        if due:                                       # a due flow never costs the rates
+            assert lazy.scalars[RERATES] == rerates
+        if lazy.scalars[RERATES] == rerates:          # told without rates
+            told["due" if arrival == t else "next"] += 1
+    flows_settle(lazy, *args)
+    _same_state(eager, lazy)
+
+
+def _same_state(eager, lazy):
+    """Rates and bytes left of the active flows, the next payload end and the links' busy and
+    queue times, bit for bit."""
+    active = eager.active[:eager.scalars[0]]
+    assert lazy.active[:lazy.scalars[0]].tolist() == active.tolist()
+    assert lazy.rate[active].tolist() == eager.rate[active].tolist()
+    assert lazy.remaining[active].tolist() == eager.remaining[active].tolist()
+    assert tuple(flows_next(lazy)) == tuple(flows_next(eager))
+    assert lazy.busy_ns.tolist() == eager.busy_ns.tolist()
+    assert lazy.queue_ns.tolist() == eager.queue_ns.tolist()
 
 
 # ------------------------------------------------------------------ the switches in a replay

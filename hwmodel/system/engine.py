@@ -35,10 +35,13 @@ from .flows import (
     F_NEXT_N,
     F_PRIO,
     F_TAIL,
+    NEXT_NS,
+    NEXT_POS,
+    STALE,
     FlowState,
-    flows_finish,
-    flows_next,
-    flows_start,
+    flows_finish_told,
+    flows_settle,
+    flows_start_told,
     grown,
     new_flow_state,
 )
@@ -430,6 +433,8 @@ def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
         ev_info[net] = EV_NET
         ev_nres[net] = 0
     while n_heap > 0:
+        if shared and fs.scalars[STALE] and heap_t[0] > fs.clock[0]:
+            flows_settle(fs, route_start, route_flat, route_len, num_dies)   # time moves on
         top_t = heap_t[0]
         ev, n_heap = _hpop(heap_t, heap_i, n_heap)
         if shared and ev == net and top_t != ev_time[net]:
@@ -572,8 +577,8 @@ def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
             n_new = 1
         elif kind == EV_NET:
             ev_time[net] = -1
-            _, pos = flows_next(fs)
-            c = flows_finish(fs, route_start, route_flat, route_len, num_dies, pos, t)
+            c = flows_finish_told(fs, route_start, route_flat, route_len, num_dies,
+                                  fs.scalars[NEXT_POS], t)
             d = ch_die[c]
             e = ch_expert[c]
             h = ch_home[c]
@@ -593,11 +598,11 @@ def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
         if shared and (kind == EV_REQ or kind == EV_DATA or kind == EV_NET):
             if kind != EV_NET:                    # the transfer becomes a flow
                 if kind == EV_REQ:
-                    flows_start(fs, route_start, route_flat, route_len, num_dies, c, d, h,
-                                req_bytes[d], t)
+                    flows_start_told(fs, route_start, route_flat, route_len, num_dies, c, d,
+                                     h, req_bytes[d], t)
                 else:
-                    flows_start(fs, route_start, route_flat, route_len, num_dies, c, h, d,
-                                slice_bytes, t)
+                    flows_start_told(fs, route_start, route_flat, route_len, num_dies, c, h,
+                                     d, slice_bytes, t)
                 flows_i = fs.flows_i
                 flows_i[F_PRIO, c] = prio
                 flows_i[F_NEXT_N, c] = n_new
@@ -605,7 +610,7 @@ def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
                 flows_i[F_KIND1, c] = new_evs[1]
                 n_new = 0
                 lat = 0
-            arrival, _ = flows_next(fs)
+            arrival = fs.scalars[NEXT_NS]
             if arrival >= 0 and arrival != ev_time[net]:
                 ev_time[net] = arrival
                 n_heap = _hpush(heap_t, heap_i, n_heap, arrival, net)
@@ -788,6 +793,8 @@ def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
                 ev_time[w] = tw
                 ev_key[w] = _wait_key(ch_prio[ev_info[w] >> EV_KIND_BITS], tw)
                 n_heap = _hpush(heap_t, heap_i, n_heap, tw, w)
+    if shared:
+        flows_settle(fs, route_start, route_flat, route_len, num_dies)
     counters[Counter.EVENTS] += n_events
     counters[Counter.HOPS] += n_hops
     counters[Counter.LOCAL_LLC_HITS] += n_llc_hits

@@ -20,7 +20,9 @@ its share is taken from every link it crosses; repeat until every flow has a rat
 Reported per link: ``busy_ns``, the time at least one flow crossed it, and ``queue_ns``, the
 time integral of the flows beyond the first (two flows for 10 ns: 10 ns busy, 10 ns queued),
 i.e. how long transfers waited on each other there. The event kernel
-(:mod:`hwmodel.system.engine`) runs the weight transfers as flows; :func:`transfer_times` runs a
+(:mod:`hwmodel.system.engine`) runs the weight transfers as flows, computing the rates only when
+the next payload end cannot be told without them (:func:`flows_arrival`; the results are those
+of rates recomputed at every start and end); :func:`transfer_times` runs a
 set of transfers on their own (token dispatch and combine, :mod:`hwmodel.system.dispatch`, whose
 transfers all start together), with shared links or with the paper's link holding.
 """
@@ -43,6 +45,8 @@ FLOWS_STARTED = 1    # flows of the run
 NEXT_NS = 2          # when the first payload of the active flows ends (-1: no flow)
 NEXT_POS = 3         # its position in FlowState.active (-1: no flow)
 N_ROUTES = 4         # routes in FlowState.routes (routes with an active flow)
+STALE = 5            # 1: the rates predate the last flow starts or ends (flows_arrival)
+RERATES = 6          # max-min computations of the run (flows_rerate)
 
 
 class LinkNetwork(NamedTuple):
@@ -95,8 +99,11 @@ class FlowState(NamedTuple):
     lists: np.ndarray       # (2, links x routes) int64: link i's active routes, first
                             # link_c[i] entries from i x routes in no particular order; where
                             # route r's j-th link lists r, at r x links + j
-    scalars: np.ndarray     # int64 (N_ACTIVE, FLOWS_STARTED, NEXT_NS, NEXT_POS, N_ROUTES)
-    clock: np.ndarray       # (1,) float64 time the flows were last advanced to
+    scalars: np.ndarray     # int64 (N_ACTIVE, FLOWS_STARTED, NEXT_NS, NEXT_POS, N_ROUTES,
+                            # STALE, RERATES)
+    clock: np.ndarray       # (3,) float64 time the flows were last advanced to; the fastest
+                            # link's rate (bytes/ns); at most the fewest bytes an active flow
+                            # has left (flows_advance sets it, a start lowers it)
 
     # rows by name, for Python readers
     link_rate = property(lambda fs: fs.links_f[L_RATE])
@@ -131,7 +138,8 @@ def new_flow_state(network: LinkNetwork | None, flows: int) -> FlowState:
                      flows_i=np.zeros((8, flows), np.int64), route_rate=np.zeros(routes),
                      routes_i=np.zeros((4, routes), np.int64),
                      lists=np.zeros((2, links * routes), np.int64),
-                     scalars=np.array([0, 0, -1, -1, 0], np.int64), clock=np.zeros(1))
+                     scalars=np.array([0, 0, -1, -1, 0, 0, 0], np.int64),
+                     clock=np.array([0.0, links_f[L_RATE].max(initial=0.0), np.inf]))
 
 
 def grown(fs: FlowState, flows: int) -> FlowState:
@@ -149,9 +157,13 @@ def flows_advance(fs, t):
     dt = t - clock[0]
     if dt > 0:
         flows_f, flows_i, links_f, links_i = fs.flows_f, fs.flows_i, fs.links_f, fs.links_i
+        least = np.inf
         for i in range(fs.scalars[N_ACTIVE]):
             f = flows_i[F_ACTIVE, i]
-            flows_f[F_REMAINING, f] -= flows_f[F_RATE, f] * dt
+            remaining = flows_f[F_REMAINING, f] - flows_f[F_RATE, f] * dt
+            flows_f[F_REMAINING, f] = remaining
+            least = min(least, remaining)
+        clock[2] = least
         for link in range(links_i.shape[1]):
             n = links_i[L_N, link]
             if n > 0:
@@ -177,6 +189,8 @@ def flows_rerate(fs, route_start, route_flat, route_len, num_dies):
     it (its last value is the division of the round's final numbers, as flow by flow)."""
     links_f, links_i, routes_i, route_rate, lists = (fs.links_f, fs.links_i, fs.routes_i,
                                                      fs.route_rate, fs.lists)
+    fs.scalars[STALE] = 0
+    fs.scalars[RERATES] += 1
     n_routes = fs.scalars[N_ROUTES]
     num_links = links_i.shape[1]
     num_routes = routes_i.shape[1]
@@ -257,6 +271,77 @@ def flows_start(fs, route_start, route_flat, route_len, num_dies, f, s, d, nbyte
     flows_rerate(fs, route_start, route_flat, route_len, num_dies)
 
 
+@njit(cache=True)
+def flows_start_told(fs, route_start, route_flat, route_len, num_dies, f, s, d, nbytes, t):
+    """:func:`flows_start`, with the rates deferred when :func:`flows_arrival` can tell the
+    next payload end without them; returns that end."""
+    _add_flow(fs, route_start, route_flat, route_len, num_dies, f, s, d, nbytes, t)
+    return flows_arrival(fs, route_start, route_flat, route_len, num_dies, True)
+
+
+@njit(cache=True, inline="always")
+def flows_arrival(fs, route_start, route_flat, route_len, num_dies, soon):
+    """After flows started or ended at the clock's time ``t``: when the first payload ends
+    (-1: no flow), exactly the time :func:`flows_rerate` would find, re-rating only when that
+    time cannot be told without the rates. Else the rates are left as they were (``STALE``)
+    and :func:`flows_settle` must run before the clock moves on; until then
+    :func:`flows_next` gives the time, and the position when the time is ``t``.
+
+    Two cases need no rates (the rates change how long a payload takes, never whether it has
+    ended):
+
+    * a flow is due (its bytes are sent, :func:`_find_next`): the time is ``t`` and the
+      position is the first due flow's, whatever the rates;
+    * with ``soon``, no flow is due, none could end within ``t`` even at the fastest link's
+      rate (the most max-min gives), and one flow's bytes take at most a quarter of a
+      nanosecond at its route's smallest equal share of a link (rate over flows crossing it;
+      max-min gives no flow less than that): the time is ``t + 1``."""
+    flows_f, flows_i, links_f, links_i, scalars = (fs.flows_f, fs.flows_i, fs.links_f,
+                                                   fs.links_i, fs.scalars)
+    clock = fs.clock[0]
+    fastest = fs.clock[1]
+    bound = fs.clock[2]
+    if bound > 1e-6 and (not soon or bound > 0.25 * fastest):
+        flows_rerate(fs, route_start, route_flat, route_len, num_dies)   # no case can hold
+        return scalars[NEXT_NS]
+    least = np.inf                                # fewest bytes left of a flow not due
+    found = False                                 # a flow ends within t + 1
+    for i in range(scalars[N_ACTIVE]):
+        f = flows_i[F_ACTIVE, i]
+        remaining = flows_f[F_REMAINING, f]
+        if not remaining > 1e-6:
+            scalars[NEXT_NS] = math.ceil(clock)
+            scalars[NEXT_POS] = i
+            scalars[STALE] = 1
+            return scalars[NEXT_NS]
+        least = min(least, remaining)
+        if soon and not found and remaining <= 0.25 * fastest:
+            r = flows_i[F_SRC, f] * num_dies + flows_i[F_DST, f]
+            share = np.inf
+            for j in range(route_start[r], route_start[r + 1]):
+                link = route_flat[j]
+                share = min(share, links_f[L_RATE, link] / links_i[L_N, link])
+            found = remaining <= 0.25 * share
+    if found and clock + least / fastest > clock:
+        scalars[NEXT_NS] = math.ceil(clock) + 1
+        scalars[NEXT_POS] = -1
+        scalars[STALE] = 1
+        return scalars[NEXT_NS]
+    flows_rerate(fs, route_start, route_flat, route_len, num_dies)
+    return scalars[NEXT_NS]
+
+
+@njit(cache=True)
+def flows_settle(fs, route_start, route_flat, route_len, num_dies):
+    """The rates :func:`flows_arrival` left stale, anew (nothing when they are not); checks
+    that the first payload end is the time it told."""
+    if fs.scalars[STALE]:
+        told = fs.scalars[NEXT_NS]
+        flows_rerate(fs, route_start, route_flat, route_len, num_dies)
+        if fs.scalars[NEXT_NS] != told:
+            raise AssertionError("flows_arrival told a payload end the rates do not give")
+
+
 @njit(cache=True, inline="always")
 def _add_flow(fs, route_start, route_flat, route_len, num_dies, f, s, d, nbytes, t):
     """:func:`flows_start` but the rates."""
@@ -266,6 +351,7 @@ def _add_flow(fs, route_start, route_flat, route_len, num_dies, f, s, d, nbytes,
     flows_i[F_SRC, f] = s
     flows_i[F_DST, f] = d
     fs.flows_f[F_REMAINING, f] = nbytes
+    fs.clock[2] = min(fs.clock[2], nbytes)
     r = s * num_dies + d
     new_route = routes_i[R_N, r] == 0
     if new_route:                                 # the route joins the active ones
@@ -294,6 +380,23 @@ def _add_flow(fs, route_start, route_flat, route_len, num_dies, f, s, d, nbytes,
 @njit(cache=True)
 def flows_finish(fs, route_start, route_flat, route_len, num_dies, pos, t):
     """End the payload of the active flow at ``pos`` at ``t``; rates anew. Returns its id."""
+    f = _remove_flow(fs, route_start, route_flat, route_len, num_dies, pos, t)
+    flows_rerate(fs, route_start, route_flat, route_len, num_dies)
+    return f
+
+
+@njit(cache=True)
+def flows_finish_told(fs, route_start, route_flat, route_len, num_dies, pos, t):
+    """:func:`flows_finish`, with the rates deferred as by :func:`flows_start_told`; the
+    next payload end is then in ``fs.scalars[NEXT_NS]``."""
+    f = _remove_flow(fs, route_start, route_flat, route_len, num_dies, pos, t)
+    flows_arrival(fs, route_start, route_flat, route_len, num_dies, True)
+    return f
+
+
+@njit(cache=True, inline="always")
+def _remove_flow(fs, route_start, route_flat, route_len, num_dies, pos, t):
+    """:func:`flows_finish` but the rates."""
     flows_advance(fs, t)
     links_i, flows_i, routes_i, lists, scalars = (fs.links_i, fs.flows_i, fs.routes_i,
                                                   fs.lists, fs.scalars)
@@ -328,7 +431,6 @@ def flows_finish(fs, route_start, route_flat, route_len, num_dies, pos, t):
                 if route_flat[k] == link:
                     lists[1, moved * num_links + k - route_start[moved]] = at
                     break
-    flows_rerate(fs, route_start, route_flat, route_len, num_dies)
     return f
 
 
@@ -379,6 +481,7 @@ def _transfers(start, src, dst, nbytes, route_start, route_flat, route_len, num_
     while k < n or fs.scalars[N_ACTIVE] > 0:
         t, pos = flows_next(fs)
         if k < n and (pos < 0 or start[k] < t):
+            flows_settle(fs, route_start, route_flat, route_len, num_dies)
             last = _together(start, nbytes, fs, k)
             for j in range(k, last):
                 _add_flow(fs, route_start, route_flat, route_len, num_dies, j, src[j], dst[j],
@@ -386,7 +489,8 @@ def _transfers(start, src, dst, nbytes, route_start, route_flat, route_len, num_
             flows_rerate(fs, route_start, route_flat, route_len, num_dies)
             k = last
         else:
-            f = flows_finish(fs, route_start, route_flat, route_len, num_dies, pos, t)
+            f = _remove_flow(fs, route_start, route_flat, route_len, num_dies, pos, t)
+            flows_arrival(fs, route_start, route_flat, route_len, num_dies, False)
             arrival[f] = t + fs.flows_i[F_TAIL, f]
 
 
