@@ -277,13 +277,9 @@ def _line_tables(rng, dies):
         compute=tuple(rng.choice([3, 6], 8)), llc_sets=int(rng.choice([1, 2])), llc_ways=2)
 
 
-@pytest.mark.parametrize("seed", range(12))
-def test_kernel_equals_the_heapq_reference_on_random_layers(seed):
-    rng = np.random.default_rng(seed)
-    dies, experts, slices = int(rng.integers(2, 6)), 12, int(rng.integers(1, 4))
-    tables = _line_tables(rng, dies)
-    links = 2 * (dies - 1)
-    kernel, ref = LayerKernel(tables, links), Reference(tables, links)
+def _run_random_layers(rng, kernel, ref, tables, dies, experts, slices):
+    """Six random layers, each run by ``kernel`` and ``ref`` from the same start: equal end,
+    stall and per-die spans."""
     off = Prediction(False, False, np.zeros((dies, experts), np.bool_),
                      np.zeros((dies, experts), np.bool_))
     t = 0
@@ -291,8 +287,7 @@ def test_kernel_equals_the_heapq_reference_on_random_layers(seed):
         k = int(rng.integers(1, 30))
         e = rng.integers(0, experts, k)
         d = rng.integers(0, dies, k)
-        tokens = rng.integers(1, 8, k)
-        tasks = Tasks(e, d, tokens, (d != tables.home[e]).astype(np.int64))
+        tasks = Tasks(e, d, rng.integers(1, 8, k), (d != tables.home[e]).astype(np.int64))
         end, stalled, _ = kernel.run(t, layer % 3, tasks, off, num_experts=experts,
                                      slices=slices)
         ref_end, ref_stalled, lo, hi = ref.run(t, layer % 3, tasks, experts, slices)
@@ -300,6 +295,16 @@ def test_kernel_equals_the_heapq_reference_on_random_layers(seed):
         assert kernel.outputs.span_lo.tolist() == lo
         assert kernel.outputs.span_hi.tolist() == hi
         t = end
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_kernel_equals_the_heapq_reference_on_random_layers(seed):
+    rng = np.random.default_rng(seed)
+    dies, experts, slices = int(rng.integers(2, 6)), 12, int(rng.integers(1, 4))
+    tables = _line_tables(rng, dies)
+    links = 2 * (dies - 1)
+    kernel, ref = LayerKernel(tables, links), Reference(tables, links)
+    _run_random_layers(rng, kernel, ref, tables, dies, experts, slices)
     c = kernel.counters
     assert c[Counter.EVENTS] == ref.counts["events"]
     assert c[Counter.HOPS] == ref.counts["hops"]
@@ -373,21 +378,7 @@ def test_shared_links_kernel_equals_a_reference_rerating_every_update(seed):
     network = LinkNetwork(rate=rng.choice([8.0, 64.0, 1000.0], links),
                           hop_ns=rng.choice([0, 1, 2], links).astype(np.int64), dies=dies)
     kernel, ref = LayerKernel(tables, links, network), Reference(tables, links, network)
-    off = Prediction(False, False, np.zeros((dies, experts), np.bool_),
-                     np.zeros((dies, experts), np.bool_))
-    t = 0
-    for layer in range(6):
-        k = int(rng.integers(1, 30))
-        e = rng.integers(0, experts, k)
-        d = rng.integers(0, dies, k)
-        tasks = Tasks(e, d, rng.integers(1, 8, k), (d != tables.home[e]).astype(np.int64))
-        end, stalled, _ = kernel.run(t, layer % 3, tasks, off, num_experts=experts,
-                                     slices=slices)
-        ref_end, ref_stalled, lo, hi = ref.run(t, layer % 3, tasks, experts, slices)
-        assert (end, stalled) == (ref_end, ref_stalled)
-        assert kernel.outputs.span_lo.tolist() == lo
-        assert kernel.outputs.span_hi.tolist() == hi
-        t = end
+    _run_random_layers(rng, kernel, ref, tables, dies, experts, slices)
     c, fs = kernel.counters, kernel.flows
     assert c[Counter.EVENTS] == ref.counts["events"]
     assert c[Counter.HOPS] == ref.counts["hops"]
