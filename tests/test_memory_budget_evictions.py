@@ -1,4 +1,4 @@
-"""The HBM budget's evictions, every die at once (``PredictionUnits._evict_all``), against the
+"""The HBM budget's evictions, every die at once (``PredictionUnits._evict_pairs``), against the
 one-by-one path it replaces (``_evict``, which ``record`` keeps) and the die-by-die twins
 (``test_prediction_wafer._DieByDie``): the same ATU entries, EDT presence, PDU registers and
 Local CP orders, on random launches and at the edges (nothing to evict, a region that fits
@@ -95,6 +95,13 @@ def _filled(seed):
     return units, held, rng
 
 
+def _evict_all(units, decided):
+    """``units._evict_pairs`` of the evictions as die-by-die Local CPs name them: ``decided``
+    lists ``(die, [(layer, expert), ...])``, dies ascending."""
+    evictions = [(d, layer, e) for d, pairs in decided for layer, e in pairs]
+    units._evict_pairs(*np.array(evictions, np.int64).reshape(-1, 3).T)
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_evict_all_equals_one_eviction_at_a_time(seed):
     """Random evictions of held replicas, each die's in random order, with two of the layer
@@ -117,7 +124,7 @@ def test_evict_all_equals_one_eviction_at_a_time(seed):
         if (layer, e) not in decided.setdefault(d, []):
             decided[d].append((layer, e))
     decided = sorted(decided.items())
-    units._evict_all(decided)
+    _evict_all(units, decided)
     for d, pairs in decided:
         for layer, e in pairs:
             slow._evict(d, layer, e)
@@ -129,8 +136,8 @@ def test_evict_all_equals_one_eviction_at_a_time(seed):
 def test_nothing_to_evict_changes_nothing():
     units, _, _ = _filled(0)
     before = _state(units)
-    units._evict_all([])
-    units._evict_all([(0, []), (5, [])])
+    _evict_all(units, [])
+    _evict_all(units, [(0, []), (5, [])])
     assert _same(_state(units), before)
 
 
@@ -139,7 +146,7 @@ def test_evicting_a_home_copy_is_refused_as_one_at_a_time():
     e = 3
     home = int(units.home[e])
     with pytest.raises(ValueError, match=f"die {home} is the home of expert {e}"):
-        units._evict_all([(home, [(0, e)])])
+        _evict_all(units, [(home, [(0, e)])])
     with pytest.raises(ValueError, match=f"die {home} is the home of expert {e}"):
         units._evict(home, 0, e)
 

@@ -345,13 +345,6 @@ class PredictionUnits:
         """Replicated experts each die holds now (EDT presence bits off the home die)."""
         return self.gcp.replicas_per_die()
 
-    def _evict_all(self, decided) -> None:
-        """:meth:`_evict_pairs` of the evictions as the die-by-die Local CP twins name them:
-        ``decided`` lists ``(die, [(layer, expert), ...])``, each die's in its Local CP's
-        order."""
-        evictions = [(d, layer, e) for d, pairs in decided for layer, e in pairs]
-        self._evict_pairs(*np.array(evictions, np.int64).reshape(-1, 3).T)
-
     def _evict_pairs(self, dies, layers, experts) -> None:
         """Apply the evictions the Local CPs decided: replica ``(layers[i], experts[i])`` of
         die ``dies[i]``, dies ascending, each die's in its Local CP's order. Every die at once,
