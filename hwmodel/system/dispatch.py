@@ -58,6 +58,8 @@ class TokenDispatch:
         model, store = replay.model, replay.store
         live = replay.live_dies
         self.route_len = np.asarray(replay.routed_tables().route_len, np.int64)
+        # hops of a message there and back, per (source, destination)
+        self.round_trip = self.route_len + self.route_len.T
         self.token_bytes = model.hidden_dim * model.dtype_bytes
         self.layer_die = layer_dies(live, store.moe_layers)
         self.request_die = request_dies(live, np.arange(len(store)))
@@ -75,32 +77,33 @@ class TokenDispatch:
     def layer(self, layer, rows, requests, task_e, task_d, task_t) -> None:
         """Count one MoE layer's dispatch and combine (``rows`` and ``requests`` of the
         iteration, the allocation's tasks)."""
-        if self.sharded:
-            src = np.full(len(task_e), self.layer_die[layer])
-            weight = task_t.astype(np.int64)
+        if self.sharded:            # every token starts on the layer's die: one source
+            src = self.layer_die[layer]
+            weight = np.asarray(task_t, np.int64)
             dest = task_d
         else:
             src, dest = self._token_pairs(layer, rows, requests, task_e, task_d, task_t)
-            weight = np.ones(len(src), np.int64)
-        there, back = self.route_len[src, dest], self.route_len[dest, src]
+            weight = np.ones(len(dest), np.int64)
+        remote = dest != src
         messages = 2 * int(weight.sum())
-        remote = 2 * int(weight[dest != src].sum())
-        hops = int((weight * (there + back)).sum())
+        remote_messages = 2 * int(weight[remote].sum())
+        hops = int((weight * self.round_trip[src, dest]).sum())
         self.totals["dispatch_messages"] += messages
-        self.totals["dispatch_remote_messages"] += remote
+        self.totals["dispatch_remote_messages"] += remote_messages
         self.totals["dispatch_hops"] += hops
-        self.totals["dispatch_bytes"] += remote * self.token_bytes
+        self.totals["dispatch_bytes"] += remote_messages * self.token_bytes
         self.totals["dispatch_byte_hops"] += hops * self.token_bytes
         if self.timed:
-            self.pairs = self._transfers(src, dest, weight)
+            self.pairs = self._transfers(src, dest, weight, remote)
 
-    def _transfers(self, src, dest, weight):
-        """One transfer per (source, destination) pair of different dies, in pair order."""
+    def _transfers(self, src, dest, weight, remote):
+        """One transfer per (source, destination) pair of different dies (``remote``), in
+        pair order; ``src`` is one die or one per message. Counted over the ``dies x dies``
+        pairs, which is cheaper than sorting the messages."""
         n = len(self.route_len)
-        remote = src != dest
-        key = src[remote] * n + dest[remote]
-        pairs, inverse = np.unique(key, return_inverse=True)
-        tokens = np.bincount(inverse, weights=weight[remote], minlength=len(pairs))
+        key = (src * n + dest)[remote]
+        pairs = np.flatnonzero(np.bincount(key, minlength=n * n))
+        tokens = np.bincount(key, weights=weight[remote], minlength=n * n)[pairs]
         return pairs // n, pairs % n, tokens * self.token_bytes
 
     def _phase(self, t0, src, dst, nbytes) -> int:
