@@ -69,6 +69,12 @@ class TokenDispatch:
         self.timed = kernel is not None
         self.tables = replay.tables
         self.pairs = (np.zeros(0, np.int64),) * 3          # this layer's src, dst, bytes
+        # what a layer's tally writes, made once: its sums, and its transfers (``pairs`` are
+        # views of these, read before the next layer's tally)
+        dies = len(self.route_len)
+        self._sums = np.empty(3, np.int64)
+        self._pair_dies = np.empty((2, dies * dies), np.int64)
+        self._pair_bytes = np.empty(dies * dies)
         if self.timed:
             self.totals.update(dispatch_ns=0, combine_ns=0)
             # the links' rates and hop latencies, for the paper's link holding
@@ -84,21 +90,17 @@ class TokenDispatch:
         else:
             src, dest = self._token_pairs(layer, rows, requests, task_e, task_d, task_t)
             weight = np.ones(len(src), np.int64)
-        n = len(self.route_len)
-        pair_src, pair_dst = np.empty((2, n * n), np.int64)
-        pair_tokens = np.empty(n * n)
-        sums = np.empty(3, np.int64)
-        pairs = _tally_messages(src, dest, weight, self.round_trip, sums, pair_src, pair_dst,
-                                pair_tokens)
-        messages, remote, hops = sums.tolist()
+        pair_src, pair_dst = self._pair_dies
+        pairs = _tally_messages(src, dest, weight, self.round_trip, self.token_bytes,
+                                self._sums, pair_src, pair_dst, self._pair_bytes)
+        messages, remote, hops = self._sums.tolist()
         self.totals["dispatch_messages"] += 2 * messages
         self.totals["dispatch_remote_messages"] += 2 * remote
         self.totals["dispatch_hops"] += hops
         self.totals["dispatch_bytes"] += 2 * remote * self.token_bytes
         self.totals["dispatch_byte_hops"] += hops * self.token_bytes
         if self.timed:
-            self.pairs = (pair_src[:pairs], pair_dst[:pairs],
-                          pair_tokens[:pairs] * self.token_bytes)
+            self.pairs = pair_src[:pairs], pair_dst[:pairs], self._pair_bytes[:pairs]
 
     def _phase(self, t0, src, dst, nbytes) -> int:
         shared = self.kernel.network is not None
@@ -155,12 +157,14 @@ def pair_tasks(layer, rows, task_e, task_t) -> np.ndarray:
 
 
 @njit(cache=True)
-def _tally_messages(src, dest, weight, round_trip, sums, pair_src, pair_dst, pair_tokens):
+def _tally_messages(src, dest, weight, round_trip, token_bytes, sums, pair_src, pair_dst,
+                    pair_bytes):
     """Message ``i`` carries ``weight[i]`` tokens from die ``src[i]`` to die ``dest[i]`` (and
     back). Writes to ``sums`` the tokens sent, those sent to another die, and the hops there
     and back (``round_trip``, per source and destination); and one transfer per (source,
     destination) pair of different dies, in pair order, to ``pair_src``, ``pair_dst`` and
-    ``pair_tokens`` (its tokens); returns how many. One pass, where numpy would sort."""
+    ``pair_bytes`` (its tokens x ``token_bytes``); returns how many. One pass, where numpy
+    would sort."""
     n = round_trip.shape[0]
     tokens = np.zeros(n * n)
     sent = np.zeros(n * n, np.bool_)
@@ -178,7 +182,7 @@ def _tally_messages(src, dest, weight, round_trip, sums, pair_src, pair_dst, pai
     for key in range(n * n):
         if sent[key]:
             pair_src[pairs], pair_dst[pairs] = key // n, key % n
-            pair_tokens[pairs] = tokens[key]
+            pair_bytes[pairs] = tokens[key] * token_bytes
             pairs += 1
     return pairs
 
