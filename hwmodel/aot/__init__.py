@@ -123,17 +123,18 @@ def _spec(numba_type):
     return None
 
 
-def _checker(specs: list):
+def _checker(specs: list, remember: bool = True):
     """``accepts(args)``: whether ``args`` have exactly the numba types of ``specs`` (what
     numba's ``typeof`` gives them), so that the compiled wrapper reads them correctly.
 
-    An array or a structure (named tuple) accepted at a position is not checked again when
-    the same object comes back: a tuple's members cannot be replaced, and an array's type
-    (dtype, dimensions, layout, writeability) stays what it was unless assigned in place,
+    With ``remember``, a structure (named tuple) accepted at a position is not checked again
+    when the same object comes back: a tuple's members cannot be replaced, and an array's
+    type (dtype, dimensions, layout, writeability) stays what it was unless assigned in place,
     which hwmodel never does to a kernel's arrays. This makes the check of a replay's state
-    (some 60 arrays, the same object layer after layer) and of the tables and buffers that
-    a kernel is handed call after call free after their first call."""
-    checks = [_remembered(_check_of(spec)) if spec[0] in ("array", "named")
+    (some 60 arrays, the same object layer after layer) free after its first call. Arrays
+    are not remembered: that would keep the last one passed alive (a prefill's rows: 6 MB
+    more peak memory on Llama-4), and their check is one test of the flags' bits."""
+    checks = [_remembered(_check_of(spec)) if remember and spec[0] == "named"
               else _check_of(spec) for spec in specs]
     count = len(checks)
 
@@ -190,7 +191,7 @@ def _check_of(spec):
         cls = importlib.import_module(module)
         for part in qualname.split("."):
             cls = getattr(cls, part)
-        inner = _checker(fields)
+        inner = _checker(fields, remember=False)
         return lambda a: type(a) is cls and inner(a)
     if kind == "bool":
         return lambda a: type(a) is bool or type(a) is np.bool_
