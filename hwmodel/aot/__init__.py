@@ -131,7 +131,9 @@ def _checker(specs: list, remember: bool = True):
     when the same object comes back: a tuple's members cannot be replaced, and an array's
     type (dtype, dimensions, layout, writeability) stays what it was unless assigned in place,
     which hwmodel never does to a kernel's arrays. This makes the check of a replay's state
-    (some 60 arrays, the same object layer after layer) free after its first call."""
+    (some 60 arrays, the same object layer after layer) free after its first call. Arrays
+    are not remembered: that would keep the last one passed alive (a prefill's rows: 6 MB
+    more peak memory on Llama-4), and their check is one test of the flags' bits."""
     checks = [_remembered(_check_of(spec)) if remember and spec[0] == "named"
               else _check_of(spec) for spec in specs]
     count = len(checks)
@@ -160,6 +162,14 @@ def _remembered(check):
     return remembered
 
 
+#: numpy's array flags (``ndarray.flags.num``) that numba's array type depends on
+_C, _F, _ALIGNED, _WRITEABLE = 0x1, 0x2, 0x100, 0x400
+
+#: numba's layout -> (flags looked at, their values): "C" if C-contiguous, else "F" if
+#: F-contiguous, else "A"
+_LAYOUT_FLAGS = {"C": (_C, _C), "F": (_C | _F, _F), "A": (_C | _F, 0)}
+
+
 _INT64 = (-(1 << 63), (1 << 63) - 1)
 
 
@@ -168,17 +178,13 @@ def _check_of(spec):
     if kind == "array":
         _, dtype, ndim, layout, mutable, aligned = spec
         dtype = np.dtype(dtype)       # native byte order: a foreign one compares unequal
-        contiguous = {"C": (True, None), "F": (False, True), "A": (False, False)}[layout]
-        c_wanted, f_wanted = contiguous
+        mask, want = _LAYOUT_FLAGS[layout]
+        mask, want = mask | _WRITEABLE | _ALIGNED, (want | (_WRITEABLE if mutable else 0)
+                                                    | (_ALIGNED if aligned else 0))
 
         def check(a) -> bool:
-            if type(a) is not np.ndarray or a.ndim != ndim or a.dtype != dtype:
-                return False
-            flags = a.flags
-            # numba's layout: "C" if C-contiguous, else "F" if F-contiguous, else "A"
-            return (flags.c_contiguous is c_wanted
-                    and (f_wanted is None or flags.f_contiguous is f_wanted)
-                    and flags.writeable is mutable and flags.aligned is aligned)
+            return (type(a) is np.ndarray and a.ndim == ndim and a.dtype == dtype
+                    and a.flags.num & mask == want)
         return check
     if kind == "named":
         _, module, qualname, fields = spec

@@ -58,6 +58,8 @@ class TokenDispatch:
         model, store = replay.model, replay.store
         live = replay.live_dies
         self.route_len = np.asarray(replay.routed_tables().route_len, np.int64)
+        # hops of a message there and back, per (source, destination)
+        self.round_trip = self.route_len + self.route_len.T
         self.token_bytes = model.hidden_dim * model.dtype_bytes
         self.layer_die = layer_dies(live, store.moe_layers)
         self.request_die = request_dies(live, np.arange(len(store)))
@@ -67,6 +69,12 @@ class TokenDispatch:
         self.timed = kernel is not None
         self.tables = replay.tables
         self.pairs = (np.zeros(0, np.int64),) * 3          # this layer's src, dst, bytes
+        # what a layer's tally writes, made once: its sums, and its transfers (``pairs`` are
+        # views of these, read before the next layer's tally)
+        dies = len(self.route_len)
+        self._sums = np.empty(3, np.int64)
+        self._pair_dies = np.empty((2, dies * dies), np.int64)
+        self._pair_bytes = np.empty(dies * dies)
         if self.timed:
             self.totals.update(dispatch_ns=0, combine_ns=0)
             # the links' rates and hop latencies, for the paper's link holding
@@ -75,33 +83,24 @@ class TokenDispatch:
     def layer(self, layer, rows, requests, task_e, task_d, task_t) -> None:
         """Count one MoE layer's dispatch and combine (``rows`` and ``requests`` of the
         iteration, the allocation's tasks)."""
-        if self.sharded:
-            src = np.full(len(task_e), self.layer_die[layer])
-            weight = task_t.astype(np.int64)
-            dest = task_d
+        if self.sharded:            # every token starts on the layer's die: one message a task
+            src = np.full(len(task_d), self.layer_die[layer])
+            weight = np.asarray(task_t, np.int64)
+            dest = np.asarray(task_d, np.int64)
         else:
             src, dest = self._token_pairs(layer, rows, requests, task_e, task_d, task_t)
             weight = np.ones(len(src), np.int64)
-        there, back = self.route_len[src, dest], self.route_len[dest, src]
-        messages = 2 * int(weight.sum())
-        remote = 2 * int(weight[dest != src].sum())
-        hops = int((weight * (there + back)).sum())
-        self.totals["dispatch_messages"] += messages
-        self.totals["dispatch_remote_messages"] += remote
+        pair_src, pair_dst = self._pair_dies
+        pairs = _tally_messages(src, dest, weight, self.round_trip, self.token_bytes,
+                                self._sums, pair_src, pair_dst, self._pair_bytes)
+        messages, remote, hops = self._sums.tolist()
+        self.totals["dispatch_messages"] += 2 * messages
+        self.totals["dispatch_remote_messages"] += 2 * remote
         self.totals["dispatch_hops"] += hops
-        self.totals["dispatch_bytes"] += remote * self.token_bytes
+        self.totals["dispatch_bytes"] += 2 * remote * self.token_bytes
         self.totals["dispatch_byte_hops"] += hops * self.token_bytes
         if self.timed:
-            self.pairs = self._transfers(src, dest, weight)
-
-    def _transfers(self, src, dest, weight):
-        """One transfer per (source, destination) pair of different dies, in pair order."""
-        n = len(self.route_len)
-        remote = src != dest
-        key = src[remote] * n + dest[remote]
-        pairs, inverse = np.unique(key, return_inverse=True)
-        tokens = np.bincount(inverse, weights=weight[remote], minlength=len(pairs))
-        return pairs // n, pairs % n, tokens * self.token_bytes
+            self.pairs = pair_src[:pairs], pair_dst[:pairs], self._pair_bytes[:pairs]
 
     def _phase(self, t0, src, dst, nbytes) -> int:
         shared = self.kernel.network is not None
@@ -155,6 +154,37 @@ def pair_tasks(layer, rows, task_e, task_t) -> np.ndarray:
         raise AssertionError(f"layer {layer}: the plan's tasks hold {int(task_t.sum())} "
                              f"tokens of its experts, the trace {len(experts)}")
     return task
+
+
+@njit(cache=True)
+def _tally_messages(src, dest, weight, round_trip, token_bytes, sums, pair_src, pair_dst,
+                    pair_bytes):
+    """Message ``i`` carries ``weight[i]`` tokens from die ``src[i]`` to die ``dest[i]`` (and
+    back). Writes to ``sums`` the tokens sent, those sent to another die, and the hops there
+    and back (``round_trip``, per source and destination); and one transfer per (source,
+    destination) pair of different dies, in pair order, to ``pair_src``, ``pair_dst`` and
+    ``pair_bytes`` (its tokens x ``token_bytes``); returns how many. One pass, where numpy
+    would sort."""
+    n = round_trip.shape[0]
+    tokens = np.zeros(n * n)
+    sent = np.zeros(n * n, np.bool_)
+    messages = remote = hops = 0
+    for i in range(src.shape[0]):
+        s, d, w = src[i], dest[i], weight[i]
+        messages += w
+        hops += w * round_trip[s, d]
+        if s != d:
+            remote += w
+            tokens[s * n + d] += w
+            sent[s * n + d] = True
+    sums[0], sums[1], sums[2] = messages, remote, hops
+    pairs = 0
+    for key in range(n * n):
+        if sent[key]:
+            pair_src[pairs], pair_dst[pairs] = key // n, key % n
+            pair_bytes[pairs] = tokens[key] * token_bytes
+            pairs += 1
+    return pairs
 
 
 @njit(cache=True)

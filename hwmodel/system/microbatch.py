@@ -48,7 +48,8 @@ import numpy as np
 from .dispatch import pair_tasks
 from .engine import Prediction, Tasks
 
-__all__ = ["MICRO_BATCH_COUNTS", "MicroBatches", "Pipeline", "split_tasks"]
+__all__ = ["MICRO_BATCH_COUNTS", "MicroBatches", "Pipeline", "pair_micro_batches",
+           "split_tasks"]
 
 #: Resources of the pipeline: the wafer's compute and its links.
 COMPUTE, LINKS = "compute", "links"
@@ -60,13 +61,21 @@ MICRO_BATCH_COUNTS = ("micro_attention_ns", "micro_dispatch_ns", "micro_experts_
                       "micro_hidden_ns")
 
 
-def split_tasks(layer, rows, requests, task_e, task_t) -> np.ndarray:
+def split_tasks(layer, rows, requests, task_e, task_t, micro=None) -> np.ndarray:
     """Tokens of each task per micro-batch: ``(2, tasks)``, row ``m`` for micro-batch ``m``
-    (requests ``r`` with ``r mod 2 == m``); the two rows add up to ``task_t``."""
+    (requests ``r`` with ``r mod 2 == m``); the two rows add up to ``task_t``. ``micro``: the
+    iteration's :func:`pair_micro_batches`, if made already."""
     task = pair_tasks(layer, rows, task_e, task_t)
-    micro = np.repeat(np.asarray(requests, np.int64) % 2, rows.shape[2])
+    if micro is None:
+        micro = pair_micro_batches(requests, rows.shape[2])
     n = len(task_e)
     return np.bincount(micro * n + task, minlength=2 * n).reshape(2, n)
+
+
+def pair_micro_batches(requests, top_k: int) -> np.ndarray:
+    """The micro-batch of each (token, chosen expert) pair of an iteration, in token order:
+    ``requests`` (each token's request) mod 2, ``top_k`` times each."""
+    return np.repeat(np.asarray(requests, np.int64) % 2, top_k)
 
 
 class Pipeline:
@@ -166,9 +175,10 @@ class MicroBatches:
         self.clock = 0                                   # the serial measuring clock
         self.pipeline = Pipeline()
         self.totals = dict.fromkeys(MICRO_BATCH_COUNTS, 0)
-        self._half_iteration, self._halves = -1, [None, None]
+        self._iteration, self._halves = -1, None     # the iteration's split (_split_batch)
+        self.hbm_busy_ns = np.zeros_like(kernel.outputs.hbm_busy_ns)           # prefetch
 
-    def layer(self, it, layer, rows, requests, plan, order, prediction, launch_ns=0,
+    def layer(self, it, layer, rows, requests, plan: Tasks, order, prediction, launch_ns=0,
               prefetched=None):
         """Run one MoE layer's two micro-batches and place them in the pipeline.
 
@@ -177,8 +187,8 @@ class MicroBatches:
         it, layer : int
         rows, requests : numpy.ndarray
             The iteration's routing rows and each row's request (batch index).
-        plan : tuple of numpy.ndarray
-            The layer's ``(task_e, task_d, task_t)`` in plan order.
+        plan : hwmodel.system.engine.Tasks
+            The layer's tasks in plan order (``remote``: 1 off the expert's home die).
         order : numpy.ndarray or None
             The kernel's task order (the Local CPs' dispatch order), None: plan order.
         prediction : hwmodel.system.engine.Prediction
@@ -197,25 +207,24 @@ class MicroBatches:
         dups : numpy.ndarray
             Both expert phases' copies (rows die, expert, slice).
         """
-        task_e, task_d, task_t = plan
-        requests = np.asarray(requests)
-        split = split_tasks(layer, rows, requests, task_e, task_t)
-        order = np.arange(len(task_e)) if order is None else order
-        remote = (task_d != self.kernel.tables.home[task_e]).astype(np.int64)
+        halves, micro = self._split_batch(it, rows, requests)
+        split = split_tasks(layer, rows, requests, plan.expert, plan.tokens, micro)
         phases, stalled, dups = [], False, []
-        self.hbm_busy_ns = np.zeros_like(self.kernel.outputs.hbm_busy_ns)   # prefetch
+        self.hbm_busy_ns[:] = 0
         for m in (0, 1):
-            keep = split[m] > 0
-            ordered = order[keep[order]]                  # the kernel's order, this half's
-            tasks = Tasks(task_e[ordered], task_d[ordered], split[m][ordered], remote[ordered])
-            if not keep.any():
+            tokens = split[m]
+            mine = np.flatnonzero(tokens)                 # this half's tasks, plan order
+            if not len(mine):
                 phases.append([(None, 0)] * 5)
                 continue
-            rows_m, requests_m, served = self._half(it, rows, requests, m)
+            ordered = mine if order is None else order[tokens[order] > 0]   # kernel order
+            tasks = Tasks(plan.expert[ordered], plan.die[ordered], tokens[ordered],
+                          plan.remote[ordered])
+            rows_m, requests_m, served = halves[m]
             att = self._attention(it, layer, served)
             if self.dispatch is not None:
-                self.dispatch.layer(layer, rows_m, requests_m, task_e[keep], task_d[keep],
-                                    split[m][keep])
+                self.dispatch.layer(layer, rows_m, requests_m, plan.expert[mine],
+                                    plan.die[mine], tokens[mine])
             sent = self._phase("micro_dispatch_ns", "dispatch_end")
             experts, stall, copied = self._experts(layer, tasks, prediction, prefetched)
             back = self._phase("micro_combine_ns", "combine_end")
@@ -223,7 +232,7 @@ class MicroBatches:
                            (COMPUTE, experts), (LINKS, back)])
             stalled |= stall
             dups.append(copied)
-            if prediction.enabled and prediction.copy_ok:
+            if m == 0 and prediction.enabled and prediction.copy_ok:   # what B may copy
                 prediction = prediction._replace(
                     copy=_not_copied_again(prediction.copy, tasks, prediction.redirect))
         self.totals["micro_launch_ns"] += launch_ns             # one launch for both
@@ -231,15 +240,19 @@ class MicroBatches:
         return (start, self.pipeline.end, stalled,
                 np.concatenate(dups) if dups else np.zeros((0, 3), np.int64))
 
-    def _half(self, it, rows, requests, m):
-        """Micro-batch ``m``'s rows, their requests and its distinct requests at iteration
-        ``it`` (``rows`` and ``requests`` of that iteration), made once per iteration."""
-        if self._half_iteration != it:
-            self._half_iteration, self._halves = it, [None, None]
-        if self._halves[m] is None:
-            mine = requests % 2 == m
-            self._halves[m] = (rows[mine], requests[mine], np.unique(requests[mine]))
-        return self._halves[m]
+    def _split_batch(self, it, rows, requests):
+        """The iteration's split, made once per iteration (``rows`` and ``requests`` of
+        iteration ``it``): per micro-batch its rows, their requests and its distinct requests;
+        and each (token, chosen expert) pair's micro-batch (:func:`pair_micro_batches`)."""
+        if self._iteration != it:
+            requests = np.asarray(requests)
+            halves = []
+            for m in (0, 1):
+                mine = requests % 2 == m
+                halves.append((rows[mine], requests[mine], np.unique(requests[mine])))
+            self._iteration = it
+            self._halves = halves, pair_micro_batches(requests, rows.shape[2])
+        return self._halves
 
     def barrier(self) -> int:
         """Both micro-batches meet (the prefill's end, the run's end); returns the time."""

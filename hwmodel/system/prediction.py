@@ -362,8 +362,8 @@ class PredictionUnits:
             return
         ATUTwin.invalidate_entries(self.atu_tables[0], layers * self.N + dies, experts)
         self.gcp.edt_clear_present_pairs(layers, experts, dies)
-        for i in np.flatnonzero(layers == self.layer).tolist():
-            self._clear_is_local(int(dies[i]), int(experts[i]))
+        now = layers == self.layer
+        PDUTwin.clear_is_local_rows(self.registers, dies[now], experts[now])
 
     def _evict(self, d, layer, e):
         """Drop die ``d``'s replica of expert ``e`` of ``layer``, as its Local CP decided."""

@@ -92,22 +92,33 @@ class Prefetcher:
         self.learned = False
         self.ready = np.zeros((self.N, self.E * self.slices), np.bool_)
         self.read = np.zeros_like(self.ready)
+        self.input = Prefetched(True, self.ready, self.read)    # what the kernel reads
+        self.held = 0             # slices in the buffers (the kernel reads only those)
         self.for_layer = -1
         self.prefetches = self.used = self.peak_slices = 0
 
     def kernel_input(self, layer: int) -> Prefetched:
         """The slices read ahead for ``layer`` (none if the last plan was for another)."""
         if self.for_layer != layer:
+            self._empty()
+        return self.input
+
+    def _empty(self) -> None:
+        """Empty the buffers, and forget which slices were read. Nothing to do while they
+        hold nothing (a slice is marked read only if it is held): so a run that never reads
+        ahead (Llama-4's slices and an LLC-sized buffer) never touches the arrays."""
+        if self.held:
             self.ready[:] = False
-        self.read[:] = False
-        return Prefetched(True, self.ready, self.read)
+            self.read[:] = False
+            self.held = 0
 
     def after_layer(self, layer: int, rows, launch_ns: int, end_ns: int, hbm_busy_ns) -> int:
         """Tally the use of ``layer``'s prefetched slices, then read ahead for ``layer + 1``
         under ``layer`` (interval ``launch_ns`` to ``end_ns``; ``hbm_busy_ns`` per die).
         Returns the slices read ahead."""
-        self.used += int(np.count_nonzero(self.ready & self.read))
-        self.ready[:] = False
+        if self.held:
+            self.used += int(np.count_nonzero(self.ready & self.read))
+        self._empty()
         self.for_layer = layer + 1
         if layer + 1 >= self.L or not self.reads_ahead:
             return 0
@@ -132,6 +143,7 @@ class Prefetcher:
             self.ready[homes[now], experts[now] * self.slices + s] = True
         taken = np.bincount(homes, weights=fits, minlength=self.N).astype(np.int64)
         count = int(taken.sum())
+        self.held = count
         self.prefetches += count
         self.peak_slices = max(self.peak_slices, int(taken.max()))
         return count

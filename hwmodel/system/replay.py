@@ -396,13 +396,12 @@ class _Run:
             self.dispatch.layer(layer, rows, self.requests, task_e, task_d, task_t)
         timed = self.dispatch is not None and self.dispatch.timed
         copy_ok = self.units is not None and stage == "decode"
-        tasks = Tasks(task_e, task_d, task_t, remote)
+        plan = Tasks(task_e, task_d, task_t, remote)
         order = None
         if self.units is not None:
             # the dies run their tasks in their Local CPs' dispatch order
             order = self.units.launch(layer, task_e, task_d, task_t, copy_ok,
                                       replay.params.artefact_quirks)
-            tasks = Tasks(*(column[order] for column in tasks))
         prediction = Prediction(enabled=self.units is not None, copy_ok=copy_ok,
                                 redirect=self.redirect, copy=self.copy)
         ready = (self.t if self.attention is None or self.micro is not None
@@ -412,9 +411,10 @@ class _Run:
         prefetched = self.prefetch.kernel_input(layer) if self.prefetch else None
         if self.micro is not None:                                    # physical: micro_batches
             start, end, stall, dups = self.micro.layer(
-                it, layer, rows, self.requests, (task_e, task_d, task_t), order, prediction,
+                it, layer, rows, self.requests, plan, order, prediction,
                 launch_ns=start - self.t, prefetched=prefetched)
         else:
+            tasks = plan if order is None else Tasks(*(column[order] for column in plan))
             if timed:                                                 # physical: dispatch_time
                 start = self.dispatch.dispatch_end(start)
             end, stall, dups = self.kernel.run(start, layer, tasks, prediction,

@@ -79,7 +79,7 @@ def pack_words(cp_en, is_local, num_experts: int = PAPER.experts) -> list[int]:
 def without_is_local(word: int, expert: int) -> int:
     """``word``, the register that holds ``expert``, with that expert's ``is_local`` bit
     cleared (``cp_en`` and the other experts' bits kept): what a replica's eviction writes
-    back."""
+    back. ``word`` and ``expert`` may be int64 arrays (one register each)."""
     return word & ~(IS_LOCAL << (BITS_PER_EXPERT * (expert % EXPERTS_PER_WORD)))
 
 
@@ -208,6 +208,16 @@ class PDUTwin:
         each of those dies' twins (the compiled :func:`.compiled.load_rows`, which that
         method calls on its one row); arguments are not checked (the caller builds them)."""
         load_rows(registers, dies, words)
+
+    @staticmethod
+    def clear_is_local_rows(registers, dies, experts) -> None:
+        """Clear the ``is_local`` bit of ``experts[i]`` in die ``dies[i]``'s table (int64
+        arrays) of a wafer whose PDUs keep their registers in the rows of ``registers``:
+        the state that :func:`without_is_local` written back to each register in turn leaves
+        (replicas evicted; the bits cleared commute, so the order does not matter).
+        Arguments are not checked."""
+        keep = without_is_local(-1, experts)          # every bit but the expert's is_local
+        np.bitwise_and.at(registers, (dies, experts // EXPERTS_PER_WORD), keep)
 
     @staticmethod
     def arrivals(registers, dies, experts) -> np.ndarray:
