@@ -516,6 +516,20 @@ def transfer_times(start, src, dst, nbytes, tables, fs: FlowState, *,
 def transfer_phase(t0: int, src, dst, nbytes, tables, fs: FlowState, *, shared: bool) -> int:
     """When the last of a set of transfers that all start at ``t0`` arrives
     (:func:`transfer_times`); ``t0`` when there are none."""
-    arrival = transfer_times(np.full(len(src), t0), src, dst, nbytes, tables, fs,
-                             shared=shared)
-    return int(max(t0, arrival.max(initial=t0)))
+    return _last_arrival(int(t0), np.asarray(src, np.int64), np.asarray(dst, np.int64),
+                         np.asarray(nbytes, np.float64), tables.route_start, tables.route_flat,
+                         tables.route_len, len(tables.route_len), fs, shared)
+
+
+@njit(cache=True)
+def _last_arrival(t0, src, dst, nbytes, route_start, route_flat, route_len, num_dies, fs,
+                  shared):
+    """:func:`transfer_phase` in one compiled call (a dispatch or combine phase is a few
+    transfers: numpy's calls on them would cost more than the phase)."""
+    n = src.shape[0]
+    if n == 0:
+        return t0
+    arrival = np.zeros(n, np.int64)
+    _transfers(np.full(n, t0, np.int64), src, dst, nbytes, route_start, route_flat, route_len,
+               num_dies, fs, shared, arrival)
+    return max(t0, arrival.max())
