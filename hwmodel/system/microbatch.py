@@ -116,32 +116,33 @@ class Pipeline:
         """Place ``chains`` greedily; returns the start times of each chain's last ``own[m]``
         phases that take time (the layer's own, not the combines pending from the layer
         before)."""
+        ready, free = self.ready, self.free
         pos = [0, 0]
+        size = [len(chains[0]), len(chains[1])]
         starts = []
         while True:
-            best = None
-            for m in (0, 1):
-                if pos[m] == len(chains[m]):
+            m = start = None                  # the phase that can start first (ties: the
+            for c in (0, 1):                  # one ready first, then A)
+                if pos[c] == size[c]:
                     continue
-                resource, ns = chains[m][pos[m]]
-                start = self.ready[m]
-                if resource is not None and ns:
-                    start = max(start, self.free[resource])
-                key = (start, self.ready[m], m)
-                if best is None or key < best:
-                    best = key
-            if best is None:
+                resource, ns = chains[c][pos[c]]
+                at = ready[c]
+                if resource is not None and ns and free[resource] > at:
+                    at = free[resource]
+                if m is None or at < start or (at == start and ready[c] < ready[m]):
+                    m, start = c, at
+            if m is None:
                 return starts
-            start, _, m = best
             resource, ns = chains[m][pos[m]]
             end = start + ns
             if resource is not None and ns:
-                self.free[resource] = end
-            if ns and pos[m] >= len(chains[m]) - own[m]:
+                free[resource] = end
+            if ns and pos[m] >= size[m] - own[m]:
                 starts.append(start)
             pos[m] += 1
-            self.ready[m] = end
-            self.end = max(self.end, end)
+            ready[m] = end
+            if end > self.end:
+                self.end = end
 
 
 class MicroBatches:
