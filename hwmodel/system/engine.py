@@ -991,13 +991,24 @@ class LayerKernel:
         slice). The layer's per-die spans, HBM bytes and HBM busy times are in
         :attr:`outputs`; ``prefetched`` (physical switch ``prefetch``) the slices each die
         holds read ahead."""
+        _run_layer(*self.layer_inputs(t0, layer, tasks, prediction, num_experts=num_experts,
+                                      slices=slices, prefetched=prefetched))
+        return self.layer_result()
+
+    def layer_inputs(self, t0: int, layer: int, tasks: Tasks, prediction: Prediction, *,
+                     num_experts: int, slices: int, prefetched: Prefetched | None = None):
+        """The arguments of :func:`_run_layer` for one layer (:meth:`run`'s), with room made
+        for its chains."""
         chains = len(tasks.expert) * slices
         if chains > self._cap_chains:
             self._grow(chains)
+        return (self.state, int(t0), int(layer), tasks, prediction, num_experts, slices,
+                self.network is not None,
+                self._no_prefetch if prefetched is None else prefetched)
+
+    def layer_result(self):
+        """``(end_ns, stalled, dups)`` of the layer run last (:meth:`run`)."""
         out = self.outputs
-        _run_layer(self.state, int(t0), int(layer), tasks, prediction, num_experts, slices,
-                   self.network is not None,
-                   self._no_prefetch if prefetched is None else prefetched)
         n_dup = int(out.counters[Counter.DUPS])
         return (int(out.counters[Counter.END_NS]), bool(out.counters[Counter.STALLED]),
                 out.dups[:n_dup].copy())

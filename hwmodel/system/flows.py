@@ -513,19 +513,14 @@ def transfer_times(start, src, dst, nbytes, tables, fs: FlowState, *,
     return arrival
 
 
-def transfer_phase(t0: int, src, dst, nbytes, tables, fs: FlowState, *, shared: bool) -> int:
-    """When the last of a set of transfers that all start at ``t0`` arrives
-    (:func:`transfer_times`); ``t0`` when there are none."""
-    return _last_arrival(int(t0), np.asarray(src, np.int64), np.asarray(dst, np.int64),
-                         np.asarray(nbytes, np.float64), tables.route_start, tables.route_flat,
-                         tables.route_len, len(tables.route_len), fs, shared)
-
-
 @njit(cache=True)
-def _last_arrival(t0, src, dst, nbytes, route_start, route_flat, route_len, num_dies, fs,
-                  shared):
-    """:func:`transfer_phase` in one compiled call (a dispatch or combine phase is a few
-    transfers: numpy's calls on them would cost more than the phase)."""
+def transfer_phase(t0, src, dst, nbytes, route_start, route_flat, route_len, num_dies, fs,
+                   shared):
+    """When the last of a set of transfers that all start at ``t0`` arrives
+    (:func:`transfer_times`, on the route tables of a
+    :class:`~hwmodel.system.lowering.Tables` and its ``num_dies``); ``t0`` when there are
+    none. Compiled whole: a dispatch or combine phase is a few transfers, and numpy's calls
+    on them would cost more than the phase."""
     n = src.shape[0]
     if n == 0:
         return t0

@@ -214,7 +214,7 @@ class MicroBatches:
         self.hbm_busy_ns[:] = 0
         for m in (0, 1):
             tokens = split[m]
-            mine = np.flatnonzero(tokens)                 # this half's tasks, plan order
+            mine = tokens.nonzero()[0]                    # this half's tasks, plan order
             if not len(mine):
                 phases.append([(None, 0)] * 5)
                 continue
@@ -224,11 +224,11 @@ class MicroBatches:
             rows_m, requests_m, served = halves[m]
             att = self._attention(it, layer, served)
             if self.dispatch is not None:
-                self.dispatch.layer(layer, rows_m, requests_m, plan.expert[mine],
-                                    plan.die[mine], tokens[mine])
-            sent = self._phase("micro_dispatch_ns", "dispatch_end")
-            experts, stall, copied = self._experts(layer, tasks, prediction, prefetched)
-            back = self._phase("micro_combine_ns", "combine_end")
+                in_plan = ((tasks.expert, tasks.die, tasks.tokens) if order is None  # plan
+                           else (plan.expert[mine], plan.die[mine], tokens[mine]))   # order
+                self.dispatch.layer(layer, rows_m, requests_m, *in_plan)
+            sent, experts, back, stall, copied = self._phases(layer, tasks, prediction,
+                                                             prefetched)
             phases.append([(COMPUTE, att), (None, launch_ns), (LINKS, sent),
                            (COMPUTE, experts), (LINKS, back)])
             stalled |= stall
@@ -275,25 +275,25 @@ class MicroBatches:
         self.totals["micro_attention_ns"] += ns
         return ns
 
-    def _phase(self, counter, which) -> int:
-        """Time one dispatch or combine phase (``which``: the TokenDispatch method) on the
-        measuring clock."""
-        if not self.timed:
-            return 0
-        end = getattr(self.dispatch, which)(self.clock)
-        ns, self.clock = end - self.clock, end
-        self.totals[counter] += ns
-        return ns
-
-    def _experts(self, layer, tasks: Tasks, prediction: Prediction, prefetched=None):
-        """Time one micro-batch's expert phase (a kernel run) on the measuring clock."""
-        end, stall, dups = self.kernel.run(self.clock, layer, tasks, prediction,
-                                           num_experts=self.num_experts, slices=self.slices,
-                                           prefetched=prefetched)
+    def _phases(self, layer, tasks: Tasks, prediction: Prediction, prefetched=None):
+        """Time one micro-batch's dispatch, expert phase (a kernel run) and combine, one
+        after the other on the measuring clock (no dispatch or combine time unless the
+        dispatch is timed). Returns their ns, whether the kernel stalled and its copies."""
+        t0 = self.clock
+        run = self.dispatch.run_layer if self.timed else self.kernel.run
+        ends = run(t0, layer, tasks, prediction, num_experts=self.num_experts,
+                   slices=self.slices, prefetched=prefetched)
+        if self.timed:
+            sent, done, back, stall, dups = ends
+        else:
+            (done, stall, dups), sent, back = ends, t0, ends[0]
+        self.clock = back
         self.hbm_busy_ns += self.kernel.outputs.hbm_busy_ns
-        ns, self.clock = end - self.clock, end
-        self.totals["micro_experts_ns"] += ns
-        return ns, stall, dups
+        totals = self.totals
+        totals["micro_dispatch_ns"] += sent - t0
+        totals["micro_experts_ns"] += done - sent
+        totals["micro_combine_ns"] += back - done
+        return sent - t0, done - sent, back - done, stall, dups
 
 
 def _not_copied_again(copy, tasks: Tasks, redirect) -> np.ndarray:
