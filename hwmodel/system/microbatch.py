@@ -45,6 +45,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..jit import njit
 from .dispatch import pair_tasks
 from .engine import Prediction, Tasks
 
@@ -296,12 +297,18 @@ class MicroBatches:
         return sent - t0, done - sent, back - done, stall, dups
 
 
+@njit(cache=True)
 def _not_copied_again(copy, tasks: Tasks, redirect) -> np.ndarray:
     """``copy`` without the (die, expert) pairs whose slices micro-batch A fetched from afar:
-    A's copy of them is made; B's arriving slices are not copied a second time."""
-    fetched = tasks.remote.astype(bool) & ~redirect[tasks.die, tasks.expert]
-    if not fetched.any():
-        return copy
-    out = copy.copy()
-    out[tasks.die[fetched], tasks.expert[fetched]] = False
+    A's copy of them is made; B's arriving slices are not copied a second time. ``copy``
+    itself is left as it is (a copy of it is changed, made when a pair is cleared)."""
+    out = copy
+    copied = False
+    for k in range(tasks.die.shape[0]):
+        d, e = tasks.die[k], tasks.expert[k]
+        if tasks.remote[k] != 0 and not redirect[d, e] and out[d, e]:
+            if not copied:
+                out = copy.copy()
+                copied = True
+            out[d, e] = False
     return out
