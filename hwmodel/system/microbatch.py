@@ -297,16 +297,22 @@ class MicroBatches:
         return sent - t0, done - sent, back - done, stall, dups
 
 
-@njit(cache=True)
 def _not_copied_again(copy, tasks: Tasks, redirect) -> np.ndarray:
     """``copy`` without the (die, expert) pairs whose slices micro-batch A fetched from afar:
     A's copy of them is made; B's arriving slices are not copied a second time. ``copy``
     itself is left as it is (a copy of it is changed, made when a pair is cleared)."""
+    return _clear_fetched(copy, tasks.die, tasks.expert, tasks.remote, redirect)
+
+
+@njit(cache=True)
+def _clear_fetched(copy, die, expert, remote, redirect):
+    """:func:`_not_copied_again` over the tasks' columns, in one pass (arrays only: numba
+    types a structure argument slowly on every call)."""
     out = copy
     copied = False
-    for k in range(tasks.die.shape[0]):
-        d, e = tasks.die[k], tasks.expert[k]
-        if tasks.remote[k] != 0 and not redirect[d, e] and out[d, e]:
+    for k in range(die.shape[0]):
+        d, e = die[k], expert[k]
+        if remote[k] != 0 and not redirect[d, e] and out[d, e]:
             if not copied:
                 out = copy.copy()
                 copied = True
