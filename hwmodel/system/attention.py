@@ -97,6 +97,7 @@ class AttentionTime:
         # where the attention runs: the HBM budget's placement rule
         self.hosts = [layer_dies(live, group).tolist() for group in self.groups]
         self.request_die = request_dies(live, np.arange(len(store)))
+        self.alike = first_alike(self.dies, self.efficiency, live)
         self.kernel = kernel
         self.totals = dict.fromkeys(ATTENTION_COUNTS, 0)
         self._iteration, self._cache = -1, {}
@@ -138,8 +139,9 @@ class AttentionTime:
         per_die = [(0, 0, 0)] * self.num_dies
         if self.sharded:
             every = (int(q.sum()), int(c.sum()), int(pairs.sum()))
-            for d in self.live.tolist():
-                per_die[d] = self._die_layer(d, *every)
+            for d in self.live.tolist():          # the same requests: alike dies, same times
+                first = self.alike[d]
+                per_die[d] = per_die[first] if first != d else self._die_layer(d, *every)
         else:
             sums = np.zeros((3, self.num_dies), np.int64)
             for row, values in zip(sums, (q, c, pairs)):
@@ -227,6 +229,19 @@ class AttentionTime:
         for die, end in zip(dies, ends):
             for resource in (n + die, 2 * n + die):               # its HBM, its compute
                 release[resource] = max(int(release[resource]), end)
+
+
+def first_alike(dies, efficiency, live) -> list[int]:
+    """Per die id, the first of the ``live`` dies whose HBM and compute unit (their types and
+    parameters) and HBM ``efficiency`` are the die's: serving the same requests, the two take
+    the same time (:meth:`AttentionTime._die_layer`). A die not live is its own."""
+    first: dict = {}
+    out = list(range(len(dies)))
+    for d in np.asarray(live).tolist():
+        hbm, compute = dies[d].hbm, dies[d].compute
+        key = (type(hbm), hbm.params, type(compute), compute.params, float(efficiency[d]))
+        out[d] = first.setdefault(key, d)
+    return out
 
 
 def _layer_groups(moe_layers: np.ndarray, num_layers: int) -> list[np.ndarray]:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..jit import njit
+from .engine import Counter, Prediction, Prefetched, Tasks, _run_layer
 from .flows import grown, link_network, new_flow_state, transfer_phase
 from .memory_budget import layer_dies, request_dies
 
@@ -77,6 +78,7 @@ class TokenDispatch:
         self._pair_bytes = np.empty(dies * dies)
         if self.timed:
             self.totals.update(dispatch_ns=0, combine_ns=0)
+            self._ends = np.zeros(3, np.int64)          # what run_layer's kernel writes
             # the links' rates and hop latencies, for the paper's link holding
             self.holding = new_flow_state(link_network(replay.wafer), 0)
 
@@ -102,26 +104,40 @@ class TokenDispatch:
         if self.timed:
             self.pairs = pair_src[:pairs], pair_dst[:pairs], self._pair_bytes[:pairs]
 
-    def _phase(self, t0, src, dst, nbytes) -> int:
-        shared = self.kernel.network is not None
-        fs = self.kernel.flows if shared else self.holding
-        if shared and len(fs.src) < len(src):
+    def run_layer(self, t0: int, layer: int, tasks: Tasks, prediction: Prediction, *,
+                  num_experts: int, slices: int, prefetched: Prefetched | None = None):
+        """This layer (counted by :meth:`layer`) on the kernel, in one compiled call: its
+        dispatch from ``t0``; its experts (:meth:`LayerKernel.run
+        <hwmodel.system.engine.LayerKernel.run>`'s arguments) when its tokens have all
+        reached their dies; its combine when the experts have all finished.
+
+        Returns
+        -------
+        dispatched, experts_end, combined : int
+            When the tokens have all arrived, the experts have all finished and their outputs
+            are all back on their tokens' dies.
+        stalled : bool
+        dups : numpy.ndarray
+            The kernel's copies (:meth:`~hwmodel.system.engine.LayerKernel.run`).
+        """
+        kernel = self.kernel
+        src, dst, nbytes = self.pairs
+        shared = kernel.network is not None
+        fs = kernel.flows if shared else self.holding
+        if shared and fs.flows_i.shape[1] < len(src):
             fs = grown(fs, len(src))            # same link totals, more room for flows
-        return transfer_phase(t0, src, dst, nbytes, self.tables, fs, shared=shared)
-
-    def dispatch_end(self, t0: int) -> int:
-        """When this layer's tokens have all reached their experts' dies, from ``t0``."""
-        src, dst, nbytes = self.pairs
-        end = self._phase(t0, src, dst, nbytes)
-        self.totals["dispatch_ns"] += end - t0
-        return end
-
-    def combine_end(self, t0: int) -> int:
-        """When this layer's expert outputs are all back on their tokens' dies, from ``t0``."""
-        src, dst, nbytes = self.pairs
-        end = self._phase(t0, dst, src, nbytes)
-        self.totals["combine_ns"] += end - t0
-        return end
+        tables = self.tables
+        ends = self._ends
+        _dispatch_experts_combine(
+            *kernel.layer_inputs(t0, layer, tasks, prediction, num_experts=num_experts,
+                                 slices=slices, prefetched=prefetched),
+            src, dst, nbytes, tables.route_start, tables.route_flat, tables.route_len,
+            len(tables.route_len), fs, shared, ends)
+        dispatched, experts_end, combined = ends.tolist()
+        self.totals["dispatch_ns"] += dispatched - t0
+        self.totals["combine_ns"] += combined - experts_end
+        _, stalled, dups = kernel.layer_result()
+        return dispatched, experts_end, combined, stalled, dups
 
     def _token_pairs(self, layer, rows, requests, task_e, task_d, task_t):
         """Per (token, chosen expert), in token order: its attention die and its expert
@@ -154,6 +170,24 @@ def pair_tasks(layer, rows, task_e, task_t) -> np.ndarray:
         raise AssertionError(f"layer {layer}: the plan's tasks hold {int(task_t.sum())} "
                              f"tokens of its experts, the trace {len(experts)}")
     return task
+
+
+@njit(cache=True)
+def _dispatch_experts_combine(st, t0, layer, tasks, pred, num_experts, slices, shared, pf,
+                              src, dst, nbytes, route_start, route_flat, route_len, num_dies,
+                              link_fs, link_shared, ends):
+    """:meth:`TokenDispatch.run_layer`: the transfers ``src`` -> ``dst`` of ``nbytes`` from
+    ``t0`` (on ``link_fs``, max-min shared or held: ``link_shared``), then the event kernel
+    (:func:`~hwmodel.system.engine._run_layer`'s arguments, the kernel's ``shared``) from
+    their last arrival, then the same transfers back from the layer's end; writes the three
+    ends to ``ends``."""
+    dispatched = transfer_phase(t0, src, dst, nbytes, route_start, route_flat, route_len,
+                                num_dies, link_fs, link_shared)
+    _run_layer(st, dispatched, layer, tasks, pred, num_experts, slices, shared, pf)
+    experts_end = st.outputs.counters[Counter.END_NS]
+    ends[0], ends[1] = dispatched, experts_end
+    ends[2] = transfer_phase(experts_end, dst, src, nbytes, route_start, route_flat, route_len,
+                             num_dies, link_fs, link_shared)
 
 
 @njit(cache=True)

@@ -812,10 +812,11 @@ def _simulate(t0, layer, task_expert, task_die, task_tokens, home, prio_of_task,
 def _run_layer(st, t0, layer, tasks, pred, num_experts, slices, shared, pf):
     """Simulate one layer from ``t0`` to its barrier (see the module docstring): unpacks the
     one typed state structure for the event loop. Counters of the run accumulate in
-    ``st.outputs``; the layer's own results are its ``span_lo``/``span_hi``/``dram_bytes``,
-    :attr:`Counter.DUPS` copies in ``dups``, :attr:`Counter.STALLED` and
-    :attr:`Counter.END_NS`."""
+    ``st.outputs``; the layer's own results are its ``span_lo``/``span_hi``/``dram_bytes``/
+    ``hbm_busy_ns``, :attr:`Counter.DUPS` copies in ``dups``, :attr:`Counter.STALLED` and
+    :attr:`Counter.END_NS`, each reset here first."""
     tb, ev, res, ch, out = st.tables, st.events, st.resources, st.chains, st.outputs
+    _reset_layer_outputs(out)
     n_ev = _simulate(
         t0, layer, tasks.expert, tasks.die, tasks.tokens, tb.home, tasks.remote,
         pred.enabled, pred.copy_ok, pred.redirect, pred.copy, num_experts, slices,
@@ -834,6 +835,18 @@ def _run_layer(st, t0, layer, tasks, pred, num_experts, slices, shared, pf):
     _add_layer_stats(out.span_lo, out.span_hi, out.dram_bytes, tasks.die, tasks.tokens, slices,
                      out.layer_stats)
     return n_ev
+
+
+@njit(cache=True, inline="always")
+def _reset_layer_outputs(out):
+    """Clear the layer's own results in ``out`` (:func:`_run_layer`) before it runs."""
+    out.counters[Counter.DUPS] = 0
+    out.counters[Counter.STALLED] = 0
+    out.counters[Counter.END_NS] = 0
+    out.span_lo[:] = -1
+    out.span_hi[:] = -1
+    out.dram_bytes[:] = 0.0
+    out.hbm_busy_ns[:] = 0
 
 
 @njit(cache=True)
@@ -978,18 +991,24 @@ class LayerKernel:
         slice). The layer's per-die spans, HBM bytes and HBM busy times are in
         :attr:`outputs`; ``prefetched`` (physical switch ``prefetch``) the slices each die
         holds read ahead."""
+        _run_layer(*self.layer_inputs(t0, layer, tasks, prediction, num_experts=num_experts,
+                                      slices=slices, prefetched=prefetched))
+        return self.layer_result()
+
+    def layer_inputs(self, t0: int, layer: int, tasks: Tasks, prediction: Prediction, *,
+                     num_experts: int, slices: int, prefetched: Prefetched | None = None):
+        """The arguments of :func:`_run_layer` for one layer (:meth:`run`'s), with room made
+        for its chains."""
         chains = len(tasks.expert) * slices
         if chains > self._cap_chains:
             self._grow(chains)
+        return (self.state, int(t0), int(layer), tasks, prediction, num_experts, slices,
+                self.network is not None,
+                self._no_prefetch if prefetched is None else prefetched)
+
+    def layer_result(self):
+        """``(end_ns, stalled, dups)`` of the layer run last (:meth:`run`)."""
         out = self.outputs
-        out.counters[[Counter.DUPS, Counter.STALLED, Counter.END_NS]] = 0
-        out.span_lo[:] = -1
-        out.span_hi[:] = -1
-        out.dram_bytes[:] = 0.0
-        out.hbm_busy_ns[:] = 0
-        _run_layer(self.state, int(t0), int(layer), tasks, prediction, num_experts, slices,
-                   self.network is not None,
-                   self._no_prefetch if prefetched is None else prefetched)
         n_dup = int(out.counters[Counter.DUPS])
         return (int(out.counters[Counter.END_NS]), bool(out.counters[Counter.STALLED]),
                 out.dups[:n_dup].copy())

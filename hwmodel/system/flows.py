@@ -513,9 +513,18 @@ def transfer_times(start, src, dst, nbytes, tables, fs: FlowState, *,
     return arrival
 
 
-def transfer_phase(t0: int, src, dst, nbytes, tables, fs: FlowState, *, shared: bool) -> int:
+@njit(cache=True)
+def transfer_phase(t0, src, dst, nbytes, route_start, route_flat, route_len, num_dies, fs,
+                   shared):
     """When the last of a set of transfers that all start at ``t0`` arrives
-    (:func:`transfer_times`); ``t0`` when there are none."""
-    arrival = transfer_times(np.full(len(src), t0), src, dst, nbytes, tables, fs,
-                             shared=shared)
-    return int(max(t0, arrival.max(initial=t0)))
+    (:func:`transfer_times`, on the route tables of a
+    :class:`~hwmodel.system.lowering.Tables` and its ``num_dies``); ``t0`` when there are
+    none. Compiled whole: a dispatch or combine phase is a few transfers, and numpy's calls
+    on them would cost more than the phase."""
+    n = src.shape[0]
+    if n == 0:
+        return t0
+    arrival = np.zeros(n, np.int64)
+    _transfers(np.full(n, t0, np.int64), src, dst, nbytes, route_start, route_flat, route_len,
+               num_dies, fs, shared, arrival)
+    return max(t0, arrival.max())

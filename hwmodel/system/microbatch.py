@@ -45,6 +45,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..jit import njit
 from .dispatch import pair_tasks
 from .engine import Prediction, Tasks
 
@@ -116,32 +117,33 @@ class Pipeline:
         """Place ``chains`` greedily; returns the start times of each chain's last ``own[m]``
         phases that take time (the layer's own, not the combines pending from the layer
         before)."""
+        ready, free = self.ready, self.free
         pos = [0, 0]
+        size = [len(chains[0]), len(chains[1])]
         starts = []
         while True:
-            best = None
-            for m in (0, 1):
-                if pos[m] == len(chains[m]):
+            m = start = None                  # the phase that can start first (ties: the
+            for c in (0, 1):                  # one ready first, then A)
+                if pos[c] == size[c]:
                     continue
-                resource, ns = chains[m][pos[m]]
-                start = self.ready[m]
-                if resource is not None and ns:
-                    start = max(start, self.free[resource])
-                key = (start, self.ready[m], m)
-                if best is None or key < best:
-                    best = key
-            if best is None:
+                resource, ns = chains[c][pos[c]]
+                at = ready[c]
+                if resource is not None and ns and free[resource] > at:
+                    at = free[resource]
+                if m is None or at < start or (at == start and ready[c] < ready[m]):
+                    m, start = c, at
+            if m is None:
                 return starts
-            start, _, m = best
             resource, ns = chains[m][pos[m]]
             end = start + ns
             if resource is not None and ns:
-                self.free[resource] = end
-            if ns and pos[m] >= len(chains[m]) - own[m]:
+                free[resource] = end
+            if ns and pos[m] >= size[m] - own[m]:
                 starts.append(start)
             pos[m] += 1
-            self.ready[m] = end
-            self.end = max(self.end, end)
+            ready[m] = end
+            if end > self.end:
+                self.end = end
 
 
 class MicroBatches:
@@ -213,7 +215,7 @@ class MicroBatches:
         self.hbm_busy_ns[:] = 0
         for m in (0, 1):
             tokens = split[m]
-            mine = np.flatnonzero(tokens)                 # this half's tasks, plan order
+            mine = tokens.nonzero()[0]                    # this half's tasks, plan order
             if not len(mine):
                 phases.append([(None, 0)] * 5)
                 continue
@@ -223,11 +225,11 @@ class MicroBatches:
             rows_m, requests_m, served = halves[m]
             att = self._attention(it, layer, served)
             if self.dispatch is not None:
-                self.dispatch.layer(layer, rows_m, requests_m, plan.expert[mine],
-                                    plan.die[mine], tokens[mine])
-            sent = self._phase("micro_dispatch_ns", "dispatch_end")
-            experts, stall, copied = self._experts(layer, tasks, prediction, prefetched)
-            back = self._phase("micro_combine_ns", "combine_end")
+                in_plan = ((tasks.expert, tasks.die, tasks.tokens) if order is None  # plan
+                           else (plan.expert[mine], plan.die[mine], tokens[mine]))   # order
+                self.dispatch.layer(layer, rows_m, requests_m, *in_plan)
+            sent, experts, back, stall, copied = self._phases(layer, tasks, prediction,
+                                                             prefetched)
             phases.append([(COMPUTE, att), (None, launch_ns), (LINKS, sent),
                            (COMPUTE, experts), (LINKS, back)])
             stalled |= stall
@@ -274,33 +276,45 @@ class MicroBatches:
         self.totals["micro_attention_ns"] += ns
         return ns
 
-    def _phase(self, counter, which) -> int:
-        """Time one dispatch or combine phase (``which``: the TokenDispatch method) on the
-        measuring clock."""
-        if not self.timed:
-            return 0
-        end = getattr(self.dispatch, which)(self.clock)
-        ns, self.clock = end - self.clock, end
-        self.totals[counter] += ns
-        return ns
-
-    def _experts(self, layer, tasks: Tasks, prediction: Prediction, prefetched=None):
-        """Time one micro-batch's expert phase (a kernel run) on the measuring clock."""
-        end, stall, dups = self.kernel.run(self.clock, layer, tasks, prediction,
-                                           num_experts=self.num_experts, slices=self.slices,
-                                           prefetched=prefetched)
+    def _phases(self, layer, tasks: Tasks, prediction: Prediction, prefetched=None):
+        """Time one micro-batch's dispatch, expert phase (a kernel run) and combine, one
+        after the other on the measuring clock (no dispatch or combine time unless the
+        dispatch is timed). Returns their ns, whether the kernel stalled and its copies."""
+        t0 = self.clock
+        run = self.dispatch.run_layer if self.timed else self.kernel.run
+        ends = run(t0, layer, tasks, prediction, num_experts=self.num_experts,
+                   slices=self.slices, prefetched=prefetched)
+        if self.timed:
+            sent, done, back, stall, dups = ends
+        else:
+            (done, stall, dups), sent, back = ends, t0, ends[0]
+        self.clock = back
         self.hbm_busy_ns += self.kernel.outputs.hbm_busy_ns
-        ns, self.clock = end - self.clock, end
-        self.totals["micro_experts_ns"] += ns
-        return ns, stall, dups
+        totals = self.totals
+        totals["micro_dispatch_ns"] += sent - t0
+        totals["micro_experts_ns"] += done - sent
+        totals["micro_combine_ns"] += back - done
+        return sent - t0, done - sent, back - done, stall, dups
 
 
 def _not_copied_again(copy, tasks: Tasks, redirect) -> np.ndarray:
     """``copy`` without the (die, expert) pairs whose slices micro-batch A fetched from afar:
-    A's copy of them is made; B's arriving slices are not copied a second time."""
-    fetched = tasks.remote.astype(bool) & ~redirect[tasks.die, tasks.expert]
-    if not fetched.any():
-        return copy
-    out = copy.copy()
-    out[tasks.die[fetched], tasks.expert[fetched]] = False
+    A's copy of them is made; B's arriving slices are not copied a second time. ``copy``
+    itself is left as it is (a copy of it is changed, made when a pair is cleared)."""
+    return _clear_fetched(copy, tasks.die, tasks.expert, tasks.remote, redirect)
+
+
+@njit(cache=True)
+def _clear_fetched(copy, die, expert, remote, redirect):
+    """:func:`_not_copied_again` over the tasks' columns, in one pass (arrays only: numba
+    types a structure argument slowly on every call)."""
+    out = copy
+    copied = False
+    for k in range(die.shape[0]):
+        d, e = die[k], expert[k]
+        if remote[k] != 0 and not redirect[d, e] and out[d, e]:
+            if not copied:
+                out = copy.copy()
+                copied = True
+            out[d, e] = False
     return out

@@ -416,12 +416,13 @@ class _Run:
         else:
             tasks = plan if order is None else Tasks(*(column[order] for column in plan))
             if timed:                                                 # physical: dispatch_time
-                start = self.dispatch.dispatch_end(start)
-            end, stall, dups = self.kernel.run(start, layer, tasks, prediction,
-                                               num_experts=replay.E, slices=self.slices,
-                                               prefetched=prefetched)
-            if timed:
-                end = self.dispatch.combine_end(end)
+                start, _, end, stall, dups = self.dispatch.run_layer(
+                    start, layer, tasks, prediction, num_experts=replay.E, slices=self.slices,
+                    prefetched=prefetched)
+            else:
+                end, stall, dups = self.kernel.run(start, layer, tasks, prediction,
+                                                   num_experts=replay.E, slices=self.slices,
+                                                   prefetched=prefetched)
         if self.units is not None:
             self.units.report(layer)
             if self.control is not None:
