@@ -225,8 +225,10 @@ class MicroBatches:
             rows_m, requests_m, served = halves[m]
             att = self._attention(it, layer, served)
             if self.dispatch is not None:
-                in_plan = ((tasks.expert, tasks.die, tasks.tokens) if order is None  # plan
-                           else (plan.expert[mine], plan.die[mine], tokens[mine]))   # order
+                # the dispatch counts the tasks in plan order: without a kernel order,
+                # the kernel's tasks are already in it
+                in_plan = ((tasks.expert, tasks.die, tasks.tokens) if order is None
+                           else (plan.expert[mine], plan.die[mine], tokens[mine]))
                 self.dispatch.layer(layer, rows_m, requests_m, *in_plan)
             sent, experts, back, stall, copied = self._phases(layer, tasks, prediction,
                                                              prefetched)
